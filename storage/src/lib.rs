@@ -1,0 +1,16 @@
+//! Ignis storage: the data model of stored profiles.
+//!
+//! Owns the wire messages (`proto`), label sets, profile type ids, the
+//! deduplicated symbol tables and the in-memory head that ingesters append to.
+
+pub mod head;
+pub mod interner;
+pub mod labels;
+pub mod profile_type;
+pub mod proto;
+pub mod symbols;
+
+pub use head::{Head, HeadStats, InsertStats, ProfileRow, Series, SeriesSplit, SplitProfile};
+pub use labels::{Labels, names};
+pub use profile_type::{ProfileType, ProfileTypeError};
+pub use symbols::{SymbolError, SymbolTable};
