@@ -1,0 +1,49 @@
+//! Per-tenant ingest limits, with Pyroscope's defaults.
+
+use serde::{Deserialize, Serialize};
+
+/// Validation limits applied by the distributor. `0` disables a limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted HTTP request body, before decompression.
+    pub ingestion_body_limit_bytes: usize,
+    /// Largest accepted profile after decompression.
+    pub max_profile_size_bytes: usize,
+    /// Most samples one profile may carry.
+    pub max_profile_stacktrace_samples: usize,
+    /// Most labels one sample may carry.
+    pub max_profile_stacktrace_sample_labels: usize,
+    /// Deeper stacks are truncated, keeping the root-side frames.
+    pub max_profile_stacktrace_depth: usize,
+    /// Longer symbol strings are truncated, keeping their last bytes.
+    pub max_profile_symbol_value_length: usize,
+    /// Longest label name.
+    pub max_label_name_length: usize,
+    /// Longest label value.
+    pub max_label_value_length: usize,
+    /// Most label names per series (after merging sample labels).
+    pub max_label_names_per_series: usize,
+    /// Reject profiles older than this many seconds (0: accept any age).
+    pub reject_older_than_secs: u64,
+    /// Reject profiles further than this many seconds in the future (0: accept any).
+    pub reject_newer_than_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ingestion_body_limit_bytes: 256 << 20,
+            max_profile_size_bytes: 4 << 20,
+            max_profile_stacktrace_samples: 16_000,
+            max_profile_stacktrace_sample_labels: 100,
+            max_profile_stacktrace_depth: 1000,
+            max_profile_symbol_value_length: 65_535,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_label_names_per_series: 30,
+            reject_older_than_secs: 0,
+            reject_newer_than_secs: 0,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Ingest decoding: every way a profile arrives, turned into [`SplitProfile`]s.
+//!
+//! [`SplitProfile`]: ignis_storage::SplitProfile
+
+pub mod attime;
+pub mod error;
+pub mod gzip;
+pub mod legacy;
+pub mod limits;
+pub mod name;
+pub mod push;
+pub mod split;
+pub mod text;
+
+pub use error::{IngestError, Reason};
+pub use legacy::{IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy, detect_format};
+pub use limits::Limits;
+pub use push::decode_push;

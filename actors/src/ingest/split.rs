@@ -1,0 +1,328 @@
+//! Validation, normalization and series splitting of one decoded pprof.
+//!
+//! One pprof becomes one series per (sample-label set × sample type), labelled
+//! as Pyroscope labels them (`__profile_type__`, `__type__`, `__unit__`, …).
+
+use std::collections::HashMap;
+
+use ignis_storage::proto::google::v1 as pprof;
+use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
+
+use super::error::{IngestError, Reason};
+use super::limits::Limits;
+
+/// Sample labels that never become series labels.
+const NON_SERIES_SAMPLE_LABELS: [&str; 3] = ["trace_id", "span_id", "profile_id"];
+
+/// Timestamps before this (1971-01-01) are treated as missing.
+const MIN_VALID_TIME_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
+
+/// Everything besides the pprof itself that shapes the split.
+#[derive(Debug, Clone)]
+pub struct SplitInput {
+    /// Series labels given by the client (push labels, or derived from `name`).
+    pub labels: Labels,
+    /// Timestamp to use when the pprof has none (ns).
+    pub fallback_time_ns: i64,
+    /// Current time (ns), for the ingestion window.
+    pub now_ns: i64,
+}
+
+/// Validates, normalizes and splits `p` into series. Returns `None` when the
+/// profile holds no data (which is accepted, as Pyroscope does).
+pub fn split_profile(
+    mut p: pprof::Profile,
+    input: SplitInput,
+    limits: &Limits,
+) -> Result<Option<SplitProfile>, IngestError> {
+    let mut labels = input.labels;
+    normalize_series_labels(&mut labels);
+    validate_profile(&p, &labels, limits)?;
+
+    let timestamp_ns = if p.time_nanos < MIN_VALID_TIME_NS {
+        input.fallback_time_ns
+    } else {
+        p.time_nanos
+    };
+    check_window(timestamp_ns, input.now_ns, &labels, limits)?;
+    truncate_symbols(&mut p, limits);
+
+    let metric = labels.get(names::METRIC_NAME).unwrap_or("").to_string();
+    if metric.is_empty() {
+        return Err(IngestError::new(
+            Reason::InvalidLabels,
+            format!("invalid labels '{labels}' with error: invalid metric name"),
+        ));
+    }
+
+    let groups = group_by_sample_labels(&p);
+    let s = |i: i64| p.string_table.get(i as usize).map(String::as_str).unwrap_or("");
+    let (period_type, period_unit) = match &p.period_type {
+        Some(pt) => (Some(s(pt.r#type)), Some(s(pt.unit))),
+        None => (None, None),
+    };
+
+    let mut series = Vec::new();
+    for (sample_labels, samples) in groups {
+        let mut group_labels = labels.clone();
+        for (k, v) in sample_labels {
+            group_labels.insert_if_absent(s(k), s(v));
+        }
+        validate_labels(&group_labels, limits)?;
+        for (value_index, st) in p.sample_type.iter().enumerate() {
+            let (sample_type, sample_unit) = (s(st.r#type), s(st.unit));
+            let mut l = group_labels.clone();
+            // Default relabeling: a wall profile's cpu column is process_cpu.
+            let name = if metric == "wall" && sample_type == "cpu" {
+                "process_cpu"
+            } else {
+                metric.as_str()
+            };
+            l.insert(names::METRIC_NAME, name);
+            l.insert(names::TYPE, sample_type);
+            l.insert(names::UNIT, sample_unit);
+            if let (Some(pt), Some(pu)) = (period_type, period_unit) {
+                l.insert(names::PERIOD_TYPE, pt);
+                l.insert(names::PERIOD_UNIT, pu);
+            }
+            l.insert(
+                names::PROFILE_TYPE,
+                format!(
+                    "{name}:{sample_type}:{sample_unit}:{}:{}",
+                    period_type.unwrap_or(""),
+                    period_unit.unwrap_or("")
+                ),
+            );
+            if let Some(svc) = l.get(names::SERVICE_NAME).map(str::to_string) {
+                l.insert(names::PRIVATE_SERVICE_NAME, svc);
+            }
+            let kept: Vec<u32> = samples
+                .iter()
+                .copied()
+                .filter(|&i| p.sample[i as usize].value[value_index] > 0)
+                .collect();
+            if !kept.is_empty() {
+                series.push(SeriesSplit {
+                    labels: l,
+                    value_index,
+                    samples: kept,
+                });
+            }
+        }
+    }
+    if series.is_empty() {
+        return Ok(None);
+    }
+    p.time_nanos = timestamp_ns;
+    Ok(Some(SplitProfile {
+        profile: p,
+        timestamp_ns,
+        series,
+    }))
+}
+
+/// Applies the label rules every series gets: default `service_name`, the
+/// `godeltaprof_` rename, and removal of `__delta__` and `__session_id__`.
+pub fn normalize_series_labels(labels: &mut Labels) {
+    if labels.get(names::SERVICE_NAME).is_none_or(str::is_empty) {
+        labels.insert(names::SERVICE_NAME, "unknown_service");
+    }
+    if let Some(rest) = labels
+        .get(names::METRIC_NAME)
+        .and_then(|n| n.strip_prefix("godeltaprof_"))
+        .map(str::to_string)
+    {
+        labels.insert(names::METRIC_NAME, rest);
+    }
+    labels.remove(names::DELTA);
+    labels.remove(names::SESSION_ID);
+}
+
+fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    if p.sample_type.is_empty() {
+        return Err(IngestError::malformed("empty profile: no sample types"));
+    }
+    match p.string_table.first() {
+        Some(s) if s.is_empty() => {}
+        _ => return Err(IngestError::malformed("string 0 should be empty string")),
+    }
+    let nstr = p.string_table.len() as i64;
+    let check = |i: i64, what: &str| -> Result<(), IngestError> {
+        if i < 0 || i >= nstr {
+            Err(IngestError::malformed(format!("{what} string index {i} out of range")))
+        } else {
+            Ok(())
+        }
+    };
+    for st in &p.sample_type {
+        check(st.r#type, "sample type")?;
+        check(st.unit, "sample unit")?;
+    }
+    if let Some(pt) = &p.period_type {
+        check(pt.r#type, "period type")?;
+        check(pt.unit, "period unit")?;
+    }
+    if limits.max_profile_stacktrace_samples > 0
+        && p.sample.len() > limits.max_profile_stacktrace_samples
+    {
+        return Err(IngestError::new(
+            Reason::SamplesLimit,
+            format!(
+                "the profile with labels '{labels}' exceeds the samples count limit (max_profile_stacktrace_samples, actual: {}, limit: {})",
+                p.sample.len(),
+                limits.max_profile_stacktrace_samples
+            ),
+        ));
+    }
+    let ntypes = p.sample_type.len();
+    for sample in &p.sample {
+        if sample.value.len() != ntypes {
+            return Err(IngestError::malformed(format!(
+                "sample value length mismatch: {} values for {ntypes} sample types",
+                sample.value.len()
+            )));
+        }
+        if limits.max_profile_stacktrace_sample_labels > 0
+            && sample.label.len() > limits.max_profile_stacktrace_sample_labels
+        {
+            return Err(IngestError::new(
+                Reason::SampleLabelsLimit,
+                format!(
+                    "the profile with labels '{labels}' exceeds the sample labels limit (max_profile_stacktrace_sample_labels, actual: {}, limit: {})",
+                    sample.label.len(),
+                    limits.max_profile_stacktrace_sample_labels
+                ),
+            ));
+        }
+        for l in &sample.label {
+            check(l.key, "label key")?;
+            check(l.str, "label value")?;
+        }
+        if sample.location_id.contains(&0) {
+            return Err(IngestError::malformed("location id is 0"));
+        }
+    }
+    for f in &p.function {
+        check(f.name, "function name")?;
+        check(f.system_name, "function system name")?;
+        check(f.filename, "function filename")?;
+    }
+    for m in &p.mapping {
+        check(m.filename, "mapping filename")?;
+        check(m.build_id, "mapping build id")?;
+    }
+    Ok(())
+}
+
+fn check_window(ts: i64, now: i64, labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000_000);
+    let start = (limits.reject_older_than_secs > 0).then(|| now.saturating_sub(secs(limits.reject_older_than_secs)));
+    let end = (limits.reject_newer_than_secs > 0).then(|| now.saturating_add(secs(limits.reject_newer_than_secs)));
+    if start.is_some_and(|s| ts < s) || end.is_some_and(|e| ts > e) {
+        return Err(IngestError::new(
+            Reason::NotInIngestionWindow,
+            format!(
+                "profile with labels '{labels}' is outside of ingestion window (profile timestamp: {ts}, the ingestion window starts at {} and ends at {})",
+                start.map_or("-inf".into(), |s| s.to_string()),
+                end.map_or("+inf".into(), |e| e.to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn truncate_symbols(p: &mut pprof::Profile, limits: &Limits) {
+    let depth = limits.max_profile_stacktrace_depth;
+    if depth > 0 {
+        for s in &mut p.sample {
+            if s.location_id.len() > depth {
+                // Location ids are leaf first: keep the root side.
+                let cut = s.location_id.len() - depth;
+                s.location_id.drain(..cut);
+            }
+        }
+    }
+    let max = limits.max_profile_symbol_value_length;
+    if max > 0 {
+        for s in &mut p.string_table {
+            if s.len() > max {
+                let mut start = s.len() - max;
+                while !s.is_char_boundary(start) {
+                    start += 1;
+                }
+                s.drain(..start);
+            }
+        }
+    }
+}
+
+/// Groups sample indexes by their string labels (sorted `(key, value)` string ids).
+fn group_by_sample_labels(p: &pprof::Profile) -> Vec<(Vec<(i64, i64)>, Vec<u32>)> {
+    let s = |i: i64| p.string_table.get(i as usize).map(String::as_str).unwrap_or("");
+    let mut groups: HashMap<Vec<(i64, i64)>, Vec<u32>> = HashMap::new();
+    let mut key = Vec::new();
+    for (i, sample) in p.sample.iter().enumerate() {
+        key.clear();
+        for l in &sample.label {
+            if l.str == 0 || NON_SERIES_SAMPLE_LABELS.contains(&s(l.key)) || s(l.key).is_empty() {
+                continue;
+            }
+            key.push((l.key, l.str));
+        }
+        key.sort_by(|a, b| s(a.0).cmp(s(b.0)));
+        key.dedup_by(|a, b| s(a.0) == s(b.0));
+        groups.entry(key.clone()).or_default().push(i as u32);
+    }
+    let mut out: Vec<_> = groups.into_iter().collect();
+    out.sort_by_key(|(_, samples)| samples[0]);
+    out
+}
+
+/// Checks a series label set against the limits and Pyroscope's label rules.
+pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    if labels.is_empty() {
+        return Err(IngestError::new(
+            Reason::MissingLabels,
+            "error at least one label pair is required per profile",
+        ));
+    }
+    if limits.max_label_names_per_series > 0 && labels.len() > limits.max_label_names_per_series {
+        return Err(IngestError::new(
+            Reason::MaxLabelNamesPerSeries,
+            format!(
+                "profile series '{labels}' has {} label names; limit {}",
+                labels.len(),
+                limits.max_label_names_per_series
+            ),
+        ));
+    }
+    for (k, v) in labels.iter() {
+        if limits.max_label_name_length > 0 && k.len() > limits.max_label_name_length {
+            return Err(IngestError::new(
+                Reason::LabelNameTooLong,
+                format!(
+                    "profile with labels '{labels}' has label name too long: '{k}' ({} bytes, limit {})",
+                    k.len(),
+                    limits.max_label_name_length
+                ),
+            ));
+        }
+        if limits.max_label_value_length > 0 && v.len() > limits.max_label_value_length {
+            return Err(IngestError::new(
+                Reason::LabelValueTooLong,
+                format!(
+                    "profile with labels '{labels}' has label value too long: '{v}' ({} bytes, limit {})",
+                    v.len(),
+                    limits.max_label_value_length
+                ),
+            ));
+        }
+        if k.is_empty() {
+            return Err(IngestError::new(
+                Reason::InvalidLabels,
+                format!("invalid labels '{labels}' with error: invalid label name ''"),
+            ));
+        }
+    }
+    Ok(())
+}
