@@ -1,1 +1,17 @@
-//! placeholder
+//! Ignis query: label selectors, stack merging across sources, flame graphs,
+//! pprof export, time series, and the query API built from them.
+
+pub mod attime;
+pub mod engine;
+pub mod error;
+pub mod flamegraph;
+pub mod head_source;
+pub mod pprof_export;
+pub mod render;
+pub mod selector;
+pub mod source;
+pub mod timeseries;
+
+pub use engine::{Engine, QueryLimits};
+pub use error::QueryError;
+pub use source::{MergedStacks, Selection, Source};

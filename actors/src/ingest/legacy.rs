@@ -6,7 +6,7 @@ use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{SplitProfile, names};
 use prost::Message;
 
-use super::attime::parse_time_ns;
+use ignis_query::attime::parse_time_ns;
 use super::error::{IngestError, Reason};
 use super::gzip::maybe_gunzip;
 use super::limits::Limits;

@@ -2,7 +2,6 @@
 //!
 //! [`SplitProfile`]: ignis_storage::SplitProfile
 
-pub mod attime;
 pub mod error;
 pub mod gzip;
 pub mod legacy;

@@ -1,0 +1,246 @@
+//! The query API over a set of [`Source`]s: validation of requests and
+//! assembly of responses, as `querier.v1.QuerierService` defines them.
+
+use std::collections::BTreeSet;
+
+use ignis_storage::proto::google::v1 as pprof;
+use ignis_storage::proto::querier::v1 as q;
+use ignis_storage::proto::types::v1 as types;
+use ignis_storage::{Labels, ProfileType, names};
+use serde::{Deserialize, Serialize};
+
+use crate::error::QueryError;
+use crate::flamegraph::FlameTree;
+use crate::pprof_export::to_pprof;
+use crate::selector::{Matcher, parse_selector};
+use crate::source::{MergedStacks, Selection, Source};
+use crate::timeseries::{Aggregation, SeriesBuilder};
+
+/// Query limits. `0` disables a limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryLimits {
+    /// Flame graph nodes when a request gives none.
+    pub max_flamegraph_nodes_default: i64,
+    /// Largest `max_nodes` a request may ask for.
+    pub max_flamegraph_nodes_max: i64,
+    /// Longest time range of one query, in seconds (0: unlimited).
+    pub max_query_length_secs: i64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self { max_flamegraph_nodes_default: 8192, max_flamegraph_nodes_max: 1_048_576, max_query_length_secs: 0 }
+    }
+}
+
+/// The sources one tenant's query reads.
+pub struct Engine<'a> {
+    sources: &'a [&'a dyn Source],
+    limits: &'a QueryLimits,
+}
+
+const MS: i64 = 1_000_000;
+
+impl<'a> Engine<'a> {
+    /// A query engine over `sources`.
+    pub fn new(sources: &'a [&'a dyn Source], limits: &'a QueryLimits) -> Self {
+        Self { sources, limits }
+    }
+
+    /// Checks a `[start, end]` range in ms; returns it in ns.
+    pub fn range(&self, start_ms: i64, end_ms: i64) -> Result<(i64, i64), QueryError> {
+        if start_ms == 0 || end_ms == 0 {
+            return Err(QueryError::invalid("missing time range in the query"));
+        }
+        if start_ms > end_ms {
+            return Err(QueryError::invalid("query start time is after end time"));
+        }
+        let max = self.limits.max_query_length_secs;
+        if max > 0 && end_ms - start_ms > max * 1000 {
+            return Err(QueryError::invalid(format!(
+                "the query time range exceeds the limit (max_query_length, actual: {}s, limit: {max}s)",
+                (end_ms - start_ms) / 1000
+            )));
+        }
+        Ok((start_ms.saturating_mul(MS), end_ms.saturating_mul(MS).saturating_add(MS - 1)))
+    }
+
+    fn max_nodes(&self, requested: Option<i64>) -> Result<usize, QueryError> {
+        let max = self.limits.max_flamegraph_nodes_max;
+        match requested {
+            None | Some(0) => Ok(self.limits.max_flamegraph_nodes_default.max(0) as usize),
+            Some(n) if n < 0 => Err(QueryError::invalid(format!(
+                "max flamegraph nodes limit must be set (max allowed {max})"
+            ))),
+            Some(n) if max > 0 && n > max => Err(QueryError::invalid(format!(
+                "max flamegraph nodes limit {n} is greater than allowed {max}"
+            ))),
+            Some(n) => Ok(n as usize),
+        }
+    }
+
+    fn series_labels(&self, sel: &Selection) -> Vec<Labels> {
+        let mut all: Vec<Labels> = self.sources.iter().flat_map(|s| s.series(sel)).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn matchers(list: &[String]) -> Result<Vec<Matcher>, QueryError> {
+        let mut out = Vec::new();
+        for m in list {
+            out.extend(parse_selector(m)?);
+        }
+        Ok(out)
+    }
+
+    /// A typed selection: `label_selector` plus the profile type.
+    pub fn typed_selection(
+        &self,
+        profile_type: &str,
+        label_selector: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(ProfileType, Selection), QueryError> {
+        let (start_ns, end_ns) = self.range(start_ms, end_ms)?;
+        let pt = ProfileType::parse(profile_type).map_err(|e| QueryError::invalid(e.to_string()))?;
+        if label_selector.trim().is_empty() {
+            return Err(QueryError::invalid("label_selector is required, e.g. {}"));
+        }
+        let mut matchers = parse_selector(label_selector)?;
+        matchers.push(Matcher::equal(names::PROFILE_TYPE, pt.id()));
+        Ok((pt, Selection { matchers, start_ns, end_ns }))
+    }
+
+    /// `ProfileTypes`: distinct profile types in range, sorted by id.
+    pub fn profile_types(&self, req: &q::ProfileTypesRequest, now_ms: i64) -> Result<q::ProfileTypesResponse, QueryError> {
+        let (start, end) = if req.start == 0 && req.end == 0 { (now_ms - 3_600_000, now_ms) } else { (req.start, req.end) };
+        let (start_ns, end_ns) = self.range(start, end)?;
+        let sel = Selection { matchers: vec![], start_ns, end_ns };
+        let ids: BTreeSet<String> = self
+            .series_labels(&sel)
+            .iter()
+            .filter_map(|l| l.get(names::PROFILE_TYPE).map(str::to_string))
+            .collect();
+        let profile_types = ids.iter().filter_map(|id| ProfileType::parse(id).ok()).map(|t| t.to_proto()).collect();
+        Ok(q::ProfileTypesResponse { profile_types })
+    }
+
+    /// `LabelNames`: sorted, unique label names of matching series.
+    pub fn label_names(&self, req: &types::LabelNamesRequest) -> Result<types::LabelNamesResponse, QueryError> {
+        let (start_ns, end_ns) = self.range(req.start, req.end)?;
+        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
+        let names: BTreeSet<String> =
+            self.series_labels(&sel).iter().flat_map(|l| l.iter().map(|(k, _)| k.to_string())).collect();
+        Ok(types::LabelNamesResponse { names: names.into_iter().collect() })
+    }
+
+    /// `LabelValues`: sorted, unique values of one label.
+    pub fn label_values(&self, req: &types::LabelValuesRequest) -> Result<types::LabelValuesResponse, QueryError> {
+        let (start_ns, end_ns) = self.range(req.start, req.end)?;
+        if req.name.is_empty() {
+            return Err(QueryError::invalid("name is required"));
+        }
+        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
+        let values: BTreeSet<String> =
+            self.series_labels(&sel).iter().filter_map(|l| l.get(&req.name).map(str::to_string)).collect();
+        Ok(types::LabelValuesResponse { names: values.into_iter().collect() })
+    }
+
+    /// `Series`: matching label sets, projected onto `label_names` when given.
+    pub fn series(&self, req: &q::SeriesRequest) -> Result<q::SeriesResponse, QueryError> {
+        let (start_ns, end_ns) = self.range(req.start, req.end)?;
+        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
+        let mut sets: Vec<Labels> = self
+            .series_labels(&sel)
+            .into_iter()
+            .map(|l| {
+                if req.label_names.is_empty() {
+                    l
+                } else {
+                    Labels::from_pairs(
+                        req.label_names.iter().filter_map(|n| l.get(n).map(|v| (n.clone(), v.to_string()))),
+                    )
+                }
+            })
+            .collect();
+        sets.sort();
+        sets.dedup();
+        Ok(q::SeriesResponse { labels_set: sets.iter().map(|l| types::Labels { labels: l.to_proto() }).collect() })
+    }
+
+    /// Merges the stacks of a selection across all sources.
+    pub fn merge(&self, sel: &Selection) -> MergedStacks {
+        let mut merged = MergedStacks::default();
+        for s in self.sources {
+            s.merge_stacks(sel, &mut merged);
+        }
+        merged
+    }
+
+    /// `SelectMergeStacktraces`: a flame graph (or tree bytes, or pprof).
+    pub fn select_merge_stacktraces(
+        &self,
+        req: &q::SelectMergeStacktracesRequest,
+    ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
+        let (pt, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
+        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let merged = self.merge(&sel);
+        let call_site = call_site(req.stack_trace_selector.as_ref());
+        let mut resp = q::SelectMergeStacktracesResponse::default();
+        match q::ProfileFormat::try_from(req.format).unwrap_or_default() {
+            q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
+                resp.flamegraph = Some(FlameTree::build(&merged, &call_site).flamegraph(max_nodes));
+            }
+            q::ProfileFormat::Tree => resp.tree = FlameTree::build(&merged, &call_site).tree_bytes(max_nodes),
+            q::ProfileFormat::Pprof => {
+                resp.pprof = Some(q::PprofProfile { profile: Some(to_pprof(&merged, &pt, sel.end_ns)) });
+            }
+            q::ProfileFormat::Dot => {
+                return Err(QueryError::invalid("the dot format is not supported yet; use flamegraph, tree or pprof"));
+            }
+        }
+        Ok(resp)
+    }
+
+    /// `SelectMergeProfile`: the merged profile as pprof.
+    pub fn select_merge_profile(&self, req: &q::SelectMergeProfileRequest) -> Result<pprof::Profile, QueryError> {
+        let (pt, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
+        let merged = self.merge(&sel);
+        Ok(to_pprof(&merged, &pt, sel.end_ns))
+    }
+
+    /// `SelectSeries`: profile totals bucketed by `step`, grouped by `group_by`.
+    pub fn select_series(&self, req: &q::SelectSeriesRequest) -> Result<q::SelectSeriesResponse, QueryError> {
+        let (_, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
+        if !(req.step >= 0.001) {
+            return Err(QueryError::invalid("step must be >= 1ms"));
+        }
+        if req.exemplar_type == types::ExemplarType::Span as i32 {
+            return Err(QueryError::invalid("exemplar type span is not implemented"));
+        }
+        let aggregation = match req.aggregation {
+            Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => Aggregation::Average,
+            _ => Aggregation::Sum,
+        };
+        let step_ms = (req.step * 1000.0).round() as i64;
+        let mut builder = SeriesBuilder::new(req.group_by.clone(), req.start, step_ms, aggregation);
+        for s in self.sources {
+            s.profile_totals(&sel, &mut |labels, ts, v| builder.add(labels, ts, v));
+        }
+        let limit = req.limit.and_then(|l| usize::try_from(l).ok());
+        Ok(q::SelectSeriesResponse { series: builder.finish(limit) })
+    }
+
+    /// Calls `f(labels, timestamp_ns, total)` for every profile of a selection.
+    pub fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
+        for s in self.sources {
+            s.profile_totals(sel, f);
+        }
+    }
+}
+
+fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {
+    sel.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect()).unwrap_or_default()
+}

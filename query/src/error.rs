@@ -1,0 +1,24 @@
+//! Query errors.
+
+/// A query that cannot be answered; all are the client's fault (HTTP 400).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    /// A label selector did not parse.
+    #[error("failed to parse label selector {selector:?}: {reason}")]
+    Selector {
+        /// The selector text.
+        selector: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other invalid argument, with its message.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl QueryError {
+    /// An invalid-argument error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::Invalid(msg.into())
+    }
+}

@@ -1,0 +1,376 @@
+//! The function-name call tree of merged stacks, and its encodings: the
+//! `FlameGraph` message, the legacy flamebearer levels and the `tree` bytes.
+
+use std::collections::HashMap;
+
+use ignis_storage::proto::querier::v1 as q;
+
+use crate::source::MergedStacks;
+
+const ROOT: u32 = 0;
+const OTHER: &str = "other";
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: u32,
+    total: i64,
+    self_: i64,
+    children: Vec<u32>,
+}
+
+/// A call tree keyed by function name; siblings sorted by name (byte order).
+#[derive(Debug, Clone)]
+pub struct FlameTree {
+    names: Vec<String>,
+    nodes: Vec<Node>,
+}
+
+/// A flame graph as levels of `[x_delta, total, self, name_index]` tuples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Node names; index 0 is `total`.
+    pub names: Vec<String>,
+    /// One vector of 4-tuples per depth.
+    pub levels: Vec<Vec<i64>>,
+    /// Root total.
+    pub total: i64,
+    /// Largest self value.
+    pub max_self: i64,
+}
+
+impl FlameTree {
+    /// Builds the tree from merged stacks, keeping only stacks whose root-first
+    /// frames start with `call_site` (all stacks when it is empty).
+    pub fn build(merged: &MergedStacks, call_site: &[String]) -> Self {
+        let mut tree = Self {
+            names: vec![String::new()],
+            nodes: vec![Node { name: 0, total: 0, self_: 0, children: Vec::new() }],
+        };
+        let mut name_ids: HashMap<String, u32> = HashMap::new();
+        let mut child_of: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut frames = Vec::new();
+        for (&stack, &value) in &merged.values {
+            if value == 0 {
+                continue;
+            }
+            merged.symbols.frame_names(stack, &mut frames);
+            if !call_site.is_empty()
+                && (frames.len() < call_site.len()
+                    || frames.iter().rev().zip(call_site).any(|(f, c)| f != c))
+            {
+                continue;
+            }
+            let mut node = ROOT;
+            tree.nodes[0].total += value;
+            for frame in frames.iter().rev() {
+                let name = match name_ids.get(frame.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = tree.names.len() as u32;
+                        tree.names.push(frame.clone());
+                        name_ids.insert(frame.clone(), id);
+                        id
+                    }
+                };
+                node = *child_of.entry((node, name)).or_insert_with(|| {
+                    let id = tree.nodes.len() as u32;
+                    tree.nodes.push(Node { name, total: 0, self_: 0, children: Vec::new() });
+                    tree.nodes[node as usize].children.push(id);
+                    id
+                });
+                tree.nodes[node as usize].total += value;
+            }
+            tree.nodes[node as usize].self_ += value;
+        }
+        let names = &tree.names;
+        let order: Vec<Vec<u32>> = tree
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut c = n.children.clone();
+                c.sort_by(|&a, &b| {
+                    names[tree.nodes[a as usize].name as usize]
+                        .cmp(&names[tree.nodes[b as usize].name as usize])
+                });
+                c
+            })
+            .collect();
+        for (n, c) in tree.nodes.iter_mut().zip(order) {
+            n.children = c;
+        }
+        tree
+    }
+
+    /// Sum of all stack values.
+    pub fn total(&self) -> i64 {
+        self.nodes[0].total
+    }
+
+    /// Number of nodes, excluding the root.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// The smallest total a node needs to be kept under `max_nodes` (0 keeps all).
+    fn min_total(&self, max_nodes: usize) -> i64 {
+        if max_nodes == 0 || self.node_count() <= max_nodes {
+            return 0;
+        }
+        let mut totals: Vec<i64> = self.nodes[1..].iter().map(|n| n.total).collect();
+        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        *nth
+    }
+
+    fn name(&self, node: u32) -> &str {
+        &self.names[self.nodes[node as usize].name as usize]
+    }
+
+    /// Children kept under `min_total`, and the summed total of the rest
+    /// (which becomes one `other` node).
+    fn kept_children(&self, node: u32, min_total: i64) -> (Vec<u32>, i64) {
+        let mut kept = Vec::new();
+        let mut other = 0i64;
+        for &c in &self.nodes[node as usize].children {
+            let n = &self.nodes[c as usize];
+            if n.total < min_total || self.name(c) == OTHER {
+                other += n.total;
+            } else {
+                kept.push(c);
+            }
+        }
+        (kept, other)
+    }
+
+    /// Lays the tree out as flame graph levels, truncated to `max_nodes`.
+    pub fn levels(&self, max_nodes: usize) -> Levels {
+        let min_total = self.min_total(max_nodes);
+        let mut out = Levels {
+            names: vec!["total".to_string()],
+            levels: Vec::new(),
+            total: self.total(),
+            max_self: 0,
+        };
+        let mut name_index: HashMap<&str, i64> = HashMap::new();
+        // Absolute x per tuple; delta-encoded at the end.
+        enum Item {
+            Node(u32, i64, usize),
+            Other(i64, i64, usize),
+        }
+        let mut stack = vec![Item::Node(ROOT, 0, 0)];
+        while let Some(item) = stack.pop() {
+            let (x, total, self_, name, depth, node) = match item {
+                Item::Node(n, x, depth) => {
+                    let node = &self.nodes[n as usize];
+                    let name = if n == ROOT { 0 } else { self.intern(n, &mut name_index, &mut out.names) };
+                    (x, node.total, node.self_, name, depth, Some(n))
+                }
+                Item::Other(x, total, depth) => {
+                    let name = match name_index.get(OTHER) {
+                        Some(&i) => i,
+                        None => {
+                            out.names.push(OTHER.to_string());
+                            let i = out.names.len() as i64 - 1;
+                            name_index.insert(OTHER, i);
+                            i
+                        }
+                    };
+                    (x, total, total, name, depth, None)
+                }
+            };
+            if out.levels.len() <= depth {
+                out.levels.resize_with(depth + 1, Vec::new);
+            }
+            out.levels[depth].extend_from_slice(&[x, total, self_, name]);
+            if node != Some(ROOT) {
+                out.max_self = out.max_self.max(self_);
+            }
+            let Some(n) = node else { continue };
+            let (kept, other) = self.kept_children(n, min_total);
+            let mut cx = x + self_;
+            let mut children = Vec::with_capacity(kept.len() + 1);
+            for c in kept {
+                children.push(Item::Node(c, cx, depth + 1));
+                cx += self.nodes[c as usize].total;
+            }
+            if other > 0 {
+                children.push(Item::Other(cx, other, depth + 1));
+            }
+            stack.extend(children.into_iter().rev());
+        }
+        for level in &mut out.levels {
+            let mut prev_end = 0;
+            for t in level.chunks_exact_mut(4) {
+                let x = t[0];
+                t[0] = x - prev_end;
+                prev_end = x + t[1];
+            }
+        }
+        out
+    }
+
+    fn intern<'a>(&'a self, n: u32, index: &mut HashMap<&'a str, i64>, names: &mut Vec<String>) -> i64 {
+        let name = self.name(n);
+        *index.entry(name).or_insert_with(|| {
+            names.push(name.to_string());
+            names.len() as i64 - 1
+        })
+    }
+
+    /// The `FlameGraph` message, truncated to `max_nodes`.
+    pub fn flamegraph(&self, max_nodes: usize) -> q::FlameGraph {
+        let l = self.levels(max_nodes);
+        q::FlameGraph {
+            names: l.names,
+            levels: l.levels.into_iter().map(|values| q::Level { values }).collect(),
+            total: l.total,
+            max_self: l.max_self,
+        }
+    }
+
+    /// The `tree` bytes: pre-order nodes of `uvarint len, name, uvarint self,
+    /// uvarint child count`, under a virtual root with an empty name.
+    pub fn tree_bytes(&self, max_nodes: usize) -> Vec<u8> {
+        let min_total = self.min_total(max_nodes);
+        let mut out = Vec::new();
+        enum Item {
+            Node(u32),
+            Other(i64),
+        }
+        let mut stack = vec![Item::Node(ROOT)];
+        while let Some(item) = stack.pop() {
+            match item {
+                Item::Other(total) => {
+                    put_uvarint(&mut out, OTHER.len() as u64);
+                    out.extend_from_slice(OTHER.as_bytes());
+                    put_uvarint(&mut out, total.max(0) as u64);
+                    put_uvarint(&mut out, 0);
+                }
+                Item::Node(n) => {
+                    let name = if n == ROOT { "" } else { self.name(n) };
+                    let self_ = if n == ROOT { 0 } else { self.nodes[n as usize].self_ };
+                    let (kept, other) = self.kept_children(n, min_total);
+                    put_uvarint(&mut out, name.len() as u64);
+                    out.extend_from_slice(name.as_bytes());
+                    put_uvarint(&mut out, self_.max(0) as u64);
+                    put_uvarint(&mut out, (kept.len() + usize::from(other > 0)) as u64);
+                    // Children in reverse name order; the stack pops the last push first.
+                    if other > 0 {
+                        stack.push(Item::Other(other));
+                    }
+                    stack.extend(kept.into_iter().map(Item::Node));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::symbols::ImportMemo;
+    use ignis_storage::SymbolTable;
+
+    /// Stacks are given root first.
+    pub(crate) fn merged(stacks: &[(&[&str], i64)]) -> MergedStacks {
+        let mut strings = vec![String::new()];
+        let mut functions = Vec::new();
+        let mut samples = Vec::new();
+        for (frames, v) in stacks {
+            let mut ids = Vec::new();
+            for f in frames.iter().rev() {
+                let id = match strings.iter().position(|s| s == f) {
+                    Some(i) => i as u64,
+                    None => {
+                        strings.push(f.to_string());
+                        let i = strings.len() as u64 - 1;
+                        functions.push(pprof::Function { id: i, name: i as i64, ..Default::default() });
+                        i
+                    }
+                };
+                ids.push(id);
+            }
+            samples.push((ids, *v));
+        }
+        let p = pprof::Profile {
+            string_table: strings,
+            location: functions
+                .iter()
+                .map(|f| pprof::Location {
+                    id: f.id,
+                    line: vec![pprof::Line { function_id: f.id, line: 0 }],
+                    ..Default::default()
+                })
+                .collect(),
+            function: functions,
+            ..Default::default()
+        };
+        let mut src = SymbolTable::default();
+        let import = src.import_pprof(&p).unwrap();
+        let mut m = MergedStacks::default();
+        let mut memo = ImportMemo::default();
+        for (ids, v) in samples {
+            let locs: Vec<u32> = ids.iter().map(|&i| import.location(i).unwrap()).collect();
+            let s = src.stacks.intern(locs.into_boxed_slice());
+            let id = m.symbols.import_stack(&src, s, &mut memo);
+            *m.values.entry(id).or_insert(0) += v;
+        }
+        m
+    }
+
+    #[test]
+    fn matches_pyroscope_worked_example() {
+        let m = merged(&[(&["a", "b", "e"], 1), (&["a", "c"], 2), (&["a", "c", "d"], 1)]);
+        let l = FlameTree::build(&m, &[]).levels(0);
+        assert_eq!(l.total, 4);
+        assert_eq!(l.max_self, 2);
+        let named = |lvl: usize| -> Vec<(i64, i64, i64, String)> {
+            l.levels[lvl].chunks(4).map(|t| (t[0], t[1], t[2], l.names[t[3] as usize].clone())).collect()
+        };
+        assert_eq!(named(0), vec![(0, 4, 0, "total".into())]);
+        assert_eq!(named(1), vec![(0, 4, 0, "a".into())]);
+        assert_eq!(named(2), vec![(0, 1, 0, "b".into()), (0, 3, 2, "c".into())]);
+        assert_eq!(named(3), vec![(0, 1, 1, "e".into()), (2, 1, 1, "d".into())]);
+    }
+
+    #[test]
+    fn truncation_folds_small_nodes_into_other() {
+        let m = merged(&[(&["a", "big"], 100), (&["a", "s1"], 1), (&["a", "s2"], 2)]);
+        let t = FlameTree::build(&m, &[]);
+        let l = t.levels(2);
+        assert_eq!(l.total, 103);
+        let lvl2: Vec<(i64, String)> =
+            l.levels[2].chunks(4).map(|c| (c[1], l.names[c[3] as usize].clone())).collect();
+        assert_eq!(lvl2, vec![(100, "big".into()), (3, "other".into())]);
+    }
+
+    #[test]
+    fn tree_bytes_layout() {
+        let m = merged(&[(&["foo", "bar"], 10), (&["foo", "baz"], 20)]);
+        let bytes = FlameTree::build(&m, &[]).tree_bytes(0);
+        let mut want = vec![0, 0, 1, 3];
+        want.extend_from_slice(b"foo");
+        want.extend_from_slice(&[0, 2, 3]);
+        want.extend_from_slice(b"baz");
+        want.extend_from_slice(&[20, 0, 3]);
+        want.extend_from_slice(b"bar");
+        want.extend_from_slice(&[10, 0]);
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn call_site_filters_stacks() {
+        let m = merged(&[(&["a", "b"], 1), (&["x", "b"], 5)]);
+        let t = FlameTree::build(&m, &["a".to_string()]);
+        assert_eq!(t.total(), 1);
+    }
+}

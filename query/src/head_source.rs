@@ -1,0 +1,63 @@
+//! [`Source`] over an in-memory [`Head`].
+
+use ignis_storage::symbols::ImportMemo;
+use ignis_storage::{Head, Labels};
+
+use crate::selector::matches_all;
+use crate::source::{MergedStacks, Selection, Source};
+
+impl Source for Head {
+    fn series(&self, sel: &Selection) -> Vec<Labels> {
+        self.series()
+            .iter()
+            .filter(|s| matches_all(&sel.matchers, &s.labels))
+            .filter(|s| !s.profiles_in(sel.start_ns, sel.end_ns).is_empty())
+            .map(|s| s.labels.clone())
+            .collect()
+    }
+
+    fn merge_stacks(&self, sel: &Selection, into: &mut MergedStacks) {
+        // Aggregate by head stack id first (dense), then copy each distinct
+        // stack's symbols into the result once.
+        let mut sums: Vec<i64> = Vec::new();
+        let mut touched = false;
+        for s in self.series() {
+            if !matches_all(&sel.matchers, &s.labels) {
+                continue;
+            }
+            for row in s.profiles_in(sel.start_ns, sel.end_ns) {
+                if !touched {
+                    sums = vec![0; self.symbols().stacks.len()];
+                    touched = true;
+                }
+                for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                    if let Some(slot) = sums.get_mut(stack as usize) {
+                        *slot = slot.saturating_add(v);
+                    }
+                }
+            }
+        }
+        let mut memo = ImportMemo::default();
+        for (stack, &v) in sums.iter().enumerate() {
+            if v == 0 {
+                continue;
+            }
+            let id = into
+                .symbols
+                .import_stack(self.symbols(), stack as u32, &mut memo);
+            let slot = into.values.entry(id).or_insert(0);
+            *slot = slot.saturating_add(v);
+        }
+    }
+
+    fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
+        for s in self.series() {
+            if !matches_all(&sel.matchers, &s.labels) {
+                continue;
+            }
+            for row in s.profiles_in(sel.start_ns, sel.end_ns) {
+                f(&s.labels, row.timestamp_ns, row.total);
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Merged stacks as a pprof that `go tool pprof` reads.
+
+use std::collections::HashMap;
+
+use ignis_storage::ProfileType;
+use ignis_storage::proto::google::v1 as pprof;
+
+use crate::source::MergedStacks;
+
+/// Builds a one-sample-type pprof from merged stacks (reference §5.4: the
+/// requested type, `time_nanos` = query end, period guessed from the name).
+pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::Profile {
+    let sym = &merged.symbols;
+    let mut strings: Vec<String> = vec![String::new()];
+    let mut string_ids: HashMap<u32, i64> = HashMap::new();
+    let mut extra: HashMap<String, i64> = HashMap::new();
+    let mut add = |s: &str, strings: &mut Vec<String>| -> i64 {
+        if let Some(&i) = extra.get(s) {
+            return i;
+        }
+        strings.push(s.to_string());
+        let i = strings.len() as i64 - 1;
+        extra.insert(s.to_string(), i);
+        i
+    };
+    let sample_type = pprof::ValueType {
+        r#type: add(&pt.sample_type, &mut strings),
+        unit: add(&pt.sample_unit, &mut strings),
+    };
+    let period_type = pprof::ValueType {
+        r#type: add(&pt.period_type, &mut strings),
+        unit: add(&pt.period_unit, &mut strings),
+    };
+    let mut string = |id: u32, strings: &mut Vec<String>| -> i64 {
+        if id == 0 {
+            return 0;
+        }
+        *string_ids.entry(id).or_insert_with(|| {
+            strings.push(sym.string(id).to_string());
+            strings.len() as i64 - 1
+        })
+    };
+
+    let mut functions = Vec::new();
+    let mut function_ids: HashMap<u32, u64> = HashMap::new();
+    let mut mappings = Vec::new();
+    let mut mapping_ids: HashMap<u32, u64> = HashMap::new();
+    let mut locations = Vec::new();
+    let mut location_ids: HashMap<u32, u64> = HashMap::new();
+    let mut samples = Vec::with_capacity(merged.values.len());
+
+    let mut stacks: Vec<(u32, i64)> = merged.values.iter().map(|(&s, &v)| (s, v)).collect();
+    stacks.sort_unstable();
+    for (stack, value) in stacks {
+        if value == 0 {
+            continue;
+        }
+        let Some(locs) = sym.stacks.get(stack) else { continue };
+        let mut location_id = Vec::with_capacity(locs.len());
+        for &loc in locs.iter() {
+            if let Some(&id) = location_ids.get(&loc) {
+                location_id.push(id);
+                continue;
+            }
+            let Some(l) = sym.locations.get(loc) else { continue };
+            let mapping_id = if l.mapping == 0 {
+                0
+            } else if let Some(&id) = mapping_ids.get(&l.mapping) {
+                id
+            } else if let Some(m) = sym.mappings.get(l.mapping - 1) {
+                let id = mappings.len() as u64 + 1;
+                mappings.push(pprof::Mapping {
+                    id,
+                    memory_start: m.memory_start,
+                    memory_limit: m.memory_limit,
+                    file_offset: m.file_offset,
+                    filename: string(m.filename, &mut strings),
+                    build_id: string(m.build_id, &mut strings),
+                    has_functions: m.flags & 1 != 0,
+                    has_filenames: m.flags & 2 != 0,
+                    has_line_numbers: m.flags & 4 != 0,
+                    has_inline_frames: m.flags & 8 != 0,
+                });
+                mapping_ids.insert(l.mapping, id);
+                id
+            } else {
+                0
+            };
+            let mut line = Vec::with_capacity(l.lines.len());
+            for ln in l.lines.iter() {
+                let function_id = match function_ids.get(&ln.function) {
+                    Some(&id) => id,
+                    None => {
+                        let Some(f) = sym.functions.get(ln.function) else { continue };
+                        let id = functions.len() as u64 + 1;
+                        functions.push(pprof::Function {
+                            id,
+                            name: string(f.name, &mut strings),
+                            system_name: string(f.system_name, &mut strings),
+                            filename: string(f.filename, &mut strings),
+                            start_line: f.start_line,
+                        });
+                        function_ids.insert(ln.function, id);
+                        id
+                    }
+                };
+                line.push(pprof::Line { function_id, line: ln.line });
+            }
+            let id = locations.len() as u64 + 1;
+            locations.push(pprof::Location {
+                id,
+                mapping_id,
+                address: l.address,
+                line,
+                is_folded: false,
+            });
+            location_ids.insert(loc, id);
+            location_id.push(id);
+        }
+        samples.push(pprof::Sample { location_id, value: vec![value], label: vec![] });
+    }
+
+    let period = match pt.name.as_str() {
+        "process_cpu" => 1_000_000_000,
+        "memory" => 524_288,
+        _ => 1,
+    };
+    pprof::Profile {
+        sample_type: vec![sample_type],
+        sample: samples,
+        mapping: mappings,
+        location: locations,
+        function: functions,
+        string_table: strings,
+        time_nanos: end_ns,
+        period_type: Some(period_type),
+        period,
+        default_sample_type: sample_type.r#type,
+        ..Default::default()
+    }
+}
