@@ -1,4 +1,13 @@
-//! Ignis actors: the components of a node (distributor, ingester, querier, …),
+//! Ignis actors: the components of a node (distributor, ingester, querier),
 //! each an actix actor supervised per tenant, plus the ingest decoding they share.
 
+pub mod distributor;
 pub mod ingest;
+pub mod ingester;
+pub mod metrics;
+pub mod querier;
+pub mod supervisor;
+pub mod tenants;
+
+pub use metrics::Metrics;
+pub use tenants::{TenantActors, Tenants, validate_tenant_id};

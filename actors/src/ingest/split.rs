@@ -3,7 +3,7 @@
 //! One pprof becomes one series per (sample-label set × sample type), labelled
 //! as Pyroscope labels them (`__profile_type__`, `__type__`, `__unit__`, …).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
@@ -200,6 +200,29 @@ fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Res
         }
         if sample.location_id.contains(&0) {
             return Err(IngestError::malformed("location id is 0"));
+        }
+    }
+    let function_ids: HashSet<u64> = p.function.iter().map(|f| f.id).collect();
+    let location_ids: HashSet<u64> = p.location.iter().map(|l| l.id).collect();
+    if function_ids.contains(&0) {
+        return Err(IngestError::malformed("function id is 0"));
+    }
+    if location_ids.contains(&0) {
+        return Err(IngestError::malformed("location id is 0"));
+    }
+    for l in &p.location {
+        for line in &l.line {
+            if !function_ids.contains(&line.function_id) {
+                return Err(IngestError::malformed(format!(
+                    "location {} references unknown function id {}",
+                    l.id, line.function_id
+                )));
+            }
+        }
+    }
+    for sample in &p.sample {
+        if let Some(id) = sample.location_id.iter().find(|id| !location_ids.contains(id)) {
+            return Err(IngestError::malformed(format!("sample references unknown location id {id}")));
         }
     }
     for f in &p.function {

@@ -1,0 +1,75 @@
+//! The distributor: routes a tenant's validated profiles to its ingesters.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ignis_storage::SplitProfile;
+
+use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
+use crate::metrics::Metrics;
+use crate::supervisor::Backoff;
+
+/// Stores profiles decoded from one request.
+#[derive(Message)]
+#[rtype(result = "Result<AppendStats, IngesterError>")]
+pub struct Distribute {
+    /// The profiles, already validated and split into series.
+    pub profiles: Vec<SplitProfile>,
+    /// The HTTP endpoint they came from (a metric label).
+    pub endpoint: &'static str,
+}
+
+/// Routes profiles to ingesters. With one node that is the local ingester;
+/// the hash ring and replication plug in here.
+pub struct Distributor {
+    tenant: String,
+    ingester: Addr<Ingester>,
+    metrics: Metrics,
+    backoff: Backoff,
+}
+
+impl Distributor {
+    /// A distributor sending to `ingester`.
+    pub fn new(tenant: String, ingester: Addr<Ingester>, metrics: Metrics) -> Self {
+        Self { tenant, ingester, metrics, backoff: Backoff::default() }
+    }
+}
+
+impl Actor for Distributor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.backoff.on_start();
+    }
+}
+
+impl Supervised for Distributor {
+    fn restarting(&mut self, ctx: &mut Self::Context) {
+        let delay = self.backoff.on_restart();
+        self.metrics
+            .actor_restarts
+            .get_or_create(&vec![("component", "distributor".to_string()), ("tenant", self.tenant.clone())])
+            .inc();
+        ctx.wait(actix::fut::wrap_future(tokio::time::sleep(delay)));
+    }
+}
+
+impl Handler<Distribute> for Distributor {
+    type Result = ResponseFuture<Result<AppendStats, IngesterError>>;
+
+    fn handle(&mut self, msg: Distribute, _ctx: &mut Self::Context) -> Self::Result {
+        let ingester = self.ingester.clone();
+        let metrics = self.metrics.clone();
+        let labels = vec![("tenant", self.tenant.clone()), ("endpoint", msg.endpoint.to_string())];
+        let profiles = Arc::new(msg.profiles);
+        Box::pin(async move {
+            let stats = ingester
+                .send(Append(profiles))
+                .await
+                .map_err(|e| IngesterError::Unavailable(e.to_string()))??;
+            metrics.ingested_profiles.get_or_create(&labels).inc_by(stats.profiles);
+            metrics.ingested_samples.get_or_create(&labels).inc_by(stats.samples);
+            Ok(stats)
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! Prometheus metrics of a node, exposed on `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A metric label set.
+pub type LabelSet = Vec<(&'static str, String)>;
+
+type HistogramFamily = Family<LabelSet, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// All metrics of a node; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Profiles accepted, by tenant and endpoint.
+    pub ingested_profiles: Family<LabelSet, Counter>,
+    /// `(stack, value)` samples accepted, by tenant and endpoint.
+    pub ingested_samples: Family<LabelSet, Counter>,
+    /// Request body bytes accepted, by tenant and endpoint.
+    pub ingested_bytes: Family<LabelSet, Counter>,
+    /// Requests refused, by endpoint and reason.
+    pub rejected_requests: Family<LabelSet, Counter>,
+    /// HTTP request latency, by route, method and status.
+    pub request_duration: HistogramFamily,
+    /// Actor restarts after a failure, by component and tenant.
+    pub actor_restarts: Family<LabelSet, Counter>,
+    /// Series in the ingester heads, by tenant.
+    pub head_series: Family<LabelSet, Gauge>,
+    /// Distinct stacks in the ingester heads, by tenant.
+    pub head_stacks: Family<LabelSet, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ignis");
+        let ingested_profiles = Family::default();
+        let ingested_samples = Family::default();
+        let ingested_bytes = Family::default();
+        let rejected_requests = Family::default();
+        let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let actor_restarts = Family::default();
+        let head_series = Family::default();
+        let head_stacks = Family::default();
+        registry.register(
+            "ingested_profiles",
+            "Profiles accepted, per series and sample type",
+            ingested_profiles.clone(),
+        );
+        registry.register("ingested_samples", "Stack samples accepted", ingested_samples.clone());
+        registry.register("ingested_bytes", "Request body bytes accepted", ingested_bytes.clone());
+        registry.register(
+            "rejected_requests",
+            "Ingest requests refused, by reason",
+            rejected_requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "HTTP request latency",
+            request_duration.clone(),
+        );
+        registry.register(
+            "actor_restarts",
+            "Actors restarted by their supervisor",
+            actor_restarts.clone(),
+        );
+        registry.register("head_series", "Series in the ingester head", head_series.clone());
+        registry.register("head_stacks", "Distinct stacks in the ingester head", head_stacks.clone());
+        Self {
+            registry: Arc::new(registry),
+            ingested_profiles,
+            ingested_samples,
+            ingested_bytes,
+            rejected_requests,
+            request_duration,
+            actor_restarts,
+            head_series,
+            head_stacks,
+        }
+    }
+
+    /// The Prometheus text exposition of all metrics.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

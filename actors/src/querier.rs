@@ -1,0 +1,72 @@
+//! The querier: answers a tenant's queries over its head, off the actor threads.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ignis_query::{Engine, QueryError, QueryLimits, Source};
+use ignis_storage::Head;
+use parking_lot::RwLock;
+use tokio::sync::Semaphore;
+
+/// A query that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryFailure {
+    /// The request is invalid.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The query could not run.
+    #[error("querier unavailable: {0}")]
+    Unavailable(String),
+}
+
+type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
+
+/// Runs a closure against the tenant's query engine.
+pub struct RunQuery<R>(pub QueryFn<R>);
+
+impl<R: Send + 'static> Message for RunQuery<R> {
+    type Result = Result<R, QueryFailure>;
+}
+
+/// Runs queries for one tenant on the blocking pool, at most `permits` at once.
+pub struct Querier {
+    head: Arc<RwLock<Head>>,
+    limits: Arc<QueryLimits>,
+    permits: Arc<Semaphore>,
+}
+
+impl Querier {
+    /// A querier over `head`.
+    pub fn new(head: Arc<RwLock<Head>>, limits: Arc<QueryLimits>, permits: Arc<Semaphore>) -> Self {
+        Self { head, limits, permits }
+    }
+}
+
+impl Actor for Querier {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Querier {}
+
+impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
+    type Result = ResponseFuture<Result<R, QueryFailure>>;
+
+    fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
+        let head = self.head.clone();
+        let limits = self.limits.clone();
+        let permits = self.permits.clone();
+        Box::pin(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                let head = head.read();
+                let sources: [&dyn Source; 1] = [&*head];
+                (msg.0)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+            })
+            .await
+            .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-tenant actors: each tenant gets a distributor, an ingester and a
+//! querier, each under an actix `Supervisor` that restarts it with backoff.
+//! Tenants are spread over a fixed set of arbiters (threads) by hash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ignis_query::{Engine, QueryError, QueryLimits, Source};
+use ignis_storage::Head;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Semaphore;
+
+use crate::distributor::Distributor;
+use crate::ingester::Ingester;
+use crate::metrics::Metrics;
+use crate::querier::{Querier, QueryFailure, RunQuery};
+
+/// The running actors of one tenant.
+#[derive(Clone)]
+pub struct TenantActors {
+    /// Entry point for writes.
+    pub distributor: Addr<Distributor>,
+    /// Holder of the head.
+    pub ingester: Addr<Ingester>,
+    /// Entry point for reads.
+    pub querier: Addr<Querier>,
+    /// The tenant's head, shared with the querier for reads.
+    pub head: Arc<RwLock<Head>>,
+}
+
+/// Starts and finds tenant actors.
+pub struct Tenants {
+    tenants: Mutex<HashMap<String, TenantActors>>,
+    arbiters: Vec<ArbiterHandle>,
+    metrics: Metrics,
+    query_limits: Arc<QueryLimits>,
+    query_permits: Arc<Semaphore>,
+}
+
+/// Tenant ids as Pyroscope accepts them (dskit rules).
+pub fn validate_tenant_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("tenant id is empty".into());
+    }
+    if id.len() > 150 {
+        return Err(format!("tenant id is {} characters long; the limit is 150", id.len()));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("tenant id {id:?} is not allowed"));
+    }
+    if let Some(c) = id.chars().find(|&c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(c))) {
+        return Err(format!("tenant id {id:?} contains the unsupported character {c:?}"));
+    }
+    Ok(())
+}
+
+impl Tenants {
+    /// A registry starting actors on `arbiters` (at least one).
+    pub fn new(arbiters: Vec<ArbiterHandle>, metrics: Metrics, query_limits: QueryLimits, max_concurrent_queries: usize) -> Self {
+        Self {
+            tenants: Mutex::new(HashMap::new()),
+            arbiters,
+            metrics,
+            query_limits: Arc::new(query_limits),
+            query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
+        }
+    }
+
+    /// The actors of `tenant`, if it has sent data.
+    pub fn get(&self, tenant: &str) -> Option<TenantActors> {
+        self.tenants.lock().get(tenant).cloned()
+    }
+
+    /// The actors of `tenant`, started on first use.
+    pub fn get_or_start(&self, tenant: &str) -> TenantActors {
+        let mut tenants = self.tenants.lock();
+        if let Some(t) = tenants.get(tenant) {
+            return t.clone();
+        }
+        let idx = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes()) % self.arbiters.len().max(1) as u64) as usize;
+        let arbiter = &self.arbiters[idx];
+        let head = Arc::new(RwLock::new(Head::new()));
+        let (t, h, m) = (tenant.to_string(), head.clone(), self.metrics.clone());
+        let ingester = Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t.clone(), h.clone(), m.clone()));
+        let (t, i, m) = (tenant.to_string(), ingester.clone(), self.metrics.clone());
+        let distributor =
+            Supervisor::start_in_arbiter(arbiter, move |_| Distributor::new(t.clone(), i.clone(), m.clone()));
+        let (h, l, p) = (head.clone(), self.query_limits.clone(), self.query_permits.clone());
+        let querier = Supervisor::start_in_arbiter(arbiter, move |_| Querier::new(h.clone(), l.clone(), p.clone()));
+        tracing::info!(tenant, "started tenant actors");
+        let actors = TenantActors { distributor, ingester, querier, head };
+        tenants.insert(tenant.to_string(), actors.clone());
+        actors
+    }
+
+    /// Runs `f` against the tenant's data; a tenant without data gets an empty engine.
+    pub async fn query<R, F>(&self, tenant: &str, f: F) -> Result<R, QueryFailure>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send + 'static,
+    {
+        match self.get(tenant) {
+            Some(t) => t
+                .querier
+                .send(RunQuery(Box::new(f)))
+                .await
+                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
+            None => {
+                let sources: [&dyn Source; 0] = [];
+                f(&Engine::new(&sources, &self.query_limits)).map_err(QueryFailure::from)
+            }
+        }
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
