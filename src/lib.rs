@@ -1,1 +1,138 @@
+//! Ignis: a Pyroscope-compatible continuous profiling server.
+//!
+//! [`run_node`] starts one node (its actors and HTTP API) on a thread of its
+//! own, so tests can start several nodes in one process.
 
+pub mod config;
+pub mod http;
+pub mod roles;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::middleware::Compress;
+use actix_web::{App, HttpServer, web};
+use ignis_actors::{Metrics, Tenants};
+
+pub use config::Config;
+use http::state::AppState;
+use roles::Roles;
+
+/// A node that could not start or failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("node failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node thread panicked.
+    #[error("node thread panicked")]
+    Panicked,
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// The bound HTTP address (useful with port 0).
+    pub http_addr: SocketAddr,
+    thread: JoinHandle<Result<(), NodeError>>,
+}
+
+impl RunningNode {
+    /// Waits until the node has shut down.
+    pub fn wait(self) -> Result<(), NodeError> {
+        self.thread.join().map_err(|_| NodeError::Panicked)?
+    }
+}
+
+/// Starts a node with `config`; it runs until `shutdown` completes.
+pub fn run_node<S>(config: Config, shutdown: S) -> Result<RunningNode, NodeError>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    config.validate()?;
+    let roles = Roles::parse(&config.target).map_err(|e| config::ConfigError::Invalid(format!("target: {e}")))?;
+    let address = config.server.http_listen_address.clone();
+    let listener = TcpListener::bind(&address).map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+    let http_addr = listener.local_addr()?;
+    let thread = std::thread::Builder::new()
+        .name("ignis-node".into())
+        .spawn(move || actix_web::rt::System::new().block_on(serve(config, roles, listener, shutdown)))?;
+    Ok(RunningNode { http_addr, thread })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+async fn serve<S>(config: Config, roles: Roles, listener: TcpListener, shutdown: S) -> Result<(), NodeError>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    let metrics = Metrics::new();
+    let actor_threads = if config.server.actor_threads == 0 { cores() } else { config.server.actor_threads };
+    let arbiters: Vec<actix::Arbiter> = (0..actor_threads).map(|_| actix::Arbiter::new()).collect();
+    let tenants = Arc::new(Tenants::new(
+        arbiters.iter().map(actix::Arbiter::handle).collect(),
+        metrics.clone(),
+        config.query.limits(),
+        config.query.max_concurrent_queries,
+    ));
+    let workers = if config.server.http_workers == 0 { cores() } else { config.server.http_workers };
+    let config = Arc::new(config);
+    let state = web::Data::new(AppState { tenants, config: config.clone(), metrics: metrics.clone() });
+    tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
+    let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        let roles = roles.clone();
+        App::new()
+            .app_data(state.clone())
+            .configure(move |cfg| http::routes(cfg, &roles))
+            .default_service(web::to(http::not_found))
+            .wrap_fn(move |req, srv| {
+                let start = Instant::now();
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                let method = req.method().to_string();
+                let fut = srv.call(req);
+                let metrics = metrics.clone();
+                async move {
+                    let res = fut.await?;
+                    let status = res.status().as_u16().to_string();
+                    metrics
+                        .request_duration
+                        .get_or_create(&vec![("route", route), ("method", method), ("status", status)])
+                        .observe(start.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+            .wrap(Compress::default())
+    })
+    .workers(workers)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    for a in arbiters {
+        a.stop();
+    }
+    tracing::info!("ignis node stopped");
+    Ok(())
+}

@@ -1,1 +1,126 @@
-fn main() {}
+//! The `ignis` binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ignis::Config;
+
+/// Ignis: a Pyroscope-compatible continuous profiling server.
+#[derive(Parser, Debug)]
+#[command(name = "ignis", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node (the default when no command is given).
+    Server(ServerArgs),
+    /// Print the effective configuration as TOML and exit.
+    Config(ServerArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct ServerArgs {
+    /// TOML configuration file (see config.toml); embedded defaults without it.
+    #[arg(long, short = 'c', env = "IGNIS_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Roles to run: `all` or a comma-separated list (distributor, ingester,
+    /// compactor, query-frontend, query-scheduler, querier, store-gateway).
+    #[arg(long)]
+    target: Option<String>,
+    /// HTTP listen address (overrides server.http_listen_address).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// Accepts Pyroscope's single-dash spellings (`-target=all`, `-config.file=x`).
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| {
+        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-') && r.len() > 1) {
+            let (name, value) = rest.split_once('=').map_or((rest, None), |(n, v)| (n, Some(v)));
+            let name = match name {
+                "config.file" => "config",
+                "server.http-listen-address" => "listen",
+                other => other,
+            };
+            if name.len() > 1 {
+                return match value {
+                    Some(v) => format!("--{name}={v}"),
+                    None => format!("--{name}"),
+                };
+            }
+        }
+        a
+    })
+    .collect()
+}
+
+fn load(args: &ServerArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(t) = &args.target {
+        config.target = t.clone();
+    }
+    if let Some(l) = &args.listen {
+        config.server.http_listen_address = l.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    match cli.command.unwrap_or(Command::Server(cli.server)) {
+        Command::Config(args) => {
+            let config = load(&args)?;
+            print!("{}", toml::to_string(&config).context("rendering the configuration")?);
+            Ok(())
+        }
+        Command::Server(args) => {
+            let config = load(&args)?;
+            init_tracing(&config);
+            let shutdown = async {
+                let ctrl_c = tokio::signal::ctrl_c();
+                #[cfg(unix)]
+                {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("installing the SIGTERM handler");
+                    tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+                }
+                #[cfg(not(unix))]
+                let _ = ctrl_c.await;
+                tracing::info!("shutting down");
+            };
+            let node = ignis::run_node(config, shutdown)?;
+            node.wait()?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyroscope_flag_spellings() {
+        let args = normalize_args(["ignis", "server", "-target=all", "-config.file=x.toml", "-c", "y"].map(String::from).into_iter());
+        assert_eq!(args, vec!["ignis", "server", "--target=all", "--config=x.toml", "-c", "y"]);
+    }
+}

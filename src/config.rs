@@ -1,0 +1,239 @@
+//! Node configuration: embedded defaults, an optional TOML file, and
+//! `IGNIS_…` environment overrides (`IGNIS_SERVER__HTTP_LISTEN_ADDRESS=…`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ignis_actors::ingest::Limits;
+use ignis_query::QueryLimits;
+use serde::{Deserialize, Serialize};
+
+use crate::roles::Roles;
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Roles this node runs: `all`, or a comma-separated list.
+    pub target: String,
+    /// HTTP server settings.
+    pub server: ServerConfig,
+    /// Where node-local data lives.
+    pub storage: StorageConfig,
+    /// How requests are assigned to tenants.
+    pub tenancy: TenancyConfig,
+    /// Ingest limits (per tenant; the same for all tenants for now).
+    pub limits: Limits,
+    /// Query limits.
+    pub query: QueryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: "all".into(),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            tenancy: TenancyConfig::default(),
+            limits: Limits::default(),
+            query: QueryConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` the HTTP API listens on.
+    pub http_listen_address: String,
+    /// HTTP worker threads (0: one per core).
+    pub http_workers: usize,
+    /// Actor threads tenants are spread over (0: one per core).
+    pub actor_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { http_listen_address: "127.0.0.1:4040".into(), http_workers: 0, actor_threads: 0 }
+    }
+}
+
+/// Node-local storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for node-local data.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+/// Tenancy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Refuse requests without `X-Scope-OrgID` (401) instead of using the default tenant.
+    pub require_tenant_header: bool,
+    /// Tenant of requests without `X-Scope-OrgID`.
+    pub default_tenant: String,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self { require_tenant_header: false, default_tenant: "anonymous".into() }
+    }
+}
+
+/// Query settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Queries running at once on this node; more wait.
+    pub max_concurrent_queries: usize,
+    /// Flame graph nodes when a request gives none.
+    pub max_flamegraph_nodes_default: i64,
+    /// Largest `max_nodes` a request may ask for.
+    pub max_flamegraph_nodes_max: i64,
+    /// Longest time range of one query, in seconds (0: unlimited).
+    pub max_query_length_secs: i64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let l = QueryLimits::default();
+        Self {
+            max_concurrent_queries: 8,
+            max_flamegraph_nodes_default: l.max_flamegraph_nodes_default,
+            max_flamegraph_nodes_max: l.max_flamegraph_nodes_max,
+            max_query_length_secs: l.max_query_length_secs,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// The limits the query engine applies.
+    pub fn limits(&self) -> QueryLimits {
+        QueryLimits {
+            max_flamegraph_nodes_default: self.max_flamegraph_nodes_default,
+            max_flamegraph_nodes_max: self.max_flamegraph_nodes_max,
+            max_query_length_secs: self.max_query_length_secs,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `ignis=debug,actix_web=info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, a value or a key is wrong.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The file does not exist.
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `IGNIS_…` variables from `env`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Missing(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(
+            Env::prefixed("IGNIS_")
+                .filter(|k| k.as_str().contains("__") || k.as_str() == "target")
+                .split("__"),
+        );
+        let config: Config = fig.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document over the defaults (no environment).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
+        if self.server.http_listen_address.parse::<std::net::SocketAddr>().is_err()
+            && !self.server.http_listen_address.contains(':')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "server.http_listen_address: {:?} is not a host:port address",
+                self.server.http_listen_address
+            )));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!("log.format: {:?} is not one of text, json", self.log.format)));
+        }
+        ignis_actors::validate_tenant_id(&self.tenancy.default_tenant)
+            .map_err(|e| ConfigError::Invalid(format!("tenancy.default_tenant: {e}")))?;
+        Ok(())
+    }
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() { e.to_string() } else { format!("{key}: {}", e.kind) }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_config_toml_documents_the_defaults() {
+        let text = include_str!("../config.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[server]\nhttp_listen_adress = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("http_listen_adress"), "{e}");
+        let e = Config::from_toml("[limits]\nmax_label_name_length = \"long\"\n").unwrap_err().to_string();
+        assert!(e.contains("limits.max_label_name_length"), "{e}");
+        let e = Config::from_toml("target = \"all,bogus\"\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,48 @@
+//! Reading request bodies: a size limit before decompression, and bounded
+//! `Content-Encoding: gzip` decoding after.
+
+use actix_web::web::{BytesMut, Payload};
+use actix_web::HttpRequest;
+use futures::StreamExt;
+use ignis_actors::ingest::gzip::gunzip;
+
+use super::error::ApiError;
+
+/// Reads the whole body, refusing more than `limit` bytes (413).
+pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("failed to read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(format!(
+                "request body too large: more than {limit} bytes (ingestion_body_limit_bytes)"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Undoes `Content-Encoding` (gzip or identity), inflating at most `limit` bytes.
+pub fn decode_content_encoding(req: &HttpRequest, body: BytesMut, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = req
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body.to_vec()),
+        "gzip" | "x-gzip" => gunzip(&body, limit, "request body").map_err(|e| {
+            if e.reason == ignis_actors::ingest::Reason::ProfileSizeLimit {
+                ApiError::too_large(e.message)
+            } else {
+                ApiError::bad_request(e.message)
+            }
+        }),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "unsupported Content-Encoding {other:?}; use gzip or none"
+        ))),
+    }
+}

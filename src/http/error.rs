@@ -1,0 +1,111 @@
+//! API errors, rendered as Connect errors: `{"code": "...", "message": "..."}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use ignis_actors::ingest::{IngestError, Reason};
+use ignis_actors::querier::QueryFailure;
+use std::fmt;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Connect error code.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub message: String,
+    /// Ingest discard reason, for the rejection metric.
+    pub reason: Option<Reason>,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), reason: None }
+    }
+
+    /// 400 `invalid_argument`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+
+    /// 401 `unauthenticated`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 404 `unimplemented` (unknown procedure).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unimplemented", message)
+    }
+
+    /// 405.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "unimplemented", message)
+    }
+
+    /// 413 `invalid_argument`.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_argument", message)
+    }
+
+    /// 415.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_argument", message)
+    }
+
+    /// 422 `unknown` (what Pyroscope answers for unparsable pprof uploads).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown", message)
+    }
+
+    /// 503 `unavailable`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// Maps an ingest error; `status` is used for refusals that are not size limits.
+    pub fn from_ingest(e: IngestError, status: StatusCode) -> Self {
+        let mut err = if e.is_too_large() {
+            Self::too_large(e.message)
+        } else if status == StatusCode::UNPROCESSABLE_ENTITY {
+            Self::unprocessable(e.message)
+        } else {
+            Self::new(status, "invalid_argument", e.message)
+        };
+        err.reason = Some(e.reason);
+        err
+    }
+}
+
+impl From<QueryFailure> for ApiError {
+    fn from(e: QueryFailure) -> Self {
+        match e {
+            QueryFailure::Query(q) => Self::bad_request(q.to_string()),
+            QueryFailure::Unavailable(m) => Self::unavailable(m),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .json(serde_json::json!({ "code": self.code, "message": self.message }))
+    }
+}

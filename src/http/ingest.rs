@@ -1,0 +1,134 @@
+//! Write endpoints: `push.v1.PusherService/Push` and `/ingest`.
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures::stream;
+use ignis_actors::distributor::Distribute;
+use ignis_actors::ingest::{
+    IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy, decode_push,
+    detect_format,
+};
+use ignis_storage::SplitProfile;
+use ignis_storage::proto::push::v1::{PushRequest, PushResponse};
+
+use super::body::{decode_content_encoding, read_body};
+use super::connect::Codec;
+use super::error::ApiError;
+use super::state::{AppState, now_ns};
+
+/// `POST /push.v1.PusherService/Push`.
+pub async fn push(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let result = push_inner(&req, payload, &state).await;
+    if let Err(e) = &result {
+        state.reject("push", e);
+    }
+    result
+}
+
+async fn push_inner(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let codec = Codec::from_request(req)?;
+    let tenant = state.tenant(req)?;
+    let limits = state.config.limits.clone();
+    let raw = read_body(payload, limits.ingestion_body_limit_bytes).await?;
+    let raw_len = raw.len();
+    let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;
+    let msg: PushRequest = codec.decode(&body)?;
+    let profiles = web::block(move || decode_push(msg, &limits, now_ns()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
+    store(state, &tenant, profiles, "push", raw_len).await?;
+    Ok(codec.respond(&PushResponse {}))
+}
+
+/// `POST /ingest` (and `/pyroscope/ingest`).
+pub async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let result = ingest_inner(&req, payload, &state).await;
+    if let Err(e) = &result {
+        state.reject("ingest", e);
+    }
+    result
+}
+
+async fn ingest_inner(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let tenant = state.tenant(req)?;
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?
+        .into_inner();
+    let params = IngestParams::from_query(&pairs);
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let format = detect_format(params.format.as_deref(), &content_type);
+    let limits = state.config.limits.clone();
+    let raw = read_body(payload, limits.ingestion_body_limit_bytes).await?;
+    let raw_len = raw.len();
+    let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;
+    let multipart = content_type.contains("multipart/form-data");
+    let body = if multipart && matches!(format, LegacyFormat::PprofMultipart | LegacyFormat::Jfr) {
+        IngestBody::Multipart(parse_multipart(&content_type, body).await?)
+    } else {
+        IngestBody::Raw(body)
+    };
+    let pprof_like = matches!(format, LegacyFormat::Pprof | LegacyFormat::PprofMultipart | LegacyFormat::Jfr | LegacyFormat::Speedscope);
+    let profiles = web::block(move || decode_legacy(&params, format, body, &limits, now_ns()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            let status = match e.reason {
+                Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => StatusCode::BAD_REQUEST,
+                _ if pprof_like => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::from_ingest(e, status)
+        })?;
+    store(state, &tenant, profiles, "ingest", raw_len).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn store(state: &AppState, tenant: &str, profiles: Vec<SplitProfile>, endpoint: &'static str, bytes: usize) -> Result<(), ApiError> {
+    let labels = vec![("tenant", tenant.to_string()), ("endpoint", endpoint.to_string())];
+    state.metrics.ingested_bytes.get_or_create(&labels).inc_by(bytes as u64);
+    if profiles.is_empty() {
+        return Ok(());
+    }
+    let actors = state.tenants.get_or_start(tenant);
+    actors
+        .distributor
+        .send(Distribute { profiles, endpoint })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(())
+}
+
+async fn parse_multipart(content_type: &str, body: Vec<u8>) -> Result<MultipartParts, ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::bad_request(format!("invalid multipart Content-Type: {e}")))?;
+    let stream = stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(body)) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut parts = MultipartParts::default();
+    let bad = |e: multer::Error| {
+        ApiError::from_ingest(IngestError::new(Reason::InvalidRequest, format!("invalid multipart body: {e}")), StatusCode::BAD_REQUEST)
+    };
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        // Pyroscope only reads file parts.
+        if field.file_name().is_none() {
+            continue;
+        }
+        let name = field.name().unwrap_or("").to_string();
+        let data = field.bytes().await.map_err(bad)?.to_vec();
+        match name.as_str() {
+            "profile" => parts.profile = Some(data),
+            "prev_profile" => parts.prev_profile = Some(data),
+            "sample_type_config" => parts.sample_type_config = Some(data),
+            "jfr" => parts.jfr = Some(data),
+            _ => {}
+        }
+    }
+    Ok(parts)
+}

@@ -1,0 +1,61 @@
+//! The HTTP API: Pyroscope's write, query and legacy routes, plus operations.
+
+pub mod body;
+pub mod connect;
+pub mod error;
+pub mod ingest;
+pub mod legacy;
+pub mod ops;
+pub mod query;
+pub mod state;
+
+use actix_web::{HttpResponse, web};
+
+use crate::roles::Roles;
+use error::ApiError;
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed("method not allowed on this route"))
+}
+
+/// Registers every route the node's roles serve.
+pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles) {
+    cfg.route("/ready", web::get().to(ops::ready))
+        .route("/metrics", web::get().to(ops::metrics));
+    if roles.serves_writes() {
+        cfg.service(
+            web::resource("/push.v1.PusherService/Push")
+                .route(web::post().to(ingest::push))
+                .default_service(web::to(method_not_allowed)),
+        );
+        for path in ["/ingest", "/pyroscope/ingest"] {
+            cfg.service(
+                web::resource(path)
+                    .route(web::post().to(ingest::ingest))
+                    .default_service(web::to(method_not_allowed)),
+            );
+        }
+    }
+    if roles.serves_reads() {
+        cfg.service(
+            web::resource("/querier.v1.QuerierService/{method}")
+                .route(web::post().to(query::querier))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/pyroscope/render")
+                .route(web::get().to(legacy::render))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/pyroscope/label-values")
+                .route(web::get().to(legacy::label_values))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+}
+
+/// Answers routes that do not exist.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such route"))
+}

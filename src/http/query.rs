@@ -1,0 +1,68 @@
+//! Read endpoints: `querier.v1.QuerierService/<Method>` (Connect unary).
+
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+use ignis_query::{Engine, QueryError};
+use ignis_storage::proto::querier::v1 as q;
+use ignis_storage::proto::types::v1 as types;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::body::{decode_content_encoding, read_body};
+use super::connect::Codec;
+use super::error::ApiError;
+use super::state::{AppState, now_ns};
+
+/// Largest query request body.
+const MAX_QUERY_BODY: usize = 16 << 20;
+
+/// `POST /querier.v1.QuerierService/{method}`.
+pub async fn querier(
+    req: HttpRequest,
+    method: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let codec = Codec::from_request(&req)?;
+    let tenant = state.tenant(&req)?;
+    let raw = read_body(payload, MAX_QUERY_BODY).await?;
+    let body = decode_content_encoding(&req, raw, MAX_QUERY_BODY)?;
+    let call = Call { codec, body: &body, state: &state, tenant };
+    match method.as_str() {
+        "ProfileTypes" => {
+            let now_ms = now_ns() / 1_000_000;
+            call.run(move |e, r: q::ProfileTypesRequest| e.profile_types(&r, now_ms)).await
+        }
+        "LabelNames" => call.run(|e, r: types::LabelNamesRequest| e.label_names(&r)).await,
+        "LabelValues" => call.run(|e, r: types::LabelValuesRequest| e.label_values(&r)).await,
+        "Series" => call.run(|e, r: q::SeriesRequest| e.series(&r)).await,
+        "SelectMergeStacktraces" => {
+            call.run(|e, r: q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(&r)).await
+        }
+        "SelectMergeProfile" => call.run(|e, r: q::SelectMergeProfileRequest| e.select_merge_profile(&r)).await,
+        "SelectSeries" => call.run(|e, r: q::SelectSeriesRequest| e.select_series(&r)).await,
+        other => Err(ApiError::not_found(format!(
+            "querier.v1.QuerierService/{other} is not implemented by this server"
+        ))),
+    }
+}
+
+struct Call<'a> {
+    codec: Codec,
+    body: &'a [u8],
+    state: &'a AppState,
+    tenant: String,
+}
+
+impl Call<'_> {
+    async fn run<Req, Resp, F>(self, f: F) -> Result<HttpResponse, ApiError>
+    where
+        Req: prost::Message + Default + DeserializeOwned + Send + 'static,
+        Resp: prost::Message + Serialize + Send + 'static,
+        F: FnOnce(&Engine<'_>, Req) -> Result<Resp, QueryError> + Send + 'static,
+    {
+        let request: Req = self.codec.decode(self.body)?;
+        let resp = self.state.tenants.query(&self.tenant, move |e| f(e, request)).await?;
+        Ok(self.codec.respond(&resp))
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared handler state and request helpers.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpRequest;
+use ignis_actors::{Metrics, Tenants, validate_tenant_id};
+
+use super::error::ApiError;
+use crate::config::Config;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The tenant actor registry.
+    pub tenants: Arc<Tenants>,
+    /// The node configuration.
+    pub config: Arc<Config>,
+    /// The node metrics.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// The tenant of a request: `X-Scope-OrgID`, or the default tenant.
+    pub fn tenant(&self, req: &HttpRequest) -> Result<String, ApiError> {
+        match req.headers().get("x-scope-orgid") {
+            Some(v) => {
+                let id = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?
+                    .trim();
+                validate_tenant_id(id).map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
+                Ok(id.to_string())
+            }
+            None if self.config.tenancy.require_tenant_header => Err(ApiError::unauthenticated("no org id")),
+            None => Ok(self.config.tenancy.default_tenant.clone()),
+        }
+    }
+
+    /// Counts a refused ingest request.
+    pub fn reject(&self, endpoint: &str, err: &ApiError) {
+        let reason = err.reason.map_or_else(|| err.code.to_string(), |r| r.as_str().to_string());
+        self.metrics
+            .rejected_requests
+            .get_or_create(&vec![("endpoint", endpoint.to_string()), ("reason", reason)])
+            .inc();
+        tracing::debug!(endpoint, status = err.status.as_u16(), error = %err.message, "refused request");
+    }
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
