@@ -1,1 +1,6 @@
-//! placeholder
+//! Helpers for Ignis's end-to-end tests: the shared fixtures with their ground
+//! truth, nodes started in-process or as a child process, and an API client.
+
+pub mod client;
+pub mod fixtures;
+pub mod node;

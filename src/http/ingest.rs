@@ -81,6 +81,7 @@ async fn ingest_inner(req: &HttpRequest, payload: web::Payload, state: &AppState
         .map_err(|e| {
             let status = match e.reason {
                 Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => StatusCode::BAD_REQUEST,
+                Reason::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
                 _ if pprof_like => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };

@@ -1,0 +1,127 @@
+//! Nodes under test: in-process through `ignis::run_node`, or the real binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ignis::{Config, RunningNode};
+use tokio::sync::oneshot;
+
+/// An in-process node, stopped on drop.
+pub struct TestNode {
+    /// Base URL, e.g. `http://127.0.0.1:1234`.
+    pub url: String,
+    /// Bound address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    node: Option<RunningNode>,
+    _data: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Starts a node on a free loopback port with `tweak` applied to the defaults.
+    pub fn start(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.server.http_listen_address = "127.0.0.1:0".into();
+        config.server.http_workers = 2;
+        config.server.actor_threads = 2;
+        config.storage.data_dir = data.path().to_path_buf();
+        tweak(&mut config);
+        let (tx, rx) = oneshot::channel();
+        let node = ignis::run_node(config, async move {
+            let _ = rx.await;
+        })?;
+        let addr = node.http_addr;
+        Ok(Self { url: format!("http://{addr}"), addr, stop: Some(tx), node: Some(node), _data: data })
+    }
+
+    /// Stops the node and waits for it.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(node) = self.node.take() {
+            node.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The `ignis` binary built next to the test executable (`target/<profile>/ignis`),
+/// or `$IGNIS_BIN`.
+pub fn ignis_binary() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("IGNIS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/it-HASH → target/<profile>/ignis
+    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test executable location")?;
+    let bin = profile_dir.join("ignis");
+    if !bin.exists() {
+        bail!(
+            "{} does not exist: build it first with `cargo build --bin ignis` (the README's test command does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The real binary running as a child process, killed on drop.
+pub struct ChildNode {
+    /// Base URL.
+    pub url: String,
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl ChildNode {
+    /// Starts `ignis server` on a free port and waits until `/ready` answers.
+    pub async fn start(extra_args: &[&str]) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(ignis_binary()?)
+            .arg("server")
+            .arg(format!("-server.http-listen-address={addr}"))
+            .args(extra_args)
+            .env("IGNIS_STORAGE__DATA_DIR", data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the ignis binary")?;
+        let node = Self { url: format!("http://{addr}"), child, _data: data };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/ready", node.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(node);
+            }
+            if Instant::now() > deadline {
+                bail!("ignis did not become ready on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

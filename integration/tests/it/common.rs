@@ -1,0 +1,87 @@
+//! Checks shared by the test modules.
+
+use anyhow::{Result, ensure};
+use ignis_integration::client::{Client, as_i64, fg_total, self_by_name};
+use ignis_integration::fixtures::ExpectedProfile;
+use serde_json::{Value, json};
+
+/// Query window (ms) that covers exactly one profile timestamp.
+pub fn window(time_ns: i64) -> (i64, i64) {
+    let ms = time_ns / 1_000_000;
+    (ms, ms)
+}
+
+/// Checks every query the issue lists against one profile's ground truth.
+pub async fn verify(client: &Client, exp: &ExpectedProfile) -> Result<()> {
+    let (start, end) = window(exp.time_ns);
+    let selector = exp.selector.clone();
+    for (profile_type, (sum, top_self)) in &exp.types {
+        let ctx = format!("{} {profile_type}", exp.source);
+        // Flame graph total and top self functions.
+        let fg = client.flamegraph(profile_type, &selector, start, end).await?;
+        ensure!(fg_total(&fg) == *sum, "{ctx}: flame graph total {} != {sum}", fg_total(&fg));
+        let selfs = self_by_name(&fg);
+        ensure!(!top_self.is_empty(), "{ctx}: ground truth has no top self");
+        for (name, value) in top_self.iter().take(5) {
+            let got = selfs.get(name).copied().unwrap_or(0);
+            ensure!(got == *value, "{ctx}: self of {name} is {got}, want {value}");
+        }
+        // Merged pprof parses and sums to the same total.
+        let p = client.merged_pprof(profile_type, &selector, start, end).await?;
+        let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+        ensure!(total == *sum, "{ctx}: pprof total {total} != {sum}");
+        let st = &p.string_table[p.sample_type[0].r#type as usize];
+        ensure!(profile_type.split(':').nth(1) == Some(st.as_str()), "{ctx}: pprof sample type {st}");
+        // Series over the window sums to the same total.
+        let series = client
+            .connect_json(
+                "SelectSeries",
+                json!({"profileTypeID": profile_type, "labelSelector": selector, "start": start, "end": end, "step": 1.0}),
+            )
+            .await?;
+        let series_sum: f64 = series["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["points"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["value"].as_f64().unwrap_or(0.0))
+            .sum();
+        ensure!(series_sum == *sum as f64, "{ctx}: series sum {series_sum} != {sum}");
+        // Legacy render.
+        let q = format!("{profile_type}{selector}");
+        let r = client
+            .get(&format!("/pyroscope/render?query={}&from={start}&until={end}", urlencode(&q)))
+            .await?;
+        ensure!(r.status().is_success(), "{ctx}: render status {}", r.status());
+        let body: Value = r.json().await?;
+        ensure!(as_i64(&body["flamebearer"]["numTicks"]) == *sum, "{ctx}: render numTicks {}", body["flamebearer"]["numTicks"]);
+    }
+    // The service is listed.
+    let lv = client
+        .connect_json("LabelValues", json!({"name": "service_name", "start": start, "end": end}))
+        .await?;
+    let names: Vec<&str> = lv["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    ensure!(names.contains(&exp.service.as_str()), "{}: service_name values {names:?}", exp.source);
+    Ok(())
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Flame graph total of one type for a service over a wide window.
+pub async fn total_of(client: &Client, profile_type: &str, service: &str) -> Result<i64> {
+    let fg = client
+        .flamegraph(profile_type, &format!("{{service_name=\"{service}\"}}"), 1, 4_000_000_000_000)
+        .await?;
+    Ok(fg_total(&fg))
+}

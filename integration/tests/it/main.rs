@@ -1,0 +1,8 @@
+//! End-to-end tests: one test binary, one module per area. Run one area with
+//! e.g. `cargo test -p ignis-integration --test it sdk_replay`.
+
+mod bad_input;
+mod binary;
+mod common;
+mod sdk_replay;
+mod tenants;
