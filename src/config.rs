@@ -59,7 +59,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { http_listen_address: "127.0.0.1:4040".into(), http_workers: 0, actor_threads: 0 }
+        Self {
+            http_listen_address: "127.0.0.1:4040".into(),
+            http_workers: 0,
+            actor_threads: 0,
+        }
     }
 }
 
@@ -73,7 +77,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
     }
 }
 
@@ -89,7 +95,10 @@ pub struct TenancyConfig {
 
 impl Default for TenancyConfig {
     fn default() -> Self {
-        Self { require_tenant_header: false, default_tenant: "anonymous".into() }
+        Self {
+            require_tenant_header: false,
+            default_tenant: "anonymous".into(),
+        }
     }
 }
 
@@ -142,7 +151,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -172,7 +184,9 @@ impl Config {
                 .filter(|k| k.as_str().contains("__") || k.as_str() == "target")
                 .split("__"),
         );
-        let config: Config = fig.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -190,7 +204,11 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
-        if self.server.http_listen_address.parse::<std::net::SocketAddr>().is_err()
+        if self
+            .server
+            .http_listen_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
             && !self.server.http_listen_address.contains(':')
         {
             return Err(ConfigError::Invalid(format!(
@@ -199,7 +217,10 @@ impl Config {
             )));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid(format!("log.format: {:?} is not one of text, json", self.log.format)));
+            return Err(ConfigError::Invalid(format!(
+                "log.format: {:?} is not one of text, json",
+                self.log.format
+            )));
         }
         ignis_actors::validate_tenant_id(&self.tenancy.default_tenant)
             .map_err(|e| ConfigError::Invalid(format!("tenancy.default_tenant: {e}")))?;
@@ -211,7 +232,11 @@ fn describe(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            if key.is_empty() { e.to_string() } else { format!("{key}: {}", e.kind) }
+            if key.is_empty() {
+                e.to_string()
+            } else {
+                format!("{key}: {}", e.kind)
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -229,11 +254,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = Config::from_toml("[server]\nhttp_listen_adress = \"x\"\n").unwrap_err().to_string();
+        let e = Config::from_toml("[server]\nhttp_listen_adress = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http_listen_adress"), "{e}");
-        let e = Config::from_toml("[limits]\nmax_label_name_length = \"long\"\n").unwrap_err().to_string();
+        let e = Config::from_toml("[limits]\nmax_label_name_length = \"long\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_label_name_length"), "{e}");
-        let e = Config::from_toml("target = \"all,bogus\"\n").unwrap_err().to_string();
+        let e = Config::from_toml("target = \"all,bogus\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 }

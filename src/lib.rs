@@ -64,13 +64,19 @@ where
     S: Future<Output = ()> + Send + 'static,
 {
     config.validate()?;
-    let roles = Roles::parse(&config.target).map_err(|e| config::ConfigError::Invalid(format!("target: {e}")))?;
+    let roles = Roles::parse(&config.target)
+        .map_err(|e| config::ConfigError::Invalid(format!("target: {e}")))?;
     let address = config.server.http_listen_address.clone();
-    let listener = TcpListener::bind(&address).map_err(|source| NodeError::Bind { address: address.clone(), source })?;
+    let listener = TcpListener::bind(&address).map_err(|source| NodeError::Bind {
+        address: address.clone(),
+        source,
+    })?;
     let http_addr = listener.local_addr()?;
     let thread = std::thread::Builder::new()
         .name("ignis-node".into())
-        .spawn(move || actix_web::rt::System::new().block_on(serve(config, roles, listener, shutdown)))?;
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(serve(config, roles, listener, shutdown))
+        })?;
     Ok(RunningNode { http_addr, thread })
 }
 
@@ -78,12 +84,21 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn serve<S>(config: Config, roles: Roles, listener: TcpListener, shutdown: S) -> Result<(), NodeError>
+async fn serve<S>(
+    config: Config,
+    roles: Roles,
+    listener: TcpListener,
+    shutdown: S,
+) -> Result<(), NodeError>
 where
     S: Future<Output = ()> + Send + 'static,
 {
     let metrics = Metrics::new();
-    let actor_threads = if config.server.actor_threads == 0 { cores() } else { config.server.actor_threads };
+    let actor_threads = if config.server.actor_threads == 0 {
+        cores()
+    } else {
+        config.server.actor_threads
+    };
     let arbiters: Vec<actix::Arbiter> = (0..actor_threads).map(|_| actix::Arbiter::new()).collect();
     let tenants = Arc::new(Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
@@ -91,9 +106,17 @@ where
         config.query.limits(),
         config.query.max_concurrent_queries,
     ));
-    let workers = if config.server.http_workers == 0 { cores() } else { config.server.http_workers };
+    let workers = if config.server.http_workers == 0 {
+        cores()
+    } else {
+        config.server.http_workers
+    };
     let config = Arc::new(config);
-    let state = web::Data::new(AppState { tenants, config: config.clone(), metrics: metrics.clone() });
+    let state = web::Data::new(AppState {
+        tenants,
+        config: config.clone(),
+        metrics: metrics.clone(),
+    });
     tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
@@ -104,7 +127,9 @@ where
             .default_service(web::to(http::not_found))
             .wrap_fn(move |req, srv| {
                 let start = Instant::now();
-                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_string());
                 let method = req.method().to_string();
                 let fut = srv.call(req);
                 let metrics = metrics.clone();
@@ -113,7 +138,11 @@ where
                     let status = res.status().as_u16().to_string();
                     metrics
                         .request_duration
-                        .get_or_create(&vec![("route", route), ("method", method), ("status", status)])
+                        .get_or_create(&vec![
+                            ("route", route),
+                            ("method", method),
+                            ("status", status),
+                        ])
                         .observe(start.elapsed().as_secs_f64());
                     Ok(res)
                 }

@@ -41,8 +41,13 @@ struct ServerArgs {
 /// Accepts Pyroscope's single-dash spellings (`-target=all`, `-config.file=x`).
 fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     args.map(|a| {
-        if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-') && r.len() > 1) {
-            let (name, value) = rest.split_once('=').map_or((rest, None), |(n, v)| (n, Some(v)));
+        if let Some(rest) = a
+            .strip_prefix('-')
+            .filter(|r| !r.starts_with('-') && r.len() > 1)
+        {
+            let (name, value) = rest
+                .split_once('=')
+                .map_or((rest, None), |(n, v)| (n, Some(v)));
             let name = match name {
                 "config.file" => "config",
                 "server.http-listen-address" => "listen",
@@ -89,7 +94,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Server(cli.server)) {
         Command::Config(args) => {
             let config = load(&args)?;
-            print!("{}", toml::to_string(&config).context("rendering the configuration")?);
+            print!(
+                "{}",
+                toml::to_string(&config).context("rendering the configuration")?
+            );
             Ok(())
         }
         Command::Server(args) => {
@@ -99,8 +107,9 @@ fn main() -> anyhow::Result<()> {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]
                 {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("installing the SIGTERM handler");
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("installing the SIGTERM handler");
                     tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
                 }
                 #[cfg(not(unix))]
@@ -120,7 +129,28 @@ mod tests {
 
     #[test]
     fn pyroscope_flag_spellings() {
-        let args = normalize_args(["ignis", "server", "-target=all", "-config.file=x.toml", "-c", "y"].map(String::from).into_iter());
-        assert_eq!(args, vec!["ignis", "server", "--target=all", "--config=x.toml", "-c", "y"]);
+        let args = normalize_args(
+            [
+                "ignis",
+                "server",
+                "-target=all",
+                "-config.file=x.toml",
+                "-c",
+                "y",
+            ]
+            .map(String::from)
+            .into_iter(),
+        );
+        assert_eq!(
+            args,
+            vec![
+                "ignis",
+                "server",
+                "--target=all",
+                "--config=x.toml",
+                "-c",
+                "y"
+            ]
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Generates the protobuf types (prost) and their protojson mapping (pbjson)
-//! from the `.proto` files under `proto/`.
+//! from the `.proto` files under `proto/`. The pure-Rust `protox` compiler is
+//! used so that building needs no system `protoc`.
 
 use std::path::PathBuf;
+
+use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -13,14 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let descriptor_path = out.join("descriptors.bin");
-    prost_build::Config::new()
-        .file_descriptor_set_path(&descriptor_path)
-        .compile_protos(&protos, &["proto"])?;
-    let descriptors = std::fs::read(&descriptor_path)?;
+    std::fs::write(out.join("descriptors.bin"), fds.encode_to_vec())?;
+    prost_build::Config::new().compile_fds(fds.clone())?;
     pbjson_build::Builder::new()
-        .register_descriptors(&descriptors)?
+        .register_descriptors(&fds.encode_to_vec())?
         .build(&[".google.v1", ".types.v1", ".push.v1", ".querier.v1"])?;
     Ok(())
 }

@@ -31,7 +31,12 @@ pub struct Distributor {
 impl Distributor {
     /// A distributor sending to `ingester`.
     pub fn new(tenant: String, ingester: Addr<Ingester>, metrics: Metrics) -> Self {
-        Self { tenant, ingester, metrics, backoff: Backoff::default() }
+        Self {
+            tenant,
+            ingester,
+            metrics,
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -48,7 +53,10 @@ impl Supervised for Distributor {
         let delay = self.backoff.on_restart();
         self.metrics
             .actor_restarts
-            .get_or_create(&vec![("component", "distributor".to_string()), ("tenant", self.tenant.clone())])
+            .get_or_create(&vec![
+                ("component", "distributor".to_string()),
+                ("tenant", self.tenant.clone()),
+            ])
             .inc();
         ctx.wait(actix::fut::wrap_future(tokio::time::sleep(delay)));
     }
@@ -60,15 +68,24 @@ impl Handler<Distribute> for Distributor {
     fn handle(&mut self, msg: Distribute, _ctx: &mut Self::Context) -> Self::Result {
         let ingester = self.ingester.clone();
         let metrics = self.metrics.clone();
-        let labels = vec![("tenant", self.tenant.clone()), ("endpoint", msg.endpoint.to_string())];
+        let labels = vec![
+            ("tenant", self.tenant.clone()),
+            ("endpoint", msg.endpoint.to_string()),
+        ];
         let profiles = Arc::new(msg.profiles);
         Box::pin(async move {
             let stats = ingester
                 .send(Append(profiles))
                 .await
                 .map_err(|e| IngesterError::Unavailable(e.to_string()))??;
-            metrics.ingested_profiles.get_or_create(&labels).inc_by(stats.profiles);
-            metrics.ingested_samples.get_or_create(&labels).inc_by(stats.samples);
+            metrics
+                .ingested_profiles
+                .get_or_create(&labels)
+                .inc_by(stats.profiles);
+            metrics
+                .ingested_samples
+                .get_or_create(&labels)
+                .inc_by(stats.samples);
             Ok(stats)
         })
     }

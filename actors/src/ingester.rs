@@ -51,7 +51,12 @@ pub struct Ingester {
 impl Ingester {
     /// An ingester appending to `head`.
     pub fn new(tenant: String, head: Arc<RwLock<Head>>, metrics: Metrics) -> Self {
-        Self { tenant, head, metrics, backoff: Backoff::default() }
+        Self {
+            tenant,
+            head,
+            metrics,
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -70,7 +75,10 @@ impl Supervised for Ingester {
         tracing::warn!(tenant = %self.tenant, ?delay, restarts = self.backoff.restarts(), "restarting ingester");
         self.metrics
             .actor_restarts
-            .get_or_create(&vec![("component", "ingester".to_string()), ("tenant", self.tenant.clone())])
+            .get_or_create(&vec![
+                ("component", "ingester".to_string()),
+                ("tenant", self.tenant.clone()),
+            ])
             .inc();
         ctx.wait(actix::fut::wrap_future(tokio::time::sleep(delay)));
     }
@@ -99,8 +107,14 @@ impl Handler<Append> for Ingester {
         }
         let hs = head.stats();
         let tenant = vec![("tenant", self.tenant.clone())];
-        self.metrics.head_series.get_or_create(&tenant).set(hs.series as i64);
-        self.metrics.head_stacks.get_or_create(&tenant).set(hs.stacks as i64);
+        self.metrics
+            .head_series
+            .get_or_create(&tenant)
+            .set(hs.series as i64);
+        self.metrics
+            .head_stacks
+            .get_or_create(&tenant)
+            .set(hs.stacks as i64);
         Ok(stats)
     }
 }

@@ -62,8 +62,16 @@ impl Metrics {
             "Profiles accepted, per series and sample type",
             ingested_profiles.clone(),
         );
-        registry.register("ingested_samples", "Stack samples accepted", ingested_samples.clone());
-        registry.register("ingested_bytes", "Request body bytes accepted", ingested_bytes.clone());
+        registry.register(
+            "ingested_samples",
+            "Stack samples accepted",
+            ingested_samples.clone(),
+        );
+        registry.register(
+            "ingested_bytes",
+            "Request body bytes accepted",
+            ingested_bytes.clone(),
+        );
         registry.register(
             "rejected_requests",
             "Ingest requests refused, by reason",
@@ -79,8 +87,16 @@ impl Metrics {
             "Actors restarted by their supervisor",
             actor_restarts.clone(),
         );
-        registry.register("head_series", "Series in the ingester head", head_series.clone());
-        registry.register("head_stacks", "Distinct stacks in the ingester head", head_stacks.clone());
+        registry.register(
+            "head_series",
+            "Series in the ingester head",
+            head_series.clone(),
+        );
+        registry.register(
+            "head_stacks",
+            "Distinct stacks in the ingester head",
+            head_stacks.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ingested_profiles,

@@ -38,7 +38,11 @@ pub struct Querier {
 impl Querier {
     /// A querier over `head`.
     pub fn new(head: Arc<RwLock<Head>>, limits: Arc<QueryLimits>, permits: Arc<Semaphore>) -> Self {
-        Self { head, limits, permits }
+        Self {
+            head,
+            limits,
+            permits,
+        }
     }
 }
 

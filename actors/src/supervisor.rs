@@ -13,7 +13,10 @@ pub struct Backoff {
 impl Backoff {
     /// Records a restart and returns how long to wait before serving again.
     pub fn on_restart(&mut self) -> Duration {
-        if self.last_start.is_some_and(|t| t.elapsed() > Duration::from_secs(60)) {
+        if self
+            .last_start
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+        {
             self.restarts = 0;
         }
         self.restarts = self.restarts.saturating_add(1);

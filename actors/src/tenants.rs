@@ -44,20 +44,33 @@ pub fn validate_tenant_id(id: &str) -> Result<(), String> {
         return Err("tenant id is empty".into());
     }
     if id.len() > 150 {
-        return Err(format!("tenant id is {} characters long; the limit is 150", id.len()));
+        return Err(format!(
+            "tenant id is {} characters long; the limit is 150",
+            id.len()
+        ));
     }
     if id == "." || id == ".." {
         return Err(format!("tenant id {id:?} is not allowed"));
     }
-    if let Some(c) = id.chars().find(|&c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(c))) {
-        return Err(format!("tenant id {id:?} contains the unsupported character {c:?}"));
+    if let Some(c) = id
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(c)))
+    {
+        return Err(format!(
+            "tenant id {id:?} contains the unsupported character {c:?}"
+        ));
     }
     Ok(())
 }
 
 impl Tenants {
     /// A registry starting actors on `arbiters` (at least one).
-    pub fn new(arbiters: Vec<ArbiterHandle>, metrics: Metrics, query_limits: QueryLimits, max_concurrent_queries: usize) -> Self {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        metrics: Metrics,
+        query_limits: QueryLimits,
+        max_concurrent_queries: usize,
+    ) -> Self {
         Self {
             tenants: Mutex::new(HashMap::new()),
             arbiters,
@@ -78,18 +91,33 @@ impl Tenants {
         if let Some(t) = tenants.get(tenant) {
             return t.clone();
         }
-        let idx = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes()) % self.arbiters.len().max(1) as u64) as usize;
+        let idx = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes())
+            % self.arbiters.len().max(1) as u64) as usize;
         let arbiter = &self.arbiters[idx];
         let head = Arc::new(RwLock::new(Head::new()));
         let (t, h, m) = (tenant.to_string(), head.clone(), self.metrics.clone());
-        let ingester = Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t.clone(), h.clone(), m.clone()));
+        let ingester = Supervisor::start_in_arbiter(arbiter, move |_| {
+            Ingester::new(t.clone(), h.clone(), m.clone())
+        });
         let (t, i, m) = (tenant.to_string(), ingester.clone(), self.metrics.clone());
-        let distributor =
-            Supervisor::start_in_arbiter(arbiter, move |_| Distributor::new(t.clone(), i.clone(), m.clone()));
-        let (h, l, p) = (head.clone(), self.query_limits.clone(), self.query_permits.clone());
-        let querier = Supervisor::start_in_arbiter(arbiter, move |_| Querier::new(h.clone(), l.clone(), p.clone()));
+        let distributor = Supervisor::start_in_arbiter(arbiter, move |_| {
+            Distributor::new(t.clone(), i.clone(), m.clone())
+        });
+        let (h, l, p) = (
+            head.clone(),
+            self.query_limits.clone(),
+            self.query_permits.clone(),
+        );
+        let querier = Supervisor::start_in_arbiter(arbiter, move |_| {
+            Querier::new(h.clone(), l.clone(), p.clone())
+        });
         tracing::info!(tenant, "started tenant actors");
-        let actors = TenantActors { distributor, ingester, querier, head };
+        let actors = TenantActors {
+            distributor,
+            ingester,
+            querier,
+            head,
+        };
         tenants.insert(tenant.to_string(), actors.clone());
         actors
     }

@@ -23,12 +23,19 @@ const HOP_HEADERS: [&str; 4] = ["host", "content-length", "connection", "transfe
 impl Client {
     /// A client for `url`.
     pub fn new(url: &str) -> Self {
-        Self { http: reqwest::Client::new(), url: url.to_string(), tenant: None }
+        Self {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+            tenant: None,
+        }
     }
 
     /// The same client acting as `tenant`.
     pub fn with_tenant(&self, tenant: &str) -> Self {
-        Self { tenant: Some(tenant.to_string()), ..self.clone() }
+        Self {
+            tenant: Some(tenant.to_string()),
+            ..self.clone()
+        }
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -52,7 +59,12 @@ impl Client {
     }
 
     /// POSTs raw bytes.
-    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<reqwest::Response> {
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
         let mut r = self.req(reqwest::Method::POST, path);
         for (k, v) in headers {
             r = r.header(*k, *v);
@@ -68,7 +80,13 @@ impl Client {
     /// Calls a Connect method with a JSON body; fails on non-2xx.
     pub async fn connect_json(&self, method: &str, body: Value) -> Result<Value> {
         let path = format!("/querier.v1.QuerierService/{method}");
-        let r = self.post(&path, &[("content-type", "application/json")], serde_json::to_vec(&body)?).await?;
+        let r = self
+            .post(
+                &path,
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&body)?,
+            )
+            .await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
@@ -78,7 +96,13 @@ impl Client {
     }
 
     /// `SelectMergeStacktraces` as JSON.
-    pub async fn flamegraph(&self, profile_type: &str, selector: &str, start_ms: i64, end_ms: i64) -> Result<Value> {
+    pub async fn flamegraph(
+        &self,
+        profile_type: &str,
+        selector: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Value> {
         self.connect_json(
             "SelectMergeStacktraces",
             json!({"profileTypeID": profile_type, "labelSelector": selector, "start": start_ms, "end": end_ms, "maxNodes": 1_000_000}),
@@ -87,7 +111,13 @@ impl Client {
     }
 
     /// `SelectMergeProfile` over the proto codec, parsed as pprof.
-    pub async fn merged_pprof(&self, profile_type: &str, selector: &str, start_ms: i64, end_ms: i64) -> Result<pprof::Profile> {
+    pub async fn merged_pprof(
+        &self,
+        profile_type: &str,
+        selector: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<pprof::Profile> {
         let req = json!({"profileTypeID": profile_type, "labelSelector": selector, "start": start_ms, "end": end_ms});
         let r = self
             .post(
@@ -99,7 +129,10 @@ impl Client {
         let status = r.status();
         let body = r.bytes().await?;
         if !status.is_success() {
-            bail!("SelectMergeProfile: {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "SelectMergeProfile: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         let v: Value = serde_json::from_slice(&body)?;
         // Round-trip through protojson, then check the binary codec gives the same profile.
@@ -119,7 +152,8 @@ impl Client {
             .await?
             .bytes()
             .await?;
-        let p = pprof::Profile::decode(proto.as_ref()).context("SelectMergeProfile proto is not a pprof")?;
+        let p = pprof::Profile::decode(proto.as_ref())
+            .context("SelectMergeProfile proto is not a pprof")?;
         let from_json: pprof::Profile = serde_json::from_value(v)?;
         if from_json != p {
             bail!("SelectMergeProfile differs between JSON and proto codecs");
@@ -146,12 +180,21 @@ pub fn as_i64(v: &Value) -> i64 {
 pub fn self_by_name(v: &Value) -> std::collections::HashMap<String, i64> {
     let mut out = std::collections::HashMap::new();
     let fg = &v["flamegraph"];
-    let names: Vec<&str> = fg["names"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let names: Vec<&str> = fg["names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     for level in fg["levels"].as_array().into_iter().flatten() {
-        let vals: Vec<i64> = level["values"].as_array().into_iter().flatten().map(as_i64).collect();
+        let vals: Vec<i64> = level["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(as_i64)
+            .collect();
         for t in vals.chunks(4) {
             if t.len() == 4 && t[2] != 0 {
-                *out.entry(names.get(t[3] as usize).unwrap_or(&"?").to_string()).or_insert(0) += t[2];
+                *out.entry(names.get(t[3] as usize).unwrap_or(&"?").to_string())
+                    .or_insert(0) += t[2];
             }
         }
     }

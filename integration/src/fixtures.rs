@@ -44,8 +44,10 @@ pub fn load_captures(dir: &str) -> Result<Vec<Capture>> {
     names.sort();
     let mut out = Vec::new();
     for n in names {
-        let meta: Value = serde_json::from_slice(&std::fs::read(base.join(format!("{n}.meta.json")))?)?;
-        let expected: Value = serde_json::from_slice(&std::fs::read(base.join(format!("{n}.expected.json")))?)?;
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(base.join(format!("{n}.meta.json")))?)?;
+        let expected: Value =
+            serde_json::from_slice(&std::fs::read(base.join(format!("{n}.expected.json")))?)?;
         let body = std::fs::read(base.join(format!("{n}.bin")))?;
         let raw_query = meta["raw_query"].as_str().unwrap_or("");
         let path = meta["path"].as_str().context("meta.path")?;
@@ -58,7 +60,11 @@ pub fn load_captures(dir: &str) -> Result<Vec<Capture>> {
         out.push(Capture {
             name: format!("{dir}/{n}"),
             method: meta["method"].as_str().unwrap_or("POST").to_string(),
-            path_and_query: if raw_query.is_empty() { path.to_string() } else { format!("{path}?{raw_query}") },
+            path_and_query: if raw_query.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{raw_query}")
+            },
             headers,
             body,
             expected,
@@ -92,8 +98,17 @@ fn split_type(t: &str) -> (&str, &str) {
 }
 
 /// Builds expectations from a pprof ground-truth object (`sample_types`, `value_sums`, …).
-pub fn from_pprof_truth(source: &str, service: &str, metric: &str, truth: &Value, fallback_time_ns: i64) -> Result<ExpectedProfile> {
-    let (pt, pu) = truth["period_type"].as_str().map(split_type).unwrap_or(("", ""));
+pub fn from_pprof_truth(
+    source: &str,
+    service: &str,
+    metric: &str,
+    truth: &Value,
+    fallback_time_ns: i64,
+) -> Result<ExpectedProfile> {
+    let (pt, pu) = truth["period_type"]
+        .as_str()
+        .map(split_type)
+        .unwrap_or(("", ""));
     let mut time_ns = truth["time_nanos"].as_i64().unwrap_or(0);
     if time_ns < 365 * 24 * 3600 * 1_000_000_000 {
         time_ns = fallback_time_ns;
@@ -136,13 +151,22 @@ pub fn expectations(c: &Capture, metric: &str) -> Result<Vec<ExpectedProfile>> {
     let e = &c.expected;
     let kind = e["kind"].as_str().unwrap_or("");
     let q = &e["query"];
-    let from_s = q["from"].as_str().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-    let from_ns = if from_s > 1_000_000_000_000_000_000 { from_s } else { from_s * 1_000_000_000 };
+    let from_s = q["from"]
+        .as_str()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let from_ns = if from_s > 1_000_000_000_000_000_000 {
+        from_s
+    } else {
+        from_s * 1_000_000_000
+    };
     match kind {
         k if k.starts_with("connect-push") => {
             let mut out = Vec::new();
             for s in e["series"].as_array().context("series")? {
-                let service = s["labels"]["service_name"].as_str().context("service_name")?;
+                let service = s["labels"]["service_name"]
+                    .as_str()
+                    .context("service_name")?;
                 let metric = s["labels"]["__name__"].as_str().context("__name__")?;
                 for sample in s["samples"].as_array().context("samples")? {
                     out.push(from_pprof_truth(&c.name, service, metric, sample, 0)?);
@@ -152,7 +176,13 @@ pub fn expectations(c: &Capture, metric: &str) -> Result<Vec<ExpectedProfile>> {
         }
         "ingest pprof" => {
             let name = q["name"].as_str().context("name")?;
-            Ok(vec![from_pprof_truth(&c.name, app_of(name), metric, &e["profile"], from_ns)?])
+            Ok(vec![from_pprof_truth(
+                &c.name,
+                app_of(name),
+                metric,
+                &e["profile"],
+                from_ns,
+            )?])
         }
         "ingest multipart/form-data" => {
             let name = q["name"].as_str().context("name")?;
@@ -160,23 +190,37 @@ pub fn expectations(c: &Capture, metric: &str) -> Result<Vec<ExpectedProfile>> {
                 .as_array()
                 .and_then(|p| p.iter().find(|p| p["name"] == "profile"))
                 .context("profile part")?;
-            Ok(vec![from_pprof_truth(&c.name, app_of(name), metric, &part["profile"], from_ns)?])
+            Ok(vec![from_pprof_truth(
+                &c.name,
+                app_of(name),
+                metric,
+                &part["profile"],
+                from_ns,
+            )?])
         }
         "ingest folded" => {
             let name = q["name"].as_str().context("name")?;
             let app = app_of(name);
             let service = app.rsplit_once('.').map_or(app, |(a, _)| a);
-            let rate: i64 = q["sampleRate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(100);
+            let rate: i64 = q["sampleRate"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(100);
             let scale = 1_000_000_000 / rate;
             let p = &e["profile"];
             let total = p["total"].as_i64().context("total")? * scale;
             let top = top_list(&p["top_self"], scale);
             let mut types = BTreeMap::new();
-            types.insert(format!("{metric}:cpu:nanoseconds:cpu:nanoseconds"), (total, top));
+            types.insert(
+                format!("{metric}:cpu:nanoseconds:cpu:nanoseconds"),
+                (total, top),
+            );
             // pyroscope-rs uploads one profile per tag set and window: pick this
             // request's series by all of its tags (an absent `handler` is "").
             let mut matchers = vec![format!("service_name=\"{service}\"")];
-            let tags = name.split_once('{').map_or("", |(_, t)| t.trim_end_matches('}'));
+            let tags = name
+                .split_once('{')
+                .map_or("", |(_, t)| t.trim_end_matches('}'));
             for kv in tags.split(',').filter(|kv| !kv.is_empty()) {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                 matchers.push(format!("{k}=\"{v}\""));
@@ -203,8 +247,14 @@ pub fn sdk_captures() -> Vec<(&'static str, Vec<&'static str>)> {
         ("python-sdk/push-1.4.0", vec![]),
         ("rust-sdk/ingest-pprof-0.5.8", vec!["process_cpu"; 4]),
         ("rust-sdk/ingest-folded-0.5.8", vec!["process_cpu"; 4]),
-        ("go-sdk/ingest-multipart-1.2.8", vec!["memory", "goroutines", "mutex", "block", "process_cpu"]),
-        ("node-sdk/ingest-pprof-0.6.4", vec!["wall", "memory", "wall", "memory"]),
+        (
+            "go-sdk/ingest-multipart-1.2.8",
+            vec!["memory", "goroutines", "mutex", "block", "process_cpu"],
+        ),
+        (
+            "node-sdk/ingest-pprof-0.6.4",
+            vec!["wall", "memory", "wall", "memory"],
+        ),
     ]
 }
 

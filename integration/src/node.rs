@@ -35,7 +35,13 @@ impl TestNode {
             let _ = rx.await;
         })?;
         let addr = node.http_addr;
-        Ok(Self { url: format!("http://{addr}"), addr, stop: Some(tx), node: Some(node), _data: data })
+        Ok(Self {
+            url: format!("http://{addr}"),
+            addr,
+            stop: Some(tx),
+            node: Some(node),
+            _data: data,
+        })
     }
 
     /// Stops the node and waits for it.
@@ -68,13 +74,26 @@ pub fn ignis_binary() -> Result<PathBuf> {
     }
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/it-HASH → target/<profile>/ignis
-    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test executable location")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test executable location")?;
     let bin = profile_dir.join("ignis");
     if !bin.exists() {
-        bail!(
-            "{} does not exist: build it first with `cargo build --bin ignis` (the README's test command does)",
-            bin.display()
-        );
+        // `cargo test` builds only test targets: build the binary with the same
+        // cargo and target directory (cargo has released its lock by now).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", "ignis", "-p", "ignis"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .context("running cargo build --bin ignis")?;
+        if !status.success() || !bin.exists() {
+            bail!(
+                "{} does not exist and `cargo build --bin ignis` failed",
+                bin.display()
+            );
+        }
     }
     Ok(bin)
 }
@@ -91,7 +110,9 @@ impl ChildNode {
     /// Starts `ignis server` on a free port and waits until `/ready` answers.
     pub async fn start(extra_args: &[&str]) -> Result<Self> {
         let data = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(ignis_binary()?)
             .arg("server")
@@ -102,7 +123,11 @@ impl ChildNode {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting the ignis binary")?;
-        let node = Self { url: format!("http://{addr}"), child, _data: data };
+        let node = Self {
+            url: format!("http://{addr}"),
+            child,
+            _data: data,
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

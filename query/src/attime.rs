@@ -89,17 +89,32 @@ mod tests {
 
     #[test]
     fn epochs_in_all_units() {
-        assert_eq!(parse_time_ns("1795494490", NOW), Some(1_795_494_490_000_000_000));
-        assert_eq!(parse_time_ns("1795494490123", NOW), Some(1_795_494_490_123_000_000));
-        assert_eq!(parse_time_ns("1795495020000000000", NOW), Some(1_795_495_020_000_000_000));
-        assert_eq!(parse_time_ns("20230101", NOW), Some(1_672_531_200_000_000_000));
+        assert_eq!(
+            parse_time_ns("1795494490", NOW),
+            Some(1_795_494_490_000_000_000)
+        );
+        assert_eq!(
+            parse_time_ns("1795494490123", NOW),
+            Some(1_795_494_490_123_000_000)
+        );
+        assert_eq!(
+            parse_time_ns("1795495020000000000", NOW),
+            Some(1_795_495_020_000_000_000)
+        );
+        assert_eq!(
+            parse_time_ns("20230101", NOW),
+            Some(1_672_531_200_000_000_000)
+        );
     }
 
     #[test]
     fn relative_offsets() {
         assert_eq!(parse_time_ns("now", NOW), Some(NOW));
         assert_eq!(parse_time_ns("now-1h", NOW), Some(NOW - 3_600_000_000_000));
-        assert_eq!(parse_time_ns("now-1h30m", NOW), Some(NOW - 5_400_000_000_000));
+        assert_eq!(
+            parse_time_ns("now-1h30m", NOW),
+            Some(NOW - 5_400_000_000_000)
+        );
         assert_eq!(parse_time_ns("", NOW), None);
     }
 }

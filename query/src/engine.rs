@@ -30,7 +30,11 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { max_flamegraph_nodes_default: 8192, max_flamegraph_nodes_max: 1_048_576, max_query_length_secs: 0 }
+        Self {
+            max_flamegraph_nodes_default: 8192,
+            max_flamegraph_nodes_max: 1_048_576,
+            max_query_length_secs: 0,
+        }
     }
 }
 
@@ -63,7 +67,10 @@ impl<'a> Engine<'a> {
                 (end_ms - start_ms) / 1000
             )));
         }
-        Ok((start_ms.saturating_mul(MS), end_ms.saturating_mul(MS).saturating_add(MS - 1)))
+        Ok((
+            start_ms.saturating_mul(MS),
+            end_ms.saturating_mul(MS).saturating_add(MS - 1),
+        ))
     }
 
     fn max_nodes(&self, requested: Option<i64>) -> Result<usize, QueryError> {
@@ -104,54 +111,106 @@ impl<'a> Engine<'a> {
         end_ms: i64,
     ) -> Result<(ProfileType, Selection), QueryError> {
         let (start_ns, end_ns) = self.range(start_ms, end_ms)?;
-        let pt = ProfileType::parse(profile_type).map_err(|e| QueryError::invalid(e.to_string()))?;
+        let pt =
+            ProfileType::parse(profile_type).map_err(|e| QueryError::invalid(e.to_string()))?;
         if label_selector.trim().is_empty() {
             return Err(QueryError::invalid("label_selector is required, e.g. {}"));
         }
         let mut matchers = parse_selector(label_selector)?;
         matchers.push(Matcher::equal(names::PROFILE_TYPE, pt.id()));
-        Ok((pt, Selection { matchers, start_ns, end_ns }))
+        Ok((
+            pt,
+            Selection {
+                matchers,
+                start_ns,
+                end_ns,
+            },
+        ))
     }
 
     /// `ProfileTypes`: distinct profile types in range, sorted by id.
-    pub fn profile_types(&self, req: &q::ProfileTypesRequest, now_ms: i64) -> Result<q::ProfileTypesResponse, QueryError> {
-        let (start, end) = if req.start == 0 && req.end == 0 { (now_ms - 3_600_000, now_ms) } else { (req.start, req.end) };
+    pub fn profile_types(
+        &self,
+        req: &q::ProfileTypesRequest,
+        now_ms: i64,
+    ) -> Result<q::ProfileTypesResponse, QueryError> {
+        let (start, end) = if req.start == 0 && req.end == 0 {
+            (now_ms - 3_600_000, now_ms)
+        } else {
+            (req.start, req.end)
+        };
         let (start_ns, end_ns) = self.range(start, end)?;
-        let sel = Selection { matchers: vec![], start_ns, end_ns };
+        let sel = Selection {
+            matchers: vec![],
+            start_ns,
+            end_ns,
+        };
         let ids: BTreeSet<String> = self
             .series_labels(&sel)
             .iter()
             .filter_map(|l| l.get(names::PROFILE_TYPE).map(str::to_string))
             .collect();
-        let profile_types = ids.iter().filter_map(|id| ProfileType::parse(id).ok()).map(|t| t.to_proto()).collect();
+        let profile_types = ids
+            .iter()
+            .filter_map(|id| ProfileType::parse(id).ok())
+            .map(|t| t.to_proto())
+            .collect();
         Ok(q::ProfileTypesResponse { profile_types })
     }
 
     /// `LabelNames`: sorted, unique label names of matching series.
-    pub fn label_names(&self, req: &types::LabelNamesRequest) -> Result<types::LabelNamesResponse, QueryError> {
+    pub fn label_names(
+        &self,
+        req: &types::LabelNamesRequest,
+    ) -> Result<types::LabelNamesResponse, QueryError> {
         let (start_ns, end_ns) = self.range(req.start, req.end)?;
-        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
-        let names: BTreeSet<String> =
-            self.series_labels(&sel).iter().flat_map(|l| l.iter().map(|(k, _)| k.to_string())).collect();
-        Ok(types::LabelNamesResponse { names: names.into_iter().collect() })
+        let sel = Selection {
+            matchers: Self::matchers(&req.matchers)?,
+            start_ns,
+            end_ns,
+        };
+        let names: BTreeSet<String> = self
+            .series_labels(&sel)
+            .iter()
+            .flat_map(|l| l.iter().map(|(k, _)| k.to_string()))
+            .collect();
+        Ok(types::LabelNamesResponse {
+            names: names.into_iter().collect(),
+        })
     }
 
     /// `LabelValues`: sorted, unique values of one label.
-    pub fn label_values(&self, req: &types::LabelValuesRequest) -> Result<types::LabelValuesResponse, QueryError> {
+    pub fn label_values(
+        &self,
+        req: &types::LabelValuesRequest,
+    ) -> Result<types::LabelValuesResponse, QueryError> {
         let (start_ns, end_ns) = self.range(req.start, req.end)?;
         if req.name.is_empty() {
             return Err(QueryError::invalid("name is required"));
         }
-        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
-        let values: BTreeSet<String> =
-            self.series_labels(&sel).iter().filter_map(|l| l.get(&req.name).map(str::to_string)).collect();
-        Ok(types::LabelValuesResponse { names: values.into_iter().collect() })
+        let sel = Selection {
+            matchers: Self::matchers(&req.matchers)?,
+            start_ns,
+            end_ns,
+        };
+        let values: BTreeSet<String> = self
+            .series_labels(&sel)
+            .iter()
+            .filter_map(|l| l.get(&req.name).map(str::to_string))
+            .collect();
+        Ok(types::LabelValuesResponse {
+            names: values.into_iter().collect(),
+        })
     }
 
     /// `Series`: matching label sets, projected onto `label_names` when given.
     pub fn series(&self, req: &q::SeriesRequest) -> Result<q::SeriesResponse, QueryError> {
         let (start_ns, end_ns) = self.range(req.start, req.end)?;
-        let sel = Selection { matchers: Self::matchers(&req.matchers)?, start_ns, end_ns };
+        let sel = Selection {
+            matchers: Self::matchers(&req.matchers)?,
+            start_ns,
+            end_ns,
+        };
         let mut sets: Vec<Labels> = self
             .series_labels(&sel)
             .into_iter()
@@ -160,14 +219,23 @@ impl<'a> Engine<'a> {
                     l
                 } else {
                     Labels::from_pairs(
-                        req.label_names.iter().filter_map(|n| l.get(n).map(|v| (n.clone(), v.to_string()))),
+                        req.label_names
+                            .iter()
+                            .filter_map(|n| l.get(n).map(|v| (n.clone(), v.to_string()))),
                     )
                 }
             })
             .collect();
         sets.sort();
         sets.dedup();
-        Ok(q::SeriesResponse { labels_set: sets.iter().map(|l| types::Labels { labels: l.to_proto() }).collect() })
+        Ok(q::SeriesResponse {
+            labels_set: sets
+                .iter()
+                .map(|l| types::Labels {
+                    labels: l.to_proto(),
+                })
+                .collect(),
+        })
     }
 
     /// Merges the stacks of a selection across all sources.
@@ -184,7 +252,12 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
-        let (pt, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
+        let (pt, sel) = self.typed_selection(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+        )?;
         let max_nodes = self.max_nodes(req.max_nodes)?;
         let merged = self.merge(&sel);
         let call_site = call_site(req.stack_trace_selector.as_ref());
@@ -193,35 +266,59 @@ impl<'a> Engine<'a> {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
                 resp.flamegraph = Some(FlameTree::build(&merged, &call_site).flamegraph(max_nodes));
             }
-            q::ProfileFormat::Tree => resp.tree = FlameTree::build(&merged, &call_site).tree_bytes(max_nodes),
+            q::ProfileFormat::Tree => {
+                resp.tree = FlameTree::build(&merged, &call_site).tree_bytes(max_nodes)
+            }
             q::ProfileFormat::Pprof => {
-                resp.pprof = Some(q::PprofProfile { profile: Some(to_pprof(&merged, &pt, sel.end_ns)) });
+                resp.pprof = Some(q::PprofProfile {
+                    profile: Some(to_pprof(&merged, &pt, sel.end_ns)),
+                });
             }
             q::ProfileFormat::Dot => {
-                return Err(QueryError::invalid("the dot format is not supported yet; use flamegraph, tree or pprof"));
+                return Err(QueryError::invalid(
+                    "the dot format is not supported yet; use flamegraph, tree or pprof",
+                ));
             }
         }
         Ok(resp)
     }
 
     /// `SelectMergeProfile`: the merged profile as pprof.
-    pub fn select_merge_profile(&self, req: &q::SelectMergeProfileRequest) -> Result<pprof::Profile, QueryError> {
-        let (pt, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
+    pub fn select_merge_profile(
+        &self,
+        req: &q::SelectMergeProfileRequest,
+    ) -> Result<pprof::Profile, QueryError> {
+        let (pt, sel) = self.typed_selection(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+        )?;
         let merged = self.merge(&sel);
         Ok(to_pprof(&merged, &pt, sel.end_ns))
     }
 
     /// `SelectSeries`: profile totals bucketed by `step`, grouped by `group_by`.
-    pub fn select_series(&self, req: &q::SelectSeriesRequest) -> Result<q::SelectSeriesResponse, QueryError> {
-        let (_, sel) = self.typed_selection(&req.profile_type_id, &req.label_selector, req.start, req.end)?;
-        if !(req.step >= 0.001) {
+    pub fn select_series(
+        &self,
+        req: &q::SelectSeriesRequest,
+    ) -> Result<q::SelectSeriesResponse, QueryError> {
+        let (_, sel) = self.typed_selection(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+        )?;
+        if req.step.is_nan() || req.step < 0.001 {
             return Err(QueryError::invalid("step must be >= 1ms"));
         }
         if req.exemplar_type == types::ExemplarType::Span as i32 {
             return Err(QueryError::invalid("exemplar type span is not implemented"));
         }
         let aggregation = match req.aggregation {
-            Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => Aggregation::Average,
+            Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => {
+                Aggregation::Average
+            }
             _ => Aggregation::Sum,
         };
         let step_ms = (req.step * 1000.0).round() as i64;
@@ -230,7 +327,9 @@ impl<'a> Engine<'a> {
             s.profile_totals(&sel, &mut |labels, ts, v| builder.add(labels, ts, v));
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
-        Ok(q::SelectSeriesResponse { series: builder.finish(limit) })
+        Ok(q::SelectSeriesResponse {
+            series: builder.finish(limit),
+        })
     }
 
     /// Calls `f(labels, timestamp_ns, total)` for every profile of a selection.
@@ -242,5 +341,6 @@ impl<'a> Engine<'a> {
 }
 
 fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {
-    sel.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect()).unwrap_or_default()
+    sel.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect())
+        .unwrap_or_default()
 }

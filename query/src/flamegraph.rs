@@ -44,7 +44,12 @@ impl FlameTree {
     pub fn build(merged: &MergedStacks, call_site: &[String]) -> Self {
         let mut tree = Self {
             names: vec![String::new()],
-            nodes: vec![Node { name: 0, total: 0, self_: 0, children: Vec::new() }],
+            nodes: vec![Node {
+                name: 0,
+                total: 0,
+                self_: 0,
+                children: Vec::new(),
+            }],
         };
         let mut name_ids: HashMap<String, u32> = HashMap::new();
         let mut child_of: HashMap<(u32, u32), u32> = HashMap::new();
@@ -74,7 +79,12 @@ impl FlameTree {
                 };
                 node = *child_of.entry((node, name)).or_insert_with(|| {
                     let id = tree.nodes.len() as u32;
-                    tree.nodes.push(Node { name, total: 0, self_: 0, children: Vec::new() });
+                    tree.nodes.push(Node {
+                        name,
+                        total: 0,
+                        self_: 0,
+                        children: Vec::new(),
+                    });
                     tree.nodes[node as usize].children.push(id);
                     id
                 });
@@ -161,7 +171,11 @@ impl FlameTree {
             let (x, total, self_, name, depth, node) = match item {
                 Item::Node(n, x, depth) => {
                     let node = &self.nodes[n as usize];
-                    let name = if n == ROOT { 0 } else { self.intern(n, &mut name_index, &mut out.names) };
+                    let name = if n == ROOT {
+                        0
+                    } else {
+                        self.intern(n, &mut name_index, &mut out.names)
+                    };
                     (x, node.total, node.self_, name, depth, Some(n))
                 }
                 Item::Other(x, total, depth) => {
@@ -208,7 +222,12 @@ impl FlameTree {
         out
     }
 
-    fn intern<'a>(&'a self, n: u32, index: &mut HashMap<&'a str, i64>, names: &mut Vec<String>) -> i64 {
+    fn intern<'a>(
+        &'a self,
+        n: u32,
+        index: &mut HashMap<&'a str, i64>,
+        names: &mut Vec<String>,
+    ) -> i64 {
         let name = self.name(n);
         *index.entry(name).or_insert_with(|| {
             names.push(name.to_string());
@@ -221,7 +240,11 @@ impl FlameTree {
         let l = self.levels(max_nodes);
         q::FlameGraph {
             names: l.names,
-            levels: l.levels.into_iter().map(|values| q::Level { values }).collect(),
+            levels: l
+                .levels
+                .into_iter()
+                .map(|values| q::Level { values })
+                .collect(),
             total: l.total,
             max_self: l.max_self,
         }
@@ -247,7 +270,11 @@ impl FlameTree {
                 }
                 Item::Node(n) => {
                     let name = if n == ROOT { "" } else { self.name(n) };
-                    let self_ = if n == ROOT { 0 } else { self.nodes[n as usize].self_ };
+                    let self_ = if n == ROOT {
+                        0
+                    } else {
+                        self.nodes[n as usize].self_
+                    };
                     let (kept, other) = self.kept_children(n, min_total);
                     put_uvarint(&mut out, name.len() as u64);
                     out.extend_from_slice(name.as_bytes());
@@ -276,9 +303,9 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ignis_storage::SymbolTable;
     use ignis_storage::proto::google::v1 as pprof;
     use ignis_storage::symbols::ImportMemo;
-    use ignis_storage::SymbolTable;
 
     /// Stacks are given root first.
     pub(crate) fn merged(stacks: &[(&[&str], i64)]) -> MergedStacks {
@@ -293,7 +320,11 @@ mod tests {
                     None => {
                         strings.push(f.to_string());
                         let i = strings.len() as u64 - 1;
-                        functions.push(pprof::Function { id: i, name: i as i64, ..Default::default() });
+                        functions.push(pprof::Function {
+                            id: i,
+                            name: i as i64,
+                            ..Default::default()
+                        });
                         i
                     }
                 };
@@ -307,7 +338,10 @@ mod tests {
                 .iter()
                 .map(|f| pprof::Location {
                     id: f.id,
-                    line: vec![pprof::Line { function_id: f.id, line: 0 }],
+                    line: vec![pprof::Line {
+                        function_id: f.id,
+                        line: 0,
+                    }],
                     ..Default::default()
                 })
                 .collect(),
@@ -329,12 +363,19 @@ mod tests {
 
     #[test]
     fn matches_pyroscope_worked_example() {
-        let m = merged(&[(&["a", "b", "e"], 1), (&["a", "c"], 2), (&["a", "c", "d"], 1)]);
+        let m = merged(&[
+            (&["a", "b", "e"], 1),
+            (&["a", "c"], 2),
+            (&["a", "c", "d"], 1),
+        ]);
         let l = FlameTree::build(&m, &[]).levels(0);
         assert_eq!(l.total, 4);
         assert_eq!(l.max_self, 2);
         let named = |lvl: usize| -> Vec<(i64, i64, i64, String)> {
-            l.levels[lvl].chunks(4).map(|t| (t[0], t[1], t[2], l.names[t[3] as usize].clone())).collect()
+            l.levels[lvl]
+                .chunks(4)
+                .map(|t| (t[0], t[1], t[2], l.names[t[3] as usize].clone()))
+                .collect()
         };
         assert_eq!(named(0), vec![(0, 4, 0, "total".into())]);
         assert_eq!(named(1), vec![(0, 4, 0, "a".into())]);
@@ -348,8 +389,10 @@ mod tests {
         let t = FlameTree::build(&m, &[]);
         let l = t.levels(2);
         assert_eq!(l.total, 103);
-        let lvl2: Vec<(i64, String)> =
-            l.levels[2].chunks(4).map(|c| (c[1], l.names[c[3] as usize].clone())).collect();
+        let lvl2: Vec<(i64, String)> = l.levels[2]
+            .chunks(4)
+            .map(|c| (c[1], l.names[c[3] as usize].clone()))
+            .collect();
         assert_eq!(lvl2, vec![(100, "big".into()), (3, "other".into())]);
     }
 

@@ -55,14 +55,18 @@ pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::
         if value == 0 {
             continue;
         }
-        let Some(locs) = sym.stacks.get(stack) else { continue };
+        let Some(locs) = sym.stacks.get(stack) else {
+            continue;
+        };
         let mut location_id = Vec::with_capacity(locs.len());
         for &loc in locs.iter() {
             if let Some(&id) = location_ids.get(&loc) {
                 location_id.push(id);
                 continue;
             }
-            let Some(l) = sym.locations.get(loc) else { continue };
+            let Some(l) = sym.locations.get(loc) else {
+                continue;
+            };
             let mapping_id = if l.mapping == 0 {
                 0
             } else if let Some(&id) = mapping_ids.get(&l.mapping) {
@@ -91,7 +95,9 @@ pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::
                 let function_id = match function_ids.get(&ln.function) {
                     Some(&id) => id,
                     None => {
-                        let Some(f) = sym.functions.get(ln.function) else { continue };
+                        let Some(f) = sym.functions.get(ln.function) else {
+                            continue;
+                        };
                         let id = functions.len() as u64 + 1;
                         functions.push(pprof::Function {
                             id,
@@ -104,7 +110,10 @@ pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::
                         id
                     }
                 };
-                line.push(pprof::Line { function_id, line: ln.line });
+                line.push(pprof::Line {
+                    function_id,
+                    line: ln.line,
+                });
             }
             let id = locations.len() as u64 + 1;
             locations.push(pprof::Location {
@@ -117,7 +126,11 @@ pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::
             location_ids.insert(loc, id);
             location_id.push(id);
         }
-        samples.push(pprof::Sample { location_id, value: vec![value], label: vec![] });
+        samples.push(pprof::Sample {
+            location_id,
+            value: vec![value],
+            label: vec![],
+        });
     }
 
     let period = match pt.name.as_str() {

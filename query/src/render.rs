@@ -57,7 +57,11 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
         "inuse_objects" | "alloc_objects" | "goroutine" | "samples" => "objects",
         _ => pt.sample_unit.as_str(),
     };
-    let names = if levels.total == 0 { Value::Null } else { json!(levels.names) };
+    let names = if levels.total == 0 {
+        Value::Null
+    } else {
+        json!(levels.names)
+    };
     Ok(json!({
         "version": 1,
         "flamebearer": {
@@ -79,7 +83,12 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
     }))
 }
 
-fn timelines(engine: &Engine<'_>, sel: &Selection, req: &RenderRequest, step: i64) -> (Timeline, Value) {
+fn timelines(
+    engine: &Engine<'_>,
+    sel: &Selection,
+    req: &RenderRequest,
+    step: i64,
+) -> (Timeline, Value) {
     let mut total = Timeline::new(req.from_ms, req.until_ms, step);
     let mut groups: BTreeMap<String, Timeline> = BTreeMap::new();
     let group_by = req.group_by.first();
@@ -93,6 +102,10 @@ fn timelines(engine: &Engine<'_>, sel: &Selection, req: &RenderRequest, step: i6
                 .add(ts, v);
         }
     });
-    let groups = if group_by.is_some() { json!(groups) } else { Value::Null };
+    let groups = if group_by.is_some() {
+        json!(groups)
+    } else {
+        Value::Null
+    };
     (total, groups)
 }

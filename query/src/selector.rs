@@ -32,20 +32,35 @@ pub struct Matcher {
 
 impl Matcher {
     /// Builds a matcher; regexes are fully anchored.
-    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, String> {
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, String> {
         let value = value.into();
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?,
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("invalid regex {value:?}: {e}"))?,
             ),
             _ => None,
         };
-        Ok(Self { name: name.into(), op, value, regex })
+        Ok(Self {
+            name: name.into(),
+            op,
+            value,
+            regex,
+        })
     }
 
     /// An equality matcher.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), op: MatchOp::Equal, value: value.into(), regex: None }
+        Self {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            regex: None,
+        }
     }
 
     /// Whether `value` (empty when the label is absent) satisfies the matcher.
@@ -71,8 +86,14 @@ pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
 
 /// Parses a selector. A leading metric name becomes a `__name__` matcher.
 pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, QueryError> {
-    let err = |reason: String| QueryError::Selector { selector: input.to_string(), reason };
-    let mut p = Parser { s: input.as_bytes(), i: 0 };
+    let err = |reason: String| QueryError::Selector {
+        selector: input.to_string(),
+        reason,
+    };
+    let mut p = Parser {
+        s: input.as_bytes(),
+        i: 0,
+    };
     let mut out = Vec::new();
     p.skip_ws();
     if p.i >= p.s.len() {
@@ -170,7 +191,12 @@ impl Parser<'_> {
                 self.i += 1;
                 return Ok(MatchOp::Equal);
             }
-            _ => return Err(format!("expected one of =, !=, =~, !~ at offset {}", self.i)),
+            _ => {
+                return Err(format!(
+                    "expected one of =, !=, =~, !~ at offset {}",
+                    self.i
+                ));
+            }
         };
         self.i += 2;
         Ok(op)
@@ -228,7 +254,9 @@ mod tests {
 
     #[test]
     fn metric_name_with_colons_and_empty() {
-        let m = parse_selector(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="app"}"#).unwrap();
+        let m =
+            parse_selector(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="app"}"#)
+                .unwrap();
         assert_eq!(m[0].name, "__name__");
         assert_eq!(m[0].value, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
         assert!(parse_selector("{}").unwrap().is_empty());

@@ -26,8 +26,19 @@ pub struct SeriesBuilder {
 impl SeriesBuilder {
     /// Buckets are right-closed, `(t − step, t]`, aligned to `start − step`,
     /// and each point carries its bucket's end.
-    pub fn new(group_by: Vec<String>, start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Self {
-        Self { group_by, start_ms, step_ms: step_ms.max(1), aggregation, groups: BTreeMap::new() }
+    pub fn new(
+        group_by: Vec<String>,
+        start_ms: i64,
+        step_ms: i64,
+        aggregation: Aggregation,
+    ) -> Self {
+        Self {
+            group_by,
+            start_ms,
+            step_ms: step_ms.max(1),
+            aggregation,
+            groups: BTreeMap::new(),
+        }
     }
 
     /// Adds one profile's total.
@@ -41,7 +52,12 @@ impl SeriesBuilder {
         let origin = self.start_ms - self.step_ms;
         let k = (ts_ms - origin + self.step_ms - 1).div_euclid(self.step_ms);
         let bucket_end = origin + k * self.step_ms;
-        let slot = self.groups.entry(key).or_default().entry(bucket_end).or_insert((0.0, 0));
+        let slot = self
+            .groups
+            .entry(key)
+            .or_default()
+            .entry(bucket_end)
+            .or_insert((0.0, 0));
         slot.0 += value as f64;
         slot.1 += 1;
     }
@@ -61,16 +77,32 @@ impl SeriesBuilder {
                             Aggregation::Sum => sum,
                             Aggregation::Average => sum / n as f64,
                         };
-                        types::Point { value, timestamp: ts, annotations: vec![], exemplars: vec![] }
+                        types::Point {
+                            value,
+                            timestamp: ts,
+                            annotations: vec![],
+                            exemplars: vec![],
+                        }
                     })
                     .collect();
-                (total, types::Series { labels: labels.to_proto(), points })
+                (
+                    total,
+                    types::Series {
+                        labels: labels.to_proto(),
+                        points,
+                    },
+                )
             })
             .collect();
         if let Some(limit) = limit.filter(|&l| l > 0 && l < series.len()) {
             series.sort_by(|a, b| b.0.total_cmp(&a.0));
             series.truncate(limit);
-            series.sort_by(|a, b| a.1.labels.iter().map(|l| (&l.name, &l.value)).cmp(b.1.labels.iter().map(|l| (&l.name, &l.value))));
+            series.sort_by(|a, b| {
+                a.1.labels
+                    .iter()
+                    .map(|l| (&l.name, &l.value))
+                    .cmp(b.1.labels.iter().map(|l| (&l.name, &l.value)))
+            });
         }
         series.into_iter().map(|(_, s)| s).collect()
     }
@@ -81,18 +113,43 @@ impl SeriesBuilder {
 pub fn timeline_step_secs(from_ms: i64, until_ms: i64) -> i64 {
     let raw = ((until_ms - from_ms) / 1500).max(15_000);
     const TABLE: [(i64, i64); 25] = [
-        (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1_500, 1_000),
-        (3_500, 2_000), (7_500, 5_000), (12_500, 10_000), (17_500, 15_000), (25_000, 20_000),
-        (45_000, 30_000), (90_000, 60_000), (210_000, 120_000), (450_000, 300_000),
-        (750_000, 600_000), (1_050_000, 900_000), (1_500_000, 1_200_000), (2_700_000, 1_800_000),
-        (5_400_000, 3_600_000), (9_000_000, 7_200_000), (16_200_000, 10_800_000),
-        (24_300_000, 21_600_000), (54_000_000, 43_200_000),
+        (15, 10),
+        (35, 20),
+        (75, 50),
+        (150, 100),
+        (350, 200),
+        (750, 500),
+        (1_500, 1_000),
+        (3_500, 2_000),
+        (7_500, 5_000),
+        (12_500, 10_000),
+        (17_500, 15_000),
+        (25_000, 20_000),
+        (45_000, 30_000),
+        (90_000, 60_000),
+        (210_000, 120_000),
+        (450_000, 300_000),
+        (750_000, 600_000),
+        (1_050_000, 900_000),
+        (1_500_000, 1_200_000),
+        (2_700_000, 1_800_000),
+        (5_400_000, 3_600_000),
+        (9_000_000, 7_200_000),
+        (16_200_000, 10_800_000),
+        (24_300_000, 21_600_000),
+        (54_000_000, 43_200_000),
     ];
     let ms = TABLE
         .iter()
         .find(|(limit, _)| raw < *limit)
         .map(|&(_, v)| v)
-        .unwrap_or(if raw < 129_600_000 { 86_400_000 } else if raw < 864_000_000 { 604_800_000 } else { 2_592_000_000 });
+        .unwrap_or(if raw < 129_600_000 {
+            86_400_000
+        } else if raw < 864_000_000 {
+            604_800_000
+        } else {
+            2_592_000_000
+        });
     (ms / 1000).max(1)
 }
 
@@ -117,7 +174,12 @@ impl Timeline {
         let start = from_ms.div_euclid(step_ms) * step_ms;
         let end = until_ms.div_euclid(step_ms) * step_ms;
         let n = ((end - start) / step_ms).max(0) as usize;
-        Self { start_time: start / 1000, samples: vec![0; n], duration_delta: step_secs, watermarks: None }
+        Self {
+            start_time: start / 1000,
+            samples: vec![0; n],
+            duration_delta: step_secs,
+            watermarks: None,
+        }
     }
 
     /// Adds a value at a timestamp; values outside the range are dropped.

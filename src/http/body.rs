@@ -1,8 +1,8 @@
 //! Reading request bodies: a size limit before decompression, and bounded
 //! `Content-Encoding: gzip` decoding after.
 
-use actix_web::web::{BytesMut, Payload};
 use actix_web::HttpRequest;
+use actix_web::web::{BytesMut, Payload};
 use futures::StreamExt;
 use ignis_actors::ingest::gzip::gunzip;
 
@@ -12,7 +12,8 @@ use super::error::ApiError;
 pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("failed to read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("failed to read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(format!(
                 "request body too large: more than {limit} bytes (ingestion_body_limit_bytes)"
@@ -24,7 +25,11 @@ pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, A
 }
 
 /// Undoes `Content-Encoding` (gzip or identity), inflating at most `limit` bytes.
-pub fn decode_content_encoding(req: &HttpRequest, body: BytesMut, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub fn decode_content_encoding(
+    req: &HttpRequest,
+    body: BytesMut,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let encoding = req
         .headers()
         .get("content-encoding")

@@ -24,9 +24,16 @@ impl Codec {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
-            "application/proto" | "application/protobuf" | "application/x-protobuf" => Ok(Self::Proto),
+            "application/proto" | "application/protobuf" | "application/x-protobuf" => {
+                Ok(Self::Proto)
+            }
             "application/json" => Ok(Self::Json),
             "" => Err(ApiError::unsupported_media_type(
                 "missing Content-Type: use application/proto or application/json",
@@ -38,14 +45,19 @@ impl Codec {
     }
 
     /// Decodes one message.
-    pub fn decode<T: prost::Message + Default + DeserializeOwned>(self, body: &[u8]) -> Result<T, ApiError> {
+    pub fn decode<T: prost::Message + Default + DeserializeOwned>(
+        self,
+        body: &[u8],
+    ) -> Result<T, ApiError> {
         match self {
-            Self::Proto => T::decode(body).map_err(|e| ApiError::bad_request(format!("invalid protobuf message: {e}"))),
+            Self::Proto => T::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid protobuf message: {e}"))),
             Self::Json => {
                 if body.iter().all(u8::is_ascii_whitespace) {
                     return Err(ApiError::bad_request("empty JSON body: send at least {}"));
                 }
-                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON message: {e}")))
+                serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON message: {e}")))
             }
         }
     }
@@ -53,10 +65,15 @@ impl Codec {
     /// Encodes a 200 response.
     pub fn respond<T: prost::Message + Serialize>(self, msg: &T) -> HttpResponse {
         match self {
-            Self::Proto => HttpResponse::Ok().content_type("application/proto").body(msg.encode_to_vec()),
+            Self::Proto => HttpResponse::Ok()
+                .content_type("application/proto")
+                .body(msg.encode_to_vec()),
             Self::Json => match serde_json::to_vec(msg) {
-                Ok(body) => HttpResponse::Ok().content_type("application/json").body(body),
-                Err(e) => ApiError::internal(format!("failed to encode the response: {e}")).into_response(),
+                Ok(body) => HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body),
+                Err(e) => ApiError::internal(format!("failed to encode the response: {e}"))
+                    .into_response(),
             },
         }
     }

@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures::stream;
 use ignis_actors::distributor::Distribute;
 use ignis_actors::ingest::{
-    IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy, decode_push,
-    detect_format,
+    IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy,
+    decode_push, detect_format,
 };
 use ignis_storage::SplitProfile;
 use ignis_storage::proto::push::v1::{PushRequest, PushResponse};
@@ -18,7 +18,11 @@ use super::error::ApiError;
 use super::state::{AppState, now_ns};
 
 /// `POST /push.v1.PusherService/Push`.
-pub async fn push(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn push(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let result = push_inner(&req, payload, &state).await;
     if let Err(e) = &result {
         state.reject("push", e);
@@ -26,7 +30,11 @@ pub async fn push(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     result
 }
 
-async fn push_inner(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+async fn push_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let codec = Codec::from_request(req)?;
     let tenant = state.tenant(req)?;
     let limits = state.config.limits.clone();
@@ -43,7 +51,11 @@ async fn push_inner(req: &HttpRequest, payload: web::Payload, state: &AppState) 
 }
 
 /// `POST /ingest` (and `/pyroscope/ingest`).
-pub async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ingest(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let result = ingest_inner(&req, payload, &state).await;
     if let Err(e) = &result {
         state.reject("ingest", e);
@@ -51,7 +63,11 @@ pub async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
     result
 }
 
-async fn ingest_inner(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+async fn ingest_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let tenant = state.tenant(req)?;
     let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?
@@ -74,13 +90,21 @@ async fn ingest_inner(req: &HttpRequest, payload: web::Payload, state: &AppState
     } else {
         IngestBody::Raw(body)
     };
-    let pprof_like = matches!(format, LegacyFormat::Pprof | LegacyFormat::PprofMultipart | LegacyFormat::Jfr | LegacyFormat::Speedscope);
+    let pprof_like = matches!(
+        format,
+        LegacyFormat::Pprof
+            | LegacyFormat::PprofMultipart
+            | LegacyFormat::Jfr
+            | LegacyFormat::Speedscope
+    );
     let profiles = web::block(move || decode_legacy(&params, format, body, &limits, now_ns()))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| {
             let status = match e.reason {
-                Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => StatusCode::BAD_REQUEST,
+                Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => {
+                    StatusCode::BAD_REQUEST
+                }
                 Reason::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
                 _ if pprof_like => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
@@ -91,9 +115,22 @@ async fn ingest_inner(req: &HttpRequest, payload: web::Payload, state: &AppState
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn store(state: &AppState, tenant: &str, profiles: Vec<SplitProfile>, endpoint: &'static str, bytes: usize) -> Result<(), ApiError> {
-    let labels = vec![("tenant", tenant.to_string()), ("endpoint", endpoint.to_string())];
-    state.metrics.ingested_bytes.get_or_create(&labels).inc_by(bytes as u64);
+async fn store(
+    state: &AppState,
+    tenant: &str,
+    profiles: Vec<SplitProfile>,
+    endpoint: &'static str,
+    bytes: usize,
+) -> Result<(), ApiError> {
+    let labels = vec![
+        ("tenant", tenant.to_string()),
+        ("endpoint", endpoint.to_string()),
+    ];
+    state
+        .metrics
+        .ingested_bytes
+        .get_or_create(&labels)
+        .inc_by(bytes as u64);
     if profiles.is_empty() {
         return Ok(());
     }
@@ -114,7 +151,13 @@ async fn parse_multipart(content_type: &str, body: Vec<u8>) -> Result<MultipartP
     let mut form = multer::Multipart::new(stream, boundary);
     let mut parts = MultipartParts::default();
     let bad = |e: multer::Error| {
-        ApiError::from_ingest(IngestError::new(Reason::InvalidRequest, format!("invalid multipart body: {e}")), StatusCode::BAD_REQUEST)
+        ApiError::from_ingest(
+            IngestError::new(
+                Reason::InvalidRequest,
+                format!("invalid multipart body: {e}"),
+            ),
+            StatusCode::BAD_REQUEST,
+        )
     };
     while let Some(field) = form.next_field().await.map_err(bad)? {
         // Pyroscope only reads file parts.

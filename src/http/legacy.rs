@@ -30,11 +30,16 @@ fn time_ms(p: &[(String, String)], name: &str, default_ns: i64) -> Result<i64, A
 }
 
 /// `GET /pyroscope/render`: flamebearer JSON with a timeline.
-pub async fn render(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn render(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = state.tenant(&req)?;
     let p = params(&req)?;
     if param(&p, "format") == Some("dot") {
-        return Err(ApiError::bad_request("format=dot is not supported yet; omit format for JSON"));
+        return Err(ApiError::bad_request(
+            "format=dot is not supported yet; omit format for JSON",
+        ));
     }
     let now = now_ns();
     let max_nodes = param(&p, "maxNodes")
@@ -45,14 +50,24 @@ pub async fn render(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         from_ms: time_ms(&p, "from", now)?,
         until_ms: time_ms(&p, "until", now)?,
         max_nodes,
-        group_by: p.iter().filter(|(k, _)| k == "groupBy").map(|(_, v)| v.clone()).collect(),
+        group_by: p
+            .iter()
+            .filter(|(k, _)| k == "groupBy")
+            .map(|(_, v)| v.clone())
+            .collect(),
     };
-    let body = state.tenants.query(&tenant, move |e| render_flamebearer(e, &request)).await?;
+    let body = state
+        .tenants
+        .query(&tenant, move |e| render_flamebearer(e, &request))
+        .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /pyroscope/label-values?label=…[&from=…&until=…]` (default range: the last hour).
-pub async fn label_values(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn label_values(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = state.tenant(&req)?;
     let p = params(&req)?;
     let label = param(&p, "label").unwrap_or("").to_string();
@@ -73,8 +88,17 @@ pub async fn label_values(req: HttpRequest, state: web::Data<AppState>) -> Resul
             .map(|t| t.id)
             .collect()
     } else {
-        let r = types::LabelValuesRequest { name: label, matchers: vec![], start, end };
-        state.tenants.query(&tenant, move |e| e.label_values(&r)).await?.names
+        let r = types::LabelValuesRequest {
+            name: label,
+            matchers: vec![],
+            start,
+            end,
+        };
+        state
+            .tenants
+            .query(&tenant, move |e| e.label_values(&r))
+            .await?
+            .names
     };
     Ok(HttpResponse::Ok().json(values))
 }

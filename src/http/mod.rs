@@ -15,7 +15,9 @@ use crate::roles::Roles;
 use error::ApiError;
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed("method not allowed on this route"))
+    Err(ApiError::method_not_allowed(
+        "method not allowed on this route",
+    ))
 }
 
 /// Registers every route the node's roles serve.
@@ -57,5 +59,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles) {
 
 /// Answers routes that do not exist.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such route"))
+    Err(ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route",
+    ))
 }

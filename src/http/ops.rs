@@ -6,7 +6,9 @@ use super::state::AppState;
 
 /// `GET /ready`.
 pub async fn ready() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready")
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ready")
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -27,20 +27,39 @@ pub async fn querier(
     let tenant = state.tenant(&req)?;
     let raw = read_body(payload, MAX_QUERY_BODY).await?;
     let body = decode_content_encoding(&req, raw, MAX_QUERY_BODY)?;
-    let call = Call { codec, body: &body, state: &state, tenant };
+    let call = Call {
+        codec,
+        body: &body,
+        state: &state,
+        tenant,
+    };
     match method.as_str() {
         "ProfileTypes" => {
             let now_ms = now_ns() / 1_000_000;
-            call.run(move |e, r: q::ProfileTypesRequest| e.profile_types(&r, now_ms)).await
+            call.run(move |e, r: q::ProfileTypesRequest| e.profile_types(&r, now_ms))
+                .await
         }
-        "LabelNames" => call.run(|e, r: types::LabelNamesRequest| e.label_names(&r)).await,
-        "LabelValues" => call.run(|e, r: types::LabelValuesRequest| e.label_values(&r)).await,
+        "LabelNames" => {
+            call.run(|e, r: types::LabelNamesRequest| e.label_names(&r))
+                .await
+        }
+        "LabelValues" => {
+            call.run(|e, r: types::LabelValuesRequest| e.label_values(&r))
+                .await
+        }
         "Series" => call.run(|e, r: q::SeriesRequest| e.series(&r)).await,
         "SelectMergeStacktraces" => {
-            call.run(|e, r: q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(&r)).await
+            call.run(|e, r: q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(&r))
+                .await
         }
-        "SelectMergeProfile" => call.run(|e, r: q::SelectMergeProfileRequest| e.select_merge_profile(&r)).await,
-        "SelectSeries" => call.run(|e, r: q::SelectSeriesRequest| e.select_series(&r)).await,
+        "SelectMergeProfile" => {
+            call.run(|e, r: q::SelectMergeProfileRequest| e.select_merge_profile(&r))
+                .await
+        }
+        "SelectSeries" => {
+            call.run(|e, r: q::SelectSeriesRequest| e.select_series(&r))
+                .await
+        }
         other => Err(ApiError::not_found(format!(
             "querier.v1.QuerierService/{other} is not implemented by this server"
         ))),
@@ -62,7 +81,11 @@ impl Call<'_> {
         F: FnOnce(&Engine<'_>, Req) -> Result<Resp, QueryError> + Send + 'static,
     {
         let request: Req = self.codec.decode(self.body)?;
-        let resp = self.state.tenants.query(&self.tenant, move |e| f(e, request)).await?;
+        let resp = self
+            .state
+            .tenants
+            .query(&self.tenant, move |e| f(e, request))
+            .await?;
         Ok(self.codec.respond(&resp))
     }
 }

@@ -28,20 +28,28 @@ impl AppState {
                     .to_str()
                     .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?
                     .trim();
-                validate_tenant_id(id).map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
+                validate_tenant_id(id)
+                    .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
                 Ok(id.to_string())
             }
-            None if self.config.tenancy.require_tenant_header => Err(ApiError::unauthenticated("no org id")),
+            None if self.config.tenancy.require_tenant_header => {
+                Err(ApiError::unauthenticated("no org id"))
+            }
             None => Ok(self.config.tenancy.default_tenant.clone()),
         }
     }
 
     /// Counts a refused ingest request.
     pub fn reject(&self, endpoint: &str, err: &ApiError) {
-        let reason = err.reason.map_or_else(|| err.code.to_string(), |r| r.as_str().to_string());
+        let reason = err
+            .reason
+            .map_or_else(|| err.code.to_string(), |r| r.as_str().to_string());
         self.metrics
             .rejected_requests
-            .get_or_create(&vec![("endpoint", endpoint.to_string()), ("reason", reason)])
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_string()),
+                ("reason", reason),
+            ])
             .inc();
         tracing::debug!(endpoint, status = err.status.as_u16(), error = %err.message, "refused request");
     }

@@ -60,7 +60,11 @@ impl Series {
     pub fn profiles_in(&self, start_ns: i64, end_ns: i64) -> &[ProfileRow] {
         let lo = self.profiles.partition_point(|p| p.timestamp_ns < start_ns);
         let hi = self.profiles.partition_point(|p| p.timestamp_ns <= end_ns);
-        if lo >= hi { &[] } else { &self.profiles[lo..hi] }
+        if lo >= hi {
+            &[]
+        } else {
+            &self.profiles[lo..hi]
+        }
     }
 }
 
@@ -241,25 +245,51 @@ mod tests {
         pprof::Profile {
             string_table: vec!["".into(), "main".into(), "work".into()],
             function: vec![
-                pprof::Function { id: 1, name: 1, ..Default::default() },
-                pprof::Function { id: 2, name: 2, ..Default::default() },
+                pprof::Function {
+                    id: 1,
+                    name: 1,
+                    ..Default::default()
+                },
+                pprof::Function {
+                    id: 2,
+                    name: 2,
+                    ..Default::default()
+                },
             ],
             location: vec![
                 pprof::Location {
                     id: 1,
-                    line: vec![pprof::Line { function_id: 1, line: 1 }],
+                    line: vec![pprof::Line {
+                        function_id: 1,
+                        line: 1,
+                    }],
                     ..Default::default()
                 },
                 pprof::Location {
                     id: 2,
-                    line: vec![pprof::Line { function_id: 2, line: 1 }],
+                    line: vec![pprof::Line {
+                        function_id: 2,
+                        line: 1,
+                    }],
                     ..Default::default()
                 },
             ],
             sample: vec![
-                pprof::Sample { location_id: vec![2, 1], value: vec![3], label: vec![] },
-                pprof::Sample { location_id: vec![2, 1], value: vec![4], label: vec![] },
-                pprof::Sample { location_id: vec![1], value: vec![5], label: vec![] },
+                pprof::Sample {
+                    location_id: vec![2, 1],
+                    value: vec![3],
+                    label: vec![],
+                },
+                pprof::Sample {
+                    location_id: vec![2, 1],
+                    value: vec![4],
+                    label: vec![],
+                },
+                pprof::Sample {
+                    location_id: vec![1],
+                    value: vec![5],
+                    label: vec![],
+                },
             ],
             ..Default::default()
         }
@@ -272,10 +302,18 @@ mod tests {
         let split = SplitProfile {
             profile: tiny_profile(),
             timestamp_ns: 10,
-            series: vec![SeriesSplit { labels: labels.clone(), value_index: 0, samples: vec![0, 1, 2] }],
+            series: vec![SeriesSplit {
+                labels: labels.clone(),
+                value_index: 0,
+                samples: vec![0, 1, 2],
+            }],
         };
         head.insert(&split).unwrap();
-        head.insert(&SplitProfile { timestamp_ns: 5, ..split }).unwrap();
+        head.insert(&SplitProfile {
+            timestamp_ns: 5,
+            ..split
+        })
+        .unwrap();
         let s = &head.series()[0];
         assert_eq!(s.profiles.len(), 2);
         assert_eq!(s.profiles[0].timestamp_ns, 5);

@@ -14,7 +14,9 @@ pub struct Interner<T> {
 
 impl<T> std::fmt::Debug for Interner<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interner").field("len", &self.items.len()).finish()
+        f.debug_struct("Interner")
+            .field("len", &self.items.len())
+            .finish()
     }
 }
 
@@ -97,6 +99,9 @@ mod tests {
         for n in 0..10_000u32 {
             i.intern(n.to_string());
         }
-        assert_eq!(i.lookup("9999").map(|id| i.get(id).unwrap().as_str()), Some("9999"));
+        assert_eq!(
+            i.lookup("9999").map(|id| i.get(id).unwrap().as_str()),
+            Some("9999")
+        );
     }
 }

@@ -177,8 +177,14 @@ mod tests {
     #[test]
     fn duplicate_proto_names_are_reported() {
         let pairs = vec![
-            LabelPair { name: "x".into(), value: "1".into() },
-            LabelPair { name: "x".into(), value: "2".into() },
+            LabelPair {
+                name: "x".into(),
+                value: "1".into(),
+            },
+            LabelPair {
+                name: "x".into(),
+                value: "2".into(),
+            },
         ];
         assert_eq!(Labels::from_proto(&pairs), Err("x".to_string()));
     }

@@ -12,7 +12,11 @@ pub fn is_gzip(data: &[u8]) -> bool {
 
 /// Inflates `data` if it is gzip, refusing output larger than `limit` bytes.
 /// Plain data is returned as is (and also checked against `limit`).
-pub fn maybe_gunzip<'a>(data: &'a [u8], limit: usize, what: &str) -> Result<Cow<'a, [u8]>, IngestError> {
+pub fn maybe_gunzip<'a>(
+    data: &'a [u8],
+    limit: usize,
+    what: &str,
+) -> Result<Cow<'a, [u8]>, IngestError> {
     if !is_gzip(data) {
         if data.len() > limit {
             return Err(too_large(what, Some(data.len()), limit));

@@ -6,13 +6,13 @@ use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{SplitProfile, names};
 use prost::Message;
 
-use ignis_query::attime::parse_time_ns;
 use super::error::{IngestError, Reason};
 use super::gzip::maybe_gunzip;
 use super::limits::Limits;
 use super::name::parse_name;
 use super::split::{SplitInput, split_profile};
 use super::text::{parse_folded, parse_lines, text_kind, text_to_pprof};
+use ignis_query::attime::parse_time_ns;
 
 /// The query parameters of a legacy ingest request.
 #[derive(Debug, Clone, Default)]
@@ -35,10 +35,10 @@ impl IngestParams {
     /// Reads the parameters from a decoded query string.
     pub fn from_query(pairs: &[(String, String)]) -> Self {
         let mut p = Self::default();
-        for (k, v) in pairs {
-            let v = Some(v.clone());
+        for (k, value) in pairs {
+            let v = Some(value.clone());
             match k.as_str() {
-                "name" => p.name = v.unwrap_or_default(),
+                "name" => p.name = value.clone(),
                 "from" => p.from = v,
                 "until" => p.until = v,
                 "format" => p.format = v,
@@ -151,7 +151,9 @@ pub fn decode_legacy(
             };
             let Some(raw) = raw.filter(|r| !r.is_empty()) else {
                 if format == LegacyFormat::Pprof {
-                    return Err(IngestError::malformed("empty request body: expected a pprof profile"));
+                    return Err(IngestError::malformed(
+                        "empty request body: expected a pprof profile",
+                    ));
                 }
                 return Ok(Vec::new());
             };
@@ -161,7 +163,11 @@ pub fn decode_legacy(
             let types: Vec<&str> = p
                 .sample_type
                 .iter()
-                .map(|t| p.string_table.get(t.r#type as usize).map_or("", String::as_str))
+                .map(|t| {
+                    p.string_table
+                        .get(t.r#type as usize)
+                        .map_or("", String::as_str)
+                })
                 .collect();
             labels.insert(names::METRIC_NAME, pprof_metric_name(&types, &display));
             labels.insert(names::DELTA, "false");
@@ -170,16 +176,23 @@ pub fn decode_legacy(
             if matches!(spy.as_str(), "pyspy" | "rbspy" | "scripting") {
                 rewrite_script_frames(&mut p, spy == "pyspy");
             }
-            let input = SplitInput { labels, fallback_time_ns: from_ns, now_ns };
+            let input = SplitInput {
+                labels,
+                fallback_time_ns: from_ns,
+                now_ns,
+            };
             Ok(split_profile(p, input, limits)?.into_iter().collect())
         }
         LegacyFormat::Folded | LegacyFormat::Lines => {
             let IngestBody::Raw(raw) = body else {
-                return Err(IngestError::invalid("text formats take a raw body, not a multipart form"));
+                return Err(IngestError::invalid(
+                    "text formats take a raw body, not a multipart form",
+                ));
             };
             let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
-            let text = std::str::from_utf8(&raw)
-                .map_err(|e| IngestError::malformed(format!("body is not valid UTF-8 text: {e}")))?;
+            let text = std::str::from_utf8(&raw).map_err(|e| {
+                IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
+            })?;
             let (app, suffix) = match name.app.rsplit_once('.') {
                 Some((app, suffix)) => (app.to_string(), suffix),
                 None => (name.app.clone(), "cpu"),
@@ -209,13 +222,19 @@ pub fn decode_legacy(
             } else {
                 labels.insert(names::SERVICE_NAME, app);
             }
-            let input = SplitInput { labels, fallback_time_ns: from_ns, now_ns };
+            let input = SplitInput {
+                labels,
+                fallback_time_ns: from_ns,
+                now_ns,
+            };
             Ok(split_profile(p, input, limits)?.into_iter().collect())
         }
         LegacyFormat::Trie | LegacyFormat::Tree | LegacyFormat::Jfr | LegacyFormat::Speedscope => {
             Err(IngestError::new(
                 Reason::Unsupported,
-                format!("ingest format {format:?} is not supported yet; send pprof, folded or lines"),
+                format!(
+                    "ingest format {format:?} is not supported yet; send pprof, folded or lines"
+                ),
             ))
         }
     }
@@ -291,8 +310,16 @@ pub fn pprof_metric_name(types: &[&str], display: &HashMap<String, String>) -> S
 fn rewrite_script_frames(p: &mut pprof::Profile, only_relative: bool) {
     for i in 0..p.function.len() {
         let f = &p.function[i];
-        let file = p.string_table.get(f.filename as usize).cloned().unwrap_or_default();
-        let name = p.string_table.get(f.name as usize).cloned().unwrap_or_default();
+        let file = p
+            .string_table
+            .get(f.filename as usize)
+            .cloned()
+            .unwrap_or_default();
+        let name = p
+            .string_table
+            .get(f.name as usize)
+            .cloned()
+            .unwrap_or_default();
         if file.is_empty() || (only_relative && file.starts_with('/')) {
             continue;
         }
@@ -310,19 +337,34 @@ mod tests {
         let none = HashMap::new();
         assert_eq!(pprof_metric_name(&["samples", "cpu"], &none), "process_cpu");
         assert_eq!(pprof_metric_name(&["samples", "wall"], &none), "wall");
-        assert_eq!(pprof_metric_name(&["alloc_objects", "alloc_space"], &none), "memory");
+        assert_eq!(
+            pprof_metric_name(&["alloc_objects", "alloc_space"], &none),
+            "memory"
+        );
         assert_eq!(pprof_metric_name(&["goroutine"], &none), "goroutines");
         assert_eq!(pprof_metric_name(&["contentions", "delay"], &none), "mutex");
         let block: HashMap<_, _> = [("contentions".to_string(), "block_count".to_string())].into();
-        assert_eq!(pprof_metric_name(&["contentions", "delay"], &block), "block");
+        assert_eq!(
+            pprof_metric_name(&["contentions", "delay"], &block),
+            "block"
+        );
         assert_eq!(pprof_metric_name(&["weird"], &none), "weird");
     }
 
     #[test]
     fn format_dispatch() {
-        assert_eq!(detect_format(Some("pprof"), "multipart/form-data"), LegacyFormat::Pprof);
-        assert_eq!(detect_format(None, "multipart/form-data; boundary=x"), LegacyFormat::PprofMultipart);
-        assert_eq!(detect_format(None, "binary/octet-stream"), LegacyFormat::Folded);
+        assert_eq!(
+            detect_format(Some("pprof"), "multipart/form-data"),
+            LegacyFormat::Pprof
+        );
+        assert_eq!(
+            detect_format(None, "multipart/form-data; boundary=x"),
+            LegacyFormat::PprofMultipart
+        );
+        assert_eq!(
+            detect_format(None, "binary/octet-stream"),
+            LegacyFormat::Folded
+        );
         assert_eq!(detect_format(Some("lines"), ""), LegacyFormat::Lines);
     }
 }

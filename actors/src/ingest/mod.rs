@@ -12,6 +12,8 @@ pub mod split;
 pub mod text;
 
 pub use error::{IngestError, Reason};
-pub use legacy::{IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy, detect_format};
+pub use legacy::{
+    IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy, detect_format,
+};
 pub use limits::Limits;
 pub use push::decode_push;

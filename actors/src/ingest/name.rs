@@ -19,7 +19,9 @@ fn bad(reason: String) -> IngestError {
 
 fn check_chars(kind: &str, s: &str, allowed: impl Fn(char) -> bool) -> Result<(), IngestError> {
     if let Some(c) = s.chars().find(|&c| !allowed(c)) {
-        return Err(bad(format!("invalid {kind}: {s}: character is not allowed: {c:?}")));
+        return Err(bad(format!(
+            "invalid {kind}: {s}: character is not allowed: {c:?}"
+        )));
     }
     Ok(())
 }
@@ -86,8 +88,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        assert!(parse_name("").unwrap_err().message.contains("service name is required"));
-        assert!(parse_name("a{foo-bar=1}").unwrap_err().message.contains("'-'"));
+        assert!(
+            parse_name("")
+                .unwrap_err()
+                .message
+                .contains("service name is required")
+        );
+        assert!(
+            parse_name("a{foo-bar=1}")
+                .unwrap_err()
+                .message
+                .contains("'-'")
+        );
         assert!(parse_name("a b").is_err());
         assert!(parse_name("a{=1}").is_err());
     }

@@ -56,7 +56,12 @@ pub fn split_profile(
     }
 
     let groups = group_by_sample_labels(&p);
-    let s = |i: i64| p.string_table.get(i as usize).map(String::as_str).unwrap_or("");
+    let s = |i: i64| {
+        p.string_table
+            .get(i as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    };
     let (period_type, period_unit) = match &p.period_type {
         Some(pt) => (Some(s(pt.r#type)), Some(s(pt.unit))),
         None => (None, None),
@@ -138,7 +143,11 @@ pub fn normalize_series_labels(labels: &mut Labels) {
     labels.remove(names::SESSION_ID);
 }
 
-fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+fn validate_profile(
+    p: &pprof::Profile,
+    labels: &Labels,
+    limits: &Limits,
+) -> Result<(), IngestError> {
     if p.sample_type.is_empty() {
         return Err(IngestError::malformed("empty profile: no sample types"));
     }
@@ -149,7 +158,9 @@ fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Res
     let nstr = p.string_table.len() as i64;
     let check = |i: i64, what: &str| -> Result<(), IngestError> {
         if i < 0 || i >= nstr {
-            Err(IngestError::malformed(format!("{what} string index {i} out of range")))
+            Err(IngestError::malformed(format!(
+                "{what} string index {i} out of range"
+            )))
         } else {
             Ok(())
         }
@@ -221,8 +232,14 @@ fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Res
         }
     }
     for sample in &p.sample {
-        if let Some(id) = sample.location_id.iter().find(|id| !location_ids.contains(id)) {
-            return Err(IngestError::malformed(format!("sample references unknown location id {id}")));
+        if let Some(id) = sample
+            .location_id
+            .iter()
+            .find(|id| !location_ids.contains(id))
+        {
+            return Err(IngestError::malformed(format!(
+                "sample references unknown location id {id}"
+            )));
         }
     }
     for f in &p.function {
@@ -238,9 +255,15 @@ fn validate_profile(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Res
 }
 
 fn check_window(ts: i64, now: i64, labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
-    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000_000);
-    let start = (limits.reject_older_than_secs > 0).then(|| now.saturating_sub(secs(limits.reject_older_than_secs)));
-    let end = (limits.reject_newer_than_secs > 0).then(|| now.saturating_add(secs(limits.reject_newer_than_secs)));
+    let secs = |s: u64| {
+        i64::try_from(s)
+            .unwrap_or(i64::MAX / 2)
+            .saturating_mul(1_000_000_000)
+    };
+    let start = (limits.reject_older_than_secs > 0)
+        .then(|| now.saturating_sub(secs(limits.reject_older_than_secs)));
+    let end = (limits.reject_newer_than_secs > 0)
+        .then(|| now.saturating_add(secs(limits.reject_newer_than_secs)));
     if start.is_some_and(|s| ts < s) || end.is_some_and(|e| ts > e) {
         return Err(IngestError::new(
             Reason::NotInIngestionWindow,
@@ -280,8 +303,16 @@ fn truncate_symbols(p: &mut pprof::Profile, limits: &Limits) {
 }
 
 /// Groups sample indexes by their string labels (sorted `(key, value)` string ids).
-fn group_by_sample_labels(p: &pprof::Profile) -> Vec<(Vec<(i64, i64)>, Vec<u32>)> {
-    let s = |i: i64| p.string_table.get(i as usize).map(String::as_str).unwrap_or("");
+/// Sample label `(key, value)` string ids, and the samples that carry exactly them.
+type SampleGroup = (Vec<(i64, i64)>, Vec<u32>);
+
+fn group_by_sample_labels(p: &pprof::Profile) -> Vec<SampleGroup> {
+    let s = |i: i64| {
+        p.string_table
+            .get(i as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    };
     let mut groups: HashMap<Vec<(i64, i64)>, Vec<u32>> = HashMap::new();
     let mut key = Vec::new();
     for (i, sample) in p.sample.iter().enumerate() {

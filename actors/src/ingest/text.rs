@@ -32,7 +32,9 @@ pub fn text_kind(suffix: &str) -> Option<TextKind> {
         "wall" | "seconds" | "nanoseconds" | "microseconds" | "milliseconds" => {
             k("wall", "samples", "count", Some("wall"))
         }
-        "inuse_objects" | "alloc_objects" | "alloc_in_new_tlab_objects"
+        "inuse_objects"
+        | "alloc_objects"
+        | "alloc_in_new_tlab_objects"
         | "alloc_outside_tlab_objects" => k("memory", suffix, "count", None),
         "inuse_space" | "alloc_space" | "alloc_in_new_tlab_bytes" | "alloc_outside_tlab_bytes" => {
             k("memory", suffix, "bytes", None)
@@ -203,7 +205,12 @@ mod tests {
 
     #[test]
     fn unscaled_kinds() {
-        let p = text_to_pprof(&parse_lines("a;b\na;b\n"), &text_kind("alloc_space").unwrap(), 100, 0);
+        let p = text_to_pprof(
+            &parse_lines("a;b\na;b\n"),
+            &text_kind("alloc_space").unwrap(),
+            100,
+            0,
+        );
         assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 2);
         assert_eq!(p.period_type, None);
         assert!(text_kind("nope").is_none());

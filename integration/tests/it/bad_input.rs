@@ -25,23 +25,41 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 fn push_with(labels: Vec<(String, String)>, raw_profile: Vec<u8>) -> Vec<u8> {
     PushRequest {
         series: vec![RawProfileSeries {
-            labels: labels.into_iter().map(|(name, value)| LabelPair { name, value }).collect(),
-            samples: vec![RawSample { raw_profile, id: String::new() }],
+            labels: labels
+                .into_iter()
+                .map(|(name, value)| LabelPair { name, value })
+                .collect(),
+            samples: vec![RawSample {
+                raw_profile,
+                id: String::new(),
+            }],
             annotations: vec![],
         }],
     }
     .encode_to_vec()
 }
 
-async fn expect(client: &Client, what: &str, resp: reqwest::Response, status: u16, needle: &str) -> Result<()> {
+async fn expect(
+    client: &Client,
+    what: &str,
+    resp: reqwest::Response,
+    status: u16,
+    needle: &str,
+) -> Result<()> {
     let got = resp.status().as_u16();
     let body = resp.text().await?;
     ensure!(got == status, "{what}: status {got}, want {status}: {body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let msg = v["message"].as_str().unwrap_or(&body).to_lowercase();
-    ensure!(msg.contains(&needle.to_lowercase()), "{what}: message {msg:?} does not mention {needle:?}");
+    ensure!(
+        msg.contains(&needle.to_lowercase()),
+        "{what}: message {msg:?} does not mention {needle:?}"
+    );
     let ready = client.get("/ready").await?;
-    ensure!(ready.status().is_success(), "{what}: server stopped serving");
+    ensure!(
+        ready.status().is_success(),
+        "{what}: server stopped serving"
+    );
     Ok(())
 }
 
@@ -52,7 +70,9 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
     })?;
     let client = Client::new(&node.url);
     let good = push_go_cpu("bad.app")?;
-    let r = client.post("/push.v1.PusherService/Push", &[PROTO], good.clone()).await?;
+    let r = client
+        .post("/push.v1.PusherService/Push", &[PROTO], good.clone())
+        .await?;
     ensure!(r.status().is_success());
     let before = total_of(&client, CPU, "bad.app").await?;
     ensure!(before > 0);
@@ -60,13 +80,25 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
     let push = "/push.v1.PusherService/Push";
     let cpu = read_fixture("go/cpu.pb.gz")?;
     let labels = |extra: Option<(String, String)>| {
-        let mut l = vec![("__name__".to_string(), "process_cpu".to_string()), ("service_name".to_string(), "bad.app".to_string())];
+        let mut l = vec![
+            ("__name__".to_string(), "process_cpu".to_string()),
+            ("service_name".to_string(), "bad.app".to_string()),
+        ];
         l.extend(extra);
         l
     };
 
     // Truncated protobuf, in the push message and inside raw_profile.
-    expect(&client, "truncated push", client.post(push, &[PROTO], good[..good.len() / 2].to_vec()).await?, 400, "invalid protobuf").await?;
+    expect(
+        &client,
+        "truncated push",
+        client
+            .post(push, &[PROTO], good[..good.len() / 2].to_vec())
+            .await?,
+        400,
+        "invalid protobuf",
+    )
+    .await?;
     let plain_cpu = {
         let mut d = flate2::read::GzDecoder::new(cpu.as_slice());
         let mut out = Vec::new();
@@ -74,80 +106,216 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
         out
     };
     let truncated = push_with(labels(None), plain_cpu[..plain_cpu.len() - 7].to_vec());
-    expect(&client, "truncated pprof", client.post(push, &[PROTO], truncated).await?, 400, "pprof").await?;
+    expect(
+        &client,
+        "truncated pprof",
+        client.post(push, &[PROTO], truncated).await?,
+        400,
+        "pprof",
+    )
+    .await?;
     let r = client
-        .post("/ingest?name=bad.app&format=pprof", &[], plain_cpu[..plain_cpu.len() / 3].to_vec())
+        .post(
+            "/ingest?name=bad.app&format=pprof",
+            &[],
+            plain_cpu[..plain_cpu.len() / 3].to_vec(),
+        )
         .await?;
     expect(&client, "truncated pprof on /ingest", r, 422, "pprof").await?;
 
     // Invalid gzip, as Content-Encoding and inside raw_profile.
-    let r = client.post(push, &[PROTO, ("content-encoding", "gzip")], vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5]).await?;
+    let r = client
+        .post(
+            push,
+            &[PROTO, ("content-encoding", "gzip")],
+            vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5],
+        )
+        .await?;
     expect(&client, "invalid gzip body", r, 400, "gzip").await?;
-    let r = client.post(push, &[PROTO], push_with(labels(None), vec![0x1f, 0x8b, 0, 0, 0])).await?;
+    let r = client
+        .post(
+            push,
+            &[PROTO],
+            push_with(labels(None), vec![0x1f, 0x8b, 0, 0, 0]),
+        )
+        .await?;
     expect(&client, "invalid gzip profile", r, 400, "gzip").await?;
 
     // Empty bodies.
-    expect(&client, "empty push", client.post(push, &[PROTO], vec![]).await?, 400, "no profiles").await?;
-    let r = client.post(push, &[("content-type", "application/json")], vec![]).await?;
+    expect(
+        &client,
+        "empty push",
+        client.post(push, &[PROTO], vec![]).await?,
+        400,
+        "no profiles",
+    )
+    .await?;
+    let r = client
+        .post(push, &[("content-type", "application/json")], vec![])
+        .await?;
     expect(&client, "empty JSON push", r, 400, "empty").await?;
-    expect(&client, "empty pprof", client.post("/ingest?name=bad.app&format=pprof", &[], vec![]).await?, 422, "empty").await?;
+    expect(
+        &client,
+        "empty pprof",
+        client
+            .post("/ingest?name=bad.app&format=pprof", &[], vec![])
+            .await?,
+        422,
+        "empty",
+    )
+    .await?;
 
     // Unknown formats and content types.
-    let r = client.post("/ingest?name=bad.app&format=trie", &[], b"x".to_vec()).await?;
+    let r = client
+        .post("/ingest?name=bad.app&format=trie", &[], b"x".to_vec())
+        .await?;
     expect(&client, "unsupported format", r, 422, "not supported").await?;
-    let r = client.post(push, &[("content-type", "text/plain")], good.clone()).await?;
+    let r = client
+        .post(push, &[("content-type", "text/plain")], good.clone())
+        .await?;
     expect(&client, "wrong content type", r, 415, "content-type").await?;
-    let r = client.post("/ingest?name=bad.app.nosuchkind&format=folded", &[], b"a;b 1\n".to_vec()).await?;
-    expect(&client, "unknown profile kind", r, 400, "unknown profile type").await?;
-    let r = client.post("/ingest?name=bad.app.cpu&format=folded", &[], b"a;b many\n".to_vec()).await?;
+    let r = client
+        .post(
+            "/ingest?name=bad.app.nosuchkind&format=folded",
+            &[],
+            b"a;b 1\n".to_vec(),
+        )
+        .await?;
+    expect(
+        &client,
+        "unknown profile kind",
+        r,
+        400,
+        "unknown profile type",
+    )
+    .await?;
+    let r = client
+        .post(
+            "/ingest?name=bad.app.cpu&format=folded",
+            &[],
+            b"a;b many\n".to_vec(),
+        )
+        .await?;
     expect(&client, "bad folded count", r, 400, "not an integer").await?;
 
     // Size limits: a gzip bomb inside raw_profile, and an oversized body.
     let bomb = gzip(&vec![0u8; 64 << 20]);
-    let r = client.post(push, &[PROTO], push_with(labels(None), bomb)).await?;
+    let r = client
+        .post(push, &[PROTO], push_with(labels(None), bomb))
+        .await?;
     expect(&client, "gzip bomb", r, 400, "size limit").await?;
     let r = client.post(push, &[PROTO], vec![0u8; 2 << 20]).await?;
     expect(&client, "oversized body", r, 413, "too large").await?;
     let bomb_body = gzip(&vec![b'a'; 8 << 20]);
-    let r = client.post(push, &[PROTO, ("content-encoding", "gzip")], bomb_body).await?;
+    let r = client
+        .post(push, &[PROTO, ("content-encoding", "gzip")], bomb_body)
+        .await?;
     expect(&client, "gzip bomb body", r, 413, "size limit").await?;
 
     // Labels over the limits.
     let long_name = "n".repeat(2000);
-    let r = client.post(push, &[PROTO], push_with(labels(Some((long_name, "v".into()))), cpu.clone())).await?;
+    let r = client
+        .post(
+            push,
+            &[PROTO],
+            push_with(labels(Some((long_name, "v".into()))), cpu.clone()),
+        )
+        .await?;
     expect(&client, "long label name", r, 400, "label name too long").await?;
-    let r = client.post(push, &[PROTO], push_with(labels(Some(("k".into(), "v".repeat(5000)))), cpu.clone())).await?;
+    let r = client
+        .post(
+            push,
+            &[PROTO],
+            push_with(labels(Some(("k".into(), "v".repeat(5000)))), cpu.clone()),
+        )
+        .await?;
     expect(&client, "long label value", r, 400, "label value too long").await?;
-    let many: Vec<(String, String)> = (0..40).map(|i| (format!("l{i}"), "v".to_string())).collect();
+    let many: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("l{i}"), "v".to_string()))
+        .collect();
     let mut l = labels(None);
     l.extend(many);
-    expect(&client, "too many labels", client.post(push, &[PROTO], push_with(l, cpu.clone())).await?, 400, "label names").await?;
-    let r = client.post(push, &[PROTO], push_with(vec![("service_name".into(), "bad.app".into())], cpu.clone())).await?;
+    expect(
+        &client,
+        "too many labels",
+        client
+            .post(push, &[PROTO], push_with(l, cpu.clone()))
+            .await?,
+        400,
+        "label names",
+    )
+    .await?;
+    let r = client
+        .post(
+            push,
+            &[PROTO],
+            push_with(vec![("service_name".into(), "bad.app".into())], cpu.clone()),
+        )
+        .await?;
     expect(&client, "missing __name__", r, 400, "metric name").await?;
-    let r = client.post("/ingest?name=bad%20app&format=pprof", &[], cpu.clone()).await?;
+    let r = client
+        .post("/ingest?name=bad%20app&format=pprof", &[], cpu.clone())
+        .await?;
     expect(&client, "bad app name", r, 400, "not allowed").await?;
 
     // Bad queries.
     let q = "/querier.v1.QuerierService/SelectMergeStacktraces";
     let j = ("content-type", "application/json");
-    let r = client.post(q, &[j], br#"{"profileTypeID":"cpu","labelSelector":"{}","start":1,"end":2}"#.to_vec()).await?;
-    expect(&client, "bad profile type", r, 400, "profile-type selection").await?;
     let r = client
-        .post(q, &[j], format!(r#"{{"profileTypeID":"{CPU}","labelSelector":"{{a=b}}","start":1,"end":2}}"#).into_bytes())
+        .post(
+            q,
+            &[j],
+            br#"{"profileTypeID":"cpu","labelSelector":"{}","start":1,"end":2}"#.to_vec(),
+        )
+        .await?;
+    expect(
+        &client,
+        "bad profile type",
+        r,
+        400,
+        "profile-type selection",
+    )
+    .await?;
+    let r = client
+        .post(
+            q,
+            &[j],
+            format!(r#"{{"profileTypeID":"{CPU}","labelSelector":"{{a=b}}","start":1,"end":2}}"#)
+                .into_bytes(),
+        )
         .await?;
     expect(&client, "bad selector", r, 400, "selector").await?;
-    let r = client.post(q, &[j], format!(r#"{{"profileTypeID":"{CPU}","labelSelector":"{{}}"}}"#).into_bytes()).await?;
+    let r = client
+        .post(
+            q,
+            &[j],
+            format!(r#"{{"profileTypeID":"{CPU}","labelSelector":"{{}}"}}"#).into_bytes(),
+        )
+        .await?;
     expect(&client, "missing range", r, 400, "missing time range").await?;
-    let r = client.post("/querier.v1.QuerierService/Nope", &[j], b"{}".to_vec()).await?;
+    let r = client
+        .post("/querier.v1.QuerierService/Nope", &[j], b"{}".to_vec())
+        .await?;
     expect(&client, "unknown method", r, 404, "not implemented").await?;
     let r = client.get(push).await?;
     ensure!(r.status() == 405, "GET on push: {}", r.status());
 
     // Nothing above changed the stored data, and the refusals are counted.
-    ensure!(total_of(&client, CPU, "bad.app").await? == before, "bad input changed stored data");
+    ensure!(
+        total_of(&client, CPU, "bad.app").await? == before,
+        "bad input changed stored data"
+    );
     let metrics = client.get("/metrics").await?.text().await?;
-    for reason in ["malformed_profile", "profile_size_limit", "label_name_too_long", "label_value_too_long"] {
-        ensure!(metrics.contains(&format!("reason=\"{reason}\"")), "no rejection metric for {reason}");
+    for reason in [
+        "malformed_profile",
+        "profile_size_limit",
+        "label_name_too_long",
+        "label_value_too_long",
+    ] {
+        ensure!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "no rejection metric for {reason}"
+        );
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ use crate::common::verify;
 async fn binary_serves_replayed_sdk_requests() -> Result<()> {
     let node = ChildNode::start(&["-target=all"]).await?;
     let client = Client::new(&node.url);
-    for (dir, metric) in [("python-sdk/push-1.4.0", ""), ("go-sdk/ingest-multipart-1.2.8", "")] {
+    for (dir, metric) in [
+        ("python-sdk/push-1.4.0", ""),
+        ("go-sdk/ingest-multipart-1.2.8", ""),
+    ] {
         let captures = load_captures(dir)?;
         let metrics = ignis_integration::fixtures::sdk_captures()
             .into_iter()
@@ -28,7 +31,13 @@ async fn binary_serves_replayed_sdk_requests() -> Result<()> {
         }
     }
     let metrics = client.get("/metrics").await?.text().await?;
-    ensure!(metrics.contains("ignis_ingested_profiles_total"), "metrics: {metrics}");
-    ensure!(metrics.contains("ignis_request_duration_seconds"), "no latency histogram");
+    ensure!(
+        metrics.contains("ignis_ingested_profiles_total"),
+        "metrics: {metrics}"
+    );
+    ensure!(
+        metrics.contains("ignis_request_duration_seconds"),
+        "no latency histogram"
+    );
     Ok(())
 }

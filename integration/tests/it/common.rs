@@ -18,20 +18,34 @@ pub async fn verify(client: &Client, exp: &ExpectedProfile) -> Result<()> {
     for (profile_type, (sum, top_self)) in &exp.types {
         let ctx = format!("{} {profile_type}", exp.source);
         // Flame graph total and top self functions.
-        let fg = client.flamegraph(profile_type, &selector, start, end).await?;
-        ensure!(fg_total(&fg) == *sum, "{ctx}: flame graph total {} != {sum}", fg_total(&fg));
+        let fg = client
+            .flamegraph(profile_type, &selector, start, end)
+            .await?;
+        ensure!(
+            fg_total(&fg) == *sum,
+            "{ctx}: flame graph total {} != {sum}",
+            fg_total(&fg)
+        );
         let selfs = self_by_name(&fg);
         ensure!(!top_self.is_empty(), "{ctx}: ground truth has no top self");
         for (name, value) in top_self.iter().take(5) {
             let got = selfs.get(name).copied().unwrap_or(0);
-            ensure!(got == *value, "{ctx}: self of {name} is {got}, want {value}");
+            ensure!(
+                got == *value,
+                "{ctx}: self of {name} is {got}, want {value}"
+            );
         }
         // Merged pprof parses and sums to the same total.
-        let p = client.merged_pprof(profile_type, &selector, start, end).await?;
+        let p = client
+            .merged_pprof(profile_type, &selector, start, end)
+            .await?;
         let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
         ensure!(total == *sum, "{ctx}: pprof total {total} != {sum}");
         let st = &p.string_table[p.sample_type[0].r#type as usize];
-        ensure!(profile_type.split(':').nth(1) == Some(st.as_str()), "{ctx}: pprof sample type {st}");
+        ensure!(
+            profile_type.split(':').nth(1) == Some(st.as_str()),
+            "{ctx}: pprof sample type {st}"
+        );
         // Series over the window sums to the same total.
         let series = client
             .connect_json(
@@ -46,22 +60,48 @@ pub async fn verify(client: &Client, exp: &ExpectedProfile) -> Result<()> {
             .flat_map(|s| s["points"].as_array().cloned().unwrap_or_default())
             .map(|p| p["value"].as_f64().unwrap_or(0.0))
             .sum();
-        ensure!(series_sum == *sum as f64, "{ctx}: series sum {series_sum} != {sum}");
+        ensure!(
+            series_sum == *sum as f64,
+            "{ctx}: series sum {series_sum} != {sum}"
+        );
         // Legacy render.
         let q = format!("{profile_type}{selector}");
         let r = client
-            .get(&format!("/pyroscope/render?query={}&from={start}&until={end}", urlencode(&q)))
+            .get(&format!(
+                "/pyroscope/render?query={}&from={start}&until={end}",
+                urlencode(&q)
+            ))
             .await?;
-        ensure!(r.status().is_success(), "{ctx}: render status {}", r.status());
+        ensure!(
+            r.status().is_success(),
+            "{ctx}: render status {}",
+            r.status()
+        );
         let body: Value = r.json().await?;
-        ensure!(as_i64(&body["flamebearer"]["numTicks"]) == *sum, "{ctx}: render numTicks {}", body["flamebearer"]["numTicks"]);
+        ensure!(
+            as_i64(&body["flamebearer"]["numTicks"]) == *sum,
+            "{ctx}: render numTicks {}",
+            body["flamebearer"]["numTicks"]
+        );
     }
     // The service is listed.
     let lv = client
-        .connect_json("LabelValues", json!({"name": "service_name", "start": start, "end": end}))
+        .connect_json(
+            "LabelValues",
+            json!({"name": "service_name", "start": start, "end": end}),
+        )
         .await?;
-    let names: Vec<&str> = lv["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    ensure!(names.contains(&exp.service.as_str()), "{}: service_name values {names:?}", exp.source);
+    let names: Vec<&str> = lv["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        names.contains(&exp.service.as_str()),
+        "{}: service_name values {names:?}",
+        exp.source
+    );
     Ok(())
 }
 
@@ -81,7 +121,12 @@ pub fn urlencode(s: &str) -> String {
 /// Flame graph total of one type for a service over a wide window.
 pub async fn total_of(client: &Client, profile_type: &str, service: &str) -> Result<i64> {
     let fg = client
-        .flamegraph(profile_type, &format!("{{service_name=\"{service}\"}}"), 1, 4_000_000_000_000)
+        .flamegraph(
+            profile_type,
+            &format!("{{service_name=\"{service}\"}}"),
+            1,
+            4_000_000_000_000,
+        )
         .await?;
     Ok(fg_total(&fg))
 }

@@ -14,11 +14,20 @@ const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// A Push request carrying the Go CPU fixture for `service`.
 pub fn push_go_cpu(service: &str) -> Result<Vec<u8>> {
-    let label = |n: &str, v: &str| LabelPair { name: n.into(), value: v.into() };
+    let label = |n: &str, v: &str| LabelPair {
+        name: n.into(),
+        value: v.into(),
+    };
     Ok(PushRequest {
         series: vec![RawProfileSeries {
-            labels: vec![label("__name__", "process_cpu"), label("service_name", service)],
-            samples: vec![RawSample { raw_profile: read_fixture("go/cpu.pb.gz")?, id: "0001".into() }],
+            labels: vec![
+                label("__name__", "process_cpu"),
+                label("service_name", service),
+            ],
+            samples: vec![RawSample {
+                raw_profile: read_fixture("go/cpu.pb.gz")?,
+                id: "0001".into(),
+            }],
             annotations: vec![],
         }],
     }
@@ -26,7 +35,11 @@ pub fn push_go_cpu(service: &str) -> Result<Vec<u8>> {
 }
 
 fn go_cpu_total() -> Result<i64> {
-    Ok(read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"].as_i64().unwrap_or(-1))
+    Ok(
+        read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+            .as_i64()
+            .unwrap_or(-1),
+    )
 }
 
 #[tokio::test]
@@ -36,18 +49,28 @@ async fn pushes_into_one_series_add_up_exactly() -> Result<()> {
     let body = push_go_cpu("sum.app")?;
     for _ in 0..3 {
         let r = client
-            .post("/push.v1.PusherService/Push", &[("content-type", "application/proto")], body.clone())
+            .post(
+                "/push.v1.PusherService/Push",
+                &[("content-type", "application/proto")],
+                body.clone(),
+            )
             .await?;
         ensure!(r.status().is_success(), "push: {}", r.status());
     }
     // The same profile through the legacy endpoint lands in the same series
     // only if its labels match; it does not here (pyroscope_spy differs).
     let want = go_cpu_total()? * 3;
-    ensure!(total_of(&client, CPU, "sum.app").await? == want, "three pushes do not add up to {want}");
+    ensure!(
+        total_of(&client, CPU, "sum.app").await? == want,
+        "three pushes do not add up to {want}"
+    );
     let series = client
         .connect_json("Series", serde_json::json!({"matchers": ["{service_name=\"sum.app\"}"], "start": 1, "end": 4_000_000_000_000i64}))
         .await?;
-    ensure!(series["labelsSet"].as_array().map_or(0, Vec::len) == 2, "one series per sample type: {series}");
+    ensure!(
+        series["labelsSet"].as_array().map_or(0, Vec::len) == 2,
+        "one series per sample type: {series}"
+    );
     Ok(())
 }
 
@@ -57,20 +80,36 @@ async fn tenants_are_isolated() -> Result<()> {
     let base = Client::new(&node.url);
     let (a, b) = (base.with_tenant("team-a"), base.with_tenant("team-b"));
     let r = a
-        .post("/push.v1.PusherService/Push", &[("content-type", "application/proto")], push_go_cpu("iso.app")?)
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            push_go_cpu("iso.app")?,
+        )
         .await?;
     ensure!(r.status().is_success(), "push: {}", r.status());
-    ensure!(total_of(&a, CPU, "iso.app").await? == go_cpu_total()?, "tenant a lost its data");
+    ensure!(
+        total_of(&a, CPU, "iso.app").await? == go_cpu_total()?,
+        "tenant a lost its data"
+    );
     // Tenant b, the default tenant and an unknown tenant see nothing.
     for other in [&b, &base, &base.with_tenant("nobody")] {
-        ensure!(total_of(other, CPU, "iso.app").await? == 0, "data leaked across tenants");
+        ensure!(
+            total_of(other, CPU, "iso.app").await? == 0,
+            "data leaked across tenants"
+        );
         let lv = other
             .connect_json("LabelValues", serde_json::json!({"name": "service_name", "start": 1, "end": 4_000_000_000_000i64}))
             .await?;
-        ensure!(lv["names"].as_array().is_none_or(Vec::is_empty), "labels leaked: {lv}");
+        ensure!(
+            lv["names"].as_array().is_none_or(Vec::is_empty),
+            "labels leaked: {lv}"
+        );
     }
     // An invalid tenant id is refused.
-    let r = base.with_tenant("../etc").get("/pyroscope/label-values?label=service_name").await?;
+    let r = base
+        .with_tenant("../etc")
+        .get("/pyroscope/label-values?label=service_name")
+        .await?;
     ensure!(r.status() == 400, "invalid tenant id: {}", r.status());
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! Ingest path cost: decode + normalize/split + head insert of the Go CPU fixture.
+//!
+//! `cargo bench -p ignis-actors --bench ingest`
+
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
+use ignis_storage::Head;
+
+fn fixture() -> Vec<u8> {
+    let dir = std::env::var("IGNIS_FIXTURES").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        Into::into,
+    );
+    std::fs::read(dir.join("go/cpu.pb.gz")).expect("the shared fixtures are beside the repository")
+}
+
+fn params() -> IngestParams {
+    IngestParams {
+        name: "bench.app{env=bench}".into(),
+        format: Some("pprof".into()),
+        ..Default::default()
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let body = fixture();
+    let limits = Limits::default();
+    let now = 1_800_000_000_000_000_000;
+    let mut g = c.benchmark_group("go_cpu_fixture");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("decode_split", |b| {
+        b.iter(|| {
+            decode_legacy(
+                &params(),
+                LegacyFormat::Pprof,
+                IngestBody::Raw(body.clone()),
+                &limits,
+                now,
+            )
+            .expect("fixture decodes")
+        })
+    });
+    let split = decode_legacy(
+        &params(),
+        LegacyFormat::Pprof,
+        IngestBody::Raw(body.clone()),
+        &limits,
+        now,
+    )
+    .expect("fixture decodes");
+    g.bench_function("head_insert_warm", |b| {
+        let mut head = Head::new();
+        b.iter(|| {
+            for p in &split {
+                head.insert(p).expect("insert");
+            }
+        })
+    });
+    g.bench_function("decode_split_insert_cold", |b| {
+        b.iter(|| {
+            let mut head = Head::new();
+            for p in decode_legacy(
+                &params(),
+                LegacyFormat::Pprof,
+                IngestBody::Raw(body.clone()),
+                &limits,
+                now,
+            )
+            .expect("fixture decodes")
+            {
+                head.insert(&p).expect("insert");
+            }
+            head
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
