@@ -181,7 +181,7 @@ impl Config {
         }
         fig = fig.merge(
             Env::prefixed("IGNIS_")
-                .filter(|k| k.as_str().contains("__") || k.as_str() == "target")
+                .filter(|k| k.as_str().contains("__") || k == "target")
                 .split("__"),
         );
         let config: Config = fig

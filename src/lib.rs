@@ -17,6 +17,7 @@ use actix_web::dev::Service;
 use actix_web::middleware::Compress;
 use actix_web::{App, HttpServer, web};
 use ignis_actors::{Metrics, Tenants};
+use tracing::Instrument;
 
 pub use config::Config;
 use http::state::AppState;
@@ -131,21 +132,26 @@ where
                     .match_pattern()
                     .unwrap_or_else(|| "unmatched".to_string());
                 let method = req.method().to_string();
+                let span = tracing::debug_span!("http", %method, %route);
                 let fut = srv.call(req);
                 let metrics = metrics.clone();
                 async move {
                     let res = fut.await?;
-                    let status = res.status().as_u16().to_string();
+                    let elapsed = start.elapsed();
+                    let status = res.status().as_u16();
+                    tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+                    let labels = vec![
+                        ("route", route),
+                        ("method", method),
+                        ("status", status.to_string()),
+                    ];
                     metrics
                         .request_duration
-                        .get_or_create(&vec![
-                            ("route", route),
-                            ("method", method),
-                            ("status", status),
-                        ])
-                        .observe(start.elapsed().as_secs_f64());
+                        .get_or_create(&labels)
+                        .observe(elapsed.as_secs_f64());
                     Ok(res)
                 }
+                .instrument(span)
             })
             .wrap(Compress::default())
     })

@@ -146,3 +146,114 @@ impl Tenants {
         &self.metrics
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributor::Distribute;
+    use crate::ingester::Restart;
+    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::{Labels, SeriesSplit, SplitProfile};
+
+    fn profile(ts: i64) -> SplitProfile {
+        SplitProfile {
+            profile: pprof::Profile {
+                string_table: vec!["".into(), "main".into()],
+                function: vec![pprof::Function {
+                    id: 1,
+                    name: 1,
+                    ..Default::default()
+                }],
+                location: vec![pprof::Location {
+                    id: 1,
+                    line: vec![pprof::Line {
+                        function_id: 1,
+                        line: 1,
+                    }],
+                    ..Default::default()
+                }],
+                sample: vec![pprof::Sample {
+                    location_id: vec![1],
+                    value: vec![7],
+                    label: vec![],
+                }],
+                ..Default::default()
+            },
+            timestamp_ns: ts,
+            series: vec![SeriesSplit {
+                labels: Labels::from_pairs([
+                    ("service_name", "svc"),
+                    ("__profile_type__", "a:b:c:d:e"),
+                ]),
+                value_index: 0,
+                samples: vec![0],
+            }],
+        }
+    }
+
+    #[actix::test]
+    async fn a_stopped_ingester_is_restarted_with_its_head() {
+        let metrics = Metrics::new();
+        let tenants = Tenants::new(
+            vec![actix::Arbiter::current()],
+            metrics.clone(),
+            QueryLimits::default(),
+            2,
+        );
+        let t = tenants.get_or_start("t1");
+        let stats = t
+            .distributor
+            .send(Distribute {
+                profiles: vec![profile(2_000_000)],
+                endpoint: "test",
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.profiles, 1);
+        t.ingester.send(Restart).await.unwrap();
+        // The supervisor restarts the ingester after a backoff; the next append waits for it.
+        let stats = t
+            .distributor
+            .send(Distribute {
+                profiles: vec![profile(3_000_000)],
+                endpoint: "test",
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.samples, 1);
+        assert_eq!(t.head.read().stats().profiles, 2);
+        assert!(
+            metrics
+                .encode()
+                .contains("ignis_actor_restarts_total{component=\"ingester\",tenant=\"t1\"} 1")
+        );
+        // Queries see both profiles, and an unknown tenant sees none.
+        let total = tenants
+            .query("t1", |e| {
+                let (_, sel) = e.typed_selection("a:b:c:d:e", "{}", 1, 10)?;
+                Ok(e.merge(&sel).total())
+            })
+            .await
+            .unwrap();
+        assert_eq!(total, 14);
+        let none = tenants
+            .query("nobody", |e| {
+                let (_, sel) = e.typed_selection("a:b:c:d:e", "{}", 1, 10)?;
+                Ok(e.merge(&sel).total())
+            })
+            .await
+            .unwrap();
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn tenant_ids() {
+        assert!(validate_tenant_id("team-a_1.(x)").is_ok());
+        assert!(validate_tenant_id("").is_err());
+        assert!(validate_tenant_id("..").is_err());
+        assert!(validate_tenant_id("a/b").is_err());
+        assert!(validate_tenant_id(&"x".repeat(151)).is_err());
+    }
+}

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -66,12 +67,20 @@ impl Drop for TestNode {
     }
 }
 
-/// The `ignis` binary built next to the test executable (`target/<profile>/ignis`),
-/// or `$IGNIS_BIN`.
+/// The `ignis` binary next to the test executable (`target/<profile>/ignis`),
+/// rebuilt once per test process so it is never stale; or `$IGNIS_BIN`.
 pub fn ignis_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     if let Ok(p) = std::env::var("IGNIS_BIN") {
         return Ok(PathBuf::from(p));
     }
+    BUILT
+        .get_or_init(|| build_binary().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/it-HASH → target/<profile>/ignis
     let profile_dir = exe
@@ -79,21 +88,19 @@ pub fn ignis_binary() -> Result<PathBuf> {
         .and_then(|d| d.parent())
         .context("test executable location")?;
     let bin = profile_dir.join("ignis");
-    if !bin.exists() {
-        // `cargo test` builds only test targets: build the binary with the same
-        // cargo and target directory (cargo has released its lock by now).
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--bin", "ignis", "-p", "ignis"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .context("running cargo build --bin ignis")?;
-        if !status.success() || !bin.exists() {
-            bail!(
-                "{} does not exist and `cargo build --bin ignis` failed",
-                bin.display()
-            );
-        }
+    // `cargo test` builds only test targets: build the binary with the same
+    // cargo and target directory (a no-op when it is up to date).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--bin", "ignis", "-p", "ignis"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build --bin ignis")?;
+    if !status.success() || !bin.exists() {
+        bail!(
+            "`cargo build --bin ignis` did not produce {}",
+            bin.display()
+        );
     }
     Ok(bin)
 }

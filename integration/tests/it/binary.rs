@@ -41,3 +41,53 @@ async fn binary_serves_replayed_sdk_requests() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn binary_config_errors_name_the_key_and_env_overrides_apply() -> Result<()> {
+    use std::process::Command;
+    let bin = ignis_integration::node::ignis_binary()?;
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nhttp_listen_adress = \"127.0.0.1:1\"\n")?;
+    let out = Command::new(&bin)
+        .args(["server", "--config"])
+        .arg(&bad)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "a bad config started the server");
+    ensure!(
+        err.contains("http_listen_adress"),
+        "error does not name the key: {err}"
+    );
+
+    let out = Command::new(&bin)
+        .args(["-config.file=/nonexistent.toml"])
+        .output()?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("does not exist")
+    );
+
+    let out = Command::new(&bin)
+        .arg("config")
+        .env("IGNIS_QUERY__MAX_FLAMEGRAPH_NODES_MAX", "10")
+        .env("IGNIS_TARGET", "distributor,querier")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "ignis config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        text.contains("max_flamegraph_nodes_max = 10"),
+        "env override missing: {text}"
+    );
+    ensure!(
+        text.contains("target = \"distributor,querier\""),
+        "IGNIS_TARGET missing: {text}"
+    );
+
+    let out = Command::new(&bin).arg("--help").output()?;
+    ensure!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--target"));
+    Ok(())
+}

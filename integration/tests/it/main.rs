@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary, one module per area. Run one area with
 //! e.g. `cargo test -p ignis-integration --test it sdk_replay`.
 
+mod api;
 mod bad_input;
 mod binary;
 mod common;

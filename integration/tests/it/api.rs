@@ -1,0 +1,305 @@
+//! API details clients rely on: the JSON codec, sample labels as series
+//! labels, grouping, truncation, tree bytes and the legacy endpoints.
+
+use anyhow::{Result, ensure};
+use ignis_integration::client::{Client, as_i64, fg_total};
+use ignis_integration::fixtures::{load_captures, read_fixture, read_json};
+use ignis_integration::node::TestNode;
+use ignis_storage::proto::querier::v1 as q;
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::common::{total_of, urlencode};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const WIDE: (i64, i64) = (1, 4_000_000_000_000);
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn push_json(client: &Client, service: &str) -> Result<()> {
+    let body = json!({"series": [{
+        "labels": [{"name": "__name__", "value": "process_cpu"}, {"name": "service_name", "value": service}],
+        "samples": [{"ID": "734FD599-6865-419E-9475-932762D8F469", "rawProfile": base64(&read_fixture("go/cpu.pb.gz")?)}]
+    }]});
+    let r = client
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&body)?,
+        )
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    ensure!(status.is_success(), "JSON push: {status}: {text}");
+    ensure!(text == "{}", "JSON push response {text:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_codec_grouping_truncation_and_tree() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let go_total = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    push_json(&client, "json.a").await?;
+    push_json(&client, "json.b").await?;
+    push_json(&client, "json.b").await?;
+    ensure!(total_of(&client, CPU, "json.a").await? == go_total);
+    ensure!(total_of(&client, CPU, "json.b").await? == 2 * go_total);
+
+    // int64 as strings, ProfileType keeps its `ID` name.
+    let fg = client.flamegraph(CPU, "{}", WIDE.0, WIDE.1).await?;
+    ensure!(
+        fg["flamegraph"]["total"] == json!((3 * go_total).to_string()),
+        "total is not a string: {}",
+        fg["flamegraph"]["total"]
+    );
+    let pt = client
+        .connect_json("ProfileTypes", json!({"start": WIDE.0, "end": WIDE.1}))
+        .await?;
+    ensure!(
+        pt["profileTypes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["ID"] == CPU)),
+        "{pt}"
+    );
+
+    // Regex and negative matchers.
+    let fg = client
+        .flamegraph(
+            CPU,
+            r#"{service_name=~"json\\..*", service_name!="json.a"}"#,
+            WIDE.0,
+            WIDE.1,
+        )
+        .await?;
+    ensure!(
+        fg_total(&fg) == 2 * go_total,
+        "regex selector total {}",
+        fg_total(&fg)
+    );
+    let fg = client
+        .flamegraph(CPU, r#"{service_name!~"json.*"}"#, WIDE.0, WIDE.1)
+        .await?;
+    ensure!(fg_total(&fg) == 0);
+
+    // SelectSeries grouped by service, summed and averaged.
+    for (agg, want_b) in [
+        ("TIME_SERIES_AGGREGATION_TYPE_SUM", 2 * go_total),
+        ("TIME_SERIES_AGGREGATION_TYPE_AVERAGE", go_total),
+    ] {
+        let s = client
+            .connect_json(
+                "SelectSeries",
+                json!({"profileTypeID": CPU, "labelSelector": "{}", "start": WIDE.0, "end": WIDE.1,
+                       "step": 3.6e9, "groupBy": ["service_name"], "aggregation": agg}),
+            )
+            .await?;
+        let series = s["series"].as_array().cloned().unwrap_or_default();
+        ensure!(series.len() == 2, "{agg}: {s}");
+        let b = &series[1];
+        ensure!(
+            b["labels"][0]["value"] == "json.b",
+            "{agg}: series order {s}"
+        );
+        let v: f64 = b["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["value"].as_f64().unwrap_or(0.0))
+            .sum();
+        ensure!(v == want_b as f64, "{agg}: {v} != {want_b}");
+    }
+
+    // max_nodes truncation keeps the total and adds `other`.
+    let small = client
+        .connect_json(
+            "SelectMergeStacktraces",
+            json!({"profileTypeID": CPU, "labelSelector": "{}", "start": WIDE.0, "end": WIDE.1, "maxNodes": 5}),
+        )
+        .await?;
+    ensure!(fg_total(&small) == 3 * go_total);
+    let names = small["flamegraph"]["names"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        names.iter().any(|n| n == "other") && names.len() <= 7,
+        "{names:?}"
+    );
+    let r = client
+        .connect_json(
+            "SelectMergeStacktraces",
+            json!({"profileTypeID": CPU, "labelSelector": "{}", "start": WIDE.0, "end": WIDE.1, "maxNodes": -1}),
+        )
+        .await;
+    ensure!(r.is_err(), "negative maxNodes accepted");
+
+    // Tree bytes over the proto codec: root with an empty name.
+    let req = q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: WIDE.0,
+        end: WIDE.1,
+        format: q::ProfileFormat::Tree as i32,
+        ..Default::default()
+    };
+    let r = client
+        .post(
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            &[("content-type", "application/proto")],
+            req.encode_to_vec(),
+        )
+        .await?;
+    ensure!(
+        r.headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/proto")
+    );
+    let resp = q::SelectMergeStacktracesResponse::decode(r.bytes().await?)?;
+    ensure!(
+        resp.tree.len() > 100 && resp.tree[0] == 0,
+        "tree bytes {:?}",
+        &resp.tree[..resp.tree.len().min(8)]
+    );
+
+    // Legacy render with groupBy, and label-values for profile types.
+    let query = urlencode(&format!("{CPU}{{}}"));
+    let v: Value = client
+        .get(&format!(
+            "/pyroscope/render?query={query}&from={}&until={}&groupBy=service_name",
+            WIDE.0, WIDE.1
+        ))
+        .await?
+        .json()
+        .await?;
+    ensure!(as_i64(&v["flamebearer"]["numTicks"]) == 3 * go_total);
+    ensure!(
+        v["metadata"]["units"] == "samples" && v["metadata"]["name"] == "cpu",
+        "{}",
+        v["metadata"]
+    );
+    let groups = v["groups"].as_object().cloned().unwrap_or_default();
+    ensure!(groups.len() == 2, "groups {groups:?}");
+    let tl_sum: i64 = v["timeline"]["samples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_i64)
+        .sum();
+    ensure!(tl_sum == 3 * go_total, "timeline sum {tl_sum}");
+    let names: Value = client
+        .get(&format!(
+            "/pyroscope/label-values?label=__name__&from={}&until={}",
+            WIDE.0, WIDE.1
+        ))
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        names.as_array().is_some_and(|a| a.iter().any(|n| n == CPU)),
+        "{names}"
+    );
+    let r = client.get("/pyroscope/label-values").await?;
+    ensure!(r.status() == 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sample_labels_become_series_labels() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    for c in load_captures("python-sdk/push-1.4.0")? {
+        ensure!(client.replay(&c).await?.status().is_success());
+    }
+    let names = client
+        .connect_json("LabelNames", json!({"matchers": ["{service_name=\"fixture.python.app\"}"], "start": WIDE.0, "end": WIDE.1}))
+        .await?;
+    let names: Vec<&str> = names["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "__name__",
+        "__profile_type__",
+        "__type__",
+        "__unit__",
+        "service_name",
+        "handler",
+        "region",
+        "env",
+    ] {
+        ensure!(names.contains(&want), "LabelNames lacks {want}: {names:?}");
+    }
+    let values = client
+        .connect_json(
+            "LabelValues",
+            json!({"name": "handler", "start": WIDE.0, "end": WIDE.1}),
+        )
+        .await?;
+    // py-spy tags part of the samples with handler=b; the rest carry no handler.
+    ensure!(values["names"] == json!(["b"]), "handler values {values}");
+    // Per-handler totals add up to the service total.
+    let all = total_of(&client, CPU, "fixture.python.app").await?;
+    let mut sum = 0;
+    for h in values["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let fg = client
+            .flamegraph(
+                CPU,
+                &format!("{{service_name=\"fixture.python.app\",handler=\"{h}\"}}"),
+                WIDE.0,
+                WIDE.1,
+            )
+            .await?;
+        sum += fg_total(&fg);
+    }
+    let no_handler = client
+        .flamegraph(
+            CPU,
+            "{service_name=\"fixture.python.app\",handler=\"\"}",
+            WIDE.0,
+            WIDE.1,
+        )
+        .await?;
+    ensure!(
+        sum + fg_total(&no_handler) == all,
+        "{sum} + {} != {all}",
+        fg_total(&no_handler)
+    );
+    // Series projection.
+    let s = client
+        .connect_json(
+            "Series",
+            json!({"matchers": ["{}"], "labelNames": ["service_name", "__profile_type__"], "start": WIDE.0, "end": WIDE.1}),
+        )
+        .await?;
+    ensure!(
+        s["labelsSet"].as_array().is_some_and(|a| a.len() == 1),
+        "{s}"
+    );
+    Ok(())
+}
