@@ -7,6 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ignis_actors::ingest::Limits;
 use ignis_query::QueryLimits;
+use ignis_storage::WalSync;
 use serde::{Deserialize, Serialize};
 
 use crate::roles::Roles;
@@ -71,14 +72,22 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Directory for node-local data.
+    /// Directory for node-local data (the WAL lives in `<data_dir>/wal`).
     pub data_dir: PathBuf,
+    /// `always`: a push is acknowledged only once its WAL record is fsynced.
+    /// `batched`: records are fsynced every `wal_flush_interval_ms`, and a crash
+    /// can lose the pushes acknowledged in that interval.
+    pub wal_sync: WalSync,
+    /// How often the WAL is fsynced in the background (and in `batched` mode).
+    pub wal_flush_interval_ms: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            wal_sync: WalSync::Always,
+            wal_flush_interval_ms: 200,
         }
     }
 }

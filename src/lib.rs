@@ -40,6 +40,9 @@ pub enum NodeError {
     /// The server failed.
     #[error("node failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The write-ahead log could not be opened or replayed.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] ignis_storage::WalError),
     /// The node thread panicked.
     #[error("node thread panicked")]
     Panicked,
@@ -101,12 +104,29 @@ where
         config.server.actor_threads
     };
     let arbiters: Vec<actix::Arbiter> = (0..actor_threads).map(|_| actix::Arbiter::new()).collect();
+    let wal_dir = config.storage.data_dir.join("wal");
+    std::fs::create_dir_all(&wal_dir)?;
+    let wal = Arc::new(ignis_storage::Wal::open(
+        &wal_dir,
+        config.storage.wal_sync,
+        std::time::Duration::from_millis(config.storage.wal_flush_interval_ms),
+    )?);
     let tenants = Arc::new(Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
+        Some(wal.clone()),
         metrics.clone(),
         config.query.limits(),
         config.query.max_concurrent_queries,
     ));
+    let started = Instant::now();
+    let replayed = tenants.replay_wal()?;
+    tracing::info!(
+        records = replayed.records,
+        profiles = replayed.profiles,
+        bytes = replayed.bytes,
+        elapsed = ?started.elapsed(),
+        "WAL replayed"
+    );
     let workers = if config.server.http_workers == 0 {
         cores()
     } else {
@@ -168,6 +188,7 @@ where
     for a in arbiters {
         a.stop();
     }
+    wal.flush()?;
     tracing::info!("ignis node stopped");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ignis_storage::{Head, SplitProfile};
+use ignis_storage::{Head, SplitProfile, Wal};
 use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
@@ -44,16 +44,23 @@ pub struct Restart;
 pub struct Ingester {
     tenant: String,
     head: Arc<RwLock<Head>>,
+    wal: Option<Arc<Wal>>,
     metrics: Metrics,
     backoff: Backoff,
 }
 
 impl Ingester {
-    /// An ingester appending to `head`.
-    pub fn new(tenant: String, head: Arc<RwLock<Head>>, metrics: Metrics) -> Self {
+    /// An ingester appending to `wal` (when given), then to `head`.
+    pub fn new(
+        tenant: String,
+        head: Arc<RwLock<Head>>,
+        wal: Option<Arc<Wal>>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             tenant,
             head,
+            wal,
             metrics,
             backoff: Backoff::default(),
         }
@@ -89,6 +96,19 @@ impl Handler<Append> for Ingester {
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
         let mut stats = AppendStats::default();
+        if let Some(wal) = &self.wal {
+            // Durable first: only what is in the WAL is acknowledged.
+            let (_, bytes) = wal.append(&self.tenant, &msg.0).map_err(|e| {
+                tracing::error!(tenant = %self.tenant, error = %e, "WAL append failed");
+                IngesterError::Storage(e.to_string())
+            })?;
+            let tenant = vec![("tenant", self.tenant.clone())];
+            self.metrics.wal_appends.get_or_create(&tenant).inc();
+            self.metrics
+                .wal_bytes
+                .get_or_create(&tenant)
+                .inc_by(bytes as u64);
+        }
         let mut head = self.head.write();
         for p in msg.0.iter() {
             match head.insert(p) {

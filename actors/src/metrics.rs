@@ -37,6 +37,12 @@ pub struct Metrics {
     pub head_series: Family<LabelSet, Gauge>,
     /// Distinct stacks in the ingester heads, by tenant.
     pub head_stacks: Family<LabelSet, Gauge>,
+    /// WAL records appended, by tenant.
+    pub wal_appends: Family<LabelSet, Counter>,
+    /// WAL bytes appended, by tenant.
+    pub wal_bytes: Family<LabelSet, Counter>,
+    /// WAL records replayed at startup.
+    pub wal_replayed_records: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +63,16 @@ impl Metrics {
         let actor_restarts = Family::default();
         let head_series = Family::default();
         let head_stacks = Family::default();
+        let wal_appends = Family::default();
+        let wal_bytes = Family::default();
+        let wal_replayed_records = Counter::default();
+        registry.register("wal_appends", "WAL records appended", wal_appends.clone());
+        registry.register("wal_bytes", "WAL bytes appended", wal_bytes.clone());
+        registry.register(
+            "wal_replayed_records",
+            "WAL records replayed at startup",
+            wal_replayed_records.clone(),
+        );
         registry.register(
             "ingested_profiles",
             "Profiles accepted, per series and sample type",
@@ -107,6 +123,9 @@ impl Metrics {
             actor_restarts,
             head_series,
             head_stacks,
+            wal_appends,
+            wal_bytes,
+            wal_replayed_records,
         }
     }
 

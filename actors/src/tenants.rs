@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Source};
-use ignis_storage::Head;
+use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 
@@ -33,6 +33,7 @@ pub struct TenantActors {
 pub struct Tenants {
     tenants: Mutex<HashMap<String, TenantActors>>,
     arbiters: Vec<ArbiterHandle>,
+    wal: Option<Arc<Wal>>,
     metrics: Metrics,
     query_limits: Arc<QueryLimits>,
     query_permits: Arc<Semaphore>,
@@ -67,6 +68,7 @@ impl Tenants {
     /// A registry starting actors on `arbiters` (at least one).
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
+        wal: Option<Arc<Wal>>,
         metrics: Metrics,
         query_limits: QueryLimits,
         max_concurrent_queries: usize,
@@ -74,6 +76,7 @@ impl Tenants {
         Self {
             tenants: Mutex::new(HashMap::new()),
             arbiters,
+            wal,
             metrics,
             query_limits: Arc::new(query_limits),
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
@@ -95,9 +98,14 @@ impl Tenants {
             % self.arbiters.len().max(1) as u64) as usize;
         let arbiter = &self.arbiters[idx];
         let head = Arc::new(RwLock::new(Head::new()));
-        let (t, h, m) = (tenant.to_string(), head.clone(), self.metrics.clone());
+        let (t, h, w, m) = (
+            tenant.to_string(),
+            head.clone(),
+            self.wal.clone(),
+            self.metrics.clone(),
+        );
         let ingester = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Ingester::new(t.clone(), h.clone(), m.clone())
+            Ingester::new(t.clone(), h.clone(), w.clone(), m.clone())
         });
         let (t, i, m) = (tenant.to_string(), ingester.clone(), self.metrics.clone());
         let distributor = Supervisor::start_in_arbiter(arbiter, move |_| {
@@ -139,6 +147,24 @@ impl Tenants {
                 f(&Engine::new(&sources, &self.query_limits)).map_err(QueryFailure::from)
             }
         }
+    }
+
+    /// Replays the WAL into the tenants' heads (before serving).
+    pub fn replay_wal(&self) -> Result<ignis_storage::ReplayStats, ignis_storage::WalError> {
+        let Some(wal) = self.wal.clone() else {
+            return Ok(ignis_storage::ReplayStats::default());
+        };
+        let stats = wal.replay(|seq, tenant, profiles| {
+            let actors = self.get_or_start(tenant);
+            let mut head = actors.head.write();
+            for p in &profiles {
+                if let Err(e) = head.insert(p) {
+                    tracing::error!(seq, tenant, error = %e, "skipping a WAL profile the head refuses");
+                }
+            }
+        })?;
+        self.metrics.wal_replayed_records.inc_by(stats.records);
+        Ok(stats)
     }
 
     /// The node's metrics.
@@ -196,6 +222,7 @@ mod tests {
         let metrics = Metrics::new();
         let tenants = Tenants::new(
             vec![actix::Arbiter::current()],
+            None,
             metrics.clone(),
             QueryLimits::default(),
             2,

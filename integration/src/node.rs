@@ -1,7 +1,7 @@
 //! Nodes under test: in-process through `ignis::run_node`, or the real binary.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -105,18 +105,26 @@ fn build_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The real binary running as a child process, killed on drop.
+/// The real binary running as a child process, killed (SIGKILL) on drop.
 pub struct ChildNode {
     /// Base URL.
     pub url: String,
     child: Child,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl ChildNode {
-    /// Starts `ignis server` on a free port and waits until `/ready` answers.
+    /// Starts `ignis server` with a fresh data directory on a free port and
+    /// waits until `/ready` answers.
     pub async fn start(extra_args: &[&str]) -> Result<Self> {
         let data = tempfile::tempdir()?;
+        let mut node = Self::start_in(data.path(), extra_args).await?;
+        node._data = Some(data);
+        Ok(node)
+    }
+
+    /// Starts `ignis server` on `data_dir` (kept by the caller, e.g. across a restart).
+    pub async fn start_in(data_dir: &Path, extra_args: &[&str]) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -125,29 +133,39 @@ impl ChildNode {
             .arg("server")
             .arg(format!("-server.http-listen-address={addr}"))
             .args(extra_args)
-            .env("IGNIS_STORAGE__DATA_DIR", data.path())
+            .env("IGNIS_STORAGE__DATA_DIR", data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting the ignis binary")?;
-        let node = Self {
+        let mut node = Self {
             url: format!("http://{addr}"),
             child,
-            _data: data,
+            _data: None,
         };
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client.get(format!("{}/ready", node.url)).send().await
                 && r.status().is_success()
             {
                 return Ok(node);
             }
+            if let Some(status) = node.child.try_wait()? {
+                bail!("ignis exited before becoming ready: {status}");
+            }
             if Instant::now() > deadline {
                 bail!("ignis did not become ready on {addr}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 }
 

@@ -9,8 +9,10 @@ pub mod labels;
 pub mod profile_type;
 pub mod proto;
 pub mod symbols;
+pub mod wal;
 
 pub use head::{Head, HeadStats, InsertStats, ProfileRow, Series, SeriesSplit, SplitProfile};
 pub use labels::{Labels, names};
 pub use profile_type::{ProfileType, ProfileTypeError};
 pub use symbols::{SymbolError, SymbolTable};
+pub use wal::{ReplayStats, Wal, WalError, WalSync};

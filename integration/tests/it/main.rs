@@ -5,5 +5,6 @@ mod api;
 mod bad_input;
 mod binary;
 mod common;
+mod durability;
 mod sdk_replay;
 mod tenants;
