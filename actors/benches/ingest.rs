@@ -6,7 +6,9 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
-use ignis_storage::Head;
+use std::time::Duration;
+
+use ignis_storage::{Head, Wal, WalSync};
 
 fn fixture() -> Vec<u8> {
     let dir = std::env::var("IGNIS_FIXTURES").map_or_else(
@@ -78,5 +80,30 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest);
+fn wal(c: &mut Criterion) {
+    let body = fixture();
+    let limits = Limits::default();
+    let split = decode_legacy(
+        &params(),
+        LegacyFormat::Pprof,
+        IngestBody::Raw(body),
+        &limits,
+        1_800_000_000_000_000_000,
+    )
+    .expect("fixture decodes");
+    let mut g = c.benchmark_group("wal_append_go_cpu");
+    for (name, sync) in [
+        ("always_fsync", WalSync::Always),
+        ("batched", WalSync::Batched),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal = Wal::open(dir.path(), sync, Duration::from_millis(200)).expect("open WAL");
+        g.bench_function(name, |b| {
+            b.iter(|| wal.append("bench", &split).expect("append"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, wal);
 criterion_main!(benches);
