@@ -111,6 +111,43 @@ impl Head {
         Self::default()
     }
 
+    /// A head from its parts (a decoded block): series must reference `symbols`.
+    pub fn from_parts(symbols: SymbolTable, series: Vec<Series>) -> Self {
+        let mut stats = HeadStats {
+            series: series.len() as u64,
+            ..HeadStats::default()
+        };
+        let mut by_fingerprint = HashMap::with_capacity(series.len());
+        for (i, s) in series.iter().enumerate() {
+            by_fingerprint.insert(s.fingerprint, i as u32);
+            stats.profiles += s.profiles.len() as u64;
+            for p in &s.profiles {
+                stats.samples += p.stacks.len() as u64;
+                stats.min_time_ns = Some(
+                    stats
+                        .min_time_ns
+                        .map_or(p.timestamp_ns, |t| t.min(p.timestamp_ns)),
+                );
+                stats.max_time_ns = Some(
+                    stats
+                        .max_time_ns
+                        .map_or(p.timestamp_ns, |t| t.max(p.timestamp_ns)),
+                );
+            }
+        }
+        Self {
+            symbols,
+            series,
+            by_fingerprint,
+            stats,
+        }
+    }
+
+    /// True when the head holds no profile.
+    pub fn is_empty(&self) -> bool {
+        self.stats.profiles == 0
+    }
+
     /// The head's symbols.
     pub fn symbols(&self) -> &SymbolTable {
         &self.symbols

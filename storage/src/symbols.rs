@@ -125,6 +125,17 @@ impl PprofImport {
 }
 
 impl SymbolTable {
+    /// A table with no entries at all (not even `""`), for rebuilding one in id order.
+    pub fn empty() -> Self {
+        Self {
+            strings: Interner::default(),
+            functions: Interner::default(),
+            mappings: Interner::default(),
+            locations: Interner::default(),
+            stacks: Interner::default(),
+        }
+    }
+
     /// The string with this id (`""` if unknown).
     pub fn string(&self, id: u32) -> &str {
         self.strings.get(id).map(String::as_str).unwrap_or("")

@@ -1,0 +1,362 @@
+//! Head → block: one Parquet file per table (see `storage/FORMAT.md`).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, Int64Builder, ListBuilder, MapBuilder, StringArray,
+    StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
+};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::BlockError;
+use super::meta::{BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+use crate::head::Head;
+use crate::labels::names;
+
+/// Rows per row group of the samples and profiles files: small enough that
+/// time and series statistics prune, large enough to compress well.
+pub const SAMPLES_ROW_GROUP: usize = 64 * 1024;
+
+/// A block ready to upload: its meta and its files' bytes.
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    /// The meta (written last).
+    pub meta: BlockMeta,
+    /// `(file name, Parquet bytes)`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, BlockError> {
+    Ok(RecordBatch::try_from_iter(
+        columns.into_iter().map(|(n, a)| (n.to_string(), a)),
+    )?)
+}
+
+fn parquet(
+    batch: &RecordBatch,
+    sorted_by: &[usize],
+    row_group: usize,
+) -> Result<Vec<u8>, BlockError> {
+    let sorting: Vec<SortingColumn> = sorted_by
+        .iter()
+        .map(|&c| SortingColumn {
+            column_idx: c as i32,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group.max(1)))
+        .set_sorting_columns((!sorting.is_empty()).then_some(sorting))
+        .set_created_by(format!("ignis {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(buf)
+}
+
+/// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the head's.
+pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBlock, BlockError> {
+    let sym = head.symbols();
+    let series = head.series();
+    let mut files = Vec::new();
+    let mut file =
+        |name: &str, b: RecordBatch, sorted: &[usize], rg: usize| -> Result<(), BlockError> {
+            let rows = b.num_rows() as u64;
+            let bytes = parquet(&b, sorted, rg)?;
+            files.push((name.to_string(), bytes, rows));
+            Ok(())
+        };
+
+    // series
+    let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for s in series {
+        for (k, v) in s.labels.iter() {
+            labels.keys().append_value(k);
+            labels.values().append_value(v);
+        }
+        labels.append(true)?;
+    }
+    file(
+        "series.parquet",
+        batch(vec![
+            (
+                "series_ref",
+                Arc::new(UInt32Array::from_iter_values(0..series.len() as u32)),
+            ),
+            (
+                "fingerprint",
+                Arc::new(UInt64Array::from_iter_values(
+                    series.iter().map(|s| s.fingerprint),
+                )),
+            ),
+            (
+                "profile_type",
+                Arc::new(StringArray::from_iter_values(
+                    series.iter().map(Head::profile_type_of),
+                )),
+            ),
+            (
+                "service_name",
+                Arc::new(StringArray::from_iter_values(
+                    series
+                        .iter()
+                        .map(|s| s.labels.get(names::SERVICE_NAME).unwrap_or("")),
+                )),
+            ),
+            ("labels", Arc::new(labels.finish())),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // profiles and samples, sorted by (series_ref, timestamp_ns[, stack_id])
+    let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
+    let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+    for (i, s) in series.iter().enumerate() {
+        for row in &s.profiles {
+            min_t = min_t.min(row.timestamp_ns);
+            max_t = max_t.max(row.timestamp_ns);
+            p_series.push(i as u32);
+            p_ts.push(row.timestamp_ns);
+            p_total.push(row.total);
+            p_n.push(row.stacks.len() as u32);
+            for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                s_series.push(i as u32);
+                s_ts.push(row.timestamp_ns);
+                s_stack.push(stack);
+                s_value.push(v);
+            }
+        }
+    }
+    let (profiles, samples) = (p_series.len() as u64, s_series.len() as u64);
+    file(
+        "profiles.parquet",
+        batch(vec![
+            ("series_ref", Arc::new(UInt32Array::from(p_series))),
+            ("timestamp_ns", Arc::new(Int64Array::from(p_ts))),
+            ("total", Arc::new(Int64Array::from(p_total))),
+            ("num_samples", Arc::new(UInt32Array::from(p_n))),
+        ])?,
+        &[0, 1],
+        SAMPLES_ROW_GROUP,
+    )?;
+    file(
+        "samples.parquet",
+        batch(vec![
+            ("series_ref", Arc::new(UInt32Array::from(s_series))),
+            ("timestamp_ns", Arc::new(Int64Array::from(s_ts))),
+            ("stack_id", Arc::new(UInt32Array::from(s_stack))),
+            ("value", Arc::new(Int64Array::from(s_value))),
+        ])?,
+        &[0, 1, 2],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // stacks
+    let mut stack_locs = ListBuilder::new(UInt32Builder::new());
+    for stack in sym.stacks.items() {
+        stack_locs.values().append_slice(stack);
+        stack_locs.append(true);
+    }
+    file(
+        "stacks.parquet",
+        batch(vec![
+            (
+                "stack_id",
+                Arc::new(UInt32Array::from_iter_values(0..sym.stacks.len() as u32)),
+            ),
+            ("location_ids", Arc::new(stack_locs.finish())),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // locations
+    let locs = sym.locations.items();
+    let mut line_functions = ListBuilder::new(UInt32Builder::new());
+    let mut line_numbers = ListBuilder::new(Int64Builder::new());
+    for l in locs {
+        for line in l.lines.iter() {
+            line_functions.values().append_value(line.function);
+            line_numbers.values().append_value(line.line);
+        }
+        line_functions.append(true);
+        line_numbers.append(true);
+    }
+    file(
+        "locations.parquet",
+        batch(vec![
+            (
+                "location_id",
+                Arc::new(UInt32Array::from_iter_values(0..locs.len() as u32)),
+            ),
+            (
+                "mapping_id",
+                Arc::new(UInt32Array::from_iter_values(
+                    locs.iter().map(|l| l.mapping),
+                )),
+            ),
+            (
+                "address",
+                Arc::new(UInt64Array::from_iter_values(
+                    locs.iter().map(|l| l.address),
+                )),
+            ),
+            ("line_function_ids", Arc::new(line_functions.finish())),
+            ("line_numbers", Arc::new(line_numbers.finish())),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // functions
+    let funcs = sym.functions.items();
+    file(
+        "functions.parquet",
+        batch(vec![
+            (
+                "function_id",
+                Arc::new(UInt32Array::from_iter_values(0..funcs.len() as u32)),
+            ),
+            (
+                "name",
+                Arc::new(UInt32Array::from_iter_values(funcs.iter().map(|f| f.name))),
+            ),
+            (
+                "system_name",
+                Arc::new(UInt32Array::from_iter_values(
+                    funcs.iter().map(|f| f.system_name),
+                )),
+            ),
+            (
+                "filename",
+                Arc::new(UInt32Array::from_iter_values(
+                    funcs.iter().map(|f| f.filename),
+                )),
+            ),
+            (
+                "start_line",
+                Arc::new(Int64Array::from_iter_values(
+                    funcs.iter().map(|f| f.start_line),
+                )),
+            ),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // mappings (ids start at 1: 0 means "no mapping" in locations)
+    let maps = sym.mappings.items();
+    let flag = |bit: u8| -> ArrayRef {
+        Arc::new(BooleanArray::from(
+            maps.iter().map(|m| m.flags & bit != 0).collect::<Vec<_>>(),
+        ))
+    };
+    file(
+        "mappings.parquet",
+        batch(vec![
+            (
+                "mapping_id",
+                Arc::new(UInt32Array::from_iter_values(1..=maps.len() as u32)),
+            ),
+            (
+                "memory_start",
+                Arc::new(UInt64Array::from_iter_values(
+                    maps.iter().map(|m| m.memory_start),
+                )),
+            ),
+            (
+                "memory_limit",
+                Arc::new(UInt64Array::from_iter_values(
+                    maps.iter().map(|m| m.memory_limit),
+                )),
+            ),
+            (
+                "file_offset",
+                Arc::new(UInt64Array::from_iter_values(
+                    maps.iter().map(|m| m.file_offset),
+                )),
+            ),
+            (
+                "filename",
+                Arc::new(UInt32Array::from_iter_values(
+                    maps.iter().map(|m| m.filename),
+                )),
+            ),
+            (
+                "build_id",
+                Arc::new(UInt32Array::from_iter_values(
+                    maps.iter().map(|m| m.build_id),
+                )),
+            ),
+            ("has_functions", flag(1)),
+            ("has_filenames", flag(2)),
+            ("has_line_numbers", flag(4)),
+            ("has_inline_frames", flag(8)),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    // strings
+    let strings = sym.strings.items();
+    file(
+        "strings.parquet",
+        batch(vec![
+            (
+                "string_id",
+                Arc::new(UInt32Array::from_iter_values(0..strings.len() as u32)),
+            ),
+            (
+                "value",
+                Arc::new(StringArray::from_iter_values(strings.iter())),
+            ),
+        ])?,
+        &[0],
+        SAMPLES_ROW_GROUP,
+    )?;
+
+    let meta = BlockMeta {
+        format_version: FORMAT_VERSION,
+        ulid: ulid.to_string(),
+        tenant: tenant.to_string(),
+        min_time_ns: if profiles == 0 { 0 } else { min_t },
+        max_time_ns: if profiles == 0 { 0 } else { max_t },
+        stats: BlockStats {
+            series: series.len() as u64,
+            profiles,
+            samples,
+            stacks: sym.stacks.len() as u64,
+            locations: locs.len() as u64,
+            functions: funcs.len() as u64,
+            mappings: maps.len() as u64,
+            strings: strings.len() as u64,
+        },
+        compaction: Compaction {
+            level: 1,
+            sources: vec![ulid.to_string()],
+        },
+        files: files
+            .iter()
+            .map(|(name, bytes, rows)| BlockFile {
+                name: name.clone(),
+                size_bytes: bytes.len() as u64,
+                rows: *rows,
+            })
+            .collect(),
+    };
+    Ok(EncodedBlock {
+        meta,
+        files: files.into_iter().map(|(n, b, _)| (n, b)).collect(),
+    })
+}

@@ -1,0 +1,230 @@
+//! Blocks: a tenant's profiles over a time range as Parquet files plus a
+//! `meta.json`, stored under `<tenant>/blocks/<ULID>/` (format: `storage/FORMAT.md`).
+
+mod decode;
+mod encode;
+mod meta;
+mod store;
+mod ulid;
+
+pub use decode::decode_block;
+pub use encode::{EncodedBlock, SAMPLES_ROW_GROUP, encode_block};
+pub use meta::{BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+pub use store::{BlockStore, ObjectStoreConfig};
+pub use ulid::new_ulid;
+
+/// A block that cannot be written, read or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// Arrow failed to build or read a batch.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet failed to encode or decode.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The object store failed.
+    #[error("object storage: {0}")]
+    Store(#[from] opendal::Error),
+    /// `meta.json` could not be encoded or parsed.
+    #[error("block meta: {0}")]
+    Meta(#[from] serde_json::Error),
+    /// The block's content is inconsistent.
+    #[error("corrupt block: {0}")]
+    Corrupt(String),
+    /// The object store configuration is invalid.
+    #[error("object storage configuration: {0}")]
+    Config(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::{Head, SeriesSplit, SplitProfile};
+    use crate::labels::Labels;
+    use crate::proto::google::v1 as pprof;
+
+    fn sample_head() -> Head {
+        let p = pprof::Profile {
+            string_table: [
+                "", "main", "work", "inlined", "/bin/app", "main.go", "build-1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            mapping: vec![pprof::Mapping {
+                id: 1,
+                memory_start: 0x1000,
+                memory_limit: 0x9000,
+                filename: 4,
+                build_id: 6,
+                has_functions: true,
+                ..Default::default()
+            }],
+            function: vec![
+                pprof::Function {
+                    id: 1,
+                    name: 1,
+                    filename: 5,
+                    start_line: 10,
+                    ..Default::default()
+                },
+                pprof::Function {
+                    id: 2,
+                    name: 2,
+                    filename: 5,
+                    ..Default::default()
+                },
+                pprof::Function {
+                    id: 3,
+                    name: 3,
+                    ..Default::default()
+                },
+            ],
+            location: vec![
+                pprof::Location {
+                    id: 1,
+                    mapping_id: 1,
+                    line: vec![pprof::Line {
+                        function_id: 1,
+                        line: 12,
+                    }],
+                    ..Default::default()
+                },
+                pprof::Location {
+                    id: 2,
+                    mapping_id: 1,
+                    line: vec![
+                        pprof::Line {
+                            function_id: 3,
+                            line: 5,
+                        },
+                        pprof::Line {
+                            function_id: 2,
+                            line: 20,
+                        },
+                    ],
+                    ..Default::default()
+                },
+                pprof::Location {
+                    id: 3,
+                    mapping_id: 1,
+                    address: 0xdead,
+                    ..Default::default()
+                },
+            ],
+            sample: vec![
+                pprof::Sample {
+                    location_id: vec![2, 1],
+                    value: vec![3, 30],
+                    label: vec![],
+                },
+                pprof::Sample {
+                    location_id: vec![3, 1],
+                    value: vec![1, 10],
+                    label: vec![],
+                },
+            ],
+            ..Default::default()
+        };
+        let mut head = Head::new();
+        for (ts, svc) in [(1_000, "a"), (2_000, "a"), (1_500, "b")] {
+            let labels =
+                |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
+            head.insert(&SplitProfile {
+                profile: p.clone(),
+                timestamp_ns: ts,
+                series: vec![
+                    SeriesSplit {
+                        labels: labels("x:samples:count::"),
+                        value_index: 0,
+                        samples: vec![0, 1],
+                    },
+                    SeriesSplit {
+                        labels: labels("x:cpu:nanoseconds::"),
+                        value_index: 1,
+                        samples: vec![0, 1],
+                    },
+                ],
+            })
+            .unwrap();
+        }
+        head
+    }
+
+    fn same(a: &Head, b: &Head) {
+        assert_eq!(a.series().len(), b.series().len());
+        for (x, y) in a.series().iter().zip(b.series()) {
+            assert_eq!(x.labels, y.labels);
+            assert_eq!(x.fingerprint, y.fingerprint);
+            assert_eq!(x.profiles.len(), y.profiles.len());
+            for (p, q) in x.profiles.iter().zip(&y.profiles) {
+                assert_eq!(
+                    (p.timestamp_ns, p.total, &p.stacks, &p.values),
+                    (q.timestamp_ns, q.total, &q.stacks, &q.values)
+                );
+            }
+        }
+        let (sa, sb) = (a.symbols(), b.symbols());
+        assert_eq!(sa.strings.items(), sb.strings.items());
+        assert_eq!(sa.functions.items(), sb.functions.items());
+        assert_eq!(sa.locations.items(), sb.locations.items());
+        assert_eq!(sa.mappings.items(), sb.mappings.items());
+        assert_eq!(sa.stacks.items(), sb.stacks.items());
+        assert_eq!(a.stats(), b.stats());
+    }
+
+    #[tokio::test]
+    async fn block_round_trip_through_a_store() {
+        let head = sample_head();
+        let ulid = new_ulid();
+        let block = encode_block("t1", &ulid, &head).unwrap();
+        assert_eq!(block.meta.stats.series, 4);
+        assert_eq!(block.meta.stats.profiles, 6);
+        assert_eq!(
+            (block.meta.min_time_ns, block.meta.max_time_ns),
+            (1_000, 2_000)
+        );
+        let store = BlockStore::memory().unwrap();
+        store.upload(&block).await.unwrap();
+        assert_eq!(store.tenants().await.unwrap(), vec!["t1".to_string()]);
+        let metas = store.blocks("t1").await.unwrap();
+        assert_eq!(metas, vec![block.meta.clone()]);
+        let files = store.fetch(&metas[0]).await.unwrap();
+        let decoded = decode_block(&metas[0], &files).unwrap();
+        same(&head, &decoded);
+        store.delete("t1", &ulid).await.unwrap();
+        assert!(store.blocks("t1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_upload_leaves_no_visible_block() {
+        let store = BlockStore::memory().unwrap();
+        let block = encode_block("t1", &new_ulid(), &sample_head()).unwrap();
+        // A crash after the data files and before meta.json.
+        store.upload_files(&block).await.unwrap();
+        assert!(store.blocks("t1").await.unwrap().is_empty());
+        store.publish(&block.meta).await.unwrap();
+        assert_eq!(store.blocks("t1").await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn corrupt_blocks_are_refused() {
+        let block = encode_block("t1", &new_ulid(), &sample_head()).unwrap();
+        let mut files: std::collections::HashMap<String, bytes::Bytes> = block
+            .files
+            .iter()
+            .map(|(n, b)| (n.clone(), bytes::Bytes::from(b.clone())))
+            .collect();
+        files.insert(
+            "samples.parquet".into(),
+            bytes::Bytes::from_static(b"not parquet"),
+        );
+        assert!(decode_block(&block.meta, &files).is_err());
+        files.remove("stacks.parquet");
+        assert!(
+            decode_block(&block.meta, &files)
+                .unwrap_err()
+                .to_string()
+                .contains("stacks.parquet")
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Where blocks live: any object store opendal speaks (local filesystem, S3
+//! and S3-compatible, Azure Blob, GCS, Swift), laid out as
+//! `<tenant>/blocks/<ULID>/<file>` with `meta.json` written last.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind, Operator, services};
+use serde::{Deserialize, Serialize};
+
+use super::BlockError;
+use super::encode::EncodedBlock;
+use super::meta::BlockMeta;
+
+/// Object storage settings (`[storage.bucket]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// `filesystem`, `s3`, `azblob`, `gcs` or `swift`.
+    pub backend: String,
+    /// filesystem: the directory (empty: `<data_dir>/bucket`).
+    pub path: String,
+    /// s3/gcs: bucket; azblob/swift: container.
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    pub prefix: String,
+    /// Endpoint URL (S3-compatible servers, Azure, Swift).
+    pub endpoint: String,
+    /// s3: region.
+    pub region: String,
+    /// s3: access key id; azblob: account name.
+    pub access_key_id: String,
+    /// s3: secret key; azblob: account key; gcs: credential (base64 JSON); swift: token.
+    pub secret_access_key: String,
+    /// Timeout of one request, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts of one request before it fails.
+    pub max_retries: usize,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "filesystem".into(),
+            path: String::new(),
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            timeout_secs: 60,
+            max_retries: 5,
+        }
+    }
+}
+
+/// Blocks in an object store.
+#[derive(Clone)]
+pub struct BlockStore {
+    op: Operator,
+}
+
+impl BlockStore {
+    /// Opens the configured store; `data_dir` anchors the default filesystem bucket.
+    pub fn open(cfg: &ObjectStoreConfig, data_dir: &Path) -> Result<Self, BlockError> {
+        let op = match cfg.backend.as_str() {
+            "filesystem" | "fs" => {
+                let path = if cfg.path.is_empty() {
+                    data_dir.join("bucket")
+                } else {
+                    cfg.path.clone().into()
+                };
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| BlockError::Config(format!("{}: {e}", path.display())))?;
+                let root = path.canonicalize().unwrap_or(path);
+                Operator::new(services::Fs::default().root(&root.to_string_lossy()))?
+            }
+            "s3" => {
+                let mut b = services::S3::default()
+                    .bucket(&cfg.bucket)
+                    .root(&format!("/{}", cfg.prefix));
+                if !cfg.endpoint.is_empty() {
+                    b = b.endpoint(&cfg.endpoint);
+                }
+                b = b.region(if cfg.region.is_empty() {
+                    "us-east-1"
+                } else {
+                    &cfg.region
+                });
+                if !cfg.access_key_id.is_empty() {
+                    b = b.access_key_id(&cfg.access_key_id);
+                }
+                if !cfg.secret_access_key.is_empty() {
+                    b = b.secret_access_key(&cfg.secret_access_key);
+                }
+                Operator::new(b)?
+            }
+            "azblob" => {
+                let mut b = services::Azblob::default()
+                    .container(&cfg.bucket)
+                    .root(&format!("/{}", cfg.prefix));
+                if !cfg.endpoint.is_empty() {
+                    b = b.endpoint(&cfg.endpoint);
+                }
+                if !cfg.access_key_id.is_empty() {
+                    b = b.account_name(&cfg.access_key_id);
+                }
+                if !cfg.secret_access_key.is_empty() {
+                    b = b.account_key(&cfg.secret_access_key);
+                }
+                Operator::new(b)?
+            }
+            "gcs" => {
+                let mut b = services::Gcs::default()
+                    .bucket(&cfg.bucket)
+                    .root(&format!("/{}", cfg.prefix));
+                if !cfg.endpoint.is_empty() {
+                    b = b.endpoint(&cfg.endpoint);
+                }
+                if !cfg.secret_access_key.is_empty() {
+                    b = b.credential(&cfg.secret_access_key);
+                }
+                Operator::new(b)?
+            }
+            "swift" => {
+                let mut b = services::Swift::default()
+                    .container(&cfg.bucket)
+                    .root(&format!("/{}", cfg.prefix));
+                if !cfg.endpoint.is_empty() {
+                    b = b.endpoint(&cfg.endpoint);
+                }
+                if !cfg.secret_access_key.is_empty() {
+                    b = b.token(&cfg.secret_access_key);
+                }
+                Operator::new(b)?
+            }
+            other => {
+                return Err(BlockError::Config(format!(
+                    "unknown backend {other:?}; expected filesystem, s3, azblob, gcs or swift"
+                )));
+            }
+        };
+        let op = op
+            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(cfg.timeout_secs.max(1))))
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(cfg.max_retries)
+                    .with_jitter(),
+            );
+        Ok(Self { op })
+    }
+
+    /// A store over an in-memory operator (tests).
+    pub fn memory() -> Result<Self, BlockError> {
+        Ok(Self {
+            op: Operator::new(services::Memory::default())?,
+        })
+    }
+
+    fn dir(tenant: &str, ulid: &str) -> String {
+        format!("{tenant}/blocks/{ulid}/")
+    }
+
+    /// Uploads the files, then `meta.json`: until that last write the block is
+    /// invisible, so a crash at any point leaves no partial block behind.
+    pub async fn upload(&self, block: &EncodedBlock) -> Result<(), BlockError> {
+        self.upload_files(block).await?;
+        self.publish(&block.meta).await
+    }
+
+    /// Uploads only the data files (the first step of [`upload`](Self::upload)).
+    pub async fn upload_files(&self, block: &EncodedBlock) -> Result<(), BlockError> {
+        let dir = Self::dir(&block.meta.tenant, &block.meta.ulid);
+        for (name, bytes) in &block.files {
+            self.op
+                .write(&format!("{dir}{name}"), bytes.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `meta.json`, making the block visible.
+    pub async fn publish(&self, meta: &BlockMeta) -> Result<(), BlockError> {
+        let dir = Self::dir(&meta.tenant, &meta.ulid);
+        self.op
+            .write(&format!("{dir}meta.json"), serde_json::to_vec_pretty(meta)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Tenants that have a `blocks/` directory.
+    pub async fn tenants(&self) -> Result<Vec<String>, BlockError> {
+        let mut out: Vec<String> = self
+            .op
+            .list("/")
+            .await?
+            .into_iter()
+            .filter(|e| e.metadata().is_dir())
+            .map(|e| e.name().trim_end_matches('/').to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The complete blocks of `tenant` (those with a `meta.json`), oldest first.
+    pub async fn blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, BlockError> {
+        let entries = match self.op.list(&format!("{tenant}/blocks/")).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for e in entries.into_iter().filter(|e| e.metadata().is_dir()) {
+            let ulid = e.name().trim_end_matches('/');
+            if ulid.is_empty() {
+                continue;
+            }
+            match self
+                .op
+                .read(&format!("{}meta.json", Self::dir(tenant, ulid)))
+                .await
+            {
+                Ok(buf) => out.push(serde_json::from_slice::<BlockMeta>(&buf.to_vec())?),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::debug!(
+                        tenant,
+                        ulid,
+                        "skipping block without meta.json (incomplete upload)"
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.sort_by(|a, b| a.ulid.cmp(&b.ulid));
+        Ok(out)
+    }
+
+    /// Downloads every file of a block.
+    pub async fn fetch(&self, meta: &BlockMeta) -> Result<HashMap<String, Bytes>, BlockError> {
+        let dir = Self::dir(&meta.tenant, &meta.ulid);
+        let mut files = HashMap::new();
+        for f in &meta.files {
+            let buf = self.op.read(&format!("{dir}{}", f.name)).await?;
+            files.insert(f.name.clone(), buf.to_bytes());
+        }
+        Ok(files)
+    }
+
+    /// Deletes a block: `meta.json` first, so it disappears at once.
+    pub async fn delete(&self, tenant: &str, ulid: &str) -> Result<(), BlockError> {
+        let dir = Self::dir(tenant, ulid);
+        self.op.delete(&format!("{dir}meta.json")).await?;
+        self.op.delete_with(&dir).recursive(true).await?;
+        Ok(())
+    }
+}
