@@ -1,6 +1,7 @@
 //! Node configuration: embedded defaults, an optional TOML file, and
 //! `IGNIS_…` environment overrides (`IGNIS_SERVER__HTTP_LISTEN_ADDRESS=…`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -8,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ignis_actors::ingest::Limits;
 use ignis_query::QueryLimits;
 use ignis_storage::WalSync;
+use ignis_storage::block::ObjectStoreConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::roles::Roles;
@@ -80,6 +82,18 @@ pub struct StorageConfig {
     pub wal_sync: WalSync,
     /// How often the WAL is fsynced in the background (and in `batched` mode).
     pub wal_flush_interval_ms: u64,
+    /// Cut a tenant's head into a block once its first profile is this old.
+    pub max_block_duration_secs: u64,
+    /// Cut a tenant's head into a block once it holds this many samples (0: no limit).
+    pub max_head_samples: u64,
+    /// How often heads are checked for cutting and blocks are shipped.
+    pub block_check_interval_secs: u64,
+    /// Delete blocks whose newest profile is older than this (0: keep forever).
+    pub retention_secs: u64,
+    /// Per-tenant retention overrides, in seconds.
+    pub tenant_retention_secs: BTreeMap<String, u64>,
+    /// The object store blocks are uploaded to.
+    pub bucket: ObjectStoreConfig,
 }
 
 impl Default for StorageConfig {
@@ -88,6 +102,12 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             wal_sync: WalSync::Always,
             wal_flush_interval_ms: 200,
+            max_block_duration_secs: 3600,
+            max_head_samples: 10_000_000,
+            block_check_interval_secs: 15,
+            retention_secs: 0,
+            tenant_retention_secs: BTreeMap::new(),
+            bucket: ObjectStoreConfig::default(),
         }
     }
 }

@@ -43,6 +43,12 @@ pub enum NodeError {
     /// The write-ahead log could not be opened or replayed.
     #[error("write-ahead log: {0}")]
     Wal(#[from] ignis_storage::WalError),
+    /// The block store could not be opened or read.
+    #[error("block storage: {0}")]
+    Blocks(#[from] ignis_storage::block::BlockError),
+    /// Loading blocks or replaying the WAL failed.
+    #[error("loading data: {0}")]
+    Load(#[from] ignis_actors::shipper::LoadError),
     /// The node thread panicked.
     #[error("node thread panicked")]
     Panicked,
@@ -111,21 +117,42 @@ where
         config.storage.wal_sync,
         std::time::Duration::from_millis(config.storage.wal_flush_interval_ms),
     )?);
+    let store =
+        ignis_storage::block::BlockStore::open(&config.storage.bucket, &config.storage.data_dir)?;
+    let secs = std::time::Duration::from_secs;
+    let blocks = ignis_actors::BlockSettings {
+        store: Some(store),
+        max_block_duration: secs(config.storage.max_block_duration_secs),
+        max_head_samples: config.storage.max_head_samples,
+        retention: secs(config.storage.retention_secs),
+        tenant_retention: config
+            .storage
+            .tenant_retention_secs
+            .iter()
+            .map(|(t, s)| (t.clone(), secs(*s)))
+            .collect(),
+    };
     let tenants = Arc::new(Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
         Some(wal.clone()),
+        blocks,
         metrics.clone(),
         config.query.limits(),
         config.query.max_concurrent_queries,
     ));
     let started = Instant::now();
-    let replayed = tenants.replay_wal()?;
+    let (blocks_loaded, replayed) = tenants.load().await?;
     tracing::info!(
-        records = replayed.records,
-        profiles = replayed.profiles,
-        bytes = replayed.bytes,
+        blocks = blocks_loaded,
+        wal_records = replayed.records,
+        wal_profiles = replayed.profiles,
+        wal_bytes = replayed.bytes,
         elapsed = ?started.elapsed(),
-        "WAL replayed"
+        "loaded blocks and replayed the WAL"
+    );
+    let flush_loop = ignis_actors::shipper::spawn_flush_loop(
+        tenants.clone(),
+        secs(config.storage.block_check_interval_secs.max(1)),
     );
     let workers = if config.server.http_workers == 0 {
         cores()
@@ -133,6 +160,7 @@ where
         config.server.http_workers
     };
     let config = Arc::new(config);
+    let tenants_for_shutdown = tenants.clone();
     let state = web::Data::new(AppState {
         tenants,
         config: config.clone(),
@@ -185,6 +213,9 @@ where
         handle.stop(true).await;
     });
     server.await?;
+    flush_loop.abort();
+    let flushed = tenants_for_shutdown.flush(true).await;
+    tracing::info!(?flushed, "flushed heads to blocks");
     for a in arbiters {
         a.stop();
     }

@@ -3,10 +3,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use std::time::{Duration, Instant};
+
+use ignis_storage::block::new_ulid;
 use ignis_storage::{Head, SplitProfile, Wal};
 use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
+use crate::sealed::{Sealed, SealedList};
 use crate::supervisor::Backoff;
 
 /// Counters of one append.
@@ -44,9 +48,26 @@ pub struct Restart;
 pub struct Ingester {
     tenant: String,
     head: Arc<RwLock<Head>>,
+    sealed: SealedList,
     wal: Option<Arc<Wal>>,
     metrics: Metrics,
     backoff: Backoff,
+    /// Last WAL sequence number appended (its data is in `head`).
+    last_seq: Option<u64>,
+    /// When the current head received its first profile.
+    head_since: Option<Instant>,
+}
+
+/// Cuts the head into a [`Sealed`] one when it is old or big enough (or always, with `force`).
+#[derive(Message)]
+#[rtype(result = "Option<Arc<Sealed>>")]
+pub struct Cut {
+    /// Cut any non-empty head.
+    pub force: bool,
+    /// Cut a head whose first profile arrived this long ago.
+    pub max_age: Duration,
+    /// Cut a head holding this many samples.
+    pub max_samples: u64,
 }
 
 impl Ingester {
@@ -54,13 +75,17 @@ impl Ingester {
     pub fn new(
         tenant: String,
         head: Arc<RwLock<Head>>,
+        sealed: SealedList,
         wal: Option<Arc<Wal>>,
         metrics: Metrics,
     ) -> Self {
         Self {
             tenant,
             head,
+            sealed,
             wal,
+            last_seq: None,
+            head_since: None,
             metrics,
             backoff: Backoff::default(),
         }
@@ -98,7 +123,7 @@ impl Handler<Append> for Ingester {
         let mut stats = AppendStats::default();
         if let Some(wal) = &self.wal {
             // Durable first: only what is in the WAL is acknowledged.
-            let (_, bytes) = wal.append(&self.tenant, &msg.0).map_err(|e| {
+            let (seq, bytes) = wal.append(&self.tenant, &msg.0).map_err(|e| {
                 tracing::error!(tenant = %self.tenant, error = %e, "WAL append failed");
                 IngesterError::Storage(e.to_string())
             })?;
@@ -108,7 +133,9 @@ impl Handler<Append> for Ingester {
                 .wal_bytes
                 .get_or_create(&tenant)
                 .inc_by(bytes as u64);
+            self.last_seq = Some(seq);
         }
+        self.head_since.get_or_insert_with(Instant::now);
         let mut head = self.head.write();
         for p in msg.0.iter() {
             match head.insert(p) {
@@ -136,6 +163,34 @@ impl Handler<Append> for Ingester {
             .get_or_create(&tenant)
             .set(hs.stacks as i64);
         Ok(stats)
+    }
+}
+
+impl Handler<Cut> for Ingester {
+    type Result = Option<Arc<Sealed>>;
+
+    fn handle(&mut self, msg: Cut, _ctx: &mut Self::Context) -> Self::Result {
+        let mut head = self.head.write();
+        let stats = head.stats();
+        if stats.profiles == 0 {
+            return None;
+        }
+        let old = self.head_since.is_some_and(|t| t.elapsed() >= msg.max_age);
+        let big = msg.max_samples > 0 && stats.samples >= msg.max_samples;
+        if !(msg.force || old || big) {
+            return None;
+        }
+        // Swap under both locks so queries never miss the data.
+        let mut sealed = self.sealed.write();
+        let cut = Arc::new(Sealed::new(
+            std::mem::take(&mut *head),
+            new_ulid(),
+            self.last_seq,
+        ));
+        sealed.push(cut.clone());
+        self.head_since = None;
+        tracing::info!(tenant = %self.tenant, ulid = %cut.ulid, profiles = stats.profiles, "cut head");
+        Some(cut)
     }
 }
 

@@ -6,8 +6,10 @@ pub mod ingest;
 pub mod ingester;
 pub mod metrics;
 pub mod querier;
+pub mod sealed;
+pub mod shipper;
 pub mod supervisor;
 pub mod tenants;
 
 pub use metrics::Metrics;
-pub use tenants::{TenantActors, Tenants, validate_tenant_id};
+pub use tenants::{BlockSettings, TenantActors, Tenants, validate_tenant_id};

@@ -43,6 +43,12 @@ pub struct Metrics {
     pub wal_bytes: Family<LabelSet, Counter>,
     /// WAL records replayed at startup.
     pub wal_replayed_records: Counter,
+    /// Blocks uploaded, by tenant.
+    pub blocks_uploaded: Family<LabelSet, Counter>,
+    /// Block uploads that failed (and will be retried), by tenant.
+    pub block_upload_failures: Family<LabelSet, Counter>,
+    /// Blocks loaded from the object store at startup.
+    pub blocks_loaded: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +72,24 @@ impl Metrics {
         let wal_appends = Family::default();
         let wal_bytes = Family::default();
         let wal_replayed_records = Counter::default();
+        let blocks_uploaded = Family::default();
+        let block_upload_failures = Family::default();
+        let blocks_loaded = Counter::default();
+        registry.register(
+            "blocks_uploaded",
+            "Blocks uploaded to object storage",
+            blocks_uploaded.clone(),
+        );
+        registry.register(
+            "block_upload_failures",
+            "Block uploads that failed and will be retried",
+            block_upload_failures.clone(),
+        );
+        registry.register(
+            "blocks_loaded",
+            "Blocks loaded from object storage at startup",
+            blocks_loaded.clone(),
+        );
         registry.register("wal_appends", "WAL records appended", wal_appends.clone());
         registry.register("wal_bytes", "WAL bytes appended", wal_bytes.clone());
         registry.register(
@@ -126,6 +150,9 @@ impl Metrics {
             wal_appends,
             wal_bytes,
             wal_replayed_records,
+            blocks_uploaded,
+            block_upload_failures,
+            blocks_loaded,
         }
     }
 

@@ -8,6 +8,8 @@ use ignis_storage::Head;
 use parking_lot::RwLock;
 use tokio::sync::Semaphore;
 
+use crate::sealed::SealedList;
+
 /// A query that failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryFailure {
@@ -31,15 +33,22 @@ impl<R: Send + 'static> Message for RunQuery<R> {
 /// Runs queries for one tenant on the blocking pool, at most `permits` at once.
 pub struct Querier {
     head: Arc<RwLock<Head>>,
+    sealed: SealedList,
     limits: Arc<QueryLimits>,
     permits: Arc<Semaphore>,
 }
 
 impl Querier {
-    /// A querier over `head`.
-    pub fn new(head: Arc<RwLock<Head>>, limits: Arc<QueryLimits>, permits: Arc<Semaphore>) -> Self {
+    /// A querier over `head` and the tenant's sealed heads.
+    pub fn new(
+        head: Arc<RwLock<Head>>,
+        sealed: SealedList,
+        limits: Arc<QueryLimits>,
+        permits: Arc<Semaphore>,
+    ) -> Self {
         Self {
             head,
+            sealed,
             limits,
             permits,
         }
@@ -57,6 +66,7 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
 
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
         let head = self.head.clone();
+        let sealed = self.sealed.clone();
         let limits = self.limits.clone();
         let permits = self.permits.clone();
         Box::pin(async move {
@@ -65,8 +75,13 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
             tokio::task::spawn_blocking(move || {
+                // Head first, then sealed: the order a cut takes its locks in,
+                // so data moving from one to the other is seen exactly once.
                 let head = head.read();
-                let sources: [&dyn Source; 1] = [&*head];
+                let sealed = sealed.read().clone();
+                let mut sources: Vec<&dyn Source> = Vec::with_capacity(sealed.len() + 1);
+                sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+                sources.push(&*head);
                 (msg.0)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Source};
+use ignis_storage::block::BlockStore;
 use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
@@ -15,6 +17,7 @@ use crate::distributor::Distributor;
 use crate::ingester::Ingester;
 use crate::metrics::Metrics;
 use crate::querier::{Querier, QueryFailure, RunQuery};
+use crate::sealed::SealedList;
 
 /// The running actors of one tenant.
 #[derive(Clone)]
@@ -27,14 +30,32 @@ pub struct TenantActors {
     pub querier: Addr<Querier>,
     /// The tenant's head, shared with the querier for reads.
     pub head: Arc<RwLock<Head>>,
+    /// Heads cut from the ingester (being shipped, or loaded from blocks).
+    pub sealed: SealedList,
+}
+
+/// Where and when heads become blocks.
+#[derive(Clone, Default)]
+pub struct BlockSettings {
+    /// The object store; without one, heads are never cut.
+    pub store: Option<BlockStore>,
+    /// Cut a head whose first profile arrived this long ago.
+    pub max_block_duration: Duration,
+    /// Cut a head holding this many samples (0: no size limit).
+    pub max_head_samples: u64,
+    /// Delete blocks whose newest profile is older than this (zero: keep forever).
+    pub retention: Duration,
+    /// Per-tenant retention overrides.
+    pub tenant_retention: HashMap<String, Duration>,
 }
 
 /// Starts and finds tenant actors.
 pub struct Tenants {
     tenants: Mutex<HashMap<String, TenantActors>>,
     arbiters: Vec<ArbiterHandle>,
-    wal: Option<Arc<Wal>>,
-    metrics: Metrics,
+    pub(crate) wal: Option<Arc<Wal>>,
+    pub(crate) blocks: BlockSettings,
+    pub(crate) metrics: Metrics,
     query_limits: Arc<QueryLimits>,
     query_permits: Arc<Semaphore>,
 }
@@ -69,6 +90,7 @@ impl Tenants {
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
         wal: Option<Arc<Wal>>,
+        blocks: BlockSettings,
         metrics: Metrics,
         query_limits: QueryLimits,
         max_concurrent_queries: usize,
@@ -77,15 +99,28 @@ impl Tenants {
             tenants: Mutex::new(HashMap::new()),
             arbiters,
             wal,
+            blocks,
             metrics,
             query_limits: Arc::new(query_limits),
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
         }
     }
 
-    /// The actors of `tenant`, if it has sent data.
+    /// The actors of `tenant`, if it has data.
     pub fn get(&self, tenant: &str) -> Option<TenantActors> {
         self.tenants.lock().get(tenant).cloned()
+    }
+
+    /// Every tenant with running actors, sorted.
+    pub fn all(&self) -> Vec<(String, TenantActors)> {
+        let mut all: Vec<_> = self
+            .tenants
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The actors of `tenant`, started on first use.
@@ -98,26 +133,29 @@ impl Tenants {
             % self.arbiters.len().max(1) as u64) as usize;
         let arbiter = &self.arbiters[idx];
         let head = Arc::new(RwLock::new(Head::new()));
-        let (t, h, w, m) = (
+        let sealed: SealedList = Arc::default();
+        let (t, h, s, w, m) = (
             tenant.to_string(),
             head.clone(),
+            sealed.clone(),
             self.wal.clone(),
             self.metrics.clone(),
         );
         let ingester = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Ingester::new(t.clone(), h.clone(), w.clone(), m.clone())
+            Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
         });
         let (t, i, m) = (tenant.to_string(), ingester.clone(), self.metrics.clone());
         let distributor = Supervisor::start_in_arbiter(arbiter, move |_| {
             Distributor::new(t.clone(), i.clone(), m.clone())
         });
-        let (h, l, p) = (
+        let (h, s, l, p) = (
             head.clone(),
+            sealed.clone(),
             self.query_limits.clone(),
             self.query_permits.clone(),
         );
         let querier = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Querier::new(h.clone(), l.clone(), p.clone())
+            Querier::new(h.clone(), s.clone(), l.clone(), p.clone())
         });
         tracing::info!(tenant, "started tenant actors");
         let actors = TenantActors {
@@ -125,6 +163,7 @@ impl Tenants {
             ingester,
             querier,
             head,
+            sealed,
         };
         tenants.insert(tenant.to_string(), actors.clone());
         actors
@@ -147,24 +186,6 @@ impl Tenants {
                 f(&Engine::new(&sources, &self.query_limits)).map_err(QueryFailure::from)
             }
         }
-    }
-
-    /// Replays the WAL into the tenants' heads (before serving).
-    pub fn replay_wal(&self) -> Result<ignis_storage::ReplayStats, ignis_storage::WalError> {
-        let Some(wal) = self.wal.clone() else {
-            return Ok(ignis_storage::ReplayStats::default());
-        };
-        let stats = wal.replay(|seq, tenant, profiles| {
-            let actors = self.get_or_start(tenant);
-            let mut head = actors.head.write();
-            for p in &profiles {
-                if let Err(e) = head.insert(p) {
-                    tracing::error!(seq, tenant, error = %e, "skipping a WAL profile the head refuses");
-                }
-            }
-        })?;
-        self.metrics.wal_replayed_records.inc_by(stats.records);
-        Ok(stats)
     }
 
     /// The node's metrics.
@@ -223,6 +244,7 @@ mod tests {
         let tenants = Tenants::new(
             vec![actix::Arbiter::current()],
             None,
+            BlockSettings::default(),
             metrics.clone(),
             QueryLimits::default(),
             2,

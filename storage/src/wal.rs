@@ -3,7 +3,6 @@
 //! acknowledged, and replayed into the heads when a node starts.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -74,13 +73,15 @@ pub struct ReplayStats {
     pub bytes: u64,
 }
 
-/// A node's write-ahead log.
+/// A node's write-ahead log: one sled tree per tenant, records keyed by a
+/// node-wide monotonic sequence number.
 pub struct Wal {
     db: sled::Db,
-    records: sled::Tree,
-    next_seq: AtomicU64,
+    epoch: String,
     sync: WalSync,
 }
+
+const TREE_PREFIX: &str = "tenant/";
 
 impl Wal {
     /// Opens (or creates) the WAL in `dir`.
@@ -89,17 +90,29 @@ impl Wal {
             .path(dir)
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64))
             .open()?;
-        let records = db.open_tree("records")?;
-        let next_seq = match records.last()? {
-            Some((k, _)) => seq_of(&k).map_or(0, |s| s + 1),
-            None => 0,
+        let epoch = match db.get("epoch")? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let seed = format!("{}/{now}/{}", dir.display(), std::process::id());
+                let epoch = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()));
+                db.insert("epoch", epoch.as_bytes())?;
+                db.flush()?;
+                epoch
+            }
         };
-        Ok(Self {
-            db,
-            records,
-            next_seq: AtomicU64::new(next_seq),
-            sync,
-        })
+        Ok(Self { db, epoch, sync })
+    }
+
+    /// Identifies this WAL: sequence numbers are only comparable within one epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn tree(&self, tenant: &str) -> Result<sled::Tree, WalError> {
+        Ok(self.db.open_tree(format!("{TREE_PREFIX}{tenant}"))?)
     }
 
     /// Appends one push of `tenant`; returns its sequence number and size.
@@ -134,8 +147,9 @@ impl Wal {
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&record)
             .map_err(|e| WalError::Encode(e.to_string()))?;
-        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        self.records.insert(seq.to_be_bytes(), bytes.as_slice())?;
+        let seq = self.db.generate_id()?;
+        self.tree(tenant)?
+            .insert(seq.to_be_bytes(), bytes.as_slice())?;
         if self.sync == WalSync::Always {
             self.db.flush()?;
         }
@@ -148,84 +162,105 @@ impl Wal {
         Ok(())
     }
 
-    /// Calls `f(seq, tenant, profiles)` for every record in append order,
-    /// logging progress every few seconds.
+    /// Calls `f(seq, tenant, profiles)` for every record, tenant by tenant in
+    /// append order, logging progress every few seconds.
     pub fn replay(
         &self,
         mut f: impl FnMut(u64, &str, Vec<SplitProfile>),
     ) -> Result<ReplayStats, WalError> {
         let mut stats = ReplayStats::default();
-        let total = self.records.len();
         let started = Instant::now();
         let mut last_log = Instant::now();
         let mut buf = rkyv::util::AlignedVec::<16>::new();
-        for item in self.records.iter() {
-            let (k, v) = item?;
-            let seq = seq_of(&k).ok_or_else(|| WalError::Corrupt {
-                seq: 0,
-                reason: "bad key".into(),
-            })?;
-            buf.clear();
-            buf.extend_from_slice(&v);
-            let record =
-                rkyv::from_bytes::<Record, rancor::Error>(&buf).map_err(|e| WalError::Corrupt {
-                    seq,
-                    reason: e.to_string(),
+        for name in self.db.tree_names() {
+            let Some(tenant) = std::str::from_utf8(&name)
+                .ok()
+                .and_then(|n| n.strip_prefix(TREE_PREFIX))
+            else {
+                continue;
+            };
+            let tree = self.db.open_tree(&name)?;
+            for item in tree.iter() {
+                let (k, v) = item?;
+                let seq = seq_of(&k).ok_or_else(|| WalError::Corrupt {
+                    seq: 0,
+                    reason: "bad key".into(),
                 })?;
-            let mut profiles = Vec::with_capacity(record.profiles.len());
-            for p in record.profiles {
-                let profile =
-                    pprof::Profile::decode(p.pprof.as_slice()).map_err(|e| WalError::Corrupt {
+                buf.clear();
+                buf.extend_from_slice(&v);
+                let record = rkyv::from_bytes::<Record, rancor::Error>(&buf).map_err(|e| {
+                    WalError::Corrupt {
                         seq,
                         reason: e.to_string(),
-                    })?;
-                profiles.push(SplitProfile {
-                    profile,
-                    timestamp_ns: p.timestamp_ns,
-                    series: p
-                        .series
-                        .into_iter()
-                        .map(|s| SeriesSplit {
-                            labels: Labels::from_pairs(s.labels),
-                            value_index: s.value_index as usize,
-                            samples: s.samples,
-                        })
-                        .collect(),
-                });
-            }
-            stats.records += 1;
-            stats.profiles += profiles.len() as u64;
-            stats.bytes += v.len() as u64;
-            f(seq, &record.tenant, profiles);
-            if last_log.elapsed() > Duration::from_secs(2) {
-                last_log = Instant::now();
-                tracing::info!(records = stats.records, of = total, elapsed = ?started.elapsed(), "replaying WAL");
+                    }
+                })?;
+                let profiles = decode_profiles(seq, record.profiles)?;
+                stats.records += 1;
+                stats.profiles += profiles.len() as u64;
+                stats.bytes += v.len() as u64;
+                f(seq, tenant, profiles);
+                if last_log.elapsed() > Duration::from_secs(2) {
+                    last_log = Instant::now();
+                    tracing::info!(records = stats.records, tenant, elapsed = ?started.elapsed(), "replaying WAL");
+                }
             }
         }
         Ok(stats)
     }
 
-    /// Deletes every record up to and including `seq` (once its data is in a block).
-    pub fn truncate_through(&self, seq: u64) -> Result<u64, WalError> {
+    /// Deletes `tenant`'s records up to and including `seq` (once they are in a block).
+    pub fn truncate_through(&self, tenant: &str, seq: u64) -> Result<u64, WalError> {
+        let tree = self.tree(tenant)?;
         let mut removed = 0;
-        for item in self.records.range(..=seq.to_be_bytes()) {
+        for item in tree.range(..=seq.to_be_bytes()) {
             let (k, _) = item?;
-            self.records.remove(k)?;
+            tree.remove(k)?;
             removed += 1;
         }
         self.db.flush()?;
         Ok(removed)
     }
 
-    /// Records currently in the WAL.
+    /// Records currently in the WAL, over all tenants.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.db
+            .tree_names()
+            .iter()
+            .filter(|n| n.starts_with(TREE_PREFIX.as_bytes()))
+            .filter_map(|n| self.db.open_tree(n).ok())
+            .map(|t| t.len())
+            .sum()
     }
 
     /// True when the WAL holds no record.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
+}
+
+fn decode_profiles(seq: u64, records: Vec<RecordProfile>) -> Result<Vec<SplitProfile>, WalError> {
+    let mut profiles = Vec::with_capacity(records.len());
+    for p in records {
+        let profile =
+            pprof::Profile::decode(p.pprof.as_slice()).map_err(|e| WalError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
+        profiles.push(SplitProfile {
+            profile,
+            timestamp_ns: p.timestamp_ns,
+            series: p
+                .series
+                .into_iter()
+                .map(|s| SeriesSplit {
+                    labels: Labels::from_pairs(s.labels),
+                    value_index: s.value_index as usize,
+                    samples: s.samples,
+                })
+                .collect(),
+        });
+    }
+    Ok(profiles)
 }
 
 fn seq_of(key: &[u8]) -> Option<u64> {
@@ -297,16 +332,24 @@ mod tests {
             .unwrap();
         assert_eq!(stats.records, 2);
         assert_eq!(stats.profiles, 3);
+        assert_eq!(seen[2].1, "t2");
         assert_eq!(
-            seen[2],
-            (1, "t2".to_string(), 3, 7, Labels::from_pairs([("a", "b")]))
+            (seen[2].2, seen[2].3, &seen[2].4),
+            (3, 7, &Labels::from_pairs([("a", "b")]))
         );
-        assert_eq!(
-            wal.append("t1", &[profile(4, 1)]).unwrap().0,
-            2,
-            "sequence continues after reopen"
+        let last_t2 = seen[2].0;
+        let (seq, _) = wal.append("t1", &[profile(4, 1)]).unwrap();
+        assert!(
+            seq > seen.iter().map(|s| s.0).max().unwrap(),
+            "sequence grows across reopen"
         );
-        assert_eq!(wal.truncate_through(1).unwrap(), 2);
-        assert_eq!(wal.len(), 1);
+        let epoch = wal.epoch().to_string();
+        assert_eq!(wal.truncate_through("t2", last_t2).unwrap(), 1);
+        assert_eq!(wal.len(), 2);
+        assert_eq!(wal.truncate_through("t1", seq).unwrap(), 2);
+        assert!(wal.is_empty());
+        drop(wal);
+        let wal = Wal::open(dir.path(), WalSync::Always, Duration::from_millis(100)).unwrap();
+        assert_eq!(wal.epoch(), epoch);
     }
 }

@@ -354,6 +354,7 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
                 rows: *rows,
             })
             .collect(),
+        wal: None,
     };
     Ok(EncodedBlock {
         meta,

@@ -37,6 +37,19 @@ pub struct BlockMeta {
     pub compaction: Compaction,
     /// Files and their sizes.
     pub files: Vec<BlockFile>,
+    /// The last WAL record this block holds, so a restart after an upload
+    /// whose WAL truncation did not happen replays nothing twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalPosition>,
+}
+
+/// A position in a node's WAL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalPosition {
+    /// The WAL's epoch ([`crate::Wal::epoch`]).
+    pub epoch: String,
+    /// The last sequence number included.
+    pub last_seq: u64,
 }
 
 /// Row counts of a block.

@@ -9,7 +9,9 @@ mod ulid;
 
 pub use decode::decode_block;
 pub use encode::{EncodedBlock, SAMPLES_ROW_GROUP, encode_block};
-pub use meta::{BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+pub use meta::{
+    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, WalPosition,
+};
 pub use store::{BlockStore, ObjectStoreConfig};
 pub use ulid::new_ulid;
 
