@@ -18,18 +18,25 @@ pub struct TestNode {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     node: Option<RunningNode>,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
     /// Starts a node on a free loopback port with `tweak` applied to the defaults.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
         let data = tempfile::tempdir()?;
+        let mut node = Self::start_in(data.path(), tweak)?;
+        node._data = Some(data);
+        Ok(node)
+    }
+
+    /// Starts a node whose data lives in `data_dir` (kept by the caller).
+    pub fn start_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Result<Self> {
         let mut config = Config::default();
         config.server.http_listen_address = "127.0.0.1:0".into();
         config.server.http_workers = 2;
         config.server.actor_threads = 2;
-        config.storage.data_dir = data.path().to_path_buf();
+        config.storage.data_dir = data_dir.to_path_buf();
         tweak(&mut config);
         let (tx, rx) = oneshot::channel();
         let node = ignis::run_node(config, async move {
@@ -41,7 +48,7 @@ impl TestNode {
             addr,
             stop: Some(tx),
             node: Some(node),
-            _data: data,
+            _data: None,
         })
     }
 

@@ -4,6 +4,7 @@
 mod api;
 mod bad_input;
 mod binary;
+mod blocks;
 mod common;
 mod durability;
 mod sdk_replay;

@@ -1,0 +1,206 @@
+//! Blocks: a stopped node ships its heads as Parquet blocks, a restarted one
+//! answers from them exactly as it did from memory, and a stock Parquet
+//! reader finds the same totals.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use ignis_integration::client::{Client, fg_total};
+use ignis_integration::fixtures::{ExpectedProfile, expectations, load_captures, sdk_captures};
+use ignis_integration::node::TestNode;
+use serde_json::{Value, json};
+
+use crate::common::{verify, window};
+
+async fn ingest_all(client: &Client) -> Result<Vec<ExpectedProfile>> {
+    let mut expected = Vec::new();
+    for (dir, metrics) in sdk_captures() {
+        for (i, c) in load_captures(dir)?.iter().enumerate() {
+            let r = client.replay(c).await?;
+            ensure!(r.status().is_success(), "{}: {}", c.name, r.status());
+            expected.extend(expectations(c, metrics.get(i).copied().unwrap_or(""))?);
+        }
+    }
+    Ok(expected)
+}
+
+/// Flame graphs and series of every expected profile, as returned.
+async fn answers(client: &Client, expected: &[ExpectedProfile]) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for exp in expected {
+        let (start, end) = window(exp.time_ns);
+        for pt in exp.types.keys() {
+            out.push(client.flamegraph(pt, &exp.selector, start, end).await?);
+            out.push(
+                client
+                    .connect_json(
+                        "SelectSeries",
+                        json!({"profileTypeID": pt, "labelSelector": exp.selector, "start": start, "end": end, "step": 1.0}),
+                    )
+                    .await?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn block_dirs(data: &Path) -> Result<Vec<PathBuf>> {
+    let root = data.join("bucket/anonymous/blocks");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .with_context(|| format!("listing {}", root.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+async fn metric(client: &Client, name: &str) -> Result<f64> {
+    let text = client.get("/metrics").await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::test]
+async fn restart_answers_identically_from_blocks() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    let expected = ingest_all(&client).await?;
+    let before = answers(&client, &expected).await?;
+    node.stop()?;
+
+    let dirs = block_dirs(data.path())?;
+    ensure!(!dirs.is_empty(), "no block was written at shutdown");
+    for d in &dirs {
+        for f in ignis_storage::block::BLOCK_FILES {
+            ensure!(d.join(f).exists(), "{} lacks {f}", d.display());
+        }
+    }
+
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    ensure!(
+        metric(&client, "ignis_wal_replayed_records_total").await? == 0.0,
+        "the WAL was not truncated"
+    );
+    ensure!(
+        metric(&client, "ignis_blocks_loaded_total").await? >= 1.0,
+        "no block loaded"
+    );
+    let after = answers(&client, &expected).await?;
+    ensure!(before == after, "answers differ between head and blocks");
+    for exp in &expected {
+        verify(&client, exp).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn heads_are_cut_while_running_and_nothing_is_counted_twice() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |c| {
+        c.storage.max_head_samples = 1;
+        c.storage.block_check_interval_secs = 1;
+    })?;
+    let client = Client::new(&node.url);
+    let expected = ingest_all(&client).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&client, "ignis_blocks_uploaded_total").await? < 1.0 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no block uploaded while running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // More data after the cut lands in a new head; queries see both.
+    let more = ingest_all(&client).await?;
+    for exp in &expected {
+        let (start, end) = window(exp.time_ns);
+        for (pt, (sum, _)) in &exp.types {
+            let fg = client.flamegraph(pt, &exp.selector, start, end).await?;
+            ensure!(
+                fg_total(&fg) == 2 * sum,
+                "{} {pt}: {} != 2 × {sum}",
+                exp.source,
+                fg_total(&fg)
+            );
+        }
+    }
+    node.stop()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    for exp in &more {
+        let (start, end) = window(exp.time_ns);
+        for (pt, (sum, _)) in &exp.types {
+            let fg = client.flamegraph(pt, &exp.selector, start, end).await?;
+            ensure!(
+                fg_total(&fg) == 2 * sum,
+                "after restart {} {pt}: {} != 2 × {sum}",
+                exp.source,
+                fg_total(&fg)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ensure_pyarrow() -> Result<()> {
+    let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+    if ok(Command::new("python3").args(["-c", "import pyarrow"])) {
+        return Ok(());
+    }
+    ensure!(
+        ok(Command::new("python3").args(["-m", "pip", "install", "--quiet", "pyarrow"])),
+        "pyarrow is needed to read blocks with a stock Parquet reader: python3 -m pip install pyarrow"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stock_parquet_reader_finds_the_same_totals() -> Result<()> {
+    ensure_pyarrow()?;
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    ingest_all(&client).await?;
+    let types = client
+        .connect_json(
+            "ProfileTypes",
+            json!({"start": 1, "end": 4_000_000_000_000i64}),
+        )
+        .await?;
+    let mut want = std::collections::BTreeMap::new();
+    for t in types["profileTypes"].as_array().into_iter().flatten() {
+        let id = t["ID"].as_str().unwrap_or("");
+        let fg = client.flamegraph(id, "{}", 1, 4_000_000_000_000).await?;
+        want.insert(id.to_string(), fg_total(&fg));
+    }
+    node.stop()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_block.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(block_dirs(data.path())?)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "read_block.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout)?;
+    let got: std::collections::BTreeMap<String, i64> = got["totals"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(-1)))
+        .collect();
+    ensure!(
+        !want.is_empty() && got == want,
+        "pyarrow totals {got:?} != API totals {want:?}"
+    );
+    Ok(())
+}
