@@ -68,7 +68,8 @@ impl RunningNode {
     }
 }
 
-/// Starts a node with `config`; it runs until `shutdown` completes.
+/// Starts a node with `config` and returns once it serves (blocks loaded and
+/// the WAL replayed); it runs until `shutdown` completes.
 pub fn run_node<S>(config: Config, shutdown: S) -> Result<RunningNode, NodeError>
 where
     S: Future<Output = ()> + Send + 'static,
@@ -82,12 +83,25 @@ where
         source,
     })?;
     let http_addr = listener.local_addr()?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("ignis-node".into())
         .spawn(move || {
-            actix_web::rt::System::new().block_on(serve(config, roles, listener, shutdown))
+            actix_web::rt::System::new()
+                .block_on(serve(config, roles, listener, shutdown, ready_tx))
         })?;
-    Ok(RunningNode { http_addr, thread })
+    // Return once the node serves (blocks loaded, WAL replayed), or with the
+    // error that stopped it from starting.
+    match ready_rx.recv() {
+        Ok(()) => Ok(RunningNode { http_addr, thread }),
+        Err(_) => match thread.join() {
+            Ok(Ok(())) => Err(NodeError::Io(std::io::Error::other(
+                "node stopped during startup",
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(NodeError::Panicked),
+        },
+    }
 }
 
 fn cores() -> usize {
@@ -99,6 +113,7 @@ async fn serve<S>(
     roles: Roles,
     listener: TcpListener,
     shutdown: S,
+    ready: std::sync::mpsc::Sender<()>,
 ) -> Result<(), NodeError>
 where
     S: Future<Output = ()> + Send + 'static,
@@ -208,6 +223,7 @@ where
     .listen(listener)?
     .run();
     let handle = server.handle();
+    let _ = ready.send(());
     actix_web::rt::spawn(async move {
         shutdown.await;
         handle.stop(true).await;

@@ -4,3 +4,4 @@
 pub mod client;
 pub mod fixtures;
 pub mod node;
+pub mod s3;

@@ -204,3 +204,163 @@ async fn a_stock_parquet_reader_finds_the_same_totals() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn head_fs_blocks_and_s3_blocks_answer_byte_identically() -> Result<()> {
+    // Head and filesystem blocks.
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    let expected = ingest_all(&client).await?;
+    let from_head = answers(&client, &expected).await?;
+    node.stop()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let from_fs = answers(&Client::new(&node.url), &expected).await?;
+    node.stop()?;
+
+    // The same data through a real S3 server.
+    let s3 = ignis_integration::s3::S3Server::start().await?;
+    s3.create_bucket("ignis-test").await?;
+    let s3_config = |c: &mut ignis::Config| {
+        c.storage.bucket.backend = "s3".into();
+        c.storage.bucket.bucket = "ignis-test".into();
+        c.storage.bucket.prefix = "blocks-under-test".into();
+        c.storage.bucket.endpoint = s3.endpoint.clone();
+        c.storage.bucket.region = "us-east-1".into();
+        c.storage.bucket.access_key_id = "testing".into();
+        c.storage.bucket.secret_access_key = "testing".into();
+    };
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), s3_config)?;
+    let client = Client::new(&node.url);
+    ingest_all(&client).await?;
+    node.stop()?;
+    ensure!(
+        !data.path().join("bucket").exists(),
+        "blocks went to the local disk, not S3"
+    );
+    // A fresh data directory: everything must come from S3.
+    let fresh = tempfile::tempdir()?;
+    let node = TestNode::start_in(fresh.path(), s3_config)?;
+    let client = Client::new(&node.url);
+    ensure!(
+        metric(&client, "ignis_blocks_loaded_total").await? >= 1.0,
+        "no block loaded from S3"
+    );
+    let from_s3 = answers(&client, &expected).await?;
+    ensure!(
+        from_head == from_fs,
+        "filesystem blocks answer differently from the head"
+    );
+    ensure!(
+        from_head == from_s3,
+        "S3 blocks answer differently from the head"
+    );
+    for exp in &expected {
+        verify(&client, exp).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_uploads_keep_data_and_are_retried() -> Result<()> {
+    let s3 = ignis_integration::s3::S3Server::start().await?;
+    s3.create_bucket("ignis-retry").await?;
+    let (endpoint, port) = (s3.endpoint.clone(), s3.port());
+    let config = move |c: &mut ignis::Config| {
+        c.storage.max_head_samples = 1;
+        c.storage.block_check_interval_secs = 1;
+        c.storage.bucket.backend = "s3".into();
+        c.storage.bucket.bucket = "ignis-retry".into();
+        c.storage.bucket.endpoint = endpoint.clone();
+        c.storage.bucket.access_key_id = "testing".into();
+        c.storage.bucket.secret_access_key = "testing".into();
+        c.storage.bucket.max_retries = 1;
+        c.storage.bucket.timeout_secs = 2;
+    };
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), config.clone())?;
+    let client = Client::new(&node.url);
+    s3.stop(); // object storage goes away
+    let expected = ingest_all(&client).await?;
+    let wait_for = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while metric(&client, name).await? < 1.0 {
+                ensure!(std::time::Instant::now() < deadline, "{name} stayed at 0");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    wait_for("ignis_block_upload_failures_total").await?;
+    for exp in &expected {
+        verify(&client, exp).await?;
+    }
+    // Storage comes back: the pending block is uploaded on a later round.
+    let s3 = ignis_integration::s3::S3Server::start_on(port).await?;
+    s3.create_bucket("ignis-retry").await?;
+    wait_for("ignis_blocks_uploaded_total").await?;
+    node.stop()?;
+    let node = TestNode::start_in(data.path(), config)?;
+    let client = Client::new(&node.url);
+    for exp in &expected {
+        verify(&client, exp).await?;
+    }
+    drop(s3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retention_deletes_expired_blocks_per_tenant() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |c| {
+        c.storage.max_head_samples = 1;
+        c.storage.block_check_interval_secs = 1;
+        c.storage.retention_secs = 3600; // the fixtures are older than that
+        c.storage.tenant_retention_secs.insert("keep".into(), 0); // 0: keep forever
+    })?;
+    let base = Client::new(&node.url);
+    let keep = base.with_tenant("keep");
+    let body = crate::tenants::push_go_cpu("ret.app")?;
+    for c in [&base, &keep] {
+        let r = c
+            .post(
+                "/push.v1.PusherService/Push",
+                &[("content-type", "application/proto")],
+                body.clone(),
+            )
+            .await?;
+        ensure!(r.status().is_success());
+    }
+    let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let want = crate::common::total_of(&keep, cpu, "ret.app").await?;
+    ensure!(want > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while crate::common::total_of(&base, cpu, "ret.app").await? != 0 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "expired data is still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    ensure!(
+        crate::common::total_of(&keep, cpu, "ret.app").await? == want,
+        "the override did not keep the data"
+    );
+    ensure!(
+        block_dirs(data.path())?.is_empty(),
+        "expired blocks are still in the bucket"
+    );
+    node.stop()?;
+    // Nothing comes back after a restart.
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let base = Client::new(&node.url);
+    ensure!(
+        crate::common::total_of(&base, cpu, "ret.app").await? == 0,
+        "expired data came back"
+    );
+    ensure!(crate::common::total_of(&base.with_tenant("keep"), cpu, "ret.app").await? == want);
+    Ok(())
+}
