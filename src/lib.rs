@@ -232,10 +232,23 @@ where
     flush_loop.abort();
     let flushed = tenants_for_shutdown.flush(true).await;
     tracing::info!(?flushed, "flushed heads to blocks");
-    for a in arbiters {
+    wal.flush()?;
+    // Stop the actor threads and wait for them, so every handle on the WAL is
+    // gone (and its file lock released) when this returns.
+    drop(tenants_for_shutdown);
+    for a in &arbiters {
         a.stop();
     }
-    wal.flush()?;
+    for a in arbiters {
+        if a.join().is_err() {
+            tracing::error!("an actor thread panicked during shutdown");
+        }
+    }
+    let wal_handles = Arc::strong_count(&wal);
+    if wal_handles > 1 {
+        tracing::warn!(wal_handles, "WAL still referenced at shutdown");
+    }
+    drop(wal);
     tracing::info!("ignis node stopped");
     Ok(())
 }

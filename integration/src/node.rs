@@ -99,7 +99,9 @@ fn build_binary() -> Result<PathBuf> {
     // cargo and target directory (a no-op when it is up to date).
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--bin", "ignis", "-p", "ignis"])
+        // --workspace: the same feature set as `cargo test --workspace`, so
+        // nothing is rebuilt just for the binary.
+        .args(["build", "--workspace", "--bin", "ignis"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .context("running cargo build --bin ignis")?;
