@@ -6,10 +6,12 @@ use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{SplitProfile, names};
 use prost::Message;
 
+use super::binary_tree::{Stacks, parse_tree, parse_trie};
 use super::error::{IngestError, Reason};
 use super::gzip::maybe_gunzip;
 use super::limits::Limits;
 use super::name::parse_name;
+use super::speedscope::parse_speedscope;
 use super::split::{SplitInput, split_profile};
 use super::text::{parse_folded, parse_lines, text_kind, text_to_pprof};
 use ignis_query::attime::parse_time_ns;
@@ -183,60 +185,130 @@ pub fn decode_legacy(
             };
             Ok(split_profile(p, input, limits)?.into_iter().collect())
         }
-        LegacyFormat::Folded | LegacyFormat::Lines => {
+        LegacyFormat::Folded | LegacyFormat::Lines | LegacyFormat::Trie | LegacyFormat::Tree => {
             let IngestBody::Raw(raw) = body else {
                 return Err(IngestError::invalid(
-                    "text formats take a raw body, not a multipart form",
+                    "this format takes a raw body, not a multipart form",
                 ));
             };
             let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
-            let text = std::str::from_utf8(&raw).map_err(|e| {
-                IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
-            })?;
-            let (app, suffix) = match name.app.rsplit_once('.') {
-                Some((app, suffix)) => (app.to_string(), suffix),
-                None => (name.app.clone(), "cpu"),
-            };
-            let kind = text_kind(suffix).ok_or_else(|| {
-                IngestError::new(
-                    Reason::InvalidLabels,
-                    format!("failed to convert metadata: unknown profile type: {suffix}"),
-                )
-            })?;
-            let mut labels = name.labels;
-            if labels.get("profile_id").is_some_and(|v| !v.is_empty()) {
-                return Ok(Vec::new());
-            }
-            let stacks = if format == LegacyFormat::Lines {
-                parse_lines(text)
-            } else {
-                parse_folded(text)?
+            let max_name = limits.max_profile_symbol_value_length;
+            let max_children = limits.max_profile_stacktrace_samples;
+            let stacks: Stacks = match format {
+                LegacyFormat::Trie => parse_trie(&raw, 0, max_children)?,
+                LegacyFormat::Tree => parse_tree(&raw, max_name, max_children)?,
+                _ => {
+                    let text = std::str::from_utf8(&raw).map_err(|e| {
+                        IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
+                    })?;
+                    let parsed = if format == LegacyFormat::Lines {
+                        parse_lines(text)
+                    } else {
+                        parse_folded(text)?
+                    };
+                    parsed
+                        .into_iter()
+                        .map(|(f, v)| (f.into_iter().map(str::to_string).collect(), v))
+                        .collect()
+                }
             };
             let rate = sample_rate(params.sample_rate.as_deref());
-            let p = text_to_pprof(&stacks, &kind, rate, from_ns);
-            labels.insert(names::METRIC_NAME, kind.metric);
-            labels.insert(names::DELTA, "false");
-            labels.insert(names::SPY_NAME, spy.as_str());
-            if labels.get(names::SERVICE_NAME).is_some() {
-                labels.insert_if_absent("app_name", app);
-            } else {
-                labels.insert(names::SERVICE_NAME, app);
-            }
-            let input = SplitInput {
-                labels,
-                fallback_time_ns: from_ns,
+            let text = TextUpload {
+                app: &name.app,
+                labels: name.labels,
+                spy: &spy,
+                from_ns,
                 now_ns,
             };
-            Ok(split_profile(p, input, limits)?.into_iter().collect())
+            text.split(&stacks, rate, limits)
         }
-        LegacyFormat::Trie | LegacyFormat::Tree | LegacyFormat::Jfr | LegacyFormat::Speedscope => {
-            Err(IngestError::new(
-                Reason::Unsupported,
-                format!(
-                    "ingest format {format:?} is not supported yet; send pprof, folded or lines"
-                ),
-            ))
+        LegacyFormat::Speedscope => {
+            let IngestBody::Raw(raw) = body else {
+                return Err(IngestError::invalid(
+                    "speedscope takes a raw body, not a multipart form",
+                ));
+            };
+            let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
+            let profiles = parse_speedscope(&raw)?;
+            let many = profiles.len() > 1;
+            let mut out = Vec::new();
+            for p in profiles {
+                let mut labels = name.labels.clone();
+                labels.insert("profile_name", p.name.as_str());
+                // Several profiles: the unit names the kind (`seconds` → wall, `bytes` → memory).
+                let app = if many {
+                    format!("{}.{}", name.app, p.unit)
+                } else {
+                    name.app.clone()
+                };
+                let text = TextUpload {
+                    app: &app,
+                    labels,
+                    spy: &spy,
+                    from_ns,
+                    now_ns,
+                };
+                out.extend(text.split(&p.stacks, p.rate, limits)?);
+            }
+            Ok(out)
         }
+        LegacyFormat::Jfr => Err(IngestError::new(
+            Reason::Unsupported,
+            "ingest format jfr is not supported yet; send pprof, folded, lines, trie, tree or speedscope",
+        )),
+    }
+}
+
+/// A text-like upload (folded, lines, trie, tree, speedscope): the name's last
+/// `.` segment is the profile kind, and the values are sample counts.
+struct TextUpload<'a> {
+    app: &'a str,
+    labels: ignis_storage::Labels,
+    spy: &'a str,
+    from_ns: i64,
+    now_ns: i64,
+}
+
+impl TextUpload<'_> {
+    fn split(
+        self,
+        stacks: &Stacks,
+        rate: u32,
+        limits: &Limits,
+    ) -> Result<Vec<SplitProfile>, IngestError> {
+        let (app, suffix) = match self.app.rsplit_once('.') {
+            Some((app, suffix)) => (app.to_string(), suffix),
+            None => (self.app.to_string(), "cpu"),
+        };
+        let kind = text_kind(suffix).ok_or_else(|| {
+            IngestError::new(
+                Reason::InvalidLabels,
+                format!("failed to convert metadata: unknown profile type: {suffix}"),
+            )
+        })?;
+        let mut labels = self.labels;
+        if labels.get("profile_id").is_some_and(|v| !v.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let borrowed: Vec<(Vec<&str>, i64)> = stacks
+            .iter()
+            .map(|(f, v)| (f.iter().map(String::as_str).collect(), *v))
+            .collect();
+        let p = text_to_pprof(&borrowed, &kind, rate, self.from_ns);
+        labels.insert(names::METRIC_NAME, kind.metric);
+        labels.insert(names::DELTA, "false");
+        labels.insert(names::SPY_NAME, self.spy);
+        if labels.get(names::SERVICE_NAME).is_some() {
+            labels.insert_if_absent("app_name", app);
+        } else {
+            labels.insert(names::SERVICE_NAME, app);
+        }
+        let input = SplitInput {
+            labels,
+            fallback_time_ns: self.from_ns,
+            now_ns: self.now_ns,
+        };
+        Ok(split_profile(p, input, limits)?.into_iter().collect())
     }
 }
 

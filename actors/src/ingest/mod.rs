@@ -2,12 +2,14 @@
 //!
 //! [`SplitProfile`]: ignis_storage::SplitProfile
 
+pub mod binary_tree;
 pub mod error;
 pub mod gzip;
 pub mod legacy;
 pub mod limits;
 pub mod name;
 pub mod push;
+pub mod speedscope;
 pub mod split;
 pub mod text;
 

@@ -66,10 +66,14 @@ pub fn parse_folded(text: &str) -> Result<Vec<(Vec<&str>, i64)>, IngestError> {
                 n + 1
             ))
         })?;
-        if stack.is_empty() {
-            continue;
-        }
-        out.push((stack.split(';').collect(), count));
+        // An empty stack (py-spy writes ` 1` for a sample without frames) still
+        // counts towards the total, at the root.
+        let frames = if stack.is_empty() {
+            Vec::new()
+        } else {
+            stack.split(';').collect()
+        };
+        out.push((frames, count));
     }
     Ok(out)
 }

@@ -167,9 +167,21 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
 
     // Unknown formats and content types.
     let r = client
-        .post("/ingest?name=bad.app&format=trie", &[], b"x".to_vec())
+        .post("/ingest?name=bad.app&format=jfr", &[], b"x".to_vec())
         .await?;
     expect(&client, "unsupported format", r, 422, "not supported").await?;
+    let r = client
+        .post("/ingest?name=bad.app&format=trie", &[], vec![5, b'a'])
+        .await?;
+    expect(&client, "truncated trie", r, 400, "truncated").await?;
+    let r = client
+        .post(
+            "/ingest?name=bad.app&format=speedscope",
+            &[],
+            b"{\"a\":1}".to_vec(),
+        )
+        .await?;
+    expect(&client, "bad speedscope", r, 422, "speedscope").await?;
     let r = client
         .post(push, &[("content-type", "text/plain")], good.clone())
         .await?;

@@ -7,5 +7,6 @@ mod binary;
 mod blocks;
 mod common;
 mod durability;
+mod formats;
 mod sdk_replay;
 mod tenants;
