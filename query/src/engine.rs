@@ -9,6 +9,7 @@ use ignis_storage::proto::types::v1 as types;
 use ignis_storage::{Labels, ProfileType, names};
 use serde::{Deserialize, Serialize};
 
+use crate::diff::diff_flamegraph;
 use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
 use crate::pprof_export::to_pprof;
@@ -281,6 +282,29 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(resp)
+    }
+
+    /// `Diff`: two selections' flame graphs aligned on one shape.
+    pub fn diff(&self, req: &q::DiffRequest) -> Result<q::DiffResponse, QueryError> {
+        let (Some(left), Some(right)) = (&req.left, &req.right) else {
+            return Err(QueryError::invalid("left and right are required"));
+        };
+        if left.profile_type_id != right.profile_type_id {
+            return Err(QueryError::invalid("profile types must match"));
+        }
+        let tree = |r: &q::SelectMergeStacktracesRequest| -> Result<FlameTree, QueryError> {
+            let (_, sel) =
+                self.typed_selection(&r.profile_type_id, &r.label_selector, r.start, r.end)?;
+            Ok(FlameTree::build(
+                &self.merge(&sel),
+                &call_site(r.stack_trace_selector.as_ref()),
+            ))
+        };
+        let max_nodes = self.max_nodes(left.max_nodes.or(right.max_nodes))?;
+        let flamegraph = diff_flamegraph(&tree(left)?, &tree(right)?, max_nodes);
+        Ok(q::DiffResponse {
+            flamegraph: Some(flamegraph),
+        })
     }
 
     /// `SelectMergeProfile`: the merged profile as pprof.

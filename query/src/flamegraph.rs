@@ -131,6 +131,12 @@ impl FlameTree {
         *nth
     }
 
+    /// `(name, total, self, children)` of a node; node 0 is the root.
+    pub(crate) fn node(&self, node: u32) -> (&str, i64, i64, &[u32]) {
+        let n = &self.nodes[node as usize];
+        (self.name(node), n.total, n.self_, &n.children)
+    }
+
     fn name(&self, node: u32) -> &str {
         &self.names[self.nodes[node as usize].name as usize]
     }
@@ -301,7 +307,7 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ignis_storage::SymbolTable;
     use ignis_storage::proto::google::v1 as pprof;

@@ -2,6 +2,7 @@
 //! pprof export, time series, and the query API built from them.
 
 pub mod attime;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod flamegraph;

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use ignis_storage::names;
+use ignis_storage::{ProfileType, names};
 use serde_json::{Value, json};
 
+use crate::diff::diff_flamegraph;
 use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
@@ -27,20 +28,113 @@ pub struct RenderRequest {
     pub group_by: Vec<String>,
 }
 
-/// Builds the flamebearer JSON for a render request.
-pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryError> {
-    if req.query.trim().is_empty() {
-        return Err(QueryError::invalid("\"query\" is required"));
+/// Parses a legacy `query` (`<profile_type>{matchers}`) into a typed selection.
+fn selection(
+    engine: &Engine<'_>,
+    param: &str,
+    query: &str,
+    from_ms: i64,
+    until_ms: i64,
+) -> Result<(ProfileType, Selection), QueryError> {
+    if query.trim().is_empty() {
+        return Err(QueryError::invalid(format!("\"{param}\" is required")));
     }
-    let mut matchers = parse_selector(&req.query)
-        .map_err(|e| QueryError::invalid(format!("failed to parse \"query\": {e}")))?;
+    let mut matchers = parse_selector(query)
+        .map_err(|e| QueryError::invalid(format!("failed to parse \"{param}\": {e}")))?;
     let pos = matchers
         .iter()
         .position(|m| m.name == names::METRIC_NAME && m.op == MatchOp::Equal)
-        .ok_or_else(|| QueryError::invalid("\"query\" must contain a profile-type selection"))?;
+        .ok_or_else(|| {
+            QueryError::invalid(format!("\"{param}\" must contain a profile-type selection"))
+        })?;
     let profile_type = matchers.remove(pos).value;
-    let (pt, mut sel) = engine.typed_selection(&profile_type, "{}", req.from_ms, req.until_ms)?;
+    let (pt, mut sel) = engine.typed_selection(&profile_type, "{}", from_ms, until_ms)?;
     sel.matchers.extend(matchers);
+    Ok((pt, sel))
+}
+
+fn units(pt: &ProfileType) -> &str {
+    match pt.sample_type.as_str() {
+        "cpu" => "samples",
+        "inuse_objects" | "alloc_objects" | "goroutine" | "samples" => "objects",
+        _ => pt.sample_unit.as_str(),
+    }
+}
+
+fn metadata(pt: &ProfileType, format: &str) -> Value {
+    json!({
+        "format": format,
+        "spyName": "",
+        "sampleRate": if pt.sample_type == "cpu" { 1_000_000_000u64 } else { 100 },
+        "units": units(pt),
+        "name": pt.sample_type,
+    })
+}
+
+/// One side of a legacy diff request.
+#[derive(Debug, Clone)]
+pub struct DiffSide {
+    /// `<profile_type_id>{matchers}`.
+    pub query: String,
+    /// Start, ms.
+    pub from_ms: i64,
+    /// End, ms.
+    pub until_ms: i64,
+}
+
+/// Builds the `/pyroscope/render-diff` JSON (7-tuple levels, `format: double`).
+pub fn render_diff(
+    engine: &Engine<'_>,
+    left: &DiffSide,
+    right: &DiffSide,
+    max_nodes: Option<i64>,
+) -> Result<Value, QueryError> {
+    let (lpt, lsel) = selection(
+        engine,
+        "leftQuery",
+        &left.query,
+        left.from_ms,
+        left.until_ms,
+    )?;
+    let (rpt, rsel) = selection(
+        engine,
+        "rightQuery",
+        &right.query,
+        right.from_ms,
+        right.until_ms,
+    )?;
+    if lpt != rpt {
+        return Err(QueryError::invalid("profile types must match"));
+    }
+    let max_nodes = match max_nodes {
+        Some(n) if n > 0 => n as usize,
+        _ => 8192,
+    };
+    let (l, r) = (
+        FlameTree::build(&engine.merge(&lsel), &[]),
+        FlameTree::build(&engine.merge(&rsel), &[]),
+    );
+    let d = diff_flamegraph(&l, &r, max_nodes);
+    Ok(json!({
+        "version": 1,
+        "flamebearer": {
+            "names": d.names,
+            "levels": d.levels.into_iter().map(|l| l.values).collect::<Vec<_>>(),
+            "numTicks": d.total,
+            "maxSelf": d.max_self,
+        },
+        "metadata": metadata(&lpt, "double"),
+        "leftTicks": d.left_ticks,
+        "rightTicks": d.right_ticks,
+        "timeline": Value::Null,
+        "groups": Value::Null,
+        "heatmap": Value::Null,
+    }))
+}
+
+/// Builds the flamebearer JSON for a render request.
+pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryError> {
+    let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
 
     let max_nodes = match req.max_nodes {
         Some(n) if n > 0 => n as usize,
@@ -52,11 +146,6 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
     let step = timeline_step_secs(req.from_ms, req.until_ms);
     let (timeline, groups) = timelines(engine, &sel, req, step);
 
-    let units = match pt.sample_type.as_str() {
-        "cpu" => "samples",
-        "inuse_objects" | "alloc_objects" | "goroutine" | "samples" => "objects",
-        _ => pt.sample_unit.as_str(),
-    };
     let names = if levels.total == 0 {
         Value::Null
     } else {
@@ -70,13 +159,7 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
             "numTicks": levels.total,
             "maxSelf": levels.max_self,
         },
-        "metadata": {
-            "format": "single",
-            "spyName": "",
-            "sampleRate": if pt.sample_type == "cpu" { 1_000_000_000u64 } else { 100 },
-            "units": units,
-            "name": pt.sample_type,
-        },
+        "metadata": metadata(&pt, "single"),
         "timeline": timeline,
         "groups": groups,
         "heatmap": Value::Null,

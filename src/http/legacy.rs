@@ -3,7 +3,9 @@
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use ignis_query::attime::parse_time_ns;
-use ignis_query::render::{RenderRequest, render as render_flamebearer};
+use ignis_query::render::{
+    DiffSide, RenderRequest, render as render_flamebearer, render_diff as render_diff_json,
+};
 use ignis_storage::proto::querier::v1 as q;
 use ignis_storage::proto::types::v1 as types;
 
@@ -59,6 +61,36 @@ pub async fn render(
     let body = state
         .tenants
         .query(&tenant, move |e| render_flamebearer(e, &request))
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /pyroscope/render-diff`: two selections' flame graphs aligned (7-tuple levels).
+pub async fn render_diff(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = state.tenant(&req)?;
+    let p = params(&req)?;
+    let now = now_ns();
+    let side = |prefix: &str| -> Result<DiffSide, ApiError> {
+        Ok(DiffSide {
+            query: param(&p, &format!("{prefix}Query"))
+                .unwrap_or("")
+                .to_string(),
+            from_ms: time_ms(&p, &format!("{prefix}From"), now)?,
+            until_ms: time_ms(&p, &format!("{prefix}Until"), now)?,
+        })
+    };
+    let (left, right) = (side("left")?, side("right")?);
+    let max_nodes = param(&p, "maxNodes")
+        .or_else(|| param(&p, "max-nodes"))
+        .and_then(|v| v.parse::<i64>().ok());
+    let body = state
+        .tenants
+        .query(&tenant, move |e| {
+            render_diff_json(e, &left, &right, max_nodes)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }

@@ -50,6 +50,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/pyroscope/render-diff")
+                .route(web::get().to(legacy::render_diff))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/pyroscope/label-values")
                 .route(web::get().to(legacy::label_values))
                 .default_service(web::to(method_not_allowed)),

@@ -60,6 +60,7 @@ pub async fn querier(
             call.run(|e, r: q::SelectSeriesRequest| e.select_series(&r))
                 .await
         }
+        "Diff" => call.run(|e, r: q::DiffRequest| e.diff(&r)).await,
         other => Err(ApiError::not_found(format!(
             "querier.v1.QuerierService/{other} is not implemented by this server"
         ))),

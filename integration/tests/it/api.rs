@@ -303,3 +303,64 @@ async fn sample_labels_become_series_labels() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn diff_and_render_diff_compare_two_selections() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let go_total = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    push_json(&client, "diff.left").await?;
+    push_json(&client, "diff.right").await?;
+    push_json(&client, "diff.right").await?;
+    let side = |svc: &str| json!({"profileTypeID": CPU, "labelSelector": format!("{{service_name=\"{svc}\"}}"), "start": WIDE.0, "end": WIDE.1});
+    let d = client
+        .connect_json(
+            "Diff",
+            json!({"left": side("diff.left"), "right": side("diff.right")}),
+        )
+        .await?;
+    let fg = &d["flamegraph"];
+    ensure!(
+        as_i64(&fg["leftTicks"]) == go_total && as_i64(&fg["rightTicks"]) == 2 * go_total,
+        "{}",
+        fg["leftTicks"]
+    );
+    ensure!(as_i64(&fg["total"]) == 3 * go_total);
+    // Every node on the right is exactly twice the left.
+    for level in fg["levels"].as_array().into_iter().flatten() {
+        let v: Vec<i64> = level["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(as_i64)
+            .collect();
+        for t in v.chunks(7) {
+            ensure!(
+                t[4] == 2 * t[1] && t[5] == 2 * t[2],
+                "node {t:?} is not doubled"
+            );
+        }
+    }
+    let q = |svc: &str| urlencode(&format!("{CPU}{{service_name=\"{svc}\"}}"));
+    let v: Value = client
+        .get(&format!(
+            "/pyroscope/render-diff?leftQuery={}&leftFrom={}&leftUntil={}&rightQuery={}&rightFrom={}&rightUntil={}",
+            q("diff.left"), WIDE.0, WIDE.1, q("diff.right"), WIDE.0, WIDE.1
+        ))
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        v["metadata"]["format"] == "double" && as_i64(&v["leftTicks"]) == go_total,
+        "{}",
+        v["metadata"]
+    );
+    ensure!(as_i64(&v["flamebearer"]["numTicks"]) == 3 * go_total);
+    let r = client
+        .connect_json("Diff", json!({"left": side("diff.left"), "right": {"profileTypeID": "memory:alloc_space:bytes:space:bytes", "labelSelector": "{}", "start": 1, "end": 2}}))
+        .await;
+    ensure!(r.is_err_and(|e| e.to_string().contains("profile types must match")));
+    Ok(())
+}
