@@ -3,6 +3,8 @@
 //! [`run_node`] starts one node (its actors and HTTP API) on a thread of its
 //! own, so tests can start several nodes in one process.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod http;
 pub mod roles;

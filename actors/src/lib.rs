@@ -1,6 +1,8 @@
 //! Ignis actors: the components of a node (distributor, ingester, querier),
 //! each an actix actor supervised per tenant, plus the ingest decoding they share.
 
+#![warn(missing_docs)]
+
 pub mod distributor;
 pub mod ingest;
 pub mod ingester;

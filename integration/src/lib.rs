@@ -1,6 +1,8 @@
 //! Helpers for Ignis's end-to-end tests: the shared fixtures with their ground
 //! truth, nodes started in-process or as a child process, and an API client.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod fixtures;
 pub mod node;

@@ -1,6 +1,8 @@
 //! Ignis query: label selectors, stack merging across sources, flame graphs,
 //! pprof export, time series, and the query API built from them.
 
+#![warn(missing_docs)]
+
 pub mod attime;
 pub mod diff;
 pub mod engine;

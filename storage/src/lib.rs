@@ -3,6 +3,8 @@
 //! Owns the wire messages (`proto`), label sets, profile type ids, the
 //! deduplicated symbol tables and the in-memory head that ingesters append to.
 
+#![warn(missing_docs)]
+
 pub mod block;
 pub mod head;
 pub mod interner;
