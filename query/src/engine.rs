@@ -284,6 +284,24 @@ impl<'a> Engine<'a> {
         Ok(resp)
     }
 
+    /// `GetProfileStats`: whether any data was ingested, and its time span (ms).
+    pub fn profile_stats(&self) -> types::GetProfileStatsResponse {
+        let bounds = self.sources.iter().filter_map(|s| s.time_bounds()).fold(
+            None,
+            |acc: Option<(i64, i64)>, (lo, hi)| {
+                Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+            },
+        );
+        match bounds {
+            Some((lo, hi)) => types::GetProfileStatsResponse {
+                data_ingested: true,
+                oldest_profile_time: lo.div_euclid(MS),
+                newest_profile_time: hi.div_euclid(MS),
+            },
+            None => types::GetProfileStatsResponse::default(),
+        }
+    }
+
     /// `Diff`: two selections' flame graphs aligned on one shape.
     pub fn diff(&self, req: &q::DiffRequest) -> Result<q::DiffResponse, QueryError> {
         let (Some(left), Some(right)) = (&req.left, &req.right) else {

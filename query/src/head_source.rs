@@ -50,6 +50,11 @@ impl Source for Head {
         }
     }
 
+    fn time_bounds(&self) -> Option<(i64, i64)> {
+        let s = self.stats();
+        s.min_time_ns.zip(s.max_time_ns)
+    }
+
     fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
         for s in self.series() {
             if !matches_all(&sel.matchers, &s.labels) {

@@ -42,4 +42,6 @@ pub trait Source: Send + Sync {
     fn merge_stacks(&self, sel: &Selection, into: &mut MergedStacks);
     /// Calls `f(labels, timestamp_ns, total)` for every matching profile in range.
     fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64));
+    /// The oldest and newest profile timestamps (ns), if it holds any profile.
+    fn time_bounds(&self) -> Option<(i64, i64)>;
 }

@@ -61,6 +61,10 @@ pub async fn querier(
                 .await
         }
         "Diff" => call.run(|e, r: q::DiffRequest| e.diff(&r)).await,
+        "GetProfileStats" => {
+            call.run(|e, _: types::GetProfileStatsRequest| Ok(e.profile_stats()))
+                .await
+        }
         other => Err(ApiError::not_found(format!(
             "querier.v1.QuerierService/{other} is not implemented by this server"
         ))),

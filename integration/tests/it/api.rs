@@ -358,6 +358,21 @@ async fn diff_and_render_diff_compare_two_selections() -> Result<()> {
         v["metadata"]
     );
     ensure!(as_i64(&v["flamebearer"]["numTicks"]) == 3 * go_total);
+    let stats = client.connect_json("GetProfileStats", json!({})).await?;
+    let t_ms = read_json("go/cpu.expected.json")?["time_nanos"]
+        .as_i64()
+        .unwrap_or(0)
+        / 1_000_000;
+    ensure!(stats["dataIngested"] == true, "{stats}");
+    ensure!(
+        as_i64(&stats["oldestProfileTime"]) == t_ms && as_i64(&stats["newestProfileTime"]) == t_ms,
+        "{stats}"
+    );
+    let empty = client
+        .with_tenant("nobody")
+        .connect_json("GetProfileStats", json!({}))
+        .await?;
+    ensure!(empty.get("dataIngested").is_none(), "{empty}");
     let r = client
         .connect_json("Diff", json!({"left": side("diff.left"), "right": {"profileTypeID": "memory:alloc_space:bytes:space:bytes", "labelSelector": "{}", "start": 1, "end": 2}}))
         .await;
