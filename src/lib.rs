@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod http;
+pub mod loadgen;
 pub mod roles;
 
 use std::future::Future;

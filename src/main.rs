@@ -22,6 +22,8 @@ enum Command {
     Server(ServerArgs),
     /// Print the effective configuration as TOML and exit.
     Config(ServerArgs),
+    /// Replay a fixture against a node and report throughput and latency.
+    Loadgen(ignis::loadgen::LoadgenArgs),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -98,6 +100,18 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 toml::to_string(&config).context("rendering the configuration")?
             );
+            Ok(())
+        }
+        Command::Loadgen(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let summary = rt.block_on(ignis::loadgen::run(&args))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                ignis::loadgen::print(&summary);
+            }
             Ok(())
         }
         Command::Server(args) => {

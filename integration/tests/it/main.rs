@@ -8,5 +8,6 @@ mod blocks;
 mod common;
 mod durability;
 mod formats;
+mod loadgen;
 mod sdk_replay;
 mod tenants;
