@@ -248,19 +248,31 @@ impl<'a> Engine<'a> {
         merged
     }
 
+    /// Validates a typed selection and merges its stacks: the profile type,
+    /// the selection's end (ns) and the merged stacks.
+    fn select_merged(
+        &self,
+        profile_type: &str,
+        label_selector: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(ProfileType, i64, MergedStacks), QueryError> {
+        let (pt, sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
+        Ok((pt, sel.end_ns, self.merge(&sel)))
+    }
+
     /// `SelectMergeStacktraces`: a flame graph (or tree bytes, or pprof).
     pub fn select_merge_stacktraces(
         &self,
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
-        let (pt, sel) = self.typed_selection(
+        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             req.start,
             req.end,
         )?;
-        let max_nodes = self.max_nodes(req.max_nodes)?;
-        let merged = self.merge(&sel);
         let call_site = call_site(req.stack_trace_selector.as_ref());
         let mut resp = q::SelectMergeStacktracesResponse::default();
         match q::ProfileFormat::try_from(req.format).unwrap_or_default() {
@@ -272,7 +284,7 @@ impl<'a> Engine<'a> {
             }
             q::ProfileFormat::Pprof => {
                 resp.pprof = Some(q::PprofProfile {
-                    profile: Some(to_pprof(&merged, &pt, sel.end_ns)),
+                    profile: Some(to_pprof(&merged, &pt, end_ns)),
                 });
             }
             q::ProfileFormat::Dot => {
@@ -311,10 +323,10 @@ impl<'a> Engine<'a> {
             return Err(QueryError::invalid("profile types must match"));
         }
         let tree = |r: &q::SelectMergeStacktracesRequest| -> Result<FlameTree, QueryError> {
-            let (_, sel) =
-                self.typed_selection(&r.profile_type_id, &r.label_selector, r.start, r.end)?;
+            let (_, _, merged) =
+                self.select_merged(&r.profile_type_id, &r.label_selector, r.start, r.end)?;
             Ok(FlameTree::build(
-                &self.merge(&sel),
+                &merged,
                 &call_site(r.stack_trace_selector.as_ref()),
             ))
         };
@@ -330,14 +342,13 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
-        let (pt, sel) = self.typed_selection(
+        let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             req.start,
             req.end,
         )?;
-        let merged = self.merge(&sel);
-        Ok(to_pprof(&merged, &pt, sel.end_ns))
+        Ok(to_pprof(&merged, &pt, end_ns))
     }
 
     /// `SelectSeries`: profile totals bucketed by `step`, grouped by `group_by`.

@@ -38,7 +38,7 @@ pub fn decode_content_encoding(
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "" | "identity" => Ok(body.to_vec()),
+        "" | "identity" => Ok(Vec::from(body)),
         "gzip" | "x-gzip" => gunzip(&body, limit, "request body").map_err(|e| {
             if e.reason == ignis_actors::ingest::Reason::ProfileSizeLimit {
                 ApiError::too_large(e.message)

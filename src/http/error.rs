@@ -52,7 +52,9 @@ impl ApiError {
 
     /// 413 `invalid_argument`.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_argument", message)
+        let mut err = Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_argument", message);
+        err.reason = Some(Reason::BodySizeLimit);
+        err
     }
 
     /// 415.
@@ -81,9 +83,7 @@ impl ApiError {
 
     /// Maps an ingest error; `status` is used for refusals that are not size limits.
     pub fn from_ingest(e: IngestError, status: StatusCode) -> Self {
-        let mut err = if e.is_too_large() {
-            Self::too_large(e.message)
-        } else if status == StatusCode::UNPROCESSABLE_ENTITY {
+        let mut err = if status == StatusCode::UNPROCESSABLE_ENTITY {
             Self::unprocessable(e.message)
         } else {
             Self::new(status, "invalid_argument", e.message)

@@ -122,16 +122,8 @@ async fn store(
     endpoint: &'static str,
     bytes: usize,
 ) -> Result<(), ApiError> {
-    let labels = vec![
-        ("tenant", tenant.to_string()),
-        ("endpoint", endpoint.to_string()),
-    ];
-    state
-        .metrics
-        .ingested_bytes
-        .get_or_create(&labels)
-        .inc_by(bytes as u64);
     if profiles.is_empty() {
+        count_bytes(state, tenant, endpoint, bytes);
         return Ok(());
     }
     let actors = state.tenants.get_or_start(tenant);
@@ -141,6 +133,7 @@ async fn store(
         .await
         .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    count_bytes(state, tenant, endpoint, bytes);
     Ok(())
 }
 
@@ -175,4 +168,17 @@ async fn parse_multipart(content_type: &str, body: Vec<u8>) -> Result<MultipartP
         }
     }
     Ok(parts)
+}
+
+/// Counts the body bytes of an accepted request.
+fn count_bytes(state: &AppState, tenant: &str, endpoint: &str, bytes: usize) {
+    let labels = vec![
+        ("tenant", tenant.to_string()),
+        ("endpoint", endpoint.to_string()),
+    ];
+    state
+        .metrics
+        .ingested_bytes
+        .get_or_create(&labels)
+        .inc_by(bytes as u64);
 }

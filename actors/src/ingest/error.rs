@@ -91,9 +91,4 @@ impl IngestError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(Reason::InvalidRequest, message)
     }
-
-    /// True when the request was too large (HTTP 413).
-    pub fn is_too_large(&self) -> bool {
-        self.reason == Reason::BodySizeLimit
-    }
 }

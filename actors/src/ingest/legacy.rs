@@ -6,7 +6,7 @@ use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{SplitProfile, names};
 use prost::Message;
 
-use super::binary_tree::{Stacks, parse_tree, parse_trie};
+use super::binary_tree::{parse_tree, parse_trie};
 use super::error::{IngestError, Reason};
 use super::gzip::maybe_gunzip;
 use super::limits::Limits;
@@ -194,25 +194,6 @@ pub fn decode_legacy(
             let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
             let max_name = limits.max_profile_symbol_value_length;
             let max_children = limits.max_profile_stacktrace_samples;
-            let stacks: Stacks = match format {
-                LegacyFormat::Trie => parse_trie(&raw, 0, max_children)?,
-                LegacyFormat::Tree => parse_tree(&raw, max_name, max_children)?,
-                _ => {
-                    let text = std::str::from_utf8(&raw).map_err(|e| {
-                        IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
-                    })?;
-                    let parsed = if format == LegacyFormat::Lines {
-                        parse_lines(text)
-                    } else {
-                        parse_folded(text)?
-                    };
-                    parsed
-                        .into_iter()
-                        .map(|(f, v)| (f.into_iter().map(str::to_string).collect(), v))
-                        .collect()
-                }
-            };
-            let rate = sample_rate(params.sample_rate.as_deref());
             let text = TextUpload {
                 app: &name.app,
                 labels: name.labels,
@@ -220,7 +201,24 @@ pub fn decode_legacy(
                 from_ns,
                 now_ns,
             };
-            text.split(&stacks, rate, limits)
+            let rate = sample_rate(params.sample_rate.as_deref());
+            match format {
+                LegacyFormat::Trie => text.split(&parse_trie(&raw, 0, max_children)?, rate, limits),
+                LegacyFormat::Tree => {
+                    text.split(&parse_tree(&raw, max_name, max_children)?, rate, limits)
+                }
+                _ => {
+                    let body = std::str::from_utf8(&raw).map_err(|e| {
+                        IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
+                    })?;
+                    let stacks = if format == LegacyFormat::Lines {
+                        parse_lines(body)
+                    } else {
+                        parse_folded(body)?
+                    };
+                    text.split(&stacks, rate, limits)
+                }
+            }
         }
         LegacyFormat::Speedscope => {
             let IngestBody::Raw(raw) = body else {
@@ -270,9 +268,9 @@ struct TextUpload<'a> {
 }
 
 impl TextUpload<'_> {
-    fn split(
+    fn split<S: AsRef<str>>(
         self,
-        stacks: &Stacks,
+        stacks: &[(Vec<S>, i64)],
         rate: u32,
         limits: &Limits,
     ) -> Result<Vec<SplitProfile>, IngestError> {
@@ -290,11 +288,7 @@ impl TextUpload<'_> {
         if labels.get("profile_id").is_some_and(|v| !v.is_empty()) {
             return Ok(Vec::new());
         }
-        let borrowed: Vec<(Vec<&str>, i64)> = stacks
-            .iter()
-            .map(|(f, v)| (f.iter().map(String::as_str).collect(), *v))
-            .collect();
-        let p = text_to_pprof(&borrowed, &kind, rate, self.from_ns);
+        let p = text_to_pprof(stacks, &kind, rate, self.from_ns);
         labels.insert(names::METRIC_NAME, kind.metric);
         labels.insert(names::DELTA, "false");
         labels.insert(names::SPY_NAME, self.spy);

@@ -90,8 +90,8 @@ pub fn parse_lines(text: &str) -> Vec<(Vec<&str>, i64)> {
 /// Builds a pprof from root-first stacks: one synthetic mapping, one
 /// function and location per distinct frame name. With a non-zero
 /// `sample_rate`, cpu/wall counts become nanoseconds (`count × 1e9/rate`).
-pub fn text_to_pprof(
-    stacks: &[(Vec<&str>, i64)],
+pub fn text_to_pprof<S: AsRef<str>>(
+    stacks: &[(Vec<S>, i64)],
     kind: &TextKind,
     sample_rate: u32,
     time_ns: i64,
@@ -130,7 +130,8 @@ pub fn text_to_pprof(
     let mut sample = Vec::with_capacity(stacks.len());
     for (frames, count) in stacks {
         let mut ids = Vec::with_capacity(frames.len());
-        for &frame in frames.iter().rev() {
+        for frame in frames.iter().rev() {
+            let frame = frame.as_ref();
             let id = match locations.get(frame) {
                 Some(&id) => id,
                 None => {

@@ -323,6 +323,7 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
         "profile_size_limit",
         "label_name_too_long",
         "label_value_too_long",
+        "body_size_limit_exceeded",
     ] {
         ensure!(
             metrics.contains(&format!("reason=\"{reason}\"")),
