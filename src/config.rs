@@ -32,6 +32,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The web UI.
+    pub ui: UiConfig,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             limits: Limits::default(),
             query: QueryConfig::default(),
             log: LogConfig::default(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -183,6 +186,26 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: "text".into(),
+        }
+    }
+}
+
+/// The web UI served at `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the UI (on nodes that answer queries).
+    pub enabled: bool,
+    /// Serve the UI's files from this directory instead of the copies built
+    /// into the binary (for UI development); empty means embedded.
+    pub assets_dir: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            assets_dir: String::new(),
         }
     }
 }

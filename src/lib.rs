@@ -177,6 +177,7 @@ where
     } else {
         config.server.http_workers
     };
+    let ui = config.ui.enabled;
     let config = Arc::new(config);
     let tenants_for_shutdown = tenants.clone();
     let state = web::Data::new(AppState {
@@ -190,7 +191,7 @@ where
         let roles = roles.clone();
         App::new()
             .app_data(state.clone())
-            .configure(move |cfg| http::routes(cfg, &roles))
+            .configure(move |cfg| http::routes(cfg, &roles, ui))
             .default_service(web::to(http::not_found))
             .wrap_fn(move |req, srv| {
                 let start = Instant::now();

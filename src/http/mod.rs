@@ -8,6 +8,7 @@ pub mod legacy;
 pub mod ops;
 pub mod query;
 pub mod state;
+pub mod ui;
 
 use actix_web::{HttpResponse, web};
 
@@ -21,7 +22,7 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 }
 
 /// Registers every route the node's roles serve.
-pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles) {
+pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     cfg.route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics));
     if roles.serves_writes() {
@@ -59,6 +60,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles) {
                 .route(web::get().to(legacy::label_values))
                 .default_service(web::to(method_not_allowed)),
         );
+        if ui {
+            cfg.route("/", web::get().to(ui::index))
+                .route("/ui/{path:.*}", web::get().to(ui::asset));
+        }
     }
 }
 
