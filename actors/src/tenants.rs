@@ -204,6 +204,7 @@ mod tests {
 
     fn profile(ts: i64) -> SplitProfile {
         SplitProfile {
+            profile_id: ignis_storage::new_profile_id(),
             profile: pprof::Profile {
                 string_table: vec!["".into(), "main".into()],
                 function: vec![pprof::Function {

@@ -3,7 +3,9 @@
 //! Memory grows with distinct stacks and series, not with samples: each profile row
 //! holds only `(stack id, value)` pairs for the stacks it saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use crate::symbols::ImportMemo;
 
 use crate::labels::{Labels, names};
 use crate::proto::google::v1 as pprof;
@@ -12,6 +14,8 @@ use crate::symbols::{SymbolError, SymbolTable};
 /// One decoded pprof and the series its samples belong to: the unit the ingester appends.
 #[derive(Debug, Clone)]
 pub struct SplitProfile {
+    /// Identity of this profile ([`crate::new_profile_id`]); replicas share it.
+    pub profile_id: u64,
     /// The validated pprof.
     pub profile: pprof::Profile,
     /// Profile timestamp in nanoseconds.
@@ -36,6 +40,8 @@ pub struct SeriesSplit {
 pub struct ProfileRow {
     /// Timestamp in nanoseconds.
     pub timestamp_ns: i64,
+    /// The id of the profile this row came from (0: unknown, format-1 blocks).
+    pub profile_id: u64,
     /// Sum of `values`.
     pub total: i64,
     /// Stack ids (into the head's symbol table), ascending.
@@ -222,6 +228,7 @@ impl Head {
             }
             let row = ProfileRow {
                 timestamp_ns: p.timestamp_ns,
+                profile_id: p.profile_id,
                 total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                 stacks: stacks.into_boxed_slice(),
                 values: values.into_boxed_slice(),
@@ -266,6 +273,77 @@ impl Head {
         });
         self.by_fingerprint.insert(fp, i as u32);
         (&mut self.series[i], true)
+    }
+
+    /// Copies into this head the profiles of `other` whose series `keep`
+    /// accepts and whose timestamp lies in `[start_ns, end_ns]`, with the
+    /// symbols they use. A row whose `(series, timestamp, profile id)` is in
+    /// `seen` is skipped (a replica of a profile already copied), so merging
+    /// the answers of several replicas counts each profile once. Rows with
+    /// profile id 0 (no identity) are always copied.
+    pub fn import_from(
+        &mut self,
+        other: &Head,
+        keep: impl Fn(&Series) -> bool,
+        start_ns: i64,
+        end_ns: i64,
+        seen: &mut HashSet<(u64, i64, u64)>,
+    ) -> InsertStats {
+        let mut memo = ImportMemo::default();
+        let mut stacks_memo: HashMap<u32, u32> = HashMap::new();
+        let mut stats = InsertStats::default();
+        for s in other.series.iter().filter(|s| keep(s)) {
+            let rows = s.profiles_in(start_ns, end_ns);
+            if rows.is_empty() {
+                continue;
+            }
+            let mut new_rows = Vec::with_capacity(rows.len());
+            for row in rows {
+                if row.profile_id != 0 && !seen.insert((s.fingerprint, row.timestamp_ns, row.profile_id)) {
+                    continue;
+                }
+                let mut pairs: Vec<(u32, i64)> = row
+                    .stacks
+                    .iter()
+                    .zip(row.values.iter())
+                    .map(|(&st, &v)| {
+                        let id = *stacks_memo
+                            .entry(st)
+                            .or_insert_with(|| self.symbols.import_stack(&other.symbols, st, &mut memo));
+                        (id, v)
+                    })
+                    .collect();
+                pairs.sort_unstable_by_key(|&(st, _)| st);
+                stats.samples += pairs.len() as u64;
+                new_rows.push(ProfileRow {
+                    timestamp_ns: row.timestamp_ns,
+                    profile_id: row.profile_id,
+                    total: row.total,
+                    stacks: pairs.iter().map(|&(st, _)| st).collect(),
+                    values: pairs.iter().map(|&(_, v)| v).collect(),
+                });
+            }
+            if new_rows.is_empty() {
+                continue;
+            }
+            stats.profiles += new_rows.len() as u64;
+            for r in &new_rows {
+                self.stats.min_time_ns = Some(self.stats.min_time_ns.map_or(r.timestamp_ns, |t| t.min(r.timestamp_ns)));
+                self.stats.max_time_ns = Some(self.stats.max_time_ns.map_or(r.timestamp_ns, |t| t.max(r.timestamp_ns)));
+            }
+            let (series, created) = self.series_mut(&s.labels);
+            stats.new_series += u64::from(created);
+            if series.profiles.last().is_none_or(|l| l.timestamp_ns <= new_rows[0].timestamp_ns) {
+                series.profiles.extend(new_rows);
+            } else {
+                series.profiles.extend(new_rows);
+                series.profiles.sort_by_key(|r| r.timestamp_ns);
+            }
+        }
+        self.stats.profiles += stats.profiles;
+        self.stats.samples += stats.samples;
+        self.stats.series += stats.new_series;
+        stats
     }
 
     /// The profile type id of a series (its `__profile_type__` label).
@@ -337,6 +415,7 @@ mod tests {
         let mut head = Head::new();
         let labels = Labels::from_pairs([("service_name", "a")]);
         let split = SplitProfile {
+            profile_id: 1,
             profile: tiny_profile(),
             timestamp_ns: 10,
             series: vec![SeriesSplit {
@@ -362,11 +441,46 @@ mod tests {
     }
 
     #[test]
+    fn import_copies_a_filtered_slice_and_skips_replicas() {
+        let mut a = Head::new();
+        for (id, ts, svc) in [(1, 10, "x"), (2, 20, "x"), (3, 20, "y"), (4, 90, "x")] {
+            a.insert(&SplitProfile {
+                profile_id: id,
+                profile: tiny_profile(),
+                timestamp_ns: ts,
+                series: vec![SeriesSplit {
+                    labels: Labels::from_pairs([("service_name", svc)]),
+                    value_index: 0,
+                    samples: vec![0, 1, 2],
+                }],
+            })
+            .unwrap();
+        }
+        let mut seen = HashSet::new();
+        let mut merged = Head::new();
+        let keep_x = |s: &Series| s.labels.get("service_name") == Some("x");
+        let st = merged.import_from(&a, keep_x, 0, 50, &mut seen);
+        assert_eq!((st.profiles, st.new_series), (2, 1));
+        // The same rows again (a replica's answer) are skipped; a new range is not.
+        assert_eq!(merged.import_from(&a, keep_x, 0, 50, &mut seen).profiles, 0);
+        assert_eq!(merged.import_from(&a, |_| true, 0, 100, &mut seen).profiles, 2);
+        assert_eq!(merged.stats().profiles, 4);
+        assert_eq!(merged.stats().min_time_ns, Some(10));
+        let x = &merged.series()[0];
+        assert_eq!(x.profiles.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>(), vec![10, 20, 90]);
+        assert_eq!(x.profiles.iter().map(|r| r.total).sum::<i64>(), 36);
+        let mut names = Vec::new();
+        merged.symbols().frame_names(x.profiles[0].stacks[0], &mut names);
+        assert!(names.contains(&"main".to_string()));
+    }
+
+    #[test]
     fn bad_location_leaves_head_unchanged() {
         let mut head = Head::new();
         let mut p = tiny_profile();
         p.sample[2].location_id = vec![99];
         let split = SplitProfile {
+            profile_id: 1,
             profile: p,
             timestamp_ns: 1,
             series: vec![SeriesSplit {

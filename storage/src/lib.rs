@@ -11,11 +11,15 @@ pub mod interner;
 pub mod labels;
 pub mod profile_type;
 pub mod proto;
+pub mod record;
 pub mod symbols;
 pub mod wal;
+pub mod wire;
 
 pub use head::{Head, HeadStats, InsertStats, ProfileRow, Series, SeriesSplit, SplitProfile};
 pub use labels::{Labels, names};
 pub use profile_type::{ProfileType, ProfileTypeError};
+pub use record::{RecordError, decode_record, encode_record, new_profile_id};
 pub use symbols::{SymbolError, SymbolTable};
+pub use wire::{decode_head, encode_head};
 pub use wal::{ReplayStats, Wal, WalError, WalSync};

@@ -5,13 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use rkyv::rancor;
 use serde::{Deserialize, Serialize};
 
-use crate::head::{SeriesSplit, SplitProfile};
-use crate::labels::Labels;
-use crate::proto::google::v1 as pprof;
+use crate::head::SplitProfile;
+use crate::record::{decode_record, encode_record};
 
 /// When an append is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,26 +37,6 @@ pub enum WalError {
         /// What is wrong.
         reason: String,
     },
-}
-
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-struct Record {
-    tenant: String,
-    profiles: Vec<RecordProfile>,
-}
-
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-struct RecordProfile {
-    timestamp_ns: i64,
-    pprof: Vec<u8>,
-    series: Vec<RecordSeries>,
-}
-
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-struct RecordSeries {
-    labels: Vec<(String, String)>,
-    value_index: u32,
-    samples: Vec<u32>,
 }
 
 /// What a replay read.
@@ -122,31 +99,7 @@ impl Wal {
         tenant: &str,
         profiles: &[SplitProfile],
     ) -> Result<(u64, usize), WalError> {
-        let record = Record {
-            tenant: tenant.to_string(),
-            profiles: profiles
-                .iter()
-                .map(|p| RecordProfile {
-                    timestamp_ns: p.timestamp_ns,
-                    pprof: p.profile.encode_to_vec(),
-                    series: p
-                        .series
-                        .iter()
-                        .map(|s| RecordSeries {
-                            labels: s
-                                .labels
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .collect(),
-                            value_index: s.value_index as u32,
-                            samples: s.samples.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        };
-        let bytes = rkyv::to_bytes::<rancor::Error>(&record)
-            .map_err(|e| WalError::Encode(e.to_string()))?;
+        let bytes = encode_record(tenant, profiles).map_err(|e| WalError::Encode(e.to_string()))?;
         let seq = self.db.generate_id()?;
         self.tree(tenant)?
             .insert(seq.to_be_bytes(), bytes.as_slice())?;
@@ -171,7 +124,6 @@ impl Wal {
         let mut stats = ReplayStats::default();
         let started = Instant::now();
         let mut last_log = Instant::now();
-        let mut buf = rkyv::util::AlignedVec::<16>::new();
         for name in self.db.tree_names() {
             let Some(tenant) = std::str::from_utf8(&name)
                 .ok()
@@ -186,15 +138,10 @@ impl Wal {
                     seq: 0,
                     reason: "bad key".into(),
                 })?;
-                buf.clear();
-                buf.extend_from_slice(&v);
-                let record = rkyv::from_bytes::<Record, rancor::Error>(&buf).map_err(|e| {
-                    WalError::Corrupt {
-                        seq,
-                        reason: e.to_string(),
-                    }
+                let (_, profiles) = decode_record(&v).map_err(|e| WalError::Corrupt {
+                    seq,
+                    reason: e.to_string(),
                 })?;
-                let profiles = decode_profiles(seq, record.profiles)?;
                 stats.records += 1;
                 stats.profiles += profiles.len() as u64;
                 stats.bytes += v.len() as u64;
@@ -238,31 +185,6 @@ impl Wal {
     }
 }
 
-fn decode_profiles(seq: u64, records: Vec<RecordProfile>) -> Result<Vec<SplitProfile>, WalError> {
-    let mut profiles = Vec::with_capacity(records.len());
-    for p in records {
-        let profile =
-            pprof::Profile::decode(p.pprof.as_slice()).map_err(|e| WalError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
-        profiles.push(SplitProfile {
-            profile,
-            timestamp_ns: p.timestamp_ns,
-            series: p
-                .series
-                .into_iter()
-                .map(|s| SeriesSplit {
-                    labels: Labels::from_pairs(s.labels),
-                    value_index: s.value_index as usize,
-                    samples: s.samples,
-                })
-                .collect(),
-        });
-    }
-    Ok(profiles)
-}
-
 fn seq_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
@@ -270,9 +192,13 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::SeriesSplit;
+    use crate::labels::Labels;
+    use crate::proto::google::v1 as pprof;
 
     fn profile(ts: i64, value: i64) -> SplitProfile {
         SplitProfile {
+            profile_id: crate::record::new_profile_id(),
             profile: pprof::Profile {
                 string_table: vec!["".into(), "f".into()],
                 function: vec![pprof::Function {

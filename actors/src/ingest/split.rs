@@ -120,6 +120,7 @@ pub fn split_profile(
     }
     p.time_nanos = timestamp_ns;
     Ok(Some(SplitProfile {
+        profile_id: ignis_storage::new_profile_id(),
         profile: p,
         timestamp_ns,
         series,

@@ -38,7 +38,7 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a
 
 /// Rebuilds a head from a block's files (keyed by file name).
 pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<Head, BlockError> {
-    if meta.format_version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
         return Err(BlockError::Corrupt(format!(
             "block {} has format version {}, this build reads {FORMAT_VERSION}",
             meta.ulid, meta.format_version
@@ -166,16 +166,16 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             });
         }
     }
-    let mut current: Option<(u32, i64, Vec<u32>, Vec<i64>)> = None;
-    let flush = |cur: Option<(u32, i64, Vec<u32>, Vec<i64>)>,
-                 series: &mut Vec<Series>|
-     -> Result<(), BlockError> {
-        if let Some((s, ts, stacks, values)) = cur {
+    type Pending = (u32, i64, u64, Vec<u32>, Vec<i64>);
+    let mut current: Option<Pending> = None;
+    let flush = |cur: Option<Pending>, series: &mut Vec<Series>| -> Result<(), BlockError> {
+        if let Some((s, ts, id, stacks, values)) = cur {
             let target = series.get_mut(s as usize).ok_or_else(|| {
                 BlockError::Corrupt(format!("samples reference unknown series {s}"))
             })?;
             target.profiles.push(ProfileRow {
                 timestamp_ns: ts,
+                profile_id: id,
                 total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                 stacks: stacks.into_boxed_slice(),
                 values: values.into_boxed_slice(),
@@ -191,16 +191,23 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             col::<UInt32Array>(&b, f, "stack_id")?,
             col::<Int64Array>(&b, f, "value")?,
         );
+        // Format 1 has no profile ids: every row is profile 0.
+        let ids = if meta.format_version >= 2 {
+            Some(col::<UInt64Array>(&b, f, "profile_id")?)
+        } else {
+            None
+        };
         for i in 0..b.num_rows() {
             let (s, t) = (sref.value(i), ts.value(i));
+            let id = ids.map_or(0, |a| a.value(i));
             match &mut current {
-                Some((cs, ct, stacks, values)) if *cs == s && *ct == t => {
+                Some((cs, ct, cid, stacks, values)) if *cs == s && *ct == t && *cid == id => {
                     stacks.push(stack.value(i));
                     values.push(value.value(i));
                 }
                 _ => {
                     flush(current.take(), &mut series)?;
-                    current = Some((s, t, vec![stack.value(i)], vec![value.value(i)]));
+                    current = Some((s, t, id, vec![stack.value(i)], vec![value.value(i)]));
                 }
             }
         }

@@ -121,6 +121,7 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
     // profiles and samples, sorted by (series_ref, timestamp_ns[, stack_id])
     let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
     let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
+    let (mut p_id, mut s_id) = (vec![], vec![]);
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     for (i, s) in series.iter().enumerate() {
         for row in &s.profiles {
@@ -130,7 +131,9 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             p_ts.push(row.timestamp_ns);
             p_total.push(row.total);
             p_n.push(row.stacks.len() as u32);
+            p_id.push(row.profile_id);
             for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                s_id.push(row.profile_id);
                 s_series.push(i as u32);
                 s_ts.push(row.timestamp_ns);
                 s_stack.push(stack);
@@ -146,6 +149,7 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             ("timestamp_ns", Arc::new(Int64Array::from(p_ts))),
             ("total", Arc::new(Int64Array::from(p_total))),
             ("num_samples", Arc::new(UInt32Array::from(p_n))),
+            ("profile_id", Arc::new(UInt64Array::from(p_id))),
         ])?,
         &[0, 1],
         SAMPLES_ROW_GROUP,
@@ -157,8 +161,11 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             ("timestamp_ns", Arc::new(Int64Array::from(s_ts))),
             ("stack_id", Arc::new(UInt32Array::from(s_stack))),
             ("value", Arc::new(Int64Array::from(s_value))),
+            ("profile_id", Arc::new(UInt64Array::from(s_id))),
         ])?,
-        &[0, 1, 2],
+        // Stacks are sorted within a profile; two profiles of one series may
+        // share a timestamp, so only these two columns are declared sorted.
+        &[0, 1],
         SAMPLES_ROW_GROUP,
     )?;
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The Parquet files of a block, in the order they are written.
 pub const BLOCK_FILES: [&str; 8] = [

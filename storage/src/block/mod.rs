@@ -132,6 +132,7 @@ mod tests {
             let labels =
                 |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
             head.insert(&SplitProfile {
+                profile_id: crate::new_profile_id(),
                 profile: p.clone(),
                 timestamp_ns: ts,
                 series: vec![
