@@ -1,8 +1,24 @@
-//! Ignis cluster: how nodes share work. Today the consistent-hash [`Ring`]
-//! that maps series to replicated ingesters; gossip membership joins it.
+//! Ignis cluster: how nodes find each other and share work. Gossip
+//! [`Membership`] (chitchat), the consistent-hash [`Ring`] that maps series to
+//! replicated ingesters, and the [`rpc`] client nodes call each other with.
 
 #![warn(missing_docs)]
 
+pub mod membership;
 pub mod ring;
+pub mod rpc;
 
+pub use membership::{Member, MemberState, Membership, MembershipConfig, MembershipEvent};
 pub use ring::{DEFAULT_TOKENS_PER_MEMBER, Ring};
+pub use rpc::{RpcClient, RpcError};
+
+/// A cluster operation that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    /// Gossip could not start.
+    #[error("gossip could not start on {0}")]
+    Gossip(String),
+    /// A condition was not met in time.
+    #[error("{0}")]
+    Timeout(String),
+}
