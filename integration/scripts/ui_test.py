@@ -107,11 +107,14 @@ def http(method, url, body=None, headers=None, timeout=60):
         return e.code, e.read()
 
 
-def ingest(base, name, body, fmt, from_s, until_s, sample_rate=None, ctype="application/octet-stream"):
+def ingest(base, name, body, fmt, from_s, until_s, sample_rate=None, ctype="application/octet-stream", tenant=None):
     q = {"name": name, "format": fmt, "from": str(from_s), "until": str(until_s)}
     if sample_rate is not None:
         q["sampleRate"] = str(sample_rate)
-    status, resp = http("POST", f"{base}/ingest?{urllib.parse.urlencode(q)}", body, {"Content-Type": ctype})
+    headers = {"Content-Type": ctype}
+    if tenant:
+        headers["X-Scope-OrgID"] = tenant
+    status, resp = http("POST", f"{base}/ingest?{urllib.parse.urlencode(q)}", body, headers)
     if status != 200:
         raise RuntimeError(f"ingest {name}: HTTP {status}: {resp[:300]!r}")
 
@@ -472,7 +475,7 @@ def check_go_flamegraph(ui, c, truth, docs):
     path = ui.screenshot("flamegraph", max_height=1500)
     if docs:
         shutil.copy(path, os.path.join(docs, "flamegraph.png"))
-    ui.open({"service": "ui.go.app", "type": CPU, "view": "table"})
+    ui.open(go_params(view="table"))
     rows = ui.js("return document.querySelectorAll('#explore-table tbody tr').length")
     c.check("table view: lists the functions", rows >= 20, f"{rows} rows")
     # Sort by total, filter.
@@ -697,6 +700,28 @@ def check_exports(ui, c, dl, fixtures):
     c.check("share: the button copies the URL", "copied" in note.lower() or ui.d.current_url in note, note)
 
 
+def check_multitenant(ui, c, url, fixtures):
+    """A server that requires X-Scope-OrgID: the UI asks for a tenant, then uses it."""
+    base = url.rstrip("/")
+    tenant = "ui-team-a"
+    now = int(time.time())
+    go_cpu = open(os.path.join(fixtures, "go", "cpu.pb.gz"), "rb").read()
+    ingest(base, "ui.tenant.app", with_time_nanos(go_cpu, (now - 120) * 1_000_000_000), "pprof", now - 120, now - 110, tenant=tenant)
+    status, body = http("POST", f"{base}/querier.v1.QuerierService/ProfileTypes", b"{}", {"Content-Type": "application/json"})
+    c.check("tenancy: the server answers 401 unauthenticated without a tenant", status == 401 and json.loads(body).get("code") == "unauthenticated", f"{status} {body[:100]!r}")
+    mt = UI(ui.d, base, ui.shots)
+    mt.open({})
+    c.check("tenancy: the UI shows the tenant field after the 401", mt.visible("#tenant-field") and mt.visible("#tenant-hint"))
+    c.check("tenancy: the 401 message is shown in the page", "no org id" in (mt.text("#errors") or ""), mt.text("#errors"))
+    c.check("tenancy: the empty state asks for a tenant", "needs a tenant" in (mt.text("#explore-flame .empty-state") or ""))
+    mt.screenshot("tenant-required", max_height=900)
+    box = ui.d.find_element("css selector", "#tenant")
+    box.send_keys(tenant + "\n")
+    mt.idle()
+    m = mt.model()
+    c.check("tenancy: with the tenant entered, its data loads", mt.state()["tenant"] == tenant and m and m["total"] == 8_710_000_000 and not mt.visible("#errors"), f"{m and m['total']}")
+
+
 def check_perf(ui, c, truth, bench_out):
     n_expected = truth["big_nodes"]
     params = {"service": "ui.big.app", "type": CPU, "view": "flamegraph", "maxNodes": "65536"}
@@ -715,12 +740,13 @@ def check_perf(ui, c, truth, bench_out):
             if not f:
                 continue
             ui.mouse(*pt, click=True)
-            time.sleep(0.2)
+            time.sleep(0.3)
             z = ui.model()["lastZoom"]
             zooms.append(z)
             ui.js("window.__ignis.app.exploreView.flame.graph.zoomTo(0)")
             ui.idle()
     first_ms = [t["firstRenderMs"] for t in firsts]
+    breakdown = {k: statistics.median([t.get(k) or 0 for t in firsts]) for k in ("decodeMs", "aggregateMs", "renderMs", "toFrameMs")}
     draw_ms = [t["drawMs"] for t in firsts]
     zoom_ms = [z["ms"] for z in zooms]
     res = {
@@ -729,10 +755,14 @@ def check_perf(ui, c, truth, bench_out):
         "nodes": ui.model()["nodes"],
         "first_render_ms": {"median": statistics.median(first_ms), "max": max(first_ms), "runs": first_ms,
                             "what": "JSON in hand -> model decoded, functions aggregated, canvas drawn, table rendered"},
+        "first_render_breakdown_ms": breakdown,
         "first_draw_ms": {"median": statistics.median(draw_ms), "max": max(draw_ms), "runs": draw_ms, "what": "canvas draw only"},
         "frames_drawn": firsts[0]["framesDrawn"],
         "zoom_ms": {"median": statistics.median(zoom_ms), "max": max(zoom_ms), "runs": zoom_ms,
-                    "what": "click handler start -> zoomed graph drawn"},
+                    "what": "click handler start -> zoomed graph drawn, URL and breadcrumb updated"},
+        "zoom_draw_ms": {"median": statistics.median([z["drawMs"] for z in zooms]), "what": "click -> canvas redrawn"},
+        "zoom_to_frame_ms": {"median": statistics.median([z["toFrameMs"] for z in zooms if z.get("toFrameMs")] or [0]),
+                             "what": "click -> after the next animation frame"},
         "fetch_ms": statistics.median([t["fetchMs"] for t in firsts]),
     }
     print("BENCH " + json.dumps(res))
@@ -752,6 +782,7 @@ def main():
     ap.add_argument("--bench-out", help="write render/zoom timings here as JSON")
     ap.add_argument("--docs", default=os.path.join(REPO, "docs", "screenshots"), help="copy flamegraph.png and diff.png here ('' to skip)")
     ap.add_argument("--load-only", action="store_true", help="load the test data and exit")
+    ap.add_argument("--multitenant-url", help="optional: a second server started with tenancy.require_tenant_header=true")
     args = ap.parse_args()
     base = args.url.rstrip("/")
     os.makedirs(args.screenshots, exist_ok=True)
@@ -774,6 +805,8 @@ def main():
         c.run("states", lambda: check_states(ui, c, truth))
         c.run("autocomplete", lambda: check_autocomplete(ui, c))
         c.run("exports", lambda: check_exports(ui, c, dl, args.fixtures))
+        if args.multitenant_url:
+            c.run("multi-tenancy", lambda: check_multitenant(ui, c, args.multitenant_url, args.fixtures))
         c.run("performance", lambda: check_perf(ui, c, truth, args.bench_out))
         severe = [e for e in ui.console_errors() if "favicon" not in e["message"] and "Failed to load resource" not in e["message"]]
         c.check("browser: no JavaScript errors in the console", not severe, "; ".join(e["message"][:200] for e in severe[:5]))

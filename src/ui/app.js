@@ -6,7 +6,7 @@
 import { byId, h, replace } from './lib/dom.js';
 import { ApiError, connect, num, setTenant } from './lib/api.js';
 import { DATA_KEYS, buildSelector, maxNodesOf, normalizeMatchers, parseState, printState } from './lib/url-state.js';
-import { describe, formatDuration, resolveRange, stepFor } from './lib/time-range.js';
+import { describe, formatDuration, isRelative, resolveRange, stepFor } from './lib/time-range.js';
 import { profileTypeLabel, unitOf } from './lib/units.js';
 import { SERIES_COLORS } from './lib/colors.js';
 import { decodeFlamegraph } from './flame/model.js';
@@ -181,6 +181,15 @@ export class App {
     this.syncControls();
     let range;
     const catKey = JSON.stringify([s.tenant, s.from, s.until, this.nonce]);
+    // A relative range ("now-1h") is resolved once and kept while only the
+    // view changes; a new query after a while resolves it again.
+    const dataKey = JSON.stringify(DATA_KEYS.map((k) => s[k]));
+    if (dataKey !== this.lastDataKey && this.cache.catalogKey === catKey
+      && (isRelative(s.from) || isRelative(s.until)) && Date.now() - this.cache.now > 60_000) {
+      this.cache.catalogKey = '';
+      this.cache.labels.clear();
+    }
+    this.lastDataKey = dataKey;
     if (this.cache.catalogKey !== catKey) {
       const now = Date.now();
       try {
@@ -464,7 +473,7 @@ export class App {
     if (s.service && !services.includes(s.service)) services.unshift(s.service);
     replace(this.serviceSelect, ...(services.length ? services : ['']).map((v) => h('option', {
       value: v,
-      text: v ? (cat && !cat.services.has(v) ? `${v} (no data in range)` : v) : cat ? 'no services in range' : 'loading…',
+      text: v ? (cat && !cat.services.has(v) ? `${v} (no data in range)` : v) : cat ? 'no services in range' : this.errors.has('catalog') ? '–' : 'loading…',
     })));
     this.serviceSelect.value = s.service;
     const types = cat && cat.services.get(s.service) ? [...cat.services.get(s.service)].sort() : [];
@@ -568,7 +577,8 @@ export class App {
       bands.push({ start: rr.start, end: rr.end, color: '#e0663c', label: 'comparison' });
     }
     const step = c.req ? c.req.step : stepFor(r.start, r.end);
-    this.chart.setData({ series, start: r.start, end: r.end, step, unit: this.unit(), bands });
+    const message = c.loading ? 'Loading…' : c.error ? `The query failed: ${c.error.message}` : 'No data in this range';
+    this.chart.setData({ series, start: r.start, end: r.end, step, unit: this.unit(), bands, message });
     const legend = byId('chart-legend');
     replace(legend, ...series.slice(0, 12).map((x) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${x.color}` }), x.label)));
   }
@@ -594,9 +604,17 @@ export class App {
 
   renderErrors() {
     const box = byId('errors');
-    const items = [...this.errors.entries()].map(([source, e]) => {
+    // One line per distinct error; the sources that hit it are listed together.
+    const groups = new Map();
+    for (const [source, e] of this.errors) {
+      const k = `${e.status || ''}|${e.code || ''}|${e.message || e}`;
+      if (!groups.has(k)) groups.set(k, { sources: [], e });
+      groups.get(k).sources.push(source);
+    }
+    const items = [...groups.values()].map(({ sources, e }) => {
+      const source = sources.join(', ');
       const close = h('button', { type: 'button', class: 'error-close', 'aria-label': 'Dismiss', text: '×' });
-      close.addEventListener('click', () => this.clearError(source));
+      close.addEventListener('click', () => sources.forEach((x) => this.clearError(x)));
       const msg = e instanceof ApiError
         ? [h('strong', { text: `${source}: ` }), h('span', { class: 'error-status', text: `${e.status || ''} ${e.code || ''}`.trim() }), ` ${e.message}`]
         : [h('strong', { text: `${source}: ` }), String(e && e.message ? e.message : e)];

@@ -3,7 +3,7 @@
 // graph JSON; and the share button that copies the URL.
 
 import { h } from '../lib/dom.js';
-import { connectProto, renderUrl, request } from '../lib/api.js';
+import { ApiError, connectProto, renderUrl, request } from '../lib/api.js';
 import { encodeSelectMergeProfileRequest } from '../lib/pprof-request.js';
 import { copyText, safeFileName, saveAs } from '../lib/download.js';
 
@@ -83,6 +83,12 @@ export class ExportMenu {
     this.refreshLink();
     // Fetched (not navigated to) so the tenant header goes along and errors show in the page.
     const res = await request(this.svgLink.href, {}, 'SVG export');
+    const type = res.headers.get('content-type') || '';
+    if (!type.includes('svg')) {
+      const head = (await res.text()).slice(0, 120);
+      throw new ApiError(res.status, 'unexpected_content_type',
+        `the server answered ${type || 'no Content-Type'} instead of image/svg+xml (${head}…)`, 'SVG export');
+    }
     const blob = await res.blob();
     saveAs(blob, `${safeFileName(c.service)}.svg`, 'image/svg+xml');
     this.o.onNotice(`Saved ${safeFileName(c.service)}.svg`);

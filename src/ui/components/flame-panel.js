@@ -15,6 +15,7 @@ export class FlamePanel {
    * @param {string} o.label        accessible name of the graph
    * @param {boolean} [o.search]    show the search field (default true)
    * @param {boolean} [o.orientationToggle] show icicle/flame buttons (default true)
+   * @param {boolean} [o.compact]   hide the breadcrumb while not zoomed
    * @param {(key: string, id: number) => void} [o.onFocus]
    * @param {(text: string) => void} [o.onSearch]
    * @param {(o: string) => void} [o.onOrientation]
@@ -163,6 +164,7 @@ export class FlamePanel {
     });
     replace(this.crumbs, ...parts);
     this.crumbs.dataset.focus = m.names[m.name[g.focus]];
+    this.crumbs.hidden = !!this.o.compact && g.focus === 0;
   }
 
   focused(id) {

@@ -180,6 +180,9 @@ export class FunctionTable {
       tr.addEventListener('dblclick', () => this.o.onActivate && this.o.onActivate(r.name));
       tbody.append(tr);
     });
+    if (!rows.length) {
+      tbody.append(h('tr', { class: 'empty-row' }, h('td', { colspan: String(cols.length), text: p.rows.length ? 'No function matches the filter.' : 'No functions to show.' })));
+    }
     this.table.textContent = '';
     this.table.append(thead, tbody);
     this.more.hidden = rows.length <= shown.length;
@@ -189,7 +192,7 @@ export class FunctionTable {
 
   onKey(e) {
     const tr = e.target.closest('tr');
-    if (!tr || !tr.parentElement || tr.parentElement.tagName !== 'TBODY') return;
+    if (!tr || !tr.dataset.name || !tr.parentElement || tr.parentElement.tagName !== 'TBODY') return;
     let next = null;
     if (e.key === 'ArrowDown') next = tr.nextElementSibling;
     else if (e.key === 'ArrowUp') next = tr.previousElementSibling;

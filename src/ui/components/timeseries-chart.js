@@ -53,7 +53,7 @@ export class TimeseriesChart {
   }
 
   /**
-   * @param {{series: {label:string, color:string, points:[number, number][]}[], start:number, end:number, step:number, unit:object, bands?: {start:number,end:number,color:string,label:string}[]}} data
+   * @param {{series: {label:string, color:string, points:[number, number][]}[], start:number, end:number, step:number, unit:object, bands?: {start:number,end:number,color:string,label:string}[], message?: string}} data
    *   step in seconds; points are [timestamp ms, value].
    */
   setData(data) {
@@ -97,18 +97,22 @@ export class TimeseriesChart {
     this.scale = { sx, pw, width };
     const g = svg('g');
     // Bands (diff ranges) under everything.
-    for (const b of d.bands || []) {
+    const bands = d.bands || [];
+    bands.forEach((b, i) => {
       const x0 = Math.max(M.left, sx(b.start));
       const x1 = Math.min(M.left + pw, sx(b.end));
       if (x1 > x0) {
-        g.append(svg('rect', { x: x0, y: M.top, width: x1 - x0, height: ph, fill: b.color, 'fill-opacity': 0.14, class: 'chart-band' }));
-        const t = svg('text', { x: x0 + 4, y: M.top + 12, class: 'chart-band-label', fill: b.color });
+        g.append(svg('rect', { x: x0, y: M.top, width: x1 - x0, height: ph, fill: b.color, 'fill-opacity': 0.12, class: 'chart-band' }));
+        // Labels of bands starting at the same place go on separate lines.
+        const line = bands.slice(0, i).filter((o) => Math.abs(sx(o.start) - sx(b.start)) < 90).length;
+        const t = svg('text', { x: x0 + 4, y: M.top + 12 + line * 13, class: 'chart-band-label', fill: b.color });
         t.textContent = b.label;
         g.append(t);
       }
-    }
-    // Y grid and labels.
-    for (let v = 0; v <= yMax + yStep / 2; v += yStep) {
+    });
+    const hasData = max > 0;
+    // Y grid and labels (just the zero line without data).
+    for (let v = 0; v <= (hasData ? yMax + yStep / 2 : 0); v += yStep) {
       const y = sy(v);
       g.append(svg('line', { x1: M.left, x2: M.left + pw, y1: y, y2: y, class: 'chart-grid' }));
       const t = svg('text', { x: M.left - 6, y: y + 4, 'text-anchor': 'end', class: 'chart-axis' });
@@ -153,9 +157,9 @@ export class TimeseriesChart {
       plot.append(svg('path', { d: dLine, fill: 'none', stroke: x.color, 'stroke-width': 1.6, 'stroke-linejoin': 'round' }));
     }
     g.append(plot);
-    if (!filled.some((x) => x.pts.length)) {
+    if (!hasData) {
       const t = svg('text', { x: M.left + pw / 2, y: M.top + ph / 2, 'text-anchor': 'middle', class: 'chart-empty' });
-      t.textContent = 'No data in this range';
+      t.textContent = d.message || 'No data in this range';
       g.append(t);
     }
     this.cursorLine = svg('line', { y1: M.top, y2: M.top + ph, class: 'chart-cursor', visibility: 'hidden' });

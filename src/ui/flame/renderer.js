@@ -282,8 +282,14 @@ export class FlameGraph {
     this.focus = id;
     this.cursor = -1;
     this.render();
-    this.lastZoom = { ms: performance.now() - t0, renderMs: this.stats.renderMs, drawn: this.stats.drawn, at: t0 };
+    const zoom = { drawMs: performance.now() - t0, renderMs: this.stats.renderMs, drawn: this.stats.drawn };
+    this.lastZoom = zoom;
+    // The app's part: URL, table selection, breadcrumb.
     if (this.opts.onFocus) this.opts.onFocus(id);
+    zoom.ms = performance.now() - t0;
+    requestAnimationFrame(() => setTimeout(() => {
+      zoom.toFrameMs = performance.now() - t0;
+    }, 0));
     if (this.hover >= 0) {
       const rect = this.frameRect(this.hover);
       if (!rect) this.hideTooltip();

@@ -37,18 +37,27 @@ export function hash(s) {
   return h >>> 0;
 }
 
-// A warm, readable palette (dark text stays legible on every entry).
+// A readable palette of distinct hues (dark text stays legible on every entry).
 const PALETTE = [
-  '#f4a261', '#e9c46a', '#f28482', '#f6bd60', '#84a59d', '#90be6d', '#f9c74f', '#f8961e',
-  '#e5989b', '#b5838d', '#ffb4a2', '#ddbea9', '#a3c4f3', '#cdb4db', '#ffc8dd', '#bde0fe',
-  '#b9fbc0', '#98f5e1', '#fbf8cc', '#fde4cf', '#ffcfd2', '#f1c0e8', '#cfbaf0', '#8eecf5',
+  '#f4a261', '#e9c46a', '#f28482', '#8ecae6', '#90be6d', '#cdb4db', '#f6bd60', '#84a59d',
+  '#ffafcc', '#a3c4f3', '#b5e48c', '#fcbf49', '#e5989b', '#99d98c', '#ffc8a2', '#bde0fe',
+  '#d4a373', '#c9ada7', '#9bf6ff', '#ffd6a5', '#caffbf', '#fdffb6', '#b8c0ff', '#ffadad',
 ];
+
+const colorCache = new Map();
 
 /** The color of a frame: one per package. */
 export function frameColor(name) {
   if (name === 'total') return '#c9ced6';
   if (name === 'other') return '#d6d9de';
-  return PALETTE[hash(packageOf(name)) % PALETTE.length];
+  const pkg = packageOf(name);
+  let c = colorCache.get(pkg);
+  if (!c) {
+    c = PALETTE[hash(pkg) % PALETTE.length];
+    if (colorCache.size > 50_000) colorCache.clear();
+    colorCache.set(pkg, c);
+  }
+  return c;
 }
 
 export const DIM_COLOR = '#e8eaee';

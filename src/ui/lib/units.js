@@ -9,12 +9,22 @@ export function parseProfileType(id) {
 
 const TIME_NS = { nanoseconds: 1, microseconds: 1e3, milliseconds: 1e6, seconds: 1e9 };
 
-/** `{kind: 'time'|'bytes'|'count', scale}`: scale converts a value to ns / bytes / 1. */
+const units = new Map();
+
+/**
+ * `{kind: 'time'|'bytes'|'count', scale}`: scale converts a value to ns / bytes / 1.
+ * The same object for the same id (views compare units by identity).
+ */
 export function unitOf(profileTypeId) {
   const u = parseProfileType(profileTypeId).sampleUnit.toLowerCase();
-  if (u in TIME_NS) return { kind: 'time', scale: TIME_NS[u], name: u };
-  if (u === 'bytes') return { kind: 'bytes', scale: 1, name: u };
-  return { kind: 'count', scale: 1, name: u || 'count' };
+  let unit = units.get(u);
+  if (!unit) {
+    if (u in TIME_NS) unit = { kind: 'time', scale: TIME_NS[u], name: u };
+    else if (u === 'bytes') unit = { kind: 'bytes', scale: 1, name: u };
+    else unit = { kind: 'count', scale: 1, name: u || 'count' };
+    units.set(u, unit);
+  }
+  return unit;
 }
 
 function sig(x) {

@@ -25,8 +25,8 @@ export class SandwichView {
       onFilter: (filter) => app.set({ filter }, { replace: true }),
       onSelect: (fn) => app.set({ fn }),
     });
-    this.callers = new FlamePanel(this.callersHost, { idPrefix: 'callers', label: 'Callers of the function', search: false, orientationToggle: false });
-    this.callees = new FlamePanel(this.calleesHost, { idPrefix: 'callees', label: 'Callees of the function', search: false, orientationToggle: false });
+    this.callers = new FlamePanel(this.callersHost, { idPrefix: 'callers', label: 'Callers of the function', search: false, orientationToggle: false, compact: true });
+    this.callees = new FlamePanel(this.calleesHost, { idPrefix: 'callees', label: 'Callees of the function', search: false, orientationToggle: false, compact: true });
     this.cacheKey = null;
   }
 
