@@ -25,14 +25,25 @@ fn main() {
     let mut files = Vec::new();
     walk(&ui, &mut files);
     files.sort();
-    let mut code = String::from("/// Every file of `src/ui/`, by path relative to it.\npub static ASSETS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Every file of `src/ui/`, by path relative to it.\npub static ASSETS: &[(&str, &[u8])] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
-        let rel = f.strip_prefix(&ui).expect("under ui").to_string_lossy().replace('\\', "/");
-        if rel.starts_with('.') || rel.contains("/.") || rel.ends_with('~') || rel.ends_with(".md") {
+        let rel = f
+            .strip_prefix(&ui)
+            .expect("under ui")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel.starts_with('.') || rel.contains("/.") || rel.ends_with('~') || rel.ends_with(".md")
+        {
             continue;
         }
-        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", f.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            f.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("ui_assets.rs");

@@ -34,6 +34,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The web UI.
     pub ui: UiConfig,
+    /// Gossip membership and replication.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             log: LogConfig::default(),
             ui: UiConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -210,6 +213,58 @@ impl Default for UiConfig {
     }
 }
 
+/// Gossip membership, the ingester ring and replication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Join a cluster through gossip (off: a standalone node).
+    pub enabled: bool,
+    /// Unique, stable id of this node (empty: its HTTP advertise address).
+    pub node_id: String,
+    /// Nodes with another cluster id ignore each other.
+    pub cluster_id: String,
+    /// UDP `host:port` gossip listens on.
+    pub gossip_listen_address: String,
+    /// UDP `host:port` peers gossip to (empty: the listen address).
+    pub gossip_advertise_address: String,
+    /// HTTP `host:port` peers call (empty: the HTTP listen address).
+    pub http_advertise_address: String,
+    /// Gossip addresses of seed nodes.
+    pub seeds: Vec<String>,
+    /// Time between gossip rounds, in milliseconds.
+    pub gossip_interval_ms: u64,
+    /// How long a failed node keeps its ring place, in seconds.
+    pub dead_node_grace_secs: u64,
+    /// Copies of every profile, on distinct ingesters.
+    pub replication_factor: usize,
+    /// Ring tokens per ingester.
+    pub tokens_per_ingester: usize,
+    /// Timeout of one node-to-node call, in milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Retries of a node-to-node call to an unreachable peer.
+    pub rpc_retries: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node_id: String::new(),
+            cluster_id: "ignis".into(),
+            gossip_listen_address: "127.0.0.1:7946".into(),
+            gossip_advertise_address: String::new(),
+            http_advertise_address: String::new(),
+            seeds: Vec::new(),
+            gossip_interval_ms: 500,
+            dead_node_grace_secs: 3600,
+            replication_factor: 3,
+            tokens_per_ingester: 128,
+            rpc_timeout_ms: 5000,
+            rpc_retries: 2,
+        }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -273,6 +328,48 @@ impl Config {
                 "log.format: {:?} is not one of text, json",
                 self.log.format
             )));
+        }
+        let roles =
+            Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
+        if !self.cluster.enabled && roles.names().len() != crate::roles::ALL_ROLES.len() {
+            return Err(ConfigError::Invalid(format!(
+                "target: {:?} splits the roles across nodes, which needs cluster.enabled = true",
+                self.target
+            )));
+        }
+        if self.cluster.enabled {
+            let c = &self.cluster;
+            let gossip: std::net::SocketAddr = c.gossip_listen_address.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "cluster.gossip_listen_address: {:?} is not an ip:port address",
+                    c.gossip_listen_address
+                ))
+            })?;
+            if c.gossip_advertise_address.is_empty() && gossip.ip().is_unspecified() {
+                return Err(ConfigError::Invalid(
+                    "cluster.gossip_advertise_address: must be set when gossip listens on an unspecified address".into(),
+                ));
+            }
+            if !c.gossip_advertise_address.is_empty()
+                && c.gossip_advertise_address
+                    .parse::<std::net::SocketAddr>()
+                    .is_err()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.gossip_advertise_address: {:?} is not an ip:port address",
+                    c.gossip_advertise_address
+                )));
+            }
+            if c.replication_factor == 0 {
+                return Err(ConfigError::Invalid(
+                    "cluster.replication_factor: must be at least 1".into(),
+                ));
+            }
+            if c.tokens_per_ingester == 0 {
+                return Err(ConfigError::Invalid(
+                    "cluster.tokens_per_ingester: must be at least 1".into(),
+                ));
+            }
         }
         ignis_actors::validate_tenant_id(&self.tenancy.default_tenant)
             .map_err(|e| ConfigError::Invalid(format!("tenancy.default_tenant: {e}")))?;

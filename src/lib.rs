@@ -52,6 +52,9 @@ pub enum NodeError {
     /// Loading blocks or replaying the WAL failed.
     #[error("loading data: {0}")]
     Load(#[from] ignis_actors::shipper::LoadError),
+    /// The node could not join its cluster.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The node thread panicked.
     #[error("node thread panicked")]
     Panicked,
@@ -107,6 +110,98 @@ where
     }
 }
 
+/// Joins gossip and builds the node's cluster context (the node starts not ready).
+async fn join_cluster(
+    config: &Config,
+    roles: &Roles,
+    http_addr: SocketAddr,
+    metrics: &Metrics,
+) -> Result<Arc<ignis_actors::cluster::ClusterContext>, NodeError> {
+    use ignis_cluster::{Membership, MembershipConfig, RpcClient};
+    let c = &config.cluster;
+    let bad = |m: String| NodeError::Cluster(m);
+    let http = if c.http_advertise_address.is_empty() {
+        if http_addr.ip().is_unspecified() {
+            return Err(bad("cluster.http_advertise_address must be set when the HTTP server listens on an unspecified address".into()));
+        }
+        http_addr.to_string()
+    } else {
+        c.http_advertise_address.clone()
+    };
+    let listen: SocketAddr = c.gossip_listen_address.parse().map_err(|_| {
+        bad(format!(
+            "bad gossip_listen_address {:?}",
+            c.gossip_listen_address
+        ))
+    })?;
+    let advertise: SocketAddr = if c.gossip_advertise_address.is_empty() {
+        listen
+    } else {
+        c.gossip_advertise_address.parse().map_err(|_| {
+            bad(format!(
+                "bad gossip_advertise_address {:?}",
+                c.gossip_advertise_address
+            ))
+        })?
+    };
+    let node_id = if c.node_id.is_empty() {
+        http.clone()
+    } else {
+        c.node_id.clone()
+    };
+    let membership = Membership::join(
+        MembershipConfig {
+            node_id: node_id.clone(),
+            cluster_id: c.cluster_id.clone(),
+            listen_addr: listen,
+            advertise_addr: advertise,
+            seeds: c.seeds.clone(),
+            gossip_interval: std::time::Duration::from_millis(c.gossip_interval_ms),
+            dead_node_grace: std::time::Duration::from_secs(c.dead_node_grace_secs),
+            roles: roles.names().iter().map(|r| r.to_string()).collect(),
+            http_addr: http,
+            protocol: ignis_cluster::rpc::PROTOCOL_VERSION,
+        },
+        &ignis_cluster::UdpTransport,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let membership = Arc::new(membership);
+    let rpc = RpcClient::new(
+        std::time::Duration::from_millis(c.rpc_timeout_ms.max(1)),
+        c.rpc_retries,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    // Keep the members gauge current.
+    let mut watch = membership.watch();
+    let gauge = metrics.cluster_members.clone();
+    actix_web::rt::spawn(async move {
+        while watch.changed().await.is_ok() {
+            let members = watch.borrow().clone();
+            for state in ["alive", "failed", "left"] {
+                let n = members
+                    .iter()
+                    .filter(|m| format!("{:?}", m.state).eq_ignore_ascii_case(state))
+                    .count();
+                gauge
+                    .get_or_create(&vec![("state", state.to_string())])
+                    .set(n as i64);
+            }
+        }
+    });
+    Ok(Arc::new(ignis_actors::cluster::ClusterContext::new(
+        membership,
+        rpc,
+        ignis_actors::cluster::ReplicationSettings {
+            replication_factor: c.replication_factor,
+            tokens_per_ingester: c.tokens_per_ingester,
+        },
+        node_id,
+        roles.has("ingester"),
+        metrics.clone(),
+    )))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -150,24 +245,36 @@ where
             .map(|(t, s)| (t.clone(), secs(*s)))
             .collect(),
     };
-    let tenants = Arc::new(Tenants::new(
+    let cluster = if config.cluster.enabled {
+        Some(join_cluster(&config, &roles, listener.local_addr()?, &metrics).await?)
+    } else {
+        None
+    };
+    let mut tenants = Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
         Some(wal.clone()),
         blocks,
         metrics.clone(),
         config.query.limits(),
         config.query.max_concurrent_queries,
-    ));
-    let started = Instant::now();
-    let (blocks_loaded, replayed) = tenants.load().await?;
-    tracing::info!(
-        blocks = blocks_loaded,
-        wal_records = replayed.records,
-        wal_profiles = replayed.profiles,
-        wal_bytes = replayed.bytes,
-        elapsed = ?started.elapsed(),
-        "loaded blocks and replayed the WAL"
     );
+    if let Some(c) = &cluster {
+        tenants = tenants.with_cluster(c.clone());
+    }
+    let tenants = Arc::new(tenants);
+    // In a cluster only ingesters hold data; other roles read it from them.
+    if cluster.is_none() || roles.has("ingester") {
+        let started = Instant::now();
+        let (blocks_loaded, replayed) = tenants.load().await?;
+        tracing::info!(
+            blocks = blocks_loaded,
+            wal_records = replayed.records,
+            wal_profiles = replayed.profiles,
+            wal_bytes = replayed.bytes,
+            elapsed = ?started.elapsed(),
+            "loaded blocks and replayed the WAL"
+        );
+    }
     let flush_loop = ignis_actors::shipper::spawn_flush_loop(
         tenants.clone(),
         secs(config.storage.block_check_interval_secs.max(1)),
@@ -227,9 +334,17 @@ where
     .listen(listener)?
     .run();
     let handle = server.handle();
+    if let Some(c) = &cluster {
+        c.membership.set_ready(true).await;
+    }
     let _ = ready.send(());
+    let leaving = cluster.clone();
     actix_web::rt::spawn(async move {
         shutdown.await;
+        // Leave the ring first, so peers stop sending before this node stops.
+        if let Some(c) = leaving {
+            c.membership.leave().await;
+        }
         handle.stop(true).await;
     });
     server.await?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use ignis_storage::SplitProfile;
 
+use crate::cluster::ClusterContext;
 use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::supervisor::Backoff;
@@ -19,21 +20,28 @@ pub struct Distribute {
     pub endpoint: &'static str,
 }
 
-/// Routes profiles to ingesters. With one node that is the local ingester;
-/// the hash ring and replication plug in here.
+/// Routes profiles to ingesters: the local one on a single node, or the
+/// replicas the hash ring picks in a cluster (acknowledged on quorum).
 pub struct Distributor {
     tenant: String,
     ingester: Addr<Ingester>,
+    cluster: Option<Arc<ClusterContext>>,
     metrics: Metrics,
     backoff: Backoff,
 }
 
 impl Distributor {
-    /// A distributor sending to `ingester`.
-    pub fn new(tenant: String, ingester: Addr<Ingester>, metrics: Metrics) -> Self {
+    /// A distributor sending to `ingester`, or through `cluster` when given.
+    pub fn new(
+        tenant: String,
+        ingester: Addr<Ingester>,
+        cluster: Option<Arc<ClusterContext>>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             tenant,
             ingester,
+            cluster,
             metrics,
             backoff: Backoff::default(),
         }
@@ -73,11 +81,16 @@ impl Handler<Distribute> for Distributor {
             ("endpoint", msg.endpoint.to_string()),
         ];
         let profiles = Arc::new(msg.profiles);
+        let cluster = self.cluster.clone();
+        let tenant = self.tenant.clone();
         Box::pin(async move {
-            let stats = ingester
-                .send(Append(profiles))
-                .await
-                .map_err(|e| IngesterError::Unavailable(e.to_string()))??;
+            let stats = match cluster {
+                Some(c) => c.replicate(&tenant, profiles, Some(ingester)).await?,
+                None => ingester
+                    .send(Append(profiles))
+                    .await
+                    .map_err(|e| IngesterError::Unavailable(e.to_string()))??,
+            };
             metrics
                 .ingested_profiles
                 .get_or_create(&labels)

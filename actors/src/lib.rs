@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod distributor;
 pub mod ingest;
 pub mod ingester;

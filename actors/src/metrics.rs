@@ -49,6 +49,14 @@ pub struct Metrics {
     pub block_upload_failures: Family<LabelSet, Counter>,
     /// Blocks loaded from the object store at startup.
     pub blocks_loaded: Counter,
+    /// Cluster members as this node sees them, by state.
+    pub cluster_members: Family<LabelSet, Gauge>,
+    /// Replica writes of pushes, by peer node and outcome.
+    pub replica_writes: Family<LabelSet, Counter>,
+    /// Pushes refused because a quorum of replicas could not be reached.
+    pub quorum_failures: Counter,
+    /// Query fetches from ingesters that failed, by peer node.
+    pub fetch_failures: Family<LabelSet, Counter>,
 }
 
 impl Default for Metrics {
@@ -75,6 +83,30 @@ impl Metrics {
         let blocks_uploaded = Family::default();
         let block_upload_failures = Family::default();
         let blocks_loaded = Counter::default();
+        let cluster_members = Family::default();
+        let replica_writes = Family::default();
+        let quorum_failures = Counter::default();
+        let fetch_failures = Family::default();
+        registry.register(
+            "cluster_members",
+            "Cluster members seen through gossip, by state",
+            cluster_members.clone(),
+        );
+        registry.register(
+            "replica_writes",
+            "Replica writes of pushes, by peer and outcome",
+            replica_writes.clone(),
+        );
+        registry.register(
+            "quorum_failures",
+            "Pushes refused because a quorum of replicas was not reached",
+            quorum_failures.clone(),
+        );
+        registry.register(
+            "fetch_failures",
+            "Query fetches from ingesters that failed, by peer",
+            fetch_failures.clone(),
+        );
         registry.register(
             "blocks_uploaded",
             "Blocks uploaded to object storage",
@@ -153,6 +185,10 @@ impl Metrics {
             blocks_uploaded,
             block_upload_failures,
             blocks_loaded,
+            cluster_members,
+            replica_writes,
+            quorum_failures,
+            fetch_failures,
         }
     }
 

@@ -13,6 +13,7 @@ use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 
+use crate::cluster::{ClusterContext, LocalData};
 use crate::distributor::Distributor;
 use crate::ingester::Ingester;
 use crate::metrics::Metrics;
@@ -58,6 +59,7 @@ pub struct Tenants {
     pub(crate) metrics: Metrics,
     query_limits: Arc<QueryLimits>,
     query_permits: Arc<Semaphore>,
+    cluster: Option<Arc<ClusterContext>>,
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -103,7 +105,27 @@ impl Tenants {
             metrics,
             query_limits: Arc::new(query_limits),
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
+            cluster: None,
         }
+    }
+
+    /// Routes writes and reads through the cluster (ring, replicas, fan-out).
+    pub fn with_cluster(mut self, cluster: Arc<ClusterContext>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster context, when the node is part of one.
+    pub fn cluster(&self) -> Option<&Arc<ClusterContext>> {
+        self.cluster.as_ref()
+    }
+
+    /// This node's data of `tenant` (head and sealed heads), if it has any.
+    pub fn local_data(&self, tenant: &str) -> Option<LocalData> {
+        self.get(tenant).map(|t| LocalData {
+            head: t.head,
+            sealed: t.sealed,
+        })
     }
 
     /// The actors of `tenant`, if it has data.
@@ -144,9 +166,14 @@ impl Tenants {
         let ingester = Supervisor::start_in_arbiter(arbiter, move |_| {
             Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
         });
-        let (t, i, m) = (tenant.to_string(), ingester.clone(), self.metrics.clone());
+        let (t, i, c, m) = (
+            tenant.to_string(),
+            ingester.clone(),
+            self.cluster.clone(),
+            self.metrics.clone(),
+        );
         let distributor = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Distributor::new(t.clone(), i.clone(), m.clone())
+            Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
         });
         let (h, s, l, p) = (
             head.clone(),
@@ -175,6 +202,40 @@ impl Tenants {
         R: Send + 'static,
         F: FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send + 'static,
     {
+        self.query_range(tenant, i64::MIN, i64::MAX, f).await
+    }
+
+    /// Runs `f` against the tenant's data; `[start_ns, end_ns]` bounds what
+    /// a cluster node fetches from the ingesters (the query's own range).
+    pub async fn query_range<R, F>(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        f: F,
+    ) -> Result<R, QueryFailure>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send + 'static,
+    {
+        if let Some(cluster) = &self.cluster {
+            let _permit = self
+                .query_permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+            let merged = cluster
+                .gather(tenant, start_ns, end_ns, self.local_data(tenant))
+                .await?;
+            let limits = self.query_limits.clone();
+            return tokio::task::spawn_blocking(move || {
+                let sources: [&dyn Source; 1] = [&merged];
+                f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+            })
+            .await
+            .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+        }
         match self.get(tenant) {
             Some(t) => t
                 .querier

@@ -8,6 +8,8 @@ pub mod membership;
 pub mod ring;
 pub mod rpc;
 
+/// Gossip transports: UDP, and chitchat's in-memory one for tests.
+pub use chitchat::transport::{ChannelTransport, Transport, UdpTransport};
 pub use membership::{Member, MemberState, Membership, MembershipConfig, MembershipEvent};
 pub use ring::{DEFAULT_TOKENS_PER_MEMBER, Ring};
 pub use rpc::{RpcClient, RpcError};

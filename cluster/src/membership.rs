@@ -218,17 +218,12 @@ impl Membership {
         self.set(keys::READY, if ready { "1" } else { "0" }).await;
     }
 
-    /// Announces a clean leave, gives gossip a few rounds to spread it, and stops.
-    pub async fn leave(mut self) {
+    /// Announces a clean leave and gives gossip a few rounds to spread it;
+    /// gossip stops when the membership is dropped.
+    pub async fn leave(&self) {
         self.set(keys::LEAVING, "1").await;
         self.set_ready(false).await;
         tokio::time::sleep(self.gossip_interval * 4).await;
-        self.refresher.abort();
-        if let Some(h) = self.handle.take()
-            && let Err(e) = h.shutdown().await
-        {
-            tracing::warn!(error = %e, "gossip did not stop cleanly");
-        }
     }
 
     /// Waits until `pred` holds for the member list, or `timeout` passes.
@@ -342,9 +337,7 @@ fn diff(old: &[Member], new: &[Member]) -> Vec<MembershipEvent> {
     for m in new {
         match old.iter().find(|o| o.node_id == m.node_id) {
             None => out.push(MembershipEvent::Joined(m.clone())),
-            Some(o) if o.generation != m.generation => {
-                out.push(MembershipEvent::Joined(m.clone()))
-            }
+            Some(o) if o.generation != m.generation => out.push(MembershipEvent::Joined(m.clone())),
             Some(o) if o != m => out.push(match m.state {
                 MemberState::Failed if o.state != MemberState::Failed => {
                     MembershipEvent::Failed(m.clone())
@@ -426,12 +419,13 @@ mod tests {
             nodes.push(node(&t, p, &[11]).await);
         }
         let all_alive = |m: &[Member]| {
-            m.len() == 4
-                && m.iter()
-                    .all(|m| m.state == MemberState::Alive && m.ready)
+            m.len() == 4 && m.iter().all(|m| m.state == MemberState::Alive && m.ready)
         };
         for n in &nodes {
-            let m = n.wait_for(Duration::from_secs(10), all_alive).await.unwrap();
+            let m = n
+                .wait_for(Duration::from_secs(10), all_alive)
+                .await
+                .unwrap();
             assert_eq!(m.iter().filter(|m| m.is_self).count(), 1);
             assert_eq!(m[0].roles, vec!["distributor", "ingester"]);
             assert_eq!(m[0].http_addr, "127.0.0.1:1011");
@@ -443,12 +437,8 @@ mod tests {
             }
         }
         let split = Instant::now();
-        let failed_other_side = |m: &[Member]| {
-            m.iter()
-                .filter(|m| m.state == MemberState::Failed)
-                .count()
-                == 2
-        };
+        let failed_other_side =
+            |m: &[Member]| m.iter().filter(|m| m.state == MemberState::Failed).count() == 2;
         for n in &nodes {
             n.wait_for(Duration::from_secs(30), failed_other_side)
                 .await
@@ -462,14 +452,19 @@ mod tests {
         }
         let healed = Instant::now();
         for n in &nodes {
-            n.wait_for(Duration::from_secs(30), all_alive).await.unwrap();
+            n.wait_for(Duration::from_secs(30), all_alive)
+                .await
+                .unwrap();
         }
         let converged = healed.elapsed();
-        eprintln!("partition detected in {detected:?}, healed membership converged in {converged:?}");
+        eprintln!(
+            "partition detected in {detected:?}, healed membership converged in {converged:?}"
+        );
         assert!(converged < Duration::from_secs(10), "{converged:?}");
         // A clean leave is seen as Left, not Failed.
         let leaver = nodes.pop().unwrap();
         leaver.leave().await;
+        drop(leaver);
         let m = nodes[0]
             .wait_for(Duration::from_secs(30), |m| {
                 m.iter()

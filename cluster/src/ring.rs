@@ -63,6 +63,31 @@ impl Ring {
         out
     }
 
+    /// Each member's share of the key space as primary owner, sorted by member.
+    pub fn ownership(&self) -> Vec<(String, f64)> {
+        let mut share = vec![0u128; self.members.len()];
+        let n = self.tokens.len();
+        for i in 0..n {
+            let (t, m) = self.tokens[i];
+            // Keys in (previous token, t] belong to this token's member.
+            let prev = if i == 0 {
+                self.tokens[n - 1].0
+            } else {
+                self.tokens[i - 1].0
+            };
+            share[m] += u128::from(t.wrapping_sub(prev));
+        }
+        if n == 1 {
+            share[self.tokens[0].1] = 1u128 << 64;
+        }
+        let total = 2f64.powi(64);
+        self.members
+            .iter()
+            .zip(share)
+            .map(|(m, s)| (m.clone(), s as f64 / total))
+            .collect()
+    }
+
     /// Writes needed for a quorum among `replication_factor` replicas.
     pub fn quorum(replication_factor: usize) -> usize {
         replication_factor / 2 + 1
@@ -112,6 +137,15 @@ mod tests {
             let owner = bigger.replicas(k, 1)[0];
             owner == "n5" || owner == ring.replicas(k, 1)[0]
         }));
+    }
+
+    #[test]
+    fn ownership_sums_to_one() {
+        let ring = Ring::new(["a", "b", "c"], DEFAULT_TOKENS_PER_MEMBER);
+        let own = ring.ownership();
+        let sum: f64 = own.iter().map(|(_, s)| s).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{sum}");
+        assert!(own.iter().all(|(_, s)| (0.2..0.5).contains(s)), "{own:?}");
     }
 
     #[test]

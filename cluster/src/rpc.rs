@@ -55,9 +55,8 @@ where
 pub fn decode<T>(bytes: &[u8]) -> Result<T, RpcError>
 where
     T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-            rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
-        > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
     let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     buf.extend_from_slice(bytes);
@@ -171,7 +170,8 @@ impl RpcClient {
                 },
             };
             // Timeouts are not retried: the peer may be slow, not gone.
-            let timed_out = matches!(&err, RpcError::Unreachable { reason, .. } if reason == "timed out");
+            let timed_out =
+                matches!(&err, RpcError::Unreachable { reason, .. } if reason == "timed out");
             if attempt >= self.retries || timed_out {
                 return Err(err);
             }

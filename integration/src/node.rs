@@ -134,6 +134,16 @@ impl ChildNode {
 
     /// Starts `ignis server` on `data_dir` (kept by the caller, e.g. across a restart).
     pub async fn start_in(data_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with(data_dir, extra_args, &[]).await
+    }
+
+    /// Starts `ignis server` on `data_dir` with extra arguments and
+    /// `IGNIS_…` environment variables.
+    pub async fn start_with(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -142,6 +152,7 @@ impl ChildNode {
             .arg("server")
             .arg(format!("-server.http-listen-address={addr}"))
             .args(extra_args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("IGNIS_STORAGE__DATA_DIR", data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -10,7 +10,7 @@ use ignis_storage::proto::querier::v1 as q;
 use ignis_storage::proto::types::v1 as types;
 
 use super::error::ApiError;
-use super::state::{AppState, now_ns};
+use super::state::{AppState, fetch_range, now_ns};
 
 fn params(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
     web::Query::<Vec<(String, String)>>::from_query(req.query_string())
@@ -58,9 +58,12 @@ pub async fn render(
             .map(|(_, v)| v.clone())
             .collect(),
     };
+    let (start, end) = fetch_range(request.from_ms, request.until_ms);
     let body = state
         .tenants
-        .query(&tenant, move |e| render_flamebearer(e, &request))
+        .query_range(&tenant, start, end, move |e| {
+            render_flamebearer(e, &request)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }
@@ -86,9 +89,13 @@ pub async fn render_diff(
     let max_nodes = param(&p, "maxNodes")
         .or_else(|| param(&p, "max-nodes"))
         .and_then(|v| v.parse::<i64>().ok());
+    let (l, r) = (
+        fetch_range(left.from_ms, left.until_ms),
+        fetch_range(right.from_ms, right.until_ms),
+    );
     let body = state
         .tenants
-        .query(&tenant, move |e| {
+        .query_range(&tenant, l.0.min(r.0), l.1.max(r.1), move |e| {
             render_diff_json(e, &left, &right, max_nodes)
         })
         .await?;
@@ -109,11 +116,14 @@ pub async fn label_values(
     let now = now_ns();
     let start = time_ms(&p, "from", now - 3_600_000_000_000)?;
     let end = time_ms(&p, "until", now)?;
+    let (fs, fe) = fetch_range(start, end);
     let values: Vec<String> = if label == "__name__" {
         let r = q::ProfileTypesRequest { start, end };
         state
             .tenants
-            .query(&tenant, move |e| e.profile_types(&r, now / 1_000_000))
+            .query_range(&tenant, fs, fe, move |e| {
+                e.profile_types(&r, now / 1_000_000)
+            })
             .await?
             .profile_types
             .into_iter()
@@ -128,7 +138,7 @@ pub async fn label_values(
         };
         state
             .tenants
-            .query(&tenant, move |e| e.label_values(&r))
+            .query_range(&tenant, fs, fe, move |e| e.label_values(&r))
             .await?
             .names
     };

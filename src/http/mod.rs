@@ -1,9 +1,11 @@
 //! The HTTP API: Pyroscope's write, query and legacy routes, plus operations.
 
 pub mod body;
+pub mod cluster;
 pub mod connect;
 pub mod error;
 pub mod ingest;
+pub mod internal;
 pub mod legacy;
 pub mod ops;
 pub mod query;
@@ -24,7 +26,13 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 /// Registers every route the node's roles serve.
 pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     cfg.route("/ready", web::get().to(ops::ready))
-        .route("/metrics", web::get().to(ops::metrics));
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/cluster", web::get().to(cluster::cluster))
+        .service(
+            web::resource("/internal/v1/{method}")
+                .route(web::post().to(internal::call))
+                .default_service(web::to(method_not_allowed)),
+        );
     if roles.serves_writes() {
         cfg.service(
             web::resource("/push.v1.PusherService/Push")

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::body::{decode_content_encoding, read_body};
 use super::connect::Codec;
 use super::error::ApiError;
-use super::state::{AppState, now_ns};
+use super::state::{AppState, fetch_range, now_ns};
 
 /// Largest query request body.
 const MAX_QUERY_BODY: usize = 16 << 20;
@@ -71,6 +71,55 @@ pub async fn querier(
     }
 }
 
+/// The time range (ms) a request reads, so a cluster node fetches only that.
+trait FetchRange {
+    fn range_ms(&self) -> (i64, i64) {
+        (0, 0)
+    }
+}
+
+macro_rules! ranged {
+    ($($t:ty),*) => {$(
+        impl FetchRange for $t {
+            fn range_ms(&self) -> (i64, i64) {
+                (self.start, self.end)
+            }
+        }
+    )*};
+}
+
+ranged!(
+    types::LabelNamesRequest,
+    types::LabelValuesRequest,
+    q::SeriesRequest,
+    q::SelectMergeStacktracesRequest,
+    q::SelectMergeProfileRequest,
+    q::SelectSeriesRequest
+);
+
+impl FetchRange for q::ProfileTypesRequest {
+    fn range_ms(&self) -> (i64, i64) {
+        if self.start == 0 && self.end == 0 {
+            // The engine's default: the last hour.
+            let now = now_ns() / 1_000_000;
+            (now - 3_600_000, now)
+        } else {
+            (self.start, self.end)
+        }
+    }
+}
+
+impl FetchRange for q::DiffRequest {
+    fn range_ms(&self) -> (i64, i64) {
+        match (&self.left, &self.right) {
+            (Some(l), Some(r)) => (l.start.min(r.start), l.end.max(r.end)),
+            _ => (0, 0),
+        }
+    }
+}
+
+impl FetchRange for types::GetProfileStatsRequest {}
+
 struct Call<'a> {
     codec: Codec,
     body: &'a [u8],
@@ -81,15 +130,17 @@ struct Call<'a> {
 impl Call<'_> {
     async fn run<Req, Resp, F>(self, f: F) -> Result<HttpResponse, ApiError>
     where
-        Req: prost::Message + Default + DeserializeOwned + Send + 'static,
+        Req: prost::Message + Default + DeserializeOwned + FetchRange + Send + 'static,
         Resp: prost::Message + Serialize + Send + 'static,
         F: FnOnce(&Engine<'_>, Req) -> Result<Resp, QueryError> + Send + 'static,
     {
         let request: Req = self.codec.decode(self.body)?;
+        let (start_ms, end_ms) = request.range_ms();
+        let (start, end) = fetch_range(start_ms, end_ms);
         let resp = self
             .state
             .tenants
-            .query(&self.tenant, move |e| f(e, request))
+            .query_range(&self.tenant, start, end, move |e| f(e, request))
             .await?;
         Ok(self.codec.respond(&resp))
     }

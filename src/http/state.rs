@@ -62,3 +62,15 @@ pub fn now_ns() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
+
+/// The nanosecond range a query over `[start_ms, end_ms]` reads; a missing
+/// bound (0) means everything, and the engine reports the error itself.
+pub fn fetch_range(start_ms: i64, end_ms: i64) -> (i64, i64) {
+    if start_ms == 0 || end_ms == 0 || start_ms > end_ms {
+        return (i64::MIN, i64::MAX);
+    }
+    (
+        start_ms.saturating_mul(1_000_000),
+        end_ms.saturating_mul(1_000_000).saturating_add(999_999),
+    )
+}

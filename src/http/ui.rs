@@ -54,7 +54,9 @@ async fn load(state: &AppState, path: &str) -> Result<Vec<u8>, ApiError> {
     }
     let dir = &state.config.ui.assets_dir;
     if dir.is_empty() {
-        return embedded(path).map(<[u8]>::to_vec).ok_or_else(|| not_found(path));
+        return embedded(path)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| not_found(path));
     }
     let file = std::path::Path::new(dir).join(path);
     tokio::fs::read(&file).await.map_err(|_| not_found(path))

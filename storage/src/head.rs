@@ -299,7 +299,9 @@ impl Head {
             }
             let mut new_rows = Vec::with_capacity(rows.len());
             for row in rows {
-                if row.profile_id != 0 && !seen.insert((s.fingerprint, row.timestamp_ns, row.profile_id)) {
+                if row.profile_id != 0
+                    && !seen.insert((s.fingerprint, row.timestamp_ns, row.profile_id))
+                {
                     continue;
                 }
                 let mut pairs: Vec<(u32, i64)> = row
@@ -307,9 +309,9 @@ impl Head {
                     .iter()
                     .zip(row.values.iter())
                     .map(|(&st, &v)| {
-                        let id = *stacks_memo
-                            .entry(st)
-                            .or_insert_with(|| self.symbols.import_stack(&other.symbols, st, &mut memo));
+                        let id = *stacks_memo.entry(st).or_insert_with(|| {
+                            self.symbols.import_stack(&other.symbols, st, &mut memo)
+                        });
                         (id, v)
                     })
                     .collect();
@@ -328,12 +330,24 @@ impl Head {
             }
             stats.profiles += new_rows.len() as u64;
             for r in &new_rows {
-                self.stats.min_time_ns = Some(self.stats.min_time_ns.map_or(r.timestamp_ns, |t| t.min(r.timestamp_ns)));
-                self.stats.max_time_ns = Some(self.stats.max_time_ns.map_or(r.timestamp_ns, |t| t.max(r.timestamp_ns)));
+                self.stats.min_time_ns = Some(
+                    self.stats
+                        .min_time_ns
+                        .map_or(r.timestamp_ns, |t| t.min(r.timestamp_ns)),
+                );
+                self.stats.max_time_ns = Some(
+                    self.stats
+                        .max_time_ns
+                        .map_or(r.timestamp_ns, |t| t.max(r.timestamp_ns)),
+                );
             }
             let (series, created) = self.series_mut(&s.labels);
             stats.new_series += u64::from(created);
-            if series.profiles.last().is_none_or(|l| l.timestamp_ns <= new_rows[0].timestamp_ns) {
+            if series
+                .profiles
+                .last()
+                .is_none_or(|l| l.timestamp_ns <= new_rows[0].timestamp_ns)
+            {
                 series.profiles.extend(new_rows);
             } else {
                 series.profiles.extend(new_rows);
@@ -463,14 +477,25 @@ mod tests {
         assert_eq!((st.profiles, st.new_series), (2, 1));
         // The same rows again (a replica's answer) are skipped; a new range is not.
         assert_eq!(merged.import_from(&a, keep_x, 0, 50, &mut seen).profiles, 0);
-        assert_eq!(merged.import_from(&a, |_| true, 0, 100, &mut seen).profiles, 2);
+        assert_eq!(
+            merged.import_from(&a, |_| true, 0, 100, &mut seen).profiles,
+            2
+        );
         assert_eq!(merged.stats().profiles, 4);
         assert_eq!(merged.stats().min_time_ns, Some(10));
         let x = &merged.series()[0];
-        assert_eq!(x.profiles.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>(), vec![10, 20, 90]);
+        assert_eq!(
+            x.profiles
+                .iter()
+                .map(|r| r.timestamp_ns)
+                .collect::<Vec<_>>(),
+            vec![10, 20, 90]
+        );
         assert_eq!(x.profiles.iter().map(|r| r.total).sum::<i64>(), 36);
         let mut names = Vec::new();
-        merged.symbols().frame_names(x.profiles[0].stacks[0], &mut names);
+        merged
+            .symbols()
+            .frame_names(x.profiles[0].stacks[0], &mut names);
         assert!(names.contains(&"main".to_string()));
     }
 

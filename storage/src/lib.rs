@@ -21,5 +21,5 @@ pub use labels::{Labels, names};
 pub use profile_type::{ProfileType, ProfileTypeError};
 pub use record::{RecordError, decode_record, encode_record, new_profile_id};
 pub use symbols::{SymbolError, SymbolTable};
-pub use wire::{decode_head, encode_head};
 pub use wal::{ReplayStats, Wal, WalError, WalSync};
+pub use wire::{decode_head, encode_head};

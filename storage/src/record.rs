@@ -50,11 +50,14 @@ struct RecordSeries {
 }
 
 /// Encodes one push of `tenant`.
-pub fn encode_record(tenant: &str, profiles: &[SplitProfile]) -> Result<Vec<u8>, RecordError> {
+pub fn encode_record<'a>(
+    tenant: &str,
+    profiles: impl IntoIterator<Item = &'a SplitProfile>,
+) -> Result<Vec<u8>, RecordError> {
     let record = Record {
         tenant: tenant.to_string(),
         profiles: profiles
-            .iter()
+            .into_iter()
             .map(|p| RecordProfile {
                 profile_id: p.profile_id,
                 timestamp_ns: p.timestamp_ns,

@@ -12,6 +12,9 @@ use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 /// Leading bytes of an encoded head.
 pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED01";
 
+/// A location: mapping, address, lines as (function, line).
+type WireLocation = (u32, u64, Vec<(u32, i64)>);
+
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct WireHead {
     strings: Vec<String>,
@@ -20,7 +23,7 @@ struct WireHead {
     /// memory_start, memory_limit, file_offset, filename, build_id, flags
     mappings: Vec<(u64, u64, u64, u32, u32, u8)>,
     /// mapping, address, lines (function, line)
-    locations: Vec<(u32, u64, Vec<(u32, i64)>)>,
+    locations: Vec<WireLocation>,
     stacks: Vec<Vec<u32>>,
     series: Vec<WireSeries>,
 }
@@ -184,9 +187,7 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
         || sym.locations.len() as u32 != nl
         || sym.stacks.len() as u32 != nst
     {
-        return Err(RecordError::Corrupt(
-            "symbol tables hold duplicates".into(),
-        ));
+        return Err(RecordError::Corrupt("symbol tables hold duplicates".into()));
     }
     let mut series = Vec::with_capacity(w.series.len());
     for s in w.series {

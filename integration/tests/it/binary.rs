@@ -67,10 +67,23 @@ async fn binary_config_errors_name_the_key_and_env_overrides_apply() -> Result<(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("does not exist")
     );
 
+    // Roles split across nodes need a cluster: refused clearly without one.
+    let out = Command::new(&bin)
+        .arg("config")
+        .env("IGNIS_TARGET", "distributor,querier")
+        .output()?;
+    ensure!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("needs cluster.enabled = true"),
+        "split roles without a cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = Command::new(&bin)
         .arg("config")
         .env("IGNIS_QUERY__MAX_FLAMEGRAPH_NODES_MAX", "10")
         .env("IGNIS_TARGET", "distributor,querier")
+        .env("IGNIS_CLUSTER__ENABLED", "true")
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(

@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod binary;
 mod blocks;
+mod cluster;
 mod common;
 mod durability;
 mod formats;

@@ -1,0 +1,408 @@
+//! A node's view of the cluster for its actors: the ingester ring built from
+//! gossip, replicated pushes acknowledged on quorum, and query fan-out to the
+//! ingesters with replicas counted once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ignis_cluster::rpc::{self, FetchRequest, PushReply};
+use ignis_cluster::{Member, MemberState, Membership, Ring, RpcClient};
+use ignis_storage::{Head, SplitProfile, decode_head, encode_head, encode_record};
+use parking_lot::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
+use crate::metrics::Metrics;
+use crate::querier::QueryFailure;
+use crate::sealed::SealedList;
+
+/// The ingester role name.
+pub const INGESTER: &str = "ingester";
+
+/// Replication settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationSettings {
+    /// Copies of each profile (clamped to the number of ingesters).
+    pub replication_factor: usize,
+    /// Ring tokens per ingester.
+    pub tokens_per_ingester: usize,
+}
+
+/// The ingesters as the ring sees them.
+pub struct RingView {
+    /// Consistent-hash ring over ingester node ids.
+    pub ring: Ring,
+    /// Ingesters in the ring, by node id.
+    pub members: HashMap<String, Member>,
+    /// Replication factor after clamping.
+    pub replication_factor: usize,
+}
+
+impl RingView {
+    /// Writes needed before a push is acknowledged.
+    pub fn quorum(&self) -> usize {
+        Ring::quorum(self.replication_factor)
+    }
+
+    /// Ingesters that may be unreachable with every acknowledged profile still readable.
+    pub fn tolerated_failures(&self) -> usize {
+        self.replication_factor - self.quorum()
+    }
+}
+
+/// A ring and the member list it was built from.
+type CachedRing = (Arc<Vec<Member>>, Arc<RingView>);
+
+/// What a node needs to take part in the cluster.
+pub struct ClusterContext {
+    /// Gossip membership.
+    pub membership: Arc<Membership>,
+    /// Client for calls to peers.
+    pub rpc: RpcClient,
+    /// Replication settings.
+    pub settings: ReplicationSettings,
+    /// This node's id.
+    pub node_id: String,
+    /// This node runs the ingester role.
+    pub local_ingester: bool,
+    metrics: Metrics,
+    /// The ring built for the last member list seen.
+    cache: Mutex<Option<CachedRing>>,
+}
+
+/// The data of a tenant on this node, for queries answered locally.
+pub struct LocalData {
+    /// The head.
+    pub head: Arc<parking_lot::RwLock<Head>>,
+    /// Cut heads and loaded blocks.
+    pub sealed: SealedList,
+}
+
+/// The routing key of a profile: tenant and its first series.
+pub fn routing_key(tenant: &str, p: &SplitProfile) -> u64 {
+    let fp = p.series.first().map_or(0, |s| s.labels.fingerprint());
+    let mut buf = Vec::with_capacity(tenant.len() + 9);
+    buf.extend_from_slice(tenant.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&fp.to_le_bytes());
+    xxh3_64(&buf)
+}
+
+impl ClusterContext {
+    /// A context over `membership`.
+    pub fn new(
+        membership: Arc<Membership>,
+        rpc: RpcClient,
+        settings: ReplicationSettings,
+        node_id: String,
+        local_ingester: bool,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            membership,
+            rpc,
+            settings,
+            node_id,
+            local_ingester,
+            metrics,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current ring: ingesters that have not left (failed ones keep
+    /// their place, so their replicas count as missing, not as moved).
+    pub fn ring(&self) -> Arc<RingView> {
+        let members = self.membership.members();
+        let mut cache = self.cache.lock();
+        if let Some((m, view)) = &*cache
+            && Arc::ptr_eq(m, &members)
+        {
+            return view.clone();
+        }
+        let ingesters: HashMap<String, Member> = members
+            .iter()
+            .filter(|m| m.has_role(INGESTER) && m.state != MemberState::Left && !m.leaving)
+            .map(|m| (m.node_id.clone(), m.clone()))
+            .collect();
+        let rf = self.settings.replication_factor.max(1);
+        let clamped = rf.min(ingesters.len()).max(1);
+        if clamped < rf && !ingesters.is_empty() {
+            tracing::warn!(
+                replication_factor = rf,
+                ingesters = ingesters.len(),
+                "fewer ingesters than the replication factor; replicating to all of them"
+            );
+        }
+        let view = Arc::new(RingView {
+            ring: Ring::new(ingesters.keys().cloned(), self.settings.tokens_per_ingester),
+            members: ingesters,
+            replication_factor: clamped,
+        });
+        *cache = Some((members, view.clone()));
+        view
+    }
+
+    /// Stores `profiles` on their replicas and returns once every profile
+    /// is on a quorum of them; fails (nothing acknowledged) when a quorum
+    /// cannot be reached.
+    pub async fn replicate(
+        &self,
+        tenant: &str,
+        profiles: Arc<Vec<SplitProfile>>,
+        local: Option<Addr<Ingester>>,
+    ) -> Result<AppendStats, IngesterError> {
+        let view = self.ring();
+        if view.members.is_empty() {
+            return Err(IngesterError::Unavailable(
+                "no ingester in the ring: none has joined the cluster yet".into(),
+            ));
+        }
+        let (rf, quorum) = (view.replication_factor, view.quorum());
+        let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, p) in profiles.iter().enumerate() {
+            for node in view.ring.replicas(routing_key(tenant, p), rf) {
+                groups.entry(node).or_default().push(i);
+            }
+        }
+        let mut pending = FuturesUnordered::new();
+        for (node, idx) in groups {
+            let member = view.members.get(node).cloned();
+            let subset: Arc<Vec<SplitProfile>> = if idx.len() == profiles.len() {
+                profiles.clone()
+            } else {
+                Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect())
+            };
+            let local = (node == self.node_id && self.local_ingester)
+                .then(|| local.clone())
+                .flatten();
+            let rpc = self.rpc.clone();
+            let tenant = tenant.to_string();
+            let node = node.to_string();
+            // Each replica write runs on its own task: the push returns at
+            // quorum and the slower replicas finish in the background.
+            let metrics = self.metrics.clone();
+            let task = tokio::spawn(async move {
+                let res = push_one(&rpc, &tenant, member, subset, local).await;
+                let outcome = if res.is_ok() { "ok" } else { "error" };
+                metrics
+                    .replica_writes
+                    .get_or_create(&vec![
+                        ("node", node.clone()),
+                        ("outcome", outcome.to_string()),
+                    ])
+                    .inc();
+                (node, res)
+            });
+            pending.push(async move { (idx, task.await) });
+        }
+        let mut acks = vec![0usize; profiles.len()];
+        let mut remaining = vec![rf; profiles.len()];
+        let mut errors = Vec::new();
+        while let Some((idx, joined)) = pending.next().await {
+            let ok = match joined {
+                Ok((_, Ok(()))) => true,
+                Ok((node, Err(e))) => {
+                    errors.push(format!("{node}: {e}"));
+                    false
+                }
+                Err(e) => {
+                    errors.push(format!("replica task failed: {e}"));
+                    false
+                }
+            };
+            for &i in &idx {
+                remaining[i] -= 1;
+                if ok {
+                    acks[i] += 1;
+                }
+            }
+            if acks.iter().all(|&a| a >= quorum) {
+                return Ok(stats_of(&profiles));
+            }
+            if acks.iter().zip(&remaining).any(|(&a, &r)| a + r < quorum) {
+                break;
+            }
+        }
+        self.metrics.quorum_failures.inc();
+        Err(IngesterError::Unavailable(format!(
+            "quorum not reached: each profile needs {quorum} of {rf} replicas; failures: {}",
+            errors.join("; ")
+        )))
+    }
+
+    /// Every profile of `tenant` in `[start_ns, end_ns]` that the ingesters
+    /// hold, merged into one head with each profile once. Fails when so many
+    /// ingesters are unreachable that acknowledged profiles could be missing.
+    pub async fn gather(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        local: Option<LocalData>,
+    ) -> Result<Head, QueryFailure> {
+        let view = self.ring();
+        let mut pending = FuturesUnordered::new();
+        for (node, member) in &view.members {
+            let node = node.clone();
+            if node == self.node_id && self.local_ingester {
+                let local = local.as_ref().map(|l| (l.head.clone(), l.sealed.clone()));
+                pending.push(tokio::spawn(async move {
+                    let head = match local {
+                        Some((head, sealed)) => tokio::task::spawn_blocking(move || {
+                            slice_local(&head, &sealed, start_ns, end_ns)
+                        })
+                        .await
+                        .map_err(|e| e.to_string()),
+                        None => Ok(Head::new()),
+                    };
+                    (node, head)
+                }));
+                continue;
+            }
+            let (rpc, member, tenant) = (self.rpc.clone(), member.clone(), tenant.to_string());
+            pending.push(tokio::spawn(async move {
+                let res = fetch_one(&rpc, &member, &tenant, start_ns, end_ns).await;
+                (node, res)
+            }));
+        }
+        let mut answers = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(joined) = pending.next().await {
+            match joined {
+                Ok((_, Ok(h))) => answers.push(h),
+                Ok((node, Err(e))) => {
+                    self.metrics
+                        .fetch_failures
+                        .get_or_create(&vec![("node", node.clone())])
+                        .inc();
+                    errors.push(format!("{node}: {e}"));
+                }
+                Err(e) => errors.push(format!("fetch task failed: {e}")),
+            }
+        }
+        if errors.len() > view.tolerated_failures() {
+            return Err(QueryFailure::Unavailable(format!(
+                "{} of {} ingesters unreachable, more than the {} replication tolerates: {}",
+                errors.len(),
+                view.members.len(),
+                view.replication_factor,
+                errors.join("; ")
+            )));
+        }
+        if !errors.is_empty() {
+            tracing::warn!(errors = ?errors, "query answered without some ingesters (their replicas cover them)");
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut merged = Head::new();
+            let mut seen = HashSet::new();
+            for h in &answers {
+                merged.import_from(h, |_| true, i64::MIN, i64::MAX, &mut seen);
+            }
+            merged
+        })
+        .await
+        .map_err(|e| QueryFailure::Unavailable(e.to_string()))
+    }
+}
+
+/// A copy of this node's data of a tenant in a time range.
+pub fn slice_local(
+    head: &parking_lot::RwLock<Head>,
+    sealed: &SealedList,
+    start_ns: i64,
+    end_ns: i64,
+) -> Head {
+    let mut out = Head::new();
+    let mut seen = HashSet::new();
+    // Head first, then sealed: the order a cut takes its locks in.
+    let head = head.read();
+    let sealed = sealed.read().clone();
+    out.import_from(&head, |_| true, start_ns, end_ns, &mut seen);
+    for s in sealed.iter() {
+        out.import_from(&s.head, |_| true, start_ns, end_ns, &mut seen);
+    }
+    out
+}
+
+fn stats_of(profiles: &[SplitProfile]) -> AppendStats {
+    AppendStats {
+        profiles: profiles.iter().map(|p| p.series.len() as u64).sum(),
+        samples: profiles
+            .iter()
+            .flat_map(|p| &p.series)
+            .map(|s| s.samples.len() as u64)
+            .sum(),
+    }
+}
+
+async fn push_one(
+    rpc: &RpcClient,
+    tenant: &str,
+    member: Option<Member>,
+    profiles: Arc<Vec<SplitProfile>>,
+    local: Option<Addr<Ingester>>,
+) -> Result<(), String> {
+    if let Some(ingester) = local {
+        ingester
+            .send(Append(profiles))
+            .await
+            .map_err(|e| format!("local ingester unavailable: {e}"))?
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let Some(member) = member else {
+        return Err("not in the ring".into());
+    };
+    if !member.serving() {
+        return Err(format!("{:?}, ready={}", member.state, member.ready).to_lowercase());
+    }
+    let body = encode_record(tenant, profiles.iter()).map_err(|e| e.to_string())?;
+    let reply = rpc
+        .call(&member.http_addr, "push", Bytes::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    rpc::decode::<PushReply>(&reply).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn fetch_one(
+    rpc: &RpcClient,
+    member: &Member,
+    tenant: &str,
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Head, String> {
+    if !member.serving() {
+        return Err(format!("{:?}, ready={}", member.state, member.ready).to_lowercase());
+    }
+    let req = rpc::encode(&FetchRequest {
+        tenant: tenant.to_string(),
+        start_ns,
+        end_ns,
+    })
+    .map_err(|e| e.to_string())?;
+    let bytes = rpc
+        .call(&member.http_addr, "fetch", Bytes::from(req))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || decode_head(&bytes).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Encodes this node's slice of a tenant for a peer's fetch.
+pub fn encode_slice(
+    local: Option<&LocalData>,
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Vec<u8>, String> {
+    let head = match local {
+        Some(l) => slice_local(&l.head, &l.sealed, start_ns, end_ns),
+        None => Head::new(),
+    };
+    encode_head(&head).map_err(|e| e.to_string())
+}

@@ -1,0 +1,305 @@
+//! Real `ignis` processes joined by gossip: replicated writes, fan-out reads
+//! with replicas counted once, role-split clusters, and ingesters killed with
+//! SIGKILL under load. Run alone with `cargo test -p ignis-integration --test it cluster`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use ignis_integration::client::Client;
+use ignis_integration::cluster::Cluster;
+use ignis_integration::fixtures::{
+    expectations, load_captures, read_fixture, read_json, sdk_captures,
+};
+use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use ignis_storage::proto::types::v1::LabelPair;
+use prost::Message;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::common::verify;
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+/// Replays every SDK capture through `writers` (round robin) and checks every
+/// expectation through `readers` (round robin).
+async fn replay_and_verify(cluster: &Cluster, writers: &[usize], readers: &[usize]) -> Result<()> {
+    let mut expected = Vec::new();
+    let mut n = 0;
+    for (dir, metrics) in sdk_captures() {
+        for (i, c) in load_captures(dir)?.iter().enumerate() {
+            let client = Client::new(&cluster.url(writers[n % writers.len()])?);
+            n += 1;
+            let r = client.replay(c).await?;
+            let status = r.status();
+            ensure!(
+                status.is_success(),
+                "{}: {status}: {}",
+                c.name,
+                r.text().await?
+            );
+            let metric = metrics.get(i).copied().unwrap_or("");
+            expected.extend(expectations(c, metric).with_context(|| c.name.clone())?);
+        }
+    }
+    ensure!(expected.len() >= 21, "only {} expectations", expected.len());
+    for (i, exp) in expected.iter().enumerate() {
+        let client = Client::new(&cluster.url(readers[i % readers.len()])?);
+        verify(&client, exp).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Result<()> {
+    let cluster = Cluster::start(&["all", "all", "all"]).await?;
+    let status = cluster.status(0).await?;
+    ensure!(status["ring"]["replication_factor"] == 3, "{status}");
+    ensure!(status["ring"]["quorum"] == 2, "{status}");
+    let share: f64 = status["ring"]["ownership"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["share"].as_f64())
+        .sum();
+    ensure!((share - 1.0).abs() < 1e-6, "ring shares sum to {share}");
+    // Writes through one node are read back exactly through the others:
+    // three replicas of every profile, counted once.
+    replay_and_verify(&cluster, &[0, 1, 2], &[1, 2, 0]).await?;
+    let metrics = reqwest::get(format!("{}/metrics", cluster.url(0)?))
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("ignis_replica_writes_total{node=\"node-1\",outcome=\"ok\"}"),
+        "no replica write metric"
+    );
+    ensure!(metrics.contains("ignis_cluster_members{state=\"alive\"} 3"));
+    // The HTML page lists every member.
+    let page = reqwest::get(format!("{}/cluster", cluster.url(2)?))
+        .await?
+        .text()
+        .await?;
+    for i in 0..3 {
+        ensure!(
+            page.contains(&format!("node-{i}")),
+            "node-{i} missing from /cluster"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
+    // 2 distributors, 3 ingesters, 2 queriers.
+    let cluster = Cluster::start(&[
+        "distributor",
+        "distributor",
+        "ingester",
+        "ingester",
+        "ingester",
+        "querier",
+        "query-frontend,querier",
+    ])
+    .await?;
+    replay_and_verify(&cluster, &[0, 1], &[5, 6]).await?;
+    // Each node serves only its roles' routes.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/querier.v1.QuerierService/ProfileTypes",
+            cluster.url(0)?
+        ))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    ensure!(
+        r.status() == 404,
+        "a distributor answered a query: {}",
+        r.status()
+    );
+    let r = http
+        .post(format!("{}/ingest?name=x&format=folded", cluster.url(5)?))
+        .body("a;b 1")
+        .send()
+        .await?;
+    ensure!(
+        r.status() == 404,
+        "a querier accepted a write: {}",
+        r.status()
+    );
+    // Ingesters hold the data: each profile on all three.
+    for i in 2..5 {
+        let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
+            .await?
+            .text()
+            .await?;
+        ensure!(
+            m.contains("ignis_head_series{tenant=\"anonymous\"}"),
+            "ingester {i} holds nothing"
+        );
+    }
+    Ok(())
+}
+
+fn push_body(service: &str, raw: &[u8]) -> Vec<u8> {
+    let label = |n: &str, v: &str| LabelPair {
+        name: n.into(),
+        value: v.into(),
+    };
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                label("__name__", "process_cpu"),
+                label("service_name", service),
+            ],
+            samples: vec![RawSample {
+                raw_profile: raw.to_vec(),
+                id: String::new(),
+            }],
+            annotations: vec![],
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Sum of the CPU total of every series matching `selector`, through node `i`.
+async fn total(cluster: &Cluster, i: usize, selector: &str) -> Result<f64> {
+    let client = Client::new(&cluster.url(i)?);
+    let s = client
+        .connect_json(
+            "SelectSeries",
+            json!({"profileTypeID": CPU, "labelSelector": selector,
+                   "start": 1, "end": 4_000_000_000_000i64, "step": 4.0e9}),
+        )
+        .await?;
+    Ok(s["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s: &Value| s["points"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["value"].as_f64().unwrap_or(0.0))
+        .sum())
+}
+
+#[tokio::test]
+async fn kill_9_of_an_ingester_loses_no_acknowledged_profile() -> Result<()> {
+    let mut cluster = Cluster::start(&["all", "all", "all"]).await?;
+    let raw = read_fixture("go/cpu.pb.gz")?;
+    let per_profile = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_f64()
+        .context("cpu truth")?;
+
+    // Phase 1: four writers push through nodes 0 and 1 while node 2 is killed.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(Mutex::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = Client::new(&cluster.url(w % 2)?);
+        let (raw, acked, stop) = (raw.clone(), acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0.. {
+                if *stop.lock().await {
+                    break;
+                }
+                let r = client
+                    .post(
+                        "/push.v1.PusherService/Push",
+                        &[("content-type", "application/proto")],
+                        push_body(&format!("kill-{w}-{i}"), &raw),
+                    )
+                    .await?;
+                if r.status().is_success() {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failures.push(format!("{}: {}", r.status(), r.text().await?));
+                }
+            }
+            anyhow::Ok(failures)
+        }));
+    }
+    let wait_acks = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while acked.load(Ordering::SeqCst) < n {
+                if Instant::now() > deadline {
+                    bail!("only {} pushes acknowledged", acked.load(Ordering::SeqCst));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(())
+        }
+    };
+    wait_acks(60).await?;
+    cluster.kill(2)?;
+    let at_kill = acked.load(Ordering::SeqCst);
+    // Pushes keep succeeding on the two remaining replicas.
+    wait_acks(at_kill + 60).await?;
+    *stop.lock().await = true;
+    let mut failures = Vec::new();
+    for w in writers {
+        failures.extend(w.await??);
+    }
+    ensure!(
+        failures.is_empty(),
+        "pushes failed with one ingester down: {:?}",
+        &failures[..failures.len().min(3)]
+    );
+    let acked = acked.load(Ordering::SeqCst) as f64;
+    // With one of three down, reads are complete; every profile counted once.
+    for i in 0..2 {
+        let t = total(&cluster, i, "{service_name=~\"kill-.*\"}").await?;
+        ensure!(
+            t == acked * per_profile,
+            "node {i}: total {t}, want {} ({acked} acknowledged)",
+            acked * per_profile
+        );
+    }
+    // The killed ingester restarts, replays its WAL and rejoins.
+    cluster.start_node(2).await?;
+    cluster.wait_converged(3).await?;
+    for i in 0..3 {
+        let t = total(&cluster, i, "{service_name=~\"kill-.*\"}").await?;
+        ensure!(
+            t == acked * per_profile,
+            "after rejoin, node {i}: total {t}, want {}",
+            acked * per_profile
+        );
+    }
+
+    // Phase 2: two of three ingesters down: no quorum, pushes get 503 with a
+    // reason, and nothing acknowledged before is lost.
+    cluster.kill(1)?;
+    cluster.kill(2)?;
+    let client = Client::new(&cluster.url(0)?);
+    let r = client
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            push_body("after-two-down", &raw),
+        )
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    ensure!(
+        status == 503,
+        "push with two ingesters down: {status} {text}"
+    );
+    ensure!(text.contains("quorum"), "503 without a reason: {text}");
+    cluster.start_node(1).await?;
+    cluster.start_node(2).await?;
+    cluster.wait_converged(3).await?;
+    for i in 0..3 {
+        let t = total(&cluster, i, "{service_name=~\"kill-.*\"}").await?;
+        ensure!(
+            t == acked * per_profile,
+            "after two restarts, node {i}: total {t}, want {}",
+            acked * per_profile
+        );
+    }
+    Ok(())
+}
