@@ -46,6 +46,7 @@ class Checks:
         self.failures = []
 
     def check(self, name, ok, detail=""):
+        detail = " | ".join(str(detail).split("\n"))
         if ok:
             self.passed += 1
             print(f"PASS  {name}" + (f": {detail}" if detail else ""), flush=True)
@@ -521,6 +522,11 @@ def check_search(ui, c, truth):
     c.check("search: highlighted frame count matches the data", s and s["nodes"] == fib["nodes"], f"{s and s['nodes']} vs {fib['nodes']}")
     c.check("search: displayed share of total matches the data", share in info, f"want {share} in {info!r}")
     c.check("search: share value counts nested (recursive) matches once", s and s["value"] == fib["samples"] * 10_000_000, f"{s and s['value']} vs {fib['samples'] * 10_000_000}")
+    # Recursion: fib is up to 20 frames deep; its total counts each stack once.
+    fib4 = "fib (busy.py:4)"
+    want = sum(int(l.rpartition(" ")[2]) for l in py["text"].splitlines() if fib4 in l.rpartition(" ")[0].split(";")) * 10_000_000
+    got = ui.js("const r = document.querySelector(`#explore-table tbody tr[data-name=\"${arguments[0]}\"]`); return r && +r.dataset.total", fib4)
+    c.check("table: a recursive function's total counts each stack once", got == want, f"{got} vs {want}")
     name, samples = py["top_self"]
     row = ui.js("const r = document.querySelector('#explore-table tbody tr'); return r && {name: r.dataset.name, self: +r.dataset.self}")
     c.check("table (py-spy): top self row matches the fixture's ground truth", row and row["name"] == name and row["self"] == samples * 10_000_000, f"{row} vs {name} {samples}")

@@ -149,15 +149,15 @@ export class SelectorInput {
       insert = after.trimStart().startsWith('=') || after.trimStart().startsWith('!') ? item : `${item}="`;
     } else {
       const escaped = item.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
-      after = after.replace(/^(?:[^"\\]|\\.)*/, '');
-      const closing = after.startsWith('"') ? '' : '"';
+      // Inside quotes, the rest of the value being typed is replaced too.
+      if (ctx.quoted) after = after.replace(/^(?:[^"\\]|\\.)*/, '');
+      const closing = ctx.quoted && after.startsWith('"') ? '' : '"';
       insert = `${ctx.quoted ? '' : '"'}${escaped}${closing}`;
-      if (!closing) after = after.slice(0);
     }
     const head = text.slice(0, ctx.from);
     this.input.value = head + insert + after;
     let pos = head.length + insert.length;
-    if (ctx.kind === 'value' && after.startsWith('"')) pos += 1;
+    if (ctx.kind === 'value' && ctx.quoted && after.startsWith('"')) pos += 1;
     this.input.setSelectionRange(pos, pos);
     this.close();
     if (ctx.kind === 'name') this.suggest();

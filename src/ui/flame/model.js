@@ -254,9 +254,3 @@ export function firstEndingAfter(m, level, x) {
   }
   return lo;
 }
-
-/** True when `a` is `b` or one of its ancestors. */
-export function isAncestorOrSelf(m, a, b) {
-  if (m.level[a] > m.level[b]) return false;
-  return m.x[a] <= m.x[b] && m.x[b] + m.w[b] <= m.x[a] + m.w[a] && (a === b || m.level[a] < m.level[b]);
-}
