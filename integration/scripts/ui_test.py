@@ -484,13 +484,13 @@ def check_go_flamegraph(ui, c, truth, docs):
     ui.idle()
     first = ui.js("return document.querySelector('#explore-table tbody tr').dataset.name")
     c.check("table: sorting by total puts the top total first", first == go["top_total"]["cpu/nanoseconds"][0][0] and ui.state()["sort"] == "total", f"{first}")
+    ui.screenshot("table", max_height=1500)
     filt = ui.d.find_element("css selector", "#explore-filter")
     filt.send_keys("sha256")
     time.sleep(0.5)
     ui.idle()
     names = ui.js("return [...document.querySelectorAll('#explore-table tbody tr')].map(r => r.dataset.name)")
     c.check("table: the filter keeps matching functions only", names and all("sha256" in n for n in names), f"{len(names)} rows")
-    ui.screenshot("table", max_height=1500)
 
 
 def check_sandwich(ui, c, truth):
@@ -601,8 +601,13 @@ def check_states(ui, c, truth):
     ui.screenshot("error", max_height=1100)
     # No data at all in a range.
     ui.open({"from": "now-7d", "until": "now-6d"})
+    ui.wait("document.querySelector('#explore-flame .empty-action')", 10, "the jump button")
     t = ui.text("#explore-flame .empty-state") or ""
-    c.check("empty: a range without profiles says so", "No profiles in this time range" in t, t.replace("\n", " | "))
+    c.check("empty: a range without profiles says so, and where the data is (GetProfileStats)", "No profiles in this time range" in t and "This tenant has profiles from" in t, t)
+    ui.js("document.querySelector('#explore-flame .empty-action').click()")
+    ui.idle()
+    m = ui.model()
+    c.check("empty: the jump button shows the newest profiles", m and m["total"] > 0 and ui.state()["from"].isdigit(), f"{ui.state()['from']}..{ui.state()['until']}")
     # A tenant in the URL: the field shows and the header is sent (another tenant has no data).
     ui.open({"tenant": "ui-test-other-tenant"})
     c.check("tenant: a tenant in the URL shows the tenant field", ui.visible("#tenant-field") and ui.js("return document.querySelector('#tenant').value") == "ui-test-other-tenant")

@@ -6,7 +6,7 @@
 import { byId, h, replace } from './lib/dom.js';
 import { ApiError, connect, num, setTenant } from './lib/api.js';
 import { DATA_KEYS, buildSelector, maxNodesOf, normalizeMatchers, parseState, printState } from './lib/url-state.js';
-import { describe, formatDuration, isRelative, resolveRange, stepFor } from './lib/time-range.js';
+import { describe, formatDateTime, formatDuration, isRelative, resolveRange, stepFor } from './lib/time-range.js';
 import { profileTypeLabel, unitOf } from './lib/units.js';
 import { SERIES_COLORS } from './lib/colors.js';
 import { decodeFlamegraph } from './flame/model.js';
@@ -221,6 +221,17 @@ export class App {
     range = this.cache.range;
     const cat = this.cache.catalog;
     if (!cat) return;
+    if (!cat.services.size && this.cache.statsKey !== catKey) {
+      // Where the data is, for the empty state's hint.
+      this.cache.statsKey = catKey;
+      this.cache.stats = null;
+      this.track(connect('GetProfileStats', {}))
+        .then((st) => {
+          this.cache.stats = st;
+          if (this.cache.statsKey === catKey) this.renderView();
+        })
+        .catch(() => {});
+    }
     const patch = this.defaultsFor(s, cat);
     if (patch) {
       this.set(patch, { replace: true });
@@ -469,6 +480,23 @@ export class App {
     byId('tenant-hint').hidden = !this.needsTenant || !!s.tenant;
     if (document.activeElement !== this.tenantInput) this.tenantInput.value = s.tenant;
     const cat = this.cache.catalog;
+    const optionsKey = [cat, s.service, s.type, this.errors.has('catalog')];
+    if (!this.optionsMemo || optionsKey.some((x, i) => x !== this.optionsMemo[i])) {
+      this.optionsMemo = optionsKey;
+      this.renderOptions(s, cat);
+    }
+    if (document.activeElement !== this.selector.input) this.selector.value = s.sel;
+    this.range.set(s.from, s.until);
+    byId('range-info').textContent = this.cache.range
+      ? `${describe(s.from, s.until)} · ${formatDuration(this.cache.range.end - this.cache.range.start)}`
+      : '';
+    byId('view-explore').hidden = !['flamegraph', 'table', 'both'].includes(s.view);
+    byId('view-sandwich').hidden = s.view !== 'sandwich';
+    byId('view-diff').hidden = s.view !== 'diff';
+  }
+
+  /** The service and profile type menus. */
+  renderOptions(s, cat) {
     const services = cat ? [...cat.services.keys()].sort() : [];
     if (s.service && !services.includes(s.service)) services.unshift(s.service);
     replace(this.serviceSelect, ...(services.length ? services : ['']).map((v) => h('option', {
@@ -480,14 +508,6 @@ export class App {
     if (s.type && !types.includes(s.type)) types.unshift(s.type);
     replace(this.typeSelect, ...(types.length ? types : ['']).map((v) => h('option', { value: v, text: v ? profileTypeLabel(v) : '–', title: v })));
     this.typeSelect.value = s.type;
-    if (document.activeElement !== this.selector.input) this.selector.value = s.sel;
-    this.range.set(s.from, s.until);
-    byId('range-info').textContent = this.cache.range
-      ? `${describe(s.from, s.until)} · ${formatDuration(this.cache.range.end - this.cache.range.start)}`
-      : '';
-    byId('view-explore').hidden = !['flamegraph', 'table', 'both'].includes(s.view);
-    byId('view-sandwich').hidden = s.view !== 'sandwich';
-    byId('view-diff').hidden = s.view !== 'diff';
   }
 
   unit() {
@@ -504,7 +524,20 @@ export class App {
     const cat = this.cache.catalog;
     if (!cat) return { title: 'Loading…', hint: '' };
     if (!cat.services.size) {
-      return { title: 'No profiles in this time range', hint: 'Widen the time range (e.g. Last 24 hours or Last 7 days), or send profiles to /ingest or the Push API.' };
+      const empty = { title: 'No profiles in this time range', hint: 'Widen the time range (e.g. Last 24 hours or Last 7 days), or send profiles to /ingest or the Push API.' };
+      const st = this.cache.stats;
+      if (st && st.dataIngested) {
+        const newest = num(st.newestProfileTime);
+        const oldest = num(st.oldestProfileTime);
+        empty.hint = `This tenant has profiles from ${formatDateTime(oldest)} to ${formatDateTime(newest)}. Widen the time range, or jump to the newest ones.`;
+        empty.action = {
+          label: 'Show the hour around the newest profile',
+          run: () => this.set({ from: String(newest - 50 * 60_000), until: String(newest + 10 * 60_000) }),
+        };
+      } else if (st) {
+        empty.hint = 'No profile was ingested for this tenant yet. Send profiles to /ingest or the Push API.';
+      }
+      return empty;
     }
     if (c.error) return { title: 'The query failed', hint: String(c.error) };
     if (c.loading || !c.model) return { title: 'Loading…', hint: '' };
@@ -561,8 +594,13 @@ export class App {
     if (!r || !s.type) {
       title.textContent = 'Time series';
       this.chart.setData(null);
+      this.chartMemo = null;
       return;
     }
+    // Redraw only when something the chart shows changed.
+    const memo = [c.resp, c.loading, c.error, r.start, r.end, s.view === 'diff' ? this.cache.diff.ranges : null];
+    if (this.chartMemo && memo.every((x, i) => x === this.chartMemo[i])) return;
+    this.chartMemo = memo;
     title.textContent = `${s.service || '–'} · ${profileTypeLabel(s.type)}`;
     byId('chart-status').textContent = c.loading ? 'Loading…' : c.error ? 'Query failed (see above)' : '';
     const series = (c.resp?.series || []).map((x, i) => ({

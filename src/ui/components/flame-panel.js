@@ -78,7 +78,7 @@ export class FlamePanel {
    * @param {string} [p.search]
    * @param {string} [p.selected]  selected function name
    * @param {string} [p.orientation]
-   * @param {{title: string, hint: string}} [p.empty] shown instead when set
+   * @param {{title: string, hint: string, action?: {label: string, run: () => void}}} [p.empty] shown instead when set
    */
   set(p) {
     const prev = this.p;
@@ -87,7 +87,12 @@ export class FlamePanel {
       this.graphHost.hidden = true;
       this.crumbs.hidden = true;
       this.empty.hidden = !p.empty;
-      if (p.empty) replace(this.empty, h('div', { class: 'empty-title', text: p.empty.title }), h('div', { class: 'empty-hint', text: p.empty.hint }));
+      if (p.empty) {
+        const action = p.empty.action
+          ? h('button', { type: 'button', class: 'btn empty-action', text: p.empty.action.label, onclick: p.empty.action.run })
+          : null;
+        replace(this.empty, h('div', { class: 'empty-title', text: p.empty.title }), h('div', { class: 'empty-hint', text: p.empty.hint }), action);
+      }
       this.searchInfo.textContent = '';
       return;
     }

@@ -9,6 +9,12 @@ import { diffClass, relativeChange } from '../lib/colors.js';
 
 const PAGE = 300;
 
+/** An inline share bar behind a percentage cell. */
+function bar(part, whole) {
+  const pct = whole ? Math.max(0, Math.min(100, (part / whole) * 100)) : 0;
+  return `--pct:${pct.toFixed(2)}%`;
+}
+
 function cmp(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -171,9 +177,9 @@ export class FunctionTable {
         tr.append(
           h('td', { class: 'col-name', title: r.name, text: r.name }),
           h('td', { class: 'num', text: formatValue(r.self, p.unit) }),
-          h('td', { class: 'num', text: formatPercent(r.self, p.total) }),
+          h('td', { class: 'num bar bar-self', style: bar(r.self, p.total), text: formatPercent(r.self, p.total) }),
           h('td', { class: 'num', text: formatValue(r.total, p.unit) }),
-          h('td', { class: 'num', text: formatPercent(r.total, p.total) }),
+          h('td', { class: 'num bar bar-total', style: bar(r.total, p.total), text: formatPercent(r.total, p.total) }),
         );
       }
       tr.addEventListener('click', () => this.o.onSelect(r.name));
