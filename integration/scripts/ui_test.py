@@ -262,7 +262,8 @@ def make_driver(download_dir, width=1440, height=1000):
               "--disable-background-networking --disable-component-update --disable-sync "
               "--disable-dev-shm-usage --force-device-scale-factor=1").split():
         opts.add_argument(a)
-    opts.add_argument("--user-data-dir=" + tempfile.mkdtemp(prefix="ignis-ui-chrome-"))
+    profile_dir = tempfile.mkdtemp(prefix="ignis-ui-chrome-")
+    opts.add_argument("--user-data-dir=" + profile_dir)
     opts.add_argument(f"--window-size={width},{height}")
     opts.add_experimental_option("prefs", {
         "download.default_directory": download_dir,
@@ -272,6 +273,7 @@ def make_driver(download_dir, width=1440, height=1000):
     d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
     d.set_page_load_timeout(30)
     d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir})
+    d.ignis_profile_dir = profile_dir
     return d
 
 
@@ -824,6 +826,7 @@ def main():
     finally:
         d.quit()
         shutil.rmtree(dl, ignore_errors=True)
+        shutil.rmtree(d.ignis_profile_dir, ignore_errors=True)
     print(f"\nscreenshots in {args.screenshots}")
     print(f"{c.passed} passed, {c.failed} failed")
     if c.failed:

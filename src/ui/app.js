@@ -216,7 +216,11 @@ export class App {
         this.renderView();
         return;
       }
-      if (seq !== this.seq) return;
+      // The state moved on while the services loaded: carry on with the new one.
+      if (seq !== this.seq) {
+        this.load();
+        return;
+      }
     }
     range = this.cache.range;
     const cat = this.cache.catalog;

@@ -15,6 +15,14 @@ const FONT = '12px ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans M
 const TEXT = '#1f2430';
 const MAX_CANVAS_PX = 32000;
 
+/** True for an `rgb(r,g,b)` color dark enough to need white text. */
+function isDark(rgb) {
+  const m = /rgb\((\d+),(\d+),(\d+)\)/.exec(rgb);
+  if (!m) return false;
+  const [r, g, b] = [m[1], m[2], m[3]].map(Number);
+  return 0.299 * r + 0.587 * g + 0.114 * b < 150;
+}
+
 export class FlameGraph {
   /**
    * @param {HTMLElement} host
@@ -86,13 +94,16 @@ export class FlameGraph {
     if (colorMode === 'diff') {
       this.colors = new Array(model.n);
       this.changes = new Float64Array(model.n);
+      this.textColors = new Array(model.n);
       for (let i = 0; i < model.n; i++) {
         const c = relativeChange(model.lw[i], model.leftTicks, model.rw[i], model.rightTicks);
         this.changes[i] = c;
         this.colors[i] = diffColor(c);
+        this.textColors[i] = isDark(this.colors[i]) ? '#ffffff' : TEXT;
       }
     } else {
       this.changes = null;
+      this.textColors = null;
       const byName = model.names.map((n) => frameColor(n));
       this.colors = new Array(model.n);
       for (let i = 0; i < model.n; i++) this.colors[i] = byName[model.name[i]];
@@ -210,7 +221,7 @@ export class FlameGraph {
     const name = m.names[m.name[i]];
     const fit = Math.floor((w - 6) / this.charW);
     const label = name.length <= fit ? name : name.slice(0, Math.max(1, fit - 1)) + '…';
-    ctx.fillStyle = dim ? DIM_TEXT : TEXT;
+    ctx.fillStyle = dim ? DIM_TEXT : this.textColors ? this.textColors[i] : TEXT;
     ctx.fillText(label, x + 3, y + ROW / 2);
   }
 

@@ -11,6 +11,8 @@ export function packageOf(name) {
   if (!name) return '';
   const py = /^(.*?) \(([^()]+?)(?::\d+)?\)$/.exec(name);
   if (py) return py[2];
+  const file = /^(.*?\.(?:js|mjs|cjs|jsx|ts|tsx|py|rb|php|lua)):/.exec(name);
+  if (file) return file[1];
   if (name.includes('::')) return name.replace(/^<+/, '').split('::')[0];
   const slash = name.lastIndexOf('/');
   if (slash >= 0) {

@@ -14,7 +14,7 @@ const UNIT_MS = { s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000, 
 
 /** True for `now`, `now-15m`, `now-1h30m`, `now+5m`. */
 export function isRelative(s) {
-  return /^now(\s*[-+]\s*\d+\s*(s|min|m|h|d|w))*$/.test(String(s).trim());
+  return /^now(\s*[-+](\s*\d+\s*(min|s|m|h|d|w))+)*$/.test(String(s).trim());
 }
 
 /** True when `s` is something `resolve` understands. */
@@ -32,11 +32,12 @@ export function resolve(s, nowMs = Date.now()) {
   if (s === '' || s === 'now') return nowMs;
   if (isRelative(s)) {
     let t = nowMs;
-    const re = /([-+])\s*(\d+)\s*(s|min|m|h|d|w)/g;
+    let sign = -1;
+    const re = /([-+])?\s*(\d+)\s*(min|s|m|h|d|w)/g;
     let m;
     while ((m = re.exec(s))) {
-      const d = Number(m[2]) * UNIT_MS[m[3]];
-      t += m[1] === '-' ? -d : d;
+      if (m[1]) sign = m[1] === '-' ? -1 : 1;
+      t += sign * Number(m[2]) * UNIT_MS[m[3]];
     }
     return t;
   }
