@@ -169,24 +169,40 @@ impl ClusterContext {
             }
         }
         let mut pending = FuturesUnordered::new();
+        // Replicas of the same profiles share one encoding.
+        let mut encoded: HashMap<Vec<usize>, Bytes> = HashMap::new();
         for (node, idx) in groups {
             let member = view.members.get(node).cloned();
-            let subset: Arc<Vec<SplitProfile>> = if idx.len() == profiles.len() {
-                profiles.clone()
-            } else {
-                Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect())
-            };
             let local = (node == self.node_id && self.local_ingester)
                 .then(|| local.clone())
                 .flatten();
+            let payload = match local {
+                Some(ingester) => Payload::Local(
+                    ingester,
+                    if idx.len() == profiles.len() {
+                        profiles.clone()
+                    } else {
+                        Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect())
+                    },
+                ),
+                None => match encoded.get(&idx) {
+                    Some(b) => Payload::Remote(b.clone()),
+                    None => {
+                        let b = encode_record(tenant, idx.iter().map(|&i| &profiles[i]))
+                            .map(Bytes::from)
+                            .map_err(|e| IngesterError::Storage(e.to_string()))?;
+                        encoded.insert(idx.clone(), b.clone());
+                        Payload::Remote(b)
+                    }
+                },
+            };
             let rpc = self.rpc.clone();
-            let tenant = tenant.to_string();
             let node = node.to_string();
             // Each replica write runs on its own task: the push returns at
             // quorum and the slower replicas finish in the background.
             let metrics = self.metrics.clone();
             let task = tokio::spawn(async move {
-                let res = push_one(&rpc, &tenant, member, subset, local).await;
+                let res = push_one(&rpc, member, payload).await;
                 let outcome = if res.is_ok() { "ok" } else { "error" };
                 metrics
                     .replica_writes
@@ -339,30 +355,33 @@ fn stats_of(profiles: &[SplitProfile]) -> AppendStats {
     }
 }
 
-async fn push_one(
-    rpc: &RpcClient,
-    tenant: &str,
-    member: Option<Member>,
-    profiles: Arc<Vec<SplitProfile>>,
-    local: Option<Addr<Ingester>>,
-) -> Result<(), String> {
-    if let Some(ingester) = local {
-        ingester
-            .send(Append(profiles))
-            .await
-            .map_err(|e| format!("local ingester unavailable: {e}"))?
-            .map_err(|e| e.to_string())?;
-        return Ok(());
-    }
+/// What one replica receives: profiles for this node's own ingester, or an
+/// encoded record for a peer.
+enum Payload {
+    Local(Addr<Ingester>, Arc<Vec<SplitProfile>>),
+    Remote(Bytes),
+}
+
+async fn push_one(rpc: &RpcClient, member: Option<Member>, payload: Payload) -> Result<(), String> {
+    let body = match payload {
+        Payload::Local(ingester, profiles) => {
+            ingester
+                .send(Append(profiles))
+                .await
+                .map_err(|e| format!("local ingester unavailable: {e}"))?
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        Payload::Remote(body) => body,
+    };
     let Some(member) = member else {
         return Err("not in the ring".into());
     };
     if !member.serving() {
         return Err(format!("{:?}, ready={}", member.state, member.ready).to_lowercase());
     }
-    let body = encode_record(tenant, profiles.iter()).map_err(|e| e.to_string())?;
     let reply = rpc
-        .call(&member.http_addr, "push", Bytes::from(body))
+        .call(&member.http_addr, "push", body)
         .await
         .map_err(|e| e.to_string())?;
     rpc::decode::<PushReply>(&reply).map_err(|e| e.to_string())?;
