@@ -679,6 +679,7 @@ def check_exports(ui, c, dl, fixtures):
     ok = False
     detail = "no file"
     if p:
+        sys.dont_write_bytecode = True  # leave the fixtures directory untouched
         sys.path.insert(0, os.path.join(fixtures, "tools"))
         import pb  # the fixtures' hand-written pprof decoder
 

@@ -57,7 +57,7 @@ export class DiffView {
       h('span', { class: 'legend-end', text: 'shrank' }),
       ...DIFF_LEGEND.map((v) => h('span', { class: 'legend-stop', style: `background:${diffColor(v)}`, text: `${v > 0 ? '+' : ''}${Math.round(v * 100)}%` })),
       h('span', { class: 'legend-end', text: 'grew' }),
-      h('span', { class: 'legend-note', text: 'Change of each frame’s share of its side’s total; white-grey = unchanged (±5%), "new" frames are full red.' }));
+      h('span', { class: 'legend-note', text: 'Change of each frame’s share of its side’s total; grey = unchanged (within ±5%), "new" frames are full red.' }));
     const controls = h('div', { class: 'diff-controls' }, this.left.box, h('div', { class: 'diff-mid' }, swap), this.right.box);
     this.tableHost = h('section', { id: 'diff-table', class: 'pane pane-table', 'aria-label': 'Functions by change' });
     this.flameHost = h('section', { id: 'diff-flame', class: 'pane pane-flame', 'aria-label': 'Diff flame graph' });
