@@ -768,7 +768,7 @@ def check_perf(ui, c, truth, bench_out):
         "machine": f"{os.cpu_count()} cores",
         "nodes": ui.model()["nodes"],
         "first_render_ms": {"median": statistics.median(first_ms), "max": max(first_ms), "runs": first_ms,
-                            "what": "JSON in hand -> model decoded, functions aggregated, canvas drawn, table rendered"},
+                            "what": "JSON in hand -> model decoded, functions aggregated, flame graph drawn"},
         "first_render_breakdown_ms": breakdown,
         "first_draw_ms": {"median": statistics.median(draw_ms), "max": max(draw_ms), "runs": draw_ms, "what": "canvas draw only"},
         "frames_drawn": firsts[0]["framesDrawn"],
