@@ -132,6 +132,52 @@ pub fn render_diff(
     }))
 }
 
+/// Renders a render request's flame graph as an SVG image (inferno), with
+/// `max_nodes` as in the JSON form and the unit in the tooltip.
+pub fn render_svg(engine: &Engine<'_>, req: &RenderRequest) -> Result<Vec<u8>, QueryError> {
+    let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
+    let merged = engine.merge(&sel);
+    let mut lines = Vec::with_capacity(merged.values.len());
+    let mut names = Vec::new();
+    for (&stack, &value) in &merged.values {
+        if value <= 0 {
+            continue;
+        }
+        merged.symbols.frame_names(stack, &mut names);
+        if names.is_empty() {
+            continue;
+        }
+        // Collapsed stacks are root first; `;` separates frames.
+        let frames: Vec<String> = names.iter().rev().map(|n| n.replace(';', ":")).collect();
+        lines.push(format!("{} {value}", frames.join(";")));
+    }
+    lines.sort_unstable();
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = req.query.clone();
+    opts.count_name = pt.sample_unit.clone();
+    opts.min_width = 0.1;
+    if let Some(n) = req.max_nodes.filter(|&n| n > 0) {
+        // inferno prunes by width, not node count: keep frames above 1/n of the total.
+        opts.min_width = (100.0 / n as f64).max(0.01);
+    }
+    let mut out = Vec::new();
+    if lines.is_empty() {
+        let text = format!("No data for {} in this range", req.query)
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        return Ok(format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"60\">\
+             <text x=\"600\" y=\"34\" text-anchor=\"middle\" font-family=\"Verdana\" \
+             font-size=\"14\">{text}</text></svg>"
+        )
+        .into_bytes());
+    }
+    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
+        .map_err(|e| QueryError::invalid(format!("cannot render the flame graph: {e}")))?;
+    Ok(out)
+}
+
 /// Builds the flamebearer JSON for a render request.
 pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryError> {
     let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;

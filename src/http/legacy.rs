@@ -40,7 +40,7 @@ pub async fn render(
     let p = params(&req)?;
     if param(&p, "format") == Some("dot") {
         return Err(ApiError::bad_request(
-            "format=dot is not supported yet; omit format for JSON",
+            "format=dot is not supported yet; omit format for JSON, or use format=svg",
         ));
     }
     let now = now_ns();
@@ -59,6 +59,18 @@ pub async fn render(
             .collect(),
     };
     let (start, end) = fetch_range(request.from_ms, request.until_ms);
+    if param(&p, "format") == Some("svg") {
+        let svg = state
+            .tenants
+            .query_range(&tenant, start, end, move |e| {
+                ignis_query::render::render_svg(e, &request)
+            })
+            .await?;
+        return Ok(HttpResponse::Ok()
+            .content_type("image/svg+xml")
+            .insert_header(("Content-Disposition", "inline; filename=\"flamegraph.svg\""))
+            .body(svg));
+    }
     let body = state
         .tenants
         .query_range(&tenant, start, end, move |e| {

@@ -12,3 +12,4 @@ mod formats;
 mod loadgen;
 mod sdk_replay;
 mod tenants;
+mod ui;
