@@ -250,35 +250,23 @@ impl ClusterContext {
         )))
     }
 
-    /// Every profile of `tenant` in `[start_ns, end_ns]` that the ingesters
-    /// hold, merged into one head with each profile once. Fails when so many
+    /// What the other ingesters hold of `tenant` in `[start_ns, end_ns]`, one
+    /// head per peer (this node's own data is read in place by the caller;
+    /// replicas are counted once by the engine). Fails when so many
     /// ingesters are unreachable that acknowledged profiles could be missing.
     pub async fn gather(
         &self,
         tenant: &str,
         start_ns: i64,
         end_ns: i64,
-        local: Option<LocalData>,
-    ) -> Result<Head, QueryFailure> {
+    ) -> Result<Vec<Head>, QueryFailure> {
         let view = self.ring();
         let mut pending = FuturesUnordered::new();
         for (node, member) in &view.members {
-            let node = node.clone();
-            if node == self.node_id && self.local_ingester {
-                let local = local.as_ref().map(|l| (l.head.clone(), l.sealed.clone()));
-                pending.push(tokio::spawn(async move {
-                    let head = match local {
-                        Some((head, sealed)) => tokio::task::spawn_blocking(move || {
-                            slice_local(&head, &sealed, start_ns, end_ns)
-                        })
-                        .await
-                        .map_err(|e| e.to_string()),
-                        None => Ok(Head::new()),
-                    };
-                    (node, head)
-                }));
+            if *node == self.node_id && self.local_ingester {
                 continue;
             }
+            let node = node.clone();
             let (rpc, member, tenant) = (self.rpc.clone(), member.clone(), tenant.to_string());
             pending.push(tokio::spawn(async move {
                 let res = fetch_one(&rpc, &member, &tenant, start_ns, end_ns).await;
@@ -312,16 +300,7 @@ impl ClusterContext {
         if !errors.is_empty() {
             tracing::warn!(errors = ?errors, "query answered without some ingesters (their replicas cover them)");
         }
-        tokio::task::spawn_blocking(move || {
-            let mut merged = Head::new();
-            let mut seen = HashSet::new();
-            for h in &answers {
-                merged.import_from(h, |_| true, i64::MIN, i64::MAX, &mut seen);
-            }
-            merged
-        })
-        .await
-        .map_err(|e| QueryFailure::Unavailable(e.to_string()))
+        Ok(answers)
     }
 }
 

@@ -225,12 +225,24 @@ impl Tenants {
                 .acquire_owned()
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-            let merged = cluster
-                .gather(tenant, start_ns, end_ns, self.local_data(tenant))
-                .await?;
+            let remote = cluster.gather(tenant, start_ns, end_ns).await?;
+            let local = if cluster.local_ingester {
+                self.local_data(tenant)
+            } else {
+                None
+            };
             let limits = self.query_limits.clone();
             return tokio::task::spawn_blocking(move || {
-                let sources: [&dyn Source; 1] = [&merged];
+                // This node's data in place (head first, then sealed: the
+                // order a cut takes its locks in), then the peers' answers.
+                let head = local.as_ref().map(|l| l.head.read());
+                let sealed = local.as_ref().map(|l| l.sealed.read().clone());
+                let mut sources: Vec<&dyn Source> = Vec::new();
+                if let Some(h) = &head {
+                    sources.push(&**h);
+                }
+                sources.extend(sealed.iter().flatten().map(|s| &s.head as &dyn Source));
+                sources.extend(remote.iter().map(|h| h as &dyn Source));
                 f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await

@@ -14,7 +14,7 @@ use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
 use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
-use crate::source::{MergedStacks, Selection, Source};
+use crate::source::{MergedStacks, Seen, Selection, Source};
 use crate::timeseries::{Aggregation, SeriesBuilder};
 
 /// Query limits. `0` disables a limit.
@@ -242,8 +242,9 @@ impl<'a> Engine<'a> {
     /// Merges the stacks of a selection across all sources.
     pub fn merge(&self, sel: &Selection) -> MergedStacks {
         let mut merged = MergedStacks::default();
+        let mut seen = Seen::default();
         for s in self.sources {
-            s.merge_stacks(sel, &mut merged);
+            s.merge_stacks(sel, &mut seen, &mut merged);
         }
         merged
     }
@@ -376,8 +377,11 @@ impl<'a> Engine<'a> {
         };
         let step_ms = (req.step * 1000.0).round() as i64;
         let mut builder = SeriesBuilder::new(req.group_by.clone(), req.start, step_ms, aggregation);
+        let mut seen = Seen::default();
         for s in self.sources {
-            s.profile_totals(&sel, &mut |labels, ts, v| builder.add(labels, ts, v));
+            s.profile_totals(&sel, &mut seen, &mut |labels, ts, v| {
+                builder.add(labels, ts, v)
+            });
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
         Ok(q::SelectSeriesResponse {
@@ -387,8 +391,9 @@ impl<'a> Engine<'a> {
 
     /// Calls `f(labels, timestamp_ns, total)` for every profile of a selection.
     pub fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
+        let mut seen = Seen::default();
         for s in self.sources {
-            s.profile_totals(sel, f);
+            s.profile_totals(sel, &mut seen, f);
         }
     }
 }

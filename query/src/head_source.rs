@@ -4,7 +4,7 @@ use ignis_storage::symbols::ImportMemo;
 use ignis_storage::{Head, Labels};
 
 use crate::selector::matches_all;
-use crate::source::{MergedStacks, Selection, Source};
+use crate::source::{MergedStacks, Seen, Selection, Source};
 
 impl Source for Head {
     fn series(&self, sel: &Selection) -> Vec<Labels> {
@@ -16,7 +16,7 @@ impl Source for Head {
             .collect()
     }
 
-    fn merge_stacks(&self, sel: &Selection, into: &mut MergedStacks) {
+    fn merge_stacks(&self, sel: &Selection, seen: &mut Seen, into: &mut MergedStacks) {
         // Aggregate by head stack id first (dense), then copy each distinct
         // stack's symbols into the result once.
         let mut sums: Vec<i64> = Vec::new();
@@ -26,6 +26,9 @@ impl Source for Head {
                 continue;
             }
             for row in s.profiles_in(sel.start_ns, sel.end_ns) {
+                if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
+                    continue;
+                }
                 if !touched {
                     sums = vec![0; self.symbols().stacks.len()];
                     touched = true;
@@ -55,12 +58,20 @@ impl Source for Head {
         s.min_time_ns.zip(s.max_time_ns)
     }
 
-    fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
+    fn profile_totals(
+        &self,
+        sel: &Selection,
+        seen: &mut Seen,
+        f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
         for s in self.series() {
             if !matches_all(&sel.matchers, &s.labels) {
                 continue;
             }
             for row in s.profiles_in(sel.start_ns, sel.end_ns) {
+                if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
+                    continue;
+                }
                 f(&s.labels, row.timestamp_ns, row.total);
             }
         }

@@ -17,4 +17,4 @@ pub mod timeseries;
 
 pub use engine::{Engine, QueryLimits};
 pub use error::QueryError;
-pub use source::{MergedStacks, Selection, Source};
+pub use source::{MergedStacks, Seen, Selection, Source};
