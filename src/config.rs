@@ -94,6 +94,10 @@ pub struct StorageConfig {
     pub max_head_samples: u64,
     /// How often heads are checked for cutting and blocks are shipped.
     pub block_check_interval_secs: u64,
+    /// How often the store-gateway lists the bucket for new and deleted blocks.
+    pub block_sync_interval_secs: u64,
+    /// Memory for decoded blocks in the store-gateway's cache, in bytes.
+    pub block_cache_bytes: u64,
     /// Delete blocks whose newest profile is older than this (0: keep forever).
     pub retention_secs: u64,
     /// Per-tenant retention overrides, in seconds.
@@ -111,6 +115,8 @@ impl Default for StorageConfig {
             max_block_duration_secs: 3600,
             max_head_samples: 10_000_000,
             block_check_interval_secs: 15,
+            block_sync_interval_secs: 60,
+            block_cache_bytes: 1 << 30,
             retention_secs: 0,
             tenant_retention_secs: BTreeMap::new(),
             bucket: ObjectStoreConfig::default(),

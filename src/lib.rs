@@ -232,6 +232,7 @@ where
     )?);
     let store =
         ignis_storage::block::BlockStore::open(&config.storage.bucket, &config.storage.data_dir)?;
+    let blocks_store = Some(store.clone());
     let secs = std::time::Duration::from_secs;
     let blocks = ignis_actors::BlockSettings {
         store: Some(store),
@@ -244,6 +245,7 @@ where
             .iter()
             .map(|(t, s)| (t.clone(), secs(*s)))
             .collect(),
+        keep_shipped: secs(config.storage.block_sync_interval_secs.max(1) * 3),
     };
     let cluster = if config.cluster.enabled {
         Some(join_cluster(&config, &roles, listener.local_addr()?, &metrics).await?)
@@ -261,9 +263,33 @@ where
     if let Some(c) = &cluster {
         tenants = tenants.with_cluster(c.clone());
     }
+    // The store-gateway serves blocks; a standalone node always runs one.
+    let store_gateway = match (
+        &blocks_store,
+        cluster.is_none() || roles.has("store-gateway"),
+    ) {
+        (Some(store), true) => {
+            let sg = Arc::new(ignis_actors::store_gateway::StoreGateway::open(
+                store.clone(),
+                &config.storage.data_dir.join("index"),
+                config.storage.block_cache_bytes,
+                metrics.clone(),
+            )?);
+            if let Some(c) = &cluster {
+                let c = c.clone();
+                sg.set_owner(Arc::new(move |tenant: &str, ulid: &str| {
+                    c.owns_block(tenant, ulid)
+                }));
+            }
+            tenants = tenants.with_store_gateway(sg.clone());
+            Some(sg)
+        }
+        _ => None,
+    };
     let tenants = Arc::new(tenants);
-    // In a cluster only ingesters hold data; other roles read it from them.
-    if cluster.is_none() || roles.has("ingester") {
+    // In a cluster only ingesters and store-gateways hold data; other roles
+    // read it from them.
+    if cluster.is_none() || roles.has("ingester") || roles.has("store-gateway") {
         let started = Instant::now();
         let (blocks_loaded, replayed) = tenants.load().await?;
         tracing::info!(
@@ -275,6 +301,31 @@ where
             "loaded blocks and replayed the WAL"
         );
     }
+    let sync_loop = store_gateway.map(|sg| {
+        let every = secs(config.storage.block_sync_interval_secs.max(1));
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match sg.refresh().await {
+                    Ok(r) if r.added + r.removed > 0 => {
+                        tracing::info!(
+                            blocks = r.blocks,
+                            added = r.added,
+                            removed = r.removed,
+                            "block index refreshed"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing the bucket failed; the index is kept")
+                    }
+                }
+            }
+        })
+    });
     let flush_loop = ignis_actors::shipper::spawn_flush_loop(
         tenants.clone(),
         secs(config.storage.block_check_interval_secs.max(1)),
@@ -349,6 +400,9 @@ where
     });
     server.await?;
     flush_loop.abort();
+    if let Some(l) = sync_loop {
+        l.abort();
+    }
     let flushed = tenants_for_shutdown.flush(true).await;
     tracing::info!(?flushed, "flushed heads to blocks");
     wal.flush()?;

@@ -22,6 +22,8 @@ use crate::sealed::SealedList;
 
 /// The ingester role name.
 pub const INGESTER: &str = "ingester";
+/// The store-gateway role name.
+pub const STORE_GATEWAY: &str = "store-gateway";
 
 /// Replication settings.
 #[derive(Debug, Clone, Copy)]
@@ -70,8 +72,10 @@ pub struct ClusterContext {
     /// This node runs the ingester role.
     pub local_ingester: bool,
     metrics: Metrics,
-    /// The ring built for the last member list seen.
+    /// The ingester ring built for the last member list seen.
     cache: Mutex<Option<CachedRing>>,
+    /// The store-gateway ring built for the last member list seen.
+    sg_cache: Mutex<Option<CachedRing>>,
 }
 
 /// The data of a tenant on this node, for queries answered locally.
@@ -110,36 +114,56 @@ impl ClusterContext {
             local_ingester,
             metrics,
             cache: Mutex::new(None),
+            sg_cache: Mutex::new(None),
         }
     }
 
     /// The current ring: ingesters that have not left (failed ones keep
     /// their place, so their replicas count as missing, not as moved).
     pub fn ring(&self) -> Arc<RingView> {
+        self.cached_ring(INGESTER, &self.cache)
+    }
+
+    /// The store-gateways' ring: which of them serve which blocks.
+    pub fn store_gateway_ring(&self) -> Arc<RingView> {
+        self.cached_ring(STORE_GATEWAY, &self.sg_cache)
+    }
+
+    /// Whether this node's store-gateway serves block `ulid` of `tenant`.
+    pub fn owns_block(&self, tenant: &str, ulid: &str) -> bool {
+        let view = self.store_gateway_ring();
+        let key = xxh3_64(format!("{tenant}/{ulid}").as_bytes());
+        view.ring
+            .replicas(key, view.replication_factor)
+            .contains(&self.node_id.as_str())
+    }
+
+    fn cached_ring(&self, role: &str, cache: &Mutex<Option<CachedRing>>) -> Arc<RingView> {
         let members = self.membership.members();
-        let mut cache = self.cache.lock();
+        let mut cache = cache.lock();
         if let Some((m, view)) = &*cache
             && Arc::ptr_eq(m, &members)
         {
             return view.clone();
         }
-        let ingesters: HashMap<String, Member> = members
+        let nodes: HashMap<String, Member> = members
             .iter()
-            .filter(|m| m.has_role(INGESTER) && m.state != MemberState::Left && !m.leaving)
+            .filter(|m| m.has_role(role) && m.state != MemberState::Left && !m.leaving)
             .map(|m| (m.node_id.clone(), m.clone()))
             .collect();
         let rf = self.settings.replication_factor.max(1);
-        let clamped = rf.min(ingesters.len()).max(1);
-        if clamped < rf && !ingesters.is_empty() {
-            tracing::warn!(
+        let clamped = rf.min(nodes.len()).max(1);
+        if clamped < rf && !nodes.is_empty() {
+            tracing::debug!(
+                role,
                 replication_factor = rf,
-                ingesters = ingesters.len(),
-                "fewer ingesters than the replication factor; replicating to all of them"
+                nodes = nodes.len(),
+                "fewer nodes than the replication factor; replicating to all of them"
             );
         }
         let view = Arc::new(RingView {
-            ring: Ring::new(ingesters.keys().cloned(), self.settings.tokens_per_ingester),
-            members: ingesters,
+            ring: Ring::new(nodes.keys().cloned(), self.settings.tokens_per_ingester),
+            members: nodes,
             replication_factor: clamped,
         });
         *cache = Some((members, view.clone()));
@@ -261,9 +285,13 @@ impl ClusterContext {
         end_ns: i64,
     ) -> Result<Vec<Head>, QueryFailure> {
         let view = self.ring();
+        let sg_view = self.store_gateway_ring();
+        // Every ingester (recent data) and store-gateway (blocks) but this node.
+        let mut targets: HashMap<&String, &Member> = view.members.iter().collect();
+        targets.extend(sg_view.members.iter());
         let mut pending = FuturesUnordered::new();
-        for (node, member) in &view.members {
-            if *node == self.node_id && self.local_ingester {
+        for (node, member) in targets {
+            if *node == self.node_id {
                 continue;
             }
             let node = node.clone();
@@ -288,11 +316,13 @@ impl ClusterContext {
                 Err(e) => errors.push(format!("fetch task failed: {e}")),
             }
         }
+        // Ingesters set the bound (a store-gateway needs only one of its
+        // block's replicas, so it tolerates more).
         if errors.len() > view.tolerated_failures() {
             return Err(QueryFailure::Unavailable(format!(
-                "{} of {} ingesters unreachable, more than the {} replication tolerates: {}",
+                "{} of {} ingesters and store-gateways unreachable, more than replication factor {} tolerates: {}",
                 errors.len(),
-                view.members.len(),
+                view.members.len().max(sg_view.members.len()),
                 view.replication_factor,
                 errors.join("; ")
             )));
@@ -392,15 +422,21 @@ async fn fetch_one(
         .map_err(|e| e.to_string())?
 }
 
-/// Encodes this node's slice of a tenant for a peer's fetch.
+/// Encodes this node's data of a tenant for a peer's fetch: its ingester's
+/// head and sealed heads, and the blocks its store-gateway serves.
 pub fn encode_slice(
     local: Option<&LocalData>,
+    blocks: &[Arc<Head>],
     start_ns: i64,
     end_ns: i64,
 ) -> Result<Vec<u8>, String> {
-    let head = match local {
+    let mut head = match local {
         Some(l) => slice_local(&l.head, &l.sealed, start_ns, end_ns),
         None => Head::new(),
     };
+    let mut seen = HashSet::new();
+    for b in blocks {
+        head.import_from(b, |_| true, start_ns, end_ns, &mut seen);
+    }
     encode_head(&head).map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod querier;
 pub mod sealed;
 pub mod shipper;
+pub mod store_gateway;
 pub mod supervisor;
 pub mod tenants;
 

@@ -57,6 +57,16 @@ pub struct Metrics {
     pub quorum_failures: Counter,
     /// Query fetches from ingesters that failed, by peer node.
     pub fetch_failures: Family<LabelSet, Counter>,
+    /// Blocks in the store-gateway's index.
+    pub indexed_blocks: Gauge,
+    /// Block reads answered from the store-gateway's cache.
+    pub block_cache_hits: Counter,
+    /// Block reads that fetched and decoded a block.
+    pub block_cache_misses: Counter,
+    /// Decoded blocks evicted to stay within the cache budget.
+    pub block_cache_evictions: Counter,
+    /// Bytes of decoded blocks in the cache.
+    pub block_cache_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -87,6 +97,36 @@ impl Metrics {
         let replica_writes = Family::default();
         let quorum_failures = Counter::default();
         let fetch_failures = Family::default();
+        let indexed_blocks = Gauge::default();
+        let block_cache_hits = Counter::default();
+        let block_cache_misses = Counter::default();
+        let block_cache_evictions = Counter::default();
+        let block_cache_bytes = Gauge::default();
+        registry.register(
+            "indexed_blocks",
+            "Blocks in the store-gateway index",
+            indexed_blocks.clone(),
+        );
+        registry.register(
+            "block_cache_hits",
+            "Block reads answered from the store-gateway cache",
+            block_cache_hits.clone(),
+        );
+        registry.register(
+            "block_cache_misses",
+            "Block reads that fetched and decoded a block",
+            block_cache_misses.clone(),
+        );
+        registry.register(
+            "block_cache_evictions",
+            "Decoded blocks evicted to stay within the cache budget",
+            block_cache_evictions.clone(),
+        );
+        registry.register(
+            "block_cache_bytes",
+            "Bytes of decoded blocks in the store-gateway cache",
+            block_cache_bytes.clone(),
+        );
         registry.register(
             "cluster_members",
             "Cluster members seen through gossip, by state",
@@ -189,6 +229,11 @@ impl Metrics {
             replica_writes,
             quorum_failures,
             fetch_failures,
+            indexed_blocks,
+            block_cache_hits,
+            block_cache_misses,
+            block_cache_evictions,
+            block_cache_bytes,
         }
     }
 

@@ -23,8 +23,14 @@ pub enum QueryFailure {
 
 type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
 
-/// Runs a closure against the tenant's query engine.
-pub struct RunQuery<R>(pub QueryFn<R>);
+/// Runs a closure against the tenant's query engine; the engine reads the
+/// head, the sealed heads and `blocks` (from the store-gateway).
+pub struct RunQuery<R> {
+    /// The query.
+    pub query: QueryFn<R>,
+    /// Decoded blocks to read besides the ingester's data.
+    pub blocks: Vec<Arc<Head>>,
+}
 
 impl<R: Send + 'static> Message for RunQuery<R> {
     type Result = Result<R, QueryFailure>;
@@ -79,10 +85,12 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
                 // so data moving from one to the other is seen exactly once.
                 let head = head.read();
                 let sealed = sealed.read().clone();
-                let mut sources: Vec<&dyn Source> = Vec::with_capacity(sealed.len() + 1);
-                sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+                let mut sources: Vec<&dyn Source> =
+                    Vec::with_capacity(sealed.len() + msg.blocks.len() + 1);
                 sources.push(&*head);
-                (msg.0)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+                sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+                sources.extend(msg.blocks.iter().map(|b| &**b as &dyn Source));
+                (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?

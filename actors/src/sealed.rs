@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use ignis_storage::Head;
 use parking_lot::RwLock;
@@ -16,6 +17,7 @@ pub struct Sealed {
     /// The last WAL sequence number whose data it holds.
     pub wal_last_seq: Option<u64>,
     uploaded: AtomicBool,
+    uploaded_at: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl Sealed {
@@ -26,16 +28,7 @@ impl Sealed {
             ulid,
             wal_last_seq,
             uploaded: AtomicBool::new(false),
-        }
-    }
-
-    /// A head decoded from a block already in the store.
-    pub fn from_block(head: Head, ulid: String) -> Self {
-        Self {
-            head,
-            ulid,
-            wal_last_seq: None,
-            uploaded: AtomicBool::new(true),
+            uploaded_at: parking_lot::Mutex::new(None),
         }
     }
 
@@ -46,7 +39,13 @@ impl Sealed {
 
     /// Marks its block as stored.
     pub fn mark_uploaded(&self) {
+        *self.uploaded_at.lock() = Some(Instant::now());
         self.uploaded.store(true, Ordering::Release);
+    }
+
+    /// How long ago its block was stored, if it was.
+    pub fn uploaded_for(&self) -> Option<std::time::Duration> {
+        self.uploaded_at.lock().map(|t| t.elapsed())
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ignis_storage::block::{BlockError, WalPosition, decode_block, encode_block};
+use ignis_storage::block::{BlockError, BlockMeta, WalPosition, encode_block};
 use ignis_storage::{ReplayStats, WalError};
 
 use crate::ingester::Cut;
@@ -70,7 +70,23 @@ impl Tenants {
                 .collect();
             for sealed in pending {
                 match self.ship(&store, &tenant, &sealed).await {
-                    Ok(()) => {
+                    Ok(meta) => {
+                        // A store-gateway on this node serves the block from
+                        // now on, so the ingester lets go of it; otherwise it
+                        // keeps it until store-gateways have indexed it.
+                        let handed_over = match &self.store_gateway {
+                            Some(sg) => match sg.add_uploaded(&meta) {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "indexing an uploaded block failed");
+                                    false
+                                }
+                            },
+                            None => false,
+                        };
+                        if handed_over {
+                            actors.sealed.write().retain(|s| s.ulid != meta.ulid);
+                        }
                         stats.uploaded += 1;
                         self.metrics
                             .blocks_uploaded
@@ -88,7 +104,27 @@ impl Tenants {
                     }
                 }
             }
-            stats.expired += self.expire(&store, &tenant, &actors.sealed).await;
+            let keep = self.blocks.keep_shipped;
+            actors
+                .sealed
+                .write()
+                .retain(|s| s.uploaded_for().is_none_or(|t| t < keep));
+        }
+        if let Some(sg) = &self.store_gateway {
+            for tenant in sg.tenants() {
+                let retention = self
+                    .blocks
+                    .tenant_retention
+                    .get(&tenant)
+                    .copied()
+                    .unwrap_or(self.blocks.retention);
+                if retention.is_zero() {
+                    continue;
+                }
+                let cutoff =
+                    now_ns().saturating_sub(retention.as_nanos().min(i64::MAX as u128) as i64);
+                stats.expired += sg.expire(&tenant, cutoff).await;
+            }
         }
         stats
     }
@@ -98,7 +134,7 @@ impl Tenants {
         store: &ignis_storage::block::BlockStore,
         tenant: &str,
         sealed: &Arc<Sealed>,
-    ) -> Result<(), BlockError> {
+    ) -> Result<BlockMeta, BlockError> {
         let wal = self.wal.clone();
         let (t, s) = (tenant.to_string(), sealed.clone());
         let block = tokio::task::spawn_blocking(move || {
@@ -127,80 +163,42 @@ impl Tenants {
                 tracing::warn!(tenant, error = %e, "WAL truncation failed");
             }
         }
-        Ok(())
-    }
-
-    async fn expire(
-        &self,
-        store: &ignis_storage::block::BlockStore,
-        tenant: &str,
-        sealed: &crate::sealed::SealedList,
-    ) -> u64 {
-        let retention = self
-            .blocks
-            .tenant_retention
-            .get(tenant)
-            .copied()
-            .unwrap_or(self.blocks.retention);
-        if retention.is_zero() {
-            return 0;
-        }
-        let cutoff = now_ns().saturating_sub(retention.as_nanos().min(i64::MAX as u128) as i64);
-        let expired: Vec<Arc<Sealed>> = sealed
-            .read()
-            .iter()
-            .filter(|s| s.is_uploaded() && s.head.stats().max_time_ns.is_some_and(|t| t < cutoff))
-            .cloned()
-            .collect();
-        let mut n = 0;
-        for s in expired {
-            match store.delete(tenant, &s.ulid).await {
-                Ok(()) => {
-                    sealed.write().retain(|x| x.ulid != s.ulid);
-                    n += 1;
-                    tracing::info!(tenant, ulid = %s.ulid, "deleted block past retention");
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, ulid = %s.ulid, error = %e, "deleting an expired block failed")
-                }
-            }
-        }
-        n
+        Ok(block.meta)
     }
 
     /// At start: loads every tenant's blocks, drops WAL records already in a
     /// block, then replays the rest of the WAL into the heads.
     pub async fn load(&self) -> Result<(u64, ReplayStats), LoadError> {
+        // Blocks are not loaded into memory: the store-gateway reads them
+        // when a query needs them. Their metas say which WAL records they hold.
         let mut loaded = 0;
         let mut covered: HashMap<String, u64> = HashMap::new();
-        if let Some(store) = self.blocks.store.clone() {
+        let mut metas: Vec<BlockMeta> = Vec::new();
+        if let Some(sg) = &self.store_gateway {
+            let r = sg.refresh().await?;
+            tracing::info!(
+                blocks = r.blocks,
+                added = r.added,
+                removed = r.removed,
+                "indexed the bucket's blocks"
+            );
+            for tenant in sg.tenants() {
+                metas.extend(sg.all_metas(&tenant));
+            }
+        } else if let Some(store) = self.blocks.store.clone() {
             for tenant in store.tenants().await? {
-                if crate::validate_tenant_id(&tenant).is_err() {
-                    continue;
+                if crate::validate_tenant_id(&tenant).is_ok() {
+                    metas.extend(store.blocks(&tenant).await?);
                 }
-                let metas = store.blocks(&tenant).await?;
-                if metas.is_empty() {
-                    continue;
-                }
-                let actors = self.get_or_start(&tenant);
-                for meta in metas {
-                    if let (Some(pos), Some(wal)) = (&meta.wal, &self.wal)
-                        && pos.epoch == wal.epoch()
-                    {
-                        let seq = covered.entry(tenant.clone()).or_insert(0);
-                        *seq = (*seq).max(pos.last_seq);
-                    }
-                    let files = store.fetch(&meta).await?;
-                    let m = meta.clone();
-                    let head = tokio::task::spawn_blocking(move || decode_block(&m, &files))
-                        .await
-                        .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
-                    actors
-                        .sealed
-                        .write()
-                        .push(Arc::new(Sealed::from_block(head, meta.ulid.clone())));
-                    loaded += 1;
-                }
+            }
+        }
+        for meta in &metas {
+            loaded += 1;
+            if let (Some(pos), Some(wal)) = (&meta.wal, &self.wal)
+                && pos.epoch == wal.epoch()
+            {
+                let seq = covered.entry(meta.tenant.clone()).or_insert(0);
+                *seq = (*seq).max(pos.last_seq);
             }
         }
         self.metrics.blocks_loaded.inc_by(loaded);

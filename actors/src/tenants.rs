@@ -19,6 +19,7 @@ use crate::ingester::Ingester;
 use crate::metrics::Metrics;
 use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::sealed::SealedList;
+use crate::store_gateway::StoreGateway;
 
 /// The running actors of one tenant.
 #[derive(Clone)]
@@ -48,6 +49,9 @@ pub struct BlockSettings {
     pub retention: Duration,
     /// Per-tenant retention overrides.
     pub tenant_retention: HashMap<String, Duration>,
+    /// Without a store-gateway on this node, an ingester keeps a shipped
+    /// head in memory this long (until store-gateways have indexed it).
+    pub keep_shipped: Duration,
 }
 
 /// Starts and finds tenant actors.
@@ -60,6 +64,7 @@ pub struct Tenants {
     query_limits: Arc<QueryLimits>,
     query_permits: Arc<Semaphore>,
     cluster: Option<Arc<ClusterContext>>,
+    pub(crate) store_gateway: Option<Arc<StoreGateway>>,
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -106,6 +111,35 @@ impl Tenants {
             query_limits: Arc::new(query_limits),
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
             cluster: None,
+            store_gateway: None,
+        }
+    }
+
+    /// Serves historical blocks through `sg` (which also takes over the
+    /// blocks this node uploads, so ingesters can drop them from memory).
+    pub fn with_store_gateway(mut self, sg: Arc<StoreGateway>) -> Self {
+        self.store_gateway = Some(sg);
+        self
+    }
+
+    /// The store-gateway, when this node runs one.
+    pub fn store_gateway(&self) -> Option<&Arc<StoreGateway>> {
+        self.store_gateway.as_ref()
+    }
+
+    /// The decoded blocks this node serves for `tenant` in `[start_ns, end_ns]`.
+    pub async fn block_heads(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Arc<Head>>, QueryFailure> {
+        match &self.store_gateway {
+            Some(sg) => sg
+                .heads(tenant, start_ns, end_ns)
+                .await
+                .map_err(|e| QueryFailure::Unavailable(format!("reading blocks: {e}"))),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -226,6 +260,7 @@ impl Tenants {
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
             let remote = cluster.gather(tenant, start_ns, end_ns).await?;
+            let blocks = self.block_heads(tenant, start_ns, end_ns).await?;
             let local = if cluster.local_ingester {
                 self.local_data(tenant)
             } else {
@@ -242,21 +277,32 @@ impl Tenants {
                     sources.push(&**h);
                 }
                 sources.extend(sealed.iter().flatten().map(|s| &s.head as &dyn Source));
+                sources.extend(blocks.iter().map(|b| &**b as &dyn Source));
                 sources.extend(remote.iter().map(|h| h as &dyn Source));
                 f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         }
+        let blocks = self.block_heads(tenant, start_ns, end_ns).await?;
         match self.get(tenant) {
             Some(t) => t
                 .querier
-                .send(RunQuery(Box::new(f)))
+                .send(RunQuery {
+                    query: Box::new(f),
+                    blocks,
+                })
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
             None => {
-                let sources: [&dyn Source; 0] = [];
-                f(&Engine::new(&sources, &self.query_limits)).map_err(QueryFailure::from)
+                let limits = self.query_limits.clone();
+                tokio::task::spawn_blocking(move || {
+                    let sources: Vec<&dyn Source> =
+                        blocks.iter().map(|b| &**b as &dyn Source).collect();
+                    f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+                })
+                .await
+                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
             }
         }
     }

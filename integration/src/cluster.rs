@@ -25,6 +25,7 @@ pub struct Cluster {
     /// Running processes, by index (`None` once killed).
     pub nodes: Vec<Option<ChildNode>>,
     seed: String,
+    env: Vec<(String, String)>,
 }
 
 fn free_udp_port() -> Result<u16> {
@@ -37,6 +38,11 @@ impl Cluster {
     /// Starts one node per target (the first is every node's seed) and
     /// waits until every node sees all of them alive and ready.
     pub async fn start(targets: &[&str]) -> Result<Self> {
+        Self::start_with_env(targets, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra `IGNIS_…` variables for every node.
+    pub async fn start_with_env(targets: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let mut specs = Vec::new();
         for (i, t) in targets.iter().enumerate() {
             specs.push(NodeSpec {
@@ -51,6 +57,10 @@ impl Cluster {
             nodes: (0..specs.len()).map(|_| None).collect(),
             specs,
             seed,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for i in 0..cluster.specs.len() {
             cluster.start_node(i).await?;
@@ -62,7 +72,7 @@ impl Cluster {
     /// Starts (or restarts) node `i` on its data directory.
     pub async fn start_node(&mut self, i: usize) -> Result<()> {
         let s = &self.specs[i];
-        let env = vec![
+        let mut env = vec![
             ("IGNIS_CLUSTER__ENABLED".to_string(), "true".to_string()),
             ("IGNIS_CLUSTER__NODE_ID".into(), s.node_id.clone()),
             (
@@ -80,6 +90,7 @@ impl Cluster {
             ("IGNIS_SERVER__ACTOR_THREADS".into(), "1".into()),
             ("IGNIS_LOG__LEVEL".into(), "warn".into()),
         ];
+        env.extend(self.env.iter().cloned());
         let node = ChildNode::start_with(s.data.path(), &[], &env)
             .await
             .with_context(|| format!("starting {}", s.node_id))?;

@@ -94,8 +94,12 @@ pub async fn call(
             } else {
                 None
             };
+            let blocks = state
+                .tenants
+                .block_heads(&fr.tenant, fr.start_ns, fr.end_ns)
+                .await?;
             let bytes = web::block(move || {
-                ignis_actors::cluster::encode_slice(local.as_ref(), fr.start_ns, fr.end_ns)
+                ignis_actors::cluster::encode_slice(local.as_ref(), &blocks, fr.start_ns, fr.end_ns)
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?

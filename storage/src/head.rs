@@ -149,6 +149,34 @@ impl Head {
         }
     }
 
+    /// An estimate of the memory the head takes, in bytes (for cache budgets).
+    pub fn approx_bytes(&self) -> u64 {
+        let sym = &self.symbols;
+        let strings: usize = sym.strings.items().iter().map(|s| s.len() + 24).sum();
+        let stacks: usize = sym.stacks.items().iter().map(|s| s.len() * 4 + 24).sum();
+        let locations: usize = sym
+            .locations
+            .items()
+            .iter()
+            .map(|l| l.lines.len() * 16 + 40)
+            .sum();
+        let symbols =
+            strings + stacks + locations + sym.functions.len() * 24 + sym.mappings.len() * 48;
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                    + 64
+            })
+            .sum();
+        // Interning tables roughly double the symbol memory.
+        (symbols * 2 + series) as u64 + self.stats.samples * 12 + self.stats.profiles * 56
+    }
+
     /// True when the head holds no profile.
     pub fn is_empty(&self) -> bool {
         self.stats.profiles == 0

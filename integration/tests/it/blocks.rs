@@ -11,7 +11,7 @@ use ignis_integration::fixtures::{ExpectedProfile, expectations, load_captures, 
 use ignis_integration::node::TestNode;
 use serde_json::{Value, json};
 
-use crate::common::{verify, window};
+use crate::common::{total_of, verify, window};
 
 async fn ingest_all(client: &Client) -> Result<Vec<ExpectedProfile>> {
     let mut expected = Vec::new();
@@ -362,5 +362,141 @@ async fn retention_deletes_expired_blocks_per_tenant() -> Result<()> {
         "expired data came back"
     );
     ensure!(crate::common::total_of(&base.with_tenant("keep"), cpu, "ret.app").await? == want);
+    Ok(())
+}
+
+/// A Push of the Go CPU fixture re-stamped at `time_ns`.
+fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
+    use ignis_storage::proto::google::v1::Profile;
+    use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+    use ignis_storage::proto::types::v1::LabelPair;
+    use prost::Message;
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(
+        ignis_integration::fixtures::read_fixture("go/cpu.pb.gz")?.as_slice(),
+    )
+    .read_to_end(&mut raw)?;
+    let mut p = Profile::decode(raw.as_slice())?;
+    p.time_nanos = time_ns;
+    let label = |n: &str, v: &str| LabelPair {
+        name: n.into(),
+        value: v.into(),
+    };
+    Ok(PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                label("__name__", "process_cpu"),
+                label("service_name", service),
+            ],
+            samples: vec![RawSample {
+                raw_profile: p.encode_to_vec(),
+                id: String::new(),
+            }],
+            annotations: vec![],
+        }],
+    }
+    .encode_to_vec())
+}
+
+async fn metric_value(client: &Client, name: &str) -> Result<f64> {
+    metric(client, name).await
+}
+
+#[tokio::test]
+async fn store_gateway_reads_blocks_lazily_within_its_budget() -> Result<()> {
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let per = ignis_integration::fixtures::read_json("go/cpu.expected.json")?["value_sums"]
+        ["cpu/nanoseconds"]
+        .as_i64()
+        .context("truth")?;
+    let data = tempfile::tempdir()?;
+    let (t1, t2) = (1_700_000_000_000_000_000i64, 1_700_000_600_000_000_000i64);
+    {
+        let node = TestNode::start_in(data.path(), |c| {
+            c.storage.max_head_samples = 1; // every push becomes a block
+            c.storage.block_check_interval_secs = 1;
+        })?;
+        let client = Client::new(&node.url);
+        // One block per profile: wait for each to ship before the next push.
+        for (n, t) in [t1, t2].into_iter().enumerate() {
+            let r = client
+                .post(
+                    "/push.v1.PusherService/Push",
+                    &[("content-type", "application/proto")],
+                    push_at("lazy.app", t)?,
+                )
+                .await?;
+            ensure!(r.status().is_success(), "{}", r.status());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while block_dirs(data.path()).map_or(0, |d| d.len()) < n + 1 {
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "block {n} not shipped"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        // Shipped blocks leave the ingester: the store-gateway answers.
+        ensure!(total_of(&client, CPU, "lazy.app").await? == 2 * per);
+        node.stop()?;
+    }
+    // Restart with a budget too small for even one block.
+    let node = TestNode::start_in(data.path(), |c| c.storage.block_cache_bytes = 1)?;
+    let client = Client::new(&node.url);
+    ensure!(
+        metric_value(&client, "ignis_block_cache_misses_total").await? == 0.0,
+        "blocks were read before any query"
+    );
+    ensure!(metric_value(&client, "ignis_indexed_blocks").await? == 2.0);
+    // A range that touches only the first block reads only it.
+    let ms = t1 / 1_000_000;
+    let fg = client
+        .flamegraph(CPU, "{service_name=\"lazy.app\"}", ms, ms)
+        .await?;
+    ensure!(fg_total(&fg) == per, "first block: {}", fg_total(&fg));
+    ensure!(metric_value(&client, "ignis_block_cache_misses_total").await? == 1.0);
+    // Both blocks: the second is read and the first evicted (budget), answers exact.
+    for round in 1..=2 {
+        let total = total_of(&client, CPU, "lazy.app").await?;
+        ensure!(total == 2 * per, "round {round}: {total}");
+    }
+    ensure!(metric_value(&client, "ignis_block_cache_evictions_total").await? >= 1.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn store_gateway_finds_blocks_other_nodes_upload() -> Result<()> {
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let bucket = tempfile::tempdir()?;
+    let path = bucket.path().display().to_string();
+    let writer = TestNode::start(|c| {
+        c.storage.bucket.path = path.clone();
+        c.storage.max_head_samples = 1;
+        c.storage.block_check_interval_secs = 1;
+    })?;
+    let reader = TestNode::start(|c| {
+        c.storage.bucket.path = path.clone();
+        c.storage.block_sync_interval_secs = 1;
+    })?;
+    let (w, r) = (Client::new(&writer.url), Client::new(&reader.url));
+    let resp = w
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            push_at("shared.app", 1_700_000_000_000_000_000)?,
+        )
+        .await?;
+    ensure!(resp.status().is_success());
+    let want = total_of(&w, CPU, "shared.app").await?;
+    ensure!(want > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while total_of(&r, CPU, "shared.app").await? != want {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the reader never indexed the writer's block"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     Ok(())
 }

@@ -303,3 +303,77 @@ async fn kill_9_of_an_ingester_loses_no_acknowledged_profile() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn cluster_answers_from_blocks_on_a_shared_bucket() -> Result<()> {
+    // Every push becomes a block at once on a bucket all nodes share: the
+    // ingesters let go of the data and the store-gateways serve it.
+    let bucket = tempfile::tempdir()?;
+    let path = bucket.path().display().to_string();
+    let cluster = Cluster::start_with_env(
+        &["all", "all", "all"],
+        &[
+            ("IGNIS_STORAGE__BUCKET__PATH", path.as_str()),
+            ("IGNIS_STORAGE__MAX_HEAD_SAMPLES", "1"),
+            ("IGNIS_STORAGE__BLOCK_CHECK_INTERVAL_SECS", "1"),
+            ("IGNIS_STORAGE__BLOCK_SYNC_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await?;
+    let raw = read_fixture("go/cpu.pb.gz")?;
+    let per_profile = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_f64()
+        .context("cpu truth")?;
+    for i in 0..6 {
+        let client = Client::new(&cluster.url(i % 3)?);
+        let r = client
+            .post(
+                "/push.v1.PusherService/Push",
+                &[("content-type", "application/proto")],
+                push_body(&format!("blocks-{i}"), &raw),
+            )
+            .await?;
+        ensure!(r.status().is_success(), "push {i}: {}", r.status());
+    }
+    // Wait until every replica is a block (3 copies of 6 profiles).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut uploaded = 0.0;
+        for i in 0..3 {
+            let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
+                .await?
+                .text()
+                .await?;
+            uploaded += m
+                .lines()
+                .filter(|l| l.starts_with("ignis_blocks_uploaded_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        if uploaded >= 3.0 {
+            // Each ingester cuts and ships at least once; give the rest a round.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no blocks uploaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..3 {
+        let t = total(&cluster, i, "{service_name=~\"blocks-.*\"}").await?;
+        ensure!(
+            t == 6.0 * per_profile,
+            "node {i}: total {t}, want {}",
+            6.0 * per_profile
+        );
+        let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
+            .await?
+            .text()
+            .await?;
+        ensure!(
+            m.lines()
+                .any(|l| l.starts_with("ignis_indexed_blocks ") && !l.ends_with(" 0")),
+            "node {i} indexed no block"
+        );
+    }
+    Ok(())
+}

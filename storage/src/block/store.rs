@@ -207,6 +207,36 @@ impl BlockStore {
         Ok(out)
     }
 
+    /// The ids of `tenant`'s block directories (complete or not), sorted.
+    pub async fn block_ids(&self, tenant: &str) -> Result<Vec<String>, BlockError> {
+        let entries = match self.op.list(&format!("{tenant}/blocks/")).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_dir())
+            .map(|e| e.name().trim_end_matches('/').to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The meta of one block, or `None` while it is incomplete (no `meta.json`).
+    pub async fn meta(&self, tenant: &str, ulid: &str) -> Result<Option<BlockMeta>, BlockError> {
+        match self
+            .op
+            .read(&format!("{}meta.json", Self::dir(tenant, ulid)))
+            .await
+        {
+            Ok(buf) => Ok(Some(serde_json::from_slice::<BlockMeta>(&buf.to_vec())?)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The complete blocks of `tenant` (those with a `meta.json`), oldest first.
     pub async fn blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, BlockError> {
         let entries = match self.op.list(&format!("{tenant}/blocks/")).await {

@@ -1,0 +1,297 @@
+//! The store-gateway: knows the bucket's blocks and answers queries over
+//! them, loading each block only when a query's time range touches it.
+//!
+//! The index of blocks (their `meta.json`) lives in sled, so a restart knows
+//! the bucket without listing it; it is refreshed on an interval (new blocks
+//! are read, deleted ones dropped) and updated at once when this node uploads
+//! a block. Decoded blocks stay in memory in an LRU cache within a byte
+//! budget. In a cluster, each store-gateway serves the blocks the ring gives
+//! it (see [`StoreGateway::set_owner`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use ignis_storage::Head;
+use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
+use parking_lot::Mutex;
+
+use crate::metrics::Metrics;
+
+/// Decides whether this node serves a block (by tenant and block id).
+pub type Ownership = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What a refresh of the index found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Blocks in the index after the refresh.
+    pub blocks: u64,
+    /// Blocks newly indexed.
+    pub added: u64,
+    /// Blocks gone from the bucket and dropped from the index.
+    pub removed: u64,
+}
+
+struct Cached {
+    head: Arc<Head>,
+    bytes: u64,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Cached>,
+    used: u64,
+    tick: u64,
+}
+
+/// The block index and the cache of decoded blocks.
+pub struct StoreGateway {
+    store: BlockStore,
+    index: sled::Tree,
+    /// Blocks this node uploaded: served here whatever the ring says, since
+    /// the ingester drops their data once they are indexed.
+    uploaded_here: sled::Tree,
+    cache: Mutex<Cache>,
+    budget: u64,
+    owner: Mutex<Option<Ownership>>,
+    metrics: Metrics,
+}
+
+fn key(tenant: &str, ulid: &str) -> String {
+    format!("{tenant}/{ulid}")
+}
+
+impl StoreGateway {
+    /// Opens the index under `dir`; decoded blocks take at most `cache_bytes`.
+    pub fn open(
+        store: BlockStore,
+        dir: &Path,
+        cache_bytes: u64,
+        metrics: Metrics,
+    ) -> Result<Self, BlockError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| BlockError::Corrupt(format!("block index {}: {e}", dir.display())))?;
+        let index = db.open_tree("blocks").map_err(Self::index_err)?;
+        let uploaded_here = db.open_tree("uploaded-here").map_err(Self::index_err)?;
+        Ok(Self {
+            store,
+            index,
+            uploaded_here,
+            cache: Mutex::new(Cache::default()),
+            budget: cache_bytes,
+            owner: Mutex::new(None),
+            metrics,
+        })
+    }
+
+    /// Serves only the blocks `owner` accepts (the ring's choice in a cluster).
+    pub fn set_owner(&self, owner: Ownership) {
+        *self.owner.lock() = Some(owner);
+    }
+
+    fn owns(&self, tenant: &str, ulid: &str) -> bool {
+        self.owner.lock().as_ref().is_none_or(|o| o(tenant, ulid))
+            || self
+                .uploaded_here
+                .contains_key(key(tenant, ulid))
+                .unwrap_or(false)
+    }
+
+    fn index_err(e: sled::Error) -> BlockError {
+        BlockError::Corrupt(format!("block index: {e}"))
+    }
+
+    /// Indexes a block this node just uploaded, and serves it from now on.
+    pub fn add_uploaded(&self, meta: &BlockMeta) -> Result<(), BlockError> {
+        self.add(meta)?;
+        self.uploaded_here
+            .insert(key(&meta.tenant, &meta.ulid), &[])
+            .map_err(Self::index_err)?;
+        Ok(())
+    }
+
+    /// Indexes a block.
+    fn add(&self, meta: &BlockMeta) -> Result<(), BlockError> {
+        let value = serde_json::to_vec(meta)?;
+        self.index
+            .insert(key(&meta.tenant, &meta.ulid), value)
+            .map_err(Self::index_err)?;
+        Ok(())
+    }
+
+    /// Every indexed block of `tenant`, oldest first.
+    pub fn all_metas(&self, tenant: &str) -> Vec<BlockMeta> {
+        self.index
+            .scan_prefix(format!("{tenant}/"))
+            .filter_map(Result::ok)
+            .filter_map(|(_, v)| serde_json::from_slice::<BlockMeta>(&v).ok())
+            .collect()
+    }
+
+    /// Tenants with indexed blocks.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .index
+            .iter()
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| {
+                let k = String::from_utf8_lossy(&k).into_owned();
+                k.split_once('/').map(|(t, _)| t.to_string())
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// The indexed blocks of `tenant` this node serves that overlap `[start_ns, end_ns]`.
+    pub fn metas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
+        self.all_metas(tenant)
+            .into_iter()
+            .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+            .filter(|m| self.owns(tenant, &m.ulid))
+            .collect()
+    }
+
+    /// Lists the bucket: indexes new complete blocks, drops deleted ones.
+    pub async fn refresh(&self) -> Result<RefreshStats, BlockError> {
+        let mut stats = RefreshStats::default();
+        for tenant in self.store.tenants().await? {
+            if crate::validate_tenant_id(&tenant).is_err() {
+                continue;
+            }
+            let ids = self.store.block_ids(&tenant).await?;
+            let known: Vec<String> = self
+                .all_metas(&tenant)
+                .into_iter()
+                .map(|m| m.ulid)
+                .collect();
+            for ulid in ids.iter().filter(|u| !known.contains(u)) {
+                // Blocks without meta.json are still uploading: next time.
+                if let Some(meta) = self.store.meta(&tenant, ulid).await? {
+                    self.add(&meta)?;
+                    stats.added += 1;
+                }
+            }
+            for ulid in known.iter().filter(|u| !ids.contains(u)) {
+                self.forget(&tenant, ulid)?;
+                stats.removed += 1;
+            }
+        }
+        stats.blocks = self.index.len() as u64;
+        self.metrics.indexed_blocks.set(stats.blocks as i64);
+        Ok(stats)
+    }
+
+    fn forget(&self, tenant: &str, ulid: &str) -> Result<(), BlockError> {
+        let k = key(tenant, ulid);
+        self.index.remove(&k).map_err(Self::index_err)?;
+        self.uploaded_here.remove(&k).map_err(Self::index_err)?;
+        let mut cache = self.cache.lock();
+        if let Some(c) = cache.entries.remove(&k) {
+            cache.used -= c.bytes;
+        }
+        Ok(())
+    }
+
+    /// The decoded blocks of `tenant` this node serves in `[start_ns, end_ns]`,
+    /// loaded into the cache as needed.
+    pub async fn heads(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Arc<Head>>, BlockError> {
+        let mut out = Vec::new();
+        for meta in self.metas(tenant, start_ns, end_ns) {
+            out.push(self.load(meta).await?);
+        }
+        Ok(out)
+    }
+
+    async fn load(&self, meta: BlockMeta) -> Result<Arc<Head>, BlockError> {
+        let k = key(&meta.tenant, &meta.ulid);
+        {
+            let mut cache = self.cache.lock();
+            cache.tick += 1;
+            let tick = cache.tick;
+            if let Some(c) = cache.entries.get_mut(&k) {
+                c.last_used = tick;
+                self.metrics.block_cache_hits.inc();
+                return Ok(c.head.clone());
+            }
+        }
+        self.metrics.block_cache_misses.inc();
+        let files = self.store.fetch(&meta).await?;
+        let head = tokio::task::spawn_blocking(move || decode_block(&meta, &files))
+            .await
+            .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
+        let head = Arc::new(head);
+        let bytes = head.approx_bytes();
+        let mut cache = self.cache.lock();
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some(old) = cache.entries.insert(
+            k,
+            Cached {
+                head: head.clone(),
+                bytes,
+                last_used: tick,
+            },
+        ) {
+            cache.used -= old.bytes;
+        }
+        cache.used += bytes;
+        // Evict least recently used blocks until within budget (the block
+        // just loaded stays, even alone over budget: the query needs it).
+        while cache.used > self.budget && cache.entries.len() > 1 {
+            let Some(victim) = cache
+                .entries
+                .iter()
+                .filter(|(_, c)| c.last_used != tick)
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(c) = cache.entries.remove(&victim) {
+                cache.used -= c.bytes;
+                self.metrics.block_cache_evictions.inc();
+            }
+        }
+        self.metrics.block_cache_bytes.set(cache.used as i64);
+        Ok(head)
+    }
+
+    /// Deletes `tenant`'s blocks whose newest profile is older than
+    /// `cutoff_ns` from the bucket, the index and the cache.
+    pub async fn expire(&self, tenant: &str, cutoff_ns: i64) -> u64 {
+        let mut n = 0;
+        for meta in self.all_metas(tenant) {
+            if meta.max_time_ns >= cutoff_ns {
+                continue;
+            }
+            match self.store.delete(tenant, &meta.ulid).await {
+                Ok(()) => {
+                    if let Err(e) = self.forget(tenant, &meta.ulid) {
+                        tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "block deleted but still indexed");
+                    }
+                    n += 1;
+                    tracing::info!(tenant, ulid = %meta.ulid, "deleted block past retention");
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "deleting an expired block failed")
+                }
+            }
+        }
+        n
+    }
+
+    /// Bytes of decoded blocks held in memory.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.lock().used
+    }
+}
