@@ -223,13 +223,19 @@ where
         config.server.actor_threads
     };
     let arbiters: Vec<actix::Arbiter> = (0..actor_threads).map(|_| actix::Arbiter::new()).collect();
-    let wal_dir = config.storage.data_dir.join("wal");
-    std::fs::create_dir_all(&wal_dir)?;
-    let wal = Arc::new(ignis_storage::Wal::open(
-        &wal_dir,
-        config.storage.wal_sync,
-        std::time::Duration::from_millis(config.storage.wal_flush_interval_ms),
-    )?);
+    // Only ingesters keep a WAL (a standalone node is one).
+    let runs_ingester = !config.cluster.enabled || roles.has("ingester");
+    let wal = if runs_ingester {
+        let wal_dir = config.storage.data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)?;
+        Some(Arc::new(ignis_storage::Wal::open(
+            &wal_dir,
+            config.storage.wal_sync,
+            std::time::Duration::from_millis(config.storage.wal_flush_interval_ms),
+        )?))
+    } else {
+        None
+    };
     let store =
         ignis_storage::block::BlockStore::open(&config.storage.bucket, &config.storage.data_dir)?;
     let blocks_store = Some(store.clone());
@@ -254,14 +260,20 @@ where
     };
     let mut tenants = Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
-        Some(wal.clone()),
+        wal.clone(),
         blocks,
         metrics.clone(),
         config.query.limits(),
         config.query.max_concurrent_queries,
     );
     if let Some(c) = &cluster {
-        tenants = tenants.with_cluster(c.clone());
+        tenants = tenants
+            .with_cluster(c.clone())
+            .with_roles(ignis_actors::tenants::ActorRoles {
+                distributor: roles.has("distributor"),
+                ingester: roles.has("ingester"),
+                querier: roles.serves_reads(),
+            });
     }
     // The store-gateway serves blocks; a standalone node always runs one.
     let store_gateway = match (
@@ -405,7 +417,9 @@ where
     }
     let flushed = tenants_for_shutdown.flush(true).await;
     tracing::info!(?flushed, "flushed heads to blocks");
-    wal.flush()?;
+    if let Some(w) = &wal {
+        w.flush()?;
+    }
     // Stop the actor threads and wait for them, so every handle on the WAL is
     // gone (and its file lock released) when this returns.
     drop(tenants_for_shutdown);
@@ -417,7 +431,7 @@ where
             tracing::error!("an actor thread panicked during shutdown");
         }
     }
-    let wal_handles = Arc::strong_count(&wal);
+    let wal_handles = wal.as_ref().map_or(0, Arc::strong_count);
     if wal_handles > 1 {
         tracing::warn!(wal_handles, "WAL still referenced at shutdown");
     }

@@ -24,17 +24,18 @@ pub struct Distribute {
 /// replicas the hash ring picks in a cluster (acknowledged on quorum).
 pub struct Distributor {
     tenant: String,
-    ingester: Addr<Ingester>,
+    ingester: Option<Addr<Ingester>>,
     cluster: Option<Arc<ClusterContext>>,
     metrics: Metrics,
     backoff: Backoff,
 }
 
 impl Distributor {
-    /// A distributor sending to `ingester`, or through `cluster` when given.
+    /// A distributor sending to `ingester` (this node's, if it runs one), or
+    /// through `cluster` when given.
     pub fn new(
         tenant: String,
-        ingester: Addr<Ingester>,
+        ingester: Option<Addr<Ingester>>,
         cluster: Option<Arc<ClusterContext>>,
         metrics: Metrics,
     ) -> Self {
@@ -84,12 +85,17 @@ impl Handler<Distribute> for Distributor {
         let cluster = self.cluster.clone();
         let tenant = self.tenant.clone();
         Box::pin(async move {
-            let stats = match cluster {
-                Some(c) => c.replicate(&tenant, profiles, Some(ingester)).await?,
-                None => ingester
+            let stats = match (cluster, ingester) {
+                (Some(c), ingester) => c.replicate(&tenant, profiles, ingester).await?,
+                (None, Some(ingester)) => ingester
                     .send(Append(profiles))
                     .await
                     .map_err(|e| IngesterError::Unavailable(e.to_string()))??,
+                (None, None) => {
+                    return Err(IngesterError::Unavailable(
+                        "this node runs no ingester and is not in a cluster".into(),
+                    ));
+                }
             };
             metrics
                 .ingested_profiles

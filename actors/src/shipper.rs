@@ -57,7 +57,9 @@ impl Tenants {
                 max_age: self.blocks.max_block_duration,
                 max_samples: self.blocks.max_head_samples,
             };
-            if let Ok(Some(_)) = actors.ingester.send(cut).await {
+            if let Some(ingester) = &actors.ingester
+                && let Ok(Some(_)) = ingester.send(cut).await
+            {
                 stats.cut += 1;
             }
             // Ship in cut order: a later block must not truncate the WAL under an earlier one.

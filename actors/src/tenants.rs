@@ -21,15 +21,15 @@ use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::sealed::SealedList;
 use crate::store_gateway::StoreGateway;
 
-/// The running actors of one tenant.
+/// The running actors of one tenant: those of the node's roles.
 #[derive(Clone)]
 pub struct TenantActors {
-    /// Entry point for writes.
-    pub distributor: Addr<Distributor>,
-    /// Holder of the head.
-    pub ingester: Addr<Ingester>,
-    /// Entry point for reads.
-    pub querier: Addr<Querier>,
+    /// Entry point for writes (nodes with the distributor role).
+    pub distributor: Option<Addr<Distributor>>,
+    /// Holder of the head (nodes with the ingester role).
+    pub ingester: Option<Addr<Ingester>>,
+    /// Entry point for reads (nodes with the querier role).
+    pub querier: Option<Addr<Querier>>,
     /// The tenant's head, shared with the querier for reads.
     pub head: Arc<RwLock<Head>>,
     /// Heads cut from the ingester (being shipped, or loaded from blocks).
@@ -65,6 +65,27 @@ pub struct Tenants {
     query_permits: Arc<Semaphore>,
     cluster: Option<Arc<ClusterContext>>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
+    roles: ActorRoles,
+}
+
+/// Which per-tenant actors a node starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActorRoles {
+    /// Start distributors.
+    pub distributor: bool,
+    /// Start ingesters.
+    pub ingester: bool,
+    /// Start queriers.
+    pub querier: bool,
+}
+
+impl ActorRoles {
+    /// Every actor (a standalone node).
+    pub const ALL: Self = Self {
+        distributor: true,
+        ingester: true,
+        querier: true,
+    };
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -112,7 +133,14 @@ impl Tenants {
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
             cluster: None,
             store_gateway: None,
+            roles: ActorRoles::ALL,
         }
+    }
+
+    /// Starts only the actors of `roles` for each tenant.
+    pub fn with_roles(mut self, roles: ActorRoles) -> Self {
+        self.roles = roles;
+        self
     }
 
     /// Serves historical blocks through `sg` (which also takes over the
@@ -197,8 +225,10 @@ impl Tenants {
             self.wal.clone(),
             self.metrics.clone(),
         );
-        let ingester = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
+        let ingester = self.roles.ingester.then(|| {
+            Supervisor::start_in_arbiter(arbiter, move |_| {
+                Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
+            })
         });
         let (t, i, c, m) = (
             tenant.to_string(),
@@ -206,8 +236,10 @@ impl Tenants {
             self.cluster.clone(),
             self.metrics.clone(),
         );
-        let distributor = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
+        let distributor = self.roles.distributor.then(|| {
+            Supervisor::start_in_arbiter(arbiter, move |_| {
+                Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
+            })
         });
         let (h, s, l, p) = (
             head.clone(),
@@ -215,8 +247,10 @@ impl Tenants {
             self.query_limits.clone(),
             self.query_permits.clone(),
         );
-        let querier = Supervisor::start_in_arbiter(arbiter, move |_| {
-            Querier::new(h.clone(), s.clone(), l.clone(), p.clone())
+        let querier = self.roles.querier.then(|| {
+            Supervisor::start_in_arbiter(arbiter, move |_| {
+                Querier::new(h.clone(), s.clone(), l.clone(), p.clone())
+            })
         });
         tracing::info!(tenant, "started tenant actors");
         let actors = TenantActors {
@@ -285,9 +319,8 @@ impl Tenants {
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         }
         let blocks = self.block_heads(tenant, start_ns, end_ns).await?;
-        match self.get(tenant) {
-            Some(t) => t
-                .querier
+        match self.get(tenant).and_then(|t| t.querier) {
+            Some(querier) => querier
                 .send(RunQuery {
                     query: Box::new(f),
                     blocks,
@@ -370,8 +403,8 @@ mod tests {
             2,
         );
         let t = tenants.get_or_start("t1");
-        let stats = t
-            .distributor
+        let distributor = t.distributor.clone().unwrap();
+        let stats = distributor
             .send(Distribute {
                 profiles: vec![profile(2_000_000)],
                 endpoint: "test",
@@ -380,10 +413,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.profiles, 1);
-        t.ingester.send(Restart).await.unwrap();
+        t.ingester.clone().unwrap().send(Restart).await.unwrap();
         // The supervisor restarts the ingester after a backoff; the next append waits for it.
-        let stats = t
-            .distributor
+        let stats = distributor
             .send(Distribute {
                 profiles: vec![profile(3_000_000)],
                 endpoint: "test",

@@ -106,6 +106,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The data directory of node `i`.
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        self.specs[i].data.path()
+    }
+
     /// The base URL of running node `i`.
     pub fn url(&self, i: usize) -> Result<String> {
         self.nodes[i]

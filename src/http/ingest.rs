@@ -126,9 +126,12 @@ async fn store(
         count_bytes(state, tenant, endpoint, bytes);
         return Ok(());
     }
-    let actors = state.tenants.get_or_start(tenant);
-    actors
+    let distributor = state
+        .tenants
+        .get_or_start(tenant)
         .distributor
+        .ok_or_else(|| ApiError::unavailable("this node does not run the distributor role"))?;
+    distributor
         .send(Distribute { profiles, endpoint })
         .await
         .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?

@@ -70,10 +70,12 @@ pub async fn call(
                 .map_err(|e| ApiError::internal(e.to_string()))?
                 .map_err(|e| ApiError::bad_request(format!("push record: {e}")))?;
             validate_tenant_id(&tenant).map_err(ApiError::bad_request)?;
-            let stats = state
+            let ingester = state
                 .tenants
                 .get_or_start(&tenant)
                 .ingester
+                .ok_or_else(|| ApiError::bad_request("this node does not run the ingester role"))?;
+            let stats = ingester
                 .send(Append(Arc::new(profiles)))
                 .await
                 .map_err(|e| ApiError::unavailable(format!("ingester unavailable: {e}")))?

@@ -76,6 +76,28 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
         "no replica write metric"
     );
     ensure!(metrics.contains("ignis_cluster_members{state=\"alive\"} 3"));
+    // A peer of another internal protocol version is refused clearly (a
+    // rolling upgrade with mixed versions fails loudly, never misreads).
+    let r = reqwest::Client::new()
+        .post(format!("{}/internal/v1/push", cluster.url(1)?))
+        .header("x-ignis-protocol", "0")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    ensure!(
+        status == 409 && text.contains("protocol"),
+        "mixed versions: {status} {text}"
+    );
+    // Garbage from a peer of the right version is a 400, not a crash.
+    let r = reqwest::Client::new()
+        .post(format!("{}/internal/v1/push", cluster.url(1)?))
+        .header("x-ignis-protocol", "1")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await?;
+    ensure!(r.status() == 400, "garbage record: {}", r.status());
     // The HTML page lists every member.
     let page = reqwest::get(format!("{}/cluster", cluster.url(2)?))
         .await?
@@ -92,7 +114,7 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
 
 #[tokio::test]
 async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
-    // 2 distributors, 3 ingesters, 2 queriers.
+    // 2 distributors, 3 ingesters, 2 queriers, 2 store-gateways.
     let cluster = Cluster::start(&[
         "distributor",
         "distributor",
@@ -101,6 +123,8 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
         "ingester",
         "querier",
         "query-frontend,querier",
+        "store-gateway",
+        "store-gateway",
     ])
     .await?;
     replay_and_verify(&cluster, &[0, 1], &[5, 6]).await?;
@@ -130,15 +154,20 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
         "a querier accepted a write: {}",
         r.status()
     );
-    // Ingesters hold the data: each profile on all three.
-    for i in 2..5 {
+    // Ingesters hold the data, each profile on all three; the other roles
+    // start no ingester (nor WAL) of their own.
+    for i in 0..9 {
         let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
             .await?
             .text()
             .await?;
+        let holds = m.contains("ignis_head_series{tenant=\"anonymous\"}");
+        let has_wal = cluster.data_dir(i).join("wal").exists();
+        let ingester = (2..5).contains(&i);
         ensure!(
-            m.contains("ignis_head_series{tenant=\"anonymous\"}"),
-            "ingester {i} holds nothing"
+            holds == ingester && has_wal == ingester,
+            "node {i} ({}): holds data {holds}, has a WAL {has_wal}",
+            cluster.specs[i].target
         );
     }
     Ok(())
