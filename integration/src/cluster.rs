@@ -98,6 +98,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops node `i` cleanly (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self, i: usize) -> Result<()> {
+        if let Some(mut n) = self.nodes[i].take() {
+            let status = n.terminate()?;
+            anyhow::ensure!(status.success(), "node {i} exited with {status}");
+        }
+        Ok(())
+    }
+
     /// Kills node `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         if let Some(mut n) = self.nodes[i].take() {

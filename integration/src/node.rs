@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use ignis::{Config, RunningNode};
 use tokio::sync::oneshot;
 
@@ -179,6 +179,15 @@ impl ChildNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops the process with SIGTERM (a clean shutdown) and waits for it.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -TERM failed");
+        Ok(self.child.wait()?)
     }
 
     /// Kills the process with SIGKILL, as a crash would, and reaps it.

@@ -406,3 +406,89 @@ async fn cluster_answers_from_blocks_on_a_shared_bucket() -> Result<()> {
     }
     Ok(())
 }
+
+async fn push_to(
+    cluster: &Cluster,
+    i: usize,
+    service: &str,
+    raw: &[u8],
+) -> Result<reqwest::StatusCode> {
+    let r = Client::new(&cluster.url(i)?)
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            push_body(service, raw),
+        )
+        .await?;
+    Ok(r.status())
+}
+
+#[tokio::test]
+async fn an_ingester_leaving_cleanly_flushes_and_leaves_the_ring() -> Result<()> {
+    let bucket = tempfile::tempdir()?;
+    let path = bucket.path().display().to_string();
+    let mut cluster = Cluster::start_with_env(
+        &["all", "all", "all"],
+        &[
+            ("IGNIS_STORAGE__BUCKET__PATH", path.as_str()),
+            ("IGNIS_STORAGE__BLOCK_SYNC_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await?;
+    let raw = read_fixture("go/cpu.pb.gz")?;
+    let per_profile = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_f64()
+        .context("cpu truth")?;
+    for i in 0..4 {
+        let s = push_to(&cluster, i % 2, &format!("leave-{i}"), &raw).await?;
+        ensure!(s.is_success(), "push {i}: {s}");
+    }
+    // SIGTERM: the node leaves the ring, then cuts its head into a block.
+    cluster.terminate(2)?;
+    // It announced the leave before stopping; once its heartbeats stop it
+    // is `left` (not `failed`).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = cluster.status(0).await?;
+        let node2 = status["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["node_id"] == "node-2")
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            node2["leaving"] == true,
+            "node-2 did not announce its leave: {status}"
+        );
+        if node2["state"] == "left" {
+            break status;
+        }
+        ensure!(
+            node2["state"] != "failed",
+            "a clean leave seen as a failure: {status}"
+        );
+        ensure!(Instant::now() < deadline, "node-2 never left: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        status["ring"]["replication_factor"] == 2,
+        "the ring still counts the departed ingester: {status}"
+    );
+    let blocks = std::fs::read_dir(bucket.path().join("anonymous/blocks"))?.count();
+    ensure!(blocks >= 1, "the leaving ingester flushed no block");
+    // Writes go on (quorum of the two remaining) and nothing is missing.
+    for i in 4..6 {
+        let s = push_to(&cluster, i % 2, &format!("leave-{i}"), &raw).await?;
+        ensure!(s.is_success(), "push {i} after the leave: {s}");
+    }
+    for i in 0..2 {
+        let t = total(&cluster, i, "{service_name=~\"leave-.*\"}").await?;
+        ensure!(
+            t == 6.0 * per_profile,
+            "node {i}: total {t}, want {}",
+            6.0 * per_profile
+        );
+    }
+    Ok(())
+}
