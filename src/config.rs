@@ -155,6 +155,12 @@ pub struct QueryConfig {
     pub max_flamegraph_nodes_max: i64,
     /// Longest time range of one query, in seconds (0: unlimited).
     pub max_query_length_secs: i64,
+    /// Rows one SQL query returns at most.
+    pub sql_max_rows: usize,
+    /// Memory one SQL query may use, in bytes.
+    pub sql_max_memory_bytes: usize,
+    /// Time one SQL query may take, in seconds.
+    pub sql_timeout_secs: u64,
 }
 
 impl Default for QueryConfig {
@@ -165,6 +171,9 @@ impl Default for QueryConfig {
             max_flamegraph_nodes_default: l.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: l.max_flamegraph_nodes_max,
             max_query_length_secs: l.max_query_length_secs,
+            sql_max_rows: 10_000,
+            sql_max_memory_bytes: 512 << 20,
+            sql_timeout_secs: 60,
         }
     }
 }

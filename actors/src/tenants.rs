@@ -155,6 +155,47 @@ impl Tenants {
         self.store_gateway.as_ref()
     }
 
+    /// What a SQL query over `tenant` in `[start_ns, end_ns]` reads on this
+    /// node: the blocks its store-gateway serves in that range (by their
+    /// meta) and the ingester's data still in memory, as the same tables.
+    pub async fn sql_input(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<ignis_query::sql::SqlInput, QueryFailure> {
+        let blocks = self
+            .store_gateway
+            .as_ref()
+            .map(|sg| sg.metas(tenant, start_ns, end_ns))
+            .unwrap_or_default();
+        let store = self.blocks.store.as_ref().map(|s| s.operator().clone());
+        let local = self.local_data(tenant);
+        let heads = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            if let Some(l) = local {
+                let head = l.head.read();
+                let sealed = l.sealed.read().clone();
+                if !head.is_empty() {
+                    out.push(ignis_storage::block::head_tables(&head)?);
+                }
+                drop(head);
+                for s in sealed.iter() {
+                    out.push(ignis_storage::block::head_tables(&s.head)?);
+                }
+            }
+            Ok::<_, ignis_storage::block::BlockError>(out)
+        })
+        .await
+        .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
+        .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+        Ok(ignis_query::sql::SqlInput {
+            store,
+            blocks,
+            heads,
+        })
+    }
+
     /// The decoded blocks this node serves for `tenant` in `[start_ns, end_ns]`.
     pub async fn block_heads(
         &self,

@@ -13,6 +13,7 @@ pub mod pprof_export;
 pub mod render;
 pub mod selector;
 pub mod source;
+pub mod sql;
 pub mod timeseries;
 
 pub use engine::{Engine, QueryLimits};

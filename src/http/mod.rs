@@ -9,6 +9,7 @@ pub mod internal;
 pub mod legacy;
 pub mod ops;
 pub mod query;
+pub mod sql;
 pub mod state;
 pub mod ui;
 
@@ -66,6 +67,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
         .service(
             web::resource("/pyroscope/label-values")
                 .route(web::get().to(legacy::label_values))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
+            web::resource("/api/v1/sql")
+                .route(web::post().to(sql::sql))
                 .default_service(web::to(method_not_allowed)),
         );
         if ui {

@@ -366,7 +366,7 @@ async fn retention_deletes_expired_blocks_per_tenant() -> Result<()> {
 }
 
 /// A Push of the Go CPU fixture re-stamped at `time_ns`.
-fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
+pub(crate) fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
     use ignis_storage::proto::google::v1::Profile;
     use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
     use ignis_storage::proto::types::v1::LabelPair;

@@ -11,5 +11,6 @@ mod durability;
 mod formats;
 mod loadgen;
 mod sdk_replay;
+mod sql;
 mod tenants;
 mod ui;

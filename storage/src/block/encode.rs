@@ -63,19 +63,23 @@ fn parquet(
     Ok(buf)
 }
 
-/// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the head's.
-pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBlock, BlockError> {
+/// One table of a block: its file name, its rows and its sorting columns.
+pub struct BlockTable {
+    /// File name in the block, e.g. `samples.parquet`.
+    pub file: &'static str,
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Indexes of the columns the rows are sorted by.
+    pub sorted_by: Vec<usize>,
+}
+
+/// The tables of a block for `head`, as Arrow batches: what
+/// [`encode_block`] writes as Parquet, and what SQL queries read for data
+/// still in memory, so one plan covers both.
+pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
     let sym = head.symbols();
     let series = head.series();
-    let mut files = Vec::new();
-    let mut file =
-        |name: &str, b: RecordBatch, sorted: &[usize], rg: usize| -> Result<(), BlockError> {
-            let rows = b.num_rows() as u64;
-            let bytes = parquet(&b, sorted, rg)?;
-            files.push((name.to_string(), bytes, rows));
-            Ok(())
-        };
-
+    let mut tables = Vec::new();
     // series
     let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
     for s in series {
@@ -85,9 +89,9 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
         }
         labels.append(true)?;
     }
-    file(
-        "series.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "series.parquet",
+        batch: batch(vec![
             (
                 "series_ref",
                 Arc::new(UInt32Array::from_iter_values(0..series.len() as u32)),
@@ -114,19 +118,15 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             ),
             ("labels", Arc::new(labels.finish())),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
 
     // profiles and samples, sorted by (series_ref, timestamp_ns[, stack_id])
     let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
     let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
     let (mut p_id, mut s_id) = (vec![], vec![]);
-    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     for (i, s) in series.iter().enumerate() {
         for row in &s.profiles {
-            min_t = min_t.min(row.timestamp_ns);
-            max_t = max_t.max(row.timestamp_ns);
             p_series.push(i as u32);
             p_ts.push(row.timestamp_ns);
             p_total.push(row.total);
@@ -141,22 +141,20 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             }
         }
     }
-    let (profiles, samples) = (p_series.len() as u64, s_series.len() as u64);
-    file(
-        "profiles.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "profiles.parquet",
+        batch: batch(vec![
             ("series_ref", Arc::new(UInt32Array::from(p_series))),
             ("timestamp_ns", Arc::new(Int64Array::from(p_ts))),
             ("total", Arc::new(Int64Array::from(p_total))),
             ("num_samples", Arc::new(UInt32Array::from(p_n))),
             ("profile_id", Arc::new(UInt64Array::from(p_id))),
         ])?,
-        &[0, 1],
-        SAMPLES_ROW_GROUP,
-    )?;
-    file(
-        "samples.parquet",
-        batch(vec![
+        sorted_by: vec![0, 1],
+    });
+    tables.push(BlockTable {
+        file: "samples.parquet",
+        batch: batch(vec![
             ("series_ref", Arc::new(UInt32Array::from(s_series))),
             ("timestamp_ns", Arc::new(Int64Array::from(s_ts))),
             ("stack_id", Arc::new(UInt32Array::from(s_stack))),
@@ -165,9 +163,8 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
         ])?,
         // Stacks are sorted within a profile; two profiles of one series may
         // share a timestamp, so only these two columns are declared sorted.
-        &[0, 1],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0, 1],
+    });
 
     // stacks
     let mut stack_locs = ListBuilder::new(UInt32Builder::new());
@@ -175,18 +172,17 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
         stack_locs.values().append_slice(stack);
         stack_locs.append(true);
     }
-    file(
-        "stacks.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "stacks.parquet",
+        batch: batch(vec![
             (
                 "stack_id",
                 Arc::new(UInt32Array::from_iter_values(0..sym.stacks.len() as u32)),
             ),
             ("location_ids", Arc::new(stack_locs.finish())),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
 
     // locations
     let locs = sym.locations.items();
@@ -200,9 +196,9 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
         line_functions.append(true);
         line_numbers.append(true);
     }
-    file(
-        "locations.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "locations.parquet",
+        batch: batch(vec![
             (
                 "location_id",
                 Arc::new(UInt32Array::from_iter_values(0..locs.len() as u32)),
@@ -222,15 +218,14 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             ("line_function_ids", Arc::new(line_functions.finish())),
             ("line_numbers", Arc::new(line_numbers.finish())),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
 
     // functions
     let funcs = sym.functions.items();
-    file(
-        "functions.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "functions.parquet",
+        batch: batch(vec![
             (
                 "function_id",
                 Arc::new(UInt32Array::from_iter_values(0..funcs.len() as u32)),
@@ -258,9 +253,8 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
                 )),
             ),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
 
     // mappings (ids start at 1: 0 means "no mapping" in locations)
     let maps = sym.mappings.items();
@@ -269,9 +263,9 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             maps.iter().map(|m| m.flags & bit != 0).collect::<Vec<_>>(),
         ))
     };
-    file(
-        "mappings.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "mappings.parquet",
+        batch: batch(vec![
             (
                 "mapping_id",
                 Arc::new(UInt32Array::from_iter_values(1..=maps.len() as u32)),
@@ -311,15 +305,14 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             ("has_line_numbers", flag(4)),
             ("has_inline_frames", flag(8)),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
 
     // strings
     let strings = sym.strings.items();
-    file(
-        "strings.parquet",
-        batch(vec![
+    tables.push(BlockTable {
+        file: "strings.parquet",
+        batch: batch(vec![
             (
                 "string_id",
                 Arc::new(UInt32Array::from_iter_values(0..strings.len() as u32)),
@@ -329,9 +322,39 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
                 Arc::new(StringArray::from_iter_values(strings.iter())),
             ),
         ])?,
-        &[0],
-        SAMPLES_ROW_GROUP,
-    )?;
+        sorted_by: vec![0],
+    });
+
+    Ok(tables)
+}
+
+/// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the head's.
+pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBlock, BlockError> {
+    let sym = head.symbols();
+    let series = head.series();
+    let stats = head.stats();
+    let mut files = Vec::new();
+    let (mut profiles, mut samples) = (0, 0);
+    for t in head_tables(head)? {
+        let rows = t.batch.num_rows() as u64;
+        match t.file {
+            "profiles.parquet" => profiles = rows,
+            "samples.parquet" => samples = rows,
+            _ => {}
+        }
+        let bytes = parquet(&t.batch, &t.sorted_by, SAMPLES_ROW_GROUP)?;
+        files.push((t.file.to_string(), bytes, rows));
+    }
+    let (min_t, max_t) = (
+        stats.min_time_ns.unwrap_or(0),
+        stats.max_time_ns.unwrap_or(0),
+    );
+    let (locs, funcs, maps, strings) = (
+        sym.locations.items(),
+        sym.functions.items(),
+        sym.mappings.items(),
+        sym.strings.items(),
+    );
 
     let meta = BlockMeta {
         format_version: FORMAT_VERSION,

@@ -8,7 +8,7 @@ mod store;
 mod ulid;
 
 pub use decode::decode_block;
-pub use encode::{EncodedBlock, SAMPLES_ROW_GROUP, encode_block};
+pub use encode::{BlockTable, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables};
 pub use meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, WalPosition,
 };

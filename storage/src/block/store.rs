@@ -161,6 +161,11 @@ impl BlockStore {
         })
     }
 
+    /// The opendal operator over the bucket (for readers such as DataFusion).
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
     fn dir(tenant: &str, ulid: &str) -> String {
         format!("{tenant}/blocks/{ulid}/")
     }
