@@ -9,6 +9,7 @@ use prost::Message;
 use super::binary_tree::{parse_tree, parse_trie};
 use super::error::{IngestError, Reason};
 use super::gzip::maybe_gunzip;
+use super::jfr::{JfrUpload, decode_jfr};
 use super::limits::Limits;
 use super::name::parse_name;
 use super::speedscope::parse_speedscope;
@@ -73,6 +74,8 @@ pub struct MultipartParts {
     pub sample_type_config: Option<Vec<u8>>,
     /// Part `jfr`.
     pub jfr: Option<Vec<u8>>,
+    /// Part `labels` of a JFR upload (a `LabelsSnapshot` protobuf).
+    pub labels: Option<Vec<u8>>,
 }
 
 /// How a legacy body is to be parsed.
@@ -132,10 +135,11 @@ pub fn decode_legacy(
             .ok_or_else(|| IngestError::invalid(format!("from: invalid time {v:?}")))?,
         None => now_ns,
     };
-    if let Some(v) = params.until.as_deref() {
-        parse_time_ns(v, now_ns)
-            .ok_or_else(|| IngestError::invalid(format!("until: invalid time {v:?}")))?;
-    }
+    let until_ns = match params.until.as_deref() {
+        Some(v) => parse_time_ns(v, now_ns)
+            .ok_or_else(|| IngestError::invalid(format!("until: invalid time {v:?}")))?,
+        None => now_ns,
+    };
     let spy = params.spy_name.clone().unwrap_or_else(|| "unknown".into());
     match format {
         LegacyFormat::Pprof | LegacyFormat::PprofMultipart => {
@@ -250,10 +254,25 @@ pub fn decode_legacy(
             }
             Ok(out)
         }
-        LegacyFormat::Jfr => Err(IngestError::new(
-            Reason::Unsupported,
-            "ingest format jfr is not supported yet; send pprof, folded, lines, trie, tree or speedscope",
-        )),
+        LegacyFormat::Jfr => {
+            let (recording, labels) = match body {
+                IngestBody::Raw(b) => (Some(b), None),
+                IngestBody::Multipart(parts) => (parts.jfr, parts.labels),
+            };
+            let Some(recording) = recording else {
+                return Err(IngestError::malformed("jfr field is required"));
+            };
+            let upload = JfrUpload {
+                app: &name.app,
+                labels: name.labels,
+                spy: &spy,
+                from_ns,
+                until_ns,
+                sample_rate: sample_rate(params.sample_rate.as_deref()),
+                now_ns,
+            };
+            decode_jfr(&recording, labels.as_deref(), upload, limits)
+        }
     }
 }
 

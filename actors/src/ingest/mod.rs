@@ -5,6 +5,7 @@
 pub mod binary_tree;
 pub mod error;
 pub mod gzip;
+pub mod jfr;
 pub mod legacy;
 pub mod limits;
 pub mod name;
