@@ -258,6 +258,8 @@ pub struct ClusterConfig {
     pub rpc_timeout_ms: u64,
     /// Retries of a node-to-node call to an unreachable peer.
     pub rpc_retries: u32,
+    /// Memory for replica writes kept for a node that is down (hinted handoff).
+    pub max_hint_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -276,6 +278,7 @@ impl Default for ClusterConfig {
             tokens_per_ingester: 128,
             rpc_timeout_ms: 5000,
             rpc_retries: 2,
+            max_hint_bytes: 256 << 20,
         }
     }
 }

@@ -195,6 +195,7 @@ async fn join_cluster(
         ignis_actors::cluster::ReplicationSettings {
             replication_factor: c.replication_factor,
             tokens_per_ingester: c.tokens_per_ingester,
+            max_hint_bytes: c.max_hint_bytes,
         },
         node_id,
         roles.has("ingester"),
@@ -313,6 +314,9 @@ where
             "loaded blocks and replayed the WAL"
         );
     }
+    let hint_loop = cluster
+        .as_ref()
+        .map(|c| c.spawn_hint_delivery(std::time::Duration::from_millis(500)));
     let sync_loop = store_gateway.map(|sg| {
         let every = secs(config.storage.block_sync_interval_secs.max(1));
         actix_web::rt::spawn(async move {
@@ -413,6 +417,9 @@ where
     server.await?;
     flush_loop.abort();
     if let Some(l) = sync_loop {
+        l.abort();
+    }
+    if let Some(l) = hint_loop {
         l.abort();
     }
     let flushed = tenants_for_shutdown.flush(true).await;

@@ -15,6 +15,7 @@ use ignis_storage::{Head, SplitProfile, decode_head, encode_head, encode_record}
 use parking_lot::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::hints::Hints;
 use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::querier::QueryFailure;
@@ -32,6 +33,8 @@ pub struct ReplicationSettings {
     pub replication_factor: usize,
     /// Ring tokens per ingester.
     pub tokens_per_ingester: usize,
+    /// Memory for hinted replica writes (see [`crate::hints`]).
+    pub max_hint_bytes: usize,
 }
 
 /// The ingesters as the ring sees them.
@@ -72,6 +75,8 @@ pub struct ClusterContext {
     /// This node runs the ingester role.
     pub local_ingester: bool,
     metrics: Metrics,
+    /// Replica writes to deliver when their node serves again.
+    pub hints: Arc<Hints>,
     /// The ingester ring built for the last member list seen.
     cache: Mutex<Option<CachedRing>>,
     /// The store-gateway ring built for the last member list seen.
@@ -112,6 +117,7 @@ impl ClusterContext {
             settings,
             node_id,
             local_ingester,
+            hints: Arc::new(Hints::new(settings.max_hint_bytes, metrics.clone())),
             metrics,
             cache: Mutex::new(None),
             sg_cache: Mutex::new(None),
@@ -226,6 +232,10 @@ impl ClusterContext {
             // quorum and the slower replicas finish in the background.
             let metrics = self.metrics.clone();
             let task = tokio::spawn(async move {
+                let record = match &payload {
+                    Payload::Remote(b) => Some(b.clone()),
+                    Payload::Local(..) => None,
+                };
                 let res = push_one(&rpc, member, payload).await;
                 let outcome = if res.is_ok() { "ok" } else { "error" };
                 metrics
@@ -235,18 +245,24 @@ impl ClusterContext {
                         ("outcome", outcome.to_string()),
                     ])
                     .inc();
-                (node, res)
+                // A failed remote write becomes a hint if the push is acknowledged.
+                let hint = if res.is_err() { record } else { None };
+                (node, res, hint)
             });
             pending.push(async move { (idx, task.await) });
         }
         let mut acks = vec![0usize; profiles.len()];
         let mut remaining = vec![rf; profiles.len()];
         let mut errors = Vec::new();
+        let mut hints: Vec<(String, Bytes)> = Vec::new();
         while let Some((idx, joined)) = pending.next().await {
             let ok = match joined {
-                Ok((_, Ok(()))) => true,
-                Ok((node, Err(e))) => {
+                Ok((_, Ok(()), _)) => true,
+                Ok((node, Err(e), hint)) => {
                     errors.push(format!("{node}: {e}"));
+                    if let Some(h) = hint {
+                        hints.push((node, h));
+                    }
                     false
                 }
                 Err(e) => {
@@ -261,6 +277,18 @@ impl ClusterContext {
                 }
             }
             if acks.iter().all(|&a| a >= quorum) {
+                // Acknowledged: replicas that failed (now or later) get hints.
+                let queue = self.hints.clone();
+                for (node, h) in hints {
+                    queue.push(&node, h);
+                }
+                tokio::spawn(async move {
+                    while let Some((_, joined)) = pending.next().await {
+                        if let Ok((node, Err(_), Some(h))) = joined {
+                            queue.push(&node, h);
+                        }
+                    }
+                });
                 return Ok(stats_of(&profiles));
             }
             if acks.iter().zip(&remaining).any(|(&a, &r)| a + r < quorum) {
@@ -272,6 +300,37 @@ impl ClusterContext {
             "quorum not reached: each profile needs {quorum} of {rf} replicas; failures: {}",
             errors.join("; ")
         )))
+    }
+
+    /// Delivers hinted replica writes to their nodes once they serve again,
+    /// checking every `every`; runs until the returned handle is aborted.
+    pub fn spawn_hint_delivery(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                for node in this.hints.nodes() {
+                    let view = this.ring();
+                    let Some(member) = view.members.get(&node).filter(|m| m.serving()) else {
+                        continue;
+                    };
+                    while let Some(record) = this.hints.front(&node) {
+                        match this.rpc.call(&member.http_addr, "push", record).await {
+                            Ok(_) => this.hints.delivered(&node),
+                            Err(e) => {
+                                tracing::debug!(node, error = %e, "hint delivery failed; retrying later");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// What the other ingesters hold of `tenant` in `[start_ns, end_ns]`, one

@@ -67,6 +67,12 @@ pub struct Metrics {
     pub block_cache_evictions: Counter,
     /// Bytes of decoded blocks in the cache.
     pub block_cache_bytes: Gauge,
+    /// Bytes of replica writes waiting for their node (hinted handoff).
+    pub hints_pending_bytes: Gauge,
+    /// Hinted replica writes delivered.
+    pub hints_delivered: Counter,
+    /// Hinted replica writes dropped over the budget.
+    pub hints_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -102,6 +108,24 @@ impl Metrics {
         let block_cache_misses = Counter::default();
         let block_cache_evictions = Counter::default();
         let block_cache_bytes = Gauge::default();
+        let hints_pending_bytes = Gauge::default();
+        let hints_delivered = Counter::default();
+        let hints_dropped = Counter::default();
+        registry.register(
+            "hints_pending_bytes",
+            "Bytes of replica writes waiting for their node (hinted handoff)",
+            hints_pending_bytes.clone(),
+        );
+        registry.register(
+            "hints_delivered",
+            "Hinted replica writes delivered to their node",
+            hints_delivered.clone(),
+        );
+        registry.register(
+            "hints_dropped",
+            "Hinted replica writes dropped over cluster.max_hint_bytes",
+            hints_dropped.clone(),
+        );
         registry.register(
             "indexed_blocks",
             "Blocks in the store-gateway index",
@@ -234,6 +258,9 @@ impl Metrics {
             block_cache_misses,
             block_cache_evictions,
             block_cache_bytes,
+            hints_pending_bytes,
+            hints_delivered,
+            hints_dropped,
         }
     }
 

@@ -213,6 +213,44 @@ async fn total(cluster: &Cluster, i: usize, selector: &str) -> Result<f64> {
         .sum())
 }
 
+/// A metric's value on node `i` (summed over its label sets).
+async fn metric(cluster: &Cluster, i: usize, name: &str) -> Result<f64> {
+    let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
+        .await?
+        .text()
+        .await?;
+    Ok(m.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Distinct profiles of services starting with `prefix` that node `i` holds
+/// itself, asked through the internal fetch a querier uses.
+async fn profiles_held_by(cluster: &Cluster, i: usize, prefix: &str) -> Result<usize> {
+    use ignis_cluster::rpc::{self, FetchRequest};
+    let rpc = ignis_cluster::RpcClient::new(Duration::from_secs(10), 0)?;
+    let addr = cluster.url(i)?.trim_start_matches("http://").to_string();
+    let req = rpc::encode(&FetchRequest {
+        tenant: "anonymous".into(),
+        start_ns: i64::MIN,
+        end_ns: i64::MAX,
+    })?;
+    let bytes = rpc.call(&addr, "fetch", req.into()).await?;
+    let head = ignis_storage::decode_head(&bytes)?;
+    let ids: std::collections::HashSet<u64> = head
+        .series()
+        .iter()
+        .filter(|s| {
+            s.labels
+                .get("service_name")
+                .is_some_and(|v| v.starts_with(prefix))
+        })
+        .flat_map(|s| s.profiles.iter().map(|r| r.profile_id))
+        .collect();
+    Ok(ids.len())
+}
+
 #[tokio::test]
 async fn kill_9_of_an_ingester_loses_no_acknowledged_profile() -> Result<()> {
     let mut cluster = Cluster::start(&["all", "all", "all"]).await?;
@@ -288,9 +326,37 @@ async fn kill_9_of_an_ingester_loses_no_acknowledged_profile() -> Result<()> {
             acked * per_profile
         );
     }
-    // The killed ingester restarts, replays its WAL and rejoins.
+    // The killed ingester restarts, replays its WAL, rejoins, and catches up
+    // on what it missed through the other nodes' hints: it alone then holds
+    // every acknowledged profile again.
     cluster.start_node(2).await?;
     cluster.wait_converged(3).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut pending = 0.0;
+        for i in 0..2 {
+            pending += metric(&cluster, i, "ignis_hints_pending_bytes").await?;
+        }
+        if pending == 0.0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "hints never delivered ({pending} bytes left)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered = metric(&cluster, 0, "ignis_hints_delivered_total").await?
+        + metric(&cluster, 1, "ignis_hints_delivered_total").await?;
+    ensure!(
+        delivered > 0.0,
+        "no hint was delivered to the restarted ingester"
+    );
+    let own = profiles_held_by(&cluster, 2, "kill-").await?;
+    ensure!(
+        own == acked as usize,
+        "the restarted ingester holds {own} of {acked} acknowledged profiles"
+    );
     for i in 0..3 {
         let t = total(&cluster, i, "{service_name=~\"kill-.*\"}").await?;
         ensure!(
