@@ -1,6 +1,7 @@
 //! Builds one pprof per profile kind: interned strings, one function per
-//! frame name, one location per (function, line), and one sample per
-//! distinct (stack, labels) whose values add up.
+//! frame name, one location per (function, line), interned stacks, and one
+//! sample per distinct (stack, labels) whose values add up. Adding to a
+//! sample costs O(labels), whatever the stack depth.
 
 use std::collections::HashMap;
 
@@ -8,25 +9,37 @@ use ignis_storage::proto::google::v1 as pprof;
 
 use super::mapping::Kind;
 
-/// A sample's identity: its location ids (leaf first) and label string ids.
-type SampleKey = (Vec<u64>, Vec<(i64, i64)>);
+/// A sample's identity: its interned stack and its label string ids.
+type SampleKey = (u32, Vec<(i64, i64)>);
+
+/// More distinct samples than the profile may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySamples(pub usize);
 
 /// A pprof under construction.
 #[derive(Debug)]
 pub struct ProfileBuilder {
-    kind: Kind,
     profile: pprof::Profile,
     strings: HashMap<String, i64>,
     functions: HashMap<i64, u64>,
     locations: HashMap<(u64, i64), u64>,
+    stacks: HashMap<Vec<u64>, u32>,
+    stack_list: Vec<Vec<u64>>,
     samples: HashMap<SampleKey, usize>,
+    max_samples: usize,
 }
 
 impl ProfileBuilder {
-    /// An empty profile of `kind` at `time_ns`, lasting `duration_ns`.
-    pub fn new(kind: Kind, time_ns: i64, duration_ns: i64, period: i64) -> Self {
+    /// An empty profile of `kind` at `time_ns`, lasting `duration_ns`, with
+    /// at most `max_samples` distinct samples (0: no limit).
+    pub fn new(
+        kind: Kind,
+        time_ns: i64,
+        duration_ns: i64,
+        period: i64,
+        max_samples: usize,
+    ) -> Self {
         let mut b = Self {
-            kind,
             profile: pprof::Profile {
                 time_nanos: time_ns,
                 duration_nanos: duration_ns,
@@ -40,7 +53,10 @@ impl ProfileBuilder {
             strings: HashMap::new(),
             functions: HashMap::new(),
             locations: HashMap::new(),
+            stacks: HashMap::new(),
+            stack_list: Vec::new(),
             samples: HashMap::new(),
+            max_samples,
         };
         b.string("");
         for (t, u) in kind.sample_types() {
@@ -62,11 +78,6 @@ impl ProfileBuilder {
             };
         }
         b
-    }
-
-    /// The kind of profile being built.
-    pub fn kind(&self) -> Kind {
-        self.kind
     }
 
     /// Interns a string.
@@ -108,13 +119,24 @@ impl ProfileBuilder {
         location
     }
 
-    /// Adds `values` to the sample of this stack (leaf first) and labels.
+    /// Interns a stack of location ids (leaf first).
+    pub fn stack(&mut self, locations: Vec<u64>) -> u32 {
+        if let Some(&id) = self.stacks.get(&locations) {
+            return id;
+        }
+        let id = self.stack_list.len() as u32;
+        self.stack_list.push(locations.clone());
+        self.stacks.insert(locations, id);
+        id
+    }
+
+    /// Adds `values` to the sample of this interned stack and labels.
     pub fn add<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
-        stack: &[u64],
+        stack: u32,
         labels: &[(K, V)],
         values: &[i64],
-    ) {
+    ) -> Result<(), TooManySamples> {
         let mut label_ids: Vec<(i64, i64)> = labels
             .iter()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
@@ -123,13 +145,20 @@ impl ProfileBuilder {
             .collect();
         label_ids.sort_unstable();
         let n = self.profile.sample_type.len();
-        let key = (stack.to_vec(), label_ids);
+        let key = (stack, label_ids);
         let index = match self.samples.get(&key) {
             Some(&i) => i,
             None => {
                 let i = self.profile.sample.len();
+                if self.max_samples > 0 && i >= self.max_samples {
+                    return Err(TooManySamples(self.max_samples));
+                }
                 self.profile.sample.push(pprof::Sample {
-                    location_id: key.0.clone(),
+                    location_id: self
+                        .stack_list
+                        .get(stack as usize)
+                        .cloned()
+                        .unwrap_or_default(),
                     value: vec![0; n],
                     label: key
                         .1
@@ -150,6 +179,7 @@ impl ProfileBuilder {
                 *dst = dst.saturating_add(*v);
             }
         }
+        Ok(())
     }
 
     /// The finished pprof.
@@ -164,16 +194,23 @@ mod tests {
 
     #[test]
     fn jfr_builder_merges_stacks_and_labels() {
-        let mut b = ProfileBuilder::new(Kind::Lock, 5, 7, 10);
+        let mut b = ProfileBuilder::new(Kind::Lock, 5, 7, 10, 3);
         let a = b.location("A.a", 3);
         let a2 = b.location("A.a", 4);
         let c = b.location("C.c", 0);
         assert_eq!((a, a2, c, b.location("A.a", 3)), (1, 2, 3, 1));
-        b.add::<&str, &str>(&[a, c], &[], &[1, 100]);
-        b.add::<&str, &str>(&[a, c], &[], &[1, 50]);
-        b.add(&[a, c], &[("k", "v")], &[1, 5]);
-        b.add(&[a2, c], &[("k", "")], &[1, 1]);
+        let (s1, s2) = (b.stack(vec![a, c]), b.stack(vec![a2, c]));
+        assert_eq!((s1, s2, b.stack(vec![a, c])), (0, 1, 0));
+        let none: &[(&str, &str)] = &[];
+        b.add(s1, none, &[1, 100]).unwrap();
+        b.add(s1, none, &[1, 50]).unwrap();
+        b.add(s1, &[("k", "v")], &[1, 5]).unwrap();
+        b.add(s2, &[("k", "")], &[1, 1]).unwrap();
+        assert_eq!(b.add(s2, &[("k", "w")], &[1, 1]), Err(TooManySamples(3)));
+        b.add(s1, &[("k", "v")], &[1, 5]).unwrap();
         let p = b.finish();
+        assert_eq!(p.sample[1].value, vec![2, 10]);
+        assert_eq!(p.sample[2].location_id, vec![a2, c]);
         assert_eq!(p.function.len(), 2);
         assert_eq!(p.sample.len(), 3);
         assert_eq!(p.sample[0].value, vec![2, 150]);

@@ -1,6 +1,6 @@
 //! Why a JFR recording could not be read.
 
-use crate::ingest::error::IngestError;
+use crate::ingest::error::{IngestError, Reason};
 
 /// A malformed or unsupported JFR recording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +33,16 @@ pub enum JfrError {
     /// Nesting deeper than the decoder allows (or a type that contains itself).
     #[error("{0} nested too deeply")]
     TooDeep(&'static str),
+    /// A profile would get more distinct samples than the limit allows.
+    #[error(
+        "the {profile} profile exceeds the samples count limit (max_profile_stacktrace_samples, limit: {limit})"
+    )]
+    TooManySamples {
+        /// The profile's `__name__`.
+        profile: &'static str,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl JfrError {
@@ -44,6 +54,11 @@ impl JfrError {
 
 impl From<JfrError> for IngestError {
     fn from(e: JfrError) -> Self {
-        IngestError::malformed(format!("failed to parse JFR: {e}"))
+        match e {
+            JfrError::TooManySamples { .. } => {
+                IngestError::new(Reason::SamplesLimit, e.to_string())
+            }
+            e => IngestError::malformed(format!("failed to parse JFR: {e}")),
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use crate::ingest::error::IngestError;
+use crate::ingest::error::{IngestError, Reason};
 use crate::ingest::gzip::maybe_gunzip;
 
 /// One context: label key string id → value string id.
@@ -34,6 +34,20 @@ impl LabelsSnapshot {
         let data = maybe_gunzip(data, limit, "labels")?;
         Self::decode(&*data)
             .map_err(|e| IngestError::malformed(format!("failed to parse JFR labels: {e}")))
+    }
+
+    /// Refuses contexts with more labels than a sample may carry (0: no limit),
+    /// before any of them is copied onto samples.
+    pub fn check_labels_limit(&self, limit: usize) -> Result<(), IngestError> {
+        match self.contexts.values().map(|c| c.labels.len()).max() {
+            Some(n) if limit > 0 && n > limit => Err(IngestError::new(
+                Reason::SampleLabelsLimit,
+                format!(
+                    "a JFR label context exceeds the sample labels limit (max_profile_stacktrace_sample_labels, actual: {n}, limit: {limit})"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The string with this id (empty when unknown).
@@ -73,5 +87,20 @@ mod tests {
         assert_eq!(back.context(7), vec![("thread_name", "pool-1")]);
         assert!(back.context(8).is_empty());
         assert!(LabelsSnapshot::decode_part(&[0xff, 0xff], 1 << 20).is_err());
+        assert!(back.check_labels_limit(1).is_ok());
+        assert!(back.check_labels_limit(0).is_ok());
+        let e = LabelsSnapshot {
+            contexts: [(
+                1,
+                Context {
+                    labels: [(1, 2), (2, 1)].into(),
+                },
+            )]
+            .into(),
+            ..back
+        }
+        .check_labels_limit(1)
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::SampleLabelsLimit);
     }
 }

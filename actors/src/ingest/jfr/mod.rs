@@ -49,6 +49,10 @@ pub struct ConvertOptions<'a> {
     pub sample_rate: u32,
     /// Labels of the events' `contextId`s, from the upload's `labels` part.
     pub labels: Option<&'a LabelsSnapshot>,
+    /// Most distinct samples per profile (0: no limit).
+    pub max_samples: usize,
+    /// Stacks are cut to this many root-side frames, as the split would (0: no limit).
+    pub max_depth: usize,
 }
 
 /// The profiles of one recording.
@@ -91,7 +95,7 @@ pub fn convert(data: &[u8], opts: &ConvertOptions<'_>) -> Result<JfrProfiles, Jf
                 Ok(())
             },
         )?;
-        let mut stacks: HashMap<(Kind, u64), Vec<u64>> = HashMap::new();
+        let mut stacks: HashMap<(Kind, u64), u32> = HashMap::new();
         let counts = for_each_event(
             &chunk,
             &md,
@@ -120,19 +124,29 @@ pub fn convert(data: &[u8], opts: &ConvertOptions<'_>) -> Result<JfrProfiles, Jf
                 let labels = sample_labels(&f, opts.labels);
                 for (kind, values) in contributions(ev, &f, &cx) {
                     let b = builders.entry(kind).or_insert_with(|| {
-                        ProfileBuilder::new(kind, opts.time_ns, opts.duration_ns, period)
+                        let max = opts.max_samples;
+                        ProfileBuilder::new(kind, opts.time_ns, opts.duration_ns, period, max)
                     });
-                    let locations = stacks.entry((kind, stack_key)).or_insert_with(|| {
-                        stack
-                            .frames
+                    let id = *stacks.entry((kind, stack_key)).or_insert_with(|| {
+                        // Leaf first; keep the root side, as the split does.
+                        let skip = match opts.max_depth {
+                            0 => 0,
+                            max => stack.frames.len().saturating_sub(max),
+                        };
+                        let locations = stack.frames[skip..]
                             .iter()
                             .filter_map(|fr| {
                                 let name = pools.frame_name(fr.method?)?;
                                 Some(b.location(&name, fr.line))
                             })
-                            .collect()
+                            .collect();
+                        b.stack(locations)
                     });
-                    b.add(locations, &labels, &values);
+                    b.add(id, &labels, &values)
+                        .map_err(|e| JfrError::TooManySamples {
+                            profile: kind.metric(),
+                            limit: e.0,
+                        })?;
                 }
                 Ok(())
             },
@@ -210,6 +224,9 @@ pub fn decode_jfr(
         .filter(|l| !l.is_empty())
         .map(|l| LabelsSnapshot::decode_part(l, limits.max_profile_size_bytes))
         .transpose()?;
+    if let Some(snap) = &snapshot {
+        snap.check_labels_limit(limits.max_profile_stacktrace_sample_labels)?;
+    }
     let converted = convert(
         &data,
         &ConvertOptions {
@@ -217,6 +234,8 @@ pub fn decode_jfr(
             duration_ns: upload.until_ns.saturating_sub(upload.from_ns).max(0),
             sample_rate: upload.sample_rate,
             labels: snapshot.as_ref(),
+            max_samples: limits.max_profile_stacktrace_samples,
+            max_depth: limits.max_profile_stacktrace_depth,
         },
     )?;
     let mut base = upload.labels;

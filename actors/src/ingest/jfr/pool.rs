@@ -122,21 +122,6 @@ impl Pools {
         self.text(self.thread_states.get(&key)?)
     }
 
-    /// Number of entries kept, all pools together.
-    pub fn len(&self) -> usize {
-        self.strings.len()
-            + self.symbols.len()
-            + self.classes.len()
-            + self.methods.len()
-            + self.stacks.len()
-            + self.thread_states.len()
-    }
-
-    /// Whether no entry was kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn store(&mut self, kept: Kept, md: &Metadata, class_id: u64, key: u64, v: Value) {
         let Ok(class) = md.class(class_id) else {
             return;

@@ -9,7 +9,7 @@ use ignis_storage::proto::google::v1 as pprof;
 use prost::Message;
 
 use super::*;
-use crate::ingest::error::Reason;
+use crate::ingest::error::{IngestError, Reason};
 use crate::ingest::legacy::{
     IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy,
 };
@@ -38,7 +38,7 @@ fn opts() -> ConvertOptions<'static> {
         time_ns: 1_795_000_000_000_000_000,
         duration_ns: 20_000_000_000,
         sample_rate: 100,
-        labels: None,
+        ..ConvertOptions::default()
     }
 }
 
@@ -1079,4 +1079,80 @@ fn jfr_hostile_structures_are_refused() {
         empty_checkpoint(w)
     }));
     assert!(e.contains("unknown type id 55"), "{e}");
+}
+
+#[test]
+fn jfr_limits_apply_while_converting() {
+    // Stacks keep their root-side frames, as the split would cut them.
+    let cut = ConvertOptions {
+        max_depth: 1,
+        ..opts()
+    };
+    let p = convert(&synthetic(true), &cut).expect("parses");
+    let cpu = profile(&p, Kind::Cpu);
+    assert_eq!(frames(cpu, &cpu.sample[0]), ["java/lang/Thread.run"]);
+    assert_eq!(total(cpu, 0), 2 * TICK);
+
+    // Too many distinct samples fails early (the wall profile has two).
+    let few = ConvertOptions {
+        max_samples: 1,
+        ..opts()
+    };
+    let e = convert(&synthetic(true), &few).unwrap_err();
+    assert_eq!(
+        e,
+        JfrError::TooManySamples {
+            profile: "wall",
+            limit: 1
+        }
+    );
+    assert_eq!(IngestError::from(e).reason, Reason::SamplesLimit);
+}
+
+#[test]
+fn jfr_deep_stacks_cost_once_not_per_event() {
+    // One stack of 100 000 frames, sampled 100 000 times: resolved once,
+    // cut to the depth limit, then every event is a hash lookup.
+    const N: i64 = 100_000;
+    let data = chunk_with(true, &metadata_root(), |w| {
+        let cp_at = w.buf.len();
+        let mut cp = checkpoint(w, 0, 5);
+        cp.long(SYMBOL as i64)
+            .int(2)
+            .long(1)
+            .utf8("Deep")
+            .long(2)
+            .utf8("f");
+        cp.long(CLASS as i64).int(1).long(1).long(1);
+        cp.long(METHOD as i64).int(1).long(1).long(1).long(2);
+        cp.long(STATE as i64).int(1).long(1).utf8("STATE_RUNNABLE");
+        cp.long(STACK as i64).int(1).long(1).byte(0).int(N as i32);
+        for line in 0..N {
+            cp.long(1).int(line as i32);
+        }
+        w.event(cp);
+        for _ in 0..N {
+            let mut e = w.sub();
+            e.long(EXECUTION as i64).long(1).long(1).long(1).long(0);
+            w.event(e);
+        }
+        cp_at
+    });
+    let o = ConvertOptions {
+        max_depth: 1000,
+        max_samples: 16_000,
+        ..opts()
+    };
+    let started = std::time::Instant::now();
+    let p = convert(&data, &o).expect("parses");
+    let cpu = profile(&p, Kind::Cpu);
+    assert_eq!(total(cpu, 0), N * TICK);
+    assert_eq!(cpu.sample.len(), 1);
+    assert_eq!(cpu.sample[0].location_id.len(), 1000);
+    assert_eq!(cpu.location.len(), 1000);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
 }
