@@ -389,6 +389,11 @@ impl Config {
                 ));
             }
         }
+        if self.limits.max_profile_size_bytes == 0 || self.limits.ingestion_body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_profile_size_bytes and limits.ingestion_body_limit_bytes must be above 0: they bound decompression".into(),
+            ));
+        }
         ignis_actors::validate_tenant_id(&self.tenancy.default_tenant)
             .map_err(|e| ConfigError::Invalid(format!("tenancy.default_tenant: {e}")))?;
         Ok(())
@@ -429,6 +434,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("limits.max_label_name_length"), "{e}");
+        let e = Config::from_toml("[limits]\nmax_profile_size_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_profile_size_bytes"), "{e}");
         let e = Config::from_toml("target = \"all,bogus\"\n")
             .unwrap_err()
             .to_string();

@@ -167,6 +167,7 @@ async fn parse_multipart(content_type: &str, body: Vec<u8>) -> Result<MultipartP
             "prev_profile" => parts.prev_profile = Some(data),
             "sample_type_config" => parts.sample_type_config = Some(data),
             "jfr" => parts.jfr = Some(data),
+            "labels" => parts.labels = Some(data),
             _ => {}
         }
     }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Validation limits applied by the distributor. `0` disables a limit.
+/// Validation limits applied by the distributor. `0` disables a limit, except
+/// for the two size limits, which must be set (they stop gzip bombs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {

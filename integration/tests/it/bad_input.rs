@@ -165,11 +165,11 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
     )
     .await?;
 
-    // Unknown formats and content types.
+    // Malformed JFR, unknown formats and content types.
     let r = client
         .post("/ingest?name=bad.app&format=jfr", &[], b"x".to_vec())
         .await?;
-    expect(&client, "unsupported format", r, 422, "not supported").await?;
+    expect(&client, "malformed JFR", r, 422, "not a JFR recording").await?;
     let r = client
         .post("/ingest?name=bad.app&format=trie", &[], vec![5, b'a'])
         .await?;
