@@ -36,9 +36,12 @@ impl Hints {
             .entry(node.to_string())
             .or_default()
             .push_back(record);
-        // Over budget: drop the oldest hints of the longest queue.
+        // Over budget: drop the oldest hints of the queue holding the most bytes.
         while *used > self.max_bytes {
-            let Some(q) = queues.values_mut().max_by_key(|q| q.len()) else {
+            let Some(q) = queues
+                .values_mut()
+                .max_by_key(|q| q.iter().map(Bytes::len).sum::<usize>())
+            else {
                 break;
             };
             let Some(old) = q.pop_front() else {
@@ -99,8 +102,9 @@ mod tests {
         assert_eq!(h.pending_bytes(), 10);
         assert_eq!(h.front("a").as_deref(), Some(&b"1234"[..]));
         h.push("b", Bytes::from_static(b"zz"));
-        // Over budget: the oldest hint of the longest queue went.
+        // Over budget: the oldest hint of the biggest queue (a) went.
         assert_eq!(h.pending_bytes(), 8);
+        assert_eq!(h.front("a").as_deref(), Some(&b"5678"[..]));
         h.delivered("a");
         assert_eq!(h.front("a"), None);
         assert_eq!(h.nodes(), vec!["b".to_string()]);
