@@ -98,6 +98,8 @@ pub struct StorageConfig {
     pub block_sync_interval_secs: u64,
     /// Memory for decoded blocks in the store-gateway's cache, in bytes.
     pub block_cache_bytes: u64,
+    /// Local disk for block files of a remote bucket, in bytes (0: no disk cache).
+    pub block_file_cache_bytes: u64,
     /// Delete blocks whose newest profile is older than this (0: keep forever).
     pub retention_secs: u64,
     /// Per-tenant retention overrides, in seconds.
@@ -117,6 +119,7 @@ impl Default for StorageConfig {
             block_check_interval_secs: 15,
             block_sync_interval_secs: 60,
             block_cache_bytes: 1 << 30,
+            block_file_cache_bytes: 8 << 30,
             retention_secs: 0,
             tenant_retention_secs: BTreeMap::new(),
             bucket: ObjectStoreConfig::default(),

@@ -286,6 +286,7 @@ where
                 store.clone(),
                 &config.storage.data_dir.join("index"),
                 config.storage.block_cache_bytes,
+                config.storage.block_file_cache_bytes,
                 metrics.clone(),
             )?);
             if let Some(c) = &cluster {

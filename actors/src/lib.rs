@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod distributor;
+pub mod file_cache;
 pub mod hints;
 pub mod ingest;
 pub mod ingester;

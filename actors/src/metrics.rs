@@ -67,6 +67,14 @@ pub struct Metrics {
     pub block_cache_evictions: Counter,
     /// Bytes of decoded blocks in the cache.
     pub block_cache_bytes: Gauge,
+    /// Block files read from the local disk cache.
+    pub block_file_cache_hits: Counter,
+    /// Block files fetched from the bucket (and then cached).
+    pub block_file_cache_misses: Counter,
+    /// Block files removed from the disk cache to stay within its budget.
+    pub block_file_cache_evictions: Counter,
+    /// Bytes of block files in the disk cache.
+    pub block_file_cache_bytes: Gauge,
     /// Bytes of replica writes waiting for their node (hinted handoff).
     pub hints_pending_bytes: Gauge,
     /// Hinted replica writes delivered.
@@ -109,6 +117,30 @@ impl Metrics {
         let block_cache_evictions = Counter::default();
         let block_cache_bytes = Gauge::default();
         let hints_pending_bytes = Gauge::default();
+        let block_file_cache_hits = Counter::default();
+        let block_file_cache_misses = Counter::default();
+        let block_file_cache_evictions = Counter::default();
+        let block_file_cache_bytes = Gauge::default();
+        registry.register(
+            "block_file_cache_hits",
+            "Block files read from the local disk cache",
+            block_file_cache_hits.clone(),
+        );
+        registry.register(
+            "block_file_cache_misses",
+            "Block files fetched from the bucket",
+            block_file_cache_misses.clone(),
+        );
+        registry.register(
+            "block_file_cache_evictions",
+            "Block files evicted from the disk cache",
+            block_file_cache_evictions.clone(),
+        );
+        registry.register(
+            "block_file_cache_bytes",
+            "Bytes of block files in the disk cache",
+            block_file_cache_bytes.clone(),
+        );
         let hints_delivered = Counter::default();
         let hints_dropped = Counter::default();
         registry.register(
@@ -259,6 +291,10 @@ impl Metrics {
             block_cache_evictions,
             block_cache_bytes,
             hints_pending_bytes,
+            block_file_cache_hits,
+            block_file_cache_misses,
+            block_file_cache_evictions,
+            block_file_cache_bytes,
             hints_delivered,
             hints_dropped,
         }

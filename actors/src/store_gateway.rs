@@ -16,6 +16,7 @@ use ignis_storage::Head;
 use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
 use parking_lot::Mutex;
 
+use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
 
 /// Decides whether this node serves a block (by tenant and block id).
@@ -55,6 +56,7 @@ pub struct StoreGateway {
     cache: Mutex<Cache>,
     budget: u64,
     owner: Mutex<Option<Ownership>>,
+    files: Option<FileCache>,
     metrics: Metrics,
 }
 
@@ -63,13 +65,25 @@ fn key(tenant: &str, ulid: &str) -> String {
 }
 
 impl StoreGateway {
-    /// Opens the index under `dir`; decoded blocks take at most `cache_bytes`.
+    /// Opens the index under `dir`; decoded blocks take at most `cache_bytes`
+    /// of memory, and block files of a remote bucket at most `file_cache_bytes`
+    /// of disk under `dir/files` (0: no disk cache).
     pub fn open(
         store: BlockStore,
         dir: &Path,
         cache_bytes: u64,
+        file_cache_bytes: u64,
         metrics: Metrics,
     ) -> Result<Self, BlockError> {
+        let files = if file_cache_bytes > 0 && !store.is_local() {
+            Some(FileCache::open(
+                dir.join("files"),
+                file_cache_bytes,
+                metrics.clone(),
+            )?)
+        } else {
+            None
+        };
         let db = sled::Config::new()
             .path(dir)
             .open()
@@ -83,6 +97,7 @@ impl StoreGateway {
             cache: Mutex::new(Cache::default()),
             budget: cache_bytes,
             owner: Mutex::new(None),
+            files,
             metrics,
         })
     }
@@ -190,6 +205,9 @@ impl StoreGateway {
         let k = key(tenant, ulid);
         self.index.remove(&k).map_err(Self::index_err)?;
         self.uploaded_here.remove(&k).map_err(Self::index_err)?;
+        if let Some(files) = &self.files {
+            files.remove_block(tenant, ulid);
+        }
         let mut cache = self.cache.lock();
         if let Some(c) = cache.entries.remove(&k) {
             cache.used -= c.bytes;
@@ -225,7 +243,10 @@ impl StoreGateway {
             }
         }
         self.metrics.block_cache_misses.inc();
-        let files = self.store.fetch(&meta).await?;
+        let files = match &self.files {
+            Some(cache) => cache.fetch(&self.store, &meta).await?,
+            None => self.store.fetch(&meta).await?,
+        };
         let head = tokio::task::spawn_blocking(move || decode_block(&meta, &files))
             .await
             .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;

@@ -500,3 +500,73 @@ async fn store_gateway_finds_blocks_other_nodes_upload() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn blocks_of_a_remote_bucket_are_cached_on_local_disk() -> Result<()> {
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let per = ignis_integration::fixtures::read_json("go/cpu.expected.json")?["value_sums"]
+        ["cpu/nanoseconds"]
+        .as_i64()
+        .context("truth")?;
+    let s3 = ignis_integration::s3::S3Server::start().await?;
+    s3.create_bucket("ignis-cache").await?;
+    let endpoint = s3.endpoint.clone();
+    let s3_config = move |c: &mut ignis::Config| {
+        c.storage.bucket.backend = "s3".into();
+        c.storage.bucket.bucket = "ignis-cache".into();
+        c.storage.bucket.endpoint = endpoint.clone();
+        c.storage.bucket.region = "us-east-1".into();
+        c.storage.bucket.access_key_id = "testing".into();
+        c.storage.bucket.secret_access_key = "testing".into();
+    };
+    let data = tempfile::tempdir()?;
+    let (t1, t2) = (1_700_000_000_000_000_000i64, 1_700_000_600_000_000_000i64);
+    {
+        let cfg = s3_config.clone();
+        let node = TestNode::start_in(data.path(), move |c| {
+            cfg(c);
+            c.storage.max_head_samples = 1;
+            c.storage.block_check_interval_secs = 1;
+        })?;
+        let client = Client::new(&node.url);
+        for (n, t) in [t1, t2].into_iter().enumerate() {
+            let r = client
+                .post(
+                    "/push.v1.PusherService/Push",
+                    &[("content-type", "application/proto")],
+                    push_at("cached.app", t)?,
+                )
+                .await?;
+            ensure!(r.status().is_success(), "{}", r.status());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while metric(&client, "ignis_blocks_uploaded_total").await? < (n + 1) as f64 {
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "block {n} not uploaded"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        node.stop()?;
+    }
+    // No room for decoded blocks: every query decodes again, from local disk.
+    let cfg = s3_config.clone();
+    let node = TestNode::start_in(data.path(), move |c| {
+        cfg(c);
+        c.storage.block_cache_bytes = 1;
+    })?;
+    let client = Client::new(&node.url);
+    for round in 1..=3 {
+        let total = total_of(&client, CPU, "cached.app").await?;
+        ensure!(total == 2 * per, "round {round}: {total}");
+    }
+    let (hits, misses) = (
+        metric_value(&client, "ignis_block_file_cache_hits_total").await?,
+        metric_value(&client, "ignis_block_file_cache_misses_total").await?,
+    );
+    // 2 blocks × 8 files fetched once from S3, then read from disk.
+    ensure!(misses == 16.0, "files fetched from S3: {misses}");
+    ensure!(hits >= 16.0, "files read from the disk cache: {hits}");
+    ensure!(data.path().join("index/files/anonymous").is_dir());
+    Ok(())
+}

@@ -62,6 +62,7 @@ impl Default for ObjectStoreConfig {
 #[derive(Clone)]
 pub struct BlockStore {
     op: Operator,
+    local: bool,
 }
 
 impl BlockStore {
@@ -151,14 +152,27 @@ impl BlockStore {
                     .with_max_times(cfg.max_retries)
                     .with_jitter(),
             );
-        Ok(Self { op })
+        let local = matches!(cfg.backend.as_str(), "filesystem" | "fs");
+        Ok(Self { op, local })
     }
 
     /// A store over an in-memory operator (tests).
     pub fn memory() -> Result<Self, BlockError> {
         Ok(Self {
             op: Operator::new(services::Memory::default())?,
+            local: true,
         })
+    }
+
+    /// True when the bucket is a local directory (caching its files would copy them).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    /// Downloads one file of a block.
+    pub async fn fetch_file(&self, meta: &BlockMeta, name: &str) -> Result<Bytes, BlockError> {
+        let dir = Self::dir(&meta.tenant, &meta.ulid);
+        Ok(self.op.read(&format!("{dir}{name}")).await?.to_bytes())
     }
 
     /// The opendal operator over the bucket (for readers such as DataFusion).
