@@ -281,3 +281,29 @@ pub fn read_fixture(rel: &str) -> Result<Vec<u8>> {
 pub fn read_json(rel: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&read_fixture(rel)?)?)
 }
+
+/// A `PushRequest` (protobuf) carrying `raw_profile` (a pprof, gzip or plain)
+/// for one `process_cpu` series of `service`, as the Python and Rust SDKs send it.
+pub fn push_request(service: &str, raw_profile: Vec<u8>) -> Vec<u8> {
+    use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+    use ignis_storage::proto::types::v1::LabelPair;
+    use prost::Message;
+    let label = |n: &str, v: &str| LabelPair {
+        name: n.into(),
+        value: v.into(),
+    };
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                label("__name__", "process_cpu"),
+                label("service_name", service),
+            ],
+            samples: vec![RawSample {
+                raw_profile,
+                id: String::new(),
+            }],
+            annotations: vec![],
+        }],
+    }
+    .encode_to_vec()
+}

@@ -368,8 +368,6 @@ async fn retention_deletes_expired_blocks_per_tenant() -> Result<()> {
 /// A Push of the Go CPU fixture re-stamped at `time_ns`.
 pub(crate) fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
     use ignis_storage::proto::google::v1::Profile;
-    use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-    use ignis_storage::proto::types::v1::LabelPair;
     use prost::Message;
     use std::io::Read;
     let mut raw = Vec::new();
@@ -379,24 +377,10 @@ pub(crate) fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
     .read_to_end(&mut raw)?;
     let mut p = Profile::decode(raw.as_slice())?;
     p.time_nanos = time_ns;
-    let label = |n: &str, v: &str| LabelPair {
-        name: n.into(),
-        value: v.into(),
-    };
-    Ok(PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", service),
-            ],
-            samples: vec![RawSample {
-                raw_profile: p.encode_to_vec(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec())
+    Ok(ignis_integration::fixtures::push_request(
+        service,
+        p.encode_to_vec(),
+    ))
 }
 
 async fn metric_value(client: &Client, name: &str) -> Result<f64> {

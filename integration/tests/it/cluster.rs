@@ -12,9 +12,6 @@ use ignis_integration::cluster::Cluster;
 use ignis_integration::fixtures::{
     expectations, load_captures, read_fixture, read_json, sdk_captures,
 };
-use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use ignis_storage::proto::types::v1::LabelPair;
-use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -174,24 +171,7 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
 }
 
 fn push_body(service: &str, raw: &[u8]) -> Vec<u8> {
-    let label = |n: &str, v: &str| LabelPair {
-        name: n.into(),
-        value: v.into(),
-    };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", service),
-            ],
-            samples: vec![RawSample {
-                raw_profile: raw.to_vec(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec()
+    ignis_integration::fixtures::push_request(service, raw.to_vec())
 }
 
 /// Sum of the CPU total of every series matching `selector`, through node `i`.

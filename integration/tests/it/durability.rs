@@ -8,9 +8,6 @@ use anyhow::{Result, bail, ensure};
 use ignis_integration::client::Client;
 use ignis_integration::fixtures::{read_fixture, read_json};
 use ignis_integration::node::ChildNode;
-use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use ignis_storage::proto::types::v1::LabelPair;
-use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -19,24 +16,7 @@ const WRITERS: usize = 4;
 const KILL_AFTER_ACKS: usize = 150;
 
 fn push_body(service: &str, raw: &[u8]) -> Vec<u8> {
-    let label = |n: &str, v: &str| LabelPair {
-        name: n.into(),
-        value: v.into(),
-    };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", service),
-            ],
-            samples: vec![RawSample {
-                raw_profile: raw.to_vec(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec()
+    ignis_integration::fixtures::push_request(service, raw.to_vec())
 }
 
 /// Per-service totals of the Go CPU type, from one grouped SelectSeries.

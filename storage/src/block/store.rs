@@ -258,31 +258,15 @@ impl BlockStore {
 
     /// The complete blocks of `tenant` (those with a `meta.json`), oldest first.
     pub async fn blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, BlockError> {
-        let entries = match self.op.list(&format!("{tenant}/blocks/")).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for e in entries.into_iter().filter(|e| e.metadata().is_dir()) {
-            let ulid = e.name().trim_end_matches('/');
-            if ulid.is_empty() {
-                continue;
-            }
-            match self
-                .op
-                .read(&format!("{}meta.json", Self::dir(tenant, ulid)))
-                .await
-            {
-                Ok(buf) => out.push(serde_json::from_slice::<BlockMeta>(&buf.to_vec())?),
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    tracing::debug!(
-                        tenant,
-                        ulid,
-                        "skipping block without meta.json (incomplete upload)"
-                    );
-                }
-                Err(e) => return Err(e.into()),
+        for ulid in self.block_ids(tenant).await? {
+            match self.meta(tenant, &ulid).await? {
+                Some(meta) => out.push(meta),
+                None => tracing::debug!(
+                    tenant,
+                    ulid,
+                    "skipping block without meta.json (incomplete upload)"
+                ),
             }
         }
         out.sort_by(|a, b| a.ulid.cmp(&b.ulid));
