@@ -8,7 +8,7 @@ use ignis_storage::Head;
 use parking_lot::RwLock;
 use tokio::sync::Semaphore;
 
-use crate::sealed::SealedList;
+use crate::sealed::{Sealed, SealedList};
 
 /// A query that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,6 +34,23 @@ pub struct RunQuery<R> {
 
 impl<R: Send + 'static> Message for RunQuery<R> {
     type Result = Result<R, QueryFailure>;
+}
+
+/// What one query reads, in this order: the head, the sealed heads (the
+/// order a cut takes its locks in), decoded blocks, then peers' answers.
+pub(crate) fn sources<'a>(
+    head: Option<&'a Head>,
+    sealed: &'a [Arc<Sealed>],
+    blocks: &'a [Arc<Head>],
+    remote: &'a [Head],
+) -> Vec<&'a dyn Source> {
+    let mut out: Vec<&dyn Source> =
+        Vec::with_capacity(1 + sealed.len() + blocks.len() + remote.len());
+    out.extend(head.map(|h| h as &dyn Source));
+    out.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+    out.extend(blocks.iter().map(|b| &**b as &dyn Source));
+    out.extend(remote.iter().map(|h| h as &dyn Source));
+    out
 }
 
 /// Runs queries for one tenant on the blocking pool, at most `permits` at once.
@@ -85,11 +102,7 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
                 // so data moving from one to the other is seen exactly once.
                 let head = head.read();
                 let sealed = sealed.read().clone();
-                let mut sources: Vec<&dyn Source> =
-                    Vec::with_capacity(sealed.len() + msg.blocks.len() + 1);
-                sources.push(&*head);
-                sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
-                sources.extend(msg.blocks.iter().map(|b| &**b as &dyn Source));
+                let sources = sources(Some(&head), &sealed, &msg.blocks, &[]);
                 (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await

@@ -1,8 +1,7 @@
 //! Heads that were cut from an ingester: still queried from memory, and
 //! shipped to object storage as blocks in cut order.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ignis_storage::Head;
@@ -16,8 +15,8 @@ pub struct Sealed {
     pub ulid: String,
     /// The last WAL sequence number whose data it holds.
     pub wal_last_seq: Option<u64>,
-    uploaded: AtomicBool,
-    uploaded_at: parking_lot::Mutex<Option<Instant>>,
+    /// When its block was stored (unset until then).
+    uploaded_at: OnceLock<Instant>,
 }
 
 impl Sealed {
@@ -27,25 +26,23 @@ impl Sealed {
             head,
             ulid,
             wal_last_seq,
-            uploaded: AtomicBool::new(false),
-            uploaded_at: parking_lot::Mutex::new(None),
+            uploaded_at: OnceLock::new(),
         }
     }
 
     /// True once its block is in the object store.
     pub fn is_uploaded(&self) -> bool {
-        self.uploaded.load(Ordering::Acquire)
+        self.uploaded_at.get().is_some()
     }
 
     /// Marks its block as stored.
     pub fn mark_uploaded(&self) {
-        *self.uploaded_at.lock() = Some(Instant::now());
-        self.uploaded.store(true, Ordering::Release);
+        let _ = self.uploaded_at.set(Instant::now());
     }
 
     /// How long ago its block was stored, if it was.
     pub fn uploaded_for(&self) -> Option<std::time::Duration> {
-        self.uploaded_at.lock().map(|t| t.elapsed())
+        self.uploaded_at.get().map(Instant::elapsed)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ignis_query::{Engine, QueryError, QueryLimits, Source};
+use ignis_query::{Engine, QueryError, QueryLimits};
 use ignis_storage::block::BlockStore;
 use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
@@ -346,14 +346,11 @@ impl Tenants {
                 // This node's data in place (head first, then sealed: the
                 // order a cut takes its locks in), then the peers' answers.
                 let head = local.as_ref().map(|l| l.head.read());
-                let sealed = local.as_ref().map(|l| l.sealed.read().clone());
-                let mut sources: Vec<&dyn Source> = Vec::new();
-                if let Some(h) = &head {
-                    sources.push(&**h);
-                }
-                sources.extend(sealed.iter().flatten().map(|s| &s.head as &dyn Source));
-                sources.extend(blocks.iter().map(|b| &**b as &dyn Source));
-                sources.extend(remote.iter().map(|h| h as &dyn Source));
+                let sealed = local
+                    .as_ref()
+                    .map(|l| l.sealed.read().clone())
+                    .unwrap_or_default();
+                let sources = crate::querier::sources(head.as_deref(), &sealed, &blocks, &remote);
                 f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
             })
             .await
@@ -371,8 +368,7 @@ impl Tenants {
             None => {
                 let limits = self.query_limits.clone();
                 tokio::task::spawn_blocking(move || {
-                    let sources: Vec<&dyn Source> =
-                        blocks.iter().map(|b| &**b as &dyn Source).collect();
+                    let sources = crate::querier::sources(None, &[], &blocks, &[]);
                     f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
                 })
                 .await

@@ -383,10 +383,6 @@ pub(crate) fn push_at(service: &str, time_ns: i64) -> Result<Vec<u8>> {
     ))
 }
 
-async fn metric_value(client: &Client, name: &str) -> Result<f64> {
-    metric(client, name).await
-}
-
 #[tokio::test]
 async fn store_gateway_reads_blocks_lazily_within_its_budget() -> Result<()> {
     const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -429,23 +425,23 @@ async fn store_gateway_reads_blocks_lazily_within_its_budget() -> Result<()> {
     let node = TestNode::start_in(data.path(), |c| c.storage.block_cache_bytes = 1)?;
     let client = Client::new(&node.url);
     ensure!(
-        metric_value(&client, "ignis_block_cache_misses_total").await? == 0.0,
+        metric(&client, "ignis_block_cache_misses_total").await? == 0.0,
         "blocks were read before any query"
     );
-    ensure!(metric_value(&client, "ignis_indexed_blocks").await? == 2.0);
+    ensure!(metric(&client, "ignis_indexed_blocks").await? == 2.0);
     // A range that touches only the first block reads only it.
     let ms = t1 / 1_000_000;
     let fg = client
         .flamegraph(CPU, "{service_name=\"lazy.app\"}", ms, ms)
         .await?;
     ensure!(fg_total(&fg) == per, "first block: {}", fg_total(&fg));
-    ensure!(metric_value(&client, "ignis_block_cache_misses_total").await? == 1.0);
+    ensure!(metric(&client, "ignis_block_cache_misses_total").await? == 1.0);
     // Both blocks: the second is read and the first evicted (budget), answers exact.
     for round in 1..=2 {
         let total = total_of(&client, CPU, "lazy.app").await?;
         ensure!(total == 2 * per, "round {round}: {total}");
     }
-    ensure!(metric_value(&client, "ignis_block_cache_evictions_total").await? >= 1.0);
+    ensure!(metric(&client, "ignis_block_cache_evictions_total").await? >= 1.0);
     Ok(())
 }
 
@@ -547,8 +543,8 @@ async fn blocks_of_a_remote_bucket_are_cached_on_local_disk() -> Result<()> {
         ensure!(total == 2 * per, "round {round}: {total}");
     }
     let (hits, misses) = (
-        metric_value(&client, "ignis_block_file_cache_hits_total").await?,
-        metric_value(&client, "ignis_block_file_cache_misses_total").await?,
+        metric(&client, "ignis_block_file_cache_hits_total").await?,
+        metric(&client, "ignis_block_file_cache_misses_total").await?,
     );
     // 2 blocks × 8 files fetched once from S3, then read from disk.
     ensure!(misses == 16.0, "files fetched from S3: {misses}");
