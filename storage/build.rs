@@ -12,6 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/types/v1/types.proto",
         "proto/push/v1/push.proto",
         "proto/querier/v1/querier.proto",
+        "proto/opentelemetry/proto/common/v1/common.proto",
+        "proto/opentelemetry/proto/resource/v1/resource.proto",
+        "proto/opentelemetry/proto/profiles/v1development/profiles.proto",
+        "proto/opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
@@ -23,5 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&fds.encode_to_vec())?
         .build(&[".google.v1", ".types.v1", ".push.v1", ".querier.v1"])?;
+    // OTLP/JSON receivers must ignore fields they do not know (newer senders).
+    pbjson_build::Builder::new()
+        .register_descriptors(&fds.encode_to_vec())?
+        .ignore_unknown_fields()
+        .build(&[".opentelemetry.proto"])?;
     Ok(())
 }
