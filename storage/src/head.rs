@@ -1,7 +1,10 @@
 //! The in-memory head: recent profiles of one tenant, with deduplicated symbols.
 //!
 //! Memory grows with distinct stacks and series, not with samples: each profile row
-//! holds only `(stack id, value)` pairs for the stacks it saw.
+//! holds only `(stack id, value)` pairs for the stacks it saw. Samples that
+//! carry a span id (pprof sample label `span_id`, or `profile_id` as JFR and
+//! older SDKs send it) are also kept per span, beside that aggregate; rows
+//! without spans pay one empty pointer.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +38,112 @@ pub struct SeriesSplit {
     pub samples: Vec<u32>,
 }
 
+/// The pprof sample label that attributes a sample to a trace span.
+pub const SPAN_ID_LABEL: &str = "span_id";
+/// The older spelling of [`SPAN_ID_LABEL`] (JFR, older SDKs); read as a span id.
+pub const PROFILE_ID_LABEL: &str = "profile_id";
+
+/// A span id that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpanIdError {
+    /// Not 16 characters long.
+    #[error("span id {0:?} is not 16 hex characters")]
+    Length(String),
+    /// A character is not a hex digit.
+    #[error("span id {0:?} is not hexadecimal")]
+    NotHex(String),
+}
+
+/// Parses a span id as Pyroscope does: 16 hex characters, decoded to 8 bytes
+/// and read as a little-endian `u64` (the same at ingest and in `span_selector`).
+pub fn parse_span_id(s: &str) -> Result<u64, SpanIdError> {
+    let b = s.as_bytes();
+    if b.len() != 16 {
+        return Err(SpanIdError::Length(s.to_string()));
+    }
+    let mut bytes = [0u8; 8];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => bytes[i] = (hi * 16 + lo) as u8,
+            _ => return Err(SpanIdError::NotHex(s.to_string())),
+        }
+    }
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The 16 lowercase hex characters of a span id ([`parse_span_id`]'s inverse).
+pub fn format_span_id(id: u64) -> String {
+    id.to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The span id of every sample of `p` (0: none), or `None` when no sample
+/// carries one. `span_id` wins over `profile_id`; unparsable ids and id 0
+/// count as no span.
+pub fn sample_span_ids(p: &pprof::Profile) -> Option<Vec<u64>> {
+    if p.sample.iter().all(|s| s.label.is_empty()) {
+        return None;
+    }
+    let s = |i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| p.string_table.get(i))
+            .map_or("", String::as_str)
+    };
+    let mut out = vec![0u64; p.sample.len()];
+    let mut any = false;
+    for (slot, sample) in out.iter_mut().zip(&p.sample) {
+        let mut fallback = 0;
+        for l in &sample.label {
+            let key = s(l.key);
+            if key == SPAN_ID_LABEL {
+                if let Ok(id) = parse_span_id(s(l.str)) {
+                    *slot = id;
+                }
+            } else if key == PROFILE_ID_LABEL {
+                fallback = parse_span_id(s(l.str)).unwrap_or(0);
+            }
+        }
+        if *slot == 0 {
+            *slot = fallback;
+        }
+        any |= *slot != 0;
+    }
+    any.then_some(out)
+}
+
+/// One span-attributed sample of a profile row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SpanSample {
+    /// The span ([`parse_span_id`]), never 0.
+    pub span_id: u64,
+    /// Stack id (into the head's symbol table).
+    pub stack: u32,
+    /// Value of the span's samples with this stack.
+    pub value: i64,
+}
+
+/// Sorts span samples by `(span, stack)` and sums duplicates; `None` when empty.
+pub fn merge_span_samples(mut v: Vec<SpanSample>) -> Option<Box<[SpanSample]>> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by_key(|s| (s.span_id, s.stack));
+    let mut out: Vec<SpanSample> = Vec::with_capacity(v.len());
+    for s in v {
+        match out.last_mut() {
+            Some(last) if last.span_id == s.span_id && last.stack == s.stack => {
+                last.value = last.value.saturating_add(s.value);
+            }
+            _ => out.push(s),
+        }
+    }
+    Some(out.into_boxed_slice())
+}
+
 /// One profile of one series: sorted, unique stack ids with their values.
 #[derive(Debug, Clone)]
 pub struct ProfileRow {
@@ -48,6 +157,16 @@ pub struct ProfileRow {
     pub stacks: Box<[u32]>,
     /// Value per stack.
     pub values: Box<[i64]>,
+    /// The samples that carry a span id, by `(span, stack)`; their values are
+    /// also in `values`. `None` when no sample of the row has a span.
+    pub spans: Option<Box<[SpanSample]>>,
+}
+
+impl ProfileRow {
+    /// Number of span samples.
+    pub fn span_count(&self) -> usize {
+        self.spans.as_ref().map_or(0, |s| s.len())
+    }
 }
 
 /// A series and its profiles, ordered by time.
@@ -81,6 +200,8 @@ pub struct InsertStats {
     pub profiles: u64,
     /// `(stack, value)` pairs appended.
     pub samples: u64,
+    /// `(span, stack, value)` triples appended.
+    pub span_samples: u64,
     /// Series created by this insert.
     pub new_series: u64,
 }
@@ -94,6 +215,8 @@ pub struct HeadStats {
     pub profiles: u64,
     /// Number of `(stack, value)` pairs.
     pub samples: u64,
+    /// Number of `(span, stack, value)` triples.
+    pub span_samples: u64,
     /// Distinct stacks.
     pub stacks: u64,
     /// Earliest profile timestamp (ns), if any.
@@ -129,6 +252,7 @@ impl Head {
             stats.profiles += s.profiles.len() as u64;
             for p in &s.profiles {
                 stats.samples += p.stacks.len() as u64;
+                stats.span_samples += p.span_count() as u64;
                 stats.min_time_ns = Some(
                     stats
                         .min_time_ns
@@ -174,7 +298,10 @@ impl Head {
             })
             .sum();
         // Interning tables roughly double the symbol memory.
-        (symbols * 2 + series) as u64 + self.stats.samples * 12 + self.stats.profiles * 56
+        (symbols * 2 + series) as u64
+            + self.stats.samples * 12
+            + self.stats.span_samples * 24
+            + self.stats.profiles * 72
     }
 
     /// True when the head holds no profile.
@@ -223,8 +350,31 @@ impl Head {
             }
         }
 
+        let span_of = sample_span_ids(&p.profile);
         let mut stats = InsertStats::default();
         for split in &p.series {
+            let spans = span_of.as_ref().and_then(|span_of| {
+                merge_span_samples(
+                    split
+                        .samples
+                        .iter()
+                        .filter_map(|&si| {
+                            let span_id = *span_of.get(si as usize)?;
+                            let value = *p
+                                .profile
+                                .sample
+                                .get(si as usize)?
+                                .value
+                                .get(split.value_index)?;
+                            (span_id != 0 && value != 0).then(|| SpanSample {
+                                span_id,
+                                stack: stack_of[&si],
+                                value,
+                            })
+                        })
+                        .collect(),
+                )
+            });
             let mut pairs: Vec<(u32, i64)> = split
                 .samples
                 .iter()
@@ -260,9 +410,11 @@ impl Head {
                 total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                 stacks: stacks.into_boxed_slice(),
                 values: values.into_boxed_slice(),
+                spans,
             };
             stats.profiles += 1;
             stats.samples += row.stacks.len() as u64;
+            stats.span_samples += row.span_count() as u64;
             let (series, created) = self.series_mut(&split.labels);
             stats.new_series += u64::from(created);
             let at = series
@@ -273,6 +425,7 @@ impl Head {
         if stats.profiles > 0 {
             self.stats.profiles += stats.profiles;
             self.stats.samples += stats.samples;
+            self.stats.span_samples += stats.span_samples;
             self.stats.series += stats.new_series;
             self.stats.min_time_ns = Some(
                 self.stats
@@ -344,13 +497,29 @@ impl Head {
                     })
                     .collect();
                 pairs.sort_unstable_by_key(|&(st, _)| st);
+                let spans = row.spans.as_ref().and_then(|spans| {
+                    merge_span_samples(
+                        spans
+                            .iter()
+                            .map(|s| SpanSample {
+                                stack: *stacks_memo.entry(s.stack).or_insert_with(|| {
+                                    self.symbols
+                                        .import_stack(&other.symbols, s.stack, &mut memo)
+                                }),
+                                ..*s
+                            })
+                            .collect(),
+                    )
+                });
                 stats.samples += pairs.len() as u64;
+                stats.span_samples += spans.as_ref().map_or(0, |s| s.len() as u64);
                 new_rows.push(ProfileRow {
                     timestamp_ns: row.timestamp_ns,
                     profile_id: row.profile_id,
                     total: row.total,
                     stacks: pairs.iter().map(|&(st, _)| st).collect(),
                     values: pairs.iter().map(|&(_, v)| v).collect(),
+                    spans,
                 });
             }
             if new_rows.is_empty() {
@@ -384,6 +553,7 @@ impl Head {
         }
         self.stats.profiles += stats.profiles;
         self.stats.samples += stats.samples;
+        self.stats.span_samples += stats.span_samples;
         self.stats.series += stats.new_series;
         stats
     }
@@ -525,6 +695,90 @@ mod tests {
             .symbols()
             .frame_names(x.profiles[0].stacks[0], &mut names);
         assert!(names.contains(&"main".to_string()));
+    }
+
+    fn label(p: &mut pprof::Profile, sample: usize, key: &str, value: &str) {
+        let mut id = |s: &str| {
+            let i = p.string_table.len() as i64;
+            p.string_table.push(s.to_string());
+            i
+        };
+        let (key, str) = (id(key), id(value));
+        p.sample[sample].label.push(pprof::Label {
+            key,
+            str,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn span_ids_parse_little_endian_and_refuse_garbage() {
+        assert_eq!(parse_span_id("0100000000000000"), Ok(1));
+        assert_eq!(parse_span_id("00000000000000ff"), Ok(0xff << 56));
+        assert_eq!(format_span_id(0xff << 56), "00000000000000ff");
+        assert_eq!(
+            parse_span_id("01"),
+            Err(SpanIdError::Length("01".to_string()))
+        );
+        assert!(matches!(
+            parse_span_id("zz00000000000000"),
+            Err(SpanIdError::NotHex(_))
+        ));
+        assert!(matches!(
+            parse_span_id("é000000000000000"),
+            Err(SpanIdError::Length(_) | SpanIdError::NotHex(_))
+        ));
+    }
+
+    #[test]
+    fn span_samples_are_kept_beside_an_unchanged_aggregate() {
+        let mut p = tiny_profile();
+        // Sample 0 and 1 share a stack; 0 has a span, 1 the older `profile_id`
+        // spelling of another, 2 an unparsable id (no span).
+        label(&mut p, 0, "span_id", "0100000000000000");
+        label(&mut p, 0, "other", "x");
+        label(&mut p, 1, "profile_id", "0200000000000000");
+        label(&mut p, 2, "span_id", "nope");
+        let mut head = Head::new();
+        let split = SplitProfile {
+            profile_id: 1,
+            profile: p,
+            timestamp_ns: 10,
+            series: vec![SeriesSplit {
+                labels: Labels::from_pairs([("service_name", "a")]),
+                value_index: 0,
+                samples: vec![0, 1, 2],
+            }],
+        };
+        let st = head.insert(&split).unwrap();
+        assert_eq!((st.samples, st.span_samples), (2, 2));
+        let row = &head.series()[0].profiles[0];
+        assert_eq!(row.total, 12);
+        assert_eq!(row.values.iter().sum::<i64>(), 12);
+        let spans = row.spans.as_deref().unwrap();
+        assert_eq!(
+            spans
+                .iter()
+                .map(|s| (s.span_id, s.value))
+                .collect::<Vec<_>>(),
+            vec![(1, 3), (2, 4)]
+        );
+        assert_eq!(spans[0].stack, spans[1].stack);
+
+        // Import (a cluster answer) keeps them; a profile without spans pays nothing.
+        head.insert(&SplitProfile {
+            profile_id: 2,
+            profile: tiny_profile(),
+            ..split.clone()
+        })
+        .unwrap();
+        let mut merged = Head::new();
+        merged.import_from(&head, |_| true, 0, 100, &mut HashSet::new());
+        let rows = &merged.series()[0].profiles;
+        assert_eq!(rows.iter().map(ProfileRow::span_count).sum::<usize>(), 2);
+        assert!(rows.iter().any(|r| r.spans.is_none()));
+        assert_eq!(merged.stats().span_samples, 2);
+        assert_eq!(head.stats().span_samples, 2);
     }
 
     #[test]

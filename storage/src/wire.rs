@@ -4,13 +4,13 @@
 
 use rkyv::rancor;
 
-use crate::head::{Head, ProfileRow, Series};
+use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
 use crate::record::RecordError;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
 /// Leading bytes of an encoded head.
-pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED01";
+pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED02";
 
 /// A location: mapping, address, lines as (function, line).
 type WireLocation = (u32, u64, Vec<(u32, i64)>);
@@ -40,6 +40,8 @@ struct WireRow {
     profile_id: u64,
     stacks: Vec<u32>,
     values: Vec<i64>,
+    /// (span id, stack, value); empty when the row has no span.
+    spans: Vec<(u64, u32, i64)>,
 }
 
 /// Encodes a whole head.
@@ -98,6 +100,12 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
                         profile_id: r.profile_id,
                         stacks: r.stacks.to_vec(),
                         values: r.values.to_vec(),
+                        spans: r
+                            .spans
+                            .iter()
+                            .flat_map(|s| s.iter())
+                            .map(|s| (s.span_id, s.stack, s.value))
+                            .collect(),
                     })
                     .collect(),
             })
@@ -115,7 +123,7 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
 pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
     let Some(body) = bytes.strip_prefix(HEAD_MAGIC.as_slice()) else {
         return Err(RecordError::Version(
-            "not an encoded head of format IGNHED01".into(),
+            "not an encoded head of format IGNHED02".into(),
         ));
     };
     let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
@@ -197,6 +205,9 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
             if r.stacks.len() != r.values.len() || r.stacks.iter().any(|&st| st >= nst) {
                 return Err(corrupt("row stack"));
             }
+            if r.spans.iter().any(|&(span, st, _)| span == 0 || st >= nst) {
+                return Err(corrupt("span id 0 or span stack"));
+            }
             if profiles
                 .last()
                 .is_some_and(|p: &ProfileRow| p.timestamp_ns > r.timestamp_ns)
@@ -209,6 +220,16 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
                 total: r.values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                 stacks: r.stacks.into_boxed_slice(),
                 values: r.values.into_boxed_slice(),
+                spans: merge_span_samples(
+                    r.spans
+                        .into_iter()
+                        .map(|(span_id, stack, value)| SpanSample {
+                            span_id,
+                            stack,
+                            value,
+                        })
+                        .collect(),
+                ),
             });
         }
         series.push(Series {
@@ -257,7 +278,16 @@ mod tests {
             }],
             ..Default::default()
         };
-        for (id, ts) in [(5, 100), (6, 100)] {
+        let mut with_span = profile.clone();
+        with_span
+            .string_table
+            .extend(["span_id".into(), "0300000000000000".into()]);
+        with_span.sample[0].label.push(pprof::Label {
+            key: 3,
+            str: 4,
+            ..Default::default()
+        });
+        for (id, ts, profile) in [(5, 100, &profile), (6, 100, &with_span)] {
             head.insert(&SplitProfile {
                 profile_id: id,
                 profile: profile.clone(),
@@ -278,6 +308,12 @@ mod tests {
             rows.iter().map(|r| r.profile_id).collect::<Vec<_>>(),
             vec![5, 6]
         );
+        assert!(rows[0].spans.is_none());
+        assert_eq!(
+            rows[1].spans.as_deref(),
+            head.series()[0].profiles[1].spans.as_deref()
+        );
+        assert_eq!(back.stats().span_samples, 1);
         let mut names = Vec::new();
         back.symbols().frame_names(rows[0].stacks[0], &mut names);
         assert_eq!(names, vec!["main".to_string()]);

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::BlockError;
-use super::meta::{BLOCK_FILES, BlockMeta, FORMAT_VERSION};
-use crate::head::{Head, ProfileRow, Series};
+use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, block_files};
+use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
@@ -44,7 +44,7 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             meta.ulid, meta.format_version
         )));
     }
-    for f in BLOCK_FILES {
+    for f in block_files(meta.format_version) {
         if !files.contains_key(f) {
             return Err(BlockError::Corrupt(format!(
                 "block {} lacks {f}",
@@ -179,6 +179,7 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
                 total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                 stacks: stacks.into_boxed_slice(),
                 values: values.into_boxed_slice(),
+                spans: None,
             });
         }
         Ok(())
@@ -213,5 +214,62 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
         }
     }
     flush(current.take(), &mut series)?;
+    if meta.format_version >= 3 {
+        attach_spans(files, &mut series, sym.stacks.len())?;
+    }
     Ok(Head::from_parts(sym, series))
+}
+
+/// Reads `spans.parquet` (format 3) into the rows it belongs to.
+fn attach_spans(
+    files: &HashMap<String, Bytes>,
+    series: &mut [Series],
+    stacks: usize,
+) -> Result<(), BlockError> {
+    let mut by_row: HashMap<(u32, i64, u64), Vec<SpanSample>> = HashMap::new();
+    for b in read(files, SPANS_FILE)? {
+        let f = "spans";
+        let (sref, ts, pid, span, stack, value) = (
+            col::<UInt32Array>(&b, f, "series_ref")?,
+            col::<Int64Array>(&b, f, "timestamp_ns")?,
+            col::<UInt64Array>(&b, f, "profile_id")?,
+            col::<UInt64Array>(&b, f, "span_id")?,
+            col::<UInt32Array>(&b, f, "stack_id")?,
+            col::<Int64Array>(&b, f, "value")?,
+        );
+        for i in 0..b.num_rows() {
+            if span.value(i) == 0 || stack.value(i) as usize >= stacks {
+                return Err(BlockError::Corrupt(format!(
+                    "spans row {i}: span id 0 or stack {} out of range",
+                    stack.value(i)
+                )));
+            }
+            by_row
+                .entry((sref.value(i), ts.value(i), pid.value(i)))
+                .or_default()
+                .push(SpanSample {
+                    span_id: span.value(i),
+                    stack: stack.value(i),
+                    value: value.value(i),
+                });
+        }
+    }
+    for ((s, ts, id), samples) in by_row {
+        let row = series
+            .get_mut(s as usize)
+            .and_then(|se| {
+                let lo = se.profiles.partition_point(|r| r.timestamp_ns < ts);
+                se.profiles[lo..]
+                    .iter_mut()
+                    .take_while(|r| r.timestamp_ns == ts)
+                    .find(|r| r.profile_id == id)
+            })
+            .ok_or_else(|| {
+                BlockError::Corrupt(format!(
+                    "spans reference a profile that samples lack (series {s}, timestamp {ts}, id {id})"
+                ))
+            })?;
+        row.spans = merge_span_samples(samples);
+    }
+    Ok(())
 }

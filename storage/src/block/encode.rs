@@ -125,8 +125,20 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
     let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
     let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
     let (mut p_id, mut s_id) = (vec![], vec![]);
+    // spans: (span, series_ref, timestamp_ns, profile_id, stack, value)
+    let mut spans: Vec<(u64, u32, i64, u64, u32, i64)> = Vec::new();
     for (i, s) in series.iter().enumerate() {
         for row in &s.profiles {
+            for sp in row.spans.iter().flat_map(|s| s.iter()) {
+                spans.push((
+                    sp.span_id,
+                    i as u32,
+                    row.timestamp_ns,
+                    row.profile_id,
+                    sp.stack,
+                    sp.value,
+                ));
+            }
             p_series.push(i as u32);
             p_ts.push(row.timestamp_ns);
             p_total.push(row.total);
@@ -164,6 +176,39 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
         // Stacks are sorted within a profile; two profiles of one series may
         // share a timestamp, so only these two columns are declared sorted.
         sorted_by: vec![0, 1],
+    });
+
+    // spans, sorted by span id first: a span lookup reads one row group.
+    spans.sort_unstable();
+    tables.push(BlockTable {
+        file: "spans.parquet",
+        batch: batch(vec![
+            (
+                "series_ref",
+                Arc::new(UInt32Array::from_iter_values(spans.iter().map(|s| s.1))),
+            ),
+            (
+                "timestamp_ns",
+                Arc::new(Int64Array::from_iter_values(spans.iter().map(|s| s.2))),
+            ),
+            (
+                "profile_id",
+                Arc::new(UInt64Array::from_iter_values(spans.iter().map(|s| s.3))),
+            ),
+            (
+                "span_id",
+                Arc::new(UInt64Array::from_iter_values(spans.iter().map(|s| s.0))),
+            ),
+            (
+                "stack_id",
+                Arc::new(UInt32Array::from_iter_values(spans.iter().map(|s| s.4))),
+            ),
+            (
+                "value",
+                Arc::new(Int64Array::from_iter_values(spans.iter().map(|s| s.5))),
+            ),
+        ])?,
+        sorted_by: vec![3, 0, 1, 2, 4],
     });
 
     // stacks
@@ -334,12 +379,13 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
     let series = head.series();
     let stats = head.stats();
     let mut files = Vec::new();
-    let (mut profiles, mut samples) = (0, 0);
+    let (mut profiles, mut samples, mut span_samples) = (0, 0, 0);
     for t in head_tables(head)? {
         let rows = t.batch.num_rows() as u64;
         match t.file {
             "profiles.parquet" => profiles = rows,
             "samples.parquet" => samples = rows,
+            "spans.parquet" => span_samples = rows,
             _ => {}
         }
         let bytes = parquet(&t.batch, &t.sorted_by, SAMPLES_ROW_GROUP)?;
@@ -366,6 +412,7 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             series: series.len() as u64,
             profiles,
             samples,
+            span_samples,
             stacks: sym.stacks.len() as u64,
             locations: locs.len() as u64,
             functions: funcs.len() as u64,

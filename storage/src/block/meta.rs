@@ -4,19 +4,30 @@
 use serde::{Deserialize, Serialize};
 
 /// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
-/// The Parquet files of a block, in the order they are written.
-pub const BLOCK_FILES: [&str; 8] = [
+/// The Parquet files of a block of the current format, in the order they are written.
+pub const BLOCK_FILES: [&str; 9] = [
     "series.parquet",
     "profiles.parquet",
     "samples.parquet",
+    "spans.parquet",
     "stacks.parquet",
     "locations.parquet",
     "functions.parquet",
     "mappings.parquet",
     "strings.parquet",
 ];
+
+/// The span table, present from format 3 on.
+pub const SPANS_FILE: &str = "spans.parquet";
+
+/// The Parquet files a block of format `version` holds.
+pub fn block_files(version: u32) -> impl Iterator<Item = &'static str> {
+    BLOCK_FILES
+        .into_iter()
+        .filter(move |&f| version >= 3 || f != SPANS_FILE)
+}
 
 /// Description of one block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +72,9 @@ pub struct BlockStats {
     pub profiles: u64,
     /// `(stack, value)` samples.
     pub samples: u64,
+    /// `(span, stack, value)` span samples (0 before format 3).
+    #[serde(default)]
+    pub span_samples: u64,
     /// Distinct stacks.
     pub stacks: u64,
     /// Distinct locations.

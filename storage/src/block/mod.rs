@@ -10,7 +10,8 @@ mod ulid;
 pub use decode::decode_block;
 pub use encode::{BlockTable, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables};
 pub use meta::{
-    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, WalPosition,
+    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, SPANS_FILE,
+    WalPosition, block_files,
 };
 pub use store::{BlockStore, ObjectStoreConfig};
 pub use ulid::new_ulid;
@@ -48,7 +49,15 @@ mod tests {
     fn sample_head() -> Head {
         let p = pprof::Profile {
             string_table: [
-                "", "main", "work", "inlined", "/bin/app", "main.go", "build-1",
+                "",
+                "main",
+                "work",
+                "inlined",
+                "/bin/app",
+                "main.go",
+                "build-1",
+                "span_id",
+                "00000000000000a1",
             ]
             .map(String::from)
             .to_vec(),
@@ -124,6 +133,15 @@ mod tests {
                     value: vec![1, 10],
                     label: vec![],
                 },
+                pprof::Sample {
+                    location_id: vec![3, 1],
+                    value: vec![2, 20],
+                    label: vec![pprof::Label {
+                        key: 7,
+                        str: 8,
+                        ..Default::default()
+                    }],
+                },
             ],
             ..Default::default()
         };
@@ -139,12 +157,12 @@ mod tests {
                     SeriesSplit {
                         labels: labels("x:samples:count::"),
                         value_index: 0,
-                        samples: vec![0, 1],
+                        samples: vec![0, 1, 2],
                     },
                     SeriesSplit {
                         labels: labels("x:cpu:nanoseconds::"),
                         value_index: 1,
-                        samples: vec![0, 1],
+                        samples: vec![0, 1, 2],
                     },
                 ],
             })
@@ -161,8 +179,8 @@ mod tests {
             assert_eq!(x.profiles.len(), y.profiles.len());
             for (p, q) in x.profiles.iter().zip(&y.profiles) {
                 assert_eq!(
-                    (p.timestamp_ns, p.total, &p.stacks, &p.values),
-                    (q.timestamp_ns, q.total, &q.stacks, &q.values)
+                    (p.timestamp_ns, p.total, &p.stacks, &p.values, &p.spans),
+                    (q.timestamp_ns, q.total, &q.stacks, &q.values, &q.spans)
                 );
             }
         }
@@ -182,6 +200,8 @@ mod tests {
         let block = encode_block("t1", &ulid, &head).unwrap();
         assert_eq!(block.meta.stats.series, 4);
         assert_eq!(block.meta.stats.profiles, 6);
+        assert_eq!(block.meta.stats.span_samples, 6);
+        assert_eq!(head.stats().span_samples, 6);
         assert_eq!(
             (block.meta.min_time_ns, block.meta.max_time_ns),
             (1_000, 2_000)
@@ -196,6 +216,31 @@ mod tests {
         same(&head, &decoded);
         store.delete("t1", &ulid).await.unwrap();
         assert!(store.blocks("t1").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn format_2_blocks_without_spans_still_read() {
+        let head = sample_head();
+        let mut block = encode_block("t1", &new_ulid(), &head).unwrap();
+        block.meta.format_version = 2;
+        block.meta.files.retain(|f| f.name != SPANS_FILE);
+        let files: std::collections::HashMap<String, bytes::Bytes> = block
+            .files
+            .iter()
+            .filter(|(n, _)| n != SPANS_FILE)
+            .map(|(n, b)| (n.clone(), bytes::Bytes::from(b.clone())))
+            .collect();
+        let decoded = decode_block(&block.meta, &files).unwrap();
+        assert_eq!(decoded.stats().profiles, head.stats().profiles);
+        assert_eq!(decoded.stats().span_samples, 0);
+        // A format-3 block must have its span table.
+        block.meta.format_version = 3;
+        assert!(
+            decode_block(&block.meta, &files)
+                .unwrap_err()
+                .to_string()
+                .contains(SPANS_FILE)
+        );
     }
 
     #[tokio::test]
