@@ -46,7 +46,10 @@ pub mod opentelemetry {
         pub mod common {
             /// Version 1.
             pub mod v1 {
-                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.common.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
                 include!(concat!(
                     env!("OUT_DIR"),
                     "/opentelemetry.proto.common.v1.serde.rs"

@@ -9,6 +9,7 @@ pub mod jfr;
 pub mod legacy;
 pub mod limits;
 pub mod name;
+pub mod otlp;
 pub mod push;
 pub mod speedscope;
 pub mod split;
