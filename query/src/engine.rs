@@ -14,7 +14,7 @@ use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
 use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
-use crate::source::{MergedStacks, Seen, Selection, Source};
+use crate::source::{MergedStacks, Seen, Selection, Source, SpanSelector};
 use crate::timeseries::{Aggregation, SeriesBuilder};
 
 /// Query limits. `0` disables a limit.
@@ -125,6 +125,7 @@ impl<'a> Engine<'a> {
                 matchers,
                 start_ns,
                 end_ns,
+                spans: None,
             },
         ))
     }
@@ -145,6 +146,7 @@ impl<'a> Engine<'a> {
             matchers: vec![],
             start_ns,
             end_ns,
+            spans: None,
         };
         let ids: BTreeSet<String> = self
             .series_labels(&sel)
@@ -169,6 +171,7 @@ impl<'a> Engine<'a> {
             matchers: Self::matchers(&req.matchers)?,
             start_ns,
             end_ns,
+            spans: None,
         };
         let names: BTreeSet<String> = self
             .series_labels(&sel)
@@ -193,6 +196,7 @@ impl<'a> Engine<'a> {
             matchers: Self::matchers(&req.matchers)?,
             start_ns,
             end_ns,
+            spans: None,
         };
         let values: BTreeSet<String> = self
             .series_labels(&sel)
@@ -211,6 +215,7 @@ impl<'a> Engine<'a> {
             matchers: Self::matchers(&req.matchers)?,
             start_ns,
             end_ns,
+            spans: None,
         };
         let mut sets: Vec<Labels> = self
             .series_labels(&sel)
@@ -249,30 +254,52 @@ impl<'a> Engine<'a> {
         merged
     }
 
-    /// Validates a typed selection and merges its stacks: the profile type,
-    /// the selection's end (ns) and the merged stacks.
+    /// Validates a typed selection and merges its stacks (only those of
+    /// `spans` when given): the profile type, the selection's end (ns) and
+    /// the merged stacks.
     fn select_merged(
         &self,
         profile_type: &str,
         label_selector: &str,
         start_ms: i64,
         end_ms: i64,
+        spans: Option<SpanSelector>,
     ) -> Result<(ProfileType, i64, MergedStacks), QueryError> {
-        let (pt, sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
+        let (pt, mut sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
+        sel.spans = spans;
         Ok((pt, sel.end_ns, self.merge(&sel)))
     }
 
-    /// `SelectMergeStacktraces`: a flame graph (or tree bytes, or pprof).
+    /// The span filter of a `SelectMergeStacktracesRequest`: `None` without
+    /// `span_selector`; refused with `trace_id_selector` or a bad span id.
+    fn stacktraces_spans(
+        req: &q::SelectMergeStacktracesRequest,
+    ) -> Result<Option<SpanSelector>, QueryError> {
+        if req.span_selector.is_empty() {
+            return Ok(None);
+        }
+        if !req.trace_id_selector.is_empty() {
+            return Err(QueryError::invalid(
+                "span_selector and trace_id_selector cannot be combined",
+            ));
+        }
+        SpanSelector::parse(&req.span_selector).map(Some)
+    }
+
+    /// `SelectMergeStacktraces`: a flame graph (or tree bytes, or pprof);
+    /// with `span_selector`, of those spans' samples only.
     pub fn select_merge_stacktraces(
         &self,
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
         let max_nodes = self.max_nodes(req.max_nodes)?;
+        let spans = Self::stacktraces_spans(req)?;
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             req.start,
             req.end,
+            spans,
         )?;
         let call_site = call_site(req.stack_trace_selector.as_ref());
         let mut resp = q::SelectMergeStacktracesResponse::default();
@@ -293,6 +320,42 @@ impl<'a> Engine<'a> {
                     "the dot format is not supported yet; use flamegraph, tree or pprof",
                 ));
             }
+        }
+        Ok(resp)
+    }
+
+    /// `SelectMergeSpanProfile`: the flame graph (or tree bytes) of the
+    /// samples attributed to the spans of `span_selector` (none selected:
+    /// an empty graph, as Pyroscope answers).
+    pub fn select_merge_span_profile(
+        &self,
+        req: &q::SelectMergeSpanProfileRequest,
+    ) -> Result<q::SelectMergeSpanProfileResponse, QueryError> {
+        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let spans = SpanSelector::parse(&req.span_selector)?;
+        let format = q::ProfileFormat::try_from(req.format).unwrap_or_default();
+        if !matches!(
+            format,
+            q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph | q::ProfileFormat::Tree
+        ) {
+            return Err(QueryError::invalid(format!(
+                "SelectMergeSpanProfile answers a flame graph or a tree, not {}",
+                format.as_str_name()
+            )));
+        }
+        let (_, _, merged) = self.select_merged(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+            Some(spans),
+        )?;
+        let tree = FlameTree::build(&merged, &[]);
+        let mut resp = q::SelectMergeSpanProfileResponse::default();
+        if format == q::ProfileFormat::Tree {
+            resp.tree = tree.tree_bytes(max_nodes);
+        } else {
+            resp.flamegraph = Some(tree.flamegraph(max_nodes));
         }
         Ok(resp)
     }
@@ -324,8 +387,13 @@ impl<'a> Engine<'a> {
             return Err(QueryError::invalid("profile types must match"));
         }
         let tree = |r: &q::SelectMergeStacktracesRequest| -> Result<FlameTree, QueryError> {
-            let (_, _, merged) =
-                self.select_merged(&r.profile_type_id, &r.label_selector, r.start, r.end)?;
+            let (_, _, merged) = self.select_merged(
+                &r.profile_type_id,
+                &r.label_selector,
+                r.start,
+                r.end,
+                Self::stacktraces_spans(r)?,
+            )?;
             Ok(FlameTree::build(
                 &merged,
                 &call_site(r.stack_trace_selector.as_ref()),
@@ -348,6 +416,7 @@ impl<'a> Engine<'a> {
             &req.label_selector,
             req.start,
             req.end,
+            None,
         )?;
         Ok(to_pprof(&merged, &pt, end_ns))
     }
@@ -401,4 +470,169 @@ impl<'a> Engine<'a> {
 fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {
     sel.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_storage::{Head, SeriesSplit, SplitProfile};
+
+    const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    const SPAN_A: &str = "0100000000000000";
+    const SPAN_B: &str = "0200000000000000";
+
+    /// Stacks main;work (3, span A), main;work (4, span B), main (5, span A
+    /// as `profile_id`), main;work (6, no span).
+    fn head_with_spans(profile_id: u64) -> Head {
+        let strings = ["", "main", "work", "span_id", "profile_id", SPAN_A, SPAN_B];
+        let label = |k: i64, v: i64| pprof::Label {
+            key: k,
+            str: v,
+            ..Default::default()
+        };
+        let sample = |locs: Vec<u64>, v: i64, label: Vec<pprof::Label>| pprof::Sample {
+            location_id: locs,
+            value: vec![v],
+            label,
+        };
+        let p = pprof::Profile {
+            string_table: strings.map(String::from).to_vec(),
+            function: (1..=2)
+                .map(|i| pprof::Function {
+                    id: i,
+                    name: i as i64,
+                    ..Default::default()
+                })
+                .collect(),
+            location: (1..=2)
+                .map(|i| pprof::Location {
+                    id: i,
+                    line: vec![pprof::Line {
+                        function_id: i,
+                        line: 1,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            sample: vec![
+                sample(vec![2, 1], 3, vec![label(3, 5)]),
+                sample(vec![2, 1], 4, vec![label(3, 6)]),
+                sample(vec![1], 5, vec![label(4, 5)]),
+                sample(vec![2, 1], 6, vec![]),
+            ],
+            ..Default::default()
+        };
+        let mut head = Head::new();
+        head.insert(&SplitProfile {
+            profile_id,
+            profile: p,
+            timestamp_ns: 5_000_000,
+            series: vec![SeriesSplit {
+                labels: Labels::from_pairs([("service_name", "svc"), (names::PROFILE_TYPE, PT)]),
+                value_index: 0,
+                samples: vec![0, 1, 2, 3],
+            }],
+        })
+        .unwrap();
+        head
+    }
+
+    fn stacktraces(spans: &[&str]) -> q::SelectMergeStacktracesRequest {
+        q::SelectMergeStacktracesRequest {
+            profile_type_id: PT.into(),
+            label_selector: "{service_name=\"svc\"}".into(),
+            start: 1,
+            end: 10,
+            span_selector: spans.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn span_profile(spans: &[&str], format: q::ProfileFormat) -> q::SelectMergeSpanProfileRequest {
+        q::SelectMergeSpanProfileRequest {
+            profile_type_id: PT.into(),
+            label_selector: "{}".into(),
+            span_selector: spans.iter().map(|s| s.to_string()).collect(),
+            start: 1,
+            end: 10,
+            max_nodes: None,
+            format: format as i32,
+        }
+    }
+
+    fn total(r: &q::SelectMergeStacktracesResponse) -> i64 {
+        r.flamegraph.as_ref().map_or(-1, |f| f.total)
+    }
+
+    #[test]
+    fn span_selector_keeps_only_those_spans_and_replicas_count_once() {
+        // Two replicas of the same profile: counted once with or without spans.
+        let (a, b) = (head_with_spans(7), head_with_spans(7));
+        let limits = QueryLimits::default();
+        let sources: [&dyn Source; 2] = [&a, &b];
+        let e = Engine::new(&sources, &limits);
+        let t = |spans: &[&str]| total(&e.select_merge_stacktraces(&stacktraces(spans)).unwrap());
+        assert_eq!(t(&[]), 18);
+        assert_eq!(t(&[SPAN_A]), 8);
+        assert_eq!(t(&[SPAN_B]), 4);
+        assert_eq!(t(&[SPAN_A, SPAN_B]), 12);
+        assert_eq!(t(&["ffffffffffffffff"]), 0);
+
+        let fg = e
+            .select_merge_span_profile(&span_profile(&[SPAN_A], q::ProfileFormat::Unspecified))
+            .unwrap()
+            .flamegraph
+            .unwrap();
+        assert_eq!(fg.total, 8);
+        assert!(fg.names.contains(&"work".to_string()));
+        let tree = e
+            .select_merge_span_profile(&span_profile(&[SPAN_B], q::ProfileFormat::Tree))
+            .unwrap();
+        assert!(tree.flamegraph.is_none() && !tree.tree.is_empty());
+        // No span selected: nothing, as Pyroscope answers.
+        let none = e
+            .select_merge_span_profile(&span_profile(&[], q::ProfileFormat::Flamegraph))
+            .unwrap();
+        assert_eq!(none.flamegraph.map(|f| f.total), Some(0));
+
+        // Diff sides carry span selectors too.
+        let d = e
+            .diff(&q::DiffRequest {
+                left: Some(stacktraces(&[SPAN_A])),
+                right: Some(stacktraces(&[SPAN_B])),
+            })
+            .unwrap()
+            .flamegraph
+            .unwrap();
+        assert_eq!((d.left_ticks, d.right_ticks), (8, 4));
+    }
+
+    #[test]
+    fn bad_span_selectors_are_refused() {
+        let a = head_with_spans(7);
+        let limits = QueryLimits::default();
+        let sources: [&dyn Source; 1] = [&a];
+        let e = Engine::new(&sources, &limits);
+        let err =
+            |r: Result<q::SelectMergeStacktracesResponse, QueryError>| r.unwrap_err().to_string();
+        assert!(err(e.select_merge_stacktraces(&stacktraces(&["abc"]))).contains("16 hex"));
+        assert!(
+            err(e.select_merge_stacktraces(&stacktraces(&["zz00000000000000"])))
+                .contains("not hexadecimal")
+        );
+        let mut both = stacktraces(&[SPAN_A]);
+        both.trace_id_selector = vec!["0".repeat(32)];
+        assert_eq!(
+            err(e.select_merge_stacktraces(&both)),
+            "span_selector and trace_id_selector cannot be combined"
+        );
+        assert!(
+            e.select_merge_span_profile(&span_profile(&["x"], q::ProfileFormat::Tree))
+                .is_err()
+        );
+        assert!(
+            e.select_merge_span_profile(&span_profile(&[SPAN_A], q::ProfileFormat::Pprof))
+                .is_err()
+        );
+    }
 }

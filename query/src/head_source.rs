@@ -29,13 +29,28 @@ impl Source for Head {
                 if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
                     continue;
                 }
+                if sel.spans.is_some() && row.spans.is_none() {
+                    continue;
+                }
                 if !touched {
                     sums = vec![0; self.symbols().stacks.len()];
                     touched = true;
                 }
-                for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                let mut add = |stack: u32, v: i64| {
                     if let Some(slot) = sums.get_mut(stack as usize) {
                         *slot = slot.saturating_add(v);
+                    }
+                };
+                match &sel.spans {
+                    None => {
+                        for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                            add(stack, v);
+                        }
+                    }
+                    Some(spans) => {
+                        for s in spans.filter(row.spans.as_deref()) {
+                            add(s.stack, s.value);
+                        }
                     }
                 }
             }
@@ -72,7 +87,17 @@ impl Source for Head {
                 if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
                     continue;
                 }
-                f(&s.labels, row.timestamp_ns, row.total);
+                match &sel.spans {
+                    None => f(&s.labels, row.timestamp_ns, row.total),
+                    Some(spans) => {
+                        let total = spans
+                            .filter(row.spans.as_deref())
+                            .fold(0i64, |a, s| a.saturating_add(s.value));
+                        if total != 0 {
+                            f(&s.labels, row.timestamp_ns, total);
+                        }
+                    }
+                }
             }
         }
     }

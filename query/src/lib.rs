@@ -18,4 +18,4 @@ pub mod timeseries;
 
 pub use engine::{Engine, QueryLimits};
 pub use error::QueryError;
-pub use source::{MergedStacks, Seen, Selection, Source};
+pub use source::{MergedStacks, Seen, Selection, Source, SpanSelector};

@@ -3,9 +3,45 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ignis_storage::head::{SpanSample, parse_span_id};
 use ignis_storage::{Labels, SymbolTable};
 
+use crate::error::QueryError;
 use crate::selector::Matcher;
+
+/// The spans a query keeps (`span_selector`): only samples attributed to one
+/// of them count. An empty selector keeps nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanSelector(HashSet<u64>);
+
+impl SpanSelector {
+    /// Parses span ids (16 hex characters each, read as little-endian `u64`).
+    pub fn parse(ids: &[String]) -> Result<Self, QueryError> {
+        ids.iter()
+            .map(|s| {
+                parse_span_id(s)
+                    .map_err(|e| QueryError::invalid(format!("invalid span_selector: {e}")))
+            })
+            .collect::<Result<HashSet<u64>, _>>()
+            .map(Self)
+    }
+
+    /// True when `span_id` is selected.
+    pub fn contains(&self, span_id: u64) -> bool {
+        self.0.contains(&span_id)
+    }
+
+    /// The selected samples of a row's span samples.
+    pub fn filter<'a>(
+        &'a self,
+        spans: Option<&'a [SpanSample]>,
+    ) -> impl Iterator<Item = &'a SpanSample> + 'a {
+        spans
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| self.contains(s.span_id))
+    }
+}
 
 /// Which series and time range a query covers.
 #[derive(Debug, Clone)]
@@ -16,6 +52,8 @@ pub struct Selection {
     pub start_ns: i64,
     /// Inclusive end, nanoseconds.
     pub end_ns: i64,
+    /// When set, only the samples of these spans count.
+    pub spans: Option<SpanSelector>,
 }
 
 /// Stack values merged from any number of sources, with their own symbols.

@@ -10,7 +10,11 @@
 //!   series;
 //! - `samples`: `block, service_name, profile_type, labels, time,
 //!   timestamp_ns, profile_id, value, leaf_function` — one row per stack of a
-//!   profile, with the innermost function's name.
+//!   profile, with the innermost function's name;
+//! - `spans`: `block, service_name, profile_type, labels, time,
+//!   timestamp_ns, profile_id, span_id, value, leaf_function` — one row per
+//!   stack of a span in a profile (blocks of format 3 and memory; `span_id`
+//!   is the little-endian `u64` of the 16 hex characters).
 //!
 //! Blocks are chosen by their time range first; DataFusion then prunes
 //! row groups by their statistics. Queries are read-only (no DDL, DML or
@@ -70,7 +74,21 @@ fn df_err(e: impl std::fmt::Display) -> QueryError {
     QueryError::invalid(format!("SQL: {e}"))
 }
 
-/// One source's part of the two views.
+/// One source's part of the `spans` view (format 3 blocks and heads).
+fn spans_part(prefix: &str, block: &str) -> String {
+    format!(
+        "SELECT '{block}' AS block, se.service_name, se.profile_type, se.labels, \
+         to_timestamp_nanos(s.timestamp_ns) AS time, s.timestamp_ns, s.profile_id, s.span_id, \
+         s.value, st.value AS leaf_function \
+         FROM {prefix}_spans s JOIN {prefix}_series se ON s.series_ref = se.series_ref \
+         LEFT JOIN {prefix}_stacks k ON s.stack_id = k.stack_id \
+         LEFT JOIN {prefix}_locations l ON l.location_id = k.location_ids[1] \
+         LEFT JOIN {prefix}_functions f ON f.function_id = l.line_function_ids[1] \
+         LEFT JOIN {prefix}_strings st ON st.string_id = f.name"
+    )
+}
+
+/// One source's part of the `profiles` and `samples` views.
 fn view_parts(prefix: &str, block: &str, with_ids: bool) -> (String, String) {
     let id = if with_ids {
         "p.profile_id"
@@ -134,13 +152,19 @@ pub async fn run_sql(
             Arc::new(object_store_opendal::OpendalStore::new(op.clone())),
         );
     }
-    let (mut profiles, mut samples) = (Vec::new(), Vec::new());
+    let (mut profiles, mut samples, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (i, meta) in input.blocks.iter().enumerate() {
         if input.store.is_none() {
             break;
         }
         let prefix = format!("b{i}");
-        for t in TABLES.iter().chain(["strings"].iter()) {
+        let with_spans = meta.format_version >= 3;
+        let extra: &[&str] = if with_spans {
+            &["strings", "spans"]
+        } else {
+            &["strings"]
+        };
+        for t in TABLES.iter().chain(extra) {
             let url = format!(
                 "{STORE_URL}/{}/blocks/{}/{t}.parquet",
                 meta.tenant, meta.ulid
@@ -156,11 +180,15 @@ pub async fn run_sql(
         let (p, s) = view_parts(&prefix, &meta.ulid, meta.format_version >= 2);
         profiles.push(p);
         samples.push(s);
+        if with_spans {
+            spans.push(spans_part(&prefix, &meta.ulid));
+        }
     }
     // Memory: the same tables, as batches. An empty head keeps the views
-    // well-formed when there is no data at all.
+    // well-formed when there is no data at all, or no span table (only
+    // blocks older than format 3).
     let mut heads = input.heads;
-    if heads.is_empty() && profiles.is_empty() {
+    if heads.is_empty() && spans.is_empty() {
         heads.push(
             ignis_storage::block::head_tables(&ignis_storage::Head::new())
                 .map_err(|e| QueryError::invalid(e.to_string()))?,
@@ -178,8 +206,13 @@ pub async fn run_sql(
         let (p, s) = view_parts(&prefix, "memory", true);
         profiles.push(p);
         samples.push(s);
+        spans.push(spans_part(&prefix, "memory"));
     }
-    for (name, parts) in [("profiles", &profiles), ("samples", &samples)] {
+    for (name, parts) in [
+        ("profiles", &profiles),
+        ("samples", &samples),
+        ("spans", &spans),
+    ] {
         let view = format!("CREATE VIEW {name} AS {}", parts.join(" UNION ALL "));
         ctx.sql(&view)
             .await

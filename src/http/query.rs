@@ -52,6 +52,10 @@ pub async fn querier(
             call.run(|e, r: q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(&r))
                 .await
         }
+        "SelectMergeSpanProfile" => {
+            call.run(|e, r: q::SelectMergeSpanProfileRequest| e.select_merge_span_profile(&r))
+                .await
+        }
         "SelectMergeProfile" => {
             call.run(|e, r: q::SelectMergeProfileRequest| e.select_merge_profile(&r))
                 .await
@@ -93,6 +97,7 @@ ranged!(
     types::LabelValuesRequest,
     q::SeriesRequest,
     q::SelectMergeStacktracesRequest,
+    q::SelectMergeSpanProfileRequest,
     q::SelectMergeProfileRequest,
     q::SelectSeriesRequest
 );
