@@ -11,6 +11,7 @@ mod durability;
 mod formats;
 mod loadgen;
 mod sdk_replay;
+mod spans;
 mod sql;
 mod tenants;
 mod ui;
