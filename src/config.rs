@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ignis_actors::ingest::Limits;
+use ignis_actors::scrape::ScrapeConfig;
 use ignis_query::QueryLimits;
 use ignis_storage::WalSync;
 use ignis_storage::block::ObjectStoreConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub ui: UiConfig,
     /// Gossip membership and replication.
     pub cluster: ClusterConfig,
+    /// Pull mode: Go `net/http/pprof` targets to scrape.
+    pub scrape: ScrapeConfig,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             log: LogConfig::default(),
             ui: UiConfig::default(),
             cluster: ClusterConfig::default(),
+            scrape: ScrapeConfig::default(),
         }
     }
 }
@@ -347,6 +351,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log.format: {:?} is not one of text, json",
+        self.scrape.validate().map_err(ConfigError::Invalid)?;
                 self.log.format
             )));
         }

@@ -204,6 +204,34 @@ async fn join_cluster(
 }
 
 fn cores() -> usize {
+/// Starts one supervised scrape actor per `[[scrape.targets]]` entry.
+fn start_scrapers(
+    config: &Config,
+    tenants: &Arc<Tenants>,
+    status: &Arc<ignis_actors::scrape::ScrapeStatus>,
+    metrics: &Metrics,
+) -> Result<(), NodeError> {
+    use ignis_actors::scrape::{ScrapeContext, Scraper};
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("ignis/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| NodeError::Io(std::io::Error::other(format!("scrape client: {e}"))))?;
+    let ctx = ScrapeContext {
+        config: Arc::new(config.scrape.clone()),
+        tenants: tenants.clone(),
+        limits: config.limits.clone(),
+        default_tenant: config.tenancy.default_tenant.clone(),
+        status: status.clone(),
+        metrics: metrics.clone(),
+        client,
+    };
+    for target in &config.scrape.targets {
+        let (ctx, target) = (ctx.clone(), target.clone());
+        actix::Supervisor::start(move |_| Scraper::new(ctx.clone(), target.clone()));
+    }
+    Ok(())
+}
+
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -348,6 +376,10 @@ where
         secs(config.storage.block_check_interval_secs.max(1)),
     );
     let workers = if config.server.http_workers == 0 {
+    let scrape_status = Arc::new(ignis_actors::scrape::ScrapeStatus::default());
+    if roles.serves_writes() && !config.scrape.targets.is_empty() {
+        start_scrapers(&config, &tenants, &scrape_status, &metrics)?;
+    }
         cores()
     } else {
         config.server.http_workers
@@ -360,6 +392,7 @@ where
         config: config.clone(),
         metrics: metrics.clone(),
     });
+        scrape: scrape_status,
     tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();

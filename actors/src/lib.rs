@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod ingester;
 pub mod metrics;
 pub mod querier;
+pub mod scrape;
 pub mod sealed;
 pub mod shipper;
 pub mod store_gateway;

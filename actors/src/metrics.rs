@@ -81,6 +81,12 @@ pub struct Metrics {
     pub hints_delivered: Counter,
     /// Hinted replica writes dropped over the budget.
     pub hints_dropped: Counter,
+    /// Scrapes of pull-mode targets, by target, profile and outcome.
+    pub scrapes: Family<LabelSet, Counter>,
+    /// Scrape latency, by target and profile.
+    pub scrape_duration: HistogramFamily,
+    /// Whether the last scrape of a target's profile succeeded (1) or not (0).
+    pub scrape_up: Family<LabelSet, Gauge>,
 }
 
 impl Default for Metrics {
@@ -143,6 +149,24 @@ impl Metrics {
         );
         let hints_delivered = Counter::default();
         let hints_dropped = Counter::default();
+        let scrapes = Family::default();
+        let scrape_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let scrape_up = Family::default();
+        registry.register(
+            "scrapes",
+            "Scrapes of pull-mode targets, by target, profile and outcome",
+            scrapes.clone(),
+        );
+        registry.register(
+            "scrape_duration_seconds",
+            "Scrape latency, by target and profile",
+            scrape_duration.clone(),
+        );
+        registry.register(
+            "scrape_up",
+            "1 if the last scrape of the target's profile succeeded, else 0",
+            scrape_up.clone(),
+        );
         registry.register(
             "hints_pending_bytes",
             "Bytes of replica writes waiting for their node (hinted handoff)",
@@ -297,6 +321,9 @@ impl Metrics {
             block_file_cache_bytes,
             hints_delivered,
             hints_dropped,
+            scrapes,
+            scrape_duration,
+            scrape_up,
         }
     }
 

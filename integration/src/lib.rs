@@ -6,5 +6,7 @@
 pub mod client;
 pub mod cluster;
 pub mod fixtures;
+pub mod go;
 pub mod node;
+pub mod proxy;
 pub mod s3;

@@ -4,6 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use super::page::{escape, html, wants_json};
 use super::state::AppState;
 
 fn status(state: &AppState) -> Value {
@@ -35,23 +36,10 @@ fn status(state: &AppState) -> Value {
     })
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// `GET /cluster`.
 pub async fn cluster(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let v = status(&state);
-    let wants_json = req.query_string().contains("format=json")
-        || req
-            .headers()
-            .get("accept")
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|a| a.contains("application/json"));
-    if wants_json {
+    if wants_json(&req) {
         return HttpResponse::Ok().json(v);
     }
     let mut rows = String::new();
@@ -85,12 +73,9 @@ pub async fn cluster(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         ));
     }
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Ignis cluster</title>\
-         <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}</style></head><body>\
-         <h1>Cluster</h1><p>{}</p><table><tr><th>Node</th><th>HTTP</th><th>Roles</th><th>State</th>\
+        "<h1>Cluster</h1><p>{}</p><table><tr><th>Node</th><th>HTTP</th><th>Roles</th><th>State</th>\
          <th>Ready</th><th>Ring share</th></tr>\n{rows}</table>\
-         <p>Replication factor {}, quorum {}. <a href=\"?format=json\">JSON</a></p></body></html>",
+         <p>Replication factor {}, quorum {}. <a href=\"?format=json\">JSON</a></p>",
         if v["enabled"] == true {
             "Members seen through gossip by this node."
         } else {
@@ -99,7 +84,5 @@ pub async fn cluster(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         v["ring"]["replication_factor"],
         v["ring"]["quorum"].as_u64().unwrap_or(1),
     );
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(body)
+    html("Ignis cluster", &body)
 }

@@ -8,9 +8,11 @@ pub mod ingest;
 pub mod internal;
 pub mod legacy;
 pub mod ops;
+pub mod page;
 pub mod query;
 pub mod sql;
 pub mod state;
+pub mod scrape;
 pub mod ui;
 
 use actix_web::{HttpResponse, web};
@@ -31,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
         .route("/cluster", web::get().to(cluster::cluster))
         .service(
             web::resource("/internal/v1/{method}")
+        .route("/scrape", web::get().to(scrape::scrape))
                 .route(web::post().to(internal::call))
                 .default_service(web::to(method_not_allowed)),
         );

@@ -17,6 +17,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The node metrics.
     pub metrics: Metrics,
+    /// Health of the pull-mode scrape targets.
+    pub scrape: Arc<ignis_actors::scrape::ScrapeStatus>,
 }
 
 impl AppState {
