@@ -11,8 +11,14 @@ use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
 use super::error::{IngestError, Reason};
 use super::limits::Limits;
 
-/// Sample labels that never become series labels.
-const NON_SERIES_SAMPLE_LABELS: [&str; 3] = ["trace_id", "span_id", "profile_id"];
+/// Sample labels that never become series labels. They stay in the stored
+/// pprof: the head reads `span_id` (or `profile_id`, its older spelling) to
+/// attribute samples to spans ([`ignis_storage::head::sample_span_ids`]).
+const NON_SERIES_SAMPLE_LABELS: [&str; 3] = [
+    "trace_id",
+    ignis_storage::head::SPAN_ID_LABEL,
+    ignis_storage::head::PROFILE_ID_LABEL,
+];
 
 /// Timestamps before this (1971-01-01) are treated as missing.
 const MIN_VALID_TIME_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
