@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub http_workers: usize,
     /// Actor threads tenants are spread over (0: one per core).
     pub actor_threads: usize,
+    /// `host:port` of the OTLP gRPC server (empty: off; 4317 is the usual port).
+    pub otlp_grpc_listen_address: String,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             http_listen_address: "127.0.0.1:4040".into(),
             http_workers: 0,
             actor_threads: 0,
+            otlp_grpc_listen_address: String::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod loadgen;
 pub mod roles;
@@ -394,6 +395,19 @@ where
     });
         scrape: scrape_status,
     tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
+    let grpc_loop = match config.server.otlp_grpc_listen_address.as_str() {
+        address if !address.is_empty() && roles.serves_writes() => {
+            let grpc = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    address: address.to_string(),
+                    source,
+                })?;
+            tracing::info!(address = %grpc.local_addr()?, "OTLP gRPC listening");
+            Some(grpc::spawn(grpc, state.clone().into_inner()))
+        }
+        _ => None,
+    };
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
         let roles = roles.clone();
@@ -449,6 +463,9 @@ where
         handle.stop(true).await;
     });
     server.await?;
+    if let Some(g) = grpc_loop {
+        g.abort();
+    }
     flush_loop.abort();
     if let Some(l) = sync_loop {
         l.abort();

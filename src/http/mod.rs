@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod internal;
 pub mod legacy;
 pub mod ops;
+pub mod otlp;
 pub mod page;
 pub mod query;
 pub mod sql;
@@ -43,6 +44,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::post().to(ingest::push))
                 .default_service(web::to(method_not_allowed)),
         );
+        for path in ["/v1development/profiles", crate::grpc::EXPORT_PATH] {
+            cfg.service(
+                web::resource(path)
+                    .route(web::post().to(otlp::export_http))
+                    .default_service(web::to(method_not_allowed)),
+            );
+        }
         for path in ["/ingest", "/pyroscope/ingest"] {
             cfg.service(
                 web::resource(path)

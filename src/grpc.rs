@@ -1,0 +1,339 @@
+//! A small unary gRPC server (h2c, HTTP/2 with prior knowledge) for OTLP
+//! profiles: `opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export`.
+//!
+//! Hand-written on hyper's HTTP/2 server rather than tonic: one unary method
+//! needs only the 5-byte message framing, `grpc-encoding: gzip`, and the
+//! `grpc-status`/`grpc-message` trailers, and hyper and h2 are already in the
+//! dependency tree (through reqwest). The tenant is the `x-scope-orgid`
+//! metadata, as on HTTP. Decoding, limits and storage are the HTTP path's
+//! ([`crate::http::otlp::export`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ignis_actors::ingest::gzip::gunzip;
+use ignis_actors::ingest::otlp::Encoding;
+use ignis_actors::validate_tenant_id;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::http::error::ApiError;
+use crate::http::otlp::{ENDPOINT, export};
+use crate::http::state::AppState;
+
+/// The one method served.
+pub const EXPORT_PATH: &str =
+    "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export";
+
+/// gRPC status codes used here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 0.
+    Ok = 0,
+    /// 2.
+    Unknown = 2,
+    /// 3.
+    InvalidArgument = 3,
+    /// 8.
+    ResourceExhausted = 8,
+    /// 12.
+    Unimplemented = 12,
+    /// 13.
+    Internal = 13,
+    /// 14.
+    Unavailable = 14,
+    /// 16.
+    Unauthenticated = 16,
+}
+
+/// A gRPC error: a status code and a message.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The code.
+    pub code: Code,
+    /// The `grpc-message`.
+    pub message: String,
+}
+
+impl Status {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&ApiError> for Status {
+    fn from(e: &ApiError) -> Self {
+        let code = match e.status.as_u16() {
+            400 => Code::InvalidArgument,
+            401 => Code::Unauthenticated,
+            413 => Code::ResourceExhausted,
+            // An unsupported grpc-encoding.
+            415 => Code::Unimplemented,
+            503 => Code::Unavailable,
+            500 => Code::Internal,
+            _ => Code::Unknown,
+        };
+        Self::new(code, e.message.clone())
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Serves gRPC on `listener` until the returned task is aborted; aborting it
+/// also ends the connections it accepted.
+pub fn spawn(listener: TcpListener, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gRPC accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                // Reap finished connections so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let state = state.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                });
+                if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "gRPC connection ended");
+                }
+            });
+        }
+    })
+}
+
+async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+    if req.method() != hyper::Method::POST {
+        return http_error(StatusCode::METHOD_NOT_ALLOWED, "gRPC calls are POST");
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // `application/grpc`, `application/grpc+proto`; not `+json` or others.
+    if !(content_type == "application/grpc" || content_type.starts_with("application/grpc+proto")) {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Content-Type: use application/grpc",
+        );
+    }
+    if req.uri().path() != EXPORT_PATH {
+        return status_response(&Status::new(
+            Code::Unimplemented,
+            format!("unknown method {}", req.uri().path()),
+        ));
+    }
+    match export_call(req, state).await {
+        Ok(msg) => ok_response(msg),
+        Err(e) => {
+            state.reject(ENDPOINT, &e);
+            status_response(&Status::from(&e))
+        }
+    }
+}
+
+async fn export_call(req: Request<Incoming>, state: &AppState) -> Result<Vec<u8>, ApiError> {
+    let tenant = tenant(req.headers(), state)?;
+    let gzip = match req
+        .headers()
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "unsupported grpc-encoding {other:?}; use gzip or identity"
+            )));
+        }
+    };
+    let limit = state.config.limits.ingestion_body_limit_bytes;
+    let body = read_limited(req.into_body(), limit.saturating_add(5)).await?;
+    let raw_len = body.len();
+    let message = unframe(&body, gzip, limit)?;
+    let resp = export(state, &tenant, message, Encoding::Protobuf, raw_len).await?;
+    Ok(resp.encode_to_vec())
+}
+
+/// The tenant from `x-scope-orgid` metadata, or the default tenant.
+fn tenant(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
+    match headers.get("x-scope-orgid") {
+        Some(v) => {
+            let id = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("x-scope-orgid is not ASCII"))?
+                .trim();
+            validate_tenant_id(id)
+                .map_err(|e| ApiError::bad_request(format!("x-scope-orgid: {e}")))?;
+            Ok(id.to_string())
+        }
+        None if state.config.tenancy.require_tenant_header => {
+            Err(ApiError::unauthenticated("no org id"))
+        }
+        None => Ok(state.config.tenancy.default_tenant.clone()),
+    }
+}
+
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(format!(
+                    "request message too large: more than {limit} bytes (ingestion_body_limit_bytes)"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+/// The one message of a unary call: a compressed flag, a big-endian u32
+/// length, then the message (gzip when flagged).
+pub fn unframe(body: &[u8], gzip: bool, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let bad = ApiError::bad_request;
+    let Some((header, rest)) = body.split_first_chunk::<5>() else {
+        return Err(bad(format!(
+            "request has {} bytes, shorter than a gRPC message header",
+            body.len()
+        )));
+    };
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len != rest.len() {
+        return Err(bad(format!(
+            "a unary call carries one message: header says {len} bytes, {} follow",
+            rest.len()
+        )));
+    }
+    match header[0] {
+        0 => Ok(rest.to_vec()),
+        1 if gzip => gunzip(rest, limit, "gRPC message").map_err(|e| {
+            if e.reason == ignis_actors::ingest::Reason::ProfileSizeLimit {
+                ApiError::too_large(e.message)
+            } else {
+                bad(e.message)
+            }
+        }),
+        1 => Err(bad(
+            "compressed message without a grpc-encoding header".into()
+        )),
+        f => Err(bad(format!("invalid gRPC compressed flag {f}"))),
+    }
+}
+
+fn grpc_headers(builder: hyper::http::response::Builder) -> hyper::http::response::Builder {
+    builder
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/grpc")
+        .header("grpc-accept-encoding", "gzip,identity")
+}
+
+fn ok_response(msg: Vec<u8>) -> Response<Body> {
+    let mut framed = Vec::with_capacity(msg.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = stream::iter([
+        Ok::<_, Infallible>(Frame::data(Bytes::from(framed))),
+        Ok(Frame::trailers(trailers)),
+    ]);
+    grpc_headers(Response::builder())
+        .body(StreamBody::new(frames).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
+}
+
+/// A trailers-only response carrying an error status.
+fn status_response(status: &Status) -> Response<Body> {
+    let message = HeaderValue::from_str(&percent_encode(&status.message))
+        .unwrap_or_else(|_| HeaderValue::from_static("error"));
+    grpc_headers(Response::builder())
+        .header("grpc-status", (status.code as i32).to_string())
+        .header("grpc-message", message)
+        .body(Empty::new().boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
+}
+
+fn http_error(code: StatusCode, message: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(CONTENT_TYPE, "text/plain")
+        .body(Full::new(Bytes::from_static(message.as_bytes())).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
+}
+
+/// `grpc-message` encoding: printable ASCII except `%` as is, the rest `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_messages() {
+        let msg = b"hello".to_vec();
+        let mut framed = vec![0, 0, 0, 0, 5];
+        framed.extend_from_slice(&msg);
+        assert_eq!(unframe(&framed, false, 100).unwrap(), msg);
+        assert!(unframe(&framed[..4], false, 100).is_err());
+        assert!(unframe(&framed[..7], false, 100).is_err());
+        framed[0] = 1;
+        assert!(unframe(&framed, false, 100).is_err());
+        framed[0] = 7;
+        assert!(unframe(&framed, true, 100).is_err());
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &msg).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut framed = vec![1];
+        framed.extend_from_slice(&(gz.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&gz);
+        assert_eq!(unframe(&framed, true, 100).unwrap(), msg);
+        let e = unframe(&framed, true, 2).unwrap_err();
+        assert_eq!(Status::from(&e).code, Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("bad: 100% ü\n"), "bad: 100%25 %C3%BC%0A");
+    }
+}
