@@ -10,6 +10,7 @@ mod common;
 mod durability;
 mod formats;
 mod loadgen;
+mod otlp;
 mod scrape;
 mod sdk_replay;
 mod spans;
