@@ -351,10 +351,10 @@ impl Config {
                 self.server.http_listen_address
             )));
         }
+        self.scrape.validate().map_err(ConfigError::Invalid)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log.format: {:?} is not one of text, json",
-        self.scrape.validate().map_err(ConfigError::Invalid)?;
                 self.log.format
             )));
         }
