@@ -204,7 +204,6 @@ async fn join_cluster(
     )))
 }
 
-fn cores() -> usize {
 /// Starts one supervised scrape actor per `[[scrape.targets]]` entry.
 fn start_scrapers(
     config: &Config,
@@ -233,6 +232,7 @@ fn start_scrapers(
     Ok(())
 }
 
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -376,11 +376,11 @@ where
         tenants.clone(),
         secs(config.storage.block_check_interval_secs.max(1)),
     );
-    let workers = if config.server.http_workers == 0 {
     let scrape_status = Arc::new(ignis_actors::scrape::ScrapeStatus::default());
     if roles.serves_writes() && !config.scrape.targets.is_empty() {
         start_scrapers(&config, &tenants, &scrape_status, &metrics)?;
     }
+    let workers = if config.server.http_workers == 0 {
         cores()
     } else {
         config.server.http_workers
@@ -392,8 +392,8 @@ where
         tenants,
         config: config.clone(),
         metrics: metrics.clone(),
-    });
         scrape: scrape_status,
+    });
     tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
     let grpc_loop = match config.server.otlp_grpc_listen_address.as_str() {
         address if !address.is_empty() && roles.serves_writes() => {

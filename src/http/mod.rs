@@ -11,9 +11,9 @@ pub mod ops;
 pub mod otlp;
 pub mod page;
 pub mod query;
+pub mod scrape;
 pub mod sql;
 pub mod state;
-pub mod scrape;
 pub mod ui;
 
 use actix_web::{HttpResponse, web};
@@ -32,9 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     cfg.route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))
         .route("/cluster", web::get().to(cluster::cluster))
+        .route("/scrape", web::get().to(scrape::scrape))
         .service(
             web::resource("/internal/v1/{method}")
-        .route("/scrape", web::get().to(scrape::scrape))
                 .route(web::post().to(internal::call))
                 .default_service(web::to(method_not_allowed)),
         );
