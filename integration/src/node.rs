@@ -99,9 +99,18 @@ fn build_binary() -> Result<PathBuf> {
     // cargo and target directory (a no-op when it is up to date).
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        // --workspace: the same feature set as `cargo test --workspace`, so
-        // nothing is rebuilt just for the binary.
-        .args(["build", "--workspace", "--bin", "ignis"])
+        // The same feature set as `cargo test --workspace`, so nothing is
+        // rebuilt just for the binary: --workspace, and an example so that
+        // dev-dependencies (the Rust SDK turns on features of shared crates
+        // such as libc) take part in feature resolution as they do for tests.
+        .args([
+            "build",
+            "--workspace",
+            "--bin",
+            "ignis",
+            "--example",
+            "rust_sdk_app",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .context("running cargo build --bin ignis")?;

@@ -1,6 +1,6 @@
-//! A recording HTTP proxy: forwards GET requests to an upstream server and
-//! keeps every successful response body, so a test knows exactly what a
-//! scraper was served.
+//! A recording HTTP proxy: forwards GET and POST requests to an upstream
+//! server and keeps every successful exchange, so a test knows exactly what a
+//! scraper was served or what an SDK sent.
 
 use std::sync::Arc;
 
@@ -10,14 +10,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// One response the proxy delivered.
+/// One exchange the proxy completed with a 2xx answer.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Request path and query.
     pub path: String,
+    /// Request headers (names lowercased).
+    pub request_headers: Vec<(String, String)>,
+    /// Request body as the client sent it.
+    pub request: Vec<u8>,
     /// Response body as the upstream sent it.
     pub body: Vec<u8>,
 }
+
+/// Request headers passed on to the upstream.
+const FORWARDED: [&str; 5] = [
+    "content-type",
+    "content-encoding",
+    "x-scope-orgid",
+    "user-agent",
+    "authorization",
+];
 
 /// A running proxy; stops accepting on [`RecordingProxy::close`] or drop.
 pub struct RecordingProxy {
@@ -82,16 +95,51 @@ async fn serve(
 ) -> Result<Option<Record>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
         let n = stream.read(&mut buf).await?;
         if n == 0 || head.len() > 64 << 10 {
             return Ok(None);
         }
         head.extend_from_slice(&buf[..n]);
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("GET").to_string();
+    let path = first.next().unwrap_or("/").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut request = head[end..].to_vec();
+    while request.len() < length {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        request.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&head);
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let resp = client.get(format!("{upstream}{path}")).send().await?;
+    let url = format!("{upstream}{path}");
+    let mut req = if method == "POST" {
+        client.post(&url).body(request.clone())
+    } else {
+        client.get(&url)
+    };
+    for (k, v) in headers
+        .iter()
+        .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
+    {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send().await?;
     let status = resp.status();
     let body = resp.bytes().await?.to_vec();
     let header = format!(
@@ -104,5 +152,10 @@ async fn serve(
     stream.write_all(&body).await?;
     stream.flush().await?;
     stream.shutdown().await?;
-    Ok(status.is_success().then_some(Record { path, body }))
+    Ok(status.is_success().then_some(Record {
+        path,
+        request_headers: headers,
+        request,
+        body,
+    }))
 }

@@ -12,6 +12,7 @@ mod formats;
 mod loadgen;
 mod otlp;
 mod scrape;
+mod sdk_live;
 mod sdk_replay;
 mod spans;
 mod sql;

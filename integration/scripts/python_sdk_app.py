@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""A busy Python program profiled live by the official Python SDK
+(`pyroscope-io` from PyPI), pushing to the Ignis node given on the command line.
+
+Usage: python_sdk_app.py SERVER_URL APP_NAME SECONDS
+
+Burns CPU in `busy_fib` for SECONDS, shuts the SDK down (which flushes the
+last upload), and prints one JSON line with the process CPU time spent, so
+the test can compare it with what Ignis stored.
+"""
+import json
+import sys
+import time
+
+import pyroscope
+
+
+def busy_fib(n):
+    return n if n < 2 else busy_fib(n - 1) + busy_fib(n - 2)
+
+
+def main():
+    url, app, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    pyroscope.configure(
+        application_name=app,
+        server_address=url,
+        sample_rate=100,
+        oncpu=True,
+        gil_only=True,
+        tags={"run": "live"},
+    )
+    cpu0 = time.process_time()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        busy_fib(18)
+    cpu = time.process_time() - cpu0
+    pyroscope.shutdown()
+    print(json.dumps({"cpu_seconds": cpu}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
