@@ -44,6 +44,17 @@ pub struct Append(pub Arc<Vec<SplitProfile>>);
 #[rtype(result = "()")]
 pub struct Restart;
 
+/// Tells the ingester that WAL replay put the records up to `last_seq` into
+/// its head, so the block cut from it records that position and the WAL is
+/// truncated behind it (otherwise replayed data would be replayed again at
+/// every start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replayed {
+    /// Highest replayed WAL sequence number of the tenant.
+    pub last_seq: u64,
+}
+
 /// Holds a tenant's head.
 pub struct Ingester {
     tenant: String,
@@ -191,6 +202,19 @@ impl Handler<Cut> for Ingester {
         self.head_since = None;
         tracing::info!(tenant = %self.tenant, ulid = %cut.ulid, profiles = stats.profiles, "cut head");
         Some(cut)
+    }
+}
+
+impl Handler<Replayed> for Ingester {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replayed, _ctx: &mut Self::Context) {
+        self.last_seq = Some(self.last_seq.map_or(msg.last_seq, |s| s.max(msg.last_seq)));
+        if self.head.read().stats().profiles > 0 {
+            // The head's age counts from the restart, so it is cut by
+            // max_block_duration like one filled by pushes.
+            self.head_since.get_or_insert_with(Instant::now);
+        }
     }
 }
 

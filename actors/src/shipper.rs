@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ignis_storage::block::{BlockError, BlockMeta, WalPosition, encode_block};
 use ignis_storage::{ReplayStats, WalError};
 
-use crate::ingester::Cut;
+use crate::ingester::{Cut, Replayed};
 use crate::sealed::Sealed;
 use crate::tenants::Tenants;
 
@@ -210,10 +210,13 @@ impl Tenants {
         for (tenant, seq) in &covered {
             wal.truncate_through(tenant, *seq)?;
         }
+        let mut replayed: HashMap<String, u64> = HashMap::new();
         let stats = wal.replay(|seq, tenant, profiles| {
             if covered.get(tenant).is_some_and(|&c| seq <= c) {
                 return;
             }
+            let last = replayed.entry(tenant.to_string()).or_insert(seq);
+            *last = (*last).max(seq);
             let actors = self.get_or_start(tenant);
             let mut head = actors.head.write();
             for p in &profiles {
@@ -223,6 +226,12 @@ impl Tenants {
             }
         })?;
         self.metrics.wal_replayed_records.inc_by(stats.records);
+        for (tenant, last_seq) in replayed {
+            if let Some(ingester) = self.get_or_start(&tenant).ingester {
+                // Only fails if the actor is gone, and then its head is too.
+                let _ = ingester.send(Replayed { last_seq }).await;
+            }
+        }
         Ok((loaded, stats))
     }
 }

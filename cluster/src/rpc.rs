@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 /// The internal protocol version; bump on any change to an internal message.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: fetch answers carry span samples (head wire `IGNHED02`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Header carrying [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "x-ignis-protocol";
 /// Path prefix of internal endpoints.

@@ -77,7 +77,7 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
     // rolling upgrade with mixed versions fails loudly, never misreads).
     let r = reqwest::Client::new()
         .post(format!("{}/internal/v1/push", cluster.url(1)?))
-        .header("x-ignis-protocol", "0")
+        .header("x-ignis-protocol", "1")
         .body(vec![1u8, 2, 3])
         .send()
         .await?;
@@ -90,7 +90,10 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
     // Garbage from a peer of the right version is a 400, not a crash.
     let r = reqwest::Client::new()
         .post(format!("{}/internal/v1/push", cluster.url(1)?))
-        .header("x-ignis-protocol", "1")
+        .header(
+            "x-ignis-protocol",
+            ignis_cluster::rpc::PROTOCOL_VERSION.to_string(),
+        )
         .body(vec![1u8, 2, 3])
         .send()
         .await?;
