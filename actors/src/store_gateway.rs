@@ -8,13 +8,13 @@
 //! budget. In a cluster, each store-gateway serves the blocks the ring gives
 //! it (see [`StoreGateway::set_owner`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use ignis_storage::Head;
 use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
@@ -46,10 +46,22 @@ struct Cache {
     tick: u64,
 }
 
+/// The index in memory: sled holds it across restarts, this copy (parsed
+/// once at open, kept in step on every change) answers queries without
+/// parsing every meta each time.
+#[derive(Default)]
+struct MemIndex {
+    /// Metas by tenant, then ULID (so oldest first).
+    blocks: HashMap<String, BTreeMap<String, BlockMeta>>,
+    /// Keys (`tenant/ulid`) of blocks this node uploaded.
+    uploaded_here: HashSet<String>,
+}
+
 /// The block index and the cache of decoded blocks.
 pub struct StoreGateway {
     store: BlockStore,
     index: sled::Tree,
+    mem: RwLock<MemIndex>,
     /// Blocks this node uploaded: served here whatever the ring says, since
     /// the ingester drops their data once they are indexed.
     uploaded_here: sled::Tree,
@@ -90,9 +102,32 @@ impl StoreGateway {
             .map_err(|e| BlockError::Corrupt(format!("block index {}: {e}", dir.display())))?;
         let index = db.open_tree("blocks").map_err(Self::index_err)?;
         let uploaded_here = db.open_tree("uploaded-here").map_err(Self::index_err)?;
+        let mut mem = MemIndex::default();
+        for entry in index.iter() {
+            let (k, v) = entry.map_err(Self::index_err)?;
+            match serde_json::from_slice::<BlockMeta>(&v) {
+                Ok(meta) => {
+                    mem.blocks
+                        .entry(meta.tenant.clone())
+                        .or_default()
+                        .insert(meta.ulid.clone(), meta);
+                }
+                Err(e) => tracing::warn!(
+                    key = %String::from_utf8_lossy(&k),
+                    error = %e,
+                    "unreadable block index entry; the next refresh indexes the block again"
+                ),
+            }
+        }
+        for k in uploaded_here.iter().keys() {
+            let k = k.map_err(Self::index_err)?;
+            mem.uploaded_here
+                .insert(String::from_utf8_lossy(&k).into_owned());
+        }
         Ok(Self {
             store,
             index,
+            mem: RwLock::new(mem),
             uploaded_here,
             cache: Mutex::new(Cache::default()),
             budget: cache_bytes,
@@ -109,10 +144,7 @@ impl StoreGateway {
 
     fn owns(&self, tenant: &str, ulid: &str) -> bool {
         self.owner.lock().as_ref().is_none_or(|o| o(tenant, ulid))
-            || self
-                .uploaded_here
-                .contains_key(key(tenant, ulid))
-                .unwrap_or(false)
+            || self.mem.read().uploaded_here.contains(&key(tenant, ulid))
     }
 
     fn index_err(e: sled::Error) -> BlockError {
@@ -122,9 +154,11 @@ impl StoreGateway {
     /// Indexes a block this node just uploaded, and serves it from now on.
     pub fn add_uploaded(&self, meta: &BlockMeta) -> Result<(), BlockError> {
         self.add(meta)?;
+        let k = key(&meta.tenant, &meta.ulid);
         self.uploaded_here
-            .insert(key(&meta.tenant, &meta.ulid), &[])
+            .insert(k.as_bytes(), &[])
             .map_err(Self::index_err)?;
+        self.mem.write().uploaded_here.insert(k);
         Ok(())
     }
 
@@ -134,39 +168,55 @@ impl StoreGateway {
         self.index
             .insert(key(&meta.tenant, &meta.ulid), value)
             .map_err(Self::index_err)?;
+        self.mem
+            .write()
+            .blocks
+            .entry(meta.tenant.clone())
+            .or_default()
+            .insert(meta.ulid.clone(), meta.clone());
         Ok(())
     }
 
     /// Every indexed block of `tenant`, oldest first.
     pub fn all_metas(&self, tenant: &str) -> Vec<BlockMeta> {
-        self.index
-            .scan_prefix(format!("{tenant}/"))
-            .filter_map(Result::ok)
-            .filter_map(|(_, v)| serde_json::from_slice::<BlockMeta>(&v).ok())
-            .collect()
+        self.mem
+            .read()
+            .blocks
+            .get(tenant)
+            .map(|b| b.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Tenants with indexed blocks.
     pub fn tenants(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .index
+            .mem
+            .read()
+            .blocks
             .iter()
-            .keys()
-            .filter_map(Result::ok)
-            .filter_map(|k| {
-                let k = String::from_utf8_lossy(&k).into_owned();
-                k.split_once('/').map(|(t, _)| t.to_string())
-            })
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(t, _)| t.clone())
             .collect();
-        out.dedup();
+        out.sort();
         out
     }
 
     /// The indexed blocks of `tenant` this node serves that overlap `[start_ns, end_ns]`.
     pub fn metas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
-        self.all_metas(tenant)
+        let overlapping: Vec<BlockMeta> = self
+            .mem
+            .read()
+            .blocks
+            .get(tenant)
+            .map(|b| {
+                b.values()
+                    .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        overlapping
             .into_iter()
-            .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
             .filter(|m| self.owns(tenant, &m.ulid))
             .collect()
     }
@@ -179,24 +229,33 @@ impl StoreGateway {
                 continue;
             }
             let ids = self.store.block_ids(&tenant).await?;
-            let known: Vec<String> = self
-                .all_metas(&tenant)
-                .into_iter()
-                .map(|m| m.ulid)
-                .collect();
-            for ulid in ids.iter().filter(|u| !known.contains(u)) {
+            let listed: HashSet<&String> = ids.iter().collect();
+            let known: HashSet<String> = self
+                .mem
+                .read()
+                .blocks
+                .get(&tenant)
+                .map(|b| b.keys().cloned().collect())
+                .unwrap_or_default();
+            for ulid in ids.iter().filter(|u| !known.contains(*u)) {
                 // Blocks without meta.json are still uploading: next time.
                 if let Some(meta) = self.store.meta(&tenant, ulid).await? {
                     self.add(&meta)?;
                     stats.added += 1;
                 }
             }
-            for ulid in known.iter().filter(|u| !ids.contains(u)) {
+            for ulid in known.iter().filter(|u| !listed.contains(u)) {
                 self.forget(&tenant, ulid)?;
                 stats.removed += 1;
             }
         }
-        stats.blocks = self.index.len() as u64;
+        stats.blocks = self
+            .mem
+            .read()
+            .blocks
+            .values()
+            .map(|b| b.len() as u64)
+            .sum();
         self.metrics.indexed_blocks.set(stats.blocks as i64);
         Ok(stats)
     }
@@ -205,6 +264,13 @@ impl StoreGateway {
         let k = key(tenant, ulid);
         self.index.remove(&k).map_err(Self::index_err)?;
         self.uploaded_here.remove(&k).map_err(Self::index_err)?;
+        {
+            let mut mem = self.mem.write();
+            if let Some(b) = mem.blocks.get_mut(tenant) {
+                b.remove(ulid);
+            }
+            mem.uploaded_here.remove(&k);
+        }
         if let Some(files) = &self.files {
             files.remove_block(tenant, ulid);
         }
@@ -314,5 +380,53 @@ impl StoreGateway {
     /// Bytes of decoded blocks held in memory.
     pub fn cached_bytes(&self) -> u64 {
         self.cache.lock().used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ignis_storage::block::{BlockStats, Compaction, ObjectStoreConfig};
+
+    use super::*;
+
+    fn meta(tenant: &str, ulid: &str, min: i64, max: i64) -> BlockMeta {
+        BlockMeta {
+            format_version: ignis_storage::block::FORMAT_VERSION,
+            ulid: ulid.into(),
+            tenant: tenant.into(),
+            min_time_ns: min,
+            max_time_ns: max,
+            stats: BlockStats::default(),
+            compaction: Compaction {
+                level: 1,
+                sources: vec![ulid.into()],
+            },
+            files: vec![],
+            wal: None,
+        }
+    }
+
+    #[test]
+    fn the_index_survives_a_reopen_and_answers_from_memory() {
+        let data = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(&ObjectStoreConfig::default(), data.path()).unwrap();
+        let dir = data.path().join("index");
+        let open = || StoreGateway::open(store.clone(), &dir, 1 << 20, 0, Metrics::new()).unwrap();
+        {
+            let sg = open();
+            sg.add_uploaded(&meta("a", "01B", 10, 20)).unwrap();
+            sg.add_uploaded(&meta("a", "01A", 0, 5)).unwrap();
+            sg.add_uploaded(&meta("b", "01C", 0, 100)).unwrap();
+            sg.forget("b", "01C").unwrap();
+        }
+        let sg = open();
+        assert_eq!(sg.tenants(), vec!["a".to_string()]);
+        let ulids = |v: Vec<BlockMeta>| v.into_iter().map(|m| m.ulid).collect::<Vec<_>>();
+        assert_eq!(ulids(sg.all_metas("a")), ["01A", "01B"]);
+        assert_eq!(ulids(sg.metas("a", 6, 15)), ["01B"]);
+        // Blocks this node uploaded are served whatever the owner says.
+        sg.set_owner(Arc::new(|_: &str, _: &str| false));
+        assert_eq!(ulids(sg.metas("a", 0, 100)), ["01A", "01B"]);
+        assert!(sg.all_metas("b").is_empty());
     }
 }
