@@ -207,6 +207,9 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// OTLP/HTTP traces endpoint (full URL, e.g.
+    /// `http://127.0.0.1:4318/v1/traces`); empty: spans are not exported.
+    pub otlp_traces_endpoint: String,
 }
 
 impl Default for LogConfig {
@@ -214,6 +217,7 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: "text".into(),
+            otlp_traces_endpoint: String::new(),
         }
     }
 }
@@ -352,6 +356,12 @@ impl Config {
             )));
         }
         self.scrape.validate().map_err(ConfigError::Invalid)?;
+        let otlp = &self.log.otlp_traces_endpoint;
+        if !(otlp.is_empty() || otlp.starts_with("http://") || otlp.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "log.otlp_traces_endpoint: {otlp:?} is not an http(s) URL"
+            )));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log.format: {:?} is not one of text, json",

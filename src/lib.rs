@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod loadgen;
 pub mod roles;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

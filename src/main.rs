@@ -79,18 +79,6 @@ fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     match cli.command.unwrap_or(Command::Server(cli.server)) {
@@ -116,7 +104,13 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => {
             let config = load(&args)?;
-            init_tracing(&config);
+            let node_name = if config.cluster.node_id.is_empty() {
+                config.server.http_listen_address.clone()
+            } else {
+                config.cluster.node_id.clone()
+            };
+            // Dropped after the node stopped: flushes the spans still queued.
+            let _telemetry = ignis::telemetry::init(&config.log, &node_name)?;
             let shutdown = async {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]

@@ -13,6 +13,7 @@ use ignis_cluster::rpc::{self, FetchRequest, PushReply};
 use ignis_cluster::{Member, MemberState, Membership, Ring, RpcClient};
 use ignis_storage::{Head, SplitProfile, decode_head, encode_head, encode_record};
 use parking_lot::Mutex;
+use tracing::Instrument;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::hints::Hints;
@@ -231,24 +232,28 @@ impl ClusterContext {
             // Each replica write runs on its own task: the push returns at
             // quorum and the slower replicas finish in the background.
             let metrics = self.metrics.clone();
-            let task = tokio::spawn(async move {
-                let record = match &payload {
-                    Payload::Remote(b) => Some(b.clone()),
-                    Payload::Local(..) => None,
-                };
-                let res = push_one(&rpc, member, payload).await;
-                let outcome = if res.is_ok() { "ok" } else { "error" };
-                metrics
-                    .replica_writes
-                    .get_or_create(&vec![
-                        ("node", node.clone()),
-                        ("outcome", outcome.to_string()),
-                    ])
-                    .inc();
-                // A failed remote write becomes a hint if the push is acknowledged.
-                let hint = if res.is_err() { record } else { None };
-                (node, res, hint)
-            });
+            let task = tokio::spawn(
+                async move {
+                    let record = match &payload {
+                        Payload::Remote(b) => Some(b.clone()),
+                        Payload::Local(..) => None,
+                    };
+                    let span = tracing::debug_span!("replica_write", peer = %node);
+                    let res = push_one(&rpc, member, payload).instrument(span).await;
+                    let outcome = if res.is_ok() { "ok" } else { "error" };
+                    metrics
+                        .replica_writes
+                        .get_or_create(&vec![
+                            ("node", node.clone()),
+                            ("outcome", outcome.to_string()),
+                        ])
+                        .inc();
+                    // A failed remote write becomes a hint if the push is acknowledged.
+                    let hint = if res.is_err() { record } else { None };
+                    (node, res, hint)
+                }
+                .in_current_span(),
+            );
             pending.push(async move { (idx, task.await) });
         }
         let mut acks = vec![0usize; profiles.len()];
@@ -355,10 +360,14 @@ impl ClusterContext {
             }
             let node = node.clone();
             let (rpc, member, tenant) = (self.rpc.clone(), member.clone(), tenant.to_string());
-            pending.push(tokio::spawn(async move {
-                let res = fetch_one(&rpc, &member, &tenant, start_ns, end_ns).await;
-                (node, res)
-            }));
+            let span = tracing::debug_span!("fetch_peer", peer = %node);
+            pending.push(tokio::spawn(
+                async move {
+                    let res = fetch_one(&rpc, &member, &tenant, start_ns, end_ns).await;
+                    (node, res)
+                }
+                .instrument(span),
+            ));
         }
         let mut answers = Vec::new();
         let mut errors = Vec::new();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use ignis_storage::Head;
 use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
 use parking_lot::{Mutex, RwLock};
+use tracing::Instrument;
 
 use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
@@ -291,7 +292,8 @@ impl StoreGateway {
     ) -> Result<Vec<Arc<Head>>, BlockError> {
         let mut out = Vec::new();
         for meta in self.metas(tenant, start_ns, end_ns) {
-            out.push(self.load(meta).await?);
+            let span = tracing::debug_span!("load_block", tenant, ulid = %meta.ulid);
+            out.push(self.load(meta).instrument(span).await?);
         }
         Ok(out)
     }

@@ -12,6 +12,7 @@ use ignis_storage::block::BlockStore;
 use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::cluster::{ClusterContext, LocalData};
 use crate::distributor::Distributor;
@@ -334,8 +335,14 @@ impl Tenants {
                 .acquire_owned()
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-            let remote = cluster.gather(tenant, start_ns, end_ns).await?;
-            let blocks = self.block_heads(tenant, start_ns, end_ns).await?;
+            let remote = cluster
+                .gather(tenant, start_ns, end_ns)
+                .instrument(tracing::debug_span!("gather_peers", tenant))
+                .await?;
+            let blocks = self
+                .block_heads(tenant, start_ns, end_ns)
+                .instrument(tracing::debug_span!("read_blocks", tenant))
+                .await?;
             let local = if cluster.local_ingester {
                 self.local_data(tenant)
             } else {
@@ -356,13 +363,17 @@ impl Tenants {
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         }
-        let blocks = self.block_heads(tenant, start_ns, end_ns).await?;
+        let blocks = self
+            .block_heads(tenant, start_ns, end_ns)
+            .instrument(tracing::debug_span!("read_blocks", tenant))
+            .await?;
         match self.get(tenant).and_then(|t| t.querier) {
             Some(querier) => querier
                 .send(RunQuery {
                     query: Box::new(f),
                     blocks,
                 })
+                .instrument(tracing::debug_span!("merge", tenant))
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
             None => {

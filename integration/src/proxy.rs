@@ -43,16 +43,26 @@ pub struct RecordingProxy {
 impl RecordingProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (a base URL).
     pub async fn start(upstream: &str) -> Result<Self> {
+        Self::listen(Some(upstream.trim_end_matches('/').to_string())).await
+    }
+
+    /// Starts a sink: it records every request and answers 200 with an
+    /// empty body (an empty protobuf message), like a collector would.
+    pub async fn start_sink() -> Result<Self> {
+        Self::listen(None).await
+    }
+
+    async fn listen(upstream: Option<String>) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let records: Arc<Mutex<Vec<Record>>> = Arc::default();
-        let (up, rec) = (upstream.trim_end_matches('/').to_string(), records.clone());
+        let (up, rec) = (upstream, records.clone());
         let client = reqwest::Client::new();
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (up, rec, client) = (up.clone(), rec.clone(), client.clone());
                 tokio::spawn(async move {
-                    if let Ok(Some(r)) = serve(stream, &up, &client).await {
+                    if let Ok(Some(r)) = serve(stream, up.as_deref(), &client).await {
                         rec.lock().push(r);
                     }
                 });
@@ -90,7 +100,7 @@ impl Drop for RecordingProxy {
 /// Answers one request; returns the record once the whole body was written.
 async fn serve(
     mut stream: TcpStream,
-    upstream: &str,
+    upstream: Option<&str>,
     client: &reqwest::Client,
 ) -> Result<Option<Record>> {
     let mut head = Vec::new();
@@ -127,21 +137,26 @@ async fn serve(
         }
         request.extend_from_slice(&buf[..n]);
     }
-    let url = format!("{upstream}{path}");
-    let mut req = if method == "POST" {
-        client.post(&url).body(request.clone())
-    } else {
-        client.get(&url)
+    let (status, body) = match upstream {
+        Some(upstream) => {
+            let url = format!("{upstream}{path}");
+            let mut req = if method == "POST" {
+                client.post(&url).body(request.clone())
+            } else {
+                client.get(&url)
+            };
+            for (k, v) in headers
+                .iter()
+                .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
+            {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let resp = req.send().await?;
+            let status = resp.status();
+            (status, resp.bytes().await?.to_vec())
+        }
+        None => (reqwest::StatusCode::OK, Vec::new()),
     };
-    for (k, v) in headers
-        .iter()
-        .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
-    {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let body = resp.bytes().await?.to_vec();
     let header = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         status.as_u16(),

@@ -11,6 +11,7 @@ use ignis_actors::ingest::{
 };
 use ignis_storage::SplitProfile;
 use ignis_storage::proto::push::v1::{PushRequest, PushResponse};
+use tracing::Instrument;
 
 use super::body::{decode_content_encoding, read_body};
 use super::connect::Codec;
@@ -131,8 +132,10 @@ async fn store(
         .get_or_start(tenant)
         .distributor
         .ok_or_else(|| ApiError::unavailable("this node does not run the distributor role"))?;
+    let span = tracing::debug_span!("distribute", tenant, profiles = profiles.len());
     distributor
         .send(Distribute { profiles, endpoint })
+        .instrument(span)
         .await
         .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ignis_integration::client::Client;
+use ignis_integration::client::{Client, fg_total};
 use ignis_integration::cluster::Cluster;
 use ignis_integration::fixtures::{
     expectations, load_captures, read_fixture, read_json, sdk_captures,
@@ -128,6 +128,27 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
     ])
     .await?;
     replay_and_verify(&cluster, &[0, 1], &[5, 6]).await?;
+    // Span profiles cross the cluster: pushed through a distributor, stored
+    // on three ingesters, fetched by a querier with their span samples and
+    // counted once.
+    let spans = crate::spans::labelled_fixture()?;
+    crate::spans::push(&Client::new(&cluster.url(0)?), &spans).await?;
+    let ms = spans.time_ns / 1_000_000;
+    for (span, sums) in &spans.sums {
+        let fg = crate::spans::span_profile_json(
+            &Client::new(&cluster.url(6)?),
+            crate::spans::CPU,
+            &[span],
+            (ms, ms),
+        )
+        .await?;
+        ensure!(
+            fg_total(&fg) == sums[1],
+            "span {span} through the cluster: {} != {}",
+            fg_total(&fg),
+            sums[1]
+        );
+    }
     // Each node serves only its roles' routes.
     let http = reqwest::Client::new();
     let r = http

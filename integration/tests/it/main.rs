@@ -16,5 +16,6 @@ mod sdk_live;
 mod sdk_replay;
 mod spans;
 mod sql;
+mod telemetry;
 mod tenants;
 mod ui;

@@ -19,22 +19,22 @@ use serde_json::{Value, json};
 
 use crate::common::window;
 
-const SERVICE: &str = "spans.app";
-const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+pub(crate) const SERVICE: &str = "spans.app";
+pub(crate) const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds";
 /// Both read as little-endian u64 below `i64::MAX`, so SQL literals stay integers.
-const SPAN_A: &str = "3a5f1c2b9d8e7f60";
-const SPAN_B: &str = "0123456789abcd1f";
+pub(crate) const SPAN_A: &str = "3a5f1c2b9d8e7f60";
+pub(crate) const SPAN_B: &str = "0123456789abcd1f";
 
 /// The fixture with span labels on known samples, and per span the exact
 /// sums of those samples' values (by sample type index).
-struct Labelled {
-    body: Vec<u8>,
-    sums: BTreeMap<&'static str, [i64; 2]>,
-    time_ns: i64,
+pub(crate) struct Labelled {
+    pub(crate) body: Vec<u8>,
+    pub(crate) sums: BTreeMap<&'static str, [i64; 2]>,
+    pub(crate) time_ns: i64,
 }
 
-fn labelled_fixture() -> Result<Labelled> {
+pub(crate) fn labelled_fixture() -> Result<Labelled> {
     let gz = read_fixture("go/cpu.pb.gz")?;
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut raw)?;
@@ -88,7 +88,7 @@ fn labelled_fixture() -> Result<Labelled> {
     })
 }
 
-async fn span_profile_json(
+pub(crate) async fn span_profile_json(
     client: &Client,
     pt: &str,
     spans: &[&str],
@@ -263,7 +263,7 @@ async fn metric(client: &Client, name: &str) -> Result<f64> {
         .sum())
 }
 
-async fn push(client: &Client, l: &Labelled) -> Result<()> {
+pub(crate) async fn push(client: &Client, l: &Labelled) -> Result<()> {
     let r = client
         .post(
             "/push.v1.PusherService/Push",
