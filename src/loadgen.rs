@@ -42,6 +42,51 @@ pub struct LoadgenArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Instead of pushing to a node, write this many hours of history (ending
+    /// now) straight into `--data-dir` as blocks, one per clock hour, for
+    /// query benchmarks. The node must not be running on that directory.
+    #[arg(long, default_value_t = 0.0)]
+    pub backfill_hours: f64,
+    /// Backfill: time between two profiles of a series (`10s`, `1m`, `500ms`; plain numbers are seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_every)]
+    pub every: Duration,
+    /// Backfill: the node's data dir (blocks go to its default bucket, `<data_dir>/bucket`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn parse_every(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !(secs.is_finite() && secs >= 0.001) {
+        return Err(format!("the interval must be at least 1ms: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The labels of the `n`th profile: spread over `series` pods and 4 regions.
+fn series_labels(n: u64, series: u64) -> Vec<LabelPair> {
+    let label = |k: &str, v: String| LabelPair {
+        name: k.into(),
+        value: v,
+    };
+    vec![
+        label("__name__", "process_cpu".into()),
+        label("service_name", "loadgen".into()),
+        label("pod", format!("pod-{:04}", n % series)),
+        label("region", format!("region-{}", n % series % 4)),
+    ]
 }
 
 /// What a run measured.
@@ -69,12 +114,15 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(e.finish()?)
 }
 
+fn profile_path(args: &LoadgenArgs) -> PathBuf {
+    args.profile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("../shared/fixtures/go/cpu.pb.gz"))
+}
+
 /// Runs the load and returns its summary.
 pub async fn run(args: &LoadgenArgs) -> Result<Summary> {
-    let path = args
-        .profile
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("../shared/fixtures/go/cpu.pb.gz"));
+    let path = profile_path(args);
     let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut plain = Vec::new();
     std::io::Read::read_to_end(
@@ -133,18 +181,9 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let body = &variants[((n / series) % variants.len() as u64) as usize];
-                let label = |k: &str, v: String| LabelPair {
-                    name: k.into(),
-                    value: v,
-                };
                 let req = PushRequest {
                     series: vec![RawProfileSeries {
-                        labels: vec![
-                            label("__name__", "process_cpu".into()),
-                            label("service_name", "loadgen".into()),
-                            label("pod", format!("pod-{:04}", n % series)),
-                            label("region", format!("region-{}", n % series % 4)),
-                        ],
+                        labels: series_labels(n, series),
                         samples: vec![RawSample {
                             raw_profile: body.clone(),
                             id: String::new(),
@@ -235,4 +274,201 @@ pub fn print(s: &Summary) {
         s.latency_ms[0], s.latency_ms[1], s.latency_ms[2], s.latency_ms[3]
     );
     println!("errors              {:?}", s.errors);
+}
+
+/// What a backfill wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillSummary {
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Blocks written.
+    pub blocks: usize,
+    /// pprof profiles written (each is one row per sample type's series).
+    pub profiles: u64,
+    /// `(stack, value)` sample rows in the blocks.
+    pub samples: u64,
+    /// Bytes of all block files.
+    pub bytes: u64,
+    /// First and last profile timestamp, ns.
+    pub min_time_ns: i64,
+    /// Last profile timestamp, ns.
+    pub max_time_ns: i64,
+}
+
+/// Writes `--backfill-hours` of synthetic history ending at `end_ns` into
+/// `--data-dir`: the profile of `--profile` every `--every` for each of
+/// `--series` pods, labelled as the live load is, one block per clock hour.
+pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary> {
+    use ignis_storage::block::{BlockStore, ObjectStoreConfig, encode_block, new_ulid};
+
+    let data_dir = args
+        .data_dir
+        .as_ref()
+        .context("--backfill-hours needs --data-dir")?;
+    let raw = std::fs::read(profile_path(args)).context("reading the profile")?;
+    let tenant = args.tenant.clone().unwrap_or_else(|| "anonymous".into());
+    ignis_actors::validate_tenant_id(&tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limits = ignis_actors::ingest::Limits::default();
+    let series = args.series.max(1) as u64;
+    // One decoded template per pod; only its timestamp and id change.
+    let mut templates = Vec::new();
+    for n in 0..series {
+        let req = PushRequest {
+            series: vec![RawProfileSeries {
+                labels: series_labels(n, series),
+                samples: vec![RawSample {
+                    raw_profile: raw.clone(),
+                    id: String::new(),
+                }],
+                annotations: vec![],
+            }],
+        };
+        templates.push(
+            ignis_actors::ingest::decode_push(req, &limits, end_ns)
+                .map_err(|e| anyhow::anyhow!("the profile does not decode: {}", e.message))?,
+        );
+    }
+    let every = i64::try_from(args.every.as_nanos()).context("--every")?;
+    let span = (args.backfill_hours * 3600e9) as i64;
+    if span <= 0 {
+        bail!("--backfill-hours must be positive");
+    }
+    const HOUR: i64 = 3_600_000_000_000;
+    let end = end_ns - end_ns.rem_euclid(every);
+    let first = end - span + every;
+    let store = BlockStore::open(&ObjectStoreConfig::default(), data_dir)?;
+    let start = Instant::now();
+    let mut summary = BackfillSummary {
+        seconds: 0.0,
+        blocks: 0,
+        profiles: 0,
+        samples: 0,
+        bytes: 0,
+        min_time_ns: first,
+        max_time_ns: end,
+    };
+    let mut t = first;
+    while t <= end {
+        let window_end = (t.div_euclid(HOUR) + 1) * HOUR;
+        let mut head = ignis_storage::Head::new();
+        while t <= end && t < window_end {
+            for template in &mut templates {
+                for p in template.iter_mut() {
+                    p.timestamp_ns = t;
+                    p.profile_id = ignis_storage::new_profile_id();
+                    head.insert(p)?;
+                }
+                summary.profiles += 1;
+            }
+            t += every;
+        }
+        let block = encode_block(&tenant, &new_ulid(), &head)?;
+        summary.samples += block.meta.stats.samples;
+        summary.bytes += block.files.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        store.upload(&block).await?;
+        summary.blocks += 1;
+        eprint!(
+            "\r{} blocks, {} profiles written  ",
+            summary.blocks, summary.profiles
+        );
+    }
+    eprintln!();
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Prints a backfill summary.
+pub fn print_backfill(s: &BackfillSummary) {
+    println!("duration            {:.1} s", s.seconds);
+    println!("blocks              {}", s.blocks);
+    println!("profiles            {}", s.profiles);
+    println!("sample rows         {}", s.samples);
+    println!(
+        "bytes on disk       {} ({:.3} per sample row)",
+        s.bytes,
+        s.bytes as f64 / s.samples.max(1) as f64
+    );
+    println!("time range (ns)     {} .. {}", s.min_time_ns, s.max_time_ns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_query::{Engine, QueryLimits, Source};
+    use ignis_storage::block::{BlockStore, ObjectStoreConfig, decode_block};
+    use ignis_storage::proto::querier::v1 as q;
+
+    fn fixture() -> PathBuf {
+        std::env::var("IGNIS_FIXTURES")
+            .map_or_else(
+                |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
+                PathBuf::from,
+            )
+            .join("go/cpu.pb.gz")
+    }
+
+    #[test]
+    fn every_parses_units() {
+        assert_eq!(parse_every("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_every("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_every("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_every("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_every("0s").is_err());
+        assert!(parse_every("10d").is_err());
+    }
+
+    /// 90 minutes, 3 pods, one profile a minute: two blocks (clock hours)
+    /// holding every profile once, with the fixture's CPU total each.
+    #[tokio::test]
+    async fn backfill_writes_blocks_that_hold_every_profile() {
+        let dir = std::env::temp_dir().join(format!("ignis-backfill-{}", std::process::id()));
+        let args = LoadgenArgs {
+            url: String::new(),
+            duration: 0,
+            concurrency: 1,
+            series: 3,
+            rate: 0,
+            profile: Some(fixture()),
+            tenant: Some("bf".into()),
+            json: false,
+            backfill_hours: 1.5,
+            every: Duration::from_secs(60),
+            data_dir: Some(dir.clone()),
+        };
+        let end_ns = 1_794_999_600_000_000_000 + 1_800_000_000_000; // 30 min past an hour
+        let s = backfill(&args, end_ns).await.expect("backfill");
+        assert_eq!(s.profiles, 3 * 90);
+        assert_eq!(s.max_time_ns, end_ns);
+        assert_eq!(s.min_time_ns, end_ns - 89 * 60_000_000_000);
+
+        let store = BlockStore::open(&ObjectStoreConfig::default(), &dir).expect("store");
+        let metas = store.blocks("bf").await.expect("list");
+        assert_eq!(metas.len(), 2, "one block per clock hour touched");
+        let mut total = 0;
+        let mut profiles = 0;
+        for meta in &metas {
+            assert!(meta.max_time_ns - meta.min_time_ns < 3_600_000_000_000);
+            profiles += meta.stats.profiles;
+            let head =
+                decode_block(meta, &store.fetch(meta).await.expect("fetch")).expect("decode");
+            let sources: [&dyn Source; 1] = [&head];
+            let limits = QueryLimits::default();
+            let req = q::SelectMergeStacktracesRequest {
+                profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                label_selector: r#"{service_name="loadgen",pod="pod-0001"}"#.into(),
+                start: s.min_time_ns / 1_000_000,
+                end: s.max_time_ns / 1_000_000 + 1,
+                ..Default::default()
+            };
+            let resp = Engine::new(&sources, &limits)
+                .select_merge_stacktraces(&req)
+                .expect("query");
+            total += resp.flamegraph.map_or(0, |f| f.total);
+        }
+        // Two sample types: two series rows per pprof profile.
+        assert_eq!(profiles, 2 * 3 * 90);
+        // go/cpu.expected.json: cpu/nanoseconds sums to 8 710 000 000 per profile.
+        assert_eq!(total, 90 * 8_710_000_000, "pod-0001's 90 profiles");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

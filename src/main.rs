@@ -94,6 +94,18 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            if args.backfill_hours > 0.0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_nanos() as i64;
+                let summary = rt.block_on(ignis::loadgen::backfill(&args, now))?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&summary)?);
+                } else {
+                    ignis::loadgen::print_backfill(&summary);
+                }
+                return Ok(());
+            }
             let summary = rt.block_on(ignis::loadgen::run(&args))?;
             if args.json {
                 println!("{}", serde_json::to_string(&summary)?);

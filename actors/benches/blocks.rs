@@ -3,11 +3,11 @@
 //!
 //! `cargo bench -p ignis-actors --bench blocks`
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use ignis_query::{Engine, QueryLimits, Source};
 use ignis_storage::block::{decode_block, encode_block};
 use ignis_storage::proto::querier::v1 as q;
@@ -18,25 +18,7 @@ const PROFILES: i64 = 360;
 const START_MS: i64 = 1_795_000_000_000;
 
 fn hour() -> Head {
-    let dir = std::env::var("IGNIS_FIXTURES").map_or_else(
-        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        Into::into,
-    );
-    let body = std::fs::read(dir.join("go/cpu.pb.gz"))
-        .expect("the shared fixtures are beside the repository");
-    let params = IngestParams {
-        name: "bench.app".into(),
-        format: Some("pprof".into()),
-        ..Default::default()
-    };
-    let split = decode_legacy(
-        &params,
-        LegacyFormat::Pprof,
-        IngestBody::Raw(body),
-        &Limits::default(),
-        0,
-    )
-    .expect("fixture decodes");
+    let split = common::go_cpu_split();
     let mut head = Head::new();
     for s in 0..SERIES {
         for i in 0..PROFILES {

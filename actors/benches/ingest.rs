@@ -1,22 +1,19 @@
-//! Ingest path cost: decode + normalize/split + head insert of the Go CPU fixture.
+//! Ingest path cost: decode + normalize/split + head insert of the Go CPU fixture,
+//! next to the decode floor (gzip inflate + protobuf decode and nothing else).
 //!
 //! `cargo bench -p ignis-actors --bench ingest`
 
-use std::path::Path;
+mod common;
+
+use std::io::Read;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use std::time::Duration;
 
+use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{Head, Wal, WalSync};
-
-fn fixture() -> Vec<u8> {
-    let dir = std::env::var("IGNIS_FIXTURES").map_or_else(
-        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        Into::into,
-    );
-    std::fs::read(dir.join("go/cpu.pb.gz")).expect("the shared fixtures are beside the repository")
-}
+use prost::Message;
 
 fn params() -> IngestParams {
     IngestParams {
@@ -27,11 +24,31 @@ fn params() -> IngestParams {
 }
 
 fn ingest(c: &mut Criterion) {
-    let body = fixture();
+    let body = common::go_cpu_fixture();
     let limits = Limits::default();
     let now = 1_800_000_000_000_000_000;
     let mut g = c.benchmark_group("go_cpu_fixture");
     g.throughput(Throughput::Bytes(body.len() as u64));
+    // The floor: what any server must spend to read these bytes at all.
+    g.bench_function("decode_floor", |b| {
+        b.iter(|| {
+            let mut plain = Vec::with_capacity(body.len() * 8);
+            flate2::read::GzDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .expect("gzip");
+            pprof::Profile::decode(plain.as_slice()).expect("pprof")
+        })
+    });
+    // The floor's first half alone (flate2's default backend).
+    g.bench_function("gunzip_only", |b| {
+        b.iter(|| {
+            let mut plain = Vec::with_capacity(body.len() * 8);
+            flate2::read::GzDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .expect("gzip");
+            plain
+        })
+    });
     g.bench_function("decode_split", |b| {
         b.iter(|| {
             decode_legacy(
@@ -81,7 +98,7 @@ fn ingest(c: &mut Criterion) {
 }
 
 fn wal(c: &mut Criterion) {
-    let body = fixture();
+    let body = common::go_cpu_fixture();
     let limits = Limits::default();
     let split = decode_legacy(
         &params(),

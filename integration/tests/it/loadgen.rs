@@ -20,6 +20,9 @@ async fn loadgen_acknowledged_profiles_are_all_stored() -> Result<()> {
         profile: Some(fixtures_dir().join("go/cpu.pb.gz")),
         tenant: Some("load".into()),
         json: true,
+        backfill_hours: 0.0,
+        every: std::time::Duration::from_secs(10),
+        data_dir: None,
     };
     let summary = run(&args).await?;
     ensure!(
