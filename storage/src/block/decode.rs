@@ -1,4 +1,9 @@
 //! Block → head: reads every Parquet file of a block back into memory.
+//!
+//! The pieces are public so a reader that fetches only part of a block
+//! (the store-gateway's pruned reads) rebuilds rows exactly as a whole decode
+//! does: [`decode_symbols`], [`decode_series`], [`group_sample_rows`],
+//! [`group_profile_rows`], [`span_samples`] and [`attach_spans`].
 
 use std::collections::HashMap;
 
@@ -16,14 +21,31 @@ use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
-fn read(files: &HashMap<String, Bytes>, name: &str) -> Result<Vec<RecordBatch>, BlockError> {
-    let data = files
-        .get(name)
-        .ok_or_else(|| BlockError::Corrupt(format!("missing {name}")))?;
+/// The symbol files of a block (all read whole by [`decode_symbols`]).
+pub const SYMBOL_FILES: [&str; 5] = [
+    "strings.parquet",
+    "functions.parquet",
+    "mappings.parquet",
+    "locations.parquet",
+    "stacks.parquet",
+];
+
+/// The key of one profile row: `(series_ref, timestamp_ns, profile_id)`.
+pub type RowKey = (u32, i64, u64);
+
+/// Reads one Parquet file (its bytes) into batches.
+pub fn read_parquet(data: &Bytes) -> Result<Vec<RecordBatch>, BlockError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data.clone())?
         .with_batch_size(64 * 1024)
         .build()?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn read(files: &HashMap<String, Bytes>, name: &str) -> Result<Vec<RecordBatch>, BlockError> {
+    let data = files
+        .get(name)
+        .ok_or_else(|| BlockError::Corrupt(format!("missing {name}")))?;
+    read_parquet(data)
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a T, BlockError> {
@@ -52,6 +74,34 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             )));
         }
     }
+    let sym = decode_symbols(files)?;
+    let series_file = files
+        .get("series.parquet")
+        .ok_or_else(|| BlockError::Corrupt("missing series.parquet".into()))?;
+    let mut series = decode_series(series_file)?;
+    group_sample_rows(
+        &read(files, "samples.parquet")?,
+        meta.format_version >= 2,
+        &mut |s, row| {
+            series
+                .get_mut(s as usize)
+                .ok_or_else(|| {
+                    BlockError::Corrupt(format!("samples reference unknown series {s}"))
+                })?
+                .profiles
+                .push(row);
+            Ok(())
+        },
+    )?;
+    if meta.format_version >= 3 {
+        let spans = span_samples(&read(files, SPANS_FILE)?, sym.stacks.len())?;
+        attach_spans(spans, &mut series, &|s| Some(s as usize))?;
+    }
+    Ok(Head::from_parts(sym, series))
+}
+
+/// The symbol tables of a block, from its [`SYMBOL_FILES`] (keyed by file name).
+pub fn decode_symbols(files: &HashMap<String, Bytes>) -> Result<SymbolTable, BlockError> {
     let mut sym = SymbolTable::empty();
     for b in read(files, "strings.parquet")? {
         for v in col::<StringArray>(&b, "strings", "value")?.iter() {
@@ -150,9 +200,14 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             );
         }
     }
+    Ok(sym)
+}
 
+/// The series of a block from `series.parquet`, in `series_ref` order, with
+/// their labels and fingerprints and no profiles yet.
+pub fn decode_series(data: &Bytes) -> Result<Vec<Series>, BlockError> {
     let mut series = Vec::new();
-    for b in read(files, "series.parquet")? {
+    for b in read_parquet(data)? {
         let labels = col::<MapArray>(&b, "series", "labels")?;
         for i in 0..b.num_rows() {
             let entries = labels.value(i);
@@ -166,76 +221,136 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             });
         }
     }
-    type Pending = (u32, i64, u64, Vec<u32>, Vec<i64>);
+    Ok(series)
+}
+
+/// Groups rows of `samples` (columns `series_ref`, `timestamp_ns`,
+/// `stack_id`, `value`, and `profile_id` when `with_ids`; in file order)
+/// into profile rows: consecutive rows with the same key are one profile.
+/// `push(series_ref, row)` receives each row in order.
+pub fn group_sample_rows(
+    batches: &[RecordBatch],
+    with_ids: bool,
+    push: &mut dyn FnMut(u32, ProfileRow) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
+    type Pending = (RowKey, Vec<u32>, Vec<i64>);
     let mut current: Option<Pending> = None;
-    let flush = |cur: Option<Pending>, series: &mut Vec<Series>| -> Result<(), BlockError> {
-        if let Some((s, ts, id, stacks, values)) = cur {
-            let target = series.get_mut(s as usize).ok_or_else(|| {
-                BlockError::Corrupt(format!("samples reference unknown series {s}"))
-            })?;
-            target.profiles.push(ProfileRow {
-                timestamp_ns: ts,
-                profile_id: id,
-                total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
-                stacks: stacks.into_boxed_slice(),
-                values: values.into_boxed_slice(),
-                spans: None,
-            });
+    let mut flush = |cur: Option<Pending>| -> Result<(), BlockError> {
+        match cur {
+            Some(((s, ts, id), stacks, values)) => push(
+                s,
+                ProfileRow {
+                    timestamp_ns: ts,
+                    profile_id: id,
+                    total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
+                    stacks: stacks.into_boxed_slice(),
+                    values: values.into_boxed_slice(),
+                    spans: None,
+                },
+            ),
+            None => Ok(()),
         }
-        Ok(())
     };
-    for b in read(files, "samples.parquet")? {
+    for b in batches {
         let f = "samples";
         let (sref, ts, stack, value) = (
-            col::<UInt32Array>(&b, f, "series_ref")?,
-            col::<Int64Array>(&b, f, "timestamp_ns")?,
-            col::<UInt32Array>(&b, f, "stack_id")?,
-            col::<Int64Array>(&b, f, "value")?,
+            col::<UInt32Array>(b, f, "series_ref")?,
+            col::<Int64Array>(b, f, "timestamp_ns")?,
+            col::<UInt32Array>(b, f, "stack_id")?,
+            col::<Int64Array>(b, f, "value")?,
         );
         // Format 1 has no profile ids: every row is profile 0.
-        let ids = if meta.format_version >= 2 {
-            Some(col::<UInt64Array>(&b, f, "profile_id")?)
+        let ids = if with_ids {
+            Some(col::<UInt64Array>(b, f, "profile_id")?)
         } else {
             None
         };
         for i in 0..b.num_rows() {
-            let (s, t) = (sref.value(i), ts.value(i));
-            let id = ids.map_or(0, |a| a.value(i));
+            let key = (sref.value(i), ts.value(i), ids.map_or(0, |a| a.value(i)));
             match &mut current {
-                Some((cs, ct, cid, stacks, values)) if *cs == s && *ct == t && *cid == id => {
+                Some((k, stacks, values)) if *k == key => {
                     stacks.push(stack.value(i));
                     values.push(value.value(i));
                 }
                 _ => {
-                    flush(current.take(), &mut series)?;
-                    current = Some((s, t, id, vec![stack.value(i)], vec![value.value(i)]));
+                    flush(current.take())?;
+                    current = Some((key, vec![stack.value(i)], vec![value.value(i)]));
                 }
             }
         }
     }
-    flush(current.take(), &mut series)?;
-    if meta.format_version >= 3 {
-        attach_spans(files, &mut series, sym.stacks.len())?;
-    }
-    Ok(Head::from_parts(sym, series))
+    flush(current.take())
 }
 
-/// Reads `spans.parquet` (format 3) into the rows it belongs to.
-fn attach_spans(
-    files: &HashMap<String, Bytes>,
-    series: &mut [Series],
-    stacks: usize,
+/// Groups rows of `profiles` (columns `series_ref`, `timestamp_ns`, `total`,
+/// and `profile_id` when `with_ids`; in file order) into profile rows without
+/// stacks, keyed as [`group_sample_rows`] keys them (consecutive rows with the
+/// same key are one row, their totals summed): enough to list series and
+/// profile totals without reading `samples`.
+pub fn group_profile_rows(
+    batches: &[RecordBatch],
+    with_ids: bool,
+    push: &mut dyn FnMut(u32, ProfileRow) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
-    let mut by_row: HashMap<(u32, i64, u64), Vec<SpanSample>> = HashMap::new();
-    for b in read(files, SPANS_FILE)? {
+    let mut current: Option<(RowKey, i64)> = None;
+    let mut flush = |cur: Option<(RowKey, i64)>| -> Result<(), BlockError> {
+        match cur {
+            Some(((s, ts, id), total)) => push(
+                s,
+                ProfileRow {
+                    timestamp_ns: ts,
+                    profile_id: id,
+                    total,
+                    stacks: Box::default(),
+                    values: Box::default(),
+                    spans: None,
+                },
+            ),
+            None => Ok(()),
+        }
+    };
+    for b in batches {
+        let f = "profiles";
+        let (sref, ts, total) = (
+            col::<UInt32Array>(b, f, "series_ref")?,
+            col::<Int64Array>(b, f, "timestamp_ns")?,
+            col::<Int64Array>(b, f, "total")?,
+        );
+        let ids = if with_ids {
+            Some(col::<UInt64Array>(b, f, "profile_id")?)
+        } else {
+            None
+        };
+        for i in 0..b.num_rows() {
+            let key = (sref.value(i), ts.value(i), ids.map_or(0, |a| a.value(i)));
+            match &mut current {
+                Some((k, sum)) if *k == key => *sum = sum.saturating_add(total.value(i)),
+                _ => {
+                    flush(current.take())?;
+                    current = Some((key, total.value(i)));
+                }
+            }
+        }
+    }
+    flush(current.take())
+}
+
+/// The span samples of `spans` batches (format 3), by the row they belong
+/// to; `stacks` is the number of stacks of the block (ids beyond it are refused).
+pub fn span_samples(
+    batches: &[RecordBatch],
+    stacks: usize,
+) -> Result<HashMap<RowKey, Vec<SpanSample>>, BlockError> {
+    let mut by_row: HashMap<RowKey, Vec<SpanSample>> = HashMap::new();
+    for b in batches {
         let f = "spans";
         let (sref, ts, pid, span, stack, value) = (
-            col::<UInt32Array>(&b, f, "series_ref")?,
-            col::<Int64Array>(&b, f, "timestamp_ns")?,
-            col::<UInt64Array>(&b, f, "profile_id")?,
-            col::<UInt64Array>(&b, f, "span_id")?,
-            col::<UInt32Array>(&b, f, "stack_id")?,
-            col::<Int64Array>(&b, f, "value")?,
+            col::<UInt32Array>(b, f, "series_ref")?,
+            col::<Int64Array>(b, f, "timestamp_ns")?,
+            col::<UInt64Array>(b, f, "profile_id")?,
+            col::<UInt64Array>(b, f, "span_id")?,
+            col::<UInt32Array>(b, f, "stack_id")?,
+            col::<Int64Array>(b, f, "value")?,
         );
         for i in 0..b.num_rows() {
             if span.value(i) == 0 || stack.value(i) as usize >= stacks {
@@ -254,9 +369,20 @@ fn attach_spans(
                 });
         }
     }
+    Ok(by_row)
+}
+
+/// Attaches span samples to the rows they belong to; `index_of(series_ref)`
+/// is the position of a series in `series`. A span sample whose row is
+/// missing makes the block corrupt.
+pub fn attach_spans(
+    by_row: HashMap<RowKey, Vec<SpanSample>>,
+    series: &mut [Series],
+    index_of: &dyn Fn(u32) -> Option<usize>,
+) -> Result<(), BlockError> {
     for ((s, ts, id), samples) in by_row {
-        let row = series
-            .get_mut(s as usize)
+        let row = index_of(s)
+            .and_then(|i| series.get_mut(i))
             .and_then(|se| {
                 let lo = se.profiles.partition_point(|r| r.timestamp_ns < ts);
                 se.profiles[lo..]

@@ -7,7 +7,10 @@ mod meta;
 mod store;
 mod ulid;
 
-pub use decode::decode_block;
+pub use decode::{
+    RowKey, SYMBOL_FILES, attach_spans, decode_block, decode_series, decode_symbols,
+    group_profile_rows, group_sample_rows, read_parquet, span_samples,
+};
 pub use encode::{BlockTable, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables};
 pub use meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, SPANS_FILE,
@@ -241,6 +244,48 @@ mod tests {
                 .to_string()
                 .contains(SPANS_FILE)
         );
+    }
+
+    #[test]
+    fn profile_rows_from_the_profiles_table_match_the_decoded_rows() {
+        let head = sample_head();
+        let block = encode_block("t1", &new_ulid(), &head).unwrap();
+        let file = |name: &str| {
+            block
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| bytes::Bytes::from(b.clone()))
+                .unwrap()
+        };
+        let mut from_profiles = Vec::new();
+        group_profile_rows(
+            &read_parquet(&file("profiles.parquet")).unwrap(),
+            true,
+            &mut |s, row| {
+                from_profiles.push((s, row.timestamp_ns, row.profile_id, row.total));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let whole: Vec<(u32, i64, u64, i64)> = head
+            .series()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.profiles
+                    .iter()
+                    .map(move |r| (i as u32, r.timestamp_ns, r.profile_id, r.total))
+            })
+            .collect();
+        assert_eq!(from_profiles, whole);
+        let series = decode_series(&file("series.parquet")).unwrap();
+        assert_eq!(
+            series.iter().map(|s| &s.labels).collect::<Vec<_>>(),
+            head.series().iter().map(|s| &s.labels).collect::<Vec<_>>()
+        );
+        // Garbage instead of Parquet is an error, not a panic.
+        assert!(decode_series(&bytes::Bytes::from_static(b"PAR1 nope")).is_err());
     }
 
     #[tokio::test]
