@@ -4,18 +4,26 @@
 #![warn(missing_docs)]
 
 pub mod attime;
+pub mod block_read;
+pub mod block_scan;
+pub mod block_slice;
+pub mod bucket;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod executor;
 pub mod flamegraph;
 pub mod head_source;
 pub mod pprof_export;
 pub mod render;
+pub mod scope;
 pub mod selector;
 pub mod source;
 pub mod sql;
 pub mod timeseries;
 
+pub use block_slice::BlockSlice;
 pub use engine::{Engine, QueryLimits};
 pub use error::QueryError;
+pub use scope::Scope;
 pub use source::{MergedStacks, Seen, Selection, Source, SpanSelector};

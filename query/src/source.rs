@@ -26,6 +26,11 @@ impl SpanSelector {
             .map(Self)
     }
 
+    /// The selected span ids, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().copied()
+    }
+
     /// True when `span_id` is selected.
     pub fn contains(&self, span_id: u64) -> bool {
         self.0.contains(&span_id)
@@ -85,7 +90,8 @@ impl Seen {
     }
 }
 
-/// Something that holds profiles: an ingester head, or (later) a set of blocks.
+/// Something that holds profiles: an ingester head, a decoded block, or a
+/// [`BlockSlice`](crate::block_slice::BlockSlice) of one.
 pub trait Source: Send + Sync {
     /// Label sets of the matching series that have a profile in range.
     fn series(&self, sel: &Selection) -> Vec<Labels>;

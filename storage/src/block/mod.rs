@@ -37,6 +37,9 @@ pub enum BlockError {
     /// The block's content is inconsistent.
     #[error("corrupt block: {0}")]
     Corrupt(String),
+    /// A block file could not be read (the query engine's error).
+    #[error("reading a block: {0}")]
+    Read(String),
     /// The object store configuration is invalid.
     #[error("object storage configuration: {0}")]
     Config(String),

@@ -1,0 +1,640 @@
+//! Reads the [`BlockSlice`] a [`Scope`] needs from a block in the bucket.
+//!
+//! [`BlockTables`] (the symbol tables and the series' labels) are read
+//! whole: they are small next to the samples, and every read needs them,
+//! so the store-gateway caches them per block. The rows come from pruned
+//! DataFusion scans ([`block_scan`](crate::block_scan)): `samples` when
+//! the scope merges stacks, else only `profiles` (series and totals), and
+//! `spans` only when a selection has a span selector. Rows are grouped by
+//! the same functions a whole decode uses, so the slice answers exactly as
+//! the whole block would.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use ignis_storage::block::{
+    BlockError, BlockMeta, SPANS_FILE, attach_spans, group_profile_rows, group_sample_rows,
+    span_samples,
+};
+use ignis_storage::{ProfileRow, Series, SymbolTable};
+
+use crate::block_scan::{RowFilter, ScanStats, candidate_rows, scan};
+use crate::block_slice::BlockSlice;
+use crate::bucket::Bucket;
+use crate::scope::Scope;
+
+/// What every read of a block needs, read whole once: its symbol tables and
+/// its series (labels and fingerprints, no rows), in `series_ref` order.
+#[derive(Debug)]
+pub struct BlockTables {
+    /// The block's symbols.
+    pub symbols: Arc<SymbolTable>,
+    /// The block's series, without profiles.
+    pub series: Vec<Series>,
+}
+
+impl BlockTables {
+    /// An estimate of the memory held, in bytes (for cache budgets).
+    pub fn approx_bytes(&self) -> u64 {
+        let sym = &self.symbols;
+        let strings: usize = sym.strings.items().iter().map(|s| s.len() + 24).sum();
+        let stacks: usize = sym.stacks.items().iter().map(|s| s.len() * 4 + 24).sum();
+        let locations: usize = sym
+            .locations
+            .items()
+            .iter()
+            .map(|l| l.lines.len() * 16 + 40)
+            .sum();
+        let symbols =
+            strings + stacks + locations + sym.functions.len() * 24 + sym.mappings.len() * 48;
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                    + 64
+            })
+            .sum();
+        // Interning tables roughly double the symbol memory (as for heads).
+        (symbols * 2 + series) as u64
+    }
+
+    /// The `series_ref`s of the series some selection of `scope` wants, ascending.
+    pub fn wanted(&self, scope: &Scope) -> Vec<u32> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| scope.wants(&s.labels))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+}
+
+/// What one slice read did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStats {
+    /// The scans' numbers, summed over the files read.
+    pub scan: ScanStats,
+    /// Files scanned.
+    pub files: u64,
+}
+
+/// Reads block slices through DataFusion over one [`Bucket`].
+pub struct BlockReader {
+    bucket: Arc<Bucket>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for BlockReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockReader")
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+/// The part of a scope's range a block covers, if any.
+fn block_range(meta: &BlockMeta, scope: &Scope) -> Option<(i64, i64)> {
+    let (start, end) = scope.time_range()?;
+    let (start, end) = (start.max(meta.min_time_ns), end.min(meta.max_time_ns));
+    (start <= end && meta.stats.profiles > 0).then_some((start, end))
+}
+
+/// Keeps the rows of `batches` whose series is wanted and whose timestamp
+/// lies in `[start, end]` (and, for spans, whose span is in `spans`).
+fn keep_exact(
+    batches: Vec<RecordBatch>,
+    wanted: &[bool],
+    start: i64,
+    end: i64,
+    spans: Option<&HashSet<u64>>,
+) -> Result<Vec<RecordBatch>, BlockError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let series = b
+            .column_by_name("series_ref")
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>());
+        let ts = b
+            .column_by_name("timestamp_ns")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        let (Some(series), Some(ts)) = (series, ts) else {
+            return Err(BlockError::Corrupt(
+                "series_ref or timestamp_ns is missing or has the wrong type".into(),
+            ));
+        };
+        let span = match spans {
+            Some(ids) => Some((
+                ids,
+                b.column_by_name("span_id")
+                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                    .ok_or_else(|| BlockError::Corrupt("spans: span_id is missing".into()))?,
+            )),
+            None => None,
+        };
+        let mask: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                let t = ts.value(i);
+                Some(
+                    wanted.get(series.value(i) as usize) == Some(&true)
+                        && (start..=end).contains(&t)
+                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i))),
+                )
+            })
+            .collect();
+        if mask.true_count() == b.num_rows() {
+            out.push(b);
+        } else if mask.true_count() > 0 {
+            out.push(filter_record_batch(&b, &mask)?);
+        }
+    }
+    Ok(out)
+}
+
+impl BlockReader {
+    /// A reader over `bucket` (its runtime shares the bucket's footer cache).
+    pub fn new(bucket: Arc<Bucket>) -> Result<Self, BlockError> {
+        let runtime = bucket.runtime(None)?;
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        Ok(Self { bucket, ctx })
+    }
+
+    /// The bucket read.
+    pub fn bucket(&self) -> &Arc<Bucket> {
+        &self.bucket
+    }
+
+    /// Rows of `samples` in the row groups a pruned read of `refs` in the
+    /// scope's range would scan, and the block's sample rows (from the cached
+    /// footer; `(0, n)` when the block has nothing in range).
+    pub async fn candidate_samples(
+        &self,
+        meta: &BlockMeta,
+        scope: &Scope,
+        refs: &[u32],
+    ) -> Result<(u64, u64), BlockError> {
+        let total = meta.stats.samples;
+        match block_range(meta, scope) {
+            Some((start, end)) if !refs.is_empty() => {
+                let filter = RowFilter::new(refs, start, end);
+                candidate_rows(&self.bucket, meta, "samples.parquet", &filter).await
+            }
+            _ => Ok((0, total)),
+        }
+    }
+
+    /// Reads the rows of the series `refs` (sorted `series_ref`s of
+    /// `tables`) in the scope's range: a slice that answers `scope`'s
+    /// selections exactly as the whole block would.
+    pub async fn read_slice(
+        &self,
+        meta: &BlockMeta,
+        tables: &BlockTables,
+        scope: &Scope,
+        refs: &[u32],
+    ) -> Result<(BlockSlice, ReadStats), BlockError> {
+        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
+        let mut stats = ReadStats::default();
+        let Some((start, end)) = block_range(meta, scope).filter(|_| !refs.is_empty()) else {
+            return Ok((
+                BlockSlice::new(tables.symbols.clone(), Vec::new(), bounds),
+                stats,
+            ));
+        };
+        let mut wanted = vec![false; tables.series.len()];
+        let mut position = vec![None; tables.series.len()];
+        let mut series = Vec::with_capacity(refs.len());
+        for &r in refs {
+            let Some(s) = tables.series.get(r as usize) else {
+                return Err(BlockError::Corrupt(format!(
+                    "block {}: series {r} out of range",
+                    meta.ulid
+                )));
+            };
+            wanted[r as usize] = true;
+            position[r as usize] = Some(series.len());
+            series.push(Series {
+                labels: s.labels.clone(),
+                fingerprint: s.fingerprint,
+                profiles: Vec::new(),
+            });
+        }
+        let filter = RowFilter::new(refs, start, end);
+        let with_ids = meta.format_version >= 2;
+        let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
+        let (file, columns): (&str, Vec<&str>) = if scope.stacks {
+            (
+                "samples.parquet",
+                [&["series_ref", "timestamp_ns", "stack_id", "value"], id_col].concat(),
+            )
+        } else {
+            (
+                "profiles.parquet",
+                [&["series_ref", "timestamp_ns", "total"], id_col].concat(),
+            )
+        };
+        let (batches, scanned) =
+            scan(&self.ctx, &self.bucket, meta, file, &columns, &filter).await?;
+        stats.scan.add(&scanned);
+        stats.files += 1;
+        let batches = keep_exact(batches, &wanted, start, end, None)?;
+        let mut push = |s: u32, row: ProfileRow| -> Result<(), BlockError> {
+            let slot = position
+                .get(s as usize)
+                .copied()
+                .flatten()
+                .and_then(|i| series.get_mut(i))
+                .ok_or_else(|| BlockError::Corrupt(format!("rows reference unknown series {s}")))?;
+            slot.profiles.push(row);
+            Ok(())
+        };
+        if scope.stacks {
+            group_sample_rows(&batches, with_ids, &mut push)?;
+        } else {
+            group_profile_rows(&batches, with_ids, &mut push)?;
+        }
+        if let Some(ids) = scope.span_ids().filter(|ids| !ids.is_empty())
+            && meta.format_version >= 3
+        {
+            let filter = RowFilter {
+                spans: Some(ids.clone()),
+                ..filter
+            };
+            let columns = [
+                "series_ref",
+                "timestamp_ns",
+                "profile_id",
+                "span_id",
+                "stack_id",
+                "value",
+            ];
+            let (batches, scanned) =
+                scan(&self.ctx, &self.bucket, meta, SPANS_FILE, &columns, &filter).await?;
+            stats.scan.add(&scanned);
+            stats.files += 1;
+            let ids: HashSet<u64> = ids.into_iter().collect();
+            let batches = keep_exact(batches, &wanted, start, end, Some(&ids))?;
+            let by_row = span_samples(&batches, tables.symbols.stacks.len())?;
+            attach_spans(by_row, &mut series, &|s| {
+                position.get(s as usize).copied().flatten()
+            })?;
+        }
+        Ok((
+            BlockSlice::new(tables.symbols.clone(), series, bounds),
+            stats,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use ignis_storage::block::{
+        BlockStore, decode_block, decode_series, decode_symbols, encode_block, new_ulid,
+    };
+    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::proto::querier::v1 as q;
+    use ignis_storage::{Head, Labels, SeriesSplit, SplitProfile, names};
+    use prost::Message;
+
+    use super::*;
+    use crate::engine::{Engine, QueryLimits};
+    use crate::source::Source;
+
+    const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    const START_MS: i64 = 1_700_000_000_000;
+    const SERVICES: usize = 16;
+    const PROFILES: i64 = 50;
+    const STACKS: u64 = 200;
+
+    /// A profile of `STACKS` distinct three-frame stacks, with span ids on
+    /// every tenth sample.
+    fn profile(seed: u64) -> pprof::Profile {
+        let mut p = pprof::Profile {
+            string_table: vec!["".into(), "span_id".into(), "0100000000000000".into()],
+            ..Default::default()
+        };
+        for f in 1..=40u64 {
+            p.string_table.push(format!("fn{f}"));
+            p.function.push(pprof::Function {
+                id: f,
+                name: p.string_table.len() as i64 - 1,
+                ..Default::default()
+            });
+            p.location.push(pprof::Location {
+                id: f,
+                line: vec![pprof::Line {
+                    function_id: f,
+                    line: f as i64,
+                }],
+                ..Default::default()
+            });
+        }
+        for i in 0..STACKS {
+            let span = if i % 10 == 0 {
+                vec![pprof::Label {
+                    key: 1,
+                    str: 2,
+                    ..Default::default()
+                }]
+            } else {
+                vec![]
+            };
+            p.sample.push(pprof::Sample {
+                location_id: vec![1 + i % 40, 1 + (i / 40) % 40, 1 + (i + seed) % 40],
+                value: vec![(i + seed) as i64 % 97 + 1],
+                label: span,
+            });
+        }
+        p
+    }
+
+    /// `SERVICES` services × `PROFILES` profiles, 10 s apart.
+    fn head() -> Head {
+        let mut head = Head::new();
+        for i in 0..PROFILES {
+            for s in 0..SERVICES {
+                let service = format!("svc-{s:02}");
+                let labels = Labels::from_pairs([
+                    (names::SERVICE_NAME, service.as_str()),
+                    (names::PROFILE_TYPE, PT),
+                ]);
+                head.insert(&SplitProfile {
+                    profile_id: 1 + (i as u64) * 1000 + s as u64,
+                    profile: profile(i as u64 + s as u64),
+                    timestamp_ns: (START_MS + i * 10_000) * 1_000_000,
+                    series: vec![SeriesSplit {
+                        labels,
+                        value_index: 0,
+                        samples: (0..STACKS as u32).collect(),
+                    }],
+                })
+                .unwrap();
+            }
+        }
+        head
+    }
+
+    struct Fixture {
+        head: Head,
+        whole: Head,
+        meta: BlockMeta,
+        tables: BlockTables,
+        reader: BlockReader,
+    }
+
+    async fn fixture() -> Fixture {
+        let head = head();
+        let block = encode_block("t1", &new_ulid(), &head).unwrap();
+        let store = BlockStore::memory().unwrap();
+        store.upload(&block).await.unwrap();
+        let files = store.fetch(&block.meta).await.unwrap();
+        let whole = decode_block(&block.meta, &files).unwrap();
+        let tables = BlockTables {
+            symbols: Arc::new(decode_symbols(&files).unwrap()),
+            series: decode_series(&files["series.parquet"]).unwrap(),
+        };
+        let bucket = Arc::new(Bucket::new(store.operator().clone(), 1 << 20));
+        Fixture {
+            head,
+            whole,
+            meta: block.meta,
+            tables,
+            reader: BlockReader::new(bucket).unwrap(),
+        }
+    }
+
+    fn stacktraces(
+        selector: &str,
+        from: i64,
+        to: i64,
+        spans: &[&str],
+    ) -> q::SelectMergeStacktracesRequest {
+        q::SelectMergeStacktracesRequest {
+            profile_type_id: PT.into(),
+            label_selector: selector.into(),
+            start: START_MS + from * 10_000,
+            end: START_MS + to * 10_000,
+            span_selector: spans.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The encoded answer of `query` over `source`.
+    type Query = Box<dyn Fn(&Engine<'_>) -> Vec<u8>>;
+
+    fn answer(source: &dyn Source, query: &Query) -> Vec<u8> {
+        let limits = QueryLimits::default();
+        let sources = [source];
+        query(&Engine::new(&sources, &limits))
+    }
+
+    #[tokio::test]
+    async fn slices_answer_byte_identically_and_read_less() {
+        let f = fixture().await;
+        let limits = QueryLimits::default();
+        let queries: Vec<(&str, Query)> = vec![
+            (
+                "flame graph of one service over a sub-range",
+                Box::new(|e| {
+                    e.select_merge_stacktraces(&stacktraces(
+                        "{service_name=\"svc-03\"}",
+                        10,
+                        20,
+                        &[],
+                    ))
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "pprof of one service",
+                Box::new(|e| {
+                    e.select_merge_profile(&q::SelectMergeProfileRequest {
+                        profile_type_id: PT.into(),
+                        label_selector: "{service_name=\"svc-07\"}".into(),
+                        start: START_MS,
+                        end: START_MS + 3_600_000,
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "series of two services",
+                Box::new(|e| {
+                    e.select_series(&q::SelectSeriesRequest {
+                        profile_type_id: PT.into(),
+                        label_selector: "{service_name=~\"svc-0[12]\"}".into(),
+                        start: START_MS,
+                        end: START_MS + 200_000,
+                        step: 30.0,
+                        group_by: vec!["service_name".into()],
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "span flame graph",
+                Box::new(|e| {
+                    e.select_merge_stacktraces(&stacktraces(
+                        "{service_name=\"svc-05\"}",
+                        0,
+                        49,
+                        &["0100000000000000"],
+                    ))
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
+        ];
+        for (name, query) in &queries {
+            let scope = Scope::record(&limits, |e| {
+                query(e);
+                Ok(())
+            })
+            .unwrap();
+            let refs = f.tables.wanted(&scope);
+            let (slice, stats) = f
+                .reader
+                .read_slice(&f.meta, &f.tables, &scope, &refs)
+                .await
+                .unwrap();
+            let want = answer(&f.whole, query);
+            assert_eq!(answer(&slice, query), want, "{name}: slice vs whole block");
+            assert_eq!(answer(&f.head, query), want, "{name}: head vs whole block");
+            assert!(stats.scan.rows > 0, "{name}: {stats:?}");
+            assert!(
+                (slice.samples() as u64) < f.meta.stats.samples / 8,
+                "{name}: {} of {} samples",
+                slice.samples(),
+                f.meta.stats.samples
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn statistics_skip_row_groups_and_pages() {
+        let f = fixture().await;
+        assert!(f.meta.stats.samples > 2 * 65_536, "{:?}", f.meta.stats);
+        let limits = QueryLimits::default();
+        let req = stacktraces("{service_name=\"svc-03\"}", 10, 20, &[]);
+        let scope = Scope::record(&limits, |e| e.select_merge_stacktraces(&req)).unwrap();
+        let refs = f.tables.wanted(&scope);
+        assert_eq!(refs.len(), 1);
+        let (candidates, total) = f
+            .reader
+            .candidate_samples(&f.meta, &scope, &refs)
+            .await
+            .unwrap();
+        assert_eq!(total, f.meta.stats.samples);
+        assert!(candidates < total / 2, "{candidates} of {total}");
+        let (slice, stats) = f
+            .reader
+            .read_slice(&f.meta, &f.tables, &scope, &refs)
+            .await
+            .unwrap();
+        let s = stats.scan;
+        assert!(s.row_groups >= 3, "{s:?}");
+        assert!(s.row_groups_pruned >= s.row_groups - 1, "{s:?}");
+        // Within the row group left, pages and rows outside the series and
+        // range are skipped too: only 11 profiles of 200 stacks come back.
+        assert!(s.page_rows_pruned + s.rows_filtered > 0, "{s:?}");
+        assert_eq!(s.rows, 11 * STACKS);
+        assert_eq!(slice.profiles(), 11);
+        // Nothing selected: nothing read.
+        let none = Scope::record(&limits, |e| {
+            e.select_merge_stacktraces(&stacktraces("{service_name=\"nope\"}", 0, 49, &[]))
+        })
+        .unwrap();
+        let (slice, stats) = f
+            .reader
+            .read_slice(&f.meta, &f.tables, &none, &f.tables.wanted(&none))
+            .await
+            .unwrap();
+        assert_eq!((slice.profiles(), stats.files), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn footers_are_read_once_across_queries() {
+        let f = fixture().await;
+        let limits = QueryLimits::default();
+        let req = stacktraces("{service_name=\"svc-09\"}", 0, 49, &[]);
+        let scope = Scope::record(&limits, |e| e.select_merge_stacktraces(&req)).unwrap();
+        let refs = f.tables.wanted(&scope);
+        let bucket = f.reader.bucket().clone();
+        let reads = || {
+            bucket
+                .counters()
+                .reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(bucket.cached_footers(), 0);
+        let before = reads();
+        f.reader
+            .read_slice(&f.meta, &f.tables, &scope, &refs)
+            .await
+            .unwrap();
+        let first = reads() - before;
+        assert_eq!(bucket.cached_footers(), 1);
+        let before = reads();
+        f.reader
+            .read_slice(&f.meta, &f.tables, &scope, &refs)
+            .await
+            .unwrap();
+        let second = reads() - before;
+        // The second query reads the same data pages and no footer.
+        assert!(
+            second > 0 && second < first,
+            "first {first}, second {second}"
+        );
+        assert_eq!(bucket.cached_footers(), 1);
+        bucket.forget_block(&f.meta);
+        assert_eq!(bucket.cached_footers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_block_file_is_an_error() {
+        let head = head();
+        let block = encode_block("t1", &new_ulid(), &head).unwrap();
+        let store = BlockStore::memory().unwrap();
+        store.upload(&block).await.unwrap();
+        let files: HashMap<String, bytes::Bytes> = store.fetch(&block.meta).await.unwrap();
+        let tables = BlockTables {
+            symbols: Arc::new(decode_symbols(&files).unwrap()),
+            series: decode_series(&files["series.parquet"]).unwrap(),
+        };
+        // The samples file replaced by garbage of the same size.
+        let size = files["samples.parquet"].len();
+        store
+            .operator()
+            .write(
+                &format!("t1/blocks/{}/samples.parquet", block.meta.ulid),
+                vec![7u8; size],
+            )
+            .await
+            .unwrap();
+        let reader =
+            BlockReader::new(Arc::new(Bucket::new(store.operator().clone(), 1 << 20))).unwrap();
+        let scope = Scope::record(&QueryLimits::default(), |e| {
+            e.select_merge_stacktraces(&stacktraces("{}", 0, 49, &[]))
+        })
+        .unwrap();
+        let err = reader
+            .read_slice(&block.meta, &tables, &scope, &tables.wanted(&scope))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("samples.parquet"), "{err}");
+    }
+}

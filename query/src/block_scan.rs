@@ -1,0 +1,299 @@
+//! Pruned scans of one block file through DataFusion.
+//!
+//! A scan reads one Parquet file of a block (`samples`, `profiles` or
+//! `spans`) with a predicate on the columns the files are sorted and have
+//! statistics by (`series_ref`, `timestamp_ns`, and `span_id` for spans).
+//! DataFusion's Parquet source skips the row groups whose statistics cannot
+//! match, then the pages the page index excludes, then filters the
+//! remaining rows while decoding (`pushdown_filters`), and decodes only the
+//! projected columns. Footers come from the [`Bucket`]'s shared cache.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::Expr;
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::statistics::Statistics;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::prelude::{col, lit};
+use ignis_storage::block::{BlockError, BlockMeta};
+
+use crate::bucket::Bucket;
+
+/// At most this many `series_ref` ranges in a predicate: more precise lists
+/// are widened (the exact set is applied to the rows read).
+pub const MAX_SERIES_RANGES: usize = 16;
+
+/// Which rows of a block file a scan reads. Coarse: statistics prune with
+/// it; callers keep exactly the rows they want from what it returns.
+#[derive(Debug, Clone)]
+pub struct RowFilter {
+    /// Inclusive `series_ref` ranges, ascending.
+    pub series: Vec<(u32, u32)>,
+    /// Inclusive time range, nanoseconds.
+    pub start_ns: i64,
+    /// End of the time range.
+    pub end_ns: i64,
+    /// Span ids (the `spans` table only), or `None`.
+    pub spans: Option<Vec<u64>>,
+}
+
+impl RowFilter {
+    /// A filter for the series `refs` (sorted, unique) in `[start_ns, end_ns]`.
+    pub fn new(refs: &[u32], start_ns: i64, end_ns: i64) -> Self {
+        Self {
+            series: series_ranges(refs, MAX_SERIES_RANGES),
+            start_ns,
+            end_ns,
+            spans: None,
+        }
+    }
+
+    fn expr(&self) -> Option<Expr> {
+        let series = self
+            .series
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    col("series_ref").eq(lit(a))
+                } else {
+                    col("series_ref").between(lit(a), lit(b))
+                }
+            })
+            .reduce(Expr::or)?;
+        let mut expr =
+            series.and(col("timestamp_ns").between(lit(self.start_ns), lit(self.end_ns)));
+        if let Some(spans) = &self.spans {
+            expr = expr.and(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false));
+        }
+        Some(expr)
+    }
+
+    fn may_hold(&self, series: Option<(u32, u32)>, time: Option<(i64, i64)>) -> bool {
+        let series_ok =
+            series.is_none_or(|(lo, hi)| self.series.iter().any(|&(a, b)| a <= hi && b >= lo));
+        let time_ok = time.is_none_or(|(lo, hi)| self.start_ns <= hi && self.end_ns >= lo);
+        series_ok && time_ok
+    }
+}
+
+/// Sorted, unique `refs` as at most `max` inclusive ranges: consecutive refs
+/// are joined, then the ranges with the smallest gaps between them merged.
+pub fn series_ranges(refs: &[u32], max: usize) -> Vec<(u32, u32)> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &r in refs {
+        match ranges.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(r) => *hi = r,
+            _ => ranges.push((r, r)),
+        }
+    }
+    while ranges.len() > max.max(1) {
+        let Some(i) = (0..ranges.len() - 1).min_by_key(|&i| ranges[i + 1].0 - ranges[i].1) else {
+            break;
+        };
+        ranges[i].1 = ranges[i + 1].1;
+        ranges.remove(i + 1);
+    }
+    ranges
+}
+
+/// What DataFusion skipped and read in one scan.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Row groups in the file.
+    pub row_groups: u64,
+    /// Row groups skipped by their statistics.
+    pub row_groups_pruned: u64,
+    /// Rows skipped by the page index.
+    pub page_rows_pruned: u64,
+    /// Rows decoded and then dropped by the predicate.
+    pub rows_filtered: u64,
+    /// Rows returned.
+    pub rows: u64,
+    /// Bytes read from the file (footer excluded).
+    pub bytes: u64,
+}
+
+impl ScanStats {
+    /// Adds another scan's numbers.
+    pub fn add(&mut self, o: &ScanStats) {
+        self.row_groups += o.row_groups;
+        self.row_groups_pruned += o.row_groups_pruned;
+        self.page_rows_pruned += o.page_rows_pruned;
+        self.rows_filtered += o.rows_filtered;
+        self.rows += o.rows;
+        self.bytes += o.bytes;
+    }
+}
+
+fn read_err(meta: &BlockMeta, file: &str, e: impl std::fmt::Display) -> BlockError {
+    BlockError::Read(format!("{file} of block {}: {e}", meta.ulid))
+}
+
+/// The footer (and page index) of a block file, from the shared cache.
+pub async fn footer(
+    bucket: &Bucket,
+    meta: &BlockMeta,
+    file: &str,
+) -> Result<Arc<ParquetMetaData>, BlockError> {
+    let object = Bucket::object(meta, file)
+        .ok_or_else(|| BlockError::Corrupt(format!("block {} lists no {file}", meta.ulid)))?;
+    let store = bucket.store();
+    DFParquetMetadata::new(store.as_ref(), &object)
+        .with_file_metadata_cache(Some(bucket.footers()))
+        .fetch_metadata()
+        .await
+        .map_err(|e| read_err(meta, file, e))
+}
+
+fn stats_range(s: Option<&Statistics>) -> Option<(i64, i64)> {
+    match s? {
+        Statistics::Int32(v) => Some((i64::from(*v.min_opt()?), i64::from(*v.max_opt()?))),
+        Statistics::Int64(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+        _ => None,
+    }
+}
+
+/// Rows of the row groups of `file` whose statistics may hold a row of
+/// `filter`, and all its rows: how much a scan would read at most, known
+/// from the (cached) footer alone.
+pub async fn candidate_rows(
+    bucket: &Bucket,
+    meta: &BlockMeta,
+    file: &str,
+    filter: &RowFilter,
+) -> Result<(u64, u64), BlockError> {
+    let footer = footer(bucket, meta, file).await?;
+    let schema = footer.file_metadata().schema_descr();
+    let index = |name: &str| schema.columns().iter().position(|c| c.name() == name);
+    let (series_col, time_col) = (index("series_ref"), index("timestamp_ns"));
+    let (mut candidates, mut total) = (0u64, 0u64);
+    for rg in footer.row_groups() {
+        let rows = u64::try_from(rg.num_rows()).unwrap_or(0);
+        total += rows;
+        // u32 refs are stored as INT32: read them back as u32 (an inverted
+        // range after the cast means unknown).
+        let series = series_col
+            .and_then(|i| stats_range(rg.column(i).statistics()))
+            .map(|(lo, hi)| (lo as u32, hi as u32))
+            .filter(|(lo, hi)| lo <= hi);
+        let time = time_col.and_then(|i| stats_range(rg.column(i).statistics()));
+        if filter.may_hold(series, time) {
+            candidates += rows;
+        }
+    }
+    Ok((candidates, total))
+}
+
+fn collect_stats(plan: &dyn ExecutionPlan, row_groups: u64) -> ScanStats {
+    let mut stats = ScanStats {
+        row_groups,
+        ..ScanStats::default()
+    };
+    for m in plan.metrics().iter().flat_map(|m| m.iter()) {
+        match m.value() {
+            MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } => match name.as_ref() {
+                "row_groups_pruned_statistics" => {
+                    stats.row_groups_pruned += pruning_metrics.pruned() as u64
+                }
+                "page_index_rows_pruned" => {
+                    stats.page_rows_pruned += pruning_metrics.pruned() as u64
+                }
+                _ => {}
+            },
+            MetricValue::Count { name, count } => match name.as_ref() {
+                "pushdown_rows_pruned" => stats.rows_filtered += count.value() as u64,
+                "bytes_scanned" => stats.bytes += count.value() as u64,
+                _ => {}
+            },
+            MetricValue::OutputRows(count) => stats.rows += count.value() as u64,
+            _ => {}
+        }
+    }
+    stats
+}
+
+/// Reads `columns` of the rows of `file` that `filter` may keep, in file
+/// order, with what was skipped. `ctx` must run over `bucket`'s runtime
+/// ([`Bucket::runtime`]).
+pub async fn scan(
+    ctx: &SessionContext,
+    bucket: &Bucket,
+    meta: &BlockMeta,
+    file: &str,
+    columns: &[&str],
+    filter: &RowFilter,
+) -> Result<(Vec<RecordBatch>, ScanStats), BlockError> {
+    let object = Bucket::object(meta, file)
+        .ok_or_else(|| BlockError::Corrupt(format!("block {} lists no {file}", meta.ulid)))?;
+    let footer = footer(bucket, meta, file).await?;
+    let Some(expr) = filter.expr() else {
+        return Ok((Vec::new(), ScanStats::default()));
+    };
+    let err = |e: datafusion::error::DataFusionError| read_err(meta, file, e);
+    let schema: SchemaRef = Arc::new(
+        datafusion::parquet::arrow::parquet_to_arrow_schema(
+            footer.file_metadata().schema_descr(),
+            footer.file_metadata().key_value_metadata(),
+        )
+        .map_err(|e| read_err(meta, file, e))?,
+    );
+    let projection = columns
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err(meta, file, e))?;
+    let df_schema = DFSchema::try_from(schema.clone()).map_err(err)?;
+    let predicate = ctx.create_physical_expr(expr, &df_schema).map_err(err)?;
+    let source = ParquetSource::new(schema)
+        .with_pushdown_filters(true)
+        .with_enable_page_index(true)
+        .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+            bucket.store(),
+            bucket.footers(),
+        )))
+        .with_predicate(predicate);
+    let config = FileScanConfigBuilder::new(bucket.url()?, Arc::new(source))
+        .with_file(PartitionedFile::from(object))
+        .with_projection_indices(Some(projection))
+        .map_err(err)?
+        .build();
+    let plan = DataSourceExec::from_data_source(config);
+    let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+        .await
+        .map_err(err)?;
+    let stats = collect_stats(plan.as_ref(), footer.num_row_groups() as u64);
+    Ok((batches, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_become_few_ranges() {
+        assert_eq!(series_ranges(&[], 4), vec![]);
+        assert_eq!(
+            series_ranges(&[1, 2, 3, 7, 9, 10], 4),
+            vec![(1, 3), (7, 7), (9, 10)]
+        );
+        // Over the limit, the closest ranges merge first.
+        assert_eq!(
+            series_ranges(&[1, 2, 3, 7, 9, 10], 2),
+            vec![(1, 3), (7, 10)]
+        );
+        assert_eq!(series_ranges(&[0, 100, u32::MAX], 1), vec![(0, u32::MAX)]);
+    }
+}

@@ -1,0 +1,214 @@
+//! [`Scope`]: what a query will read, known before any block is read.
+//!
+//! A query is a closure over an [`Engine`]; which series and time ranges it
+//! selects is decided inside it. [`Scope::record`] runs it once over a
+//! source that holds nothing and notes every [`Selection`] it is asked
+//! about, so the store-gateway reads only those series and rows of each
+//! block. Queries never choose a selection from the data they read (each
+//! request names its selections), so the dry run sees them all.
+
+use std::sync::Mutex;
+
+use ignis_storage::Labels;
+
+use crate::engine::{Engine, QueryLimits};
+use crate::error::QueryError;
+use crate::selector::matches_all;
+use crate::source::{MergedStacks, Seen, Selection, Source};
+
+/// The selections a query reads, and whether it needs stacks.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Every selection a source was asked about.
+    pub selections: Vec<Selection>,
+    /// True when some selection merges stacks (`samples`); otherwise series
+    /// and profile totals (`profiles`) are enough.
+    pub stacks: bool,
+}
+
+/// A source that holds nothing and records what it is asked.
+#[derive(Default)]
+struct Recorder(Mutex<Scope>);
+
+impl Recorder {
+    fn note(&self, sel: &Selection, stacks: bool) {
+        let mut scope = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        scope.stacks |= stacks;
+        scope.selections.push(sel.clone());
+    }
+}
+
+impl Source for Recorder {
+    fn series(&self, sel: &Selection) -> Vec<Labels> {
+        self.note(sel, false);
+        Vec::new()
+    }
+
+    fn merge_stacks(&self, sel: &Selection, _seen: &mut Seen, _into: &mut MergedStacks) {
+        self.note(sel, true);
+    }
+
+    fn profile_totals(
+        &self,
+        sel: &Selection,
+        _seen: &mut Seen,
+        _f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
+        self.note(sel, false);
+    }
+
+    fn time_bounds(&self) -> Option<(i64, i64)> {
+        None
+    }
+}
+
+impl Scope {
+    /// Runs `query` over no data and returns the selections it made; a
+    /// query that fails (bad selector, bad range …) fails here the same way,
+    /// before anything is read.
+    pub fn record<R>(
+        limits: &QueryLimits,
+        query: impl FnOnce(&Engine<'_>) -> Result<R, QueryError>,
+    ) -> Result<Self, QueryError> {
+        let recorder = Recorder::default();
+        let sources: [&dyn Source; 1] = [&recorder];
+        query(&Engine::new(&sources, limits))?;
+        Ok(recorder.0.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every series with stacks in `[start_ns, end_ns]` (a peer's fetch,
+    /// which forwards whole slices of data).
+    pub fn everything(start_ns: i64, end_ns: i64) -> Self {
+        Self {
+            selections: vec![Selection {
+                matchers: Vec::new(),
+                start_ns,
+                end_ns,
+                spans: None,
+            }],
+            stacks: true,
+        }
+    }
+
+    /// True when no series is needed (e.g. `GetProfileStats`, which blocks
+    /// answer from their meta).
+    pub fn is_empty(&self) -> bool {
+        self.selections.is_empty()
+    }
+
+    /// The smallest range covering every selection's, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.selections.iter().fold(None, |acc, s| {
+            Some(acc.map_or((s.start_ns, s.end_ns), |(a, b): (i64, i64)| {
+                (a.min(s.start_ns), b.max(s.end_ns))
+            }))
+        })
+    }
+
+    /// True when some selection's matchers accept a series with `labels`.
+    pub fn wants(&self, labels: &Labels) -> bool {
+        self.selections
+            .iter()
+            .any(|s| matches_all(&s.matchers, labels))
+    }
+
+    /// The span ids any selection keeps (sorted, unique), or `None` when no
+    /// selection has a span selector (span samples are then never needed).
+    pub fn span_ids(&self) -> Option<Vec<u64>> {
+        let mut any = false;
+        let mut ids: Vec<u64> = Vec::new();
+        for s in &self.selections {
+            if let Some(spans) = &s.spans {
+                any = true;
+                ids.extend(spans.ids());
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        any.then_some(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ignis_storage::proto::querier::v1 as q;
+
+    use super::*;
+
+    const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+    fn stacktraces(selector: &str, start: i64, end: i64) -> q::SelectMergeStacktracesRequest {
+        q::SelectMergeStacktracesRequest {
+            profile_type_id: PT.into(),
+            label_selector: selector.into(),
+            start,
+            end,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dry_run_records_each_selection_of_a_query() {
+        let limits = QueryLimits::default();
+        let scope = Scope::record(&limits, |e| {
+            e.select_merge_stacktraces(&stacktraces("{service_name=\"a\"}", 1_000, 2_000))
+        })
+        .unwrap();
+        assert!(scope.stacks);
+        assert_eq!(scope.selections.len(), 1);
+        assert_eq!(scope.time_range(), Some((1_000_000_000, 2_000_999_999)));
+        let labels = |svc: &str| {
+            Labels::from_pairs([
+                ("service_name", svc),
+                (ignis_storage::names::PROFILE_TYPE, PT),
+            ])
+        };
+        assert!(scope.wants(&labels("a")));
+        assert!(!scope.wants(&labels("b")));
+        assert_eq!(scope.span_ids(), None);
+
+        // Both sides of a diff, with the union of their ranges.
+        let diff = Scope::record(&limits, |e| {
+            e.diff(&q::DiffRequest {
+                left: Some(stacktraces("{service_name=\"a\"}", 1_000, 2_000)),
+                right: Some(q::SelectMergeStacktracesRequest {
+                    span_selector: vec!["0100000000000000".into()],
+                    ..stacktraces("{service_name=\"b\"}", 5_000, 6_000)
+                }),
+            })
+        })
+        .unwrap();
+        assert!(diff.wants(&labels("a")) && diff.wants(&labels("b")));
+        assert_eq!(diff.time_range(), Some((1_000_000_000, 6_000_999_999)));
+        assert_eq!(diff.span_ids(), Some(vec![1]));
+
+        // Series and totals need no stacks; profile stats need no series.
+        let series = Scope::record(&limits, |e| {
+            e.select_series(&q::SelectSeriesRequest {
+                profile_type_id: PT.into(),
+                label_selector: "{}".into(),
+                start: 1,
+                end: 2,
+                step: 1.0,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        assert!(!series.stacks && !series.is_empty());
+        assert!(
+            Scope::record(&limits, |e| Ok(e.profile_stats()))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_query_that_fails_fails_before_reading() {
+        let limits = QueryLimits::default();
+        let err = Scope::record(&limits, |e| {
+            e.select_merge_stacktraces(&stacktraces("{service_name=", 1, 2))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("parse"), "{err}");
+    }
+}
