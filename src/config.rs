@@ -107,6 +107,9 @@ pub struct StorageConfig {
     pub block_cache_bytes: u64,
     /// Local disk for block files of a remote bucket, in bytes (0: no disk cache).
     pub block_file_cache_bytes: u64,
+    /// Memory for Parquet footers of blocks, shared by pruned block reads and
+    /// SQL, in bytes (least recently used dropped first).
+    pub parquet_footer_cache_bytes: u64,
     /// Delete blocks whose newest profile is older than this (0: keep forever).
     pub retention_secs: u64,
     /// Per-tenant retention overrides, in seconds.
@@ -127,6 +130,7 @@ impl Default for StorageConfig {
             block_sync_interval_secs: 60,
             block_cache_bytes: 1 << 30,
             block_file_cache_bytes: 8 << 30,
+            parquet_footer_cache_bytes: 64 << 20,
             retention_secs: 0,
             tenant_retention_secs: BTreeMap::new(),
             bucket: ObjectStoreConfig::default(),

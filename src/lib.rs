@@ -317,6 +317,7 @@ where
                 &config.storage.data_dir.join("index"),
                 config.storage.block_cache_bytes,
                 config.storage.block_file_cache_bytes,
+                config.storage.parquet_footer_cache_bytes,
                 metrics.clone(),
             )?);
             if let Some(c) = &cluster {

@@ -71,8 +71,23 @@ impl FileCache {
         store: &BlockStore,
         meta: &BlockMeta,
     ) -> Result<HashMap<String, Bytes>, BlockError> {
+        let names: Vec<&str> = meta.files.iter().map(|f| f.name.as_str()).collect();
+        self.fetch_files(store, meta, &names).await
+    }
+
+    /// The files `names` of a block, as [`fetch`](Self::fetch) reads them.
+    pub async fn fetch_files(
+        &self,
+        store: &BlockStore,
+        meta: &BlockMeta,
+        names: &[&str],
+    ) -> Result<HashMap<String, Bytes>, BlockError> {
         let mut out = HashMap::new();
-        for f in &meta.files {
+        for f in meta
+            .files
+            .iter()
+            .filter(|f| names.contains(&f.name.as_str()))
+        {
             let path = self.path(meta, &f.name);
             match tokio::fs::read(&path).await {
                 Ok(b) if b.len() as u64 == f.size_bytes => {

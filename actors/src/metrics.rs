@@ -67,6 +67,16 @@ pub struct Metrics {
     pub block_cache_evictions: Counter,
     /// Bytes of decoded blocks in the cache.
     pub block_cache_bytes: Gauge,
+    /// Block reads that read only a query's series and time range.
+    pub pruned_reads: Counter,
+    /// Row groups pruned reads skipped by their statistics.
+    pub pruned_row_groups_skipped: Counter,
+    /// Row groups pruned reads opened.
+    pub pruned_row_groups_read: Counter,
+    /// Rows pruned reads returned.
+    pub pruned_rows_read: Counter,
+    /// Parquet footers in the shared footer cache.
+    pub parquet_footers_cached: Gauge,
     /// Block files read from the local disk cache.
     pub block_file_cache_hits: Counter,
     /// Block files fetched from the bucket (and then cached).
@@ -124,6 +134,36 @@ impl Metrics {
         let block_cache_bytes = Gauge::default();
         let hints_pending_bytes = Gauge::default();
         let block_file_cache_hits = Counter::default();
+        let pruned_reads = Counter::default();
+        let pruned_row_groups_skipped = Counter::default();
+        let pruned_row_groups_read = Counter::default();
+        let pruned_rows_read = Counter::default();
+        let parquet_footers_cached = Gauge::default();
+        registry.register(
+            "store_gateway_pruned_reads",
+            "Block reads that read only a query's series and time range",
+            pruned_reads.clone(),
+        );
+        registry.register(
+            "store_gateway_row_groups_skipped",
+            "Row groups pruned block reads skipped by their statistics",
+            pruned_row_groups_skipped.clone(),
+        );
+        registry.register(
+            "store_gateway_row_groups_read",
+            "Row groups pruned block reads opened",
+            pruned_row_groups_read.clone(),
+        );
+        registry.register(
+            "store_gateway_rows_read",
+            "Rows pruned block reads returned",
+            pruned_rows_read.clone(),
+        );
+        registry.register(
+            "parquet_footers_cached",
+            "Parquet footers in the footer cache shared by block reads and SQL",
+            parquet_footers_cached.clone(),
+        );
         let block_file_cache_misses = Counter::default();
         let block_file_cache_evictions = Counter::default();
         let block_file_cache_bytes = Gauge::default();
@@ -315,6 +355,11 @@ impl Metrics {
             block_cache_evictions,
             block_cache_bytes,
             hints_pending_bytes,
+            pruned_reads,
+            pruned_row_groups_skipped,
+            pruned_row_groups_read,
+            pruned_rows_read,
+            parquet_footers_cached,
             block_file_cache_hits,
             block_file_cache_misses,
             block_file_cache_evictions,

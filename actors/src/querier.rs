@@ -28,8 +28,9 @@ type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
 pub struct RunQuery<R> {
     /// The query.
     pub query: QueryFn<R>,
-    /// Decoded blocks to read besides the ingester's data.
-    pub blocks: Vec<Arc<Head>>,
+    /// What the query needs of the blocks (whole or pruned), besides the
+    /// ingester's data.
+    pub blocks: Vec<Arc<dyn Source>>,
 }
 
 impl<R: Send + 'static> Message for RunQuery<R> {
@@ -37,18 +38,18 @@ impl<R: Send + 'static> Message for RunQuery<R> {
 }
 
 /// What one query reads, in this order: the head, the sealed heads (the
-/// order a cut takes its locks in), decoded blocks, then peers' answers.
+/// order a cut takes its locks in), blocks, then peers' answers.
 pub(crate) fn sources<'a>(
     head: Option<&'a Head>,
     sealed: &'a [Arc<Sealed>],
-    blocks: &'a [Arc<Head>],
+    blocks: &'a [Arc<dyn Source>],
     remote: &'a [Head],
 ) -> Vec<&'a dyn Source> {
     let mut out: Vec<&dyn Source> =
         Vec::with_capacity(1 + sealed.len() + blocks.len() + remote.len());
     out.extend(head.map(|h| h as &dyn Source));
     out.extend(sealed.iter().map(|s| &s.head as &dyn Source));
-    out.extend(blocks.iter().map(|b| &**b as &dyn Source));
+    out.extend(blocks.iter().map(|b| &**b));
     out.extend(remote.iter().map(|h| h as &dyn Source));
     out
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ignis_query::{Engine, QueryError, QueryLimits};
+use ignis_query::{Engine, QueryError, QueryLimits, Scope, Source};
 use ignis_storage::block::BlockStore;
 use ignis_storage::{Head, Wal};
 use parking_lot::{Mutex, RwLock};
@@ -170,7 +170,7 @@ impl Tenants {
             .as_ref()
             .map(|sg| sg.metas(tenant, start_ns, end_ns))
             .unwrap_or_default();
-        let store = self.blocks.store.as_ref().map(|s| s.operator().clone());
+        let bucket = self.store_gateway.as_ref().map(|sg| sg.bucket());
         let local = self.local_data(tenant);
         let heads = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
@@ -191,13 +191,33 @@ impl Tenants {
         .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
         .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         Ok(ignis_query::sql::SqlInput {
-            store,
+            bucket,
             blocks,
             heads,
         })
     }
 
-    /// The decoded blocks this node serves for `tenant` in `[start_ns, end_ns]`.
+    /// What `scope` needs of the blocks this node serves for `tenant` in
+    /// `[start_ns, end_ns]`: pruned reads or whole blocks (see
+    /// [`store_gateway::reads`](crate::store_gateway::reads)).
+    pub async fn block_sources(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
+        match &self.store_gateway {
+            Some(sg) => sg
+                .sources(tenant, scope, start_ns, end_ns)
+                .await
+                .map_err(|e| QueryFailure::Unavailable(format!("reading blocks: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The whole decoded blocks this node serves for `tenant` in
+    /// `[start_ns, end_ns]` (a peer's fetch forwards them).
     pub async fn block_heads(
         &self,
         tenant: &str,
@@ -310,13 +330,18 @@ impl Tenants {
     pub async fn query<R, F>(&self, tenant: &str, f: F) -> Result<R, QueryFailure>
     where
         R: Send + 'static,
-        F: FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send + 'static,
+        F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
         self.query_range(tenant, i64::MIN, i64::MAX, f).await
     }
 
     /// Runs `f` against the tenant's data; `[start_ns, end_ns]` bounds what
     /// a cluster node fetches from the ingesters (the query's own range).
+    ///
+    /// `f` runs twice: first over no data, to record the selections it
+    /// makes ([`Scope::record`]; a query that fails fails there, before
+    /// anything is read), so blocks are read only for those series and
+    /// ranges; then over the data.
     pub async fn query_range<R, F>(
         &self,
         tenant: &str,
@@ -326,8 +351,9 @@ impl Tenants {
     ) -> Result<R, QueryFailure>
     where
         R: Send + 'static,
-        F: FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send + 'static,
+        F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
+        let scope = Scope::record(&self.query_limits, &f)?;
         if let Some(cluster) = &self.cluster {
             let _permit = self
                 .query_permits
@@ -340,7 +366,7 @@ impl Tenants {
                 .instrument(tracing::debug_span!("gather_peers", tenant))
                 .await?;
             let blocks = self
-                .block_heads(tenant, start_ns, end_ns)
+                .block_sources(tenant, &scope, start_ns, end_ns)
                 .instrument(tracing::debug_span!("read_blocks", tenant))
                 .await?;
             let local = if cluster.local_ingester {
@@ -364,7 +390,7 @@ impl Tenants {
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         }
         let blocks = self
-            .block_heads(tenant, start_ns, end_ns)
+            .block_sources(tenant, &scope, start_ns, end_ns)
             .instrument(tracing::debug_span!("read_blocks", tenant))
             .await?;
         match self.get(tenant).and_then(|t| t.querier) {

@@ -17,18 +17,20 @@
 //!   is the little-endian `u64` of the 16 hex characters).
 //!
 //! Blocks are chosen by their time range first; DataFusion then prunes
-//! row groups by their statistics. Queries are read-only (no DDL, DML or
-//! statements) and run within a memory limit.
+//! row groups by their statistics. Parquet footers come from the node's
+//! shared cache ([`Bucket`]), so a block's footers are read from the bucket
+//! once, not on every query. Queries are read-only (no DDL, DML or
+//! statements) and run within a memory limit of their own.
 
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
 use ignis_storage::block::{BlockMeta, BlockTable};
 
+use crate::bucket::{BUCKET_URL, Bucket};
 use crate::error::QueryError;
 
 /// At most this many blocks are read by one SQL query.
@@ -36,8 +38,8 @@ pub const MAX_BLOCKS: usize = 256;
 
 /// What one SQL query reads.
 pub struct SqlInput {
-    /// The bucket, when blocks are read.
-    pub store: Option<opendal::Operator>,
+    /// The bucket (with its footer cache), when blocks are read.
+    pub bucket: Option<Arc<Bucket>>,
     /// Blocks whose time range overlaps the query's.
     pub blocks: Vec<BlockMeta>,
     /// Tables of the data still in memory (see [`head_tables`]).
@@ -67,8 +69,6 @@ pub struct SqlAnswer {
     /// Blocks read (after pruning by time).
     pub blocks: usize,
 }
-
-const STORE_URL: &str = "ignis://bucket";
 
 fn df_err(e: impl std::fmt::Display) -> QueryError {
     QueryError::invalid(format!("SQL: {e}"))
@@ -140,21 +140,18 @@ pub async fn run_sql(
             input.blocks.len()
         )));
     }
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(limits.max_memory.max(1 << 20), 1.0)
-        .build_arc()
-        .map_err(df_err)?;
+    let max_memory = limits.max_memory.max(1 << 20);
+    let runtime = match &input.bucket {
+        Some(bucket) => bucket.runtime(Some(max_memory)).map_err(df_err)?,
+        None => RuntimeEnvBuilder::new()
+            .with_memory_limit(max_memory, 1.0)
+            .build_arc()
+            .map_err(df_err)?,
+    };
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-    if let Some(op) = &input.store {
-        let url = ObjectStoreUrl::parse(STORE_URL).map_err(df_err)?;
-        ctx.register_object_store(
-            url.as_ref(),
-            Arc::new(object_store_opendal::OpendalStore::new(op.clone())),
-        );
-    }
     let (mut profiles, mut samples, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (i, meta) in input.blocks.iter().enumerate() {
-        if input.store.is_none() {
+        if input.bucket.is_none() {
             break;
         }
         let prefix = format!("b{i}");
@@ -166,7 +163,7 @@ pub async fn run_sql(
         };
         for t in TABLES.iter().chain(extra) {
             let url = format!(
-                "{STORE_URL}/{}/blocks/{}/{t}.parquet",
+                "{BUCKET_URL}/{}/blocks/{}/{t}.parquet",
                 meta.tenant, meta.ulid
             );
             ctx.register_parquet(

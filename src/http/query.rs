@@ -36,37 +36,37 @@ pub async fn querier(
     match method.as_str() {
         "ProfileTypes" => {
             let now_ms = now_ns() / 1_000_000;
-            call.run(move |e, r: q::ProfileTypesRequest| e.profile_types(&r, now_ms))
+            call.run(move |e, r: &q::ProfileTypesRequest| e.profile_types(r, now_ms))
                 .await
         }
         "LabelNames" => {
-            call.run(|e, r: types::LabelNamesRequest| e.label_names(&r))
+            call.run(|e, r: &types::LabelNamesRequest| e.label_names(r))
                 .await
         }
         "LabelValues" => {
-            call.run(|e, r: types::LabelValuesRequest| e.label_values(&r))
+            call.run(|e, r: &types::LabelValuesRequest| e.label_values(r))
                 .await
         }
-        "Series" => call.run(|e, r: q::SeriesRequest| e.series(&r)).await,
+        "Series" => call.run(|e, r: &q::SeriesRequest| e.series(r)).await,
         "SelectMergeStacktraces" => {
-            call.run(|e, r: q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(&r))
+            call.run(|e, r: &q::SelectMergeStacktracesRequest| e.select_merge_stacktraces(r))
                 .await
         }
         "SelectMergeSpanProfile" => {
-            call.run(|e, r: q::SelectMergeSpanProfileRequest| e.select_merge_span_profile(&r))
+            call.run(|e, r: &q::SelectMergeSpanProfileRequest| e.select_merge_span_profile(r))
                 .await
         }
         "SelectMergeProfile" => {
-            call.run(|e, r: q::SelectMergeProfileRequest| e.select_merge_profile(&r))
+            call.run(|e, r: &q::SelectMergeProfileRequest| e.select_merge_profile(r))
                 .await
         }
         "SelectSeries" => {
-            call.run(|e, r: q::SelectSeriesRequest| e.select_series(&r))
+            call.run(|e, r: &q::SelectSeriesRequest| e.select_series(r))
                 .await
         }
-        "Diff" => call.run(|e, r: q::DiffRequest| e.diff(&r)).await,
+        "Diff" => call.run(|e, r: &q::DiffRequest| e.diff(r)).await,
         "GetProfileStats" => {
-            call.run(|e, _: types::GetProfileStatsRequest| Ok(e.profile_stats()))
+            call.run(|e, _: &types::GetProfileStatsRequest| Ok(e.profile_stats()))
                 .await
         }
         other => Err(ApiError::not_found(format!(
@@ -135,9 +135,9 @@ struct Call<'a> {
 impl Call<'_> {
     async fn run<Req, Resp, F>(self, f: F) -> Result<HttpResponse, ApiError>
     where
-        Req: prost::Message + Default + DeserializeOwned + FetchRange + Send + 'static,
+        Req: prost::Message + Default + DeserializeOwned + FetchRange + Send + Sync + 'static,
         Resp: prost::Message + Serialize + Send + 'static,
-        F: FnOnce(&Engine<'_>, Req) -> Result<Resp, QueryError> + Send + 'static,
+        F: Fn(&Engine<'_>, &Req) -> Result<Resp, QueryError> + Send + Sync + 'static,
     {
         let request: Req = self.codec.decode(self.body)?;
         let (start_ms, end_ms) = request.range_ms();
@@ -145,7 +145,7 @@ impl Call<'_> {
         let resp = self
             .state
             .tenants
-            .query_range(&self.tenant, start, end, move |e| f(e, request))
+            .query_range(&self.tenant, start, end, move |e| f(e, &request))
             .await?;
         Ok(self.codec.respond(&resp))
     }

@@ -77,14 +77,6 @@ pub async fn sql(
 }
 
 fn sql_runtime() -> Result<&'static tokio::runtime::Runtime, ApiError> {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    if let Some(rt) = RT.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("ignis-sql")
-        .enable_all()
-        .build()
-        .map_err(|e| ApiError::internal(format!("cannot start the SQL runtime: {e}")))?;
-    Ok(RT.get_or_init(|| rt))
+    ignis_query::executor::executor()
+        .map_err(|e| ApiError::internal(format!("cannot start the SQL runtime: {e}")))
 }

@@ -4,14 +4,21 @@
 //! The index of blocks (their `meta.json`) lives in sled, so a restart knows
 //! the bucket without listing it; it is refreshed on an interval (new blocks
 //! are read, deleted ones dropped) and updated at once when this node uploads
-//! a block. Decoded blocks stay in memory in an LRU cache within a byte
-//! budget. In a cluster, each store-gateway serves the blocks the ring gives
-//! it (see [`StoreGateway::set_owner`]).
+//! a block. A query reads from each block only what it selects (see
+//! [`reads`] for the rule): a pruned read of its series and time range, or
+//! the whole block, decoded and kept. Decoded blocks, and the symbol tables
+//! pruned reads need, stay in memory in an LRU cache within a byte budget.
+//! In a cluster, each store-gateway serves the blocks the ring gives it (see
+//! [`StoreGateway::set_owner`]).
+
+pub mod reads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use ignis_query::block_read::{BlockReader, BlockTables};
+use ignis_query::bucket::Bucket;
 use ignis_storage::Head;
 use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
 use parking_lot::{Mutex, RwLock};
@@ -34,8 +41,17 @@ pub struct RefreshStats {
     pub removed: u64,
 }
 
+/// What the cache holds for a block.
+#[derive(Clone)]
+enum Entry {
+    /// The whole block, decoded.
+    Whole(Arc<Head>),
+    /// Its symbol tables and series, for pruned reads.
+    Tables(Arc<BlockTables>),
+}
+
 struct Cached {
-    head: Arc<Head>,
+    entry: Entry,
     bytes: u64,
     last_used: u64,
 }
@@ -70,6 +86,7 @@ pub struct StoreGateway {
     budget: u64,
     owner: Mutex<Option<Ownership>>,
     files: Option<FileCache>,
+    reader: Arc<BlockReader>,
     metrics: Metrics,
 }
 
@@ -77,15 +94,22 @@ fn key(tenant: &str, ulid: &str) -> String {
     format!("{tenant}/{ulid}")
 }
 
+/// The cache key of a block's tables (beside its whole decoded form's).
+fn tables_key(tenant: &str, ulid: &str) -> String {
+    format!("{tenant}/{ulid}#tables")
+}
+
 impl StoreGateway {
     /// Opens the index under `dir`; decoded blocks take at most `cache_bytes`
-    /// of memory, and block files of a remote bucket at most `file_cache_bytes`
-    /// of disk under `dir/files` (0: no disk cache).
+    /// of memory, block files of a remote bucket at most `file_cache_bytes`
+    /// of disk under `dir/files` (0: no disk cache), and Parquet footers (shared
+    /// with SQL) at most `footer_cache_bytes` of memory.
     pub fn open(
         store: BlockStore,
         dir: &Path,
         cache_bytes: u64,
         file_cache_bytes: u64,
+        footer_cache_bytes: u64,
         metrics: Metrics,
     ) -> Result<Self, BlockError> {
         let files = if file_cache_bytes > 0 && !store.is_local() {
@@ -125,6 +149,11 @@ impl StoreGateway {
             mem.uploaded_here
                 .insert(String::from_utf8_lossy(&k).into_owned());
         }
+        let bucket = Bucket::new(
+            store.operator().clone(),
+            usize::try_from(footer_cache_bytes).unwrap_or(usize::MAX),
+        );
+        let reader = Arc::new(BlockReader::new(Arc::new(bucket))?);
         Ok(Self {
             store,
             index,
@@ -134,8 +163,14 @@ impl StoreGateway {
             budget: cache_bytes,
             owner: Mutex::new(None),
             files,
+            reader,
             metrics,
         })
+    }
+
+    /// The bucket as DataFusion reads it, with the footer cache SQL shares.
+    pub fn bucket(&self) -> Arc<Bucket> {
+        self.reader.bucket().clone()
     }
 
     /// Serves only the blocks `owner` accepts (the ring's choice in a cluster).
@@ -265,20 +300,27 @@ impl StoreGateway {
         let k = key(tenant, ulid);
         self.index.remove(&k).map_err(Self::index_err)?;
         self.uploaded_here.remove(&k).map_err(Self::index_err)?;
-        {
+        let meta = {
             let mut mem = self.mem.write();
-            if let Some(b) = mem.blocks.get_mut(tenant) {
-                b.remove(ulid);
-            }
             mem.uploaded_here.remove(&k);
-        }
+            mem.blocks.get_mut(tenant).and_then(|b| b.remove(ulid))
+        };
         if let Some(files) = &self.files {
             files.remove_block(tenant, ulid);
         }
-        let mut cache = self.cache.lock();
-        if let Some(c) = cache.entries.remove(&k) {
-            cache.used -= c.bytes;
+        if let Some(meta) = meta {
+            self.reader.bucket().forget_block(&meta);
+            self.metrics
+                .parquet_footers_cached
+                .set(self.reader.bucket().cached_footers() as i64);
         }
+        let mut cache = self.cache.lock();
+        for k in [k, tables_key(tenant, ulid)] {
+            if let Some(c) = cache.entries.remove(&k) {
+                cache.used -= c.bytes;
+            }
+        }
+        self.metrics.block_cache_bytes.set(cache.used as i64);
         Ok(())
     }
 
@@ -298,35 +340,66 @@ impl StoreGateway {
         Ok(out)
     }
 
-    async fn load(&self, meta: BlockMeta) -> Result<Arc<Head>, BlockError> {
-        let k = key(&meta.tenant, &meta.ulid);
-        {
-            let mut cache = self.cache.lock();
-            cache.tick += 1;
-            let tick = cache.tick;
-            if let Some(c) = cache.entries.get_mut(&k) {
-                c.last_used = tick;
+    /// The cached whole decoded block, if any (counted as a hit).
+    fn cached_whole(&self, meta: &BlockMeta) -> Option<Arc<Head>> {
+        match self.cached(&key(&meta.tenant, &meta.ulid)) {
+            Some(Entry::Whole(head)) => {
                 self.metrics.block_cache_hits.inc();
-                return Ok(c.head.clone());
+                Some(head)
             }
+            _ => None,
+        }
+    }
+
+    fn cached(&self, k: &str) -> Option<Entry> {
+        let mut cache = self.cache.lock();
+        cache.tick += 1;
+        let tick = cache.tick;
+        let c = cache.entries.get_mut(k)?;
+        c.last_used = tick;
+        Some(c.entry.clone())
+    }
+
+    /// The whole block, from the cache or fetched, decoded and cached.
+    async fn load(&self, meta: BlockMeta) -> Result<Arc<Head>, BlockError> {
+        if let Some(head) = self.cached_whole(&meta) {
+            return Ok(head);
         }
         self.metrics.block_cache_misses.inc();
         let files = match &self.files {
             Some(cache) => cache.fetch(&self.store, &meta).await?,
             None => self.store.fetch(&meta).await?,
         };
+        let (tenant, ulid) = (meta.tenant.clone(), meta.ulid.clone());
         let head = tokio::task::spawn_blocking(move || decode_block(&meta, &files))
             .await
             .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
         let head = Arc::new(head);
         let bytes = head.approx_bytes();
+        // The whole block holds its tables: a cached copy of them is redundant.
+        self.uncache(&tables_key(&tenant, &ulid));
+        self.insert(key(&tenant, &ulid), Entry::Whole(head.clone()), bytes);
+        Ok(head)
+    }
+
+    fn uncache(&self, k: &str) {
+        let mut cache = self.cache.lock();
+        if let Some(c) = cache.entries.remove(k) {
+            cache.used -= c.bytes;
+        }
+    }
+
+    /// Caches `entry` under `k`, then evicts least recently used entries
+    /// until within budget (the entry just inserted stays, even alone over
+    /// budget: the query needs it).
+    fn insert(&self, k: String, entry: Entry, bytes: u64) {
         let mut cache = self.cache.lock();
         cache.tick += 1;
         let tick = cache.tick;
         if let Some(old) = cache.entries.insert(
             k,
             Cached {
-                head: head.clone(),
+                entry,
                 bytes,
                 last_used: tick,
             },
@@ -334,8 +407,6 @@ impl StoreGateway {
             cache.used -= old.bytes;
         }
         cache.used += bytes;
-        // Evict least recently used blocks until within budget (the block
-        // just loaded stays, even alone over budget: the query needs it).
         while cache.used > self.budget && cache.entries.len() > 1 {
             let Some(victim) = cache
                 .entries
@@ -352,7 +423,6 @@ impl StoreGateway {
             }
         }
         self.metrics.block_cache_bytes.set(cache.used as i64);
-        Ok(head)
     }
 
     /// Deletes `tenant`'s blocks whose newest profile is older than
@@ -379,7 +449,7 @@ impl StoreGateway {
         n
     }
 
-    /// Bytes of decoded blocks held in memory.
+    /// Bytes of decoded blocks (and block tables) held in memory.
     pub fn cached_bytes(&self) -> u64 {
         self.cache.lock().used
     }
@@ -413,7 +483,9 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let store = BlockStore::open(&ObjectStoreConfig::default(), data.path()).unwrap();
         let dir = data.path().join("index");
-        let open = || StoreGateway::open(store.clone(), &dir, 1 << 20, 0, Metrics::new()).unwrap();
+        let open = || {
+            StoreGateway::open(store.clone(), &dir, 1 << 20, 0, 1 << 20, Metrics::new()).unwrap()
+        };
         {
             let sg = open();
             sg.add_uploaded(&meta("a", "01B", 10, 20)).unwrap();

@@ -1,0 +1,174 @@
+//! What a query reads from each block: the rule between a pruned read and
+//! a whole decode.
+//!
+//! For each block in a query's range, given the query's [`Scope`] (its
+//! selections, recorded by a dry run):
+//!
+//! 1. A block already decoded whole in the cache answers from memory.
+//! 2. A query that selects no series (`GetProfileStats`) reads nothing: the
+//!    block's meta gives its time bounds.
+//! 3. A block with at most one row group of samples (`SAMPLES_ROW_GROUP`
+//!    rows) is decoded whole and cached: statistics could not skip any of
+//!    it, and small blocks are cheap to keep.
+//! 4. Otherwise the block's tables (symbols and series labels, small) are
+//!    read whole and cached, and the query's label matchers pick the series:
+//!    - none: nothing more is read;
+//!    - a query without stacks (series, label names and values, time
+//!      series) reads only `profiles.parquet`, pruned;
+//!    - a query with stacks reads `samples.parquet`, pruned, unless the row
+//!      groups whose statistics may match hold more than half the block's
+//!      samples: then the block is decoded whole and cached (the read would
+//!      decode most of it anyway, and the next query over it is free).
+//!
+//! Pruned reads (`ignis_query::block_read`) run on the DataFusion executor
+//! and are not cached: they are small, and a different query needs
+//! different rows. They read through the bucket directly (ranged reads),
+//! not through the local disk cache of block files, which whole decodes and
+//! block tables use.
+
+use std::sync::Arc;
+
+use ignis_query::block_read::BlockTables;
+use ignis_query::executor::executor;
+use ignis_query::{BlockSlice, Scope, Source};
+use ignis_storage::block::{
+    BlockError, BlockMeta, SAMPLES_ROW_GROUP, SYMBOL_FILES, decode_series, decode_symbols,
+};
+use tracing::Instrument;
+
+use super::{Entry, StoreGateway, tables_key};
+
+/// How one block answered a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockRead {
+    /// From the whole block, cached or decoded now.
+    Whole,
+    /// From a pruned read of its series and range.
+    Pruned,
+    /// Nothing was needed from it.
+    Nothing,
+}
+
+impl StoreGateway {
+    /// What `scope` needs of `tenant`'s blocks in `[start_ns, end_ns]`
+    /// that this node serves: one source per block, following the rule of
+    /// this module.
+    pub async fn sources(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
+        let mut out = Vec::new();
+        for meta in self.metas(tenant, start_ns, end_ns) {
+            let span = tracing::debug_span!("read_block", tenant, ulid = %meta.ulid);
+            out.push(self.source(meta, scope).instrument(span).await?.0);
+        }
+        Ok(out)
+    }
+
+    /// One block's source for `scope`, and how it was read.
+    pub async fn source(
+        &self,
+        meta: BlockMeta,
+        scope: &Scope,
+    ) -> Result<(Arc<dyn Source>, BlockRead), BlockError> {
+        if let Some(head) = self.cached_whole(&meta) {
+            return Ok((head, BlockRead::Whole));
+        }
+        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
+        if scope.is_empty() {
+            let empty = BlockSlice::new(Arc::default(), Vec::new(), bounds);
+            return Ok((Arc::new(empty), BlockRead::Nothing));
+        }
+        if meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
+            return Ok((self.load(meta).await?, BlockRead::Whole));
+        }
+        let tables = self.tables(&meta).await?;
+        let refs = tables.wanted(scope);
+        if refs.is_empty() {
+            let empty = BlockSlice::new(tables.symbols.clone(), Vec::new(), bounds);
+            return Ok((Arc::new(empty), BlockRead::Nothing));
+        }
+        if scope.stacks {
+            let (reader, m, s, r) = (
+                self.reader.clone(),
+                meta.clone(),
+                scope.clone(),
+                refs.clone(),
+            );
+            let (candidates, total) =
+                on_executor(async move { reader.candidate_samples(&m, &s, &r).await }).await?;
+            if candidates.saturating_mul(2) > total {
+                return Ok((self.load(meta).await?, BlockRead::Whole));
+            }
+        }
+        let (reader, scope) = (self.reader.clone(), scope.clone());
+        let (slice, stats) =
+            on_executor(async move { reader.read_slice(&meta, &tables, &scope, &refs).await })
+                .await?;
+        let m = &self.metrics;
+        m.pruned_reads.inc();
+        m.pruned_row_groups_skipped
+            .inc_by(stats.scan.row_groups_pruned);
+        m.pruned_row_groups_read.inc_by(
+            stats
+                .scan
+                .row_groups
+                .saturating_sub(stats.scan.row_groups_pruned),
+        );
+        m.pruned_rows_read.inc_by(stats.scan.rows);
+        m.parquet_footers_cached
+            .set(self.reader.bucket().cached_footers() as i64);
+        Ok((Arc::new(slice), BlockRead::Pruned))
+    }
+
+    /// A block's symbol tables and series, cached (read whole on a miss).
+    async fn tables(&self, meta: &BlockMeta) -> Result<Arc<BlockTables>, BlockError> {
+        let k = tables_key(&meta.tenant, &meta.ulid);
+        if let Some(Entry::Tables(t)) = self.cached(&k) {
+            return Ok(t);
+        }
+        let names: Vec<&str> = SYMBOL_FILES
+            .iter()
+            .copied()
+            .chain(["series.parquet"])
+            .collect();
+        let files = match &self.files {
+            Some(cache) => cache.fetch_files(&self.store, meta, &names).await?,
+            None => {
+                let mut files = std::collections::HashMap::new();
+                for name in &names {
+                    files.insert(name.to_string(), self.store.fetch_file(meta, name).await?);
+                }
+                files
+            }
+        };
+        let tables = tokio::task::spawn_blocking(move || {
+            let series = files
+                .get("series.parquet")
+                .ok_or_else(|| BlockError::Corrupt("missing series.parquet".into()))?;
+            Ok::<_, BlockError>(BlockTables {
+                series: decode_series(series)?,
+                symbols: Arc::new(decode_symbols(&files)?),
+            })
+        })
+        .await
+        .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
+        let tables = Arc::new(tables);
+        self.insert(k, Entry::Tables(tables.clone()), tables.approx_bytes());
+        Ok(tables)
+    }
+}
+
+/// Runs `fut` on the DataFusion executor (Parquet decoding stays off the
+/// HTTP workers).
+async fn on_executor<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, BlockError>> + Send + 'static,
+) -> Result<T, BlockError> {
+    let rt = executor().map_err(|e| BlockError::Read(format!("no executor: {e}")))?;
+    rt.spawn(fut)
+        .await
+        .map_err(|e| BlockError::Read(format!("block read task failed: {e}")))?
+}
