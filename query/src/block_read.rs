@@ -605,6 +605,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sql_and_pruned_reads_share_one_footer_cache() {
+        use crate::sql::{SqlInput, SqlLimits, run_sql};
+        let f = fixture().await;
+        let bucket = f.reader.bucket().clone();
+        let reads = || {
+            bucket
+                .counters()
+                .reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let sql = || {
+            run_sql(
+                SqlInput {
+                    bucket: Some(bucket.clone()),
+                    blocks: vec![f.meta.clone()],
+                    heads: Vec::new(),
+                },
+                "SELECT count(*) AS n, sum(value) AS v FROM samples WHERE service_name = 'svc-02'",
+                SqlLimits {
+                    max_rows: 10,
+                    max_memory: 256 << 20,
+                },
+            )
+        };
+        let before = reads();
+        let first = sql().await.unwrap();
+        let first_reads = reads() - before;
+        let want = f.whole.series()[2]
+            .profiles
+            .iter()
+            .map(|r| r.values.iter().sum::<i64>())
+            .sum::<i64>();
+        assert_eq!(first.rows[0]["v"], want);
+        assert_eq!(
+            first.rows[0]["n"],
+            (PROFILES as u64 * STACKS) as i64,
+            "{:?}",
+            first.rows
+        );
+        // Every table of the block has its footer cached.
+        let cached = bucket.cached_footers();
+        assert!(cached >= 7, "{cached}");
+        // The same query again reads only data, no footer.
+        let before = reads();
+        let second = sql().await.unwrap();
+        assert_eq!(second.rows, first.rows);
+        let second_reads = reads() - before;
+        assert!(
+            second_reads < first_reads,
+            "{first_reads} then {second_reads}"
+        );
+        assert_eq!(bucket.cached_footers(), cached);
+        // A pruned read finds the samples footer SQL cached.
+        let scope = Scope::record(&QueryLimits::default(), |e| {
+            e.select_merge_stacktraces(&stacktraces("{service_name=\"svc-02\"}", 0, 49, &[]))
+        })
+        .unwrap();
+        f.reader
+            .read_slice(&f.meta, &f.tables, &scope, &f.tables.wanted(&scope))
+            .await
+            .unwrap();
+        assert_eq!(bucket.cached_footers(), cached);
+    }
+
+    #[tokio::test]
     async fn a_corrupt_block_file_is_an_error() {
         let head = head();
         let block = encode_block("t1", &new_ulid(), &head).unwrap();

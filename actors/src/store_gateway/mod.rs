@@ -13,6 +13,9 @@
 
 pub mod reads;
 
+#[cfg(test)]
+mod pruned_tests;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
