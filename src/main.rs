@@ -6,6 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ignis::Config;
 
+// The ingest path allocates many small, short-lived objects on several
+// threads at once; glibc's malloc spent about a fifth of the node's CPU on
+// it under load (see BENCHMARKS.md), mimalloc a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ignis: a Pyroscope-compatible continuous profiling server.
 #[derive(Parser, Debug)]
 #[command(name = "ignis", version, about, long_about = None, args_conflicts_with_subcommands = true)]

@@ -184,6 +184,7 @@ impl ClusterContext {
         &self,
         tenant: &str,
         profiles: Arc<Vec<SplitProfile>>,
+        record: Bytes,
         local: Option<Addr<Ingester>>,
     ) -> Result<AppendStats, IngesterError> {
         let view = self.ring();
@@ -200,8 +201,10 @@ impl ClusterContext {
             }
         }
         let mut pending = FuturesUnordered::new();
-        // Replicas of the same profiles share one encoding.
+        // Replicas of the same profiles share one encoding; `record` is the
+        // one of all of them.
         let mut encoded: HashMap<Vec<usize>, Bytes> = HashMap::new();
+        encoded.insert((0..profiles.len()).collect(), record);
         for (node, idx) in groups {
             let member = view.members.get(node).cloned();
             let local = (node == self.node_id && self.local_ingester)
@@ -211,9 +214,12 @@ impl ClusterContext {
                 Some(ingester) => Payload::Local(
                     ingester,
                     if idx.len() == profiles.len() {
-                        profiles.clone()
+                        Append {
+                            profiles: profiles.clone(),
+                            record: encoded.get(&idx).cloned(),
+                        }
                     } else {
-                        Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect())
+                        Append::new(Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect()))
                     },
                 ),
                 None => match encoded.get(&idx) {
@@ -435,15 +441,15 @@ fn stats_of(profiles: &[SplitProfile]) -> AppendStats {
 /// What one replica receives: profiles for this node's own ingester, or an
 /// encoded record for a peer.
 enum Payload {
-    Local(Addr<Ingester>, Arc<Vec<SplitProfile>>),
+    Local(Addr<Ingester>, Append),
     Remote(Bytes),
 }
 
 async fn push_one(rpc: &RpcClient, member: Option<Member>, payload: Payload) -> Result<(), String> {
     let body = match payload {
-        Payload::Local(ingester, profiles) => {
+        Payload::Local(ingester, append) => {
             ingester
-                .send(Append(profiles))
+                .send(append)
                 .await
                 .map_err(|e| format!("local ingester unavailable: {e}"))?
                 .map_err(|e| e.to_string())?;

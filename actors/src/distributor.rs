@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ignis_storage::SplitProfile;
+use bytes::Bytes;
+use ignis_storage::{SplitProfile, encode_record};
 
 use crate::cluster::ClusterContext;
 use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
@@ -16,6 +17,10 @@ use crate::supervisor::Backoff;
 pub struct Distribute {
     /// The profiles, already validated and split into series.
     pub profiles: Vec<SplitProfile>,
+    /// The same profiles as a WAL record ([`ignis_storage::encode_record`]
+    /// for this tenant), when the sender encoded it on its own thread;
+    /// encoded on a blocking thread otherwise.
+    pub record: Option<Bytes>,
     /// The HTTP endpoint they came from (a metric label).
     pub endpoint: &'static str,
 }
@@ -84,11 +89,27 @@ impl Handler<Distribute> for Distributor {
         let profiles = Arc::new(msg.profiles);
         let cluster = self.cluster.clone();
         let tenant = self.tenant.clone();
+        let record = msg.record;
         Box::pin(async move {
+            // Encoded once, off this actor's thread, for the WAL and replicas.
+            let record = match record {
+                Some(r) => r,
+                None => {
+                    let (t, p) = (tenant.clone(), profiles.clone());
+                    tokio::task::spawn_blocking(move || encode_record(&t, p.iter()))
+                        .await
+                        .map_err(|e| IngesterError::Storage(e.to_string()))?
+                        .map(Bytes::from)
+                        .map_err(|e| IngesterError::Storage(e.to_string()))?
+                }
+            };
             let stats = match (cluster, ingester) {
-                (Some(c), ingester) => c.replicate(&tenant, profiles, ingester).await?,
+                (Some(c), ingester) => c.replicate(&tenant, profiles, record, ingester).await?,
                 (None, Some(ingester)) => ingester
-                    .send(Append(profiles))
+                    .send(Append {
+                        profiles,
+                        record: Some(record),
+                    })
                     .await
                     .map_err(|e| IngesterError::Unavailable(e.to_string()))??,
                 (None, None) => {

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ignis_storage::block::new_ulid;
-use ignis_storage::{Head, SplitProfile, Wal};
+use ignis_storage::wal::Durable;
+use ignis_storage::{Head, SplitProfile, Wal, encode_record};
 use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
@@ -33,10 +35,28 @@ pub enum IngesterError {
     Unavailable(String),
 }
 
-/// Appends validated profiles to the head.
+/// Appends validated profiles to the WAL and the head; answers once they
+/// are durable.
 #[derive(Message)]
 #[rtype(result = "Result<AppendStats, IngesterError>")]
-pub struct Append(pub Arc<Vec<SplitProfile>>);
+pub struct Append {
+    /// The profiles.
+    pub profiles: Arc<Vec<SplitProfile>>,
+    /// The same profiles as a WAL record ([`ignis_storage::encode_record`]
+    /// for this tenant), encoded by the sender so the ingester's thread does
+    /// not; encoded here when absent.
+    pub record: Option<Bytes>,
+}
+
+impl Append {
+    /// An append of `profiles` whose record the ingester encodes itself.
+    pub fn new(profiles: Arc<Vec<SplitProfile>>) -> Self {
+        Self {
+            profiles,
+            record: None,
+        }
+    }
+}
 
 /// Asks the ingester to stop; its supervisor starts it again with backoff,
 /// keeping the head. Sent on unrecoverable errors, and by tests.
@@ -128,27 +148,74 @@ impl Supervised for Ingester {
 }
 
 impl Handler<Append> for Ingester {
-    type Result = Result<AppendStats, IngesterError>;
+    type Result = ResponseFuture<Result<AppendStats, IngesterError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
+        // Written to the WAL and the head in arrival order here (so a cut's
+        // WAL position covers exactly what its head holds); acknowledged
+        // only once the WAL is on disk, a wait shared with concurrent
+        // appends (group commit) that does not hold this thread.
+        let durable = match self.write_wal(&msg) {
+            Ok(d) => d,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let stats = self.insert(&msg.profiles, ctx);
+        let tenant = self.tenant.clone();
+        Box::pin(async move {
+            let stats = stats?;
+            if let Some(durable) = durable {
+                durable.wait().await.map_err(|e| {
+                    tracing::error!(%tenant, error = %e, "WAL sync failed");
+                    IngesterError::Storage(e.to_string())
+                })?;
+            }
+            Ok(stats)
+        })
+    }
+}
+
+impl Ingester {
+    /// Appends the record of `msg` to the WAL, if there is one.
+    fn write_wal(&mut self, msg: &Append) -> Result<Option<Durable>, IngesterError> {
+        let Some(wal) = &self.wal else {
+            return Ok(None);
+        };
+        let fail = |e: String| {
+            tracing::error!(tenant = %self.tenant, error = %e, "WAL append failed");
+            IngesterError::Storage(e)
+        };
+        let encoded;
+        let record = match &msg.record {
+            Some(r) => r.as_ref(),
+            None => {
+                encoded = encode_record(&self.tenant, msg.profiles.iter())
+                    .map_err(|e| fail(e.to_string()))?;
+                encoded.as_slice()
+            }
+        };
+        let (seq, durable) = wal
+            .append_record(&self.tenant, record)
+            .map_err(|e| fail(e.to_string()))?;
+        let tenant = vec![("tenant", self.tenant.clone())];
+        self.metrics.wal_appends.get_or_create(&tenant).inc();
+        self.metrics
+            .wal_bytes
+            .get_or_create(&tenant)
+            .inc_by(record.len() as u64);
+        self.last_seq = Some(seq);
+        Ok(Some(durable))
+    }
+
+    /// Inserts `profiles` into the head.
+    fn insert(
+        &mut self,
+        profiles: &[SplitProfile],
+        ctx: &mut Context<Self>,
+    ) -> Result<AppendStats, IngesterError> {
         let mut stats = AppendStats::default();
-        if let Some(wal) = &self.wal {
-            // Durable first: only what is in the WAL is acknowledged.
-            let (seq, bytes) = wal.append(&self.tenant, &msg.0).map_err(|e| {
-                tracing::error!(tenant = %self.tenant, error = %e, "WAL append failed");
-                IngesterError::Storage(e.to_string())
-            })?;
-            let tenant = vec![("tenant", self.tenant.clone())];
-            self.metrics.wal_appends.get_or_create(&tenant).inc();
-            self.metrics
-                .wal_bytes
-                .get_or_create(&tenant)
-                .inc_by(bytes as u64);
-            self.last_seq = Some(seq);
-        }
         self.head_since.get_or_insert_with(Instant::now);
         let mut head = self.head.write();
-        for p in msg.0.iter() {
+        for p in profiles {
             match head.insert(p) {
                 Ok(s) => {
                     stats.profiles += s.profiles;

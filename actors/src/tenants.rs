@@ -481,6 +481,7 @@ mod tests {
         let stats = distributor
             .send(Distribute {
                 profiles: vec![profile(2_000_000)],
+                record: None,
                 endpoint: "test",
             })
             .await
@@ -492,6 +493,7 @@ mod tests {
         let stats = distributor
             .send(Distribute {
                 profiles: vec![profile(3_000_000)],
+                record: None,
                 endpoint: "test",
             })
             .await

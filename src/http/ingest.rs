@@ -9,8 +9,8 @@ use ignis_actors::ingest::{
     IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy,
     decode_push, detect_format,
 };
-use ignis_storage::SplitProfile;
 use ignis_storage::proto::push::v1::{PushRequest, PushResponse};
+use ignis_storage::{SplitProfile, encode_record};
 use tracing::Instrument;
 
 use super::body::{decode_content_encoding, read_body};
@@ -43,11 +43,13 @@ async fn push_inner(
     let raw_len = raw.len();
     let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;
     let msg: PushRequest = codec.decode(&body)?;
-    let profiles = web::block(move || decode_push(msg, &limits, now_ns()))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
-    store(state, &tenant, profiles, "push", raw_len).await?;
+    let t = tenant.clone();
+    let (profiles, record) =
+        web::block(move || with_record(&t, decode_push(msg, &limits, now_ns())))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+    let profiles = profiles.map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
+    store(state, &tenant, profiles, record, "push", raw_len).await?;
     Ok(codec.respond(&PushResponse {}))
 }
 
@@ -98,28 +100,50 @@ async fn ingest_inner(
             | LegacyFormat::Jfr
             | LegacyFormat::Speedscope
     );
-    let profiles = web::block(move || decode_legacy(&params, format, body, &limits, now_ns()))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            let status = match e.reason {
-                Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => {
-                    StatusCode::BAD_REQUEST
-                }
-                Reason::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
-                _ if pprof_like => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            ApiError::from_ingest(e, status)
-        })?;
-    store(state, &tenant, profiles, "ingest", raw_len).await?;
+    let t = tenant.clone();
+    let (profiles, record) = web::block(move || {
+        with_record(&t, decode_legacy(&params, format, body, &limits, now_ns()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let profiles = profiles.map_err(|e| {
+        let status = match e.reason {
+            Reason::InvalidRequest | Reason::InvalidLabels | Reason::MissingLabels => {
+                StatusCode::BAD_REQUEST
+            }
+            Reason::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
+            _ if pprof_like => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::from_ingest(e, status)
+    })?;
+    store(state, &tenant, profiles, record, "ingest", raw_len).await?;
     Ok(HttpResponse::Ok().finish())
+}
+
+/// The decoded profiles and, when they decoded, their WAL record, encoded
+/// here on the blocking pool rather than on the tenant's actor thread.
+#[allow(clippy::type_complexity)]
+fn with_record(
+    tenant: &str,
+    decoded: Result<Vec<SplitProfile>, IngestError>,
+) -> Result<(Result<Vec<SplitProfile>, IngestError>, Option<Bytes>), ApiError> {
+    let record = match &decoded {
+        Ok(p) if !p.is_empty() => Some(
+            encode_record(tenant, p.iter())
+                .map(Bytes::from)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    Ok((decoded, record))
 }
 
 async fn store(
     state: &AppState,
     tenant: &str,
     profiles: Vec<SplitProfile>,
+    record: Option<Bytes>,
     endpoint: &'static str,
     bytes: usize,
 ) -> Result<(), ApiError> {
@@ -134,7 +158,11 @@ async fn store(
         .ok_or_else(|| ApiError::unavailable("this node does not run the distributor role"))?;
     let span = tracing::debug_span!("distribute", tenant, profiles = profiles.len());
     distributor
-        .send(Distribute { profiles, endpoint })
+        .send(Distribute {
+            profiles,
+            record,
+            endpoint,
+        })
         .instrument(span)
         .await
         .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?

@@ -65,6 +65,7 @@ pub async fn call(
                     "this node does not run the ingester role",
                 ));
             }
+            let record = body.clone();
             let (tenant, profiles) = web::block(move || decode_record(&body))
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?
@@ -76,7 +77,11 @@ pub async fn call(
                 .ingester
                 .ok_or_else(|| ApiError::bad_request("this node does not run the ingester role"))?;
             let stats = ingester
-                .send(Append(Arc::new(profiles)))
+                .send(Append {
+                    profiles: Arc::new(profiles),
+                    // Stored in the WAL as received: it is this tenant's record.
+                    record: Some(record),
+                })
                 .await
                 .map_err(|e| ApiError::unavailable(format!("ingester unavailable: {e}")))?
                 .map_err(|e| ApiError::unavailable(e.to_string()))?;

@@ -89,6 +89,7 @@ pub async fn export(
         distributor
             .send(Distribute {
                 profiles,
+                record: None,
                 endpoint: ENDPOINT,
             })
             .await

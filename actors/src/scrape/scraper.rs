@@ -320,6 +320,7 @@ impl Job {
         distributor
             .send(Distribute {
                 profiles: vec![split],
+                record: None,
                 endpoint: "scrape",
             })
             .await
