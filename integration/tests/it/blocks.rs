@@ -556,3 +556,151 @@ async fn blocks_of_a_remote_bucket_are_cached_on_local_disk() -> Result<()> {
     ensure!(data.path().join("index/files/anonymous").is_dir());
     Ok(())
 }
+
+/// One Push of the Go CPU fixture for `service`, re-stamped at each of `times_ns`.
+fn push_many(service: &str, times_ns: &[i64]) -> Result<Vec<u8>> {
+    use ignis_storage::proto::google::v1::Profile;
+    use ignis_storage::proto::push::v1::{PushRequest, RawSample};
+    use prost::Message;
+    let mut req = PushRequest::decode(push_at(service, times_ns[0])?.as_slice())?;
+    let series = req.series.first_mut().context("push series")?;
+    let first = series
+        .samples
+        .first()
+        .context("push sample")?
+        .raw_profile
+        .clone();
+    let p = Profile::decode(first.as_slice())?;
+    series.samples = times_ns
+        .iter()
+        .map(|&t| RawSample {
+            raw_profile: Profile {
+                time_nanos: t,
+                ..p.clone()
+            }
+            .encode_to_vec(),
+            id: String::new(),
+        })
+        .collect();
+    Ok(req.encode_to_vec())
+}
+
+/// Answers of one-service queries over sub-ranges of a history of
+/// `services` × `times` Go CPU profiles.
+async fn one_service_answers(client: &Client, times: &[i64]) -> Result<Vec<Value>> {
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let ms = |i: usize| times[i] / 1_000_000;
+    let mut out = vec![
+        client
+            .flamegraph(CPU, "{service_name=\"svc-03\"}", ms(10), ms(20))
+            .await?,
+        client
+            .connect_json(
+                "SelectSeries",
+                json!({"profileTypeID": CPU, "labelSelector": "{service_name=~\"svc-0[45]\"}",
+                       "start": ms(0), "end": ms(30), "step": 60.0, "groupBy": ["service_name"]}),
+            )
+            .await?,
+        client
+            .connect_json(
+                "LabelValues",
+                json!({"name": "__profile_type__", "matchers": ["{service_name=\"svc-07\"}"],
+                       "start": ms(5), "end": ms(6)}),
+            )
+            .await?,
+    ];
+    let p = client
+        .merged_pprof(CPU, "{service_name=\"svc-09\"}", ms(40), ms(59))
+        .await?;
+    out.push(serde_json::to_value(&p)?);
+    Ok(out)
+}
+
+#[tokio::test]
+async fn pruned_block_reads_answer_like_the_head_on_disk_and_on_s3() -> Result<()> {
+    const SERVICES: usize = 12;
+    let per = ignis_integration::fixtures::read_json("go/cpu.expected.json")?["value_sums"]
+        ["cpu/nanoseconds"]
+        .as_i64()
+        .context("truth")?;
+    // 60 profiles 10 s apart per service: ~250 000 sample rows, 4 row groups.
+    let times: Vec<i64> = (0..60)
+        .map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000)
+        .collect();
+    let ingest = |client: Client| {
+        let times = times.clone();
+        async move {
+            for s in 0..SERVICES {
+                let r = client
+                    .post(
+                        "/push.v1.PusherService/Push",
+                        &[("content-type", "application/proto")],
+                        push_many(&format!("svc-{s:02}"), &times)?,
+                    )
+                    .await?;
+                ensure!(r.status().is_success(), "{}", r.status());
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let pruned = |client: Client| async move {
+        ensure!(
+            metric(&client, "ignis_store_gateway_pruned_reads_total").await? >= 4.0,
+            "the block was not read pruned"
+        );
+        ensure!(
+            metric(&client, "ignis_block_cache_misses_total").await? == 0.0,
+            "the block was decoded whole"
+        );
+        ensure!(metric(&client, "ignis_store_gateway_row_groups_skipped_total").await? > 0.0);
+        Ok::<_, anyhow::Error>(())
+    };
+
+    // From the head, then from the block the stopped node cut.
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    ingest(client.clone()).await?;
+    let from_head = one_service_answers(&client, &times).await?;
+    ensure!(fg_total(&from_head[0]) == 11 * per, "head total");
+    node.stop()?;
+    ensure!(block_dirs(data.path())?.len() == 1);
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    let from_fs = one_service_answers(&client, &times).await?;
+    pruned(client).await?;
+    node.stop()?;
+    ensure!(
+        from_fs == from_head,
+        "filesystem block answers differ from the head"
+    );
+
+    // The same history through a real S3 server, read by a fresh node.
+    let s3 = ignis_integration::s3::S3Server::start().await?;
+    s3.create_bucket("ignis-pruned").await?;
+    let s3_config = |c: &mut ignis::Config| {
+        c.storage.bucket.backend = "s3".into();
+        c.storage.bucket.bucket = "ignis-pruned".into();
+        c.storage.bucket.endpoint = s3.endpoint.clone();
+        c.storage.bucket.region = "us-east-1".into();
+        c.storage.bucket.access_key_id = "testing".into();
+        c.storage.bucket.secret_access_key = "testing".into();
+    };
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), s3_config)?;
+    ingest(Client::new(&node.url)).await?;
+    node.stop()?;
+    let fresh = tempfile::tempdir()?;
+    let node = TestNode::start_in(fresh.path(), s3_config)?;
+    let client = Client::new(&node.url);
+    let from_s3 = one_service_answers(&client, &times).await?;
+    // Twice: the second time every footer comes from the cache.
+    ensure!(one_service_answers(&client, &times).await? == from_s3);
+    pruned(client.clone()).await?;
+    ensure!(metric(&client, "ignis_parquet_footers_cached").await? >= 2.0);
+    ensure!(
+        from_s3 == from_head,
+        "S3 block answers differ from the head"
+    );
+    Ok(())
+}
