@@ -28,6 +28,7 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use ignis_query::block_read::BlockTables;
 use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, Scope, Source};
@@ -37,6 +38,9 @@ use ignis_storage::block::{
 use tracing::Instrument;
 
 use super::{Entry, StoreGateway, tables_key};
+
+/// Blocks one query reads at once.
+pub const CONCURRENT_BLOCK_READS: usize = 4;
 
 /// How one block answered a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +55,10 @@ pub enum BlockRead {
 
 impl StoreGateway {
     /// What `scope` needs of `tenant`'s blocks in `[start_ns, end_ns]`
-    /// that this node serves: one source per block, following the rule of
-    /// this module.
+    /// that this node serves: one source per block (oldest first), following
+    /// the rule of this module. Up to [`CONCURRENT_BLOCK_READS`] blocks are
+    /// read at once, so a long range waits on the bucket's latency a few
+    /// times, not once per block.
     pub async fn sources(
         &self,
         tenant: &str,
@@ -60,12 +66,14 @@ impl StoreGateway {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
-        let mut out = Vec::new();
-        for meta in self.metas(tenant, start_ns, end_ns) {
-            let span = tracing::debug_span!("read_block", tenant, ulid = %meta.ulid);
-            out.push(self.source(meta, scope).instrument(span).await?.0);
-        }
-        Ok(out)
+        futures::stream::iter(self.metas(tenant, start_ns, end_ns))
+            .map(|meta| {
+                let span = tracing::debug_span!("read_block", tenant, ulid = %meta.ulid);
+                async move { Ok(self.source(meta, scope).instrument(span).await?.0) }
+            })
+            .buffered(CONCURRENT_BLOCK_READS)
+            .try_collect()
+            .await
     }
 
     /// One block's source for `scope`, and how it was read.
