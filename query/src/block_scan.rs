@@ -86,18 +86,23 @@ impl RowFilter {
     }
 }
 
-/// Sorted, unique `refs` as at most `max` inclusive ranges: consecutive refs
+/// `refs` as at most `max` inclusive ranges, ascending: consecutive refs
 /// are joined, then the ranges with the smallest gaps between them merged.
 pub fn series_ranges(refs: &[u32], max: usize) -> Vec<(u32, u32)> {
+    let mut refs = refs.to_vec();
+    refs.sort_unstable();
+    refs.dedup();
     let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for &r in refs {
+    for r in refs {
         match ranges.last_mut() {
             Some((_, hi)) if hi.checked_add(1) == Some(r) => *hi = r,
             _ => ranges.push((r, r)),
         }
     }
     while ranges.len() > max.max(1) {
-        let Some(i) = (0..ranges.len() - 1).min_by_key(|&i| ranges[i + 1].0 - ranges[i].1) else {
+        let Some(i) =
+            (0..ranges.len() - 1).min_by_key(|&i| ranges[i + 1].0.saturating_sub(ranges[i].1))
+        else {
             break;
         };
         ranges[i].1 = ranges[i + 1].1;
@@ -295,5 +300,6 @@ mod tests {
             vec![(1, 3), (7, 10)]
         );
         assert_eq!(series_ranges(&[0, 100, u32::MAX], 1), vec![(0, u32::MAX)]);
+        assert_eq!(series_ranges(&[9, 1, 2, 1], 4), vec![(1, 2), (9, 9)]);
     }
 }

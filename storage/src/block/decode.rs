@@ -48,14 +48,16 @@ fn read(files: &HashMap<String, Bytes>, name: &str) -> Result<Vec<RecordBatch>, 
     read_parquet(data)
 }
 
+fn wrong_type(file: &str, name: &str) -> BlockError {
+    BlockError::Corrupt(format!(
+        "{file}: column {name} is missing or has the wrong type"
+    ))
+}
+
 fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a T, BlockError> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| {
-            BlockError::Corrupt(format!(
-                "{file}: column {name} is missing or has the wrong type"
-            ))
-        })
+        .ok_or_else(|| wrong_type(file, name))
 }
 
 /// Rebuilds a head from a block's files (keyed by file name).
@@ -171,10 +173,12 @@ pub fn decode_symbols(files: &HashMap<String, Bytes>) -> Result<SymbolTable, Blo
         for i in 0..b.num_rows() {
             let fv = funcs.value(i);
             let lv = lines.value(i);
-            let (fv, lv) = (
-                fv.as_primitive::<UInt32Type>(),
-                lv.as_primitive::<Int64Type>(),
-            );
+            let (Some(fv), Some(lv)) = (
+                fv.as_primitive_opt::<UInt32Type>(),
+                lv.as_primitive_opt::<Int64Type>(),
+            ) else {
+                return Err(wrong_type("locations", "line_function_ids or line_numbers"));
+            };
             let lines = fv
                 .values()
                 .iter()
@@ -192,12 +196,10 @@ pub fn decode_symbols(files: &HashMap<String, Bytes>) -> Result<SymbolTable, Blo
         let locs = col::<arrow::array::ListArray>(&b, "stacks", "location_ids")?;
         for i in 0..b.num_rows() {
             let v = locs.value(i);
-            sym.stacks.intern(
-                v.as_primitive::<UInt32Type>()
-                    .values()
-                    .to_vec()
-                    .into_boxed_slice(),
-            );
+            let ids = v
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| wrong_type("stacks", "location_ids"))?;
+            sym.stacks.intern(ids.values().to_vec().into_boxed_slice());
         }
     }
     Ok(sym)
@@ -211,8 +213,12 @@ pub fn decode_series(data: &Bytes) -> Result<Vec<Series>, BlockError> {
         let labels = col::<MapArray>(&b, "series", "labels")?;
         for i in 0..b.num_rows() {
             let entries = labels.value(i);
-            let keys = entries.column(0).as_string::<i32>();
-            let values = entries.column(1).as_string::<i32>();
+            let (Some(keys), Some(values)) = (
+                entries.column(0).as_string_opt::<i32>(),
+                entries.column(1).as_string_opt::<i32>(),
+            ) else {
+                return Err(wrong_type("series", "labels"));
+            };
             let l = Labels::from_pairs((0..keys.len()).map(|j| (keys.value(j), values.value(j))));
             series.push(Series {
                 fingerprint: l.fingerprint(),
