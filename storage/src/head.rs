@@ -6,7 +6,11 @@
 //! older SDKs send it) are also kept per span, beside that aggregate; rows
 //! without spans pay one empty pointer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+// foldhash (hashbrown's default): the ingest and merge maps are keyed by
+// integers, where std's SipHash showed up in profiles of the ingest path.
+use hashbrown::HashMap;
 
 use crate::symbols::ImportMemo;
 

@@ -2,7 +2,8 @@
 //!
 //! Ids are dense `u32` indexes into each table. String id 0 is always `""`.
 
-use std::collections::HashMap;
+// foldhash (hashbrown's default), not SipHash: these maps sit on the ingest path.
+use hashbrown::HashMap;
 
 use crate::interner::Interner;
 use crate::proto::google::v1 as pprof;

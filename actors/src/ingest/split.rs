@@ -3,7 +3,8 @@
 //! One pprof becomes one series per (sample-label set × sample type), labelled
 //! as Pyroscope labels them (`__profile_type__`, `__type__`, `__unit__`, …).
 
-use std::collections::{HashMap, HashSet};
+// foldhash (hashbrown's default), not SipHash: this runs for every pushed profile.
+use hashbrown::{HashMap, HashSet};
 
 use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
@@ -242,7 +243,7 @@ fn validate_profile(
         if let Some(id) = sample
             .location_id
             .iter()
-            .find(|id| !location_ids.contains(id))
+            .find(|&&id| !location_ids.contains(&id))
         {
             return Err(IngestError::malformed(format!(
                 "sample references unknown location id {id}"
