@@ -9,6 +9,8 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ignis_query::flamegraph::FlameTree;
+use ignis_query::render::{RenderRequest, render};
 use ignis_query::{Engine, QueryLimits, Source};
 use ignis_storage::Head;
 use ignis_storage::proto::querier::v1 as q;
@@ -107,6 +109,33 @@ fn query(c: &mut Criterion) {
     });
     g.bench_function("select_merge_profile_encoded", |b| {
         b.iter(|| merged_pprof(&engine))
+    });
+    g.finish();
+
+    // The tree step alone, on stacks merged once: tree → FlameGraph (the
+    // querier API's shape) and tree → flamebearer levels (the legacy /render).
+    let (start, end) = range();
+    let (_, sel) = engine
+        .typed_selection(CPU, "{}", start, end)
+        .expect("selection");
+    let merged = engine.merge(&sel);
+    let mut g = c.benchmark_group("go_cpu_x1000_tree");
+    g.bench_function("tree_to_flamegraph", |b| {
+        b.iter(|| FlameTree::build(&merged, &[]).flamegraph(8192))
+    });
+    g.bench_function("tree_to_flamebearer_levels", |b| {
+        b.iter(|| FlameTree::build(&merged, &[]).levels(8192))
+    });
+    // The whole legacy /render answer (flame graph + timeline) as JSON text.
+    let req = RenderRequest {
+        query: format!("{CPU}{{}}"),
+        from_ms: start,
+        until_ms: end,
+        max_nodes: None,
+        group_by: vec![],
+    };
+    g.bench_function("render_flamebearer_json", |b| {
+        b.iter(|| render(&engine, &req).expect("render").to_string().len())
     });
     g.finish();
 }
