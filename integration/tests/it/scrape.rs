@@ -97,18 +97,23 @@ async fn scrape_pprofdemo_cumulative_profiles_become_exact_deltas() -> Result<()
         "scrape metrics missing"
     );
 
-    // Stop serving, then wait until every profile has had an attempt after
-    // that: attempts of a profile never overlap, so all served responses
-    // have been stored by then.
+    // Stop serving, then wait until every profile has had an attempt that
+    // *started* after that (`last_scrape_ms` is when the last one ended: a
+    // CPU scrape in flight at the close still completes and is stored):
+    // attempts of a profile never overlap, so all served responses have
+    // been stored by then.
     proxy.close();
     let closed_ms = now_ms() as u64;
     let deadline = Instant::now() + Duration::from_secs(3 * INTERVAL_SECS + 30);
+    let started_ms = |s: &Value| {
+        s["last_scrape_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(s["last_duration_ms"].as_u64().unwrap_or(0))
+    };
     loop {
         let st = scrape_status(&client).await?;
-        if st
-            .iter()
-            .all(|s| s["last_scrape_ms"].as_u64().unwrap_or(0) > closed_ms)
-        {
+        if st.iter().all(|s| started_ms(s) > closed_ms) {
             ensure!(
                 st.iter().all(|s| s["health"] == "down"),
                 "scrapes after the proxy closed should fail: {st:?}"
