@@ -63,8 +63,8 @@ fn gunzip_if(data: &[u8], gzip: bool) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Sum of the `cpu` sample type over every profile the SDK pushed.
-fn sent_cpu_ns(records: &[Record]) -> Result<i64> {
+/// Sum of the `cpu` sample type over every profile pushed for `service`.
+fn sent_cpu_ns(records: &[Record], service: &str) -> Result<i64> {
     let mut total = 0;
     for r in records {
         let gzip = r
@@ -73,6 +73,13 @@ fn sent_cpu_ns(records: &[Record]) -> Result<i64> {
             .any(|(k, v)| k == "content-encoding" && v.contains("gzip"));
         let req = PushRequest::decode(&gunzip_if(&r.request, gzip)?[..])?;
         for series in req.series {
+            let ours = series
+                .labels
+                .iter()
+                .any(|l| l.name == "service_name" && l.value == service);
+            if !ours {
+                continue;
+            }
             for sample in series.samples {
                 let p = pprof::Profile::decode(&gunzip_if(&sample.raw_profile, false)?[..])?;
                 let col = p
@@ -99,7 +106,11 @@ async fn check(
 ) -> Result<()> {
     let pushes = proxy.records("/push.v1.PusherService/Push");
     ensure!(!pushes.is_empty(), "{service}: the SDK pushed nothing");
-    let sent = sent_cpu_ns(&pushes)?;
+    let sent = sent_cpu_ns(&pushes, service)?;
+    ensure!(
+        sent > 0,
+        "{service}: the SDK pushed no CPU for this service"
+    );
     let selector = format!("{{service_name=\"{service}\",run=\"live\"}}");
     let fg = client
         .flamegraph(CPU, &selector, start_ms, now_ms() + 60_000)
@@ -186,13 +197,28 @@ async fn rust_sdk_live_profile_matches_its_cpu_time() -> Result<()> {
     let proxy = RecordingProxy::start(&node.url).await?;
     // SDKs stamp a profile with the start of its upload interval (aligned to 10 s).
     let start_ms = now_ms() - 120_000;
-    let url = proxy.url.clone();
-    let cpu = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(app);
-        cmd.args([&url, "live.rust", SECONDS]);
-        run_app(cmd)
-    })
-    .await??;
-    check(&client, &proxy, "live.rust", start_ms, cpu, "busy_fib").await?;
-    node.stop()
+    // pprof-rs samples on SIGPROF, and signals that arrive while one is
+    // pending merge: on a CI machine running other tests on both cores the
+    // SDK has been seen to send only 68 % of the program's CPU time (Ignis
+    // stored exactly what it sent). So a second run, under a new service
+    // name, gets a chance; a fault of Ignis's (a wrong unit, a lost push)
+    // fails both.
+    let mut last = None;
+    for service in ["live.rust", "live.rust.again"] {
+        let (url, app) = (proxy.url.clone(), app.clone());
+        let cpu = tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(app);
+            cmd.args([&url, service, SECONDS]);
+            run_app(cmd)
+        })
+        .await??;
+        match check(&client, &proxy, service, start_ms, cpu, "busy_fib").await {
+            Ok(()) => return node.stop(),
+            Err(e) => {
+                eprintln!("{service}: {e:#}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.context("no run")?)
 }
