@@ -41,30 +41,7 @@ pub struct BlockTables {
 impl BlockTables {
     /// An estimate of the memory held, in bytes (for cache budgets).
     pub fn approx_bytes(&self) -> u64 {
-        let sym = &self.symbols;
-        let strings: usize = sym.strings.items().iter().map(|s| s.len() + 24).sum();
-        let stacks: usize = sym.stacks.items().iter().map(|s| s.len() * 4 + 24).sum();
-        let locations: usize = sym
-            .locations
-            .items()
-            .iter()
-            .map(|l| l.lines.len() * 16 + 40)
-            .sum();
-        let symbols =
-            strings + stacks + locations + sym.functions.len() * 24 + sym.mappings.len() * 48;
-        let series: usize = self
-            .series
-            .iter()
-            .map(|s| {
-                s.labels
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                    + 64
-            })
-            .sum();
-        // Interning tables roughly double the symbol memory (as for heads).
-        (symbols * 2 + series) as u64
+        ignis_storage::head::approx_tables_bytes(&self.symbols, &self.series)
     }
 
     /// The `series_ref`s of the series some selection of `scope` wants, ascending.

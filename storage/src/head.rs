@@ -279,30 +279,7 @@ impl Head {
 
     /// An estimate of the memory the head takes, in bytes (for cache budgets).
     pub fn approx_bytes(&self) -> u64 {
-        let sym = &self.symbols;
-        let strings: usize = sym.strings.items().iter().map(|s| s.len() + 24).sum();
-        let stacks: usize = sym.stacks.items().iter().map(|s| s.len() * 4 + 24).sum();
-        let locations: usize = sym
-            .locations
-            .items()
-            .iter()
-            .map(|l| l.lines.len() * 16 + 40)
-            .sum();
-        let symbols =
-            strings + stacks + locations + sym.functions.len() * 24 + sym.mappings.len() * 48;
-        let series: usize = self
-            .series
-            .iter()
-            .map(|s| {
-                s.labels
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                    + 64
-            })
-            .sum();
-        // Interning tables roughly double the symbol memory.
-        (symbols * 2 + series) as u64
+        approx_tables_bytes(&self.symbols, &self.series)
             + self.stats.samples * 12
             + self.stats.span_samples * 24
             + self.stats.profiles * 72
@@ -566,6 +543,38 @@ impl Head {
     pub fn profile_type_of(series: &Series) -> &str {
         series.labels.get(names::PROFILE_TYPE).unwrap_or("")
     }
+}
+
+/// An estimate of the memory `symbols` and the labels of `series` hold, in
+/// bytes (interning tables included), for cache budgets.
+pub fn approx_tables_bytes(symbols: &SymbolTable, series: &[Series]) -> u64 {
+    let strings: usize = symbols.strings.items().iter().map(|s| s.len() + 24).sum();
+    let stacks: usize = symbols
+        .stacks
+        .items()
+        .iter()
+        .map(|s| s.len() * 4 + 24)
+        .sum();
+    let locations: usize = symbols
+        .locations
+        .items()
+        .iter()
+        .map(|l| l.lines.len() * 16 + 40)
+        .sum();
+    let symbol_bytes =
+        strings + stacks + locations + symbols.functions.len() * 24 + symbols.mappings.len() * 48;
+    let series_bytes: usize = series
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+                + 64
+        })
+        .sum();
+    // Interning tables roughly double the symbol memory.
+    (symbol_bytes * 2 + series_bytes) as u64
 }
 
 #[cfg(test)]
