@@ -60,6 +60,24 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a
         .ok_or_else(|| wrong_type(file, name))
 }
 
+/// The `(series_ref, timestamp_ns, profile_id)` key of each row of a
+/// `samples` or `profiles` batch; format 1 has no profile ids, so every row
+/// is profile 0 there.
+fn row_keys<'a>(
+    b: &'a RecordBatch,
+    file: &str,
+    with_ids: bool,
+) -> Result<impl Fn(usize) -> RowKey + 'a, BlockError> {
+    let sref = col::<UInt32Array>(b, file, "series_ref")?;
+    let ts = col::<Int64Array>(b, file, "timestamp_ns")?;
+    let ids = if with_ids {
+        Some(col::<UInt64Array>(b, file, "profile_id")?)
+    } else {
+        None
+    };
+    Ok(move |i: usize| (sref.value(i), ts.value(i), ids.map_or(0, |a| a.value(i))))
+}
+
 /// Rebuilds a head from a block's files (keyed by file name).
 pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<Head, BlockError> {
     if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
@@ -259,20 +277,13 @@ pub fn group_sample_rows(
     };
     for b in batches {
         let f = "samples";
-        let (sref, ts, stack, value) = (
-            col::<UInt32Array>(b, f, "series_ref")?,
-            col::<Int64Array>(b, f, "timestamp_ns")?,
+        let key_of = row_keys(b, f, with_ids)?;
+        let (stack, value) = (
             col::<UInt32Array>(b, f, "stack_id")?,
             col::<Int64Array>(b, f, "value")?,
         );
-        // Format 1 has no profile ids: every row is profile 0.
-        let ids = if with_ids {
-            Some(col::<UInt64Array>(b, f, "profile_id")?)
-        } else {
-            None
-        };
         for i in 0..b.num_rows() {
-            let key = (sref.value(i), ts.value(i), ids.map_or(0, |a| a.value(i)));
+            let key = key_of(i);
             match &mut current {
                 Some((k, stacks, values)) if *k == key => {
                     stacks.push(stack.value(i));
@@ -317,18 +328,10 @@ pub fn group_profile_rows(
     };
     for b in batches {
         let f = "profiles";
-        let (sref, ts, total) = (
-            col::<UInt32Array>(b, f, "series_ref")?,
-            col::<Int64Array>(b, f, "timestamp_ns")?,
-            col::<Int64Array>(b, f, "total")?,
-        );
-        let ids = if with_ids {
-            Some(col::<UInt64Array>(b, f, "profile_id")?)
-        } else {
-            None
-        };
+        let key_of = row_keys(b, f, with_ids)?;
+        let total = col::<Int64Array>(b, f, "total")?;
         for i in 0..b.num_rows() {
-            let key = (sref.value(i), ts.value(i), ids.map_or(0, |a| a.value(i)));
+            let key = key_of(i);
             match &mut current {
                 Some((k, sum)) if *k == key => *sum = sum.saturating_add(total.value(i)),
                 _ => {
