@@ -9,7 +9,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod loadgen;
-pub mod roles;
+pub use ignis_cluster::roles;
 pub mod telemetry;
 
 use std::future::Future;
@@ -162,7 +162,7 @@ async fn join_cluster(
             dead_node_grace: std::time::Duration::from_secs(c.dead_node_grace_secs),
             roles: roles.names().iter().map(|r| r.to_string()).collect(),
             http_addr: http,
-            protocol: ignis_cluster::rpc::PROTOCOL_VERSION,
+            protocol: ignis_actors::peer::PROTOCOL_VERSION,
         },
         &ignis_cluster::UdpTransport,
     )
@@ -172,6 +172,7 @@ async fn join_cluster(
     let rpc = RpcClient::new(
         std::time::Duration::from_millis(c.rpc_timeout_ms.max(1)),
         c.rpc_retries,
+        ignis_actors::peer::PROTOCOL_VERSION,
     )
     .map_err(|e| bad(e.to_string()))?;
     // Keep the members gauge current.
@@ -193,7 +194,7 @@ async fn join_cluster(
     });
     Ok(Arc::new(ignis_actors::cluster::ClusterContext::new(
         membership,
-        rpc,
+        Arc::new(rpc),
         ignis_actors::cluster::ReplicationSettings {
             replication_factor: c.replication_factor,
             tokens_per_ingester: c.tokens_per_ingester,
@@ -255,7 +256,7 @@ where
     };
     let arbiters: Vec<actix::Arbiter> = (0..actor_threads).map(|_| actix::Arbiter::new()).collect();
     // Only ingesters keep a WAL (a standalone node is one).
-    let runs_ingester = !config.cluster.enabled || roles.has("ingester");
+    let runs_ingester = roles.has(roles::INGESTER);
     let wal = if runs_ingester {
         let wal_dir = config.storage.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
@@ -284,10 +285,23 @@ where
             .collect(),
         keep_shipped: secs(config.storage.block_sync_interval_secs.max(1) * 3),
     };
+    // A standalone node is a cluster of one (config validation gave it
+    // every role): the same write and read paths, with no peer to call.
     let cluster = if config.cluster.enabled {
-        Some(join_cluster(&config, &roles, listener.local_addr()?, &metrics).await?)
+        join_cluster(&config, &roles, listener.local_addr()?, &metrics).await?
     } else {
-        None
+        let http = listener.local_addr()?.to_string();
+        let node_id = if config.cluster.node_id.is_empty() {
+            http.clone()
+        } else {
+            config.cluster.node_id.clone()
+        };
+        Arc::new(ignis_actors::cluster::ClusterContext::standalone(
+            &node_id,
+            &http,
+            &roles.names(),
+            metrics.clone(),
+        ))
     };
     let mut tenants = Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
@@ -296,21 +310,10 @@ where
         metrics.clone(),
         config.query.limits(),
         config.query.max_concurrent_queries,
-    );
-    if let Some(c) = &cluster {
-        tenants = tenants
-            .with_cluster(c.clone())
-            .with_roles(ignis_actors::tenants::ActorRoles {
-                distributor: roles.has("distributor"),
-                ingester: roles.has("ingester"),
-                querier: roles.serves_reads(),
-            });
-    }
-    // The store-gateway serves blocks; a standalone node always runs one.
-    let store_gateway = match (
-        &blocks_store,
-        cluster.is_none() || roles.has("store-gateway"),
-    ) {
+    )
+    .with_cluster(cluster.clone())
+    .with_roles(roles.clone());
+    let store_gateway = match (&blocks_store, roles.has(roles::STORE_GATEWAY)) {
         (Some(store), true) => {
             let sg = Arc::new(ignis_actors::store_gateway::StoreGateway::open(
                 store.clone(),
@@ -320,21 +323,18 @@ where
                 config.storage.parquet_footer_cache_bytes,
                 metrics.clone(),
             )?);
-            if let Some(c) = &cluster {
-                let c = c.clone();
-                sg.set_owner(Arc::new(move |tenant: &str, ulid: &str| {
-                    c.owns_block(tenant, ulid)
-                }));
-            }
+            let c = cluster.clone();
+            sg.set_owner(Arc::new(move |tenant: &str, ulid: &str| {
+                c.owns_block(tenant, ulid)
+            }));
             tenants = tenants.with_store_gateway(sg.clone());
             Some(sg)
         }
         _ => None,
     };
     let tenants = Arc::new(tenants);
-    // In a cluster only ingesters and store-gateways hold data; other roles
-    // read it from them.
-    if cluster.is_none() || roles.has("ingester") || roles.has("store-gateway") {
+    // Only ingesters and store-gateways hold data; other roles read it from them.
+    if roles.has(roles::INGESTER) || roles.has(roles::STORE_GATEWAY) {
         let started = Instant::now();
         let (blocks_loaded, replayed) = tenants.load().await?;
         tracing::info!(
@@ -346,9 +346,7 @@ where
             "loaded blocks and replayed the WAL"
         );
     }
-    let hint_loop = cluster
-        .as_ref()
-        .map(|c| c.spawn_hint_delivery(std::time::Duration::from_millis(500)));
+    let hint_loop = cluster.spawn_hint_delivery(std::time::Duration::from_millis(500));
     let sync_loop = store_gateway.map(|sg| {
         let every = secs(config.storage.block_sync_interval_secs.max(1));
         actix_web::rt::spawn(async move {
@@ -451,17 +449,13 @@ where
     .listen(listener)?
     .run();
     let handle = server.handle();
-    if let Some(c) = &cluster {
-        c.membership.set_ready(true).await;
-    }
+    cluster.membership.set_ready(true).await;
     let _ = ready.send(());
     let leaving = cluster.clone();
     actix_web::rt::spawn(async move {
         shutdown.await;
         // Leave the ring first, so peers stop sending before this node stops.
-        if let Some(c) = leaving {
-            c.membership.leave().await;
-        }
+        leaving.membership.leave().await;
         handle.stop(true).await;
     });
     server.await?;
@@ -472,9 +466,7 @@ where
     if let Some(l) = sync_loop {
         l.abort();
     }
-    if let Some(l) = hint_loop {
-        l.abort();
-    }
+    hint_loop.abort();
     let flushed = tenants_for_shutdown.flush(true).await;
     tracing::info!(?flushed, "flushed heads to blocks");
     if let Some(w) = &wal {

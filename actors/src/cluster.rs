@@ -1,24 +1,29 @@
 //! A node's view of the cluster for its actors: the ingester ring built from
-//! gossip, replicated pushes acknowledged on quorum, and query fan-out to the
-//! ingesters with replicas counted once.
+//! membership, replicated pushes acknowledged on quorum, and query fan-out to
+//! the peers with the query's scope.
+//!
+//! A node without cluster configuration is a cluster of one
+//! ([`ClusterContext::standalone`]): its writes and reads take the same
+//! path, with this node as the only replica and no peer to ask.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::Addr;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ignis_cluster::rpc::{self, FetchRequest, PushReply};
-use ignis_cluster::{Member, MemberState, Membership, Ring, RpcClient};
-use ignis_storage::{Head, SplitProfile, decode_head, encode_head, encode_record};
+use ignis_cluster::{Member, MemberState, Membership, Ring};
+use ignis_query::Scope;
+use ignis_storage::{Head, SplitProfile, encode_record};
 use parking_lot::Mutex;
 use tracing::Instrument;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::hints::Hints;
-use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
+use crate::ingester::{AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
+use crate::peer::{Batch, PROTOCOL_VERSION, Peer, PeerSlice, Replica, SelectRequest, Transport};
 use crate::querier::QueryFailure;
 use crate::sealed::SealedList;
 
@@ -67,8 +72,8 @@ type CachedRing = (Arc<Vec<Member>>, Arc<RingView>);
 pub struct ClusterContext {
     /// Gossip membership.
     pub membership: Arc<Membership>,
-    /// Client for calls to peers.
-    pub rpc: RpcClient,
+    /// How calls reach peers.
+    pub transport: Arc<dyn Transport>,
     /// Replication settings.
     pub settings: ReplicationSettings,
     /// This node's id.
@@ -103,10 +108,10 @@ pub fn routing_key(tenant: &str, p: &SplitProfile) -> u64 {
 }
 
 impl ClusterContext {
-    /// A context over `membership`.
+    /// A context over `membership`, calling peers through `transport`.
     pub fn new(
         membership: Arc<Membership>,
-        rpc: RpcClient,
+        transport: Arc<dyn Transport>,
         settings: ReplicationSettings,
         node_id: String,
         local_ingester: bool,
@@ -114,7 +119,7 @@ impl ClusterContext {
     ) -> Self {
         Self {
             membership,
-            rpc,
+            transport,
             settings,
             node_id,
             local_ingester,
@@ -122,6 +127,36 @@ impl ClusterContext {
             metrics,
             cache: Mutex::new(None),
             sg_cache: Mutex::new(None),
+        }
+    }
+
+    /// A cluster of one: node `node_id` with every role, its own only
+    /// replica (no peer is ever called).
+    pub fn standalone(node_id: &str, http_addr: &str, roles: &[&str], metrics: Metrics) -> Self {
+        Self::new(
+            Arc::new(Membership::standalone(
+                node_id,
+                roles,
+                http_addr,
+                PROTOCOL_VERSION,
+            )),
+            Arc::new(NoPeers),
+            ReplicationSettings {
+                replication_factor: 1,
+                tokens_per_ingester: ignis_cluster::DEFAULT_TOKENS_PER_MEMBER,
+                max_hint_bytes: 0,
+            },
+            node_id.to_string(),
+            roles.contains(&INGESTER),
+            metrics,
+        )
+    }
+
+    /// The peer `member`, reached through this node's transport.
+    pub fn peer(&self, member: Member) -> Peer {
+        Peer {
+            member,
+            transport: self.transport.clone(),
         }
     }
 
@@ -179,7 +214,8 @@ impl ClusterContext {
 
     /// Stores `profiles` on their replicas and returns once every profile
     /// is on a quorum of them; fails (nothing acknowledged) when a quorum
-    /// cannot be reached.
+    /// cannot be reached. `record` is the WAL record of all of them;
+    /// `local` is this node's ingester of the tenant, if it runs one.
     pub async fn replicate(
         &self,
         tenant: &str,
@@ -203,49 +239,50 @@ impl ClusterContext {
         let mut pending = FuturesUnordered::new();
         // Replicas of the same profiles share one encoding; `record` is the
         // one of all of them.
-        let mut encoded: HashMap<Vec<usize>, Bytes> = HashMap::new();
-        encoded.insert((0..profiles.len()).collect(), record);
+        let mut batches: HashMap<Vec<usize>, Batch> = HashMap::new();
+        let all: Vec<usize> = (0..profiles.len()).collect();
+        batches.insert(
+            all,
+            Batch {
+                tenant: tenant.to_string(),
+                profiles: profiles.clone(),
+                record,
+            },
+        );
         for (node, idx) in groups {
-            let member = view.members.get(node).cloned();
-            let local = (node == self.node_id && self.local_ingester)
-                .then(|| local.clone())
-                .flatten();
-            let payload = match local {
-                Some(ingester) => Payload::Local(
-                    ingester,
-                    if idx.len() == profiles.len() {
-                        Append {
-                            profiles: profiles.clone(),
-                            record: encoded.get(&idx).cloned(),
-                        }
-                    } else {
-                        Append::new(Arc::new(idx.iter().map(|&i| profiles[i].clone()).collect()))
-                    },
-                ),
-                None => match encoded.get(&idx) {
-                    Some(b) => Payload::Remote(b.clone()),
-                    None => {
-                        let b = encode_record(tenant, idx.iter().map(|&i| &profiles[i]))
-                            .map(Bytes::from)
-                            .map_err(|e| IngesterError::Storage(e.to_string()))?;
-                        encoded.insert(idx.clone(), b.clone());
-                        Payload::Remote(b)
-                    }
+            let batch = match batches.get(&idx) {
+                Some(b) => b.clone(),
+                None => {
+                    let subset: Vec<SplitProfile> = idx.iter().map(|&i| profiles[i].clone()).collect();
+                    let record = encode_record(tenant, subset.iter())
+                        .map(Bytes::from)
+                        .map_err(|e| IngesterError::Storage(e.to_string()))?;
+                    let b = Batch {
+                        tenant: tenant.to_string(),
+                        profiles: Arc::new(subset),
+                        record,
+                    };
+                    batches.insert(idx.clone(), b.clone());
+                    b
+                }
+            };
+            let replica: Arc<dyn Replica> = match (&local, node == self.node_id) {
+                (Some(ingester), true) => Arc::new(ingester.clone()),
+                _ => match view.members.get(node) {
+                    Some(m) => Arc::new(self.peer(m.clone())),
+                    None => continue,
                 },
             };
-            let rpc = self.rpc.clone();
             let node = node.to_string();
             // Each replica write runs on its own task: the push returns at
             // quorum and the slower replicas finish in the background.
             let metrics = self.metrics.clone();
+            let local_write = node == self.node_id;
             let task = tokio::spawn(
                 async move {
-                    let record = match &payload {
-                        Payload::Remote(b) => Some(b.clone()),
-                        Payload::Local(..) => None,
-                    };
+                    let hint = batch.record.clone();
                     let span = tracing::debug_span!("replica_write", peer = %node);
-                    let res = push_one(&rpc, member, payload).instrument(span).await;
+                    let res = replica.append(batch).instrument(span).await;
                     let outcome = if res.is_ok() { "ok" } else { "error" };
                     metrics
                         .replica_writes
@@ -254,8 +291,8 @@ impl ClusterContext {
                             ("outcome", outcome.to_string()),
                         ])
                         .inc();
-                    // A failed remote write becomes a hint if the push is acknowledged.
-                    let hint = if res.is_err() { record } else { None };
+                    // A failed write to a peer becomes a hint if the push is acknowledged.
+                    let hint = (res.is_err() && !local_write).then_some(hint);
                     (node, res, hint)
                 }
                 .in_current_span(),
@@ -268,7 +305,7 @@ impl ClusterContext {
         let mut hints: Vec<(String, Bytes)> = Vec::new();
         while let Some((idx, joined)) = pending.next().await {
             let ok = match joined {
-                Ok((_, Ok(()), _)) => true,
+                Ok((_, Ok(_), _)) => true,
                 Ok((node, Err(e), hint)) => {
                     errors.push(format!("{node}: {e}"));
                     if let Some(h) = hint {
@@ -293,13 +330,15 @@ impl ClusterContext {
                 for (node, h) in hints {
                     queue.push(&node, h);
                 }
-                tokio::spawn(async move {
-                    while let Some((_, joined)) = pending.next().await {
-                        if let Ok((node, Err(_), Some(h))) = joined {
-                            queue.push(&node, h);
+                if !pending.is_empty() {
+                    tokio::spawn(async move {
+                        while let Some((_, joined)) = pending.next().await {
+                            if let Ok((node, Err(_), Some(h))) = joined {
+                                queue.push(&node, h);
+                            }
                         }
-                    }
-                });
+                    });
+                }
                 return Ok(stats_of(&profiles));
             }
             if acks.iter().zip(&remaining).any(|(&a, &r)| a + r < quorum) {
@@ -325,54 +364,66 @@ impl ClusterContext {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                for node in this.hints.nodes() {
-                    let view = this.ring();
-                    let Some(member) = view.members.get(&node).filter(|m| m.serving()) else {
-                        continue;
-                    };
-                    while let Some(record) = this.hints.front(&node) {
-                        match this.rpc.call(&member.http_addr, "push", record).await {
-                            Ok(_) => this.hints.delivered(&node),
-                            Err(e) => {
-                                tracing::debug!(node, error = %e, "hint delivery failed; retrying later");
-                                break;
-                            }
-                        }
-                    }
-                }
+                this.deliver_hints().await;
             }
         })
     }
 
-    /// What the other ingesters hold of `tenant` in `[start_ns, end_ns]`, one
-    /// head per peer (this node's own data is read in place by the caller;
-    /// replicas are counted once by the engine). Fails when so many
-    /// ingesters are unreachable that acknowledged profiles could be missing.
-    pub async fn gather(
+    /// One round of hint delivery: each node that serves again gets its
+    /// hinted writes in order, until one fails.
+    pub async fn deliver_hints(&self) {
+        for node in self.hints.nodes() {
+            let view = self.ring();
+            let Some(member) = view.members.get(&node).filter(|m| m.serving()) else {
+                continue;
+            };
+            let peer = self.peer(member.clone());
+            while let Some(record) = self.hints.front(&node) {
+                let batch = Batch {
+                    tenant: String::new(),
+                    profiles: Arc::default(),
+                    record,
+                };
+                match peer.append(batch).await {
+                    Ok(_) => self.hints.delivered(&node),
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "hint delivery failed; retrying later");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the other ingesters and store-gateways hold of `scope` of
+    /// `tenant` in `[start_ns, end_ns]`, one slice per peer (this node's
+    /// own data is read in place by the caller; replicas are counted once
+    /// by the engine). Fails when so many ingesters are unreachable that
+    /// acknowledged profiles could be missing. A cluster of one asks no one.
+    pub async fn select_peers(
         &self,
         tenant: &str,
+        scope: &Scope,
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<Vec<Head>, QueryFailure> {
+    ) -> Result<Vec<PeerSlice>, QueryFailure> {
         let view = self.ring();
         let sg_view = self.store_gateway_ring();
         // Every ingester (recent data) and store-gateway (blocks) but this node.
         let mut targets: HashMap<&String, &Member> = view.members.iter().collect();
         targets.extend(sg_view.members.iter());
+        targets.remove(&self.node_id);
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let req = Arc::new(SelectRequest::new(tenant, scope, start_ns, end_ns));
         let mut pending = FuturesUnordered::new();
         for (node, member) in targets {
-            if *node == self.node_id {
-                continue;
-            }
-            let node = node.clone();
-            let (rpc, member, tenant) = (self.rpc.clone(), member.clone(), tenant.to_string());
-            let span = tracing::debug_span!("fetch_peer", peer = %node);
+            let (node, peer) = (node.clone(), self.peer(member.clone()));
+            let span = tracing::debug_span!("select_peer", peer = %node);
+            let req = req.clone();
             pending.push(tokio::spawn(
-                async move {
-                    let res = fetch_one(&rpc, &member, &tenant, start_ns, end_ns).await;
-                    (node, res)
-                }
-                .instrument(span),
+                async move { (node, peer.select(&req).await) }.instrument(span),
             ));
         }
         let mut answers = Vec::new();
@@ -387,7 +438,7 @@ impl ClusterContext {
                         .inc();
                     errors.push(format!("{node}: {e}"));
                 }
-                Err(e) => errors.push(format!("fetch task failed: {e}")),
+                Err(e) => errors.push(format!("select task failed: {e}")),
             }
         }
         // Ingesters set the bound (a store-gateway needs only one of its
@@ -408,23 +459,24 @@ impl ClusterContext {
     }
 }
 
-/// A copy of this node's data of a tenant in a time range.
-pub fn slice_local(
-    head: &parking_lot::RwLock<Head>,
-    sealed: &SealedList,
-    start_ns: i64,
-    end_ns: i64,
-) -> Head {
-    let mut out = Head::new();
-    let mut seen = HashSet::new();
-    // Head first, then sealed: the order a cut takes its locks in.
-    let head = head.read();
-    let sealed = sealed.read().clone();
-    out.import_from(&head, |_| true, start_ns, end_ns, &mut seen);
-    for s in sealed.iter() {
-        out.import_from(&s.head, |_| true, start_ns, end_ns, &mut seen);
+/// The transport of a cluster of one: there is no peer to call.
+struct NoPeers;
+
+impl Transport for NoPeers {
+    fn call(
+        &self,
+        addr: &str,
+        _method: &str,
+        _body: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, ignis_cluster::RpcError>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            Err(ignis_cluster::RpcError::Unreachable {
+                addr,
+                reason: "a standalone node has no peers".into(),
+            })
+        })
     }
-    out
 }
 
 fn stats_of(profiles: &[SplitProfile]) -> AppendStats {
@@ -436,81 +488,4 @@ fn stats_of(profiles: &[SplitProfile]) -> AppendStats {
             .map(|s| s.samples.len() as u64)
             .sum(),
     }
-}
-
-/// What one replica receives: profiles for this node's own ingester, or an
-/// encoded record for a peer.
-enum Payload {
-    Local(Addr<Ingester>, Append),
-    Remote(Bytes),
-}
-
-async fn push_one(rpc: &RpcClient, member: Option<Member>, payload: Payload) -> Result<(), String> {
-    let body = match payload {
-        Payload::Local(ingester, append) => {
-            ingester
-                .send(append)
-                .await
-                .map_err(|e| format!("local ingester unavailable: {e}"))?
-                .map_err(|e| e.to_string())?;
-            return Ok(());
-        }
-        Payload::Remote(body) => body,
-    };
-    let Some(member) = member else {
-        return Err("not in the ring".into());
-    };
-    if !member.serving() {
-        return Err(format!("{:?}, ready={}", member.state, member.ready).to_lowercase());
-    }
-    let reply = rpc
-        .call(&member.http_addr, "push", body)
-        .await
-        .map_err(|e| e.to_string())?;
-    rpc::decode::<PushReply>(&reply).map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-async fn fetch_one(
-    rpc: &RpcClient,
-    member: &Member,
-    tenant: &str,
-    start_ns: i64,
-    end_ns: i64,
-) -> Result<Head, String> {
-    if !member.serving() {
-        return Err(format!("{:?}, ready={}", member.state, member.ready).to_lowercase());
-    }
-    let req = rpc::encode(&FetchRequest {
-        tenant: tenant.to_string(),
-        start_ns,
-        end_ns,
-    })
-    .map_err(|e| e.to_string())?;
-    let bytes = rpc
-        .call(&member.http_addr, "fetch", Bytes::from(req))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || decode_head(&bytes).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| e.to_string())?
-}
-
-/// Encodes this node's data of a tenant for a peer's fetch: its ingester's
-/// head and sealed heads, and the blocks its store-gateway serves.
-pub fn encode_slice(
-    local: Option<&LocalData>,
-    blocks: &[Arc<Head>],
-    start_ns: i64,
-    end_ns: i64,
-) -> Result<Vec<u8>, String> {
-    let mut head = match local {
-        Some(l) => slice_local(&l.head, &l.sealed, start_ns, end_ns),
-        None => Head::new(),
-    };
-    let mut seen = HashSet::new();
-    for b in blocks {
-        head.import_from(b, |_| true, start_ns, end_ns, &mut seen);
-    }
-    encode_head(&head).map_err(|e| e.to_string())
 }

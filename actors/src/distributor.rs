@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ignis_storage::{SplitProfile, encode_record};
 
 use crate::cluster::ClusterContext;
-use crate::ingester::{Append, AppendStats, Ingester, IngesterError};
+use crate::ingester::{AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::supervisor::Backoff;
 
@@ -25,23 +25,23 @@ pub struct Distribute {
     pub endpoint: &'static str,
 }
 
-/// Routes profiles to ingesters: the local one on a single node, or the
-/// replicas the hash ring picks in a cluster (acknowledged on quorum).
+/// Routes profiles to the replicas the hash ring picks (acknowledged on
+/// quorum); on a standalone node, a ring of one, that is its own ingester.
 pub struct Distributor {
     tenant: String,
     ingester: Option<Addr<Ingester>>,
-    cluster: Option<Arc<ClusterContext>>,
+    cluster: Arc<ClusterContext>,
     metrics: Metrics,
     backoff: Backoff,
 }
 
 impl Distributor {
-    /// A distributor sending to `ingester` (this node's, if it runs one), or
-    /// through `cluster` when given.
+    /// A distributor replicating through `cluster`; `ingester` is this
+    /// node's, if it runs one (its replica writes are in-process calls).
     pub fn new(
         tenant: String,
         ingester: Option<Addr<Ingester>>,
-        cluster: Option<Arc<ClusterContext>>,
+        cluster: Arc<ClusterContext>,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -103,21 +103,9 @@ impl Handler<Distribute> for Distributor {
                         .map_err(|e| IngesterError::Storage(e.to_string()))?
                 }
             };
-            let stats = match (cluster, ingester) {
-                (Some(c), ingester) => c.replicate(&tenant, profiles, record, ingester).await?,
-                (None, Some(ingester)) => ingester
-                    .send(Append {
-                        profiles,
-                        record: Some(record),
-                    })
-                    .await
-                    .map_err(|e| IngesterError::Unavailable(e.to_string()))??,
-                (None, None) => {
-                    return Err(IngesterError::Unavailable(
-                        "this node runs no ingester and is not in a cluster".into(),
-                    ));
-                }
-            };
+            let stats = cluster
+                .replicate(&tenant, profiles, record, ingester)
+                .await?;
             metrics
                 .ingested_profiles
                 .get_or_create(&labels)

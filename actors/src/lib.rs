@@ -10,6 +10,7 @@ pub mod hints;
 pub mod ingest;
 pub mod ingester;
 pub mod metrics;
+pub mod peer;
 pub mod querier;
 pub mod scrape;
 pub mod sealed;

@@ -1,4 +1,4 @@
-//! The querier: answers a tenant's queries over its head, off the actor threads.
+//! The querier: merges a tenant's queries over its data, off the actor threads.
 
 use std::sync::Arc;
 
@@ -6,8 +6,8 @@ use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Source};
 use ignis_storage::Head;
 use parking_lot::RwLock;
-use tokio::sync::Semaphore;
 
+use crate::peer::PeerSlice;
 use crate::sealed::{Sealed, SealedList};
 
 /// A query that failed.
@@ -24,13 +24,16 @@ pub enum QueryFailure {
 type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
 
 /// Runs a closure against the tenant's query engine; the engine reads the
-/// head, the sealed heads and `blocks` (from the store-gateway).
+/// head, the sealed heads, `blocks` (from the store-gateway) and `remote`
+/// (the peers' answers).
 pub struct RunQuery<R> {
     /// The query.
     pub query: QueryFn<R>,
     /// What the query needs of the blocks (whole or pruned), besides the
     /// ingester's data.
     pub blocks: Vec<Arc<dyn Source>>,
+    /// What the peers hold of the query's scope.
+    pub remote: Vec<PeerSlice>,
 }
 
 impl<R: Send + 'static> Message for RunQuery<R> {
@@ -43,7 +46,7 @@ pub(crate) fn sources<'a>(
     head: Option<&'a Head>,
     sealed: &'a [Arc<Sealed>],
     blocks: &'a [Arc<dyn Source>],
-    remote: &'a [Head],
+    remote: &'a [PeerSlice],
 ) -> Vec<&'a dyn Source> {
     let mut out: Vec<&dyn Source> =
         Vec::with_capacity(1 + sealed.len() + blocks.len() + remote.len());
@@ -54,27 +57,43 @@ pub(crate) fn sources<'a>(
     out
 }
 
-/// Runs queries for one tenant on the blocking pool, at most `permits` at once.
+/// Runs `msg` on the blocking pool over this node's `local` data of the
+/// tenant (if any), its blocks and the peers' answers.
+pub(crate) async fn merge<R: Send + 'static>(
+    local: Option<(Arc<RwLock<Head>>, SealedList)>,
+    msg: RunQuery<R>,
+    limits: Arc<QueryLimits>,
+) -> Result<R, QueryFailure> {
+    tokio::task::spawn_blocking(move || {
+        // Head first, then sealed: the order a cut takes its locks in,
+        // so data moving from one to the other is seen exactly once.
+        let head = local.as_ref().map(|(h, _)| h.read());
+        let sealed = local
+            .as_ref()
+            .map(|(_, s)| s.read().clone())
+            .unwrap_or_default();
+        let sources = sources(head.as_deref(), &sealed, &msg.blocks, &msg.remote);
+        (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+    })
+    .await
+    .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
+}
+
+/// Merges a tenant's queries over its head and sealed heads, the blocks and
+/// the peers' answers, on the blocking pool.
 pub struct Querier {
     head: Arc<RwLock<Head>>,
     sealed: SealedList,
     limits: Arc<QueryLimits>,
-    permits: Arc<Semaphore>,
 }
 
 impl Querier {
     /// A querier over `head` and the tenant's sealed heads.
-    pub fn new(
-        head: Arc<RwLock<Head>>,
-        sealed: SealedList,
-        limits: Arc<QueryLimits>,
-        permits: Arc<Semaphore>,
-    ) -> Self {
+    pub fn new(head: Arc<RwLock<Head>>, sealed: SealedList, limits: Arc<QueryLimits>) -> Self {
         Self {
             head,
             sealed,
             limits,
-            permits,
         }
     }
 }
@@ -89,25 +108,7 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
     type Result = ResponseFuture<Result<R, QueryFailure>>;
 
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
-        let head = self.head.clone();
-        let sealed = self.sealed.clone();
-        let limits = self.limits.clone();
-        let permits = self.permits.clone();
-        Box::pin(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-            tokio::task::spawn_blocking(move || {
-                // Head first, then sealed: the order a cut takes its locks in,
-                // so data moving from one to the other is seen exactly once.
-                let head = head.read();
-                let sealed = sealed.read().clone();
-                let sources = sources(Some(&head), &sealed, &msg.blocks, &[]);
-                (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
-            })
-            .await
-            .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
-        })
+        let local = Some((self.head.clone(), self.sealed.clone()));
+        Box::pin(merge(local, msg, self.limits.clone()))
     }
 }

@@ -14,6 +14,9 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use ignis_cluster::Roles;
+use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
+
 use crate::cluster::{ClusterContext, LocalData};
 use crate::distributor::Distributor;
 use crate::ingester::Ingester;
@@ -64,29 +67,9 @@ pub struct Tenants {
     pub(crate) metrics: Metrics,
     query_limits: Arc<QueryLimits>,
     query_permits: Arc<Semaphore>,
-    cluster: Option<Arc<ClusterContext>>,
+    cluster: Arc<ClusterContext>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
-    roles: ActorRoles,
-}
-
-/// Which per-tenant actors a node starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActorRoles {
-    /// Start distributors.
-    pub distributor: bool,
-    /// Start ingesters.
-    pub ingester: bool,
-    /// Start queriers.
-    pub querier: bool,
-}
-
-impl ActorRoles {
-    /// Every actor (a standalone node).
-    pub const ALL: Self = Self {
-        distributor: true,
-        ingester: true,
-        querier: true,
-    };
+    roles: Roles,
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -129,19 +112,30 @@ impl Tenants {
             arbiters,
             wal,
             blocks,
-            metrics,
+            metrics: metrics.clone(),
             query_limits: Arc::new(query_limits),
             query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
-            cluster: None,
+            cluster: Arc::new(ClusterContext::standalone(
+                "local",
+                "",
+                &ignis_cluster::roles::ALL_ROLES,
+                metrics,
+            )),
             store_gateway: None,
-            roles: ActorRoles::ALL,
+            roles: Roles::all(),
         }
     }
 
-    /// Starts only the actors of `roles` for each tenant.
-    pub fn with_roles(mut self, roles: ActorRoles) -> Self {
+    /// Starts only the actors of `roles` for each tenant (distributors,
+    /// ingesters, and queriers for the read roles).
+    pub fn with_roles(mut self, roles: Roles) -> Self {
         self.roles = roles;
         self
+    }
+
+    /// Whether this node runs ingesters.
+    pub fn runs_ingester(&self) -> bool {
+        self.roles.has(INGESTER)
     }
 
     /// Serves historical blocks through `sg` (which also takes over the
@@ -216,32 +210,16 @@ impl Tenants {
         }
     }
 
-    /// The whole decoded blocks this node serves for `tenant` in
-    /// `[start_ns, end_ns]` (a peer's fetch forwards them).
-    pub async fn block_heads(
-        &self,
-        tenant: &str,
-        start_ns: i64,
-        end_ns: i64,
-    ) -> Result<Vec<Arc<Head>>, QueryFailure> {
-        match &self.store_gateway {
-            Some(sg) => sg
-                .heads(tenant, start_ns, end_ns)
-                .await
-                .map_err(|e| QueryFailure::Unavailable(format!("reading blocks: {e}"))),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Routes writes and reads through the cluster (ring, replicas, fan-out).
+    /// Routes writes and reads through `cluster` (by default, a cluster of
+    /// this node alone).
     pub fn with_cluster(mut self, cluster: Arc<ClusterContext>) -> Self {
-        self.cluster = Some(cluster);
+        self.cluster = cluster;
         self
     }
 
-    /// The cluster context, when the node is part of one.
-    pub fn cluster(&self) -> Option<&Arc<ClusterContext>> {
-        self.cluster.as_ref()
+    /// The cluster this node is part of (itself alone when standalone).
+    pub fn cluster(&self) -> &Arc<ClusterContext> {
+        &self.cluster
     }
 
     /// This node's data of `tenant` (head and sealed heads), if it has any.
@@ -287,7 +265,7 @@ impl Tenants {
             self.wal.clone(),
             self.metrics.clone(),
         );
-        let ingester = self.roles.ingester.then(|| {
+        let ingester = self.roles.has(INGESTER).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
                 Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
             })
@@ -298,20 +276,15 @@ impl Tenants {
             self.cluster.clone(),
             self.metrics.clone(),
         );
-        let distributor = self.roles.distributor.then(|| {
+        let distributor = self.roles.has(DISTRIBUTOR).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
                 Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
             })
         });
-        let (h, s, l, p) = (
-            head.clone(),
-            sealed.clone(),
-            self.query_limits.clone(),
-            self.query_permits.clone(),
-        );
-        let querier = self.roles.querier.then(|| {
+        let (h, s, l) = (head.clone(), sealed.clone(), self.query_limits.clone());
+        let querier = self.roles.serves_reads().then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
-                Querier::new(h.clone(), s.clone(), l.clone(), p.clone())
+                Querier::new(h.clone(), s.clone(), l.clone())
             })
         });
         tracing::info!(tenant, "started tenant actors");
@@ -326,7 +299,7 @@ impl Tenants {
         actors
     }
 
-    /// Runs `f` against the tenant's data; a tenant without data gets an empty engine.
+    /// Runs `f` against all of the tenant's data; a tenant without data gets an empty engine.
     pub async fn query<R, F>(&self, tenant: &str, f: F) -> Result<R, QueryFailure>
     where
         R: Send + 'static,
@@ -335,13 +308,18 @@ impl Tenants {
         self.query_range(tenant, i64::MIN, i64::MAX, f).await
     }
 
-    /// Runs `f` against the tenant's data; `[start_ns, end_ns]` bounds what
-    /// a cluster node fetches from the ingesters (the query's own range).
+    /// Runs `f` against the tenant's data in `[start_ns, end_ns]` (the
+    /// query's own range), on every node the same way: plan, sources, merge.
     ///
-    /// `f` runs twice: first over no data, to record the selections it
-    /// makes ([`Scope::record`]; a query that fails fails there, before
-    /// anything is read), so blocks are read only for those series and
-    /// ranges; then over the data.
+    /// - Plan: `f` runs first over no data, to record the selections it
+    ///   makes ([`Scope::record`]; a query that fails fails there, before
+    ///   anything is read).
+    /// - Sources: the peers (other ingesters and store-gateways; none on a
+    ///   standalone node) answer only what that scope selects, and this
+    ///   node's blocks are read for it (pruned); this node's head and
+    ///   sealed heads are read in place.
+    /// - Merge: `f` runs again over all of them on the tenant's querier,
+    ///   which counts a profile held by several sources once.
     pub async fn query_range<R, F>(
         &self,
         tenant: &str,
@@ -354,63 +332,36 @@ impl Tenants {
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
         let scope = Scope::record(&self.query_limits, &f)?;
-        if let Some(cluster) = &self.cluster {
-            let _permit = self
-                .query_permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-            let remote = cluster
-                .gather(tenant, start_ns, end_ns)
-                .instrument(tracing::debug_span!("gather_peers", tenant))
-                .await?;
-            let blocks = self
-                .block_sources(tenant, &scope, start_ns, end_ns)
-                .instrument(tracing::debug_span!("read_blocks", tenant))
-                .await?;
-            let local = if cluster.local_ingester {
-                self.local_data(tenant)
-            } else {
-                None
-            };
-            let limits = self.query_limits.clone();
-            return tokio::task::spawn_blocking(move || {
-                // This node's data in place (head first, then sealed: the
-                // order a cut takes its locks in), then the peers' answers.
-                let head = local.as_ref().map(|l| l.head.read());
-                let sealed = local
-                    .as_ref()
-                    .map(|l| l.sealed.read().clone())
-                    .unwrap_or_default();
-                let sources = crate::querier::sources(head.as_deref(), &sealed, &blocks, &remote);
-                f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
-            })
+        let _permit = self
+            .query_permits
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-        }
-        let blocks = self
-            .block_sources(tenant, &scope, start_ns, end_ns)
-            .instrument(tracing::debug_span!("read_blocks", tenant))
-            .await?;
+        let (remote, blocks) = futures::try_join!(
+            self.cluster
+                .select_peers(tenant, &scope, start_ns, end_ns)
+                .instrument(tracing::debug_span!("select_peers", tenant)),
+            self.block_sources(tenant, &scope, start_ns, end_ns)
+                .instrument(tracing::debug_span!("read_blocks", tenant)),
+        )?;
+        let query = RunQuery {
+            query: Box::new(f),
+            blocks,
+            remote,
+        };
+        let span = tracing::debug_span!("merge", tenant);
         match self.get(tenant).and_then(|t| t.querier) {
             Some(querier) => querier
-                .send(RunQuery {
-                    query: Box::new(f),
-                    blocks,
-                })
-                .instrument(tracing::debug_span!("merge", tenant))
+                .send(query)
+                .instrument(span)
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
-            None => {
-                let limits = self.query_limits.clone();
-                tokio::task::spawn_blocking(move || {
-                    let sources = crate::querier::sources(None, &[], &blocks, &[]);
-                    f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
-                })
-                .await
-                .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
-            }
+            // No actor holds data of the tenant here: nothing of it is in
+            // memory, so no querier is started for a read.
+            None => crate::querier::merge(None, query, self.query_limits.clone())
+                .instrument(span)
+                .await,
         }
     }
 

@@ -119,12 +119,16 @@ pub enum MembershipEvent {
     Failed(Member),
 }
 
-/// This node's membership in the cluster.
+/// This node's membership in the cluster: gossiped ([`Membership::join`])
+/// or, for a node without cluster configuration, a cluster of one
+/// ([`Membership::standalone`]) that the rest of the node sees the same way.
 pub struct Membership {
     handle: Option<ChitchatHandle>,
     members: watch::Receiver<Arc<Vec<Member>>>,
+    /// Without gossip, the list is this node alone and changes only by `set`.
+    alone: Option<watch::Sender<Arc<Vec<Member>>>>,
     events: broadcast::Sender<MembershipEvent>,
-    refresher: tokio::task::JoinHandle<()>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
     gossip_interval: Duration,
 }
 
@@ -183,10 +187,46 @@ impl Membership {
         Ok(Self {
             handle: Some(handle),
             members,
+            alone: None,
             events,
-            refresher,
+            refresher: Some(refresher),
             gossip_interval: interval,
         })
+    }
+
+    /// A cluster of one: this node, alive, with `roles` (not ready until
+    /// [`Membership::set_ready`]). No gossip runs; rings and peers are
+    /// derived from it exactly as from a gossiped list.
+    pub fn standalone(node_id: &str, roles: &[&str], http_addr: &str, protocol: u32) -> Self {
+        let mut roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        roles.sort();
+        let me = Member {
+            node_id: node_id.to_string(),
+            generation: 0,
+            gossip_addr: String::new(),
+            http_addr: http_addr.to_string(),
+            roles,
+            ready: false,
+            leaving: false,
+            state: MemberState::Alive,
+            protocol,
+            is_self: true,
+        };
+        let (tx, members) = watch::channel(Arc::new(vec![me]));
+        let (events, _) = broadcast::channel(16);
+        Self {
+            handle: None,
+            members,
+            alone: Some(tx),
+            events,
+            refresher: None,
+            gossip_interval: Duration::ZERO,
+        }
+    }
+
+    /// Whether members are found by gossip (false for a cluster of one).
+    pub fn gossips(&self) -> bool {
+        self.handle.is_some()
     }
 
     /// The current members, sorted by node id.
@@ -206,6 +246,18 @@ impl Membership {
 
     /// Publishes one of this node's key-values.
     pub async fn set(&self, key: &str, value: &str) {
+        if let Some(tx) = &self.alone {
+            let mut me = tx.borrow()[0].clone();
+            match key {
+                keys::READY => me.ready = value == "1",
+                keys::LEAVING => me.leaving = value == "1",
+                keys::HTTP => me.http_addr = value.to_string(),
+                _ => {}
+            }
+            let _ = self.events.send(MembershipEvent::Updated(me.clone()));
+            tx.send_replace(Arc::new(vec![me]));
+            return;
+        }
         let (key, value) = (key.to_string(), value.to_string());
         if let Some(h) = &self.handle {
             h.with_chitchat(move |c| c.self_node_state().set(key.clone(), value.clone()))
@@ -245,7 +297,9 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.refresher.abort();
+        if let Some(r) = &self.refresher {
+            r.abort();
+        }
         if let Some(h) = &self.handle {
             let _ = h.initiate_shutdown();
         }

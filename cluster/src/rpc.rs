@@ -1,5 +1,5 @@
-//! Node-to-node calls: `POST /internal/v1/<method>` on a peer's HTTP port,
-//! bodies encoded with rkyv, the protocol version in a header so nodes of
+//! Node-to-node calls over HTTP: `POST /internal/v1/<method>` on a peer's
+//! HTTP port, opaque bodies, the protocol version in a header so nodes of
 //! different versions refuse each other clearly instead of misreading bytes.
 //! Connections are pooled and reused; failed connections are retried a
 //! bounded number of times with backoff.
@@ -8,61 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-/// The internal protocol version; bump on any change to an internal message.
-/// 2: fetch answers carry span samples (head wire `IGNHED02`).
-pub const PROTOCOL_VERSION: u32 = 2;
-/// Header carrying [`PROTOCOL_VERSION`].
+/// Header carrying the sender's internal protocol version (the messages
+/// and their version belong to `ignis_actors::peer`; a mismatch is a 409).
 pub const VERSION_HEADER: &str = "x-ignis-protocol";
 /// Path prefix of internal endpoints.
 pub const PATH_PREFIX: &str = "/internal/v1/";
-
-/// Asks an ingester for a tenant's profiles in a time range.
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct FetchRequest {
-    /// Tenant id.
-    pub tenant: String,
-    /// Start of the range, ns (inclusive).
-    pub start_ns: i64,
-    /// End of the range, ns (inclusive).
-    pub end_ns: i64,
-}
-
-/// What an ingester stored of a replicated push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct PushReply {
-    /// Profile rows stored.
-    pub profiles: u64,
-    /// Samples stored.
-    pub samples: u64,
-}
-
-/// Encodes an internal message.
-pub fn encode<T>(msg: &T) -> Result<Vec<u8>, RpcError>
-where
-    T: for<'a> rkyv::Serialize<
-            rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
-                rkyv::ser::allocator::ArenaHandle<'a>,
-                rkyv::rancor::Error,
-            >,
-        >,
-{
-    rkyv::to_bytes::<rkyv::rancor::Error>(msg)
-        .map(|v| v.to_vec())
-        .map_err(|e| RpcError::Decode(e.to_string()))
-}
-
-/// Decodes an internal message, validating it (bad bytes give an error, never a panic).
-pub fn decode<T>(bytes: &[u8]) -> Result<T, RpcError>
-where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
-{
-    let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-    buf.extend_from_slice(bytes);
-    rkyv::from_bytes::<T, rkyv::rancor::Error>(&buf).map_err(|e| RpcError::Decode(e.to_string()))
-}
 
 /// A failed internal call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -103,12 +53,13 @@ pub enum RpcError {
 pub struct RpcClient {
     http: reqwest::Client,
     retries: u32,
+    protocol: String,
 }
 
 impl RpcClient {
-    /// A client whose calls time out after `timeout` and retry unreachable
-    /// peers up to `retries` times.
-    pub fn new(timeout: Duration, retries: u32) -> Result<Self, RpcError> {
+    /// A client speaking internal protocol `protocol` whose calls time out
+    /// after `timeout` and retry unreachable peers up to `retries` times.
+    pub fn new(timeout: Duration, retries: u32, protocol: u32) -> Result<Self, RpcError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
@@ -119,7 +70,11 @@ impl RpcClient {
                 addr: String::new(),
                 reason: format!("cannot build HTTP client: {e}"),
             })?;
-        Ok(Self { http, retries })
+        Ok(Self {
+            http,
+            retries,
+            protocol: protocol.to_string(),
+        })
     }
 
     /// Calls `method` on the node at `addr` (`host:port`) with `body`.
@@ -130,7 +85,7 @@ impl RpcClient {
             let res = self
                 .http
                 .post(&url)
-                .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+                .header(VERSION_HEADER, &self.protocol)
                 .header("content-type", "application/octet-stream")
                 .body(body.clone())
                 .send()
@@ -186,22 +141,9 @@ impl RpcClient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn messages_round_trip_and_bad_bytes_fail() {
-        let req = FetchRequest {
-            tenant: "t".into(),
-            start_ns: 1,
-            end_ns: 2,
-        };
-        let bytes = encode(&req).unwrap();
-        assert_eq!(decode::<FetchRequest>(&bytes).unwrap(), req);
-        assert!(decode::<FetchRequest>(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode::<PushReply>(b"").is_err());
-    }
-
     #[tokio::test]
     async fn unreachable_peers_fail_after_retries() {
-        let c = RpcClient::new(Duration::from_millis(500), 2).unwrap();
+        let c = RpcClient::new(Duration::from_millis(500), 2, 1).unwrap();
         let e = c
             .call("127.0.0.1:1", "push", Bytes::from_static(b"x"))
             .await

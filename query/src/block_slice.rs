@@ -72,4 +72,8 @@ impl Source for BlockSlice {
     fn time_bounds(&self) -> Option<(i64, i64)> {
         self.bounds
     }
+
+    fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
+        Some((&self.symbols, &self.series))
+    }
 }

@@ -118,6 +118,10 @@ impl Source for Head {
         s.min_time_ns.zip(s.max_time_ns)
     }
 
+    fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
+        Some((self.symbols(), self.series()))
+    }
+
     fn profile_totals(
         &self,
         sel: &Selection,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use ignis_storage::head::{SpanSample, parse_span_id};
-use ignis_storage::{Labels, SymbolTable};
+use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::error::QueryError;
 use crate::selector::Matcher;
@@ -24,6 +24,11 @@ impl SpanSelector {
             })
             .collect::<Result<HashSet<u64>, _>>()
             .map(Self)
+    }
+
+    /// A selector of exactly `ids`.
+    pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> Self {
+        Self(ids.into_iter().collect())
     }
 
     /// The selected span ids, in no particular order.
@@ -107,4 +112,10 @@ pub trait Source: Send + Sync {
     );
     /// The oldest and newest profile timestamps (ns), if it holds any profile.
     fn time_bounds(&self) -> Option<(i64, i64)>;
+    /// Its rows and their symbol table, when it holds them in memory (a
+    /// head, a decoded block, a block slice): a peer answers a query by
+    /// copying the rows the query's scope selects.
+    fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
+        None
+    }
 }

@@ -8,14 +8,7 @@ use super::page::{escape, html, wants_json};
 use super::state::AppState;
 
 fn status(state: &AppState) -> Value {
-    let Some(cluster) = state.tenants.cluster() else {
-        return json!({
-            "enabled": false,
-            "node_id": "",
-            "members": [],
-            "ring": {"replication_factor": 1, "ownership": []},
-        });
-    };
+    let cluster = state.tenants.cluster();
     let members = cluster.membership.members();
     let view = cluster.ring();
     let ownership: Vec<Value> = view
@@ -25,7 +18,7 @@ fn status(state: &AppState) -> Value {
         .map(|(node, share)| json!({"node_id": node, "share": share}))
         .collect();
     json!({
-        "enabled": true,
+        "enabled": cluster.membership.gossips(),
         "node_id": cluster.node_id,
         "members": *members,
         "ring": {

@@ -1,15 +1,11 @@
-//! Node-to-node endpoints, `POST /internal/v1/{push,fetch}`: replicated
-//! writes into this node's ingester and reads of its data for a peer's
-//! query. Served only in cluster mode; bodies are rkyv messages.
-
-use std::sync::Arc;
+//! Node-to-node endpoints, `POST /internal/v1/<method>`: the HTTP form of
+//! `ignis_actors::peer`. This module only checks the protocol version and
+//! the body size, then hands the call to [`server::handle`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use ignis_actors::ingester::Append;
-use ignis_actors::validate_tenant_id;
-use ignis_cluster::rpc::{self, FetchRequest, PROTOCOL_VERSION, PushReply, VERSION_HEADER};
-use ignis_storage::decode_record;
+use ignis_actors::peer::{PROTOCOL_VERSION, PeerError, server};
+use ignis_cluster::rpc::VERSION_HEADER;
 
 use super::body::read_body;
 use super::error::ApiError;
@@ -34,12 +30,6 @@ fn check_version(req: &HttpRequest) -> Result<(), ApiError> {
     ))
 }
 
-fn octets(bytes: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/octet-stream")
-        .body(bytes)
-}
-
 /// `POST /internal/v1/{method}`.
 pub async fn call(
     req: HttpRequest,
@@ -48,9 +38,6 @@ pub async fn call(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_version(&req)?;
-    let Some(cluster) = state.tenants.cluster().cloned() else {
-        return Err(ApiError::not_found("this node is not in a cluster"));
-    };
     // A replicated push may hold several profiles, each within the limits.
     let limit = state
         .config
@@ -58,61 +45,23 @@ pub async fn call(
         .ingestion_body_limit_bytes
         .saturating_mul(4);
     let body = read_body(payload, limit).await?.freeze();
-    match method.as_str() {
-        "push" => {
-            if !cluster.local_ingester {
-                return Err(ApiError::bad_request(
-                    "this node does not run the ingester role",
-                ));
-            }
-            let record = body.clone();
-            let (tenant, profiles) = web::block(move || decode_record(&body))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(|e| ApiError::bad_request(format!("push record: {e}")))?;
-            validate_tenant_id(&tenant).map_err(ApiError::bad_request)?;
-            let ingester = state
-                .tenants
-                .get_or_start(&tenant)
-                .ingester
-                .ok_or_else(|| ApiError::bad_request("this node does not run the ingester role"))?;
-            let stats = ingester
-                .send(Append {
-                    profiles: Arc::new(profiles),
-                    // Stored in the WAL as received: it is this tenant's record.
-                    record: Some(record),
-                })
-                .await
-                .map_err(|e| ApiError::unavailable(format!("ingester unavailable: {e}")))?
-                .map_err(|e| ApiError::unavailable(e.to_string()))?;
-            let reply = rpc::encode(&PushReply {
-                profiles: stats.profiles,
-                samples: stats.samples,
-            })
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(octets(reply))
-        }
-        "fetch" => {
-            let fr: FetchRequest = rpc::decode(&body)
-                .map_err(|e| ApiError::bad_request(format!("fetch request: {e}")))?;
-            validate_tenant_id(&fr.tenant).map_err(ApiError::bad_request)?;
-            let local = if cluster.local_ingester {
-                state.tenants.local_data(&fr.tenant)
-            } else {
-                None
-            };
-            let blocks = state
-                .tenants
-                .block_heads(&fr.tenant, fr.start_ns, fr.end_ns)
-                .await?;
-            let bytes = web::block(move || {
-                ignis_actors::cluster::encode_slice(local.as_ref(), &blocks, fr.start_ns, fr.end_ns)
-            })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(ApiError::internal)?;
-            Ok(octets(bytes))
-        }
-        other => Err(ApiError::not_found(format!("no internal method {other:?}"))),
+    let answer = server::handle(&state.tenants, &method, body).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(answer))
+}
+
+impl From<PeerError> for ApiError {
+    fn from(e: PeerError) -> Self {
+        let status =
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match status.as_u16() {
+            400 => "invalid_argument",
+            404 => "unimplemented",
+            409 => "protocol_mismatch",
+            503 => "unavailable",
+            _ => "internal",
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }

@@ -173,6 +173,23 @@ impl ProfileRow {
     }
 }
 
+/// Which parts of a profile row a copy keeps ([`Head::import_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowParts {
+    /// Keep stacks and values (flame graphs need them; totals do not).
+    pub stacks: bool,
+    /// Keep span samples (only span selectors read them).
+    pub spans: bool,
+}
+
+impl RowParts {
+    /// The whole row.
+    pub const ALL: Self = Self {
+        stacks: true,
+        spans: true,
+    };
+}
+
 /// A series and its profiles, ordered by time.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -451,10 +468,33 @@ impl Head {
         end_ns: i64,
         seen: &mut HashSet<(u64, i64, u64)>,
     ) -> InsertStats {
+        self.import_rows(
+            &other.symbols,
+            &other.series,
+            keep,
+            RowParts::ALL,
+            (start_ns, end_ns),
+            seen,
+        )
+    }
+
+    /// [`Head::import_from`] over any rows with their symbol table (a head,
+    /// or a slice of a block), keeping of each row only `parts`: a row
+    /// copied without stacks keeps its total, which is all that series and
+    /// time-series queries read.
+    pub fn import_rows(
+        &mut self,
+        symbols: &SymbolTable,
+        series: &[Series],
+        keep: impl Fn(&Series) -> bool,
+        parts: RowParts,
+        (start_ns, end_ns): (i64, i64),
+        seen: &mut HashSet<(u64, i64, u64)>,
+    ) -> InsertStats {
         let mut memo = ImportMemo::default();
         let mut stacks_memo: HashMap<u32, u32> = HashMap::new();
         let mut stats = InsertStats::default();
-        for s in other.series.iter().filter(|s| keep(s)) {
+        for s in series.iter().filter(|s| keep(s)) {
             let rows = s.profiles_in(start_ns, end_ns);
             if rows.is_empty() {
                 continue;
@@ -466,26 +506,26 @@ impl Head {
                 {
                     continue;
                 }
-                let mut pairs: Vec<(u32, i64)> = row
-                    .stacks
+                let stacks = if parts.stacks { &row.stacks[..] } else { &[] };
+                let mut pairs: Vec<(u32, i64)> = stacks
                     .iter()
                     .zip(row.values.iter())
                     .map(|(&st, &v)| {
                         let id = *stacks_memo.entry(st).or_insert_with(|| {
-                            self.symbols.import_stack(&other.symbols, st, &mut memo)
+                            self.symbols.import_stack(symbols, st, &mut memo)
                         });
                         (id, v)
                     })
                     .collect();
                 pairs.sort_unstable_by_key(|&(st, _)| st);
-                let spans = row.spans.as_ref().and_then(|spans| {
+                let spans = row.spans.as_ref().filter(|_| parts.spans).and_then(|spans| {
                     merge_span_samples(
                         spans
                             .iter()
                             .map(|s| SpanSample {
                                 stack: *stacks_memo.entry(s.stack).or_insert_with(|| {
                                     self.symbols
-                                        .import_stack(&other.symbols, s.stack, &mut memo)
+                                        .import_stack(symbols, s.stack, &mut memo)
                                 }),
                                 ..*s
                             })

@@ -16,7 +16,9 @@ pub mod symbols;
 pub mod wal;
 pub mod wire;
 
-pub use head::{Head, HeadStats, InsertStats, ProfileRow, Series, SeriesSplit, SplitProfile};
+pub use head::{
+    Head, HeadStats, InsertStats, ProfileRow, RowParts, Series, SeriesSplit, SplitProfile,
+};
 pub use labels::{Labels, names};
 pub use profile_type::{ProfileType, ProfileTypeError};
 pub use record::{RecordError, decode_record, encode_record, new_profile_id};

@@ -10,7 +10,8 @@ use crate::record::RecordError;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
 /// Leading bytes of an encoded head.
-pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED02";
+/// 03: rows carry their total, so a slice may leave stacks out.
+pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED03";
 
 /// A location: mapping, address, lines as (function, line).
 type WireLocation = (u32, u64, Vec<(u32, i64)>);
@@ -38,6 +39,8 @@ struct WireSeries {
 struct WireRow {
     timestamp_ns: i64,
     profile_id: u64,
+    /// Sum of the profile's values; rows sent without stacks keep only it.
+    total: i64,
     stacks: Vec<u32>,
     values: Vec<i64>,
     /// (span id, stack, value); empty when the row has no span.
@@ -98,6 +101,7 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
                     .map(|r| WireRow {
                         timestamp_ns: r.timestamp_ns,
                         profile_id: r.profile_id,
+                        total: r.total,
                         stacks: r.stacks.to_vec(),
                         values: r.values.to_vec(),
                         spans: r
@@ -123,7 +127,7 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
 pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
     let Some(body) = bytes.strip_prefix(HEAD_MAGIC.as_slice()) else {
         return Err(RecordError::Version(
-            "not an encoded head of format IGNHED02".into(),
+            "not an encoded head of format IGNHED03".into(),
         ));
     };
     let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
@@ -217,7 +221,11 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
             profiles.push(ProfileRow {
                 timestamp_ns: r.timestamp_ns,
                 profile_id: r.profile_id,
-                total: r.values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
+                total: if r.values.is_empty() {
+                    r.total
+                } else {
+                    r.values.iter().fold(0i64, |a, &v| a.saturating_add(v))
+                },
                 stacks: r.stacks.into_boxed_slice(),
                 values: r.values.into_boxed_slice(),
                 spans: merge_span_samples(

@@ -95,9 +95,7 @@ impl Scraper {
     /// cluster, the live write node that rendezvous hashing picks for it, so
     /// exactly one node scrapes each target (and keeps its delta baseline).
     fn owns_target(&self) -> bool {
-        let Some(cluster) = self.ctx.tenants.cluster() else {
-            return true;
-        };
+        let cluster = self.ctx.tenants.cluster();
         let members = cluster.membership.members();
         let owner = members
             .iter()

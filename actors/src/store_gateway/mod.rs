@@ -25,7 +25,6 @@ use ignis_query::bucket::Bucket;
 use ignis_storage::Head;
 use ignis_storage::block::{BlockError, BlockMeta, BlockStore, decode_block};
 use parking_lot::{Mutex, RwLock};
-use tracing::Instrument;
 
 use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
@@ -325,22 +324,6 @@ impl StoreGateway {
         }
         self.metrics.block_cache_bytes.set(cache.used as i64);
         Ok(())
-    }
-
-    /// The decoded blocks of `tenant` this node serves in `[start_ns, end_ns]`,
-    /// loaded into the cache as needed.
-    pub async fn heads(
-        &self,
-        tenant: &str,
-        start_ns: i64,
-        end_ns: i64,
-    ) -> Result<Vec<Arc<Head>>, BlockError> {
-        let mut out = Vec::new();
-        for meta in self.metas(tenant, start_ns, end_ns) {
-            let span = tracing::debug_span!("load_block", tenant, ulid = %meta.ulid);
-            out.push(self.load(meta).instrument(span).await?);
-        }
-        Ok(out)
     }
 
     /// The cached whole decoded block, if any (counted as a hit).

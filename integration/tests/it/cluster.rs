@@ -92,7 +92,7 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
         .post(format!("{}/internal/v1/push", cluster.url(1)?))
         .header(
             "x-ignis-protocol",
-            ignis_cluster::rpc::PROTOCOL_VERSION.to_string(),
+            ignis_actors::peer::PROTOCOL_VERSION.to_string(),
         )
         .body(vec![1u8, 2, 3])
         .send()
@@ -232,16 +232,13 @@ async fn metric(cluster: &Cluster, i: usize, name: &str) -> Result<f64> {
 /// Distinct profiles of services starting with `prefix` that node `i` holds
 /// itself, asked through the internal fetch a querier uses.
 async fn profiles_held_by(cluster: &Cluster, i: usize, prefix: &str) -> Result<usize> {
-    use ignis_cluster::rpc::{self, FetchRequest};
-    let rpc = ignis_cluster::RpcClient::new(Duration::from_secs(10), 0)?;
+    use ignis_actors::peer::{PROTOCOL_VERSION, SelectRequest, protocol};
+    let rpc = ignis_cluster::RpcClient::new(Duration::from_secs(10), 0, PROTOCOL_VERSION)?;
     let addr = cluster.url(i)?.trim_start_matches("http://").to_string();
-    let req = rpc::encode(&FetchRequest {
-        tenant: "anonymous".into(),
-        start_ns: i64::MIN,
-        end_ns: i64::MAX,
-    })?;
-    let bytes = rpc.call(&addr, "fetch", req.into()).await?;
-    let head = ignis_storage::decode_head(&bytes)?;
+    let scope = ignis_query::Scope::everything(i64::MIN, i64::MAX);
+    let req = protocol::encode(&SelectRequest::new("anonymous", &scope, i64::MIN, i64::MAX))?;
+    let bytes = rpc.call(&addr, protocol::SELECT, req.into()).await?;
+    let head = protocol::decode_answer(&bytes)?.head;
     let ids: std::collections::HashSet<u64> = head
         .series()
         .iter()

@@ -1,16 +1,33 @@
-//! The roles (`-target`) a node runs.
+//! The roles (`-target`) a node runs: one representation, parsed from the
+//! configuration, advertised in membership and read when the node starts
+//! its actors.
 
 use std::collections::BTreeSet;
 
+/// Receives pushes and replicates them to ingesters.
+pub const DISTRIBUTOR: &str = "distributor";
+/// Holds recent profiles (WAL and head) and cuts them into blocks.
+pub const INGESTER: &str = "ingester";
+/// Merges blocks (not yet implemented).
+pub const COMPACTOR: &str = "compactor";
+/// Receives queries.
+pub const QUERY_FRONTEND: &str = "query-frontend";
+/// Queues queries (not yet implemented).
+pub const QUERY_SCHEDULER: &str = "query-scheduler";
+/// Runs queries.
+pub const QUERIER: &str = "querier";
+/// Serves blocks from the bucket.
+pub const STORE_GATEWAY: &str = "store-gateway";
+
 /// Every role, as Pyroscope names its components.
 pub const ALL_ROLES: [&str; 7] = [
-    "distributor",
-    "ingester",
-    "compactor",
-    "query-frontend",
-    "query-scheduler",
-    "querier",
-    "store-gateway",
+    DISTRIBUTOR,
+    INGESTER,
+    COMPACTOR,
+    QUERY_FRONTEND,
+    QUERY_SCHEDULER,
+    QUERIER,
+    STORE_GATEWAY,
 ];
 
 /// A validated set of roles.
@@ -49,14 +66,19 @@ impl Roles {
         self.0.contains(role)
     }
 
+    /// Every role (a standalone node).
+    pub fn all() -> Self {
+        Self(ALL_ROLES.into_iter().collect())
+    }
+
     /// Whether the node serves writes.
     pub fn serves_writes(&self) -> bool {
-        self.has("distributor")
+        self.has(DISTRIBUTOR)
     }
 
     /// Whether the node serves reads.
     pub fn serves_reads(&self) -> bool {
-        self.has("query-frontend") || self.has("querier")
+        self.has(QUERY_FRONTEND) || self.has(QUERIER)
     }
 
     /// Role names, sorted.

@@ -1,0 +1,228 @@
+//! What a node asks of another, in one place.
+//!
+//! - [`Replica`]: stores a push on one ingester (`append(batch) -> ack`).
+//!   This node's own ingester is one (an in-process actor call); a peer is
+//!   another ([`Peer`], over a [`Transport`]).
+//! - [`Peer::select`]: what a peer holds of a query's [`Scope`], as a
+//!   [`PeerSlice`] the query engine merges like any other source. This
+//!   node's own data is read in place instead (no copy).
+//! - [`protocol`]: the messages and their version; [`server`]: how a node
+//!   answers them; [`transport`]: how they travel (HTTP between processes,
+//!   [`MemTransport`] between the nodes of one process in tests).
+//!
+//! The HTTP layer only adapts `POST /internal/v1/<method>` to
+//! [`server::handle`].
+
+pub mod protocol;
+pub mod server;
+pub mod transport;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use ignis_cluster::{Member, RpcError};
+use ignis_query::{MergedStacks, Scope, Seen, Selection, Source};
+use ignis_storage::{Head, Labels, RowParts, SplitProfile};
+
+use crate::ingester::{Append, AppendStats, Ingester};
+pub use protocol::{PROTOCOL_VERSION, PushReply, SelectRequest};
+pub use transport::{MemTransport, Transport};
+
+/// A node-to-node call that failed, with the status it maps to.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// The peer could not be reached, or answered with an error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The peer is known but does not take work (failed, not ready, leaving).
+    #[error("not serving: {0}")]
+    NotServing(String),
+    /// The request is malformed (bad message, bad tenant, wrong role).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The peer cannot answer now (its actor is down, its blocks unreadable).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A message could not be encoded or decoded.
+    #[error("internal message: {0}")]
+    Decode(String),
+    /// The peer has no such internal method.
+    #[error("no internal method {0:?}")]
+    UnknownMethod(String),
+    /// A bug or broken state on the answering node.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl PeerError {
+    /// The HTTP status a server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Rpc(RpcError::Status { status, .. }) => *status,
+            Self::Rpc(RpcError::Version { .. }) => 409,
+            Self::BadRequest(_) | Self::Decode(_) => 400,
+            Self::Rpc(_) | Self::NotServing(_) | Self::Unavailable(_) => 503,
+            Self::UnknownMethod(_) => 404,
+            Self::Internal(_) => 500,
+        }
+    }
+}
+
+/// One replica's share of a push: the profiles routed to it and the same
+/// profiles as a WAL record (`ignis_storage::encode_record`), encoded once.
+#[derive(Clone)]
+pub struct Batch {
+    /// The tenant.
+    pub tenant: String,
+    /// The profiles.
+    pub profiles: Arc<Vec<SplitProfile>>,
+    /// Their WAL record: what a peer receives and every ingester stores.
+    pub record: Bytes,
+}
+
+/// Stores pushes on one ingester.
+pub trait Replica: Send + Sync {
+    /// Appends `batch`; resolves once it is durable there.
+    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>>;
+}
+
+/// This node's ingester of a tenant: an in-process actor call.
+impl Replica for Addr<Ingester> {
+    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
+        let ingester = self.clone();
+        Box::pin(async move {
+            ingester
+                .send(Append {
+                    profiles: batch.profiles,
+                    record: Some(batch.record),
+                })
+                .await
+                .map_err(|e| PeerError::Unavailable(format!("local ingester unavailable: {e}")))?
+                .map_err(|e| PeerError::Unavailable(e.to_string()))
+        })
+    }
+}
+
+/// Another node, reached over a [`Transport`].
+#[derive(Clone)]
+pub struct Peer {
+    /// The node as membership sees it.
+    pub member: Member,
+    /// How calls reach it.
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Peer {
+    fn check_serving(&self) -> Result<(), PeerError> {
+        if self.member.serving() {
+            return Ok(());
+        }
+        Err(PeerError::NotServing(
+            format!("{:?}, ready={}", self.member.state, self.member.ready).to_lowercase(),
+        ))
+    }
+
+    /// What the peer holds of `req`'s scope.
+    pub fn select(&self, req: &SelectRequest) -> BoxFuture<'static, Result<PeerSlice, PeerError>> {
+        let (this, body) = (self.clone(), protocol::encode(req));
+        Box::pin(async move {
+            this.check_serving()?;
+            let bytes = this
+                .transport
+                .call(&this.member.http_addr, protocol::SELECT, Bytes::from(body?))
+                .await?;
+            tokio::task::spawn_blocking(move || protocol::decode_answer(&bytes))
+                .await
+                .map_err(|e| PeerError::Internal(e.to_string()))?
+        })
+    }
+}
+
+impl Replica for Peer {
+    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.check_serving()?;
+            let reply = this
+                .transport
+                .call(&this.member.http_addr, protocol::PUSH, batch.record)
+                .await?;
+            let r: PushReply = protocol::decode(&reply)?;
+            Ok(AppendStats {
+                profiles: r.profiles,
+                samples: r.samples,
+            })
+        })
+    }
+}
+
+/// What a peer holds of a query's scope: the selected rows, and the time
+/// bounds of everything it holds (for `GetProfileStats`, which selects no
+/// rows).
+#[derive(Debug, Default)]
+pub struct PeerSlice {
+    /// The selected rows with the symbols they use.
+    pub head: Head,
+    /// Oldest and newest profile timestamps the peer holds, ns.
+    pub bounds: Option<(i64, i64)>,
+}
+
+impl PeerSlice {
+    /// Copies what `scope` selects of `sources` within `[start_ns, end_ns]`:
+    /// the series its matchers accept, the rows in its range, stacks only
+    /// when it merges stacks and span samples only when it selects spans.
+    /// A profile held by several sources is copied once.
+    pub fn select(sources: &[&dyn Source], scope: &Scope, start_ns: i64, end_ns: i64) -> Self {
+        let bounds = sources
+            .iter()
+            .filter_map(|s| s.time_bounds())
+            .reduce(|(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
+        let mut head = Head::new();
+        let Some((lo, hi)) = scope.time_range() else {
+            return Self { head, bounds };
+        };
+        let range = (lo.max(start_ns), hi.min(end_ns));
+        let parts = RowParts {
+            stacks: scope.stacks,
+            spans: scope.span_ids().is_some(),
+        };
+        let mut seen = HashSet::new();
+        for (symbols, series) in sources.iter().filter_map(|s| s.rows()) {
+            head.import_rows(
+                symbols,
+                series,
+                |s| scope.wants(&s.labels),
+                parts,
+                range,
+                &mut seen,
+            );
+        }
+        Self { head, bounds }
+    }
+}
+
+impl Source for PeerSlice {
+    fn series(&self, sel: &Selection) -> Vec<Labels> {
+        Source::series(&self.head, sel)
+    }
+
+    fn merge_stacks(&self, sel: &Selection, seen: &mut Seen, into: &mut MergedStacks) {
+        self.head.merge_stacks(sel, seen, into);
+    }
+
+    fn profile_totals(
+        &self,
+        sel: &Selection,
+        seen: &mut Seen,
+        f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
+        self.head.profile_totals(sel, seen, f);
+    }
+
+    fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.bounds
+    }
+}

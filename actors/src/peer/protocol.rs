@@ -1,0 +1,282 @@
+//! The node-to-node messages and their version. Every internal message is
+//! defined here; a change to any of them bumps [`PROTOCOL_VERSION`], which
+//! nodes exchange on every call (a mismatch is refused, never misread).
+//!
+//! | method | request | answer |
+//! |---|---|---|
+//! | [`PUSH`] | an `ignis_storage::record` (the tenant's WAL record) | [`PushReply`] |
+//! | [`SELECT`] | [`SelectRequest`]: tenant, range and the query's [`Scope`] | [`encode_answer`]: time bounds + a head slice (`IGNHED03`) |
+
+use ignis_query::selector::{MatchOp, Matcher};
+use ignis_query::{Scope, Selection, SpanSelector};
+use ignis_storage::{Head, decode_head, encode_head};
+
+use super::{PeerError, PeerSlice};
+
+/// The internal protocol version; bump on any change to an internal message.
+/// 2: fetch answers carry span samples (head wire `IGNHED02`).
+/// 3: `select` carries the query's scope; answers carry the peer's time
+/// bounds and rows without the parts the scope does not need (`IGNHED03`).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// Stores a replica of a push.
+pub const PUSH: &str = "push";
+/// Answers what a query's scope selects of a tenant.
+pub const SELECT: &str = "select";
+
+/// What an ingester stored of a replicated push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct PushReply {
+    /// Profile rows stored.
+    pub profiles: u64,
+    /// Samples stored.
+    pub samples: u64,
+}
+
+/// Asks a peer for what a query selects of a tenant's data.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SelectRequest {
+    /// Tenant id.
+    pub tenant: String,
+    /// Start of the query's range, ns (inclusive).
+    pub start_ns: i64,
+    /// End of the query's range, ns (inclusive).
+    pub end_ns: i64,
+    /// The query's selections ([`Scope::selections`]).
+    pub selections: Vec<WireSelection>,
+    /// Whether the query merges stacks ([`Scope::stacks`]).
+    pub stacks: bool,
+}
+
+/// A [`Selection`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireSelection {
+    /// Label matchers, all of which must match.
+    pub matchers: Vec<WireMatcher>,
+    /// Inclusive start, ns.
+    pub start_ns: i64,
+    /// Inclusive end, ns.
+    pub end_ns: i64,
+    /// Selected span ids, when the selection has a span selector.
+    pub spans: Option<Vec<u64>>,
+}
+
+/// A label [`Matcher`] on the wire (its regex is compiled again on arrival).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireMatcher {
+    /// Label name.
+    pub name: String,
+    /// 0 `=`, 1 `!=`, 2 `=~`, 3 `!~`.
+    pub op: u8,
+    /// Value or regex source.
+    pub value: String,
+}
+
+impl SelectRequest {
+    /// The request for `scope` of `tenant` within `[start_ns, end_ns]`.
+    pub fn new(tenant: &str, scope: &Scope, start_ns: i64, end_ns: i64) -> Self {
+        let op = |op: MatchOp| match op {
+            MatchOp::Equal => 0,
+            MatchOp::NotEqual => 1,
+            MatchOp::Regex => 2,
+            MatchOp::NotRegex => 3,
+        };
+        Self {
+            tenant: tenant.to_string(),
+            start_ns,
+            end_ns,
+            selections: scope
+                .selections
+                .iter()
+                .map(|s| WireSelection {
+                    matchers: s
+                        .matchers
+                        .iter()
+                        .map(|m| WireMatcher {
+                            name: m.name.clone(),
+                            op: op(m.op),
+                            value: m.value.clone(),
+                        })
+                        .collect(),
+                    start_ns: s.start_ns,
+                    end_ns: s.end_ns,
+                    spans: s.spans.as_ref().map(|sp| {
+                        let mut ids: Vec<u64> = sp.ids().collect();
+                        ids.sort_unstable();
+                        ids
+                    }),
+                })
+                .collect(),
+            stacks: scope.stacks,
+        }
+    }
+
+    /// The scope it carries; a bad matcher is a bad request.
+    pub fn scope(&self) -> Result<Scope, PeerError> {
+        let selections = self
+            .selections
+            .iter()
+            .map(|s| {
+                let matchers = s
+                    .matchers
+                    .iter()
+                    .map(|m| {
+                        let op = match m.op {
+                            0 => MatchOp::Equal,
+                            1 => MatchOp::NotEqual,
+                            2 => MatchOp::Regex,
+                            3 => MatchOp::NotRegex,
+                            other => {
+                                return Err(PeerError::BadRequest(format!(
+                                    "unknown matcher operator {other}"
+                                )));
+                            }
+                        };
+                        Matcher::new(m.name.clone(), op, m.value.clone())
+                            .map_err(PeerError::BadRequest)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Selection {
+                    matchers,
+                    start_ns: s.start_ns,
+                    end_ns: s.end_ns,
+                    spans: s
+                        .spans
+                        .as_ref()
+                        .map(|ids| SpanSelector::from_ids(ids.iter().copied())),
+                })
+            })
+            .collect::<Result<Vec<_>, PeerError>>()?;
+        Ok(Scope {
+            selections,
+            stacks: self.stacks,
+        })
+    }
+}
+
+/// Encodes an internal message.
+pub fn encode<T>(msg: &T) -> Result<Vec<u8>, PeerError>
+where
+    T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                rkyv::util::AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rkyv::rancor::Error,
+            >,
+        >,
+{
+    rkyv::to_bytes::<rkyv::rancor::Error>(msg)
+        .map(|v| v.to_vec())
+        .map_err(|e| PeerError::Decode(e.to_string()))
+}
+
+/// Decodes an internal message, validating it (bad bytes give an error, never a panic).
+pub fn decode<T>(bytes: &[u8]) -> Result<T, PeerError>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    buf.extend_from_slice(bytes);
+    rkyv::from_bytes::<T, rkyv::rancor::Error>(&buf).map_err(|e| PeerError::Decode(e.to_string()))
+}
+
+/// Length of the bounds header of a [`SELECT`] answer.
+const BOUNDS_LEN: usize = 17;
+
+/// A [`SELECT`] answer: one byte (1 when bounds follow), the oldest and
+/// newest profile timestamps the peer holds (two little-endian `i64`,
+/// zero without bounds), then the selected rows as an encoded head.
+pub fn encode_answer(slice: &PeerSlice) -> Result<Vec<u8>, PeerError> {
+    let head = encode_head(&slice.head).map_err(|e| PeerError::Internal(e.to_string()))?;
+    let (flag, (lo, hi)) = match slice.bounds {
+        Some(b) => (1u8, b),
+        None => (0u8, (0, 0)),
+    };
+    let mut out = Vec::with_capacity(BOUNDS_LEN + head.len());
+    out.push(flag);
+    out.extend_from_slice(&lo.to_le_bytes());
+    out.extend_from_slice(&hi.to_le_bytes());
+    out.extend_from_slice(&head);
+    Ok(out)
+}
+
+/// Decodes a [`SELECT`] answer, checking every reference.
+pub fn decode_answer(bytes: &[u8]) -> Result<PeerSlice, PeerError> {
+    let bad = |what: &str| PeerError::Decode(format!("select answer: {what}"));
+    if bytes.len() < BOUNDS_LEN {
+        return Err(bad("shorter than its header"));
+    }
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        i64::from_le_bytes(w)
+    };
+    let bounds = match bytes[0] {
+        0 => None,
+        1 => Some((word(1), word(9))),
+        _ => return Err(bad("bad bounds flag")),
+    };
+    let head: Head =
+        decode_head(&bytes[BOUNDS_LEN..]).map_err(|e| PeerError::Decode(e.to_string()))?;
+    Ok(PeerSlice { head, bounds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_bad_bytes_fail() {
+        let scope = Scope {
+            selections: vec![Selection {
+                matchers: vec![
+                    Matcher::equal("service_name", "a"),
+                    Matcher::new("pod", MatchOp::Regex, "p-[0-9]+").unwrap(),
+                ],
+                start_ns: 1,
+                end_ns: 2,
+                spans: Some(SpanSelector::from_ids([7, 3])),
+            }],
+            stacks: true,
+        };
+        let req = SelectRequest::new("t", &scope, 0, 10);
+        let bytes = encode(&req).unwrap();
+        let back = decode::<SelectRequest>(&bytes).unwrap();
+        assert_eq!(back, req);
+        let again = back.scope().unwrap();
+        assert_eq!(SelectRequest::new("t", &again, 0, 10), req);
+        let labels = |pod: &str| ignis_storage::Labels::from_pairs([("service_name", "a"), ("pod", pod)]);
+        assert!(again.wants(&labels("p-12")) && !again.wants(&labels("q-1")));
+        assert!(decode::<SelectRequest>(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode::<PushReply>(b"").is_err());
+
+        let mut bad = req.clone();
+        bad.selections[0].matchers[0].op = 9;
+        assert!(matches!(bad.scope(), Err(PeerError::BadRequest(_))));
+        bad.selections[0].matchers[0] = WireMatcher {
+            name: "x".into(),
+            op: 2,
+            value: "(".into(),
+        };
+        assert!(matches!(bad.scope(), Err(PeerError::BadRequest(_))));
+    }
+
+    #[test]
+    fn answers_round_trip_and_bad_bytes_fail() {
+        let slice = PeerSlice {
+            head: Head::new(),
+            bounds: Some((-5, 9)),
+        };
+        let bytes = encode_answer(&slice).unwrap();
+        let back = decode_answer(&bytes).unwrap();
+        assert_eq!(back.bounds, Some((-5, 9)));
+        assert!(back.head.is_empty());
+        assert!(decode_answer(&bytes[..10]).is_err());
+        let mut flag = bytes.clone();
+        flag[0] = 7;
+        assert!(decode_answer(&flag).is_err());
+        assert!(decode_answer(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! How a node answers its peers: [`handle`] decodes a request, runs it
+//! against this node's [`Tenants`] and encodes the answer. HTTP
+//! (`POST /internal/v1/<method>`) and [`MemTransport`](super::MemTransport)
+//! both call it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ignis_storage::decode_record;
+
+use super::protocol::{self, PushReply, SelectRequest};
+use super::{PeerError, PeerSlice};
+use crate::ingester::Append;
+use crate::{Tenants, validate_tenant_id};
+
+/// Answers the internal call `method` with request `body`.
+pub async fn handle(tenants: &Tenants, method: &str, body: Bytes) -> Result<Bytes, PeerError> {
+    match method {
+        protocol::PUSH => push(tenants, body).await,
+        protocol::SELECT => select(tenants, body).await,
+        other => Err(PeerError::UnknownMethod(other.to_string())),
+    }
+}
+
+/// Stores a replica: the record is this node's WAL record as received.
+async fn push(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    if !tenants.runs_ingester() {
+        return Err(PeerError::BadRequest(
+            "this node does not run the ingester role".into(),
+        ));
+    }
+    let record = body.clone();
+    let (tenant, profiles) = tokio::task::spawn_blocking(move || decode_record(&body))
+        .await
+        .map_err(|e| PeerError::Internal(e.to_string()))?
+        .map_err(|e| PeerError::BadRequest(format!("push record: {e}")))?;
+    validate_tenant_id(&tenant).map_err(PeerError::BadRequest)?;
+    let ingester = tenants
+        .get_or_start(&tenant)
+        .ingester
+        .ok_or_else(|| PeerError::BadRequest("this node does not run the ingester role".into()))?;
+    let stats = ingester
+        .send(Append {
+            profiles: Arc::new(profiles),
+            record: Some(record),
+        })
+        .await
+        .map_err(|e| PeerError::Unavailable(format!("ingester unavailable: {e}")))?
+        .map_err(|e| PeerError::Unavailable(e.to_string()))?;
+    let reply = protocol::encode(&PushReply {
+        profiles: stats.profiles,
+        samples: stats.samples,
+    })?;
+    Ok(Bytes::from(reply))
+}
+
+/// Answers what a query's scope selects of this node's data: its
+/// ingester's head and sealed heads and a pruned read of the blocks its
+/// store-gateway serves (the same rule as a local query).
+async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    let req: SelectRequest = protocol::decode(&body)?;
+    validate_tenant_id(&req.tenant).map_err(PeerError::BadRequest)?;
+    let scope = req.scope()?;
+    let blocks = tenants
+        .block_sources(&req.tenant, &scope, req.start_ns, req.end_ns)
+        .await
+        .map_err(|e| PeerError::Unavailable(e.to_string()))?;
+    let local = tenants.local_data(&req.tenant);
+    let bytes = tokio::task::spawn_blocking(move || {
+        // Head first, then sealed: the order a cut takes its locks in.
+        let head = local.as_ref().map(|l| l.head.read());
+        let sealed = local
+            .as_ref()
+            .map(|l| l.sealed.read().clone())
+            .unwrap_or_default();
+        let sources = crate::querier::sources(head.as_deref(), &sealed, &blocks, &[]);
+        protocol::encode_answer(&PeerSlice::select(
+            &sources,
+            &scope,
+            req.start_ns,
+            req.end_ns,
+        ))
+    })
+    .await
+    .map_err(|e| PeerError::Internal(e.to_string()))??;
+    Ok(Bytes::from(bytes))
+}
