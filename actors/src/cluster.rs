@@ -253,7 +253,8 @@ impl ClusterContext {
             let batch = match batches.get(&idx) {
                 Some(b) => b.clone(),
                 None => {
-                    let subset: Vec<SplitProfile> = idx.iter().map(|&i| profiles[i].clone()).collect();
+                    let subset: Vec<SplitProfile> =
+                        idx.iter().map(|&i| profiles[i].clone()).collect();
                     let record = encode_record(tenant, subset.iter())
                         .map(Bytes::from)
                         .map_err(|e| IngesterError::Storage(e.to_string()))?;

@@ -18,6 +18,8 @@ pub mod shipper;
 pub mod store_gateway;
 pub mod supervisor;
 pub mod tenants;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use metrics::Metrics;
 pub use tenants::{BlockSettings, TenantActors, Tenants, validate_tenant_id};

@@ -359,9 +359,11 @@ impl Tenants {
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
             // No actor holds data of the tenant here: nothing of it is in
             // memory, so no querier is started for a read.
-            None => crate::querier::merge(None, query, self.query_limits.clone())
-                .instrument(span)
-                .await,
+            None => {
+                crate::querier::merge(None, query, self.query_limits.clone())
+                    .instrument(span)
+                    .await
+            }
         }
     }
 

@@ -95,6 +95,24 @@ pub struct Member {
 }
 
 impl Member {
+    /// A live member, not yet ready (no gossip address: not gossiped).
+    pub fn alive(node_id: &str, roles: &[&str], http_addr: &str, protocol: u32) -> Self {
+        let mut roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        roles.sort();
+        Self {
+            node_id: node_id.to_string(),
+            generation: 0,
+            gossip_addr: String::new(),
+            http_addr: http_addr.to_string(),
+            roles,
+            ready: false,
+            leaving: false,
+            state: MemberState::Alive,
+            protocol,
+            is_self: false,
+        }
+    }
+
     /// Whether the member runs `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
@@ -125,7 +143,7 @@ pub enum MembershipEvent {
 pub struct Membership {
     handle: Option<ChitchatHandle>,
     members: watch::Receiver<Arc<Vec<Member>>>,
-    /// Without gossip, the list is this node alone and changes only by `set`.
+    /// Without gossip, the list is fixed and changes only by `set` (of this node).
     alone: Option<watch::Sender<Arc<Vec<Member>>>>,
     events: broadcast::Sender<MembershipEvent>,
     refresher: Option<tokio::task::JoinHandle<()>>,
@@ -198,25 +216,23 @@ impl Membership {
     /// [`Membership::set_ready`]). No gossip runs; rings and peers are
     /// derived from it exactly as from a gossiped list.
     pub fn standalone(node_id: &str, roles: &[&str], http_addr: &str, protocol: u32) -> Self {
-        let mut roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        roles.sort();
-        let me = Member {
-            node_id: node_id.to_string(),
-            generation: 0,
-            gossip_addr: String::new(),
-            http_addr: http_addr.to_string(),
-            roles,
-            ready: false,
-            leaving: false,
-            state: MemberState::Alive,
-            protocol,
-            is_self: true,
-        };
-        let (tx, members) = watch::channel(Arc::new(vec![me]));
+        let me = Member::alive(node_id, roles, http_addr, protocol);
+        Self::fixed(vec![me], node_id)
+    }
+
+    /// A fixed member list without gossip (a cluster of one, or the nodes
+    /// of an in-process test cluster, whose failures are those of the
+    /// transport). `set` changes only the entry of `self_id`.
+    pub fn fixed(mut members: Vec<Member>, self_id: &str) -> Self {
+        for m in &mut members {
+            m.is_self = m.node_id == self_id;
+        }
+        members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let (tx, rx) = watch::channel(Arc::new(members));
         let (events, _) = broadcast::channel(16);
         Self {
             handle: None,
-            members,
+            members: rx,
             alone: Some(tx),
             events,
             refresher: None,
@@ -247,15 +263,17 @@ impl Membership {
     /// Publishes one of this node's key-values.
     pub async fn set(&self, key: &str, value: &str) {
         if let Some(tx) = &self.alone {
-            let mut me = tx.borrow()[0].clone();
-            match key {
-                keys::READY => me.ready = value == "1",
-                keys::LEAVING => me.leaving = value == "1",
-                keys::HTTP => me.http_addr = value.to_string(),
-                _ => {}
+            let mut members = tx.borrow().as_ref().clone();
+            for me in members.iter_mut().filter(|m| m.is_self) {
+                match key {
+                    keys::READY => me.ready = value == "1",
+                    keys::LEAVING => me.leaving = value == "1",
+                    keys::HTTP => me.http_addr = value.to_string(),
+                    _ => {}
+                }
+                let _ = self.events.send(MembershipEvent::Updated(me.clone()));
             }
-            let _ = self.events.send(MembershipEvent::Updated(me.clone()));
-            tx.send_replace(Arc::new(vec![me]));
+            tx.send_replace(Arc::new(members));
             return;
         }
         let (key, value) = (key.to_string(), value.to_string());

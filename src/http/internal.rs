@@ -53,8 +53,7 @@ pub async fn call(
 
 impl From<PeerError> for ApiError {
     fn from(e: PeerError) -> Self {
-        let status =
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = match status.as_u16() {
             400 => "invalid_argument",
             404 => "unimplemented",

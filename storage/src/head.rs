@@ -511,27 +511,30 @@ impl Head {
                     .iter()
                     .zip(row.values.iter())
                     .map(|(&st, &v)| {
-                        let id = *stacks_memo.entry(st).or_insert_with(|| {
-                            self.symbols.import_stack(symbols, st, &mut memo)
-                        });
+                        let id = *stacks_memo
+                            .entry(st)
+                            .or_insert_with(|| self.symbols.import_stack(symbols, st, &mut memo));
                         (id, v)
                     })
                     .collect();
                 pairs.sort_unstable_by_key(|&(st, _)| st);
-                let spans = row.spans.as_ref().filter(|_| parts.spans).and_then(|spans| {
-                    merge_span_samples(
-                        spans
-                            .iter()
-                            .map(|s| SpanSample {
-                                stack: *stacks_memo.entry(s.stack).or_insert_with(|| {
-                                    self.symbols
-                                        .import_stack(symbols, s.stack, &mut memo)
-                                }),
-                                ..*s
-                            })
-                            .collect(),
-                    )
-                });
+                let spans = row
+                    .spans
+                    .as_ref()
+                    .filter(|_| parts.spans)
+                    .and_then(|spans| {
+                        merge_span_samples(
+                            spans
+                                .iter()
+                                .map(|s| SpanSample {
+                                    stack: *stacks_memo.entry(s.stack).or_insert_with(|| {
+                                        self.symbols.import_stack(symbols, s.stack, &mut memo)
+                                    }),
+                                    ..*s
+                                })
+                                .collect(),
+                        )
+                    });
                 stats.samples += pairs.len() as u64;
                 stats.span_samples += spans.as_ref().map_or(0, |s| s.len() as u64);
                 new_rows.push(ProfileRow {

@@ -247,7 +247,8 @@ mod tests {
         assert_eq!(back, req);
         let again = back.scope().unwrap();
         assert_eq!(SelectRequest::new("t", &again, 0, 10), req);
-        let labels = |pod: &str| ignis_storage::Labels::from_pairs([("service_name", "a"), ("pod", pod)]);
+        let labels =
+            |pod: &str| ignis_storage::Labels::from_pairs([("service_name", "a"), ("pod", pod)]);
         assert!(again.wants(&labels("p-12")) && !again.wants(&labels("q-1")));
         assert!(decode::<SelectRequest>(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode::<PushReply>(b"").is_err());

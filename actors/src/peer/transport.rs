@@ -17,8 +17,12 @@ use crate::Tenants;
 /// Carries a call to the node at `addr` and brings back its answer.
 pub trait Transport: Send + Sync {
     /// Calls `method` with `body` on the node at `addr`.
-    fn call(&self, addr: &str, method: &str, body: Bytes)
-    -> BoxFuture<'static, Result<Bytes, RpcError>>;
+    fn call(
+        &self,
+        addr: &str,
+        method: &str,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
 }
 
 impl Transport for RpcClient {
@@ -95,11 +99,15 @@ impl Transport for Arc<MemTransport> {
             };
             let tenants = {
                 let nodes = this.nodes.read();
-                let node = nodes.get(&addr).ok_or_else(|| unreachable("no such node"))?;
+                let node = nodes
+                    .get(&addr)
+                    .ok_or_else(|| unreachable("no such node"))?;
                 if !node.up {
                     return Err(unreachable("connection refused (node down)"));
                 }
-                node.tenants.upgrade().ok_or_else(|| unreachable("node stopped"))?
+                node.tenants
+                    .upgrade()
+                    .ok_or_else(|| unreachable("node stopped"))?
             };
             this.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let answer = super::server::handle(&tenants, &method, body)

@@ -1,0 +1,198 @@
+//! In-process clusters for tests (feature `testing`, and this crate's own
+//! tests): [`Sandbox`] starts N nodes in one process with a fixed member
+//! list (gossip has its own tests; here a node fails by its transport, so
+//! no failure detector's timing decides a test), calling each other over
+//! [`MemTransport`] (the same messages and server handlers as HTTP; a node
+//! can be taken down and brought back) and sharing one in-memory bucket. Multi-node logic (quorum, hinted handoff, fan-out tolerance,
+//! replica dedup, scoped reads) is tested here without processes or ports;
+//! the process-level cluster tests in `integration/` stay as end-to-end
+//! checks.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ignis_cluster::roles::ALL_ROLES;
+use ignis_cluster::{Member, Membership};
+use ignis_query::{Engine, QueryError, QueryLimits};
+use ignis_storage::SplitProfile;
+use ignis_storage::block::BlockStore;
+
+use crate::cluster::{ClusterContext, ReplicationSettings};
+use crate::distributor::Distribute;
+use crate::ingester::{AppendStats, IngesterError};
+use crate::metrics::Metrics;
+use crate::peer::{MemTransport, PROTOCOL_VERSION, Transport};
+use crate::querier::QueryFailure;
+use crate::store_gateway::StoreGateway;
+use crate::{BlockSettings, Tenants};
+
+/// One node of a [`Sandbox`].
+pub struct SandboxNode {
+    /// Its node id, `node-<i>`, which is also its transport address.
+    pub id: String,
+    /// Its tenants: distributors, ingesters, queriers, its store-gateway.
+    pub tenants: Arc<Tenants>,
+    /// Its cluster context (ring, peers, hints).
+    pub cluster: Arc<ClusterContext>,
+    /// Its store-gateway.
+    pub store_gateway: Arc<StoreGateway>,
+    /// Its metrics.
+    pub metrics: Metrics,
+    _dir: tempfile::TempDir,
+}
+
+/// N nodes with every role in one process (see the module docs).
+pub struct Sandbox {
+    /// The nodes, in start order.
+    pub nodes: Vec<SandboxNode>,
+    /// The calls between them.
+    pub transport: Arc<MemTransport>,
+    /// The bucket they share.
+    pub bucket: BlockStore,
+}
+
+/// A sandbox that could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox: {0}")]
+pub struct SandboxError(String);
+
+impl Sandbox {
+    /// Starts `n` nodes, all ready, replicating each profile to
+    /// `replication_factor` of them. Runs on the current actix system
+    /// (e.g. `#[actix::test]`).
+    pub async fn start(n: usize, replication_factor: usize) -> Result<Self, SandboxError> {
+        let fail = |e: String| SandboxError(e);
+        let transport = Arc::new(MemTransport::default());
+        let bucket = BlockStore::memory().map_err(|e| fail(e.to_string()))?;
+        let members: Vec<Member> = (0..n)
+            .map(|i| {
+                let id = format!("node-{i}");
+                let mut m = Member::alive(&id, &ALL_ROLES, &id, PROTOCOL_VERSION);
+                m.ready = true;
+                m
+            })
+            .collect();
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("node-{i}");
+            let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+            let membership = Membership::fixed(members.clone(), &id);
+            let metrics = Metrics::new();
+            let cluster = Arc::new(ClusterContext::new(
+                Arc::new(membership),
+                Arc::new(transport.clone()) as Arc<dyn Transport>,
+                ReplicationSettings {
+                    replication_factor,
+                    tokens_per_ingester: ignis_cluster::DEFAULT_TOKENS_PER_MEMBER,
+                    max_hint_bytes: 64 << 20,
+                },
+                id.clone(),
+                true,
+                metrics.clone(),
+            ));
+            let store_gateway = Arc::new(
+                StoreGateway::open(
+                    bucket.clone(),
+                    &dir.path().join("index"),
+                    256 << 20,
+                    0,
+                    16 << 20,
+                    metrics.clone(),
+                )
+                .map_err(|e| fail(e.to_string()))?,
+            );
+            let owner = cluster.clone();
+            store_gateway.set_owner(Arc::new(move |tenant: &str, ulid: &str| {
+                owner.owns_block(tenant, ulid)
+            }));
+            let blocks = BlockSettings {
+                store: Some(bucket.clone()),
+                max_block_duration: Duration::from_secs(3600),
+                ..Default::default()
+            };
+            let tenants = Arc::new(
+                Tenants::new(
+                    vec![actix::Arbiter::current()],
+                    None,
+                    blocks,
+                    metrics.clone(),
+                    QueryLimits::default(),
+                    8,
+                )
+                .with_cluster(cluster.clone())
+                .with_store_gateway(store_gateway.clone()),
+            );
+            transport.register(&id, &tenants);
+            cluster.membership.set_ready(true).await;
+            nodes.push(SandboxNode {
+                id,
+                tenants,
+                cluster,
+                store_gateway,
+                metrics,
+                _dir: dir,
+            });
+        }
+        Ok(Self {
+            nodes,
+            transport,
+            bucket,
+        })
+    }
+
+    /// Takes node `i` down (its peers' calls fail as unreachable, while
+    /// membership still lists it, as before a failure detector notices) or
+    /// back up.
+    pub fn set_up(&self, i: usize, up: bool) {
+        self.transport.set_up(&self.nodes[i].id, up);
+    }
+
+    /// Pushes `profiles` of `tenant` through node `via`'s distributor.
+    pub async fn push(
+        &self,
+        via: usize,
+        tenant: &str,
+        profiles: Vec<SplitProfile>,
+    ) -> Result<AppendStats, IngesterError> {
+        let distributor = self.nodes[via]
+            .tenants
+            .get_or_start(tenant)
+            .distributor
+            .ok_or_else(|| IngesterError::Unavailable("no distributor".into()))?;
+        distributor
+            .send(Distribute {
+                profiles,
+                record: None,
+                endpoint: "sandbox",
+            })
+            .await
+            .map_err(|e| IngesterError::Unavailable(e.to_string()))?
+    }
+
+    /// Runs query `f` over all of `tenant`'s data through node `via`.
+    pub async fn query<R, F>(&self, via: usize, tenant: &str, f: F) -> Result<R, QueryFailure>
+    where
+        R: Send + 'static,
+        F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+    {
+        self.nodes[via].tenants.query(tenant, f).await
+    }
+
+    /// Cuts every node's heads into blocks, uploads them and has every
+    /// store-gateway index the bucket (as its sync loop would).
+    pub async fn flush_to_blocks(&self) -> Result<(), SandboxError> {
+        for node in &self.nodes {
+            node.tenants.flush(true).await;
+        }
+        for node in &self.nodes {
+            node.store_gateway
+                .refresh()
+                .await
+                .map_err(|e| SandboxError(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

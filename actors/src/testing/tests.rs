@@ -1,0 +1,332 @@
+//! Multi-node logic in one process, on the real Go CPU fixture: quorum
+//! writes, hinted handoff, fan-out tolerance, replica dedup and scoped
+//! reads, each with exact totals against the fixture's ground truth.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ignis_query::{Engine, QueryLimits, Scope, Source};
+use ignis_storage::SplitProfile;
+use ignis_storage::proto::querier::v1 as q;
+use prost::Message;
+
+use super::Sandbox;
+use crate::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
+use crate::peer::SelectRequest;
+use crate::querier::QueryFailure;
+use crate::{BlockSettings, Metrics, Tenants};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const TENANT: &str = "t";
+/// Profiles are stamped 10 s apart from here (ms).
+const START_MS: i64 = 1_795_000_000_000;
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var("IGNIS_FIXTURES").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        Into::into,
+    )
+}
+
+/// CPU nanoseconds of one Go CPU fixture profile (its ground truth).
+fn truth() -> i64 {
+    let text = std::fs::read_to_string(fixtures_dir().join("go/cpu.expected.json"))
+        .expect("the shared fixtures are beside the repository");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("ground truth is JSON");
+    v["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .expect("cpu truth")
+}
+
+/// The Go CPU fixture as `/ingest?name=<service>&format=pprof` decodes it,
+/// stamped as the `n`-th profile.
+fn cpu(service: &str, n: i64) -> Vec<SplitProfile> {
+    let raw = std::fs::read(fixtures_dir().join("go/cpu.pb.gz")).expect("fixture");
+    let params = IngestParams {
+        name: service.into(),
+        format: Some("pprof".into()),
+        ..Default::default()
+    };
+    let mut out = decode_legacy(
+        &params,
+        LegacyFormat::Pprof,
+        IngestBody::Raw(raw),
+        &Limits::default(),
+        0,
+    )
+    .expect("fixture decodes");
+    for p in &mut out {
+        p.timestamp_ns = (START_MS + n * 10_000) * 1_000_000;
+    }
+    out
+}
+
+/// The CPU total of `selector` over all time, through node `via`.
+async fn total(sb: &Sandbox, via: usize, selector: &'static str) -> Result<i64, QueryFailure> {
+    sb.query(via, TENANT, move |e| {
+        let (_, sel) = e.typed_selection(CPU, selector, 1, i64::MAX / 1_000_000)?;
+        Ok(e.merge(&sel).total())
+    })
+    .await
+}
+
+/// The flame graph of `selector`, encoded (to compare answers byte for byte).
+fn flamegraph(e: &Engine<'_>, selector: &str) -> Result<Vec<u8>, ignis_query::QueryError> {
+    e.select_merge_stacktraces(&q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: selector.into(),
+        start: START_MS,
+        end: START_MS + 3_600_000,
+        max_nodes: Some(1024),
+        ..Default::default()
+    })
+    .map(|r| r.encode_to_vec())
+}
+
+/// The CPU total node `i` holds itself (head and sealed heads).
+fn held_by(sb: &Sandbox, i: usize) -> i64 {
+    let Some(local) = sb.nodes[i].tenants.local_data(TENANT) else {
+        return 0;
+    };
+    let head = local.head.read();
+    let sources: [&dyn Source; 1] = [&*head];
+    let limits = QueryLimits::default();
+    let e = Engine::new(&sources, &limits);
+    let (_, sel) = e
+        .typed_selection(CPU, "{}", 1, i64::MAX / 1_000_000)
+        .expect("selection");
+    e.merge(&sel).total()
+}
+
+#[actix::test]
+async fn a_quorum_write_is_acknowledged_with_one_replica_down_and_refused_with_two() {
+    let sb = Sandbox::start(3, 3).await.expect("sandbox");
+    sb.set_up(2, false);
+    sb.push(0, TENANT, cpu("svc", 0))
+        .await
+        .expect("one replica down: acknowledged on quorum");
+    assert_eq!(held_by(&sb, 2), 0, "the down replica got nothing");
+    assert_eq!(held_by(&sb, 0), truth());
+    assert_eq!(held_by(&sb, 1), truth());
+
+    sb.set_up(1, false);
+    let err = sb
+        .push(0, TENANT, cpu("svc", 1))
+        .await
+        .expect_err("two replicas down: refused");
+    assert!(err.to_string().contains("quorum not reached"), "{err}");
+    assert!(
+        sb.nodes[0]
+            .metrics
+            .encode()
+            .contains("ignis_quorum_failures_total 1"),
+        "the refusal is counted"
+    );
+}
+
+#[actix::test]
+async fn hinted_handoff_delivers_the_missed_writes_to_a_replica_that_is_back() {
+    let sb = Sandbox::start(3, 3).await.expect("sandbox");
+    sb.set_up(2, false);
+    for n in 0..4 {
+        sb.push((n % 2) as usize, TENANT, cpu("svc", n))
+            .await
+            .expect("acknowledged on quorum");
+    }
+    assert_eq!(held_by(&sb, 2), 0);
+    // Delivery while it is still down keeps the hints.
+    sb.nodes[0].cluster.deliver_hints().await;
+    assert_eq!(held_by(&sb, 2), 0);
+    assert!(
+        sb.nodes[0]
+            .cluster
+            .hints
+            .nodes()
+            .contains(&"node-2".to_string())
+    );
+
+    sb.set_up(2, true);
+    for node in &sb.nodes {
+        node.cluster.deliver_hints().await;
+    }
+    assert_eq!(
+        held_by(&sb, 2),
+        4 * truth(),
+        "every missed write arrived once"
+    );
+    assert!(sb.nodes[0].cluster.hints.nodes().is_empty());
+    assert!(sb.nodes[1].cluster.hints.nodes().is_empty());
+    // The others can now be down: node 2 alone answers in full... as long
+    // as the replication factor tolerates it, which one of three does.
+    sb.set_up(0, false);
+    assert_eq!(total(&sb, 2, "{}").await.expect("answers"), 4 * truth());
+}
+
+#[actix::test]
+async fn a_query_answers_with_one_ingester_unreachable_and_fails_with_two() {
+    let sb = Sandbox::start(3, 3).await.expect("sandbox");
+    for n in 0..3 {
+        sb.push(n as usize, TENANT, cpu("svc", n))
+            .await
+            .expect("push");
+    }
+    sb.set_up(2, false);
+    assert_eq!(total(&sb, 0, "{}").await.expect("answers"), 3 * truth());
+    sb.set_up(1, false);
+    match total(&sb, 0, "{}").await {
+        Err(QueryFailure::Unavailable(m)) => {
+            assert!(m.contains("2 of 3") && m.contains("unreachable"), "{m}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
+
+#[actix::test]
+async fn replicas_are_counted_once_from_heads_and_from_blocks() {
+    let sb = Sandbox::start(3, 3).await.expect("sandbox");
+    for n in 0..6 {
+        sb.push((n % 3) as usize, TENANT, cpu("svc", n))
+            .await
+            .expect("push");
+    }
+    for via in 0..3 {
+        assert_eq!(total(&sb, via, "{}").await.unwrap(), 6 * truth());
+        assert_eq!(held_by(&sb, via), 6 * truth(), "RF 3 puts a copy on each");
+    }
+    sb.flush_to_blocks().await.expect("blocks");
+    for via in 0..3 {
+        assert_eq!(
+            total(&sb, via, "{}").await.unwrap(),
+            6 * truth(),
+            "three replica blocks, served by three store-gateways, count once"
+        );
+    }
+}
+
+/// [`cpu`] of a service built from its own code: its function names carry
+/// the service's name, as different programs' symbols differ.
+fn cpu_of_own_program(service: &str, n: i64) -> Vec<SplitProfile> {
+    let mut out = cpu(service, n);
+    for p in &mut out {
+        let names: std::collections::HashSet<i64> =
+            p.profile.function.iter().map(|f| f.name).collect();
+        for i in names {
+            if let Some(s) = p.profile.string_table.get_mut(i as usize) {
+                s.push_str(&format!(" [{service}]"));
+            }
+        }
+    }
+    out
+}
+
+/// Twenty services, three profiles each.
+async fn twenty_services(sb: &Sandbox) -> Vec<SplitProfile> {
+    let mut all = Vec::new();
+    for s in 0..20 {
+        for n in 0..3 {
+            let p = cpu_of_own_program(&format!("svc-{s}"), n);
+            all.extend(p.iter().cloned());
+            sb.push(s % sb.nodes.len(), TENANT, p).await.expect("push");
+        }
+    }
+    all
+}
+
+/// What a standalone node answers for the same profiles.
+async fn standalone_answer(profiles: Vec<SplitProfile>, selector: &'static str) -> Vec<u8> {
+    let node = Tenants::new(
+        vec![actix::Arbiter::current()],
+        None,
+        BlockSettings::default(),
+        Metrics::new(),
+        QueryLimits::default(),
+        2,
+    );
+    let d = node.get_or_start(TENANT).distributor.expect("distributor");
+    d.send(crate::distributor::Distribute {
+        profiles,
+        record: None,
+        endpoint: "test",
+    })
+    .await
+    .expect("sent")
+    .expect("stored");
+    node.query(TENANT, move |e| flamegraph(e, selector))
+        .await
+        .expect("standalone answer")
+}
+
+#[actix::test]
+async fn peers_answer_only_the_query_scope_and_the_answer_equals_a_single_node() {
+    // RF 1: each profile lives on one node, so the answer needs the peers.
+    let sb = Sandbox::start(3, 1).await.expect("sandbox");
+    let profiles = twenty_services(&sb).await;
+    let selector = "{service_name=\"svc-7\"}";
+    let expected = standalone_answer(profiles, selector).await;
+
+    for stage in ["heads", "blocks"] {
+        if stage == "blocks" {
+            sb.flush_to_blocks().await.expect("blocks");
+        }
+        let before = sb.transport.bytes_moved();
+        let answer = sb
+            .query(0, TENANT, move |e| flamegraph(e, selector))
+            .await
+            .expect("cluster answer");
+        let scoped = sb.transport.bytes_moved() - before;
+        assert_eq!(answer, expected, "{stage}: the cluster answers as one node");
+        assert_eq!(total(&sb, 1, selector).await.unwrap(), 3 * truth());
+
+        // What the unscoped fetch of protocol 2 moved: everything in range.
+        let before = sb.transport.bytes_moved();
+        let everything = Scope::everything(i64::MIN, i64::MAX);
+        for i in 1..3 {
+            let peer = sb.nodes[0]
+                .cluster
+                .peer(sb.nodes[0].cluster.membership.members()[i].clone());
+            peer.select(&SelectRequest::new(TENANT, &everything, i64::MIN, i64::MAX))
+                .await
+                .expect("select");
+        }
+        let unscoped = sb.transport.bytes_moved() - before;
+        eprintln!(
+            "{stage}: one-service flame graph moved {scoped} bytes between nodes; unscoped {unscoped}"
+        );
+        assert!(
+            scoped * 10 <= unscoped,
+            "{stage}: scoped {scoped} bytes, unscoped {unscoped}"
+        );
+    }
+}
+
+#[actix::test]
+async fn a_standalone_node_is_a_ring_of_one() {
+    let node = Arc::new(Tenants::new(
+        vec![actix::Arbiter::current()],
+        None,
+        BlockSettings::default(),
+        Metrics::new(),
+        QueryLimits::default(),
+        2,
+    ));
+    let view = node.cluster().ring();
+    assert_eq!(view.members.len(), 1);
+    assert_eq!((view.replication_factor, view.quorum()), (1, 1));
+    let d = node.get_or_start(TENANT).distributor.expect("distributor");
+    d.send(crate::distributor::Distribute {
+        profiles: cpu("svc", 0),
+        record: None,
+        endpoint: "test",
+    })
+    .await
+    .expect("sent")
+    .expect("stored");
+    let t = node
+        .query(TENANT, |e| {
+            let (_, sel) = e.typed_selection(CPU, "{}", 1, i64::MAX / 1_000_000)?;
+            Ok(e.merge(&sel).total())
+        })
+        .await
+        .expect("answers");
+    assert_eq!(t, truth());
+}
