@@ -16,9 +16,30 @@ pub enum QueryFailure {
     /// The request is invalid.
     #[error(transparent)]
     Query(#[from] QueryError),
-    /// The query could not run.
+    /// The query could not run now (a peer or the bucket unreachable, too
+    /// few ingesters): worth retrying.
     #[error("querier unavailable: {0}")]
     Unavailable(String),
+    /// Stored data the query needs is damaged (a corrupt block): retrying
+    /// does not help.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// A bug or broken state of this node (a query task panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ignis_storage::block::BlockError> for QueryFailure {
+    fn from(e: ignis_storage::block::BlockError) -> Self {
+        use ignis_storage::block::BlockError as B;
+        match e {
+            B::Store(_) | B::Read(_) => Self::Unavailable(format!("reading blocks: {e}")),
+            B::Arrow(_) | B::Parquet(_) | B::Meta(_) | B::Corrupt(_) => {
+                Self::Corrupt(format!("reading blocks: {e}"))
+            }
+            B::Config(_) => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
@@ -76,7 +97,7 @@ pub(crate) async fn merge<R: Send + 'static>(
         (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
     })
     .await
-    .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
+    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
 }
 
 /// Merges a tenant's queries over its head and sealed heads, the blocks and
@@ -110,5 +131,21 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
         let local = Some((self.head.clone(), self.sealed.clone()));
         Box::pin(merge(local, msg, self.limits.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_storage::block::BlockError;
+
+    #[test]
+    fn block_errors_keep_their_kind() {
+        let corrupt = QueryFailure::from(BlockError::Corrupt("bad stack id".into()));
+        assert!(matches!(corrupt, QueryFailure::Corrupt(ref m) if m.contains("bad stack id")));
+        let read = QueryFailure::from(BlockError::Read("timed out".into()));
+        assert!(matches!(read, QueryFailure::Unavailable(_)));
+        let config = QueryFailure::from(BlockError::Config("no bucket".into()));
+        assert!(matches!(config, QueryFailure::Internal(_)));
     }
 }

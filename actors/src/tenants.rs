@@ -202,10 +202,7 @@ impl Tenants {
         end_ns: i64,
     ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
         match &self.store_gateway {
-            Some(sg) => sg
-                .sources(tenant, scope, start_ns, end_ns)
-                .await
-                .map_err(|e| QueryFailure::Unavailable(format!("reading blocks: {e}"))),
+            Some(sg) => Ok(sg.sources(tenant, scope, start_ns, end_ns).await?),
             None => Ok(Vec::new()),
         }
     }

@@ -98,6 +98,10 @@ impl From<QueryFailure> for ApiError {
         match e {
             QueryFailure::Query(q) => Self::bad_request(q.to_string()),
             QueryFailure::Unavailable(m) => Self::unavailable(m),
+            QueryFailure::Corrupt(m) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "data_loss", m)
+            }
+            QueryFailure::Internal(m) => Self::internal(m),
         }
     }
 }

@@ -71,6 +71,17 @@ impl PeerError {
     }
 }
 
+impl From<crate::querier::QueryFailure> for PeerError {
+    fn from(e: crate::querier::QueryFailure) -> Self {
+        use crate::querier::QueryFailure as F;
+        match e {
+            F::Query(q) => Self::BadRequest(q.to_string()),
+            F::Unavailable(m) => Self::Unavailable(m),
+            F::Corrupt(m) | F::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
 /// One replica's share of a push: the profiles routed to it and the same
 /// profiles as a WAL record (`ignis_storage::encode_record`), encoded once.
 #[derive(Clone)]

@@ -64,7 +64,7 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     let blocks = tenants
         .block_sources(&req.tenant, &scope, req.start_ns, req.end_ns)
         .await
-        .map_err(|e| PeerError::Unavailable(e.to_string()))?;
+        .map_err(PeerError::from)?;
     let local = tenants.local_data(&req.tenant);
     let bytes = tokio::task::spawn_blocking(move || {
         // Head first, then sealed: the order a cut takes its locks in.
