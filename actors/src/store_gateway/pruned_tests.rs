@@ -2,7 +2,6 @@
 //! the whole decoded block and to the head, with less read.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ignis_query::{Engine, QueryLimits, Scope, Source};
@@ -14,8 +13,8 @@ use prost::Message;
 
 use super::StoreGateway;
 use super::reads::BlockRead;
-use crate::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use crate::metrics::Metrics;
+use crate::testing::fixtures::{split, truth};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SERVICES: usize = 12;
@@ -23,41 +22,6 @@ const PROFILES: i64 = 60;
 /// Profiles are 10 s apart from here (ms).
 const START_MS: i64 = 1_795_000_000_000;
 const FIXTURES: [&str; 4] = ["go/cpu", "go/allocs", "go/mutex", "go/goroutine"];
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var("IGNIS_FIXTURES").map_or_else(
-        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        Into::into,
-    )
-}
-
-fn truth(fixture: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures_dir().join(format!("{fixture}.expected.json")))
-        .expect("the shared fixtures are beside the repository");
-    serde_json::from_str(&text).expect("ground truth is JSON")
-}
-
-/// A fixture as `/ingest?name=<service>&format=pprof` decodes it, re-stamped at `ms`.
-fn split(fixture: &str, service: &str, ms: i64) -> Vec<SplitProfile> {
-    let raw = std::fs::read(fixtures_dir().join(format!("{fixture}.pb.gz"))).expect("fixture");
-    let params = IngestParams {
-        name: service.into(),
-        format: Some("pprof".into()),
-        ..Default::default()
-    };
-    let mut out = decode_legacy(
-        &params,
-        LegacyFormat::Pprof,
-        IngestBody::Raw(raw),
-        &Limits::default(),
-        0,
-    )
-    .expect("fixture decodes");
-    for p in &mut out {
-        p.timestamp_ns = ms * 1_000_000;
-    }
-    out
-}
 
 /// Every fixture under `SERVICES` services, `PROFILES` times 10 s apart.
 fn head() -> Head {

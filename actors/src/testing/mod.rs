@@ -8,6 +8,7 @@
 //! the process-level cluster tests in `integration/` stay as end-to-end
 //! checks.
 
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 

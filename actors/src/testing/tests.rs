@@ -2,7 +2,6 @@
 //! writes, hinted handoff, fan-out tolerance, replica dedup and scoped
 //! reads, each with exact totals against the fixture's ground truth.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ignis_query::{Engine, QueryLimits, Scope, Source};
@@ -10,8 +9,7 @@ use ignis_storage::SplitProfile;
 use ignis_storage::proto::querier::v1 as q;
 use prost::Message;
 
-use super::Sandbox;
-use crate::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
+use super::{Sandbox, fixtures};
 use crate::peer::SelectRequest;
 use crate::querier::QueryFailure;
 use crate::{BlockSettings, Metrics, Tenants};
@@ -21,44 +19,16 @@ const TENANT: &str = "t";
 /// Profiles are stamped 10 s apart from here (ms).
 const START_MS: i64 = 1_795_000_000_000;
 
-fn fixtures_dir() -> PathBuf {
-    std::env::var("IGNIS_FIXTURES").map_or_else(
-        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        Into::into,
-    )
-}
-
 /// CPU nanoseconds of one Go CPU fixture profile (its ground truth).
 fn truth() -> i64 {
-    let text = std::fs::read_to_string(fixtures_dir().join("go/cpu.expected.json"))
-        .expect("the shared fixtures are beside the repository");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("ground truth is JSON");
-    v["value_sums"]["cpu/nanoseconds"]
+    fixtures::truth("go/cpu")["value_sums"]["cpu/nanoseconds"]
         .as_i64()
         .expect("cpu truth")
 }
 
-/// The Go CPU fixture as `/ingest?name=<service>&format=pprof` decodes it,
-/// stamped as the `n`-th profile.
+/// The Go CPU fixture of `service`, stamped as the `n`-th profile.
 fn cpu(service: &str, n: i64) -> Vec<SplitProfile> {
-    let raw = std::fs::read(fixtures_dir().join("go/cpu.pb.gz")).expect("fixture");
-    let params = IngestParams {
-        name: service.into(),
-        format: Some("pprof".into()),
-        ..Default::default()
-    };
-    let mut out = decode_legacy(
-        &params,
-        LegacyFormat::Pprof,
-        IngestBody::Raw(raw),
-        &Limits::default(),
-        0,
-    )
-    .expect("fixture decodes");
-    for p in &mut out {
-        p.timestamp_ns = (START_MS + n * 10_000) * 1_000_000;
-    }
-    out
+    fixtures::split("go/cpu", service, START_MS + n * 10_000)
 }
 
 /// The CPU total of `selector` over all time, through node `via`.

@@ -14,23 +14,15 @@ use crate::ingest::legacy::{
     IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy,
 };
 
-const DEMO: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/java/demo.jfr"
-);
-const DEMO_TRUTH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/java/demo.expected.json"
-);
 const TICK: i64 = 10_000_000; // 100 Hz
 
 fn demo() -> Vec<u8> {
-    std::fs::read(DEMO).unwrap_or_else(|e| panic!("reading {DEMO}: {e}"))
+    let path = crate::testing::fixtures::fixtures_dir().join("java/demo.jfr");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn truth() -> serde_json::Value {
-    let raw = std::fs::read(DEMO_TRUTH).unwrap_or_else(|e| panic!("reading {DEMO_TRUTH}: {e}"));
-    serde_json::from_slice(&raw).expect("demo.expected.json")
+    crate::testing::fixtures::truth("java/demo")
 }
 
 fn opts() -> ConvertOptions<'static> {
