@@ -380,12 +380,7 @@ impl ClusterContext {
             };
             let peer = self.peer(member.clone());
             while let Some(record) = self.hints.front(&node) {
-                let batch = Batch {
-                    tenant: String::new(),
-                    profiles: Arc::default(),
-                    record,
-                };
-                match peer.append(batch).await {
+                match peer.push(record).await {
                     Ok(_) => self.hints.delivered(&node),
                     Err(e) => {
                         tracing::debug!(node, error = %e, "hint delivery failed; retrying later");

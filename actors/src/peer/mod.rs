@@ -152,14 +152,16 @@ impl Peer {
     }
 }
 
-impl Replica for Peer {
-    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
+impl Peer {
+    /// Stores a WAL record on the peer's ingester: a replica write, or a
+    /// hinted one delivered late.
+    pub fn push(&self, record: Bytes) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
         let this = self.clone();
         Box::pin(async move {
             this.check_serving()?;
             let reply = this
                 .transport
-                .call(&this.member.http_addr, protocol::PUSH, batch.record)
+                .call(&this.member.http_addr, protocol::PUSH, record)
                 .await?;
             let r: PushReply = protocol::decode(&reply)?;
             Ok(AppendStats {
@@ -167,6 +169,12 @@ impl Replica for Peer {
                 samples: r.samples,
             })
         })
+    }
+}
+
+impl Replica for Peer {
+    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
+        self.push(batch.record)
     }
 }
 
