@@ -201,7 +201,6 @@ async fn join_cluster(
             max_hint_bytes: c.max_hint_bytes,
         },
         node_id,
-        roles.has("ingester"),
         metrics.clone(),
     )))
 }

@@ -13,6 +13,7 @@ use actix::Addr;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use ignis_cluster::roles::{INGESTER, STORE_GATEWAY};
 use ignis_cluster::{Member, MemberState, Membership, Ring};
 use ignis_query::Scope;
 use ignis_storage::{Head, SplitProfile, encode_record};
@@ -26,11 +27,6 @@ use crate::metrics::Metrics;
 use crate::peer::{Batch, PROTOCOL_VERSION, Peer, PeerSlice, Replica, SelectRequest, Transport};
 use crate::querier::QueryFailure;
 use crate::sealed::SealedList;
-
-/// The ingester role name.
-pub const INGESTER: &str = "ingester";
-/// The store-gateway role name.
-pub const STORE_GATEWAY: &str = "store-gateway";
 
 /// Replication settings.
 #[derive(Debug, Clone, Copy)]
@@ -78,8 +74,6 @@ pub struct ClusterContext {
     pub settings: ReplicationSettings,
     /// This node's id.
     pub node_id: String,
-    /// This node runs the ingester role.
-    pub local_ingester: bool,
     metrics: Metrics,
     /// Replica writes to deliver when their node serves again.
     pub hints: Arc<Hints>,
@@ -114,7 +108,6 @@ impl ClusterContext {
         transport: Arc<dyn Transport>,
         settings: ReplicationSettings,
         node_id: String,
-        local_ingester: bool,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -122,7 +115,6 @@ impl ClusterContext {
             transport,
             settings,
             node_id,
-            local_ingester,
             hints: Arc::new(Hints::new(settings.max_hint_bytes, metrics.clone())),
             metrics,
             cache: Mutex::new(None),
@@ -147,7 +139,6 @@ impl ClusterContext {
                 max_hint_bytes: 0,
             },
             node_id.to_string(),
-            roles.contains(&INGESTER),
             metrics,
         )
     }
@@ -244,7 +235,6 @@ impl ClusterContext {
         batches.insert(
             all,
             Batch {
-                tenant: tenant.to_string(),
                 profiles: profiles.clone(),
                 record,
             },
@@ -259,7 +249,6 @@ impl ClusterContext {
                         .map(Bytes::from)
                         .map_err(|e| IngesterError::Storage(e.to_string()))?;
                     let b = Batch {
-                        tenant: tenant.to_string(),
                         profiles: Arc::new(subset),
                         record,
                     };
@@ -267,10 +256,13 @@ impl ClusterContext {
                     b
                 }
             };
-            let replica: Arc<dyn Replica> = match (&local, node == self.node_id) {
-                (Some(ingester), true) => Arc::new(ingester.clone()),
+            // This node's own ingester is an in-process call; any other
+            // replica a peer, whose failed write becomes a hint.
+            let (replica, to_peer): (Arc<dyn Replica>, bool) = match (&local, node == self.node_id)
+            {
+                (Some(ingester), true) => (Arc::new(ingester.clone()), false),
                 _ => match view.members.get(node) {
-                    Some(m) => Arc::new(self.peer(m.clone())),
+                    Some(m) => (Arc::new(self.peer(m.clone())), true),
                     None => continue,
                 },
             };
@@ -278,7 +270,6 @@ impl ClusterContext {
             // Each replica write runs on its own task: the push returns at
             // quorum and the slower replicas finish in the background.
             let metrics = self.metrics.clone();
-            let local_write = node == self.node_id;
             let task = tokio::spawn(
                 async move {
                     let hint = batch.record.clone();
@@ -293,7 +284,7 @@ impl ClusterContext {
                         ])
                         .inc();
                     // A failed write to a peer becomes a hint if the push is acknowledged.
-                    let hint = (res.is_err() && !local_write).then_some(hint);
+                    let hint = (res.is_err() && to_peer).then_some(hint);
                     (node, res, hint)
                 }
                 .in_current_span(),

@@ -7,6 +7,7 @@ use ignis_query::{Engine, QueryError, QueryLimits, Source};
 use ignis_storage::Head;
 use parking_lot::RwLock;
 
+use crate::cluster::LocalData;
 use crate::peer::PeerSlice;
 use crate::sealed::{Sealed, SealedList};
 
@@ -61,40 +62,39 @@ impl<R: Send + 'static> Message for RunQuery<R> {
     type Result = Result<R, QueryFailure>;
 }
 
-/// What one query reads, in this order: the head, the sealed heads (the
-/// order a cut takes its locks in), blocks, then peers' answers.
-pub(crate) fn sources<'a>(
-    head: Option<&'a Head>,
-    sealed: &'a [Arc<Sealed>],
-    blocks: &'a [Arc<dyn Source>],
-    remote: &'a [PeerSlice],
-) -> Vec<&'a dyn Source> {
-    let mut out: Vec<&dyn Source> =
+/// Calls `f` with what one query reads, in this order: this node's head,
+/// its sealed heads (head first, then sealed: the order a cut takes its
+/// locks in, so data moving from one to the other is seen exactly once),
+/// the blocks, then the peers' answers. Blocking: run it off the actor and
+/// HTTP threads.
+pub(crate) fn with_sources<T>(
+    local: Option<&LocalData>,
+    blocks: &[Arc<dyn Source>],
+    remote: &[PeerSlice],
+    f: impl FnOnce(&[&dyn Source]) -> T,
+) -> T {
+    let head = local.map(|l| l.head.read());
+    let sealed: Vec<Arc<Sealed>> = local.map(|l| l.sealed.read().clone()).unwrap_or_default();
+    let mut sources: Vec<&dyn Source> =
         Vec::with_capacity(1 + sealed.len() + blocks.len() + remote.len());
-    out.extend(head.map(|h| h as &dyn Source));
-    out.extend(sealed.iter().map(|s| &s.head as &dyn Source));
-    out.extend(blocks.iter().map(|b| &**b));
-    out.extend(remote.iter().map(|h| h as &dyn Source));
-    out
+    sources.extend(head.as_deref().map(|h| h as &dyn Source));
+    sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+    sources.extend(blocks.iter().map(|b| &**b));
+    sources.extend(remote.iter().map(|h| h as &dyn Source));
+    f(&sources)
 }
 
 /// Runs `msg` on the blocking pool over this node's `local` data of the
 /// tenant (if any), its blocks and the peers' answers.
 pub(crate) async fn merge<R: Send + 'static>(
-    local: Option<(Arc<RwLock<Head>>, SealedList)>,
+    local: Option<LocalData>,
     msg: RunQuery<R>,
     limits: Arc<QueryLimits>,
 ) -> Result<R, QueryFailure> {
     tokio::task::spawn_blocking(move || {
-        // Head first, then sealed: the order a cut takes its locks in,
-        // so data moving from one to the other is seen exactly once.
-        let head = local.as_ref().map(|(h, _)| h.read());
-        let sealed = local
-            .as_ref()
-            .map(|(_, s)| s.read().clone())
-            .unwrap_or_default();
-        let sources = sources(head.as_deref(), &sealed, &msg.blocks, &msg.remote);
-        (msg.query)(&Engine::new(&sources, &limits)).map_err(QueryFailure::from)
+        with_sources(local.as_ref(), &msg.blocks, &msg.remote, |sources| {
+            (msg.query)(&Engine::new(sources, &limits)).map_err(QueryFailure::from)
+        })
     })
     .await
     .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
@@ -129,7 +129,10 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
     type Result = ResponseFuture<Result<R, QueryFailure>>;
 
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
-        let local = Some((self.head.clone(), self.sealed.clone()));
+        let local = Some(LocalData {
+            head: self.head.clone(),
+            sealed: self.sealed.clone(),
+        });
         Box::pin(merge(local, msg, self.limits.clone()))
     }
 }

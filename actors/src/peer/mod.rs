@@ -86,8 +86,6 @@ impl From<crate::querier::QueryFailure> for PeerError {
 /// profiles as a WAL record (`ignis_storage::encode_record`), encoded once.
 #[derive(Clone)]
 pub struct Batch {
-    /// The tenant.
-    pub tenant: String,
     /// The profiles.
     pub profiles: Arc<Vec<SplitProfile>>,
     /// Their WAL record: what a peer receives and every ingester stores.

@@ -67,19 +67,14 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .map_err(PeerError::from)?;
     let local = tenants.local_data(&req.tenant);
     let bytes = tokio::task::spawn_blocking(move || {
-        // Head first, then sealed: the order a cut takes its locks in.
-        let head = local.as_ref().map(|l| l.head.read());
-        let sealed = local
-            .as_ref()
-            .map(|l| l.sealed.read().clone())
-            .unwrap_or_default();
-        let sources = crate::querier::sources(head.as_deref(), &sealed, &blocks, &[]);
-        protocol::encode_answer(&PeerSlice::select(
-            &sources,
-            &scope,
-            req.start_ns,
-            req.end_ns,
-        ))
+        crate::querier::with_sources(local.as_ref(), &blocks, &[], |sources| {
+            protocol::encode_answer(&PeerSlice::select(
+                sources,
+                &scope,
+                req.start_ns,
+                req.end_ns,
+            ))
+        })
     })
     .await
     .map_err(|e| PeerError::Internal(e.to_string()))??;

@@ -49,7 +49,6 @@ struct MemNode {
 pub struct MemTransport {
     nodes: RwLock<HashMap<String, MemNode>>,
     bytes: AtomicU64,
-    calls: AtomicU64,
 }
 
 impl MemTransport {
@@ -75,11 +74,6 @@ impl MemTransport {
     pub fn bytes_moved(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-
-    /// Calls carried so far (failed ones included).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
 }
 
 impl Transport for Arc<MemTransport> {
@@ -92,7 +86,6 @@ impl Transport for Arc<MemTransport> {
         let this = self.clone();
         let (addr, method) = (addr.to_string(), method.to_string());
         Box::pin(async move {
-            this.calls.fetch_add(1, Ordering::Relaxed);
             let unreachable = |reason: &str| RpcError::Unreachable {
                 addr: addr.clone(),
                 reason: reason.to_string(),

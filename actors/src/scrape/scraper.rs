@@ -102,7 +102,7 @@ impl Scraper {
             .filter(|m| {
                 m.state == ignis_cluster::MemberState::Alive
                     && !m.leaving
-                    && m.has_role("distributor")
+                    && m.has_role(ignis_cluster::roles::DISTRIBUTOR)
             })
             .max_by_key(|m| {
                 xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{}", self.key, m.node_id).as_bytes())

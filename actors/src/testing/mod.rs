@@ -91,7 +91,6 @@ impl Sandbox {
                     max_hint_bytes: 64 << 20,
                 },
                 id.clone(),
-                true,
                 metrics.clone(),
             ));
             let store_gateway = Arc::new(
