@@ -16,7 +16,7 @@ use futures::stream::FuturesUnordered;
 use ignis_cluster::roles::{INGESTER, STORE_GATEWAY};
 use ignis_cluster::{Member, MemberState, Membership, Ring};
 use ignis_query::Scope;
-use ignis_storage::{Head, SplitProfile, encode_record};
+use ignis_storage::{SplitProfile, encode_record};
 use parking_lot::Mutex;
 use tracing::Instrument;
 use xxhash_rust::xxh3::xxh3_64;
@@ -26,7 +26,6 @@ use crate::ingester::{AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::peer::{Batch, PROTOCOL_VERSION, Peer, PeerSlice, Replica, SelectRequest, Transport};
 use crate::querier::QueryFailure;
-use crate::sealed::SealedList;
 
 /// Replication settings.
 #[derive(Debug, Clone, Copy)]
@@ -81,14 +80,6 @@ pub struct ClusterContext {
     cache: Mutex<Option<CachedRing>>,
     /// The store-gateway ring built for the last member list seen.
     sg_cache: Mutex<Option<CachedRing>>,
-}
-
-/// The data of a tenant on this node, for queries answered locally.
-pub struct LocalData {
-    /// The head.
-    pub head: Arc<parking_lot::RwLock<Head>>,
-    /// Cut heads and loaded blocks.
-    pub sealed: SealedList,
 }
 
 /// The routing key of a profile: tenant and its first series.

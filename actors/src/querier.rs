@@ -4,12 +4,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Source};
-use ignis_storage::Head;
-use parking_lot::RwLock;
 
-use crate::cluster::LocalData;
+use crate::ingester::Snapshot;
 use crate::peer::PeerSlice;
-use crate::sealed::{Sealed, SealedList};
 
 /// A query that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,12 +42,14 @@ impl From<ignis_storage::block::BlockError> for QueryFailure {
 
 type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
 
-/// Runs a closure against the tenant's query engine; the engine reads the
-/// head, the sealed heads, `blocks` (from the store-gateway) and `remote`
-/// (the peers' answers).
+/// Runs a closure against the tenant's query engine; the engine reads
+/// `local` (this node's ingester), `blocks` (from the store-gateway) and
+/// `remote` (the peers' answers).
 pub struct RunQuery<R> {
     /// The query.
     pub query: QueryFn<R>,
+    /// What this node's ingester holds of the tenant.
+    pub local: Option<Snapshot>,
     /// What the query needs of the blocks (whole or pruned), besides the
     /// ingester's data.
     pub blocks: Vec<Arc<dyn Source>>,
@@ -62,37 +61,28 @@ impl<R: Send + 'static> Message for RunQuery<R> {
     type Result = Result<R, QueryFailure>;
 }
 
-/// Calls `f` with what one query reads, in this order: this node's head,
-/// its sealed heads (head first, then sealed: the order a cut takes its
-/// locks in, so data moving from one to the other is seen exactly once),
-/// the blocks, then the peers' answers. Blocking: run it off the actor and
-/// HTTP threads.
+/// Calls `f` with what one query reads: this node's ingester data (a
+/// snapshot, immutable), the blocks, then the peers' answers.
 pub(crate) fn with_sources<T>(
-    local: Option<&LocalData>,
+    local: Option<&Snapshot>,
     blocks: &[Arc<dyn Source>],
     remote: &[PeerSlice],
     f: impl FnOnce(&[&dyn Source]) -> T,
 ) -> T {
-    let head = local.map(|l| l.head.read());
-    let sealed: Vec<Arc<Sealed>> = local.map(|l| l.sealed.read().clone()).unwrap_or_default();
-    let mut sources: Vec<&dyn Source> =
-        Vec::with_capacity(1 + sealed.len() + blocks.len() + remote.len());
-    sources.extend(head.as_deref().map(|h| h as &dyn Source));
-    sources.extend(sealed.iter().map(|s| &s.head as &dyn Source));
+    let mut sources: Vec<&dyn Source> = Vec::new();
+    sources.extend(local.into_iter().flat_map(Snapshot::sources));
     sources.extend(blocks.iter().map(|b| &**b));
     sources.extend(remote.iter().map(|h| h as &dyn Source));
     f(&sources)
 }
 
-/// Runs `msg` on the blocking pool over this node's `local` data of the
-/// tenant (if any), its blocks and the peers' answers.
+/// Runs `msg` on the blocking pool.
 pub(crate) async fn merge<R: Send + 'static>(
-    local: Option<LocalData>,
     msg: RunQuery<R>,
     limits: Arc<QueryLimits>,
 ) -> Result<R, QueryFailure> {
     tokio::task::spawn_blocking(move || {
-        with_sources(local.as_ref(), &msg.blocks, &msg.remote, |sources| {
+        with_sources(msg.local.as_ref(), &msg.blocks, &msg.remote, |sources| {
             (msg.query)(&Engine::new(sources, &limits)).map_err(QueryFailure::from)
         })
     })
@@ -100,22 +90,16 @@ pub(crate) async fn merge<R: Send + 'static>(
     .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
 }
 
-/// Merges a tenant's queries over its head and sealed heads, the blocks and
+/// Merges a tenant's queries over its ingester's snapshot, the blocks and
 /// the peers' answers, on the blocking pool.
 pub struct Querier {
-    head: Arc<RwLock<Head>>,
-    sealed: SealedList,
     limits: Arc<QueryLimits>,
 }
 
 impl Querier {
-    /// A querier over `head` and the tenant's sealed heads.
-    pub fn new(head: Arc<RwLock<Head>>, sealed: SealedList, limits: Arc<QueryLimits>) -> Self {
-        Self {
-            head,
-            sealed,
-            limits,
-        }
+    /// A querier applying `limits`.
+    pub fn new(limits: Arc<QueryLimits>) -> Self {
+        Self { limits }
     }
 }
 
@@ -129,11 +113,7 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
     type Result = ResponseFuture<Result<R, QueryFailure>>;
 
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
-        let local = Some(LocalData {
-            head: self.head.clone(),
-            sealed: self.sealed.clone(),
-        });
-        Box::pin(merge(local, msg, self.limits.clone()))
+        Box::pin(merge(msg, self.limits.clone()))
     }
 }
 

@@ -5,12 +5,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ignis_storage::Head;
-use parking_lot::RwLock;
 
-/// A cut head, becoming (or already) a block.
+/// A cut head, becoming (or already) a block: the segments the ingester's
+/// head was made of when it was cut ([`crate::ingester::Segments`]).
 pub struct Sealed {
-    /// The data, immutable from now on.
-    pub head: Head,
+    /// The data, immutable from now on (one segment unless queries froze
+    /// the head between cuts).
+    pub heads: Vec<Arc<Head>>,
     /// The block id it is stored under.
     pub ulid: String,
     /// The last WAL sequence number whose data it holds.
@@ -21,13 +22,27 @@ pub struct Sealed {
 
 impl Sealed {
     /// A sealed head not yet uploaded.
-    pub fn new(head: Head, ulid: String, wal_last_seq: Option<u64>) -> Self {
+    pub fn new(heads: Vec<Arc<Head>>, ulid: String, wal_last_seq: Option<u64>) -> Self {
         Self {
-            head,
+            heads,
             ulid,
             wal_last_seq,
             uploaded_at: OnceLock::new(),
         }
+    }
+
+    /// Calls `f` with its data as one head (the segments merged, when there
+    /// are several: blocking): what its block is encoded from.
+    pub fn with_head<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
+        match self.heads.as_slice() {
+            [one] => f(one),
+            many => f(&Head::merged(many.iter().map(|h| &**h))),
+        }
+    }
+
+    /// Profiles it holds.
+    pub fn profiles(&self) -> u64 {
+        self.heads.iter().map(|h| h.stats().profiles).sum()
     }
 
     /// True once its block is in the object store.
@@ -45,6 +60,3 @@ impl Sealed {
         self.uploaded_at.get().map(Instant::elapsed)
     }
 }
-
-/// A tenant's sealed heads, oldest first.
-pub type SealedList = Arc<RwLock<Vec<Arc<Sealed>>>>;

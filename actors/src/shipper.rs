@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ignis_storage::block::{BlockError, BlockMeta, WalPosition, encode_block};
-use ignis_storage::{ReplayStats, WalError};
+use ignis_storage::{Head, ReplayStats, WalError};
 
-use crate::ingester::{Cut, Replayed};
+use crate::ingester::{Cut, ReleaseSealed, Replayed, SealedHeads};
 use crate::sealed::Sealed;
 use crate::tenants::Tenants;
 
@@ -35,6 +35,9 @@ pub enum LoadError {
     /// The WAL could not be truncated or replayed.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// Replayed data could not be handed to its ingester.
+    #[error("WAL replay: {0}")]
+    Replay(String),
 }
 
 fn now_ns() -> i64 {
@@ -57,19 +60,20 @@ impl Tenants {
                 max_age: self.blocks.max_block_duration,
                 max_samples: self.blocks.max_head_samples,
             };
-            if let Some(ingester) = &actors.ingester
-                && let Ok(Some(_)) = ingester.send(cut).await
-            {
+            let Some(ingester) = &actors.ingester else {
+                continue;
+            };
+            if let Ok(Some(_)) = ingester.send(cut).await {
                 stats.cut += 1;
             }
             // Ship in cut order: a later block must not truncate the WAL under an earlier one.
-            let pending: Vec<Arc<Sealed>> = actors
-                .sealed
-                .read()
-                .iter()
-                .filter(|s| !s.is_uploaded())
-                .cloned()
-                .collect();
+            let pending: Vec<Arc<Sealed>> = match ingester.send(SealedHeads).await {
+                Ok(sealed) => sealed.into_iter().filter(|s| !s.is_uploaded()).collect(),
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "ingester unavailable; its heads ship next round");
+                    continue;
+                }
+            };
             for sealed in pending {
                 match self.ship(&store, &tenant, &sealed).await {
                     Ok(meta) => {
@@ -87,7 +91,10 @@ impl Tenants {
                             None => false,
                         };
                         if handed_over {
-                            actors.sealed.write().retain(|s| s.ulid != meta.ulid);
+                            ingester.do_send(ReleaseSealed {
+                                handed_over: Some(meta.ulid.clone()),
+                                keep: self.blocks.keep_shipped,
+                            });
                         }
                         stats.uploaded += 1;
                         self.metrics
@@ -106,11 +113,10 @@ impl Tenants {
                     }
                 }
             }
-            let keep = self.blocks.keep_shipped;
-            actors
-                .sealed
-                .write()
-                .retain(|s| s.uploaded_for().is_none_or(|t| t < keep));
+            ingester.do_send(ReleaseSealed {
+                handed_over: None,
+                keep: self.blocks.keep_shipped,
+            });
         }
         if let Some(sg) = &self.store_gateway {
             for tenant in sg.tenants() {
@@ -140,7 +146,7 @@ impl Tenants {
         let wal = self.wal.clone();
         let (t, s) = (tenant.to_string(), sealed.clone());
         let block = tokio::task::spawn_blocking(move || {
-            let mut block = encode_block(&t, &s.ulid, &s.head)?;
+            let mut block = s.with_head(|head| encode_block(&t, &s.ulid, head))?;
             block.meta.wal = match (&wal, s.wal_last_seq) {
                 (Some(w), Some(seq)) => Some(WalPosition {
                     epoch: w.epoch().to_string(),
@@ -210,27 +216,41 @@ impl Tenants {
         for (tenant, seq) in &covered {
             wal.truncate_through(tenant, *seq)?;
         }
-        let mut replayed: HashMap<String, u64> = HashMap::new();
-        let stats = wal.replay(|seq, tenant, profiles| {
-            if covered.get(tenant).is_some_and(|&c| seq <= c) {
-                return;
-            }
-            let last = replayed.entry(tenant.to_string()).or_insert(seq);
-            *last = (*last).max(seq);
-            let actors = self.get_or_start(tenant);
-            let mut head = actors.head.write();
-            for p in &profiles {
-                if let Err(e) = head.insert(p) {
-                    tracing::error!(seq, tenant, error = %e, "skipping a WAL profile the head refuses");
+        // Rebuilt off the actors, then handed to each tenant's ingester,
+        // which owns it from then on.
+        let (stats, heads) = tokio::task::spawn_blocking(move || {
+            let mut heads: HashMap<String, (Head, u64)> = HashMap::new();
+            let stats = wal.replay(|seq, tenant, profiles| {
+                if covered.get(tenant).is_some_and(|&c| seq <= c) {
+                    return;
                 }
-            }
-        })?;
+                let (head, last) = heads
+                    .entry(tenant.to_string())
+                    .or_insert_with(|| (Head::new(), seq));
+                *last = (*last).max(seq);
+                for p in &profiles {
+                    if let Err(e) = head.insert(p) {
+                        tracing::error!(seq, tenant, error = %e, "skipping a WAL profile the head refuses");
+                    }
+                }
+            })?;
+            Ok::<_, WalError>((stats, heads))
+        })
+        .await
+        .map_err(|e| LoadError::Replay(format!("replay task failed: {e}")))??;
         self.metrics.wal_replayed_records.inc_by(stats.records);
-        for (tenant, last_seq) in replayed {
-            if let Some(ingester) = self.get_or_start(&tenant).ingester {
-                // Only fails if the actor is gone, and then its head is too.
-                let _ = ingester.send(Replayed { last_seq }).await;
-            }
+        for (tenant, (head, last_seq)) in heads {
+            let Some(ingester) = self.get_or_start(&tenant).ingester else {
+                tracing::warn!(
+                    tenant,
+                    "WAL records of a node without the ingester role are not served"
+                );
+                continue;
+            };
+            ingester
+                .send(Replayed { head, last_seq })
+                .await
+                .map_err(|e| LoadError::Replay(format!("ingester of {tenant} unavailable: {e}")))?;
         }
         Ok((loaded, stats))
     }

@@ -8,21 +8,20 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Scope, Source};
+use ignis_storage::Wal;
 use ignis_storage::block::BlockStore;
-use ignis_storage::{Head, Wal};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use ignis_cluster::Roles;
 use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
 
-use crate::cluster::{ClusterContext, LocalData};
+use crate::cluster::ClusterContext;
 use crate::distributor::Distributor;
-use crate::ingester::Ingester;
+use crate::ingester::{Ingester, Snapshot, TakeSnapshot};
 use crate::metrics::Metrics;
 use crate::querier::{Querier, QueryFailure, RunQuery};
-use crate::sealed::SealedList;
 use crate::store_gateway::StoreGateway;
 
 /// The running actors of one tenant: those of the node's roles.
@@ -34,10 +33,6 @@ pub struct TenantActors {
     pub ingester: Option<Addr<Ingester>>,
     /// Entry point for reads (nodes with the querier role).
     pub querier: Option<Addr<Querier>>,
-    /// The tenant's head, shared with the querier for reads.
-    pub head: Arc<RwLock<Head>>,
-    /// Heads cut from the ingester (being shipped, or loaded from blocks).
-    pub sealed: SealedList,
 }
 
 /// Where and when heads become blocks.
@@ -165,21 +160,15 @@ impl Tenants {
             .map(|sg| sg.metas(tenant, start_ns, end_ns))
             .unwrap_or_default();
         let bucket = self.store_gateway.as_ref().map(|sg| sg.bucket());
-        let local = self.local_data(tenant);
+        let local = self.snapshot(tenant).await?;
         let heads = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            if let Some(l) = local {
-                let head = l.head.read();
-                let sealed = l.sealed.read().clone();
-                if !head.is_empty() {
-                    out.push(ignis_storage::block::head_tables(&head)?);
-                }
-                drop(head);
-                for s in sealed.iter() {
-                    out.push(ignis_storage::block::head_tables(&s.head)?);
-                }
-            }
-            Ok::<_, ignis_storage::block::BlockError>(out)
+            let heads = local
+                .iter()
+                .flat_map(|l| l.heads.iter().chain(l.sealed.iter().flat_map(|s| &s.heads)));
+            heads
+                .filter(|h| !h.is_empty())
+                .map(|h| ignis_storage::block::head_tables(h))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| QueryFailure::Unavailable(e.to_string()))?
@@ -219,12 +208,17 @@ impl Tenants {
         &self.cluster
     }
 
-    /// This node's data of `tenant` (head and sealed heads), if it has any.
-    pub fn local_data(&self, tenant: &str) -> Option<LocalData> {
-        self.get(tenant).map(|t| LocalData {
-            head: t.head,
-            sealed: t.sealed,
-        })
+    /// What this node's ingester holds of `tenant` (its head and sealed
+    /// heads, immutable), if it runs one for the tenant.
+    pub async fn snapshot(&self, tenant: &str) -> Result<Option<Snapshot>, QueryFailure> {
+        let Some(ingester) = self.get(tenant).and_then(|t| t.ingester) else {
+            return Ok(None);
+        };
+        let snapshot = ingester
+            .send(TakeSnapshot)
+            .await
+            .map_err(|e| QueryFailure::Unavailable(format!("ingester of {tenant}: {e}")))?;
+        Ok(Some(snapshot))
     }
 
     /// The actors of `tenant`, if it has data.
@@ -253,20 +247,11 @@ impl Tenants {
         let idx = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes())
             % self.arbiters.len().max(1) as u64) as usize;
         let arbiter = &self.arbiters[idx];
-        let head = Arc::new(RwLock::new(Head::new()));
-        let sealed: SealedList = Arc::default();
-        let (t, h, s, w, m) = (
-            tenant.to_string(),
-            head.clone(),
-            sealed.clone(),
-            self.wal.clone(),
-            self.metrics.clone(),
-        );
-        let ingester = self.roles.has(INGESTER).then(|| {
-            Supervisor::start_in_arbiter(arbiter, move |_| {
-                Ingester::new(t.clone(), h.clone(), s.clone(), w.clone(), m.clone())
-            })
-        });
+        let (t, w, m) = (tenant.to_string(), self.wal.clone(), self.metrics.clone());
+        let ingester = self
+            .roles
+            .has(INGESTER)
+            .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t, w, m)));
         let (t, i, c, m) = (
             tenant.to_string(),
             ingester.clone(),
@@ -278,19 +263,16 @@ impl Tenants {
                 Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
             })
         });
-        let (h, s, l) = (head.clone(), sealed.clone(), self.query_limits.clone());
-        let querier = self.roles.serves_reads().then(|| {
-            Supervisor::start_in_arbiter(arbiter, move |_| {
-                Querier::new(h.clone(), s.clone(), l.clone())
-            })
-        });
+        let l = self.query_limits.clone();
+        let querier = self
+            .roles
+            .serves_reads()
+            .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Querier::new(l)));
         tracing::info!(tenant, "started tenant actors");
         let actors = TenantActors {
             distributor,
             ingester,
             querier,
-            head,
-            sealed,
         };
         tenants.insert(tenant.to_string(), actors.clone());
         actors
@@ -313,8 +295,8 @@ impl Tenants {
     ///   anything is read).
     /// - Sources: the peers (other ingesters and store-gateways; none on a
     ///   standalone node) answer only what that scope selects, and this
-    ///   node's blocks are read for it (pruned); this node's head and
-    ///   sealed heads are read in place.
+    ///   node's blocks are read for it (pruned); this node's ingester hands
+    ///   out a snapshot of its heads, read in place.
     /// - Merge: `f` runs again over all of them on the tenant's querier,
     ///   which counts a profile held by several sources once.
     pub async fn query_range<R, F>(
@@ -335,15 +317,17 @@ impl Tenants {
             .acquire_owned()
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-        let (remote, blocks) = futures::try_join!(
+        let (remote, blocks, local) = futures::try_join!(
             self.cluster
                 .select_peers(tenant, &scope, start_ns, end_ns)
                 .instrument(tracing::debug_span!("select_peers", tenant)),
             self.block_sources(tenant, &scope, start_ns, end_ns)
                 .instrument(tracing::debug_span!("read_blocks", tenant)),
+            self.snapshot(tenant),
         )?;
         let query = RunQuery {
             query: Box::new(f),
+            local,
             blocks,
             remote,
         };
@@ -357,7 +341,7 @@ impl Tenants {
             // No actor holds data of the tenant here: nothing of it is in
             // memory, so no querier is started for a read.
             None => {
-                crate::querier::merge(None, query, self.query_limits.clone())
+                crate::querier::merge(query, self.query_limits.clone())
                     .instrument(span)
                     .await
             }
@@ -450,7 +434,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.samples, 1);
-        assert_eq!(t.head.read().stats().profiles, 2);
+        let held = tenants.snapshot("t1").await.unwrap().expect("an ingester");
+        assert_eq!(held.profiles(), 2);
         assert!(
             metrics
                 .encode()

@@ -454,6 +454,18 @@ impl Head {
         (&mut self.series[i], true)
     }
 
+    /// One head holding every row of `heads` (as [`Head::import_from`]
+    /// copies them: a profile held by several, by series, timestamp and id,
+    /// once), with one symbol table.
+    pub fn merged<'a>(heads: impl IntoIterator<Item = &'a Head>) -> Head {
+        let mut out = Head::new();
+        let mut seen = HashSet::new();
+        for h in heads {
+            out.import_from(h, |_| true, i64::MIN, i64::MAX, &mut seen);
+        }
+        out
+    }
+
     /// Copies into this head the profiles of `other` whose series `keep`
     /// accepts and whose timestamp lies in `[start_ns, end_ns]`, with the
     /// symbols they use. A row whose `(series, timestamp, profile id)` is in

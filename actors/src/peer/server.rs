@@ -54,8 +54,8 @@ async fn push(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     Ok(Bytes::from(reply))
 }
 
-/// Answers what a query's scope selects of this node's data: its
-/// ingester's head and sealed heads and a pruned read of the blocks its
+/// Answers what a query's scope selects of this node's data: a snapshot of
+/// its ingester's heads and a pruned read of the blocks its
 /// store-gateway serves (the same rule as a local query).
 async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     let req: SelectRequest = protocol::decode(&body)?;
@@ -65,7 +65,10 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .block_sources(&req.tenant, &scope, req.start_ns, req.end_ns)
         .await
         .map_err(PeerError::from)?;
-    let local = tenants.local_data(&req.tenant);
+    let local = tenants
+        .snapshot(&req.tenant)
+        .await
+        .map_err(PeerError::from)?;
     let bytes = tokio::task::spawn_blocking(move || {
         crate::querier::with_sources(local.as_ref(), &blocks, &[], |sources| {
             protocol::encode_answer(&PeerSlice::select(

@@ -54,12 +54,16 @@ fn flamegraph(e: &Engine<'_>, selector: &str) -> Result<Vec<u8>, ignis_query::Qu
 }
 
 /// The CPU total node `i` holds itself (head and sealed heads).
-fn held_by(sb: &Sandbox, i: usize) -> i64 {
-    let Some(local) = sb.nodes[i].tenants.local_data(TENANT) else {
+async fn held_by(sb: &Sandbox, i: usize) -> i64 {
+    let Some(local) = sb.nodes[i]
+        .tenants
+        .snapshot(TENANT)
+        .await
+        .expect("snapshot")
+    else {
         return 0;
     };
-    let head = local.head.read();
-    let sources: [&dyn Source; 1] = [&*head];
+    let sources: Vec<&dyn Source> = local.sources().collect();
     let limits = QueryLimits::default();
     let e = Engine::new(&sources, &limits);
     let (_, sel) = e
@@ -75,9 +79,9 @@ async fn a_quorum_write_is_acknowledged_with_one_replica_down_and_refused_with_t
     sb.push(0, TENANT, cpu("svc", 0))
         .await
         .expect("one replica down: acknowledged on quorum");
-    assert_eq!(held_by(&sb, 2), 0, "the down replica got nothing");
-    assert_eq!(held_by(&sb, 0), truth());
-    assert_eq!(held_by(&sb, 1), truth());
+    assert_eq!(held_by(&sb, 2).await, 0, "the down replica got nothing");
+    assert_eq!(held_by(&sb, 0).await, truth());
+    assert_eq!(held_by(&sb, 1).await, truth());
 
     sb.set_up(1, false);
     let err = sb
@@ -103,10 +107,10 @@ async fn hinted_handoff_delivers_the_missed_writes_to_a_replica_that_is_back() {
             .await
             .expect("acknowledged on quorum");
     }
-    assert_eq!(held_by(&sb, 2), 0);
+    assert_eq!(held_by(&sb, 2).await, 0);
     // Delivery while it is still down keeps the hints.
     sb.nodes[0].cluster.deliver_hints().await;
-    assert_eq!(held_by(&sb, 2), 0);
+    assert_eq!(held_by(&sb, 2).await, 0);
     assert!(
         sb.nodes[0]
             .cluster
@@ -120,7 +124,7 @@ async fn hinted_handoff_delivers_the_missed_writes_to_a_replica_that_is_back() {
         node.cluster.deliver_hints().await;
     }
     assert_eq!(
-        held_by(&sb, 2),
+        held_by(&sb, 2).await,
         4 * truth(),
         "every missed write arrived once"
     );
@@ -161,7 +165,11 @@ async fn replicas_are_counted_once_from_heads_and_from_blocks() {
     }
     for via in 0..3 {
         assert_eq!(total(&sb, via, "{}").await.unwrap(), 6 * truth());
-        assert_eq!(held_by(&sb, via), 6 * truth(), "RF 3 puts a copy on each");
+        assert_eq!(
+            held_by(&sb, via).await,
+            6 * truth(),
+            "RF 3 puts a copy on each"
+        );
     }
     sb.flush_to_blocks().await.expect("blocks");
     for via in 0..3 {

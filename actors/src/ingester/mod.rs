@@ -1,4 +1,9 @@
-//! The ingester: owns a tenant's head and appends accepted profiles to it.
+//! The ingester: owns a tenant's head and the heads cut from it, appends
+//! accepted profiles, and hands readers immutable [`Snapshot`]s. Nothing
+//! else holds its state: queries, peers, SQL, WAL replay and the shipper
+//! reach it through its messages.
+
+mod segments;
 
 use std::sync::Arc;
 
@@ -9,11 +14,12 @@ use bytes::Bytes;
 use ignis_storage::block::new_ulid;
 use ignis_storage::wal::Durable;
 use ignis_storage::{Head, SplitProfile, Wal, encode_record};
-use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
-use crate::sealed::{Sealed, SealedList};
+use crate::sealed::Sealed;
 use crate::supervisor::Backoff;
+
+pub use segments::{MergeJob, Segments, Snapshot};
 
 /// Counters of one append.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,28 +64,53 @@ impl Append {
     }
 }
 
-/// Asks the ingester to stop; its supervisor starts it again with backoff,
-/// keeping the head. Sent on unrecoverable errors, and by tests.
+/// Asks the ingester to stop as it does on an unrecoverable error; its
+/// supervisor starts it again with backoff, with its state (tests).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Restart;
 
-/// Tells the ingester that WAL replay put the records up to `last_seq` into
-/// its head, so the block cut from it records that position and the WAL is
-/// truncated behind it (otherwise replayed data would be replayed again at
-/// every start).
+/// Hands the ingester the head WAL replay rebuilt from its records up to
+/// `last_seq`, so the block cut from it records that position and the WAL
+/// is truncated behind it (otherwise replayed data would be replayed again
+/// at every start).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Replayed {
+    /// The replayed profiles.
+    pub head: Head,
     /// Highest replayed WAL sequence number of the tenant.
     pub last_seq: u64,
+}
+
+/// Asks for a [`Snapshot`] of everything the ingester holds (it answers
+/// after every append it received before).
+#[derive(Message)]
+#[rtype(result = "Snapshot")]
+pub struct TakeSnapshot;
+
+/// Asks for the sealed heads, oldest first (the shipper uploads them).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<Sealed>>")]
+pub struct SealedHeads;
+
+/// Lets go of sealed heads: the one stored as block `handed_over` (a
+/// store-gateway serves it now), and those uploaded longer than `keep` ago.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSealed {
+    /// A block a store-gateway has indexed.
+    pub handed_over: Option<String>,
+    /// How long an uploaded head stays in memory otherwise.
+    pub keep: Duration,
 }
 
 /// Holds a tenant's head.
 pub struct Ingester {
     tenant: String,
-    head: Arc<RwLock<Head>>,
-    sealed: SealedList,
+    segments: Segments,
+    sealed: Vec<Arc<Sealed>>,
     wal: Option<Arc<Wal>>,
     metrics: Metrics,
     backoff: Backoff,
@@ -102,18 +133,12 @@ pub struct Cut {
 }
 
 impl Ingester {
-    /// An ingester appending to `wal` (when given), then to `head`.
-    pub fn new(
-        tenant: String,
-        head: Arc<RwLock<Head>>,
-        sealed: SealedList,
-        wal: Option<Arc<Wal>>,
-        metrics: Metrics,
-    ) -> Self {
+    /// An empty ingester appending to `wal` (when given), then to its head.
+    pub fn new(tenant: String, wal: Option<Arc<Wal>>, metrics: Metrics) -> Self {
         Self {
             tenant,
-            head,
-            sealed,
+            segments: Segments::default(),
+            sealed: Vec::new(),
             wal,
             last_seq: None,
             head_since: None,
@@ -134,6 +159,8 @@ impl Actor for Ingester {
 
 impl Supervised for Ingester {
     fn restarting(&mut self, ctx: &mut Self::Context) {
+        // Futures spawned on the old context (a segment merge) are gone.
+        self.segments.cancel_merge();
         let delay = self.backoff.on_restart();
         tracing::warn!(tenant = %self.tenant, ?delay, restarts = self.backoff.restarts(), "restarting ingester");
         self.metrics
@@ -214,7 +241,7 @@ impl Ingester {
     ) -> Result<AppendStats, IngesterError> {
         let mut stats = AppendStats::default();
         self.head_since.get_or_insert_with(Instant::now);
-        let mut head = self.head.write();
+        let head = self.segments.active_mut();
         for p in profiles {
             match head.insert(p) {
                 Ok(s) => {
@@ -230,7 +257,7 @@ impl Ingester {
                 }
             }
         }
-        let hs = head.stats();
+        let hs = self.segments.stats();
         let tenant = vec![("tenant", self.tenant.clone())];
         self.metrics
             .head_series
@@ -248,8 +275,7 @@ impl Handler<Cut> for Ingester {
     type Result = Option<Arc<Sealed>>;
 
     fn handle(&mut self, msg: Cut, _ctx: &mut Self::Context) -> Self::Result {
-        let mut head = self.head.write();
-        let stats = head.stats();
+        let stats = self.segments.stats();
         if stats.profiles == 0 {
             return None;
         }
@@ -258,17 +284,71 @@ impl Handler<Cut> for Ingester {
         if !(msg.force || old || big) {
             return None;
         }
-        // Swap under both locks so queries never miss the data.
-        let mut sealed = self.sealed.write();
         let cut = Arc::new(Sealed::new(
-            std::mem::take(&mut *head),
+            self.segments.take_all(),
             new_ulid(),
             self.last_seq,
         ));
-        sealed.push(cut.clone());
+        self.sealed.push(cut.clone());
         self.head_since = None;
         tracing::info!(tenant = %self.tenant, ulid = %cut.ulid, profiles = stats.profiles, "cut head");
         Some(cut)
+    }
+}
+
+impl Handler<TakeSnapshot> for Ingester {
+    type Result = MessageResult<TakeSnapshot>;
+
+    fn handle(&mut self, _: TakeSnapshot, ctx: &mut Self::Context) -> Self::Result {
+        let heads = self.segments.freeze();
+        self.start_merge(ctx);
+        MessageResult(Snapshot {
+            heads,
+            sealed: self.sealed.clone(),
+        })
+    }
+}
+
+impl Ingester {
+    /// Merges frozen segments on the blocking pool when enough piled up.
+    fn start_merge(&mut self, ctx: &mut Context<Self>) {
+        let Some(job) = self.segments.plan_merge() else {
+            return;
+        };
+        let parts = job.parts.clone();
+        let merge = tokio::task::spawn_blocking(move || Head::merged(parts.iter().map(|h| &**h)));
+        ctx.spawn(actix::fut::wrap_future(merge).map(
+            move |merged, act: &mut Self, _ctx| match merged {
+                Ok(head) => {
+                    if act.segments.finish_merge(job, head) {
+                        tracing::debug!(tenant = %act.tenant, segments = act.segments.frozen_len(), "merged head segments");
+                    }
+                }
+                Err(e) => {
+                    act.segments.cancel_merge();
+                    tracing::error!(tenant = %act.tenant, error = %e, "merging head segments failed");
+                }
+            },
+        ));
+    }
+}
+
+impl Handler<SealedHeads> for Ingester {
+    type Result = MessageResult<SealedHeads>;
+
+    fn handle(&mut self, _: SealedHeads, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.sealed.clone())
+    }
+}
+
+impl Handler<ReleaseSealed> for Ingester {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseSealed, _ctx: &mut Self::Context) {
+        self.sealed.retain(|s| {
+            msg.handed_over.as_deref() != Some(s.ulid.as_str())
+                && s.uploaded_for().is_none_or(|t| t < msg.keep)
+        });
     }
 }
 
@@ -276,8 +356,9 @@ impl Handler<Replayed> for Ingester {
     type Result = ();
 
     fn handle(&mut self, msg: Replayed, _ctx: &mut Self::Context) {
+        self.segments.adopt(msg.head);
         self.last_seq = Some(self.last_seq.map_or(msg.last_seq, |s| s.max(msg.last_seq)));
-        if self.head.read().stats().profiles > 0 {
+        if self.segments.stats().profiles > 0 {
             // The head's age counts from the restart, so it is cut by
             // max_block_duration like one filled by pushes.
             self.head_since.get_or_insert_with(Instant::now);
@@ -285,6 +366,7 @@ impl Handler<Replayed> for Ingester {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Handler<Restart> for Ingester {
     type Result = ();
 
@@ -292,3 +374,6 @@ impl Handler<Restart> for Ingester {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests;
