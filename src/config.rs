@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use ignis_actors::ingest::Limits;
 use ignis_actors::scrape::ScrapeConfig;
+use ignis_ingest::Limits;
 use ignis_query::QueryLimits;
 use ignis_storage::WalSync;
 use ignis_storage::block::ObjectStoreConfig;

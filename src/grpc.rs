@@ -19,9 +19,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ignis_actors::ingest::gzip::gunzip;
-use ignis_actors::ingest::otlp::Encoding;
 use ignis_actors::validate_tenant_id;
+use ignis_ingest::gzip::gunzip;
+use ignis_ingest::otlp::Encoding;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -236,7 +236,7 @@ pub fn unframe(body: &[u8], gzip: bool, limit: usize) -> Result<Vec<u8>, ApiErro
     match header[0] {
         0 => Ok(rest.to_vec()),
         1 if gzip => gunzip(rest, limit, "gRPC message").map_err(|e| {
-            if e.reason == ignis_actors::ingest::Reason::ProfileSizeLimit {
+            if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
                 ApiError::too_large(e.message)
             } else {
                 bad(e.message)

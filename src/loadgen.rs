@@ -308,7 +308,7 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
     let raw = std::fs::read(profile_path(args)).context("reading the profile")?;
     let tenant = args.tenant.clone().unwrap_or_else(|| "anonymous".into());
     ignis_actors::validate_tenant_id(&tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let limits = ignis_actors::ingest::Limits::default();
+    let limits = ignis_ingest::Limits::default();
     let series = args.series.max(1) as u64;
     // One decoded template per pod; only its timestamp and id change.
     let mut templates = Vec::new();
@@ -324,7 +324,7 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
             }],
         };
         templates.push(
-            ignis_actors::ingest::decode_push(req, &limits, end_ns)
+            ignis_ingest::decode_push(req, &limits, end_ns)
                 .map_err(|e| anyhow::anyhow!("the profile does not decode: {}", e.message))?,
         );
     }

@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
+use ignis_ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use std::time::Duration;
 
 use ignis_storage::proto::google::v1 as pprof;

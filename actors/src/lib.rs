@@ -1,5 +1,6 @@
 //! Ignis actors: the components of a node (distributor, ingester, querier),
-//! each an actix actor supervised per tenant, plus the ingest decoding they share.
+//! each an actix actor supervised per tenant. The ingest decoders they use are
+//! the `ignis-ingest` crate (`actors/ingest`).
 
 #![warn(missing_docs)]
 
@@ -7,7 +8,6 @@ pub mod cluster;
 pub mod distributor;
 pub mod file_cache;
 pub mod hints;
-pub mod ingest;
 pub mod ingester;
 pub mod metrics;
 pub mod peer;

@@ -4,7 +4,7 @@
 use actix_web::HttpRequest;
 use actix_web::web::{BytesMut, Payload};
 use futures::StreamExt;
-use ignis_actors::ingest::gzip::gunzip;
+use ignis_ingest::gzip::gunzip;
 
 use super::error::ApiError;
 
@@ -40,7 +40,7 @@ pub fn decode_content_encoding(
     match encoding.as_str() {
         "" | "identity" => Ok(Vec::from(body)),
         "gzip" | "x-gzip" => gunzip(&body, limit, "request body").map_err(|e| {
-            if e.reason == ignis_actors::ingest::Reason::ProfileSizeLimit {
+            if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
                 ApiError::too_large(e.message)
             } else {
                 ApiError::bad_request(e.message)

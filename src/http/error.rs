@@ -2,8 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use ignis_actors::ingest::{IngestError, Reason};
 use ignis_actors::querier::QueryFailure;
+use ignis_ingest::{IngestError, Reason};
 use std::fmt;
 
 /// An error answered to an HTTP client.

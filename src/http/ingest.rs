@@ -5,7 +5,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures::stream;
 use ignis_actors::distributor::Distribute;
-use ignis_actors::ingest::{
+use ignis_ingest::{
     IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy,
     decode_push, detect_format,
 };

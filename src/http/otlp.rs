@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ignis_actors::distributor::Distribute;
-use ignis_actors::ingest::otlp::{Encoding, decode_otlp, decode_request, encode_response};
+use ignis_ingest::otlp::{Encoding, decode_otlp, decode_request, encode_response};
 use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse;
 
 use super::body::{decode_content_encoding, read_body};

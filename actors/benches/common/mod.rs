@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ignis_actors::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
+use ignis_ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use ignis_storage::SplitProfile;
 
 /// The bytes of `go/cpu.pb.gz` from the shared fixtures (`IGNIS_FIXTURES`

@@ -13,6 +13,8 @@
 //! The HTTP layer only adapts `POST /internal/v1/<method>` to
 //! [`server::handle`].
 
+#[cfg(any(test, feature = "testing"))]
+pub mod mem_transport;
 pub mod protocol;
 pub mod server;
 pub mod transport;
@@ -28,8 +30,10 @@ use ignis_query::{MergedStacks, Scope, Seen, Selection, Source};
 use ignis_storage::{Head, Labels, RowParts, SplitProfile};
 
 use crate::ingester::{Append, AppendStats, Ingester};
+#[cfg(any(test, feature = "testing"))]
+pub use mem_transport::MemTransport;
 pub use protocol::{PROTOCOL_VERSION, PushReply, SelectRequest};
-pub use transport::{MemTransport, Transport};
+pub use transport::Transport;
 
 /// A node-to-node call that failed, with the status it maps to.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -15,10 +15,10 @@ use super::kind::ProfileKind;
 use super::status::{ProfileHealth, ScrapeStatus};
 use crate::Tenants;
 use crate::distributor::Distribute;
-use crate::ingest::Limits;
-use crate::ingest::legacy::decode_pprof;
-use crate::ingest::split::{SplitInput, split_profile};
 use crate::metrics::Metrics;
+use ignis_ingest::Limits;
+use ignis_ingest::legacy::decode_pprof;
+use ignis_ingest::split::{SplitInput, split_profile};
 
 /// Everything a scraper needs besides its target.
 #[derive(Clone)]

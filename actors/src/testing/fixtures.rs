@@ -1,26 +1,11 @@
 //! The shared fixtures (`../shared/fixtures`, or `IGNIS_FIXTURES`) as this
-//! crate's tests read them. Panics on a missing fixture: tests only.
+//! crate's tests read them: [`ignis_ingest::fixtures`], and profiles split
+//! as the distributor stores them. Panics on a missing fixture: tests only.
 
-use std::path::{Path, PathBuf};
-
+use ignis_ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use ignis_storage::SplitProfile;
 
-use crate::ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
-
-/// Where the shared fixtures are.
-pub fn fixtures_dir() -> PathBuf {
-    std::env::var("IGNIS_FIXTURES").map_or_else(
-        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        Into::into,
-    )
-}
-
-/// The ground truth of `fixture` (e.g. `go/cpu`): its `.expected.json`.
-pub fn truth(fixture: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures_dir().join(format!("{fixture}.expected.json")))
-        .expect("the shared fixtures are beside the repository");
-    serde_json::from_str(&text).expect("ground truth is JSON")
-}
+pub use ignis_ingest::fixtures::{fixtures_dir, truth};
 
 /// A fixture's pprof as `/ingest?name=<service>&format=pprof` decodes it,
 /// re-stamped at `ms`.

@@ -156,7 +156,8 @@ impl BlockStore {
         Ok(Self { op, local })
     }
 
-    /// A store over an in-memory operator (tests).
+    /// A store over an in-memory operator (tests; feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn memory() -> Result<Self, BlockError> {
         Ok(Self {
             op: Operator::new(services::Memory::default())?,

@@ -4,6 +4,8 @@
 
 pub mod binary_tree;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures;
 pub mod gzip;
 pub mod jfr;
 pub mod legacy;

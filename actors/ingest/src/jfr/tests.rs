@@ -9,20 +9,18 @@ use ignis_storage::proto::google::v1 as pprof;
 use prost::Message;
 
 use super::*;
-use crate::ingest::error::{IngestError, Reason};
-use crate::ingest::legacy::{
-    IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy,
-};
+use crate::error::{IngestError, Reason};
+use crate::legacy::{IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy};
 
 const TICK: i64 = 10_000_000; // 100 Hz
 
 fn demo() -> Vec<u8> {
-    let path = crate::testing::fixtures::fixtures_dir().join("java/demo.jfr");
+    let path = crate::fixtures::fixtures_dir().join("java/demo.jfr");
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn truth() -> serde_json::Value {
-    crate::testing::fixtures::truth("java/demo")
+    crate::fixtures::truth("java/demo")
 }
 
 fn opts() -> ConvertOptions<'static> {

@@ -11,8 +11,8 @@ use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::proto::opentelemetry::proto::common::v1::{AnyValue, any_value};
 use ignis_storage::proto::opentelemetry::proto::profiles::v1development as otel;
 
-use crate::ingest::error::{IngestError, Reason};
-use crate::ingest::limits::Limits;
+use crate::error::{IngestError, Reason};
+use crate::limits::Limits;
 
 /// The sample attribute that names a sample's service (it splits a profile).
 pub const SERVICE_NAME_ATTRIBUTE: &str = "service.name";

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use crate::ingest::error::{IngestError, Reason};
-use crate::ingest::gzip::maybe_gunzip;
+use crate::error::{IngestError, Reason};
+use crate::gzip::maybe_gunzip;
 
 /// One context: label key string id → value string id.
 #[derive(Clone, PartialEq, Message)]

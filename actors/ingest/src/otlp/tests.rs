@@ -12,7 +12,7 @@ use prost::Message;
 
 use super::convert::{Dictionary, convert_profile};
 use super::*;
-use crate::ingest::error::Reason;
+use crate::error::Reason;
 
 const NOW: i64 = 1_700_000_000_000_000_000;
 

@@ -9,7 +9,7 @@
 use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
 use serde_json::Value;
 
-use crate::ingest::error::IngestError;
+use crate::error::IngestError;
 
 /// Decodes an OTLP/JSON `ExportProfilesServiceRequest`.
 pub fn decode_request(body: &[u8]) -> Result<ExportProfilesServiceRequest, IngestError> {

@@ -1,6 +1,6 @@
 //! Why a JFR recording could not be read.
 
-use crate::ingest::error::{IngestError, Reason};
+use crate::error::{IngestError, Reason};
 
 /// A malformed or unsupported JFR recording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
