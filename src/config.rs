@@ -274,7 +274,8 @@ pub struct ClusterConfig {
     pub tokens_per_ingester: usize,
     /// Timeout of one node-to-node call, in milliseconds.
     pub rpc_timeout_ms: u64,
-    /// Retries of a node-to-node call to an unreachable peer.
+    /// Retries of a node-to-node call to an unreachable peer (a call gives
+    /// up after `rpc_timeout_ms × (rpc_retries + 1) + 2 s` in all).
     pub rpc_retries: u32,
     /// Memory for replica writes kept for a node that is down (hinted handoff).
     pub max_hint_bytes: usize,

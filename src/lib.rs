@@ -199,6 +199,13 @@ async fn join_cluster(
             replication_factor: c.replication_factor,
             tokens_per_ingester: c.tokens_per_ingester,
             max_hint_bytes: c.max_hint_bytes,
+            // Every attempt may take the timeout, plus the retry backoff.
+            call_deadline: std::time::Duration::from_millis(
+                c.rpc_timeout_ms
+                    .max(1)
+                    .saturating_mul(u64::from(c.rpc_retries) + 1)
+                    .saturating_add(2_000),
+            ),
         },
         node_id,
         metrics.clone(),

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
@@ -36,6 +37,11 @@ pub struct ReplicationSettings {
     pub tokens_per_ingester: usize,
     /// Memory for hinted replica writes (see [`crate::hints`]).
     pub max_hint_bytes: usize,
+    /// How long one call to a peer may take in all, whatever its transport
+    /// (attempts and retries included); past it the peer counts as
+    /// unavailable: a replica write becomes a hint, a query goes on without
+    /// it if its replicas cover it.
+    pub call_deadline: Duration,
 }
 
 /// The ingesters as the ring sees them.
@@ -128,6 +134,7 @@ impl ClusterContext {
                 replication_factor: 1,
                 tokens_per_ingester: ignis_cluster::DEFAULT_TOKENS_PER_MEMBER,
                 max_hint_bytes: 0,
+                call_deadline: Duration::from_secs(30),
             },
             node_id.to_string(),
             metrics,
@@ -139,6 +146,7 @@ impl ClusterContext {
         Peer {
             member,
             transport: self.transport.clone(),
+            deadline: self.settings.call_deadline,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Calls between the nodes of one process (tests; feature `testing`):
 //! [`MemTransport`] hands each call to the addressed node's
 //! [`server`](super::server) as bytes (the same encoding, version check and
-//! handlers as HTTP) and can take nodes down.
+//! handlers as HTTP) and can take nodes down or make them hang.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +18,14 @@ use crate::Tenants;
 struct MemNode {
     tenants: Weak<Tenants>,
     up: bool,
+    hung: bool,
 }
 
 /// Calls between nodes of one process: each node registers its [`Tenants`]
-/// under its address; a node marked down is unreachable, as a crashed or
-/// partitioned one would be. Counts the bytes it carries.
+/// under its address; a node marked down refuses calls, as a crashed one
+/// would; a hung node takes calls and never answers, as one behind a
+/// partition that drops packets (only the caller's deadline ends the call).
+/// Counts the bytes it carries.
 #[derive(Default)]
 pub struct MemTransport {
     nodes: RwLock<HashMap<String, MemNode>>,
@@ -37,6 +40,7 @@ impl MemTransport {
             MemNode {
                 tenants: Arc::downgrade(tenants),
                 up: true,
+                hung: false,
             },
         );
     }
@@ -45,6 +49,13 @@ impl MemTransport {
     pub fn set_up(&self, addr: &str, up: bool) {
         if let Some(n) = self.nodes.write().get_mut(addr) {
             n.up = up;
+        }
+    }
+
+    /// Makes the node at `addr` hang (calls never answer) or answer again.
+    pub fn set_hung(&self, addr: &str, hung: bool) {
+        if let Some(n) = self.nodes.write().get_mut(addr) {
+            n.hung = hung;
         }
     }
 
@@ -68,7 +79,7 @@ impl Transport for Arc<MemTransport> {
                 addr: addr.clone(),
                 reason: reason.to_string(),
             };
-            let tenants = {
+            let (tenants, hung) = {
                 let nodes = this.nodes.read();
                 let node = nodes
                     .get(&addr)
@@ -76,10 +87,15 @@ impl Transport for Arc<MemTransport> {
                 if !node.up {
                     return Err(unreachable("connection refused (node down)"));
                 }
-                node.tenants
+                let tenants = node
+                    .tenants
                     .upgrade()
-                    .ok_or_else(|| unreachable("node stopped"))?
+                    .ok_or_else(|| unreachable("node stopped"))?;
+                (tenants, node.hung)
             };
+            if hung {
+                return futures::future::pending().await;
+            }
             this.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let answer = super::server::handle(&tenants, &method, body)
                 .await

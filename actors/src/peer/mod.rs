@@ -21,6 +21,7 @@ pub mod transport;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
@@ -126,6 +127,8 @@ pub struct Peer {
     pub member: Member,
     /// How calls reach it.
     pub transport: Arc<dyn Transport>,
+    /// How long a call may take in all before the peer counts as unavailable.
+    pub deadline: Duration,
 }
 
 impl Peer {
@@ -138,15 +141,24 @@ impl Peer {
         ))
     }
 
+    /// Calls `method` on the peer, within its deadline.
+    async fn call(&self, method: &str, body: Bytes) -> Result<Bytes, PeerError> {
+        self.check_serving()?;
+        let call = self.transport.call(&self.member.http_addr, method, body);
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(PeerError::Unavailable(format!(
+                "{}: no answer to {method} within {:?}",
+                self.member.node_id, self.deadline
+            ))),
+        }
+    }
+
     /// What the peer holds of `req`'s scope.
     pub fn select(&self, req: &SelectRequest) -> BoxFuture<'static, Result<PeerSlice, PeerError>> {
         let (this, body) = (self.clone(), protocol::encode(req));
         Box::pin(async move {
-            this.check_serving()?;
-            let bytes = this
-                .transport
-                .call(&this.member.http_addr, protocol::SELECT, Bytes::from(body?))
-                .await?;
+            let bytes = this.call(protocol::SELECT, Bytes::from(body?)).await?;
             tokio::task::spawn_blocking(move || protocol::decode_answer(&bytes))
                 .await
                 .map_err(|e| PeerError::Internal(e.to_string()))?
@@ -160,11 +172,7 @@ impl Peer {
     pub fn push(&self, record: Bytes) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
         let this = self.clone();
         Box::pin(async move {
-            this.check_serving()?;
-            let reply = this
-                .transport
-                .call(&this.member.http_addr, protocol::PUSH, record)
-                .await?;
+            let reply = this.call(protocol::PUSH, record).await?;
             let r: PushReply = protocol::decode(&reply)?;
             Ok(AppendStats {
                 profiles: r.profiles,

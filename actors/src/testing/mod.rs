@@ -7,6 +7,13 @@
 //! replica dedup, scoped reads) is tested here without processes or ports;
 //! the process-level cluster tests in `integration/` stay as end-to-end
 //! checks.
+//!
+//! Time: where deadlines matter, a test pauses tokio's clock
+//! (`tokio::time::pause()` under `#[actix::test]`; every node runs on the
+//! test's own arbiter). The clock then moves only when every task waits,
+//! straight to the next timer: a node that hangs costs a test
+//! [`CALL_DEADLINE`] of virtual time, none of real time, and the test can
+//! assert exactly when a call gave up.
 
 pub mod fixtures;
 #[cfg(test)]
@@ -29,6 +36,10 @@ use crate::peer::{MemTransport, PROTOCOL_VERSION, Transport};
 use crate::querier::QueryFailure;
 use crate::store_gateway::StoreGateway;
 use crate::{BlockSettings, Tenants};
+
+/// How long a call between sandbox nodes may take before the callee counts
+/// as unavailable.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One node of a [`Sandbox`].
 pub struct SandboxNode {
@@ -89,6 +100,7 @@ impl Sandbox {
                     replication_factor,
                     tokens_per_ingester: ignis_cluster::DEFAULT_TOKENS_PER_MEMBER,
                     max_hint_bytes: 64 << 20,
+                    call_deadline: CALL_DEADLINE,
                 },
                 id.clone(),
                 metrics.clone(),
@@ -148,6 +160,12 @@ impl Sandbox {
     /// back up.
     pub fn set_up(&self, i: usize, up: bool) {
         self.transport.set_up(&self.nodes[i].id, up);
+    }
+
+    /// Makes node `i` hang (its peers' calls get no answer until their
+    /// deadline, [`CALL_DEADLINE`]) or answer again.
+    pub fn set_hung(&self, i: usize, hung: bool) {
+        self.transport.set_hung(&self.nodes[i].id, hung);
     }
 
     /// Pushes `profiles` of `tenant` through node `via`'s distributor.
