@@ -199,6 +199,17 @@ impl ChildNode {
         Ok(self.child.wait()?)
     }
 
+    /// The most resident memory the process has had (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        Ok(kb * 1024)
+    }
+
     /// Kills the process with SIGKILL, as a crash would, and reaps it.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill()?;

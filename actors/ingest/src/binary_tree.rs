@@ -1,16 +1,15 @@
 //! The legacy binary `tree` and `trie` upload formats (reference §3.5).
 
 use super::error::IngestError;
-
-/// Root-first stacks with their values.
-pub type Stacks = Vec<(Vec<String>, i64)>;
+use super::limits::Limits;
+use super::stacks::{Frame, StackBuilder, Stacks};
 
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn uvarint(&mut self) -> Result<u64, IngestError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -29,14 +28,8 @@ impl Reader<'_> {
         )))
     }
 
-    fn bytes(&mut self, n: u64, max: usize) -> Result<&[u8], IngestError> {
+    fn bytes(&mut self, n: u64) -> Result<&'a [u8], IngestError> {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        if max > 0 && n > max {
-            return Err(IngestError::malformed(format!(
-                "name of {n} bytes at byte {} exceeds max_profile_symbol_value_length ({max})",
-                self.pos
-            )));
-        }
         let end = self
             .pos
             .checked_add(n)
@@ -55,21 +48,21 @@ fn value(v: u64) -> Result<i64, IngestError> {
 }
 
 /// Parses `tree` bytes: pre-order nodes of `uvarint len, name, uvarint self,
-/// uvarint child count`; the first node is the (unnamed) root.
-pub fn parse_tree(
-    data: &[u8],
-    max_name: usize,
-    max_children: usize,
-) -> Result<Stacks, IngestError> {
+/// uvarint child count`; the first node is the (unnamed) root. Bounded by
+/// `limits` as [`StackBuilder`] says; a node may have at most
+/// `max_profile_stacktrace_samples` children.
+pub fn parse_tree(data: &[u8], limits: &Limits) -> Result<Stacks, IngestError> {
+    let max_children = limits.max_profile_stacktrace_samples;
     let mut r = Reader { data, pos: 0 };
-    let mut out = Vec::new();
-    // (remaining children of this node, depth of its children)
+    let mut out = StackBuilder::new(limits);
+    // Remaining children of each open node.
     let mut pending: Vec<u64> = Vec::new();
-    let mut path: Vec<String> = Vec::new();
+    let mut path: Vec<Frame> = Vec::new();
     let mut first = true;
     while first || !pending.is_empty() {
         let len = r.uvarint()?;
-        let name = String::from_utf8_lossy(r.bytes(len, max_name)?).into_owned();
+        let name = r.bytes(len)?;
+        let name = if first { None } else { Some(out.name(name)?) };
         let self_v = value(r.uvarint()?)?;
         let children = r.uvarint()?;
         if max_children > 0 && children > max_children as u64 {
@@ -77,16 +70,15 @@ pub fn parse_tree(
                 "node with {children} children exceeds the limit ({max_children})"
             )));
         }
-        if first {
-            first = false;
-        } else {
+        first = false;
+        if let Some(name) = name {
             path.push(name);
             if let Some(last) = pending.last_mut() {
                 *last -= 1;
             }
         }
         if self_v > 0 && !path.is_empty() {
-            out.push((path.clone(), self_v));
+            out.push(&path, self_v)?;
         }
         pending.push(children);
         // Close every finished node.
@@ -103,31 +95,29 @@ pub fn parse_tree(
             data.len() - r.pos
         )));
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
 /// Parses `trie` bytes: a byte-level radix trie of `a;b;c` keys, pre-order
 /// nodes of `uvarint len, label, uvarint value, uvarint child count`.
-pub fn parse_trie(data: &[u8], max_key: usize, max_children: usize) -> Result<Stacks, IngestError> {
+/// Bounded as [`parse_tree`].
+pub fn parse_trie(data: &[u8], limits: &Limits) -> Result<Stacks, IngestError> {
+    let max_children = limits.max_profile_stacktrace_samples;
     let mut r = Reader { data, pos: 0 };
-    let mut out = Vec::new();
+    let mut out = StackBuilder::new(limits);
     let mut pending: Vec<(u64, usize)> = Vec::new(); // (children left, key length before the children)
     let mut key: Vec<u8> = Vec::new();
+    let mut frames: Vec<Frame> = Vec::new();
     let mut first = true;
     while first || !pending.is_empty() {
         first = false;
         let len = r.uvarint()?;
-        let label = r.bytes(len, max_key)?.to_vec();
+        let label = r.bytes(len)?;
         if let Some(last) = pending.last_mut() {
             last.0 -= 1;
         }
         let base = key.len();
-        key.extend_from_slice(&label);
-        if max_key > 0 && key.len() > max_key {
-            return Err(IngestError::malformed(format!(
-                "trie key longer than {max_key} bytes"
-            )));
-        }
+        key.extend_from_slice(label);
         let v = value(r.uvarint()?)?;
         let children = r.uvarint()?;
         if max_children > 0 && children > max_children as u64 {
@@ -136,11 +126,17 @@ pub fn parse_trie(data: &[u8], max_key: usize, max_children: usize) -> Result<St
             )));
         }
         if v > 0 && !key.is_empty() {
-            let frames = String::from_utf8_lossy(&key)
-                .split(';')
-                .map(str::to_string)
-                .collect();
-            out.push((frames, v));
+            // Only the frames above the depth cut are read.
+            frames.clear();
+            let mut split = key.split(|&b| b == b';');
+            let mut scanned = 0;
+            for f in split.by_ref().take(out.max_depth()) {
+                scanned += f.len() + 1;
+                frames.push(out.name(f)?);
+            }
+            out.charge_scan(scanned)?;
+            let cut = split.next().is_some();
+            out.push_cut(&frames, v, cut)?;
         }
         if children > 0 {
             pending.push((children, base));
@@ -158,7 +154,7 @@ pub fn parse_trie(data: &[u8], max_key: usize, max_children: usize) -> Result<St
             data.len() - r.pos
         )));
     }
-    Ok(out)
+    Ok(out.finish())
 }
 
 #[cfg(test)]
@@ -175,7 +171,7 @@ mod tests {
         b.extend_from_slice(&[10, 0, 3]);
         b.extend_from_slice(b"baz");
         b.extend_from_slice(&[20, 0]);
-        let s = parse_tree(&b, 0, 0).unwrap();
+        let s = parse_tree(&b, &Limits::default()).unwrap();
         assert_eq!(
             s,
             vec![
@@ -183,8 +179,12 @@ mod tests {
                 (vec!["foo".into(), "baz".into()], 20)
             ]
         );
-        assert!(parse_tree(&b[..b.len() - 1], 0, 0).is_err());
-        assert!(parse_tree(&b, 2, 0).is_err(), "name limit");
+        assert!(parse_tree(&b[..b.len() - 1], &Limits::default()).is_err());
+        let short_names = Limits {
+            max_profile_symbol_value_length: 2,
+            ..Limits::default()
+        };
+        assert!(parse_tree(&b, &short_names).is_err(), "name limit");
     }
 
     #[test]
@@ -193,7 +193,7 @@ mod tests {
         let mut b = vec![0, 0, 1, 6];
         b.extend_from_slice(b"foo;ba");
         b.extend_from_slice(&[0, 2, 1, b'r', 1, 0, 1, b'z', 2, 0]);
-        let s = parse_trie(&b, 0, 0).unwrap();
+        let s = parse_trie(&b, &Limits::default()).unwrap();
         assert_eq!(
             s,
             vec![
@@ -201,7 +201,7 @@ mod tests {
                 (vec!["foo".into(), "baz".into()], 2)
             ]
         );
-        assert!(parse_trie(&b[..5], 0, 0).is_err());
+        assert!(parse_trie(&b[..5], &Limits::default()).is_err());
     }
 
     #[test]
@@ -213,8 +213,91 @@ mod tests {
             b.extend_from_slice(name.as_bytes());
             b.extend_from_slice(&[v, 0]);
         }
-        let mut s = parse_tree(&b, 0, 0).unwrap();
+        let mut s = parse_tree(&b, &Limits::default()).unwrap();
         s.sort();
         assert_eq!(s, vec![(vec!["a".into()], 7), (vec!["b".into()], 5)]);
+    }
+
+    /// One pre-order node of a tree or trie.
+    fn node(out: &mut Vec<u8>, name: &[u8], value: u64, children: u64) {
+        put_uvarint(out, name.len() as u64);
+        out.extend_from_slice(name);
+        put_uvarint(out, value);
+        put_uvarint(out, children);
+    }
+
+    fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A root and a chain of `n` nodes named `name`, each with value 1.
+    fn chain(n: usize, name: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        node(&mut b, b"", 0, 1);
+        for i in 0..n {
+            node(&mut b, name, 1, u64::from(i + 1 < n));
+        }
+        b
+    }
+
+    /// A trie of one key, `f` then `rest` `n - 1` times, each node with value 1.
+    fn trie_chain(n: usize, rest: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        node(&mut b, b"", 0, 1);
+        node(&mut b, b"f", 1, u64::from(n > 1));
+        for i in 1..n {
+            node(&mut b, rest, 1, u64::from(i + 1 < n));
+        }
+        b
+    }
+
+    fn frames(s: &Stacks) -> usize {
+        s.iter().map(|(f, _)| f.len()).sum()
+    }
+
+    #[test]
+    fn a_deep_chain_is_cut_at_the_depth_limit_not_expanded() {
+        // 8 000 nested nodes, each with a value: 32 million frames if every
+        // node's stack were spelled out. Cut at 1 000 frames, the stacks
+        // below the cut are one stack: all value kept, about half a million
+        // frames.
+        let limits = Limits::default();
+        for (parse, b) in [
+            (
+                parse_tree as fn(&[u8], &Limits) -> Result<Stacks, IngestError>,
+                chain(8_000, b"f"),
+            ),
+            (parse_trie, trie_chain(8_000, b";f")),
+        ] {
+            let s = parse(&b, &limits).expect("a deep chain is accepted");
+            assert_eq!(s.iter().map(|x| x.1).sum::<i64>(), 8_000, "no value lost");
+            assert!(s.iter().all(|(f, _)| f.len() <= 1_000));
+            assert!(frames(&s) <= 1_001 * 1_000, "{} frames", frames(&s));
+        }
+    }
+
+    #[test]
+    fn an_upload_that_expands_too_far_is_refused() {
+        // A chain to depth 999, then 16 000 leaves with values: 16 million
+        // frames from 64 KB.
+        let mut b = Vec::new();
+        node(&mut b, b"", 0, 1);
+        for _ in 0..998 {
+            node(&mut b, b"f", 0, 1);
+        }
+        node(&mut b, b"f", 0, 16_000);
+        for i in 0..16_000u32 {
+            node(&mut b, format!("leaf{i}").as_bytes(), 1, 0);
+        }
+        let err = parse_tree(&b, &Limits::default()).expect_err("refused");
+        assert!(err.message.contains("stack frames"), "{}", err.message);
+        // A trie whose one frame name grows by a byte per node: names of
+        // every length up to 20 000 bytes, 200 MB in all.
+        let err = parse_trie(&trie_chain(20_000, b"a"), &Limits::default()).expect_err("refused");
+        assert!(err.message.contains("stack frames"), "{}", err.message);
     }
 }

@@ -196,8 +196,6 @@ pub fn decode_legacy(
                 ));
             };
             let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
-            let max_name = limits.max_profile_symbol_value_length;
-            let max_children = limits.max_profile_stacktrace_samples;
             let text = TextUpload {
                 app: &name.app,
                 labels: name.labels,
@@ -207,10 +205,8 @@ pub fn decode_legacy(
             };
             let rate = sample_rate(params.sample_rate.as_deref());
             match format {
-                LegacyFormat::Trie => text.split(&parse_trie(&raw, 0, max_children)?, rate, limits),
-                LegacyFormat::Tree => {
-                    text.split(&parse_tree(&raw, max_name, max_children)?, rate, limits)
-                }
+                LegacyFormat::Trie => text.split(&parse_trie(&raw, limits)?, rate, limits),
+                LegacyFormat::Tree => text.split(&parse_tree(&raw, limits)?, rate, limits),
                 _ => {
                     let body = std::str::from_utf8(&raw).map_err(|e| {
                         IngestError::malformed(format!("body is not valid UTF-8 text: {e}"))
@@ -231,7 +227,7 @@ pub fn decode_legacy(
                 ));
             };
             let raw = maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")?;
-            let profiles = parse_speedscope(&raw)?;
+            let profiles = parse_speedscope(&raw, limits)?;
             let many = profiles.len() > 1;
             let mut out = Vec::new();
             for p in profiles {

@@ -15,6 +15,7 @@ pub mod otlp;
 pub mod push;
 pub mod speedscope;
 pub mod split;
+pub mod stacks;
 pub mod text;
 
 pub use error::{IngestError, Reason};

@@ -332,3 +332,65 @@ async fn bad_input_is_refused_with_reasons() -> Result<()> {
     }
     Ok(())
 }
+
+/// One pre-order node of a `tree` or `trie` upload.
+fn tree_node(out: &mut Vec<u8>, name: &[u8], value: u64, children: u64) {
+    prost::encoding::encode_varint(name.len() as u64, out);
+    out.extend_from_slice(name);
+    prost::encoding::encode_varint(value, out);
+    prost::encoding::encode_varint(children, out);
+}
+
+/// A root, then `first` and `rest` `n - 1` times nested, each with value 1.
+fn chain(n: usize, first: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    tree_node(&mut b, b"", 0, 1);
+    for i in 0..n {
+        let name = if i == 0 { first } else { rest };
+        tree_node(&mut b, name, 1, u64::from(i + 1 < n));
+    }
+    b
+}
+
+#[tokio::test]
+async fn uploads_that_name_deep_stacks_many_times_stay_bounded_in_memory() -> Result<()> {
+    // A few kilobytes of tree, trie or speedscope can name deep stacks
+    // thousands of times: an 8 000-node chain spelled out is 32 million
+    // frames (+1.3 GB before this was bounded). Stacks are cut at the
+    // depth limit with all their value kept, and an upload that still
+    // expands too far is refused.
+    let node = ignis_integration::node::ChildNode::start(&[]).await?;
+    let client = Client::new(&node.url);
+    let before = node.peak_rss_bytes()?;
+    let ingest = |name: &str, format: &str| {
+        format!("/ingest?name={name}.cpu&format={format}&sampleRate=0&from=1795000000")
+    };
+    for (service, format, body) in [
+        ("chain.tree", "tree", chain(8_000, b"f", b"f")),
+        ("chain.trie", "trie", chain(8_000, b"f", b";f")),
+    ] {
+        let r = client.post(&ingest(service, format), &[], body).await?;
+        ensure!(r.status().is_success(), "{service}: {}", r.status());
+        let total = total_of(&client, "process_cpu:samples:count::", service).await?;
+        ensure!(total == 8_000, "{service}: total {total}, want 8000");
+    }
+    // 16 000 leaves under a chain 999 deep: 16 million frames from 100 KB.
+    let mut fan = Vec::new();
+    tree_node(&mut fan, b"", 0, 1);
+    for i in 0..999 {
+        tree_node(&mut fan, b"f", 0, if i < 998 { 1 } else { 16_000 });
+    }
+    for i in 0..16_000u32 {
+        tree_node(&mut fan, format!("leaf{i}").as_bytes(), 1, 0);
+    }
+    let r = client.post(&ingest("fan", "tree"), &[], fan).await?;
+    expect(&client, "tree fan", r, 400, "stack frames").await?;
+    // One frame name growing by a byte per trie node: 200 MB of names.
+    let r = client
+        .post(&ingest("grow", "trie"), &[], chain(20_000, b"a", b"a"))
+        .await?;
+    expect(&client, "growing trie name", r, 400, "stack frames").await?;
+    let grew = node.peak_rss_bytes()?.saturating_sub(before);
+    ensure!(grew < 256 << 20, "peak RSS grew by {} MiB", grew >> 20);
+    Ok(())
+}
