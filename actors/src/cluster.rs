@@ -386,12 +386,14 @@ impl ClusterContext {
     /// own data is read in place by the caller; replicas are counted once
     /// by the engine). Fails when so many ingesters are unreachable that
     /// acknowledged profiles could be missing. A cluster of one asks no one.
+    /// Peers skip the blocks in `read_here` (this node reads them).
     pub async fn select_peers(
         &self,
         tenant: &str,
         scope: &Scope,
         start_ns: i64,
         end_ns: i64,
+        read_here: Vec<String>,
     ) -> Result<Vec<PeerSlice>, QueryFailure> {
         let view = self.ring();
         let sg_view = self.store_gateway_ring();
@@ -402,7 +404,9 @@ impl ClusterContext {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let req = Arc::new(SelectRequest::new(tenant, scope, start_ns, end_ns));
+        let req = Arc::new(
+            SelectRequest::new(tenant, scope, start_ns, end_ns).skipping_blocks(read_here),
+        );
         let mut pending = FuturesUnordered::new();
         for (node, member) in targets {
             let (node, peer) = (node.clone(), self.peer(member.clone()));

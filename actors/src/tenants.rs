@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use ignis_query::{Engine, QueryError, QueryLimits, Scope, Source};
 use ignis_storage::Wal;
-use ignis_storage::block::BlockStore;
+use ignis_storage::block::{BlockMeta, BlockStore};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -180,19 +180,26 @@ impl Tenants {
         })
     }
 
-    /// What `scope` needs of the blocks this node serves for `tenant` in
-    /// `[start_ns, end_ns]`: pruned reads or whole blocks (see
+    /// The blocks this node's store-gateway serves for `tenant` that overlap
+    /// `[start_ns, end_ns]`.
+    pub fn local_blocks(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
+        self.store_gateway
+            .as_ref()
+            .map(|sg| sg.metas(tenant, start_ns, end_ns))
+            .unwrap_or_default()
+    }
+
+    /// What `scope` needs of `blocks` (this node's, [`Tenants::local_blocks`]):
+    /// pruned reads or whole blocks (see
     /// [`store_gateway::reads`](crate::store_gateway::reads)).
     pub async fn block_sources(
         &self,
-        tenant: &str,
+        blocks: Vec<BlockMeta>,
         scope: &Scope,
-        start_ns: i64,
-        end_ns: i64,
     ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
         match &self.store_gateway {
-            Some(sg) => Ok(sg.sources(tenant, scope, start_ns, end_ns).await?),
-            None => Ok(Vec::new()),
+            Some(sg) if !blocks.is_empty() => Ok(sg.sources(blocks, scope).await?),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -295,8 +302,10 @@ impl Tenants {
     ///   anything is read).
     /// - Sources: the peers (other ingesters and store-gateways; none on a
     ///   standalone node) answer only what that scope selects, and this
-    ///   node's blocks are read for it (pruned); this node's ingester hands
-    ///   out a snapshot of its heads, read in place.
+    ///   node's blocks are read for it (pruned); peers skip the blocks this
+    ///   node reads, so a block held by several store-gateways is read
+    ///   once. This node's ingester hands out a snapshot of its heads, read
+    ///   in place.
     /// - Merge: `f` runs again over all of them on the tenant's querier,
     ///   which counts a profile held by several sources once.
     pub async fn query_range<R, F>(
@@ -317,11 +326,13 @@ impl Tenants {
             .acquire_owned()
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+        let here = self.local_blocks(tenant, start_ns, end_ns);
+        let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
         let (remote, blocks, local) = futures::try_join!(
             self.cluster
-                .select_peers(tenant, &scope, start_ns, end_ns)
+                .select_peers(tenant, &scope, start_ns, end_ns, read_here)
                 .instrument(tracing::debug_span!("select_peers", tenant)),
-            self.block_sources(tenant, &scope, start_ns, end_ns)
+            self.block_sources(here, &scope)
                 .instrument(tracing::debug_span!("read_blocks", tenant)),
             self.snapshot(tenant),
         )?;

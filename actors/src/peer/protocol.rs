@@ -17,7 +17,7 @@ use super::{PeerError, PeerSlice};
 /// 2: fetch answers carry span samples (head wire `IGNHED02`).
 /// 3: `select` carries the query's scope; answers carry the peer's time
 /// bounds and rows without the parts the scope does not need (`IGNHED03`).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -46,6 +46,9 @@ pub struct SelectRequest {
     pub selections: Vec<WireSelection>,
     /// Whether the query merges stacks ([`Scope::stacks`]).
     pub stacks: bool,
+    /// Blocks the asking node reads itself: a peer does not read them again
+    /// (a block held by several store-gateways is read once per query).
+    pub skip_blocks: Vec<String>,
 }
 
 /// A [`Selection`] on the wire.
@@ -108,7 +111,15 @@ impl SelectRequest {
                 })
                 .collect(),
             stacks: scope.stacks,
+            skip_blocks: Vec::new(),
         }
+    }
+
+    /// The same request, asking peers not to read `blocks` (the asking
+    /// node reads them).
+    pub fn skipping_blocks(mut self, blocks: Vec<String>) -> Self {
+        self.skip_blocks = blocks;
+        self
     }
 
     /// The scope it carries; a bad matcher is a bad request.

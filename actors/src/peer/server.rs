@@ -3,6 +3,7 @@
 //! (`POST /internal/v1/<method>`) and [`MemTransport`](super::MemTransport)
 //! both call it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -55,14 +56,21 @@ async fn push(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
 }
 
 /// Answers what a query's scope selects of this node's data: a snapshot of
-/// its ingester's heads and a pruned read of the blocks its
+/// its ingester's heads and, of the blocks the asking node does not read
+/// itself, a pruned read of the blocks its
 /// store-gateway serves (the same rule as a local query).
 async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     let req: SelectRequest = protocol::decode(&body)?;
     validate_tenant_id(&req.tenant).map_err(PeerError::BadRequest)?;
     let scope = req.scope()?;
+    let skip: HashSet<&String> = req.skip_blocks.iter().collect();
+    let mine = tenants
+        .local_blocks(&req.tenant, req.start_ns, req.end_ns)
+        .into_iter()
+        .filter(|m| !skip.contains(&m.ulid))
+        .collect();
     let blocks = tenants
-        .block_sources(&req.tenant, &scope, req.start_ns, req.end_ns)
+        .block_sources(mine, &scope)
         .await
         .map_err(PeerError::from)?;
     let local = tenants

@@ -54,21 +54,20 @@ pub enum BlockRead {
 }
 
 impl StoreGateway {
-    /// What `scope` needs of `tenant`'s blocks in `[start_ns, end_ns]`
-    /// that this node serves: one source per block (oldest first), following
-    /// the rule of this module. Up to [`CONCURRENT_BLOCK_READS`] blocks are
+    /// What `scope` needs of the blocks `metas` (from
+    /// [`StoreGateway::metas`]): one source per block, in their order,
+    /// following the rule of this module. Up to [`CONCURRENT_BLOCK_READS`] blocks are
     /// read at once, so a long range waits on the bucket's latency a few
     /// times, not once per block.
     pub async fn sources(
         &self,
-        tenant: &str,
+        metas: Vec<BlockMeta>,
         scope: &Scope,
-        start_ns: i64,
-        end_ns: i64,
     ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
-        futures::stream::iter(self.metas(tenant, start_ns, end_ns))
+        futures::stream::iter(metas)
             .map(|meta| {
-                let span = tracing::debug_span!("read_block", tenant, ulid = %meta.ulid);
+                let span =
+                    tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
                 async move { Ok(self.source(meta, scope).instrument(span).await?.0) }
             })
             .buffered(CONCURRENT_BLOCK_READS)

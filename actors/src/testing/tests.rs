@@ -260,6 +260,27 @@ async fn replicas_are_counted_once_from_heads_and_from_blocks() {
     }
 }
 
+#[actix::test]
+async fn a_block_held_by_several_store_gateways_is_read_once_per_query() {
+    // RF 3 on three nodes: every node uploads a replica block and every
+    // store-gateway serves all three. The querying node reads them itself,
+    // so its peers send none of them again.
+    let sb = Sandbox::start(3, 3).await.expect("sandbox");
+    for n in 0..6 {
+        sb.push((n % 3) as usize, TENANT, cpu("svc", n))
+            .await
+            .expect("push");
+    }
+    sb.flush_to_blocks().await.expect("blocks");
+    let before = sb.transport.bytes_moved();
+    assert_eq!(total(&sb, 0, "{}").await.expect("answers"), 6 * truth());
+    let moved = sb.transport.bytes_moved() - before;
+    assert!(
+        moved < 2_048,
+        "{moved} bytes moved for blocks node 0 reads itself"
+    );
+}
+
 /// [`cpu`] of a service built from its own code: its function names carry
 /// the service's name, as different programs' symbols differ.
 fn cpu_of_own_program(service: &str, n: i64) -> Vec<SplitProfile> {
