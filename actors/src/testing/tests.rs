@@ -3,14 +3,13 @@
 //! reads, each with exact totals against the fixture's ground truth.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ignis_query::{Engine, QueryLimits, Scope, Source};
 use ignis_storage::SplitProfile;
 use ignis_storage::proto::querier::v1 as q;
 use prost::Message;
 
-use super::{CALL_DEADLINE, Sandbox, fixtures};
+use super::{Sandbox, fixtures};
 use crate::peer::SelectRequest;
 use crate::querier::QueryFailure;
 use crate::{BlockSettings, Metrics, Tenants};
@@ -156,107 +155,117 @@ async fn a_query_answers_with_one_ingester_unreachable_and_fails_with_two() {
     }
 }
 
-/// Virtual time since `t0` (tests that pause the clock).
-fn since(t0: tokio::time::Instant) -> Duration {
-    tokio::time::Instant::now() - t0
-}
+/// Tests that pause tokio's clock: they need feature `testing` (on in
+/// `cargo test --workspace`), which turns on tokio's test clock.
+#[cfg(feature = "testing")]
+mod deadlines {
+    use std::time::Duration;
 
-/// Whether `t0` was a call deadline ago (timers tick by the millisecond).
-fn a_deadline_since(t0: tokio::time::Instant) -> bool {
-    let d = since(t0);
-    d >= CALL_DEADLINE && d < CALL_DEADLINE + Duration::from_millis(10)
-}
+    use super::*;
+    use crate::testing::CALL_DEADLINE;
 
-#[actix::test]
-async fn a_hung_replica_does_not_delay_the_ack_and_gets_the_write_as_a_hint() {
-    tokio::time::pause();
-    let sb = Sandbox::start(3, 3).await.expect("sandbox");
-    sb.set_hung(2, true);
-    let t0 = tokio::time::Instant::now();
-    sb.push(0, TENANT, cpu("svc", 0))
-        .await
-        .expect("acknowledged on quorum");
-    assert!(
-        since(t0) < CALL_DEADLINE,
-        "the ack does not wait for the hung replica: {:?}",
-        since(t0)
-    );
-    assert!(
-        sb.nodes[0].cluster.hints.nodes().is_empty(),
-        "not yet given up"
-    );
-    // At its deadline the write to the hung replica gives up: a hint.
-    tokio::time::sleep(CALL_DEADLINE + Duration::from_secs(1)).await;
-    assert_eq!(
-        sb.nodes[0].cluster.hints.nodes(),
-        vec!["node-2".to_string()]
-    );
-    assert_eq!(held_by(&sb, 2).await, 0);
-
-    sb.set_hung(2, false);
-    sb.nodes[0].cluster.deliver_hints().await;
-    assert_eq!(held_by(&sb, 2).await, truth(), "the hint arrived once");
-}
-
-#[actix::test]
-async fn two_hung_replicas_refuse_a_write_and_fail_a_query_at_the_deadline() {
-    tokio::time::pause();
-    let sb = Sandbox::start(3, 3).await.expect("sandbox");
-    sb.push(0, TENANT, cpu("svc", 0)).await.expect("push");
-    sb.set_hung(2, true);
-    // One hung ingester: the query waits for it until the deadline, then
-    // answers in full from the replicas.
-    let t0 = tokio::time::Instant::now();
-    assert_eq!(total(&sb, 0, "{}").await.expect("answers"), truth());
-    assert!(
-        a_deadline_since(t0),
-        "gave up at the deadline: {:?}",
-        since(t0)
-    );
-
-    sb.set_hung(1, true);
-    let t0 = tokio::time::Instant::now();
-    let err = sb
-        .push(0, TENANT, cpu("svc", 1))
-        .await
-        .expect_err("two replicas hung: refused");
-    assert!(err.to_string().contains("within 5s"), "{err}");
-    assert!(a_deadline_since(t0), "{:?}", since(t0));
-    let t0 = tokio::time::Instant::now();
-    match total(&sb, 0, "{}").await {
-        Err(QueryFailure::Unavailable(m)) => assert!(m.contains("2 of 3"), "{m}"),
-        other => panic!("expected unavailable, got {other:?}"),
+    /// Virtual time since `t0` (tests that pause the clock).
+    fn since(t0: tokio::time::Instant) -> Duration {
+        tokio::time::Instant::now() - t0
     }
-    assert!(a_deadline_since(t0), "{:?}", since(t0));
-    // The hung replicas never stored the refused write; the one before is whole.
-    sb.set_hung(1, false);
-    sb.set_hung(2, false);
-    assert_eq!(held_by(&sb, 1).await, truth());
-}
 
-#[actix::test]
-async fn replicas_are_counted_once_from_heads_and_from_blocks() {
-    let sb = Sandbox::start(3, 3).await.expect("sandbox");
-    for n in 0..6 {
-        sb.push((n % 3) as usize, TENANT, cpu("svc", n))
+    /// Whether `t0` was a call deadline ago (timers tick by the millisecond).
+    fn a_deadline_since(t0: tokio::time::Instant) -> bool {
+        let d = since(t0);
+        d >= CALL_DEADLINE && d < CALL_DEADLINE + Duration::from_millis(10)
+    }
+
+    #[actix::test]
+    async fn a_hung_replica_does_not_delay_the_ack_and_gets_the_write_as_a_hint() {
+        tokio::time::pause();
+        let sb = Sandbox::start(3, 3).await.expect("sandbox");
+        sb.set_hung(2, true);
+        let t0 = tokio::time::Instant::now();
+        sb.push(0, TENANT, cpu("svc", 0))
             .await
-            .expect("push");
-    }
-    for via in 0..3 {
-        assert_eq!(total(&sb, via, "{}").await.unwrap(), 6 * truth());
-        assert_eq!(
-            held_by(&sb, via).await,
-            6 * truth(),
-            "RF 3 puts a copy on each"
+            .expect("acknowledged on quorum");
+        assert!(
+            since(t0) < CALL_DEADLINE,
+            "the ack does not wait for the hung replica: {:?}",
+            since(t0)
         );
-    }
-    sb.flush_to_blocks().await.expect("blocks");
-    for via in 0..3 {
-        assert_eq!(
-            total(&sb, via, "{}").await.unwrap(),
-            6 * truth(),
-            "three replica blocks, served by three store-gateways, count once"
+        assert!(
+            sb.nodes[0].cluster.hints.nodes().is_empty(),
+            "not yet given up"
         );
+        // At its deadline the write to the hung replica gives up: a hint.
+        tokio::time::sleep(CALL_DEADLINE + Duration::from_secs(1)).await;
+        assert_eq!(
+            sb.nodes[0].cluster.hints.nodes(),
+            vec!["node-2".to_string()]
+        );
+        assert_eq!(held_by(&sb, 2).await, 0);
+
+        sb.set_hung(2, false);
+        sb.nodes[0].cluster.deliver_hints().await;
+        assert_eq!(held_by(&sb, 2).await, truth(), "the hint arrived once");
+    }
+
+    #[actix::test]
+    async fn two_hung_replicas_refuse_a_write_and_fail_a_query_at_the_deadline() {
+        tokio::time::pause();
+        let sb = Sandbox::start(3, 3).await.expect("sandbox");
+        sb.push(0, TENANT, cpu("svc", 0)).await.expect("push");
+        sb.set_hung(2, true);
+        // One hung ingester: the query waits for it until the deadline, then
+        // answers in full from the replicas.
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(total(&sb, 0, "{}").await.expect("answers"), truth());
+        assert!(
+            a_deadline_since(t0),
+            "gave up at the deadline: {:?}",
+            since(t0)
+        );
+
+        sb.set_hung(1, true);
+        let t0 = tokio::time::Instant::now();
+        let err = sb
+            .push(0, TENANT, cpu("svc", 1))
+            .await
+            .expect_err("two replicas hung: refused");
+        assert!(err.to_string().contains("within 5s"), "{err}");
+        assert!(a_deadline_since(t0), "{:?}", since(t0));
+        let t0 = tokio::time::Instant::now();
+        match total(&sb, 0, "{}").await {
+            Err(QueryFailure::Unavailable(m)) => assert!(m.contains("2 of 3"), "{m}"),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        assert!(a_deadline_since(t0), "{:?}", since(t0));
+        // The hung replicas never stored the refused write; the one before is whole.
+        sb.set_hung(1, false);
+        sb.set_hung(2, false);
+        assert_eq!(held_by(&sb, 1).await, truth());
+    }
+
+    #[actix::test]
+    async fn replicas_are_counted_once_from_heads_and_from_blocks() {
+        let sb = Sandbox::start(3, 3).await.expect("sandbox");
+        for n in 0..6 {
+            sb.push((n % 3) as usize, TENANT, cpu("svc", n))
+                .await
+                .expect("push");
+        }
+        for via in 0..3 {
+            assert_eq!(total(&sb, via, "{}").await.unwrap(), 6 * truth());
+            assert_eq!(
+                held_by(&sb, via).await,
+                6 * truth(),
+                "RF 3 puts a copy on each"
+            );
+        }
+        sb.flush_to_blocks().await.expect("blocks");
+        for via in 0..3 {
+            assert_eq!(
+                total(&sb, via, "{}").await.unwrap(),
+                6 * truth(),
+                "three replica blocks, served by three store-gateways, count once"
+            );
+        }
     }
 }
 
