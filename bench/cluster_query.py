@@ -4,7 +4,7 @@ stored hour in a three-node cluster (issue 14's measure of scoped reads).
 
 1. `ignis loadgen --backfill-hours 1 --series 100 --every 10s` writes an hour
    of the Go CPU fixture for 100 pods into a bucket directory (one block).
-2. Three `-target=all` nodes (replication factor 3, gossip on loopback) serve
+2. Three `-target=all` nodes (replication factor --rf, gossip on loopback) serve
    that bucket. Each node advertises the address of a byte-counting TCP proxy
    in front of its HTTP port, so every node-to-node call (and nothing else)
    passes through a proxy.
@@ -14,7 +14,7 @@ stored hour in a three-node cluster (issue 14's measure of scoped reads).
    bytes the proxies carried per query and the latencies.
 
 Usage: python3 bench/cluster_query.py --bin target/release/ignis [--runs 10]
-       [--fixtures ../shared/fixtures] [--json]
+       [--rf 3] [--fixtures ../shared/fixtures] [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
 
@@ -114,6 +114,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--rf", type=int, default=3, help="replication factor")
     ap.add_argument("--fixtures", default=os.environ.get(
         "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
     ap.add_argument("--json", action="store_true")
@@ -144,6 +145,7 @@ def main():
             proxies.add(proxy_port, http_port)
             env = dict(os.environ,
                        IGNIS_CLUSTER__ENABLED="true",
+                       IGNIS_CLUSTER__REPLICATION_FACTOR=str(a.rf),
                        IGNIS_CLUSTER__NODE_ID=f"n{i + 1}",
                        IGNIS_CLUSTER__GOSSIP_LISTEN_ADDRESS=f"127.0.0.1:{gossip[i]}",
                        IGNIS_CLUSTER__SEEDS=json.dumps([f"127.0.0.1:{gossip[0]}"]),
@@ -190,6 +192,7 @@ def main():
         cold, warm = results[0], results[1:]
         out = {
             "bin": a.bin,
+            "replication_factor": a.rf,
             "backfill": backfill,
             "cold_ms": round(cold["ms"], 1),
             "cold_bytes": cold["bytes"],
