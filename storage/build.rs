@@ -24,13 +24,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptors.bin"), fds.encode_to_vec())?;
     prost_build::Config::new().compile_fds(fds.clone())?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&fds.encode_to_vec())?
-        .build(&[".google.v1", ".types.v1", ".push.v1", ".querier.v1"])?;
-    // OTLP/JSON receivers must ignore fields they do not know (newer senders).
+    // Lenient as connect-go's protojson (DiscardUnknown) and OTLP/JSON
+    // receivers are: fields and enum names a newer client sends (Grafana's
+    // Profiles Drilldown sends `stackTraceSelector.frameFilter` and
+    // `PROFILE_FORMAT_*` values) are ignored, not refused.
     pbjson_build::Builder::new()
         .register_descriptors(&fds.encode_to_vec())?
         .ignore_unknown_fields()
-        .build(&[".opentelemetry.proto"])?;
+        .ignore_unknown_enum_variants()
+        .build(&[
+            ".google.v1",
+            ".types.v1",
+            ".push.v1",
+            ".querier.v1",
+            ".opentelemetry.proto",
+        ])?;
     Ok(())
 }

@@ -45,6 +45,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "unimplemented", message)
     }
 
+    /// 501 `unimplemented` (a known procedure this server does not serve).
+    pub fn unimplemented(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "unimplemented", message)
+    }
+
     /// 405.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "unimplemented", message)

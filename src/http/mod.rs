@@ -3,6 +3,7 @@
 pub mod body;
 pub mod cluster;
 pub mod connect;
+pub mod connect_get;
 pub mod error;
 pub mod ingest;
 pub mod internal;
@@ -15,6 +16,7 @@ pub mod scrape;
 pub mod sql;
 pub mod state;
 pub mod ui;
+pub mod unimplemented;
 
 use actix_web::{HttpResponse, web};
 
@@ -31,6 +33,7 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     cfg.route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))
+        .route("/api/v1/status/buildinfo", web::get().to(ops::buildinfo))
         .route("/cluster", web::get().to(cluster::cluster))
         .route("/scrape", web::get().to(scrape::scrape))
         .service(
@@ -38,12 +41,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::post().to(internal::call))
                 .default_service(web::to(method_not_allowed)),
         );
+    for service in unimplemented::SERVICES {
+        cfg.route(
+            &format!("/{service}/{{procedure:.*}}"),
+            web::route().to(unimplemented::procedure),
+        );
+    }
     if roles.serves_writes() {
         cfg.service(
             web::resource("/push.v1.PusherService/Push")
                 .route(web::post().to(ingest::push))
                 .default_service(web::to(method_not_allowed)),
         );
+        for service in unimplemented::SERVICES {
+            cfg.route(
+                &format!("/{service}/{{procedure:.*}}"),
+                web::route().to(unimplemented::procedure),
+            );
+        }
         for path in ["/v1development/profiles", crate::grpc::EXPORT_PATH] {
             cfg.service(
                 web::resource(path)
@@ -63,6 +78,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
         cfg.service(
             web::resource("/querier.v1.QuerierService/{method}")
                 .route(web::post().to(query::querier))
+                .route(web::get().to(query::querier_get))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
@@ -80,11 +96,23 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::get().to(legacy::label_values))
                 .default_service(web::to(method_not_allowed)),
         );
+        for service in unimplemented::SERVICES {
+            cfg.route(
+                &format!("/{service}/{{procedure:.*}}"),
+                web::route().to(unimplemented::procedure),
+            );
+        }
         cfg.service(
             web::resource("/api/v1/sql")
                 .route(web::post().to(sql::sql))
                 .default_service(web::to(method_not_allowed)),
         );
+        for service in unimplemented::SERVICES {
+            cfg.route(
+                &format!("/{service}/{{procedure:.*}}"),
+                web::route().to(unimplemented::procedure),
+            );
+        }
         if ui {
             cfg.route("/", web::get().to(ui::index))
                 .route("/ui/{path:.*}", web::get().to(ui::asset));

@@ -27,13 +27,69 @@ pub async fn querier(
     let tenant = state.tenant(&req)?;
     let raw = read_body(payload, MAX_QUERY_BODY).await?;
     let body = decode_content_encoding(&req, raw, MAX_QUERY_BODY)?;
+    within_deadline(&req, dispatch(&method, codec, &body, &state, tenant)).await
+}
+
+/// `GET /querier.v1.QuerierService/{method}?encoding=…&message=…`: Connect's
+/// GET form of a unary call (`base64=1` for a base64url message, as binary
+/// messages are sent; `compression=gzip` for a compressed one).
+pub async fn querier_get(
+    req: HttpRequest,
+    method: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (codec, body) = super::connect_get::message(&req, MAX_QUERY_BODY)?;
+    let tenant = state.tenant(&req)?;
+    within_deadline(&req, dispatch(&method, codec, &body, &state, tenant)).await
+}
+
+/// Runs `call` within the client's `Connect-Timeout-Ms`, when it sent one:
+/// past it the client gets `deadline_exceeded` (504), as from Pyroscope.
+async fn within_deadline(
+    req: &HttpRequest,
+    call: impl std::future::Future<Output = Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(value) = req.headers().get("connect-timeout-ms") else {
+        return call.await;
+    };
+    // The Connect protocol allows at most 10 digits.
+    let ms = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.len() <= 10 && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "Connect-Timeout-Ms must be a positive integer of at most 10 digits",
+            )
+        })?;
+    tokio::time::timeout(std::time::Duration::from_millis(ms), call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::GATEWAY_TIMEOUT,
+                "deadline_exceeded",
+                format!(
+                    "request timed out after {ms} ms (Connect-Timeout-Ms), decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
+                ),
+            ))
+        })
+}
+
+async fn dispatch(
+    method: &str,
+    codec: Codec,
+    body: &[u8],
+    state: &AppState,
+    tenant: String,
+) -> Result<HttpResponse, ApiError> {
     let call = Call {
         codec,
-        body: &body,
-        state: &state,
+        body,
+        state,
         tenant,
     };
-    match method.as_str() {
+    match method {
         "ProfileTypes" => {
             let now_ms = now_ns() / 1_000_000;
             call.run(move |e, r: &q::ProfileTypesRequest| e.profile_types(r, now_ms))
@@ -69,6 +125,9 @@ pub async fn querier(
             call.run(|e, _: &types::GetProfileStatsRequest| Ok(e.profile_stats()))
                 .await
         }
+        known if super::unimplemented::QUERIER_METHODS.contains(&known) => Err(
+            super::unimplemented::error(&format!("querier.v1.QuerierService/{known}")),
+        ),
         other => Err(ApiError::not_found(format!(
             "querier.v1.QuerierService/{other} is not implemented by this server"
         ))),

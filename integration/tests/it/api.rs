@@ -379,3 +379,185 @@ async fn diff_and_render_diff_compare_two_selections() -> Result<()> {
     ensure!(r.is_err_and(|e| e.to_string().contains("profile types must match")));
     Ok(())
 }
+
+#[tokio::test]
+async fn connect_json_ignores_fields_and_enum_names_it_does_not_know() -> Result<()> {
+    // As connect-go does (protojson with DiscardUnknown): Grafana's
+    // Profiles Drilldown sends fields and enum values newer than Ignis's
+    // protos, and must get its answer, not a 400.
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let go_total = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    push_json(&client, "lenient").await?;
+    let v = client
+        .connect_json(
+            "SelectMergeStacktraces",
+            json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"lenient\"}",
+                   "start": WIDE.0, "end": WIDE.1, "maxNodes": 16,
+                   "format": "PROFILE_FORMAT_FUNCTIONS",
+                   "stackTraceSelector": {"frameFilter": {"include": ["main"]}},
+                   "aFieldFromTheFuture": {"nested": [1, 2, 3]}}),
+        )
+        .await?;
+    ensure!(
+        fg_total(&v) == go_total,
+        "total {} != {go_total}",
+        fg_total(&v)
+    );
+    let v = client
+        .connect_json(
+            "LabelNames",
+            json!({"matchers": ["{service_name=\"lenient\"}"], "start": WIDE.0, "end": WIDE.1,
+                   "unknownOption": "x"}),
+        )
+        .await?;
+    ensure!(
+        v["names"]
+            .as_array()
+            .is_some_and(|n| n.contains(&json!("service_name"))),
+        "label names: {v}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn known_unimplemented_procedures_are_501_and_unknown_ones_404() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let json = [("content-type", "application/json")];
+    for path in [
+        "/querier.v1.QuerierService/SelectHeatmap",
+        "/querier.v1.QuerierService/AnalyzeQuery",
+        "/settings.v1.SettingsService/Get",
+        "/capabilities.v1.FeatureFlagsService/GetFeatureFlags",
+        "/debuginfo.v1alpha1.DebuginfoService/Upload/abc123",
+    ] {
+        let r = client.post(path, &json, b"{}".to_vec()).await?;
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.text().await?)?;
+        ensure!(status == 501, "{path}: {status} {body}");
+        ensure!(body["code"] == "unimplemented", "{path}: {body}");
+        ensure!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&path[1..])),
+            "{path}: {body}"
+        );
+    }
+    let r = client
+        .post(
+            "/querier.v1.QuerierService/NoSuchMethod",
+            &json,
+            b"{}".to_vec(),
+        )
+        .await?;
+    ensure!(
+        r.status().as_u16() == 404,
+        "unknown procedure: {}",
+        r.status()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_get_form_answers_as_post() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let go_total = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    push_json(&client, "getter").await?;
+    let path = "/querier.v1.QuerierService/SelectMergeStacktraces";
+    let req = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"getter\"}",
+                     "start": WIDE.0, "end": WIDE.1, "maxNodes": 16});
+    // JSON, percent-encoded.
+    let url = format!(
+        "{path}?connect=v1&encoding=json&message={}",
+        urlencode(&req.to_string())
+    );
+    let r = client.get(&url).await?;
+    ensure!(r.status().is_success(), "GET json: {}", r.status());
+    let v: Value = serde_json::from_str(&r.text().await?)?;
+    ensure!(fg_total(&v) == go_total, "GET json total {}", fg_total(&v));
+    // Binary, base64url without padding.
+    let msg = q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{service_name=\"getter\"}".into(),
+        start: WIDE.0,
+        end: WIDE.1,
+        max_nodes: Some(16),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let b64 = base64(&msg)
+        .replace('+', "-")
+        .replace('/', "_")
+        .replace('=', "");
+    let r = client
+        .get(&format!(
+            "{path}?connect=v1&encoding=proto&base64=1&message={b64}"
+        ))
+        .await?;
+    ensure!(r.status().is_success(), "GET proto: {}", r.status());
+    let resp = q::SelectMergeStacktracesResponse::decode(r.bytes().await?)?;
+    let total = resp.flamegraph.map_or(-1, |f| f.total);
+    ensure!(total == go_total, "GET proto total {total}");
+    // A GET without an encoding is a clear 400.
+    let r = client.get(&format!("{path}?message=%7B%7D")).await?;
+    ensure!(r.status().as_u16() == 400, "no encoding: {}", r.status());
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_timeout_ms_is_honoured() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    push_json(&client, "deadline").await?;
+    let path = "/querier.v1.QuerierService/SelectMergeStacktraces";
+    let body = serde_json::to_vec(&json!({"profileTypeID": CPU,
+        "labelSelector": "{service_name=\"deadline\"}", "start": WIDE.0, "end": WIDE.1}))?;
+    let json = ("content-type", "application/json");
+    // A generous deadline answers; a malformed one is a 400.
+    let r = client
+        .post(path, &[json, ("connect-timeout-ms", "60000")], body.clone())
+        .await?;
+    ensure!(r.status().is_success(), "60 s deadline: {}", r.status());
+    let r = client
+        .post(path, &[json, ("connect-timeout-ms", "soon")], body.clone())
+        .await?;
+    ensure!(r.status().as_u16() == 400, "bad deadline: {}", r.status());
+    // A deadline of 0 ms has passed before the query runs.
+    let r = client
+        .post(path, &[json, ("connect-timeout-ms", "0")], body)
+        .await?;
+    let status = r.status().as_u16();
+    let v: Value = serde_json::from_str(&r.text().await?)?;
+    ensure!(
+        status == 504 && v["code"] == "deadline_exceeded",
+        "{status} {v}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn buildinfo_has_pyroscope_shape() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let r = client.get("/api/v1/status/buildinfo").await?;
+    ensure!(r.status().is_success(), "buildinfo: {}", r.status());
+    let v: Value = serde_json::from_str(&r.text().await?)?;
+    ensure!(v["status"] == "success", "{v}");
+    ensure!(v["data"]["version"] == env!("CARGO_PKG_VERSION"), "{v}");
+    for k in [
+        "revision",
+        "branch",
+        "build_user",
+        "build_date",
+        "go_version",
+    ] {
+        ensure!(v["data"][k].is_string(), "{k} missing: {v}");
+    }
+    Ok(())
+}
