@@ -6,13 +6,20 @@
 //! it lives as long as the process, so it is never dropped inside an async
 //! context.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tokio::runtime::Runtime;
 
-/// The process's DataFusion runtime, started on first use.
+/// The process's DataFusion runtime, started on first use. Built by one
+/// caller only: a second runtime built by a concurrent first caller would
+/// be dropped, and dropping a runtime inside an async context panics.
 pub fn executor() -> std::io::Result<&'static Runtime> {
     static RT: OnceLock<Runtime> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(rt) = RT.get() {
         return Ok(rt);
     }
@@ -21,4 +28,33 @@ pub fn executor() -> std::io::Result<&'static Runtime> {
         .enable_all()
         .build()?;
     Ok(RT.get_or_init(|| rt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_first_calls_inside_async_contexts_build_one_runtime() {
+        // Before the build lock, racing first callers each built a runtime
+        // and the loser's was dropped where it was called: inside an async
+        // context, a panic (when this test is the first to call).
+        let rts: Vec<usize> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let local = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .expect("runtime");
+                        local.block_on(async { executor().map(|rt| rt as *const Runtime as usize) })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic").expect("runtime"))
+                .collect()
+        });
+        assert!(rts.windows(2).all(|w| w[0] == w[1]), "one runtime");
+    }
 }
