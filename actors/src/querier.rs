@@ -48,8 +48,9 @@ type QueryFn<R> = Box<dyn FnOnce(&Engine<'_>) -> Result<R, QueryError> + Send>;
 pub struct RunQuery<R> {
     /// The query.
     pub query: QueryFn<R>,
-    /// What this node's ingester holds of the tenant.
-    pub local: Option<Snapshot>,
+    /// What this node's ingesters hold of the tenant (of each tenant, for a
+    /// federated query).
+    pub local: Vec<Snapshot>,
     /// What the query needs of the blocks (whole or pruned), besides the
     /// ingester's data.
     pub blocks: Vec<Arc<dyn Source>>,
@@ -64,13 +65,13 @@ impl<R: Send + 'static> Message for RunQuery<R> {
 /// Calls `f` with what one query reads: this node's ingester data (a
 /// snapshot, immutable), the blocks, then the peers' answers.
 pub(crate) fn with_sources<T>(
-    local: Option<&Snapshot>,
+    local: &[Snapshot],
     blocks: &[Arc<dyn Source>],
     remote: &[PeerSlice],
     f: impl FnOnce(&[&dyn Source]) -> T,
 ) -> T {
     let mut sources: Vec<&dyn Source> = Vec::new();
-    sources.extend(local.into_iter().flat_map(Snapshot::sources));
+    sources.extend(local.iter().flat_map(Snapshot::sources));
     sources.extend(blocks.iter().map(|b| &**b));
     sources.extend(remote.iter().map(|h| h as &dyn Source));
     f(&sources)
@@ -82,7 +83,7 @@ pub(crate) async fn merge<R: Send + 'static>(
     limits: Arc<QueryLimits>,
 ) -> Result<R, QueryFailure> {
     tokio::task::spawn_blocking(move || {
-        with_sources(msg.local.as_ref(), &msg.blocks, &msg.remote, |sources| {
+        with_sources(&msg.local, &msg.blocks, &msg.remote, |sources| {
             (msg.query)(&Engine::new(sources, &limits)).map_err(QueryFailure::from)
         })
     })

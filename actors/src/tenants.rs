@@ -21,6 +21,7 @@ use crate::cluster::ClusterContext;
 use crate::distributor::Distributor;
 use crate::ingester::{Ingester, Snapshot, TakeSnapshot};
 use crate::metrics::Metrics;
+use crate::peer::PeerSlice;
 use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::store_gateway::StoreGateway;
 
@@ -296,6 +297,8 @@ impl Tenants {
 
     /// Runs `f` against the tenant's data in `[start_ns, end_ns]` (the
     /// query's own range), on every node the same way: plan, sources, merge.
+    /// `tenant` may name several tenants joined by `|` (a federated read,
+    /// as `X-Scope-OrgID: a|b` asks): their data is merged as one.
     ///
     /// - Plan: `f` runs first over no data, to record the selections it
     ///   makes ([`Scope::record`]; a query that fails fails there, before
@@ -326,37 +329,64 @@ impl Tenants {
             .acquire_owned()
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-        let here = self.local_blocks(tenant, start_ns, end_ns);
-        let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
-        let (remote, blocks, local) = futures::try_join!(
-            self.cluster
-                .select_peers(tenant, &scope, start_ns, end_ns, read_here)
-                .instrument(tracing::debug_span!("select_peers", tenant)),
-            self.block_sources(here, &scope)
-                .instrument(tracing::debug_span!("read_blocks", tenant)),
-            self.snapshot(tenant),
-        )?;
-        let query = RunQuery {
+        let ids: Vec<&str> = tenant.split('|').collect();
+        let parts = futures::future::try_join_all(
+            ids.iter()
+                .map(|id| self.sources_of(id, &scope, start_ns, end_ns)),
+        )
+        .await?;
+        let mut query = RunQuery {
             query: Box::new(f),
-            local,
-            blocks,
-            remote,
+            local: Vec::new(),
+            blocks: Vec::new(),
+            remote: Vec::new(),
         };
+        for (remote, blocks, local) in parts {
+            query.remote.extend(remote);
+            query.blocks.extend(blocks);
+            query.local.extend(local);
+        }
         let span = tracing::debug_span!("merge", tenant);
-        match self.get(tenant).and_then(|t| t.querier) {
+        let querier = match ids.as_slice() {
+            [one] => self.get(one).and_then(|t| t.querier),
+            _ => None,
+        };
+        match querier {
             Some(querier) => querier
                 .send(query)
                 .instrument(span)
                 .await
                 .map_err(|e| QueryFailure::Unavailable(e.to_string()))?,
-            // No actor holds data of the tenant here: nothing of it is in
-            // memory, so no querier is started for a read.
+            // No actor holds data of the tenant here (nothing of it is in
+            // memory, so no querier is started for a read), or the read
+            // is federated: merged on the blocking pool directly.
             None => {
                 crate::querier::merge(query, self.query_limits.clone())
                     .instrument(span)
                     .await
             }
         }
+    }
+
+    /// The sources of one tenant for `scope`: the peers' answers, this
+    /// node's block reads and its ingester's snapshot.
+    async fn sources_of(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<(Vec<PeerSlice>, Vec<Arc<dyn Source>>, Option<Snapshot>), QueryFailure> {
+        let here = self.local_blocks(tenant, start_ns, end_ns);
+        let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
+        futures::try_join!(
+            self.cluster
+                .select_peers(tenant, scope, start_ns, end_ns, read_here)
+                .instrument(tracing::debug_span!("select_peers", tenant)),
+            self.block_sources(here, scope)
+                .instrument(tracing::debug_span!("read_blocks", tenant)),
+            self.snapshot(tenant),
+        )
     }
 
     /// The node's metrics.

@@ -36,7 +36,7 @@ pub async fn render(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.tenant(&req)?;
+    let tenant = state.read_tenants(&req)?;
     let p = params(&req)?;
     if param(&p, "format") == Some("dot") {
         return Err(ApiError::bad_request(
@@ -85,7 +85,7 @@ pub async fn render_diff(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.tenant(&req)?;
+    let tenant = state.read_tenants(&req)?;
     let p = params(&req)?;
     let now = now_ns();
     let side = |prefix: &str| -> Result<DiffSide, ApiError> {
@@ -119,7 +119,7 @@ pub async fn label_values(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.tenant(&req)?;
+    let tenant = state.read_tenants(&req)?;
     let p = params(&req)?;
     let label = param(&p, "label").unwrap_or("").to_string();
     if label.is_empty() {

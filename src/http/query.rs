@@ -24,7 +24,7 @@ pub async fn querier(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let codec = Codec::from_request(&req)?;
-    let tenant = state.tenant(&req)?;
+    let tenant = state.read_tenants(&req)?;
     let raw = read_body(payload, MAX_QUERY_BODY).await?;
     let body = decode_content_encoding(&req, raw, MAX_QUERY_BODY)?;
     within_deadline(&req, dispatch(&method, codec, &body, &state, tenant)).await
@@ -39,7 +39,7 @@ pub async fn querier_get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (codec, body) = super::connect_get::message(&req, MAX_QUERY_BODY)?;
-    let tenant = state.tenant(&req)?;
+    let tenant = state.read_tenants(&req)?;
     within_deadline(&req, dispatch(&method, codec, &body, &state, tenant)).await
 }
 
@@ -83,6 +83,7 @@ async fn dispatch(
     state: &AppState,
     tenant: String,
 ) -> Result<HttpResponse, ApiError> {
+    let federated = tenant.contains('|');
     let call = Call {
         codec,
         body,
@@ -121,6 +122,9 @@ async fn dispatch(
                 .await
         }
         "Diff" => call.run(|e, r: &q::DiffRequest| e.diff(r)).await,
+        "GetProfileStats" if federated => Err(ApiError::bad_request(
+            "GetProfileStats requires exactly one tenant in X-Scope-OrgID",
+        )),
         "GetProfileStats" => {
             call.run(|e, _: &types::GetProfileStatsRequest| Ok(e.profile_stats()))
                 .await

@@ -41,6 +41,26 @@ impl AppState {
         }
     }
 
+    /// The tenant(s) a read is for: as [`AppState::tenant`], or several
+    /// joined by `|` (`X-Scope-OrgID: a|b`, a federated read as Pyroscope
+    /// serves it), each valid, sorted and deduplicated.
+    pub fn read_tenants(&self, req: &HttpRequest) -> Result<String, ApiError> {
+        let Some(v) = req.headers().get("x-scope-orgid") else {
+            return self.tenant(req);
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?;
+        let mut ids: Vec<&str> = v.split('|').map(str::trim).collect();
+        for id in &ids {
+            validate_tenant_id(id)
+                .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids.join("|"))
+    }
+
     /// Counts a refused ingest request.
     pub fn reject(&self, endpoint: &str, err: &ApiError) {
         let reason = err

@@ -78,7 +78,7 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .await
         .map_err(PeerError::from)?;
     let bytes = tokio::task::spawn_blocking(move || {
-        crate::querier::with_sources(local.as_ref(), &blocks, &[], |sources| {
+        crate::querier::with_sources(local.as_slice(), &blocks, &[], |sources| {
             protocol::encode_answer(&PeerSlice::select(
                 sources,
                 &scope,

@@ -113,3 +113,69 @@ async fn tenants_are_isolated() -> Result<()> {
     ensure!(r.status() == 400, "invalid tenant id: {}", r.status());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_federated_read_merges_the_named_tenants() -> Result<()> {
+    // `X-Scope-OrgID: a|b` reads both tenants as one, as Pyroscope's
+    // federated queries do; writes and GetProfileStats take one tenant.
+    let node = TestNode::start(|_| {})?;
+    let base = Client::new(&node.url);
+    let proto = [("content-type", "application/proto")];
+    for (tenant, copies) in [("fed-a", 1), ("fed-b", 2), ("fed-c", 4)] {
+        for _ in 0..copies {
+            let r = base
+                .with_tenant(tenant)
+                .post(
+                    "/push.v1.PusherService/Push",
+                    &proto,
+                    push_go_cpu("fed.app")?,
+                )
+                .await?;
+            ensure!(r.status().is_success(), "push to {tenant}: {}", r.status());
+        }
+    }
+    let one = go_cpu_total()?;
+    for (spec, copies) in [("fed-a", 1), ("fed-a|fed-b", 3), ("fed-b | fed-c|fed-b", 6)] {
+        let total = total_of(&base.with_tenant(spec), CPU, "fed.app").await?;
+        ensure!(
+            total == copies * one,
+            "{spec}: {total}, want {}",
+            copies * one
+        );
+    }
+    let fed = base.with_tenant("fed-a|fed-b");
+    let r = fed
+        .post(
+            "/push.v1.PusherService/Push",
+            &proto,
+            push_go_cpu("fed.app")?,
+        )
+        .await?;
+    ensure!(r.status() == 400, "federated write: {}", r.status());
+    let r = fed
+        .post(
+            "/querier.v1.QuerierService/GetProfileStats",
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await?;
+    ensure!(
+        r.status() == 400,
+        "federated GetProfileStats: {}",
+        r.status()
+    );
+    let r = base
+        .with_tenant("fed-a|../x")
+        .post(
+            "/querier.v1.QuerierService/LabelNames",
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await?;
+    ensure!(
+        r.status() == 400,
+        "an invalid tenant among several: {}",
+        r.status()
+    );
+    Ok(())
+}
