@@ -318,7 +318,16 @@ where
         config.query.max_concurrent_queries,
     )
     .with_cluster(cluster.clone())
-    .with_roles(roles.clone());
+    .with_roles(roles.clone())
+    .with_ingest_rate(
+        config
+            .limits
+            .ingest_rate_bytes()
+            .map(|(bytes_per_sec, burst)| ignis_actors::rate::IngestRate {
+                bytes_per_sec,
+                burst,
+            }),
+    );
     let store_gateway = match (&blocks_store, roles.has(roles::STORE_GATEWAY)) {
         (Some(store), true) => {
             let sg = Arc::new(ignis_actors::store_gateway::StoreGateway::open(

@@ -9,6 +9,7 @@ use ignis_storage::{SplitProfile, encode_record};
 use crate::cluster::ClusterContext;
 use crate::ingester::{AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
+use crate::rate::{IngestRate, TokenBucket};
 use crate::supervisor::Backoff;
 
 /// Stores profiles decoded from one request.
@@ -33,6 +34,8 @@ pub struct Distributor {
     cluster: Arc<ClusterContext>,
     metrics: Metrics,
     backoff: Backoff,
+    /// The tenant's ingest rate limit, if it has one.
+    bucket: Option<TokenBucket>,
 }
 
 impl Distributor {
@@ -50,7 +53,15 @@ impl Distributor {
             cluster,
             metrics,
             backoff: Backoff::default(),
+            bucket: None,
         }
+    }
+
+    /// Refuses pushes over `rate` (bytes of their WAL records) with
+    /// [`IngesterError::RateLimited`], before anything is stored.
+    pub fn with_rate(mut self, rate: Option<IngestRate>) -> Self {
+        self.bucket = rate.map(|r| TokenBucket::new(r, std::time::Instant::now()));
+        self
     }
 }
 
@@ -80,6 +91,22 @@ impl Handler<Distribute> for Distributor {
     type Result = ResponseFuture<Result<AppendStats, IngesterError>>;
 
     fn handle(&mut self, msg: Distribute, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(bucket) = &mut self.bucket {
+            // What is stored: the record's bytes (decompressed profiles and
+            // labels), as Pyroscope counts a push against the rate.
+            let bytes = msg.record.as_ref().map_or_else(
+                || {
+                    msg.profiles
+                        .iter()
+                        .map(|p| prost::Message::encoded_len(&p.profile) as u64)
+                        .sum()
+                },
+                |r| r.len() as u64,
+            );
+            if let Err(over) = bucket.take(bytes, std::time::Instant::now()) {
+                return Box::pin(async move { Err(IngesterError::RateLimited(over)) });
+            }
+        }
         let ingester = self.ingester.clone();
         let metrics = self.metrics.clone();
         let labels = vec![

@@ -12,6 +12,7 @@ pub mod ingester;
 pub mod metrics;
 pub mod peer;
 pub mod querier;
+pub mod rate;
 pub mod scrape;
 pub mod sealed;
 pub mod shipper;

@@ -66,6 +66,7 @@ pub struct Tenants {
     cluster: Arc<ClusterContext>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
+    ingest_rate: Option<crate::rate::IngestRate>,
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -119,7 +120,14 @@ impl Tenants {
             )),
             store_gateway: None,
             roles: Roles::all(),
+            ingest_rate: None,
         }
+    }
+
+    /// Limits each tenant's ingest to `rate` (none: unlimited).
+    pub fn with_ingest_rate(mut self, rate: Option<crate::rate::IngestRate>) -> Self {
+        self.ingest_rate = rate;
+        self
     }
 
     /// Starts only the actors of `roles` for each tenant (distributors,
@@ -260,15 +268,16 @@ impl Tenants {
             .roles
             .has(INGESTER)
             .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t, w, m)));
-        let (t, i, c, m) = (
+        let (t, i, c, m, r) = (
             tenant.to_string(),
             ingester.clone(),
             self.cluster.clone(),
             self.metrics.clone(),
+            self.ingest_rate,
         );
         let distributor = self.roles.has(DISTRIBUTOR).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
-                Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
+                Distributor::new(t.clone(), i.clone(), c.clone(), m.clone()).with_rate(r)
             })
         });
         let l = self.query_limits.clone();

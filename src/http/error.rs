@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// Ingest discard reason, for the rejection metric.
     pub reason: Option<Reason>,
+    /// Seconds to send as `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,34 @@ impl ApiError {
             code,
             message: message.into(),
             reason: None,
+            retry_after: None,
+        }
+    }
+
+    /// A store that failed in the distributor or the ingesters: 429
+    /// `resource_exhausted` with `Retry-After` for a rate limit (reason
+    /// `rate_limited`), else 503 `unavailable`.
+    pub fn from_ingester(e: ignis_actors::ingester::IngesterError) -> Self {
+        match e {
+            ignis_actors::ingester::IngesterError::RateLimited(over) => {
+                let mut err = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "resource_exhausted",
+                    match over.retry_after {
+                        Some(_) => over.message,
+                        None => format!(
+                            "{}: larger than the burst (limits.ingestion_burst_size_mb), it can never pass",
+                            over.message
+                        ),
+                    },
+                );
+                err.reason = Some(Reason::RateLimited);
+                err.retry_after = over
+                    .retry_after
+                    .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+                err
+            }
+            other => Self::unavailable(other.to_string()),
         }
     }
 
@@ -129,7 +159,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(serde_json::json!({ "code": self.code, "message": self.message }))
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        resp.json(serde_json::json!({ "code": self.code, "message": self.message }))
     }
 }

@@ -166,7 +166,7 @@ async fn store(
         .instrument(span)
         .await
         .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::from_ingester)?;
     count_bytes(state, tenant, endpoint, bytes);
     Ok(())
 }

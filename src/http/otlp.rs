@@ -94,7 +94,7 @@ pub async fn export(
             })
             .await
             .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            .map_err(ApiError::from_ingester)?;
     }
     let labels = vec![
         ("tenant", tenant.to_string()),

@@ -33,6 +33,8 @@ pub enum Reason {
     InvalidRequest,
     /// The format is known but not supported by this server.
     Unsupported,
+    /// The tenant's ingest rate limit refused the push.
+    RateLimited,
 }
 
 impl Reason {
@@ -53,6 +55,7 @@ impl Reason {
             Reason::NotInIngestionWindow => "not_in_ingestion_window",
             Reason::InvalidRequest => "invalid_request",
             Reason::Unsupported => "unsupported",
+            Reason::RateLimited => "rate_limited",
         }
     }
 }

@@ -4,9 +4,18 @@ use serde::{Deserialize, Serialize};
 
 /// Validation limits applied by the distributor. `0` disables a limit, except
 /// for the two size limits, which must be set (they stop gzip bombs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Sustained ingest per tenant, in MiB/s of stored bytes (decompressed
+    /// profiles and their labels), per distributor; 0: unlimited (Ignis's
+    /// default; Pyroscope's is 4). Over it a push gets 429 `rate_limited`
+    /// with `Retry-After`.
+    pub ingestion_rate_mb: f64,
+    /// Most MiB a tenant may push at once above the rate (0 with a rate
+    /// set: one second of the rate, and at least `max_profile_size_bytes`).
+    /// A push larger than the burst never passes.
+    pub ingestion_burst_size_mb: f64,
     /// Largest accepted HTTP request body, before decompression.
     pub ingestion_body_limit_bytes: usize,
     /// Largest accepted profile after decompression.
@@ -34,6 +43,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            ingestion_rate_mb: 0.0,
+            ingestion_burst_size_mb: 0.0,
             ingestion_body_limit_bytes: 256 << 20,
             max_profile_size_bytes: 4 << 20,
             max_profile_stacktrace_samples: 16_000,
@@ -46,5 +57,23 @@ impl Default for Limits {
             reject_older_than_secs: 0,
             reject_newer_than_secs: 0,
         }
+    }
+}
+
+impl Limits {
+    /// The ingest rate as bytes: `(bytes per second, burst bytes)`, or
+    /// `None` when unlimited.
+    pub fn ingest_rate_bytes(&self) -> Option<(f64, f64)> {
+        const MIB: f64 = 1024.0 * 1024.0;
+        if !(self.ingestion_rate_mb > 0.0 && self.ingestion_rate_mb.is_finite()) {
+            return None;
+        }
+        let rate = self.ingestion_rate_mb * MIB;
+        let burst = if self.ingestion_burst_size_mb > 0.0 {
+            self.ingestion_burst_size_mb * MIB
+        } else {
+            rate.max(self.max_profile_size_bytes as f64)
+        };
+        Some((rate, burst))
     }
 }

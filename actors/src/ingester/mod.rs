@@ -39,6 +39,9 @@ pub enum IngesterError {
     /// The ingester is not running.
     #[error("ingester unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's ingest rate limit refused the push (nothing stored).
+    #[error("{}", .0.message)]
+    RateLimited(crate::rate::OverRate),
 }
 
 /// Appends validated profiles to the WAL and the head; answers once they

@@ -394,3 +394,68 @@ async fn uploads_that_name_deep_stacks_many_times_stay_bounded_in_memory() -> Re
     ensure!(grew < 256 << 20, "peak RSS grew by {} MiB", grew >> 20);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_ingest_rate_gets_429_with_retry_after() -> Result<()> {
+    // 20 KiB/s with a 100 KiB burst: two Go CPU profiles (about 40 KB
+    // each once decompressed) pass at once, the third waits.
+    let node = TestNode::start(|c| {
+        c.limits.ingestion_rate_mb = 20.0 / 1024.0;
+        c.limits.ingestion_burst_size_mb = 100.0 / 1024.0;
+    })?;
+    let client = Client::new(&node.url).with_tenant("rated");
+    let push = "/push.v1.PusherService/Push";
+    let body = push_go_cpu("rated.app")?;
+    let mut limited = None;
+    for i in 0..5 {
+        let r = client.post(push, &[PROTO], body.clone()).await?;
+        if r.status() == 429 {
+            limited = Some((i, r));
+            break;
+        }
+        ensure!(r.status().is_success(), "push {i}: {}", r.status());
+    }
+    let Some((n, r)) = limited else {
+        anyhow::bail!("five pushes at once passed a 100 KiB burst");
+    };
+    ensure!(n >= 1, "the first push is within the burst");
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Retry-After"))?;
+    ensure!((1..=10).contains(&retry), "Retry-After {retry}");
+    expect(&client, "over the rate", r, 429, "push rate limit").await?;
+    let metrics = client.get("/metrics").await?.text().await?;
+    ensure!(
+        metrics.contains("rate_limited"),
+        "no rate_limited rejection counted"
+    );
+    // Stored data is exactly what was accepted.
+    let total = total_of(&client, CPU, "rated.app").await?;
+    let one = crate::tenants::go_cpu_total()?;
+    ensure!(
+        total == n as i64 * one,
+        "stored {total}, want {} profiles",
+        n
+    );
+    // After Retry-After, the same push passes.
+    tokio::time::sleep(std::time::Duration::from_millis(retry * 1000 + 200)).await;
+    let r = client.post(push, &[PROTO], body.clone()).await?;
+    ensure!(r.status().is_success(), "after Retry-After: {}", r.status());
+
+    // A push larger than the burst can never pass, and says so.
+    let tiny = TestNode::start(|c| {
+        c.limits.ingestion_rate_mb = 1.0;
+        c.limits.ingestion_burst_size_mb = 1.0 / 1024.0;
+    })?;
+    let client = Client::new(&tiny.url);
+    let r = client.post(push, &[PROTO], body).await?;
+    ensure!(
+        r.headers().get("retry-after").is_none(),
+        "never passes: no Retry-After"
+    );
+    expect(&client, "over the burst", r, 429, "never pass").await?;
+    Ok(())
+}

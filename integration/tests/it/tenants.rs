@@ -34,7 +34,8 @@ pub fn push_go_cpu(service: &str) -> Result<Vec<u8>> {
     .encode_to_vec())
 }
 
-fn go_cpu_total() -> Result<i64> {
+/// CPU nanoseconds of one Go CPU fixture profile (its ground truth).
+pub fn go_cpu_total() -> Result<i64> {
     Ok(
         read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
             .as_i64()
