@@ -411,13 +411,14 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
-        let (pt, end_ns, merged) = self.select_merged(
+        let (pt, end_ns, mut merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             req.start,
             req.end,
             None,
         )?;
+        merged.keep_call_site(&call_site(req.stack_trace_selector.as_ref()));
         Ok(to_pprof(&merged, &pt, end_ns))
     }
 

@@ -59,10 +59,7 @@ impl FlameTree {
                 continue;
             }
             merged.symbols.frame_names(stack, &mut frames);
-            if !call_site.is_empty()
-                && (frames.len() < call_site.len()
-                    || frames.iter().rev().zip(call_site).any(|(f, c)| f != c))
-            {
+            if !crate::source::starts_with_call_site(&frames, call_site) {
                 continue;
             }
             let mut node = ROOT;

@@ -80,6 +80,25 @@ impl MergedStacks {
     pub fn total(&self) -> i64 {
         self.values.values().fold(0i64, |a, &v| a.saturating_add(v))
     }
+
+    /// Keeps only the stacks whose root-first function names start with
+    /// `call_site` (a `stack_trace_selector`; all of them when it is empty).
+    pub fn keep_call_site(&mut self, call_site: &[String]) {
+        if call_site.is_empty() {
+            return;
+        }
+        let mut frames = Vec::new();
+        let symbols = &self.symbols;
+        self.values.retain(|&stack, _| {
+            symbols.frame_names(stack, &mut frames);
+            starts_with_call_site(&frames, call_site)
+        });
+    }
+}
+
+/// Whether leaf-first `frames` start, from the root, with `call_site`.
+pub fn starts_with_call_site(frames: &[String], call_site: &[String]) -> bool {
+    frames.len() >= call_site.len() && frames.iter().rev().zip(call_site).all(|(f, c)| f == c)
 }
 
 /// Profiles already counted while reading several sources: a replica (same

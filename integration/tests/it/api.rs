@@ -561,3 +561,55 @@ async fn buildinfo_has_pyroscope_shape() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_call_site_selects_the_same_stacks_in_the_flame_graph_and_the_pprof() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    push_json(&client, "callsite").await?;
+    let sel = "{service_name=\"callsite\"}";
+    let whole = client.flamegraph(CPU, sel, WIDE.0, WIDE.1).await?;
+    // The first root function and its total (level 1 holds the roots as
+    // [x, total, self, name] tuples).
+    let fg = &whole["flamegraph"];
+    let level1 = &fg["levels"][1]["values"];
+    let root_total = as_i64(&level1[1]);
+    let root = fg["names"][as_i64(&level1[3]) as usize]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        root_total > 0 && root_total < fg_total(&whole),
+        "root {root}: {root_total} of {}",
+        fg_total(&whole)
+    );
+    let selector = json!({"callSite": [{"name": root}]});
+    let v = client
+        .connect_json(
+            "SelectMergeStacktraces",
+            json!({"profileTypeID": CPU, "labelSelector": sel, "start": WIDE.0, "end": WIDE.1,
+                   "stackTraceSelector": selector}),
+        )
+        .await?;
+    ensure!(
+        fg_total(&v) == root_total,
+        "flame graph under {root}: {}",
+        fg_total(&v)
+    );
+    let r = client
+        .post(
+            "/querier.v1.QuerierService/SelectMergeProfile",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&json!({"profileTypeID": CPU, "labelSelector": sel,
+                "start": WIDE.0, "end": WIDE.1, "stackTraceSelector": selector}))?,
+        )
+        .await?;
+    ensure!(r.status().is_success(), "pprof: {}", r.status());
+    let p: ignis_storage::proto::google::v1::Profile = serde_json::from_slice(&r.bytes().await?)?;
+    let pprof_total: i64 = p.sample.iter().filter_map(|s| s.value.first()).sum();
+    ensure!(
+        pprof_total == root_total,
+        "pprof under {root}: {pprof_total}, want {root_total}"
+    );
+    Ok(())
+}
