@@ -447,11 +447,15 @@ impl<'a> Engine<'a> {
         };
         let step_ms = (req.step * 1000.0).round() as i64;
         let mut builder = SeriesBuilder::new(req.group_by.clone(), req.start, step_ms, aggregation);
+        let call_site = call_site(req.stack_trace_selector.as_ref());
         let mut seen = Seen::default();
         for s in self.sources {
-            s.profile_totals(&sel, &mut seen, &mut |labels, ts, v| {
-                builder.add(labels, ts, v)
-            });
+            let mut add = |labels: &Labels, ts, v| builder.add(labels, ts, v);
+            if call_site.is_empty() {
+                s.profile_totals(&sel, &mut seen, &mut add);
+            } else {
+                s.profile_call_site_totals(&sel, &call_site, &mut seen, &mut add);
+            }
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
         Ok(q::SelectSeriesResponse {

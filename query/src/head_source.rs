@@ -104,6 +104,51 @@ pub(crate) fn series_profile_totals(
     }
 }
 
+/// [`Source::profile_call_site_totals`] over `series` and their `symbols`.
+pub(crate) fn series_call_site_totals(
+    symbols: &SymbolTable,
+    series: &[Series],
+    sel: &Selection,
+    call_site: &[String],
+    seen: &mut Seen,
+    f: &mut dyn FnMut(&Labels, i64, i64),
+) {
+    // Whether a stack is under the call site, resolved once per stack.
+    let mut under: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    let mut frames = Vec::new();
+    let mut keep = |stack: u32| {
+        *under.entry(stack).or_insert_with(|| {
+            symbols.frame_names(stack, &mut frames);
+            crate::source::starts_with_call_site(&frames, call_site)
+        })
+    };
+    for s in series {
+        if !matches_all(&sel.matchers, &s.labels) {
+            continue;
+        }
+        for row in s.profiles_in(sel.start_ns, sel.end_ns) {
+            if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
+                continue;
+            }
+            let total = match &sel.spans {
+                None => row
+                    .stacks
+                    .iter()
+                    .zip(row.values.iter())
+                    .filter(|&(&st, _)| keep(st))
+                    .fold(0i64, |a, (_, &v)| a.saturating_add(v)),
+                Some(spans) => spans
+                    .filter(row.spans.as_deref())
+                    .filter(|s| keep(s.stack))
+                    .fold(0i64, |a, s| a.saturating_add(s.value)),
+            };
+            if total != 0 {
+                f(&s.labels, row.timestamp_ns, total);
+            }
+        }
+    }
+}
+
 impl Source for Head {
     fn series(&self, sel: &Selection) -> Vec<Labels> {
         select_series(self.series(), sel)

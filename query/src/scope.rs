@@ -57,6 +57,16 @@ impl Source for Recorder {
         self.note(sel, false);
     }
 
+    fn profile_call_site_totals(
+        &self,
+        sel: &Selection,
+        _call_site: &[String],
+        _seen: &mut Seen,
+        _f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
+        self.note(sel, true);
+    }
+
     fn time_bounds(&self) -> Option<(i64, i64)> {
         None
     }

@@ -129,6 +129,21 @@ pub trait Source: Send + Sync {
         seen: &mut Seen,
         f: &mut dyn FnMut(&Labels, i64, i64),
     );
+    /// [`Source::profile_totals`] counting of each profile only its stacks
+    /// whose root-first frames start with `call_site` (a
+    /// `stack_trace_selector`): the query reads stacks. Sources that hold
+    /// their rows ([`Source::rows`]) answer it from them.
+    fn profile_call_site_totals(
+        &self,
+        sel: &Selection,
+        call_site: &[String],
+        seen: &mut Seen,
+        f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
+        if let Some((symbols, series)) = self.rows() {
+            crate::head_source::series_call_site_totals(symbols, series, sel, call_site, seen, f);
+        }
+    }
     /// The oldest and newest profile timestamps (ns), if it holds any profile.
     fn time_bounds(&self) -> Option<(i64, i64)>;
     /// Its rows and their symbol table, when it holds them in memory (a

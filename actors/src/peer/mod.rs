@@ -254,4 +254,8 @@ impl Source for PeerSlice {
     fn time_bounds(&self) -> Option<(i64, i64)> {
         self.bounds
     }
+
+    fn rows(&self) -> Option<(&ignis_storage::SymbolTable, &[ignis_storage::Series])> {
+        self.head.rows()
+    }
 }

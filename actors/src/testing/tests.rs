@@ -392,6 +392,86 @@ async fn peers_answer_only_the_query_scope_and_the_answer_equals_a_single_node()
     }
 }
 
+/// The root function of the first sample of `p` (a call site to select).
+fn root_function(p: &SplitProfile) -> String {
+    let pp = &p.profile;
+    let loc = pp.sample[0].location_id.last().copied().expect("a stack");
+    let function = pp
+        .location
+        .iter()
+        .find(|l| l.id == loc)
+        .and_then(|l| l.line.first())
+        .map(|l| l.function_id)
+        .expect("a line");
+    let name = pp
+        .function
+        .iter()
+        .find(|f| f.id == function)
+        .map(|f| f.name)
+        .expect("a function");
+    pp.string_table[name as usize].clone()
+}
+
+#[actix::test]
+async fn a_call_site_series_from_peers_equals_a_single_node() {
+    // SelectSeries under a call site needs each profile's stacks: peers
+    // must ship them (the scope says so) and answer from their rows.
+    let sb = Sandbox::start(3, 1).await.expect("sandbox");
+    let mut all = Vec::new();
+    for n in 0..6 {
+        let p = cpu(&format!("svc-{}", n % 3), n);
+        all.extend(p.clone());
+        sb.push((n % 3) as usize, TENANT, p).await.expect("push");
+    }
+    let root = root_function(&all[0]);
+    let query = move |e: &Engine<'_>| {
+        e.select_series(&q::SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: START_MS,
+            end: START_MS + 3_600_000,
+            step: 60.0,
+            group_by: vec!["service_name".into()],
+            stack_trace_selector: Some(ignis_storage::proto::types::v1::StackTraceSelector {
+                call_site: vec![ignis_storage::proto::types::v1::Location { name: root.clone() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .map(|r| r.encode_to_vec())
+    };
+    let single = Tenants::new(
+        vec![actix::Arbiter::current()],
+        None,
+        BlockSettings::default(),
+        Metrics::new(),
+        QueryLimits::default(),
+        2,
+    );
+    let d = single
+        .get_or_start(TENANT)
+        .distributor
+        .expect("distributor");
+    d.send(crate::distributor::Distribute {
+        profiles: all,
+        record: None,
+        endpoint: "test",
+    })
+    .await
+    .expect("sent")
+    .expect("stored");
+    let expected = single.query(TENANT, query.clone()).await.expect("single");
+    let whole = q::SelectSeriesResponse::decode(expected.as_slice()).expect("decode");
+    assert_eq!(whole.series.len(), 3, "three services");
+    for stage in ["heads", "blocks"] {
+        if stage == "blocks" {
+            sb.flush_to_blocks().await.expect("blocks");
+        }
+        let answer = sb.query(0, TENANT, query.clone()).await.expect("cluster");
+        assert_eq!(answer, expected, "{stage}: the cluster answers as one node");
+    }
+}
+
 #[actix::test]
 async fn a_standalone_node_is_a_ring_of_one() {
     let node = Arc::new(Tenants::new(

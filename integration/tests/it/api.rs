@@ -613,3 +613,43 @@ async fn a_call_site_selects_the_same_stacks_in_the_flame_graph_and_the_pprof() 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn select_series_applies_the_call_site() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    push_json(&client, "series-callsite").await?;
+    let sel = "{service_name=\"series-callsite\"}";
+    let whole = client.flamegraph(CPU, sel, WIDE.0, WIDE.1).await?;
+    let fg = &whole["flamegraph"];
+    let level1 = &fg["levels"][1]["values"];
+    let root_total = as_i64(&level1[1]);
+    let root = fg["names"][as_i64(&level1[3]) as usize]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let points_sum = |v: &Value| -> f64 {
+        v["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["points"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["value"].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    let req = |selector: Value| {
+        json!({"profileTypeID": CPU, "labelSelector": sel, "start": WIDE.0, "end": WIDE.1,
+               "step": 3600.0, "stackTraceSelector": selector})
+    };
+    let all = client.connect_json("SelectSeries", req(json!({}))).await?;
+    ensure!(points_sum(&all) as i64 == fg_total(&whole), "all: {all}");
+    let under = client
+        .connect_json("SelectSeries", req(json!({"callSite": [{"name": root}]})))
+        .await?;
+    ensure!(
+        points_sum(&under) as i64 == root_total && root_total < fg_total(&whole),
+        "under {root}: {} want {root_total}",
+        points_sum(&under)
+    );
+    Ok(())
+}
