@@ -275,6 +275,11 @@ impl<'a> Engine<'a> {
     fn stacktraces_spans(
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<Option<SpanSelector>, QueryError> {
+        refuse_id_selectors(
+            &req.profile_id_selector,
+            &req.trace_id_selector,
+            &req.span_selector,
+        )?;
         if req.span_selector.is_empty() {
             return Ok(None);
         }
@@ -411,6 +416,7 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
+        refuse_id_selectors(&req.profile_id_selector, &req.trace_id_selector, &[])?;
         let (pt, end_ns, mut merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
@@ -470,6 +476,27 @@ impl<'a> Engine<'a> {
             s.profile_totals(sel, &mut seen, f);
         }
     }
+}
+
+/// `profile_id_selector` and `trace_id_selector` are not applied yet: a
+/// request with them is refused (`unimplemented`) instead of answered over
+/// every profile. (`trace_id_selector` with `span_selector` is invalid.)
+fn refuse_id_selectors(
+    profile_ids: &[String],
+    trace_ids: &[String],
+    span_ids: &[String],
+) -> Result<(), QueryError> {
+    if !profile_ids.is_empty() {
+        return Err(QueryError::Unimplemented(
+            "profile_id_selector is not supported by Ignis yet".into(),
+        ));
+    }
+    if !trace_ids.is_empty() && span_ids.is_empty() {
+        return Err(QueryError::Unimplemented(
+            "trace_id_selector is not supported by Ignis yet".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {

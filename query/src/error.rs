@@ -14,6 +14,10 @@ pub enum QueryError {
     /// Any other invalid argument, with its message.
     #[error("{0}")]
     Invalid(String),
+    /// A request field Ignis does not apply yet: refused rather than
+    /// ignored, so no answer is silently wrong.
+    #[error("{0}")]
+    Unimplemented(String),
 }
 
 impl QueryError {

@@ -131,6 +131,9 @@ impl ApiError {
 impl From<QueryFailure> for ApiError {
     fn from(e: QueryFailure) -> Self {
         match e {
+            QueryFailure::Query(q @ ignis_query::QueryError::Unimplemented(_)) => {
+                Self::unimplemented(q.to_string())
+            }
             QueryFailure::Query(q) => Self::bad_request(q.to_string()),
             QueryFailure::Unavailable(m) => Self::unavailable(m),
             QueryFailure::Corrupt(m) => {

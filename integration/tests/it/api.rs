@@ -653,3 +653,48 @@ async fn select_series_applies_the_call_site() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn profile_and_trace_id_selectors_are_refused_not_ignored() -> Result<()> {
+    // Ignis does not apply them yet: a 501 says so, where answering over
+    // every profile would be silently wrong.
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    push_json(&client, "ids").await?;
+    let base = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"ids\"}",
+                      "start": WIDE.0, "end": WIDE.1});
+    for (method, field, value) in [
+        (
+            "SelectMergeStacktraces",
+            "profileIdSelector",
+            json!(["734fd599-6865-419e-9475-932762d8f469"]),
+        ),
+        (
+            "SelectMergeStacktraces",
+            "traceIdSelector",
+            json!(["0af7651916cd43dd8448eb211c80319c"]),
+        ),
+        (
+            "SelectMergeProfile",
+            "profileIdSelector",
+            json!(["734fd599-6865-419e-9475-932762d8f469"]),
+        ),
+    ] {
+        let mut req = base.clone();
+        req[field] = value;
+        let r = client
+            .post(
+                &format!("/querier.v1.QuerierService/{method}"),
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&req)?,
+            )
+            .await?;
+        let status = r.status().as_u16();
+        let v: Value = serde_json::from_str(&r.text().await?)?;
+        ensure!(
+            status == 501 && v["code"] == "unimplemented",
+            "{method} {field}: {status} {v}"
+        );
+    }
+    Ok(())
+}
