@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analyze;
 pub mod cluster;
 pub mod distributor;
 pub mod file_cache;

@@ -122,6 +122,7 @@ async fn dispatch(
                 .await
         }
         "Diff" => call.run(|e, r: &q::DiffRequest| e.diff(r)).await,
+        "AnalyzeQuery" => analyze(codec, body, state, &call.tenant).await,
         "GetProfileStats" if federated => Err(ApiError::bad_request(
             "GetProfileStats requires exactly one tenant in X-Scope-OrgID",
         )),
@@ -212,4 +213,81 @@ impl Call<'_> {
             .await?;
         Ok(self.codec.respond(&resp))
     }
+}
+
+/// `AnalyzeQuery`: what a query over the range touches, counted exactly:
+/// the heads and blocks it would read (this node's ingester and
+/// store-gateway: a standalone node, or a node whose store-gateway serves
+/// every block), and the series its selector selects (over the whole
+/// cluster, through the query path).
+async fn analyze(
+    codec: Codec,
+    body: &[u8],
+    state: &AppState,
+    tenant: &str,
+) -> Result<HttpResponse, ApiError> {
+    let req: q::AnalyzeQueryRequest = codec.decode(body)?;
+    let (start, end) = (req.start, req.end);
+    let mut analysis = ignis_actors::analyze::Analysis::default();
+    for t in tenant.split('|') {
+        let a = state
+            .tenants
+            .analyze(
+                t,
+                start.saturating_mul(1_000_000),
+                end.saturating_mul(1_000_000),
+            )
+            .await?;
+        analysis.memory.add(&a.memory);
+        analysis.blocks.add(&a.blocks);
+    }
+    let series_req = q::SeriesRequest {
+        matchers: if req.query.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![req.query.clone()]
+        },
+        label_names: Vec::new(),
+        start,
+        end,
+    };
+    let f = move |e: &Engine<'_>| e.series(&series_req).map(|r| r.labels_set.len() as u64);
+    let total_series = state
+        .tenants
+        .query_range(
+            tenant,
+            start.saturating_mul(1_000_000),
+            end.saturating_mul(1_000_000),
+            f,
+        )
+        .await?;
+    let cluster = state.tenants.cluster();
+    let ring = cluster.ring();
+    let gateways = cluster.store_gateway_ring().members.len().max(1) as u64;
+    let scope = |component: &str, count: u64, t: &ignis_actors::analyze::Touched| q::QueryScope {
+        component_type: component.into(),
+        component_count: count,
+        block_count: t.blocks,
+        series_count: t.series,
+        profile_count: t.profiles,
+        sample_count: t.samples,
+        index_bytes: t.index_bytes,
+        profile_bytes: t.profile_bytes,
+        symbol_bytes: t.symbol_bytes,
+    };
+    Ok(codec.respond(&q::AnalyzeQueryResponse {
+        query_scopes: vec![
+            scope(
+                "Short term storage",
+                ring.members.len().max(1) as u64,
+                &analysis.memory,
+            ),
+            scope("Long term storage", gateways, &analysis.blocks),
+        ],
+        query_impact: Some(q::QueryImpact {
+            total_bytes_in_time_range: analysis.memory.bytes() + analysis.blocks.bytes(),
+            total_queried_series: total_series,
+            deduplication_needed: ring.replication_factor > 1,
+        }),
+    }))
 }

@@ -19,7 +19,7 @@ pub const SERVICES: &[&str] = &[
 ];
 
 /// `querier.v1.QuerierService` procedures Ignis does not implement yet.
-pub const QUERIER_METHODS: &[&str] = &["SelectHeatmap", "AnalyzeQuery"];
+pub const QUERIER_METHODS: &[&str] = &["SelectHeatmap"];
 
 /// The 501 for procedure `path` (`/service/method`).
 pub fn error(path: &str) -> ApiError {

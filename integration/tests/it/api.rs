@@ -429,7 +429,6 @@ async fn known_unimplemented_procedures_are_501_and_unknown_ones_404() -> Result
     let json = [("content-type", "application/json")];
     for path in [
         "/querier.v1.QuerierService/SelectHeatmap",
-        "/querier.v1.QuerierService/AnalyzeQuery",
         "/settings.v1.SettingsService/Get",
         "/capabilities.v1.FeatureFlagsService/GetFeatureFlags",
         "/debuginfo.v1alpha1.DebuginfoService/Upload/abc123",
@@ -696,5 +695,70 @@ async fn profile_and_trace_id_selectors_are_refused_not_ignored() -> Result<()> 
             "{method} {field}: {status} {v}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn analyze_query_counts_what_a_query_touches() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    for _ in 0..3 {
+        push_json(&client, "analyze-a").await?;
+    }
+    push_json(&client, "analyze-b").await?;
+    let req = json!({"start": WIDE.0, "end": WIDE.1, "query": "{service_name=\"analyze-a\"}"});
+    let v = client.connect_json("AnalyzeQuery", req.clone()).await?;
+    let scopes = v["queryScopes"].as_array().cloned().unwrap_or_default();
+    ensure!(scopes.len() == 2, "two scopes: {v}");
+    let (memory, blocks) = (&scopes[0], &scopes[1]);
+    // The Go CPU fixture is two series (samples and cpu) per service: four
+    // pushes are 8 profile rows in 4 series; the selector picks 2 series.
+    ensure!(memory["componentType"] == "Short term storage", "{v}");
+    ensure!(as_i64(&memory["profileCount"]) == 8, "memory profiles: {v}");
+    ensure!(as_i64(&memory["seriesCount"]) == 4, "memory series: {v}");
+    ensure!(as_i64(&memory["sampleCount"]) > 0, "memory samples: {v}");
+    ensure!(as_i64(&blocks["blockCount"]) == 0, "no block yet: {v}");
+    ensure!(
+        as_i64(&v["queryImpact"]["totalQueriedSeries"]) == 2,
+        "selected series: {v}"
+    );
+    ensure!(
+        as_i64(&v["queryImpact"]["totalBytesInTimeRange"]) > 0,
+        "bytes: {v}"
+    );
+    node.stop()?;
+
+    // After a restart the head is a block: the same rows, now with its
+    // file sizes.
+    let node = TestNode::start_in(data.path(), |_| {})?;
+    let client = Client::new(&node.url);
+    let v = client.connect_json("AnalyzeQuery", req).await?;
+    let scopes = v["queryScopes"].as_array().cloned().unwrap_or_default();
+    let blocks = &scopes[1];
+    ensure!(blocks["componentType"] == "Long term storage", "{v}");
+    ensure!(as_i64(&blocks["blockCount"]) == 1, "one block: {v}");
+    ensure!(as_i64(&blocks["profileCount"]) == 8, "block profiles: {v}");
+    ensure!(as_i64(&blocks["seriesCount"]) == 4, "block series: {v}");
+    for k in ["indexBytes", "profileBytes", "symbolBytes"] {
+        ensure!(as_i64(&blocks[k]) > 0, "{k}: {v}");
+    }
+    let files: i64 = ["indexBytes", "profileBytes", "symbolBytes"]
+        .iter()
+        .map(|k| as_i64(&blocks[k]))
+        .sum();
+    ensure!(
+        as_i64(&v["queryImpact"]["totalBytesInTimeRange"]) == files,
+        "{v}"
+    );
+    ensure!(as_i64(&v["queryImpact"]["totalQueriedSeries"]) == 2, "{v}");
+    // A range before the data touches nothing.
+    let v = client
+        .connect_json("AnalyzeQuery", json!({"start": 1, "end": 2, "query": "{}"}))
+        .await?;
+    ensure!(
+        as_i64(&v["queryImpact"]["totalBytesInTimeRange"]) == 0,
+        "{v}"
+    );
     Ok(())
 }
