@@ -319,6 +319,7 @@ where
     )
     .with_cluster(cluster.clone())
     .with_roles(roles.clone())
+    .with_max_queries_per_tenant(config.query.max_concurrent_queries_per_tenant)
     .with_ingest_rate(
         config
             .limits

@@ -18,6 +18,9 @@ pub enum QueryFailure {
     /// few ingesters): worth retrying.
     #[error("querier unavailable: {0}")]
     Unavailable(String),
+    /// The tenant has as many queries running as it may: retry later.
+    #[error("{0}")]
+    TooManyQueries(String),
     /// Stored data the query needs is damaged (a corrupt block): retrying
     /// does not help.
     #[error("stored data is damaged: {0}")]

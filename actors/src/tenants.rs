@@ -67,6 +67,9 @@ pub struct Tenants {
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
     ingest_rate: Option<crate::rate::IngestRate>,
+    /// Queries one tenant may run at once on this node (0: no limit).
+    max_tenant_queries: usize,
+    tenant_queries: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// Tenant ids as Pyroscope accepts them (dskit rules).
@@ -121,7 +124,45 @@ impl Tenants {
             store_gateway: None,
             roles: Roles::all(),
             ingest_rate: None,
+            max_tenant_queries: 0,
+            tenant_queries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets one tenant run at most `n` queries at once on this node (0: no
+    /// limit); past it a query fails at once with
+    /// [`QueryFailure::TooManyQueries`], so one tenant cannot take every
+    /// query slot of the node.
+    pub fn with_max_queries_per_tenant(mut self, n: usize) -> Self {
+        self.max_tenant_queries = n;
+        self
+    }
+
+    /// A query slot of `tenant` (each of a federated query's tenants), if
+    /// it has one free.
+    fn tenant_query_slots(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, QueryFailure> {
+        if self.max_tenant_queries == 0 {
+            return Ok(Vec::new());
+        }
+        let mut slots = self.tenant_queries.lock();
+        tenant
+            .split('|')
+            .map(|id| {
+                let sem = slots
+                    .entry(id.to_string())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_tenant_queries)))
+                    .clone();
+                sem.try_acquire_owned().map_err(|_| {
+                    QueryFailure::TooManyQueries(format!(
+                        "tenant {id} has {} queries running, the limit of query.max_concurrent_queries_per_tenant; retry when one ends",
+                        self.max_tenant_queries
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// Limits each tenant's ingest to `rate` (none: unlimited).
@@ -332,6 +373,7 @@ impl Tenants {
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
         let scope = Scope::record(&self.query_limits, &f)?;
+        let _tenant_slots = self.tenant_query_slots(tenant)?;
         let _permit = self
             .query_permits
             .clone()
@@ -508,6 +550,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(none, 0);
+    }
+
+    #[actix::test]
+    async fn a_tenant_over_its_query_slots_is_refused_while_others_run() {
+        let tenants = Arc::new(
+            Tenants::new(
+                vec![actix::Arbiter::current()],
+                None,
+                BlockSettings::default(),
+                Metrics::new(),
+                QueryLimits::default(),
+                8,
+            )
+            .with_max_queries_per_tenant(1),
+        );
+        // A query whose merge (its second run; the first is the plan) takes
+        // a while on the blocking pool.
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow = {
+            let runs = runs.clone();
+            move |_: &Engine<'_>| {
+                if runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+                Ok(1)
+            }
+        };
+        let t = tenants.clone();
+        let running = tokio::task::spawn_local(async move { t.query("busy", slow).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match tenants.query("busy", |_| Ok(2)).await {
+            Err(QueryFailure::TooManyQueries(m)) => assert!(m.contains("busy"), "{m}"),
+            other => panic!("expected too many queries, got {other:?}"),
+        }
+        assert_eq!(
+            tenants.query("calm", |_| Ok(3)).await.unwrap(),
+            3,
+            "others run"
+        );
+        assert_eq!(running.await.unwrap().unwrap(), 1);
+        assert_eq!(
+            tenants.query("busy", |_| Ok(4)).await.unwrap(),
+            4,
+            "slot freed"
+        );
     }
 
     #[test]

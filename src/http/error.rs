@@ -136,6 +136,11 @@ impl From<QueryFailure> for ApiError {
             }
             QueryFailure::Query(q) => Self::bad_request(q.to_string()),
             QueryFailure::Unavailable(m) => Self::unavailable(m),
+            QueryFailure::TooManyQueries(m) => {
+                let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", m);
+                err.retry_after = Some(1);
+                err
+            }
             QueryFailure::Corrupt(m) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "data_loss", m)
             }

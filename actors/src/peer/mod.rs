@@ -81,7 +81,7 @@ impl From<crate::querier::QueryFailure> for PeerError {
         use crate::querier::QueryFailure as F;
         match e {
             F::Query(q) => Self::BadRequest(q.to_string()),
-            F::Unavailable(m) => Self::Unavailable(m),
+            F::Unavailable(m) | F::TooManyQueries(m) => Self::Unavailable(m),
             F::Corrupt(m) | F::Internal(m) => Self::Internal(m),
         }
     }
