@@ -321,9 +321,13 @@ impl<'a> Engine<'a> {
                 });
             }
             q::ProfileFormat::Dot => {
-                return Err(QueryError::invalid(
-                    "the dot format is not supported yet; use flamegraph, tree or pprof",
-                ));
+                let mut merged = merged;
+                merged.keep_call_site(&call_site);
+                let nodes = req
+                    .max_nodes
+                    .filter(|&n| n > 0)
+                    .map_or(crate::dot::DEFAULT_DOT_NODES, |n| n as usize);
+                resp.dot = crate::dot::to_dot(&merged, nodes, &pt.sample_type, &pt.sample_unit);
             }
         }
         Ok(resp)

@@ -9,6 +9,7 @@ pub mod block_scan;
 pub mod block_slice;
 pub mod bucket;
 pub mod diff;
+pub mod dot;
 pub mod engine;
 pub mod error;
 pub mod executor;

@@ -132,6 +132,23 @@ pub fn render_diff(
     }))
 }
 
+/// `format=dot`: the call graph as Graphviz text ([`crate::dot`]), with
+/// `maxNodes` nodes (default 100); empty without samples.
+pub fn render_dot(engine: &Engine<'_>, req: &RenderRequest) -> Result<String, QueryError> {
+    let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
+    let merged = engine.merge(&sel);
+    let nodes = req
+        .max_nodes
+        .filter(|&n| n > 0)
+        .map_or(crate::dot::DEFAULT_DOT_NODES, |n| n as usize);
+    Ok(crate::dot::to_dot(
+        &merged,
+        nodes,
+        &pt.sample_type,
+        &pt.sample_unit,
+    ))
+}
+
 /// Renders a render request's flame graph as an SVG image (inferno), with
 /// `max_nodes` as in the JSON form and the unit in the tooltip.
 pub fn render_svg(engine: &Engine<'_>, req: &RenderRequest) -> Result<Vec<u8>, QueryError> {

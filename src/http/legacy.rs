@@ -38,11 +38,6 @@ pub async fn render(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.read_tenants(&req)?;
     let p = params(&req)?;
-    if param(&p, "format") == Some("dot") {
-        return Err(ApiError::bad_request(
-            "format=dot is not supported yet; omit format for JSON, or use format=svg",
-        ));
-    }
     let now = now_ns();
     let max_nodes = param(&p, "maxNodes")
         .or_else(|| param(&p, "max-nodes"))
@@ -59,6 +54,17 @@ pub async fn render(
             .collect(),
     };
     let (start, end) = fetch_range(request.from_ms, request.until_ms);
+    if param(&p, "format") == Some("dot") {
+        let dot = state
+            .tenants
+            .query_range(&tenant, start, end, move |e| {
+                ignis_query::render::render_dot(e, &request)
+            })
+            .await?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(dot));
+    }
     if param(&p, "format") == Some("svg") {
         let svg = state
             .tenants

@@ -762,3 +762,94 @@ async fn analyze_query_counts_what_a_query_touches() -> Result<()> {
     );
     Ok(())
 }
+
+/// The nodes of a DOT graph: `(id, name, flat, cum)`.
+fn dot_nodes(dot: &str) -> Vec<(String, String, i64, i64)> {
+    dot.lines()
+        .filter(|l| l.starts_with('N') && l.contains(" [label=\"") && !l.contains("->"))
+        .filter_map(|l| {
+            let (id, rest) = l.split_once(" [label=\"")?;
+            let label = rest.split("\" id=").next()?;
+            let parts: Vec<&str> = label.split("\\n").collect();
+            let flat = parts.get(1)?.split(' ').next()?.parse().ok()?;
+            let cum = parts
+                .get(2)?
+                .trim_start_matches("of ")
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((id.to_string(), parts[0].to_string(), flat, cum))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dot_format_draws_the_call_graph() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    push_json(&client, "dot").await?;
+    let sel = "{service_name=\"dot\"}";
+    let total = fg_total(&client.flamegraph(CPU, sel, WIDE.0, WIDE.1).await?);
+    let dot_of = |max_nodes: i64| {
+        json!({"profileTypeID": CPU, "labelSelector": sel, "start": WIDE.0, "end": WIDE.1,
+               "format": "PROFILE_FORMAT_DOT", "maxNodes": max_nodes})
+    };
+    // Every function: the flat values add up to the total; a node's
+    // cumulative value is at least its flat one and at most the total.
+    let v = client
+        .connect_json("SelectMergeStacktraces", dot_of(100_000))
+        .await?;
+    let dot = v["dot"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        dot.starts_with("digraph \"unnamed\" {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    let nodes = dot_nodes(&dot);
+    ensure!(nodes.len() > 10, "{} nodes", nodes.len());
+    ensure!(
+        nodes.iter().map(|n| n.2).sum::<i64>() == total,
+        "flat values add up to {total}"
+    );
+    ensure!(
+        nodes.iter().all(|n| n.2 <= n.3 && n.3 <= total),
+        "flat <= cum <= total"
+    );
+    ensure!(
+        dot.contains(&format!("of {total} nanoseconds total")),
+        "header"
+    );
+    // At most 10 nodes, the edges only between them.
+    let v = client
+        .connect_json("SelectMergeStacktraces", dot_of(10))
+        .await?;
+    let small = v["dot"].as_str().unwrap_or_default().to_string();
+    let kept = dot_nodes(&small);
+    ensure!(kept.len() == 10, "{} nodes", kept.len());
+    let ids: std::collections::HashSet<&str> = kept.iter().map(|n| n.0.as_str()).collect();
+    for l in small.lines().filter(|l| l.contains(" -> ")) {
+        let (a, rest) = l.split_once(" -> ").unwrap_or_default();
+        let b = rest.split(' ').next().unwrap_or_default();
+        ensure!(
+            ids.contains(a) && ids.contains(b),
+            "edge to a dropped node: {l}"
+        );
+    }
+    // The hottest functions are kept: the top node has the largest cum.
+    let top = nodes.iter().map(|n| n.3).max().unwrap_or(0);
+    ensure!(kept[0].3 == top, "top node cum {} != {top}", kept[0].3);
+    // The legacy render answers the same graph as text.
+    let query = urlencode(&format!("{CPU}{sel}"));
+    let r = client
+        .get(&format!(
+            "/pyroscope/render?format=dot&maxNodes=10&from=1&until=4000000000&query={query}"
+        ))
+        .await?;
+    ensure!(r.status().is_success(), "render dot: {}", r.status());
+    let text = r.text().await?;
+    ensure!(
+        dot_nodes(&text) == kept,
+        "render?format=dot differs from the Connect answer"
+    );
+    Ok(())
+}
