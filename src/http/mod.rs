@@ -34,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     cfg.route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))
         .route("/api/v1/status/buildinfo", web::get().to(ops::buildinfo))
+        .route("/api/v1/status/config", web::get().to(ops::config))
         .route("/cluster", web::get().to(cluster::cluster))
         .route("/scrape", web::get().to(scrape::scrape))
         .service(

@@ -1,5 +1,5 @@
 //! Operational endpoints: `/ready`, `/metrics` and Pyroscope's
-//! `/api/v1/status/buildinfo`.
+//! `/api/v1/status/buildinfo` and `/api/v1/status/config`.
 
 use actix_web::{HttpResponse, web};
 
@@ -27,6 +27,39 @@ pub async fn buildinfo() -> HttpResponse {
             "go_version": "",
         }
     }))
+}
+
+/// `GET /api/v1/status/config`: the node's effective configuration.
+/// Pyroscope answers YAML; this is JSON, which YAML readers read as YAML
+/// (JSON is YAML 1.2). Secrets (`secret_access_key`, and any key naming a
+/// secret, password or token) are masked.
+pub async fn config(state: web::Data<AppState>) -> HttpResponse {
+    let mut v = serde_json::to_value(&*state.config).unwrap_or_default();
+    mask_secrets(&mut v);
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+fn mask_secrets(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                let secret = ["secret", "password", "token"]
+                    .iter()
+                    .any(|s| k.contains(s) && !k.starts_with("tokens_"));
+                match v {
+                    serde_json::Value::String(s) if secret && !s.is_empty() => {
+                        *s = "********".into();
+                    }
+                    _ => mask_secrets(v),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -853,3 +853,28 @@ async fn dot_format_draws_the_call_graph() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn status_config_shows_the_effective_config_without_secrets() -> Result<()> {
+    let node = TestNode::start(|c| {
+        c.storage.bucket.secret_access_key = "hunter2".into();
+        c.query.max_concurrent_queries = 7;
+    })?;
+    let client = Client::new(&node.url);
+    let r = client.get("/api/v1/status/config").await?;
+    ensure!(r.status().is_success(), "config: {}", r.status());
+    let text = r.text().await?;
+    ensure!(!text.contains("hunter2"), "a secret leaked: {text}");
+    // JSON, which is YAML too.
+    let v: Value = serde_json::from_str(&text)?;
+    ensure!(v["query"]["max_concurrent_queries"] == 7, "{v}");
+    ensure!(
+        v["storage"]["bucket"]["secret_access_key"] == "********",
+        "{v}"
+    );
+    ensure!(
+        v["cluster"]["tokens_per_ingester"].is_number(),
+        "not a secret: {v}"
+    );
+    Ok(())
+}
