@@ -121,10 +121,10 @@ fn query(c: &mut Criterion) {
     let merged = engine.merge(&sel);
     let mut g = c.benchmark_group("go_cpu_x1000_tree");
     g.bench_function("tree_to_flamegraph", |b| {
-        b.iter(|| FlameTree::build(&merged, &[]).flamegraph(8192))
+        b.iter(|| FlameTree::build(&merged).flamegraph(8192))
     });
     g.bench_function("tree_to_flamebearer_levels", |b| {
-        b.iter(|| FlameTree::build(&merged, &[]).levels(8192))
+        b.iter(|| FlameTree::build(&merged).levels(8192))
     });
     // The whole legacy /render answer (flame graph + timeline) as JSON text.
     let req = RenderRequest {

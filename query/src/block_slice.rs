@@ -65,7 +65,7 @@ impl Source for BlockSlice {
         seen: &mut Seen,
         f: &mut dyn FnMut(&Labels, i64, i64),
     ) {
-        series_profile_totals(&self.series, sel, seen, f);
+        series_profile_totals(&self.series, sel, seen, None, f);
     }
 
     /// The whole block's bounds: a slice answers `GetProfileStats` as the block does.

@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn reference_example() {
-        let l = FlameTree::build(&merged(&[(&["a", "b"], 1), (&["a", "c"], 2)]), &[]);
-        let r = FlameTree::build(&merged(&[(&["a", "b"], 4), (&["a", "c"], 8)]), &[]);
+        let l = FlameTree::build(&merged(&[(&["a", "b"], 1), (&["a", "c"], 2)]));
+        let r = FlameTree::build(&merged(&[(&["a", "b"], 4), (&["a", "c"], 8)]));
         let d = diff_flamegraph(&l, &r, 0);
         assert_eq!(
             (d.total, d.max_self, d.left_ticks, d.right_ticks),
@@ -188,11 +188,8 @@ mod tests {
 
     #[test]
     fn one_sided_nodes_and_truncation() {
-        let l = FlameTree::build(
-            &merged(&[(&["a", "only_left"], 5), (&["a", "tiny"], 1)]),
-            &[],
-        );
-        let r = FlameTree::build(&merged(&[(&["a", "only_right"], 7)]), &[]);
+        let l = FlameTree::build(&merged(&[(&["a", "only_left"], 5), (&["a", "tiny"], 1)]));
+        let r = FlameTree::build(&merged(&[(&["a", "only_right"], 7)]));
         let d = diff_flamegraph(&l, &r, 3);
         let lvl2: Vec<(String, i64, i64)> = d.levels[2]
             .values

@@ -255,19 +255,22 @@ impl<'a> Engine<'a> {
     }
 
     /// Validates a typed selection and merges its stacks (only those of
-    /// `spans` when given): the profile type, the selection's end (ns) and
-    /// the merged stacks.
+    /// `spans` when given, only those under the call site of
+    /// `stack_trace_selector` when given: every output of the merge obeys
+    /// it): the profile type, the selection's end (ns) and the merged stacks.
     fn select_merged(
         &self,
         profile_type: &str,
         label_selector: &str,
-        start_ms: i64,
-        end_ms: i64,
+        (start_ms, end_ms): (i64, i64),
         spans: Option<SpanSelector>,
+        stack_trace_selector: Option<&types::StackTraceSelector>,
     ) -> Result<(ProfileType, i64, MergedStacks), QueryError> {
         let (pt, mut sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
         sel.spans = spans;
-        Ok((pt, sel.end_ns, self.merge(&sel)))
+        let mut merged = self.merge(&sel);
+        merged.keep_call_site(&call_site(stack_trace_selector));
+        Ok((pt, sel.end_ns, merged))
     }
 
     /// The span filter of a `SelectMergeStacktracesRequest`: `None` without
@@ -302,27 +305,22 @@ impl<'a> Engine<'a> {
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
-            req.start,
-            req.end,
+            (req.start, req.end),
             spans,
+            req.stack_trace_selector.as_ref(),
         )?;
-        let call_site = call_site(req.stack_trace_selector.as_ref());
         let mut resp = q::SelectMergeStacktracesResponse::default();
         match q::ProfileFormat::try_from(req.format).unwrap_or_default() {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
-                resp.flamegraph = Some(FlameTree::build(&merged, &call_site).flamegraph(max_nodes));
+                resp.flamegraph = Some(FlameTree::build(&merged).flamegraph(max_nodes));
             }
-            q::ProfileFormat::Tree => {
-                resp.tree = FlameTree::build(&merged, &call_site).tree_bytes(max_nodes)
-            }
+            q::ProfileFormat::Tree => resp.tree = FlameTree::build(&merged).tree_bytes(max_nodes),
             q::ProfileFormat::Pprof => {
                 resp.pprof = Some(q::PprofProfile {
                     profile: Some(to_pprof(&merged, &pt, end_ns)),
                 });
             }
             q::ProfileFormat::Dot => {
-                let mut merged = merged;
-                merged.keep_call_site(&call_site);
                 let nodes = req
                     .max_nodes
                     .filter(|&n| n > 0)
@@ -355,11 +353,11 @@ impl<'a> Engine<'a> {
         let (_, _, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
-            req.start,
-            req.end,
+            (req.start, req.end),
             Some(spans),
+            None,
         )?;
-        let tree = FlameTree::build(&merged, &[]);
+        let tree = FlameTree::build(&merged);
         let mut resp = q::SelectMergeSpanProfileResponse::default();
         if format == q::ProfileFormat::Tree {
             resp.tree = tree.tree_bytes(max_nodes);
@@ -399,14 +397,11 @@ impl<'a> Engine<'a> {
             let (_, _, merged) = self.select_merged(
                 &r.profile_type_id,
                 &r.label_selector,
-                r.start,
-                r.end,
+                (r.start, r.end),
                 Self::stacktraces_spans(r)?,
+                r.stack_trace_selector.as_ref(),
             )?;
-            Ok(FlameTree::build(
-                &merged,
-                &call_site(r.stack_trace_selector.as_ref()),
-            ))
+            Ok(FlameTree::build(&merged))
         };
         let max_nodes = self.max_nodes(left.max_nodes.or(right.max_nodes))?;
         let flamegraph = diff_flamegraph(&tree(left)?, &tree(right)?, max_nodes);
@@ -421,14 +416,13 @@ impl<'a> Engine<'a> {
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
         refuse_id_selectors(&req.profile_id_selector, &req.trace_id_selector, &[])?;
-        let (pt, end_ns, mut merged) = self.select_merged(
+        let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
-            req.start,
-            req.end,
+            (req.start, req.end),
             None,
+            req.stack_trace_selector.as_ref(),
         )?;
-        merged.keep_call_site(&call_site(req.stack_trace_selector.as_ref()));
         Ok(to_pprof(&merged, &pt, end_ns))
     }
 

@@ -39,9 +39,9 @@ pub struct Levels {
 }
 
 impl FlameTree {
-    /// Builds the tree from merged stacks, keeping only stacks whose root-first
-    /// frames start with `call_site` (all stacks when it is empty).
-    pub fn build(merged: &MergedStacks, call_site: &[String]) -> Self {
+    /// Builds the tree from merged stacks (a call-site selection is applied
+    /// to them first: [`MergedStacks::keep_call_site`]).
+    pub fn build(merged: &MergedStacks) -> Self {
         let mut tree = Self {
             names: vec![String::new()],
             nodes: vec![Node {
@@ -59,9 +59,6 @@ impl FlameTree {
                 continue;
             }
             merged.symbols.frame_names(stack, &mut frames);
-            if !crate::source::starts_with_call_site(&frames, call_site) {
-                continue;
-            }
             let mut node = ROOT;
             tree.nodes[0].total += value;
             for frame in frames.iter().rev() {
@@ -371,7 +368,7 @@ pub(crate) mod tests {
             (&["a", "c"], 2),
             (&["a", "c", "d"], 1),
         ]);
-        let l = FlameTree::build(&m, &[]).levels(0);
+        let l = FlameTree::build(&m).levels(0);
         assert_eq!(l.total, 4);
         assert_eq!(l.max_self, 2);
         let named = |lvl: usize| -> Vec<(i64, i64, i64, String)> {
@@ -389,7 +386,7 @@ pub(crate) mod tests {
     #[test]
     fn truncation_folds_small_nodes_into_other() {
         let m = merged(&[(&["a", "big"], 100), (&["a", "s1"], 1), (&["a", "s2"], 2)]);
-        let t = FlameTree::build(&m, &[]);
+        let t = FlameTree::build(&m);
         let l = t.levels(2);
         assert_eq!(l.total, 103);
         let lvl2: Vec<(i64, String)> = l.levels[2]
@@ -402,7 +399,7 @@ pub(crate) mod tests {
     #[test]
     fn tree_bytes_layout() {
         let m = merged(&[(&["foo", "bar"], 10), (&["foo", "baz"], 20)]);
-        let bytes = FlameTree::build(&m, &[]).tree_bytes(0);
+        let bytes = FlameTree::build(&m).tree_bytes(0);
         let mut want = vec![0, 0, 1, 3];
         want.extend_from_slice(b"foo");
         want.extend_from_slice(&[0, 2, 3]);
@@ -415,8 +412,9 @@ pub(crate) mod tests {
 
     #[test]
     fn call_site_filters_stacks() {
-        let m = merged(&[(&["a", "b"], 1), (&["x", "b"], 5)]);
-        let t = FlameTree::build(&m, &["a".to_string()]);
+        let mut m = merged(&[(&["a", "b"], 1), (&["x", "b"], 5)]);
+        m.keep_call_site(&["a".to_string()]);
+        let t = FlameTree::build(&m);
         assert_eq!(t.total(), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! symbol table and series (block slices use it, so both answer identically).
 
 use ignis_storage::symbols::ImportMemo;
-use ignis_storage::{Head, Labels, Series, SymbolTable};
+use ignis_storage::{Head, Labels, ProfileRow, Series, SymbolTable};
 
 use crate::selector::matches_all;
 use crate::source::{MergedStacks, Seen, Selection, Source};
@@ -29,36 +29,28 @@ pub(crate) fn merge_series_stacks(
     // symbols into the result once.
     let mut sums: Vec<i64> = Vec::new();
     let mut touched = false;
-    for s in series {
-        if !matches_all(&sel.matchers, &s.labels) {
+    for (_, row) in selected_rows(series, sel, seen) {
+        if sel.spans.is_some() && row.spans.is_none() {
             continue;
         }
-        for row in s.profiles_in(sel.start_ns, sel.end_ns) {
-            if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
-                continue;
+        if !touched {
+            sums = vec![0; symbols.stacks.len()];
+            touched = true;
+        }
+        let mut add = |stack: u32, v: i64| {
+            if let Some(slot) = sums.get_mut(stack as usize) {
+                *slot = slot.saturating_add(v);
             }
-            if sel.spans.is_some() && row.spans.is_none() {
-                continue;
-            }
-            if !touched {
-                sums = vec![0; symbols.stacks.len()];
-                touched = true;
-            }
-            let mut add = |stack: u32, v: i64| {
-                if let Some(slot) = sums.get_mut(stack as usize) {
-                    *slot = slot.saturating_add(v);
+        };
+        match &sel.spans {
+            None => {
+                for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                    add(stack, v);
                 }
-            };
-            match &sel.spans {
-                None => {
-                    for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
-                        add(stack, v);
-                    }
-                }
-                Some(spans) => {
-                    for s in spans.filter(row.spans.as_deref()) {
-                        add(s.stack, s.value);
-                    }
+            }
+            Some(spans) => {
+                for s in spans.filter(row.spans.as_deref()) {
+                    add(s.stack, s.value);
                 }
             }
         }
@@ -74,32 +66,51 @@ pub(crate) fn merge_series_stacks(
     }
 }
 
-/// [`Source::profile_totals`] over `series`.
+/// The rows of `series` a selection takes: matching series, in range, not
+/// yet `seen`.
+fn selected_rows<'a>(
+    series: &'a [Series],
+    sel: &'a Selection,
+    seen: &'a mut Seen,
+) -> impl Iterator<Item = (&'a Series, &'a ProfileRow)> + 'a {
+    series
+        .iter()
+        .filter(|s| matches_all(&sel.matchers, &s.labels))
+        .flat_map(|s| {
+            s.profiles_in(sel.start_ns, sel.end_ns)
+                .iter()
+                .map(move |r| (s, r))
+        })
+        .filter(move |(s, r)| seen.first(s.fingerprint, r.timestamp_ns, r.profile_id))
+}
+
+/// [`Source::profile_totals`] over `series`: each selected profile's total
+/// (of the selected spans' samples with a span selector; of the stacks
+/// `keep` accepts, when given). A total narrowed by spans or `keep` is
+/// reported only when it is not zero.
 pub(crate) fn series_profile_totals(
     series: &[Series],
     sel: &Selection,
     seen: &mut Seen,
+    mut keep: Option<&mut dyn FnMut(u32) -> bool>,
     f: &mut dyn FnMut(&Labels, i64, i64),
 ) {
-    for s in series {
-        if !matches_all(&sel.matchers, &s.labels) {
-            continue;
-        }
-        for row in s.profiles_in(sel.start_ns, sel.end_ns) {
-            if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
+    for (s, row) in selected_rows(series, sel, seen) {
+        let total = match (&sel.spans, keep.as_mut()) {
+            (None, None) => {
+                f(&s.labels, row.timestamp_ns, row.total);
                 continue;
             }
-            match &sel.spans {
-                None => f(&s.labels, row.timestamp_ns, row.total),
-                Some(spans) => {
-                    let total = spans
-                        .filter(row.spans.as_deref())
-                        .fold(0i64, |a, s| a.saturating_add(s.value));
-                    if total != 0 {
-                        f(&s.labels, row.timestamp_ns, total);
-                    }
-                }
-            }
+            (None, Some(keep)) => (row.stacks.iter().zip(row.values.iter()))
+                .filter(|&(&st, _)| keep(st))
+                .fold(0i64, |a, (_, &v)| a.saturating_add(v)),
+            (Some(spans), mut keep) => spans
+                .filter(row.spans.as_deref())
+                .filter(|sp| keep.as_mut().is_none_or(|k| k(sp.stack)))
+                .fold(0i64, |a, sp| a.saturating_add(sp.value)),
+        };
+        if total != 0 {
+            f(&s.labels, row.timestamp_ns, total);
         }
     }
 }
@@ -122,31 +133,7 @@ pub(crate) fn series_call_site_totals(
             crate::source::starts_with_call_site(&frames, call_site)
         })
     };
-    for s in series {
-        if !matches_all(&sel.matchers, &s.labels) {
-            continue;
-        }
-        for row in s.profiles_in(sel.start_ns, sel.end_ns) {
-            if !seen.first(s.fingerprint, row.timestamp_ns, row.profile_id) {
-                continue;
-            }
-            let total = match &sel.spans {
-                None => row
-                    .stacks
-                    .iter()
-                    .zip(row.values.iter())
-                    .filter(|&(&st, _)| keep(st))
-                    .fold(0i64, |a, (_, &v)| a.saturating_add(v)),
-                Some(spans) => spans
-                    .filter(row.spans.as_deref())
-                    .filter(|s| keep(s.stack))
-                    .fold(0i64, |a, s| a.saturating_add(s.value)),
-            };
-            if total != 0 {
-                f(&s.labels, row.timestamp_ns, total);
-            }
-        }
-    }
+    series_profile_totals(series, sel, seen, Some(&mut keep), f);
 }
 
 impl Source for Head {
@@ -173,6 +160,6 @@ impl Source for Head {
         seen: &mut Seen,
         f: &mut dyn FnMut(&Labels, i64, i64),
     ) {
-        series_profile_totals(self.series(), sel, seen, f);
+        series_profile_totals(self.series(), sel, seen, None, f);
     }
 }

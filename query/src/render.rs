@@ -111,8 +111,8 @@ pub fn render_diff(
         _ => 8192,
     };
     let (l, r) = (
-        FlameTree::build(&engine.merge(&lsel), &[]),
-        FlameTree::build(&engine.merge(&rsel), &[]),
+        FlameTree::build(&engine.merge(&lsel)),
+        FlameTree::build(&engine.merge(&rsel)),
     );
     let d = diff_flamegraph(&l, &r, max_nodes);
     Ok(json!({
@@ -204,7 +204,7 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
         _ => 8192,
     };
     let merged = engine.merge(&sel);
-    let levels = FlameTree::build(&merged, &[]).levels(max_nodes);
+    let levels = FlameTree::build(&merged).levels(max_nodes);
 
     let step = timeline_step_secs(req.from_ms, req.until_ms);
     let (timeline, groups) = timelines(engine, &sel, req, step);

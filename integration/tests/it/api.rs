@@ -561,6 +561,18 @@ async fn buildinfo_has_pyroscope_shape() -> Result<()> {
     Ok(())
 }
 
+/// The first root function of a flame graph, its total and the whole total
+/// (level 1 holds the roots as `[x, total, self, name]` tuples).
+fn first_root(whole: &Value) -> (String, i64, i64) {
+    let fg = &whole["flamegraph"];
+    let level1 = &fg["levels"][1]["values"];
+    let root = fg["names"][as_i64(&level1[3]) as usize]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (root, as_i64(&level1[1]), fg_total(whole))
+}
+
 #[tokio::test]
 async fn a_call_site_selects_the_same_stacks_in_the_flame_graph_and_the_pprof() -> Result<()> {
     let node = TestNode::start(|_| {})?;
@@ -568,19 +580,10 @@ async fn a_call_site_selects_the_same_stacks_in_the_flame_graph_and_the_pprof() 
     push_json(&client, "callsite").await?;
     let sel = "{service_name=\"callsite\"}";
     let whole = client.flamegraph(CPU, sel, WIDE.0, WIDE.1).await?;
-    // The first root function and its total (level 1 holds the roots as
-    // [x, total, self, name] tuples).
-    let fg = &whole["flamegraph"];
-    let level1 = &fg["levels"][1]["values"];
-    let root_total = as_i64(&level1[1]);
-    let root = fg["names"][as_i64(&level1[3]) as usize]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (root, root_total, total) = first_root(&whole);
     ensure!(
-        root_total > 0 && root_total < fg_total(&whole),
-        "root {root}: {root_total} of {}",
-        fg_total(&whole)
+        root_total > 0 && root_total < total,
+        "root {root}: {root_total} of {total}"
     );
     let selector = json!({"callSite": [{"name": root}]});
     let v = client
@@ -610,6 +613,23 @@ async fn a_call_site_selects_the_same_stacks_in_the_flame_graph_and_the_pprof() 
         pprof_total == root_total,
         "pprof under {root}: {pprof_total}, want {root_total}"
     );
+    // SelectMergeStacktraces' pprof format obeys it too.
+    let v = client
+        .connect_json(
+            "SelectMergeStacktraces",
+            json!({"profileTypeID": CPU, "labelSelector": sel, "start": WIDE.0, "end": WIDE.1,
+                   "format": "PROFILE_FORMAT_PPROF", "stackTraceSelector": selector}),
+        )
+        .await?;
+    let samples = v["pprof"]["profile"]["sample"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let pprof_total: i64 = samples.iter().map(|s| as_i64(&s["value"][0])).sum();
+    ensure!(
+        pprof_total == root_total,
+        "pprof format under {root}: {pprof_total}, want {root_total}"
+    );
     Ok(())
 }
 
@@ -620,13 +640,7 @@ async fn select_series_applies_the_call_site() -> Result<()> {
     push_json(&client, "series-callsite").await?;
     let sel = "{service_name=\"series-callsite\"}";
     let whole = client.flamegraph(CPU, sel, WIDE.0, WIDE.1).await?;
-    let fg = &whole["flamegraph"];
-    let level1 = &fg["levels"][1]["values"];
-    let root_total = as_i64(&level1[1]);
-    let root = fg["names"][as_i64(&level1[3]) as usize]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (root, root_total, total) = first_root(&whole);
     let points_sum = |v: &Value| -> f64 {
         v["series"]
             .as_array()
@@ -641,12 +655,12 @@ async fn select_series_applies_the_call_site() -> Result<()> {
                "step": 3600.0, "stackTraceSelector": selector})
     };
     let all = client.connect_json("SelectSeries", req(json!({}))).await?;
-    ensure!(points_sum(&all) as i64 == fg_total(&whole), "all: {all}");
+    ensure!(points_sum(&all) as i64 == total, "all: {all}");
     let under = client
         .connect_json("SelectSeries", req(json!({"callSite": [{"name": root}]})))
         .await?;
     ensure!(
-        points_sum(&under) as i64 == root_total && root_total < fg_total(&whole),
+        points_sum(&under) as i64 == root_total && root_total < total,
         "under {root}: {} want {root_total}",
         points_sum(&under)
     );
