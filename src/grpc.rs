@@ -20,7 +20,6 @@ use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ignis_actors::validate_tenant_id;
-use ignis_ingest::gzip::gunzip;
 use ignis_ingest::otlp::Encoding;
 use prost::Message;
 use tokio::net::TcpListener;
@@ -235,13 +234,7 @@ pub fn unframe(body: &[u8], gzip: bool, limit: usize) -> Result<Vec<u8>, ApiErro
     }
     match header[0] {
         0 => Ok(rest.to_vec()),
-        1 if gzip => gunzip(rest, limit, "gRPC message").map_err(|e| {
-            if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
-                ApiError::too_large(e.message)
-            } else {
-                bad(e.message)
-            }
-        }),
+        1 if gzip => crate::http::body::inflate(rest, limit, "gRPC message"),
         1 => Err(bad(
             "compressed message without a grpc-encoding header".into()
         )),

@@ -33,17 +33,6 @@ impl Touched {
         self.index_bytes + self.profile_bytes + self.symbol_bytes
     }
 
-    /// Adds `other` (another tenant's share, for a federated query).
-    pub fn add(&mut self, other: &Touched) {
-        self.blocks += other.blocks;
-        self.series += other.series;
-        self.profiles += other.profiles;
-        self.samples += other.samples;
-        self.index_bytes += other.index_bytes;
-        self.profile_bytes += other.profile_bytes;
-        self.symbol_bytes += other.symbol_bytes;
-    }
-
     fn add_head(&mut self, h: &Head) {
         let s = h.stats();
         let tables = ignis_storage::head::approx_tables_bytes(h.symbols(), h.series());
@@ -83,9 +72,10 @@ pub struct Analysis {
 }
 
 impl Tenants {
-    /// What a query of `tenant` over `[start_ns, end_ns]` touches on this
-    /// node: heads and sealed heads, and the blocks its store-gateway serves,
-    /// that overlap the range (whole, with their sizes).
+    /// What a query of `tenant` (or of each tenant a federated spec names)
+    /// over `[start_ns, end_ns]` touches on this node: heads and sealed
+    /// heads, and the blocks its store-gateway serves, that overlap the
+    /// range (whole, with their sizes).
     pub async fn analyze(
         &self,
         tenant: &str,
@@ -93,12 +83,21 @@ impl Tenants {
         end_ns: i64,
     ) -> Result<Analysis, QueryFailure> {
         let mut out = Analysis::default();
+        for tenant in crate::tenants::tenant_ids(tenant) {
+            self.analyze_one(tenant, start_ns, end_ns, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn analyze_one(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        out: &mut Analysis,
+    ) -> Result<(), QueryFailure> {
         if let Some(snap) = self.snapshot(tenant).await? {
-            let heads = snap
-                .heads
-                .iter()
-                .chain(snap.sealed.iter().flat_map(|s| &s.heads));
-            for h in heads {
+            for h in snap.all_heads() {
                 let s = h.stats();
                 let overlaps = s
                     .min_time_ns
@@ -112,6 +111,6 @@ impl Tenants {
         for m in self.local_blocks(tenant, start_ns, end_ns) {
             out.blocks.add_block(&m);
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -24,4 +24,4 @@ pub mod tenants;
 pub mod testing;
 
 pub use metrics::Metrics;
-pub use tenants::{BlockSettings, TenantActors, Tenants, validate_tenant_id};
+pub use tenants::{BlockSettings, TenantActors, Tenants, tenant_ids, validate_tenant_id};

@@ -40,11 +40,6 @@ impl Sealed {
         }
     }
 
-    /// Profiles it holds.
-    pub fn profiles(&self) -> u64 {
-        self.heads.iter().map(|h| h.stats().profiles).sum()
-    }
-
     /// True once its block is in the object store.
     pub fn is_uploaded(&self) -> bool {
         self.uploaded_at.get().is_some()

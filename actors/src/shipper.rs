@@ -74,27 +74,20 @@ impl Tenants {
                     continue;
                 }
             };
+            let mut handed_over = Vec::new();
             for sealed in pending {
                 match self.ship(&store, &tenant, &sealed).await {
                     Ok(meta) => {
                         // A store-gateway on this node serves the block from
                         // now on, so the ingester lets go of it; otherwise it
                         // keeps it until store-gateways have indexed it.
-                        let handed_over = match &self.store_gateway {
-                            Some(sg) => match sg.add_uploaded(&meta) {
-                                Ok(()) => true,
+                        if let Some(sg) = &self.store_gateway {
+                            match sg.add_uploaded(&meta) {
+                                Ok(()) => handed_over.push(meta.ulid.clone()),
                                 Err(e) => {
                                     tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "indexing an uploaded block failed");
-                                    false
                                 }
-                            },
-                            None => false,
-                        };
-                        if handed_over {
-                            ingester.do_send(ReleaseSealed {
-                                handed_over: Some(meta.ulid.clone()),
-                                keep: self.blocks.keep_shipped,
-                            });
+                            }
                         }
                         stats.uploaded += 1;
                         self.metrics
@@ -114,7 +107,7 @@ impl Tenants {
                 }
             }
             ingester.do_send(ReleaseSealed {
-                handed_over: None,
+                handed_over,
                 keep: self.blocks.keep_shipped,
             });
         }

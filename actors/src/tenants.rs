@@ -72,6 +72,12 @@ pub struct Tenants {
     tenant_queries: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// The tenants a tenant spec names: one id, or several joined by `|` (a
+/// federated read; `|` is not valid in an id).
+pub fn tenant_ids(spec: &str) -> impl Iterator<Item = &str> {
+    spec.split('|')
+}
+
 /// Tenant ids as Pyroscope accepts them (dskit rules).
 pub fn validate_tenant_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
@@ -148,8 +154,7 @@ impl Tenants {
             return Ok(Vec::new());
         }
         let mut slots = self.tenant_queries.lock();
-        tenant
-            .split('|')
+        tenant_ids(tenant)
             .map(|id| {
                 let sem = slots
                     .entry(id.to_string())
@@ -204,20 +209,15 @@ impl Tenants {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<ignis_query::sql::SqlInput, QueryFailure> {
-        let blocks = self
-            .store_gateway
-            .as_ref()
-            .map(|sg| sg.metas(tenant, start_ns, end_ns))
-            .unwrap_or_default();
+        let blocks = self.local_blocks(tenant, start_ns, end_ns);
         let bucket = self.store_gateway.as_ref().map(|sg| sg.bucket());
         let local = self.snapshot(tenant).await?;
         let heads = tokio::task::spawn_blocking(move || {
-            let heads = local
+            local
                 .iter()
-                .flat_map(|l| l.heads.iter().chain(l.sealed.iter().flat_map(|s| &s.heads)));
-            heads
+                .flat_map(Snapshot::all_heads)
                 .filter(|h| !h.is_empty())
-                .map(|h| ignis_storage::block::head_tables(h))
+                .map(ignis_storage::block::head_tables)
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -380,7 +380,7 @@ impl Tenants {
             .acquire_owned()
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
-        let ids: Vec<&str> = tenant.split('|').collect();
+        let ids: Vec<&str> = tenant_ids(tenant).collect();
         let parts = futures::future::try_join_all(
             ids.iter()
                 .map(|id| self.sources_of(id, &scope, start_ns, end_ns)),

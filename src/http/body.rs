@@ -24,6 +24,18 @@ pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, A
     Ok(body)
 }
 
+/// Inflates gzip `data` of a request (`what` names it in errors): 413 past
+/// `limit` bytes (a gzip bomb stops there), 400 when it is not gzip.
+pub fn inflate(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
+    gunzip(data, limit, what).map_err(|e| {
+        if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
+            ApiError::too_large(e.message)
+        } else {
+            ApiError::bad_request(e.message)
+        }
+    })
+}
+
 /// Undoes `Content-Encoding` (gzip or identity), inflating at most `limit` bytes.
 pub fn decode_content_encoding(
     req: &HttpRequest,
@@ -39,13 +51,7 @@ pub fn decode_content_encoding(
         .to_ascii_lowercase();
     match encoding.as_str() {
         "" | "identity" => Ok(Vec::from(body)),
-        "gzip" | "x-gzip" => gunzip(&body, limit, "request body").map_err(|e| {
-            if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
-                ApiError::too_large(e.message)
-            } else {
-                ApiError::bad_request(e.message)
-            }
-        }),
+        "gzip" | "x-gzip" => inflate(&body, limit, "request body"),
         other => Err(ApiError::unsupported_media_type(format!(
             "unsupported Content-Encoding {other:?}; use gzip or none"
         ))),

@@ -44,13 +44,7 @@ pub fn message(req: &HttpRequest, limit: usize) -> Result<(Codec, Vec<u8>), ApiE
     };
     let body = match get("compression").unwrap_or("identity") {
         "identity" => raw,
-        "gzip" => ignis_ingest::gzip::gunzip(&raw, limit, "message").map_err(|e| {
-            if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
-                ApiError::too_large(e.message)
-            } else {
-                ApiError::bad_request(e.message)
-            }
-        })?,
+        "gzip" => super::body::inflate(&raw, limit, "message")?,
         other => {
             return Err(ApiError::unsupported_media_type(format!(
                 "unsupported compression {other:?}; use gzip or identity"

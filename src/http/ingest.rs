@@ -124,7 +124,7 @@ async fn ingest_inner(
 /// The decoded profiles and, when they decoded, their WAL record, encoded
 /// here on the blocking pool rather than on the tenant's actor thread.
 #[allow(clippy::type_complexity)]
-fn with_record(
+pub(crate) fn with_record(
     tenant: &str,
     decoded: Result<Vec<SplitProfile>, IngestError>,
 ) -> Result<(Result<Vec<SplitProfile>, IngestError>, Option<Bytes>), ApiError> {
@@ -139,7 +139,10 @@ fn with_record(
     Ok((decoded, record))
 }
 
-async fn store(
+/// Stores decoded `profiles` (and their `record`) of `tenant` through its
+/// distributor and counts the `bytes` the client sent; nothing to store
+/// only counts them.
+pub(crate) async fn store(
     state: &AppState,
     tenant: &str,
     profiles: Vec<SplitProfile>,

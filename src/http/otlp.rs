@@ -6,12 +6,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use ignis_actors::distributor::Distribute;
 use ignis_ingest::otlp::{Encoding, decode_otlp, decode_request, encode_response};
 use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse;
 
 use super::body::{decode_content_encoding, read_body};
 use super::error::ApiError;
+use super::ingest::{store, with_record};
 use super::state::{AppState, now_ns};
 
 /// The endpoint name of OTLP requests in the metrics.
@@ -73,37 +73,15 @@ pub async fn export(
     raw_len: usize,
 ) -> Result<ExportProfilesServiceResponse, ApiError> {
     let limits = state.config.limits.clone();
-    let profiles = tokio::task::spawn_blocking(move || {
-        let req = decode_request(&body, encoding)?;
-        decode_otlp(&req, &limits, now_ns())
+    let t = tenant.to_string();
+    let (profiles, record) = tokio::task::spawn_blocking(move || {
+        let decoded =
+            decode_request(&body, encoding).and_then(|req| decode_otlp(&req, &limits, now_ns()));
+        with_record(&t, decoded)
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
-    if !profiles.is_empty() {
-        let distributor = state
-            .tenants
-            .get_or_start(tenant)
-            .distributor
-            .ok_or_else(|| ApiError::unavailable("this node does not run the distributor role"))?;
-        distributor
-            .send(Distribute {
-                profiles,
-                record: None,
-                endpoint: ENDPOINT,
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("distributor unavailable: {e}")))?
-            .map_err(ApiError::from_ingester)?;
-    }
-    let labels = vec![
-        ("tenant", tenant.to_string()),
-        ("endpoint", ENDPOINT.to_string()),
-    ];
-    state
-        .metrics
-        .ingested_bytes
-        .get_or_create(&labels)
-        .inc_by(raw_len as u64);
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let profiles = profiles.map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
+    store(state, tenant, profiles, record, ENDPOINT, raw_len).await?;
     Ok(ExportProfilesServiceResponse::default())
 }

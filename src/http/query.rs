@@ -228,19 +228,11 @@ async fn analyze(
 ) -> Result<HttpResponse, ApiError> {
     let req: q::AnalyzeQueryRequest = codec.decode(body)?;
     let (start, end) = (req.start, req.end);
-    let mut analysis = ignis_actors::analyze::Analysis::default();
-    for t in tenant.split('|') {
-        let a = state
-            .tenants
-            .analyze(
-                t,
-                start.saturating_mul(1_000_000),
-                end.saturating_mul(1_000_000),
-            )
-            .await?;
-        analysis.memory.add(&a.memory);
-        analysis.blocks.add(&a.blocks);
-    }
+    let (start_ns, end_ns) = (
+        start.saturating_mul(1_000_000),
+        end.saturating_mul(1_000_000),
+    );
+    let analysis = state.tenants.analyze(tenant, start_ns, end_ns).await?;
     let series_req = q::SeriesRequest {
         matchers: if req.query.trim().is_empty() {
             Vec::new()
@@ -254,12 +246,7 @@ async fn analyze(
     let f = move |e: &Engine<'_>| e.series(&series_req).map(|r| r.labels_set.len() as u64);
     let total_series = state
         .tenants
-        .query_range(
-            tenant,
-            start.saturating_mul(1_000_000),
-            end.saturating_mul(1_000_000),
-            f,
-        )
+        .query_range(tenant, start_ns, end_ns, f)
         .await?;
     let cluster = state.tenants.cluster();
     let ring = cluster.ring();

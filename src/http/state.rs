@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::HttpRequest;
-use ignis_actors::{Metrics, Tenants, validate_tenant_id};
+use ignis_actors::{Metrics, Tenants, tenant_ids, validate_tenant_id};
 
 use super::error::ApiError;
 use crate::config::Config;
@@ -23,35 +23,32 @@ pub struct AppState {
 
 impl AppState {
     /// The tenant of a request: `X-Scope-OrgID`, or the default tenant.
+    /// Writes, SQL and `GetProfileStats` take one; see
+    /// [`AppState::read_tenants`] for reads.
     pub fn tenant(&self, req: &HttpRequest) -> Result<String, ApiError> {
-        match req.headers().get("x-scope-orgid") {
-            Some(v) => {
-                let id = v
-                    .to_str()
-                    .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?
-                    .trim();
-                validate_tenant_id(id)
-                    .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
-                Ok(id.to_string())
-            }
-            None if self.config.tenancy.require_tenant_header => {
-                Err(ApiError::unauthenticated("no org id"))
-            }
-            None => Ok(self.config.tenancy.default_tenant.clone()),
+        let spec = self.read_tenants(req)?;
+        if spec.contains('|') {
+            return Err(ApiError::bad_request(format!(
+                "X-Scope-OrgID: {spec:?} names several tenants; this endpoint takes one"
+            )));
         }
+        Ok(spec)
     }
 
-    /// The tenant(s) a read is for: as [`AppState::tenant`], or several
-    /// joined by `|` (`X-Scope-OrgID: a|b`, a federated read as Pyroscope
-    /// serves it), each valid, sorted and deduplicated.
+    /// The tenant(s) a read is for: `X-Scope-OrgID` (or the default
+    /// tenant), which may name several joined by `|` (a federated read as
+    /// Pyroscope serves it), each valid, sorted and deduplicated.
     pub fn read_tenants(&self, req: &HttpRequest) -> Result<String, ApiError> {
         let Some(v) = req.headers().get("x-scope-orgid") else {
-            return self.tenant(req);
+            if self.config.tenancy.require_tenant_header {
+                return Err(ApiError::unauthenticated("no org id"));
+            }
+            return Ok(self.config.tenancy.default_tenant.clone());
         };
         let v = v
             .to_str()
             .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?;
-        let mut ids: Vec<&str> = v.split('|').map(str::trim).collect();
+        let mut ids: Vec<&str> = tenant_ids(v).map(str::trim).collect();
         for id in &ids {
             validate_tenant_id(id)
                 .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;

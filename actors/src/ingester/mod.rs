@@ -98,13 +98,13 @@ pub struct TakeSnapshot;
 #[rtype(result = "Vec<Arc<Sealed>>")]
 pub struct SealedHeads;
 
-/// Lets go of sealed heads: the one stored as block `handed_over` (a
-/// store-gateway serves it now), and those uploaded longer than `keep` ago.
+/// Lets go of sealed heads: those stored as blocks `handed_over` (a
+/// store-gateway serves them now), and those uploaded longer than `keep` ago.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReleaseSealed {
-    /// A block a store-gateway has indexed.
-    pub handed_over: Option<String>,
+    /// Blocks a store-gateway has indexed.
+    pub handed_over: Vec<String>,
     /// How long an uploaded head stays in memory otherwise.
     pub keep: Duration,
 }
@@ -349,8 +349,7 @@ impl Handler<ReleaseSealed> for Ingester {
 
     fn handle(&mut self, msg: ReleaseSealed, _ctx: &mut Self::Context) {
         self.sealed.retain(|s| {
-            msg.handed_over.as_deref() != Some(s.ulid.as_str())
-                && s.uploaded_for().is_none_or(|t| t < msg.keep)
+            !msg.handed_over.contains(&s.ulid) && s.uploaded_for().is_none_or(|t| t < msg.keep)
         });
     }
 }

@@ -58,8 +58,8 @@ impl Segments {
             out.samples += s.samples;
             out.span_samples += s.span_samples;
             out.stacks += s.stacks;
-            out.min_time_ns = min_opt(out.min_time_ns, s.min_time_ns, i64::min);
-            out.max_time_ns = min_opt(out.max_time_ns, s.max_time_ns, i64::max);
+            out.min_time_ns = either(out.min_time_ns, s.min_time_ns, i64::min);
+            out.max_time_ns = either(out.max_time_ns, s.max_time_ns, i64::max);
         }
         out
     }
@@ -137,7 +137,8 @@ impl Segments {
     }
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64) -> Option<i64> {
+/// `f(a, b)` when both are set, else whichever is.
+fn either(a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(f(a, b)),
         (a, b) => a.or(b),
@@ -176,18 +177,22 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Every head it holds, as query sources.
-    pub fn sources(&self) -> impl Iterator<Item = &dyn Source> {
+    /// Every head it holds: the segments, then the sealed heads'.
+    pub fn all_heads(&self) -> impl Iterator<Item = &Head> {
         self.heads
             .iter()
             .chain(self.sealed.iter().flat_map(|s| &s.heads))
-            .map(|h| &**h as &dyn Source)
+            .map(|h| &**h)
+    }
+
+    /// Every head it holds, as query sources.
+    pub fn sources(&self) -> impl Iterator<Item = &dyn Source> {
+        self.all_heads().map(|h| h as &dyn Source)
     }
 
     /// Profiles it holds.
     pub fn profiles(&self) -> u64 {
-        self.heads.iter().map(|h| h.stats().profiles).sum::<u64>()
-            + self.sealed.iter().map(|s| s.profiles()).sum::<u64>()
+        self.all_heads().map(|h| h.stats().profiles).sum()
     }
 }
 
