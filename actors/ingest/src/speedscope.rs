@@ -133,11 +133,10 @@ pub fn parse_speedscope(
                     let v = ticks(*w, mult);
                     if v > 0 && !s.is_empty() {
                         stack.clear();
-                        for &i in s.iter().take(out_stacks.max_depth()) {
+                        for &i in s {
                             stack.push(names[check(i)?].clone());
                         }
-                        let cut = s.len() > stack.len();
-                        out_stacks.push_cut(&stack, v, cut)?;
+                        out_stacks.push(&stack, v)?;
                     }
                 }
                 let stacks = out_stacks.finish();
