@@ -64,14 +64,19 @@ impl FileCache {
         self.dir.join(&meta.tenant).join(&meta.ulid).join(name)
     }
 
-    /// Every file of a block: from disk when cached, else from `store`
-    /// (and then kept on disk).
+    /// The files of a block a whole decode reads (all but its rollups): from
+    /// disk when cached, else from `store` (and then kept on disk).
     pub async fn fetch(
         &self,
         store: &BlockStore,
         meta: &BlockMeta,
     ) -> Result<HashMap<String, Bytes>, BlockError> {
-        let names: Vec<&str> = meta.files.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = meta
+            .files
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|&n| n != ignis_storage::block::ROLLUPS_FILE)
+            .collect();
         self.fetch_files(store, meta, &names).await
     }
 

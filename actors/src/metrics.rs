@@ -69,6 +69,8 @@ pub struct Metrics {
     pub block_cache_bytes: Gauge,
     /// Block reads that read only a query's series and time range.
     pub pruned_reads: Counter,
+    /// Block reads answered from the block's rollups.
+    pub rollup_reads: Counter,
     /// Row groups pruned reads skipped by their statistics.
     pub pruned_row_groups_skipped: Counter,
     /// Row groups pruned reads opened.
@@ -135,10 +137,16 @@ impl Metrics {
         let hints_pending_bytes = Gauge::default();
         let block_file_cache_hits = Counter::default();
         let pruned_reads = Counter::default();
+        let rollup_reads = Counter::default();
         let pruned_row_groups_skipped = Counter::default();
         let pruned_row_groups_read = Counter::default();
         let pruned_rows_read = Counter::default();
         let parquet_footers_cached = Gauge::default();
+        registry.register(
+            "store_gateway_rollup_reads",
+            "Block reads answered from the block's rollups (pre-merged windows)",
+            rollup_reads.clone(),
+        );
         registry.register(
             "store_gateway_pruned_reads",
             "Block reads that read only a query's series and time range",
@@ -356,6 +364,7 @@ impl Metrics {
             block_cache_bytes,
             hints_pending_bytes,
             pruned_reads,
+            rollup_reads,
             pruned_row_groups_skipped,
             pruned_row_groups_read,
             pruned_rows_read,

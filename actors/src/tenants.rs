@@ -430,14 +430,29 @@ impl Tenants {
     ) -> Result<(Vec<PeerSlice>, Vec<Arc<dyn Source>>, Option<Snapshot>), QueryFailure> {
         let here = self.local_blocks(tenant, start_ns, end_ns);
         let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
-        futures::try_join!(
+        let (remote, blocks, local) = futures::try_join!(
             self.cluster
                 .select_peers(tenant, scope, start_ns, end_ns, read_here)
                 .instrument(tracing::debug_span!("select_peers", tenant)),
-            self.block_sources(here, scope)
+            self.block_sources(here.clone(), scope)
                 .instrument(tracing::debug_span!("read_blocks", tenant)),
             self.snapshot(tenant),
-        )
+        )?;
+        // Blocks answering from rollups where other sources hold data too
+        // claim the profiles they pre-merged there.
+        let others: Vec<(i64, i64)> = remote
+            .iter()
+            .map(|p| p as &dyn Source)
+            .chain(local.iter().flat_map(Snapshot::sources))
+            .filter_map(|s| s.time_bounds())
+            .collect();
+        let blocks = match &self.store_gateway {
+            Some(sg) if blocks.iter().any(|b| !b.rollup_spans().is_empty()) => {
+                sg.claim_overlaps(&here, blocks, scope, &others).await?
+            }
+            _ => blocks,
+        };
+        Ok((remote, blocks, local))
     }
 
     /// The node's metrics.

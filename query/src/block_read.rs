@@ -18,8 +18,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
-    BlockError, BlockMeta, SPANS_FILE, attach_spans, group_profile_rows, group_sample_rows,
-    span_samples,
+    BlockError, BlockMeta, ROLLUPS_FILE, RollupPlan, SPANS_FILE, attach_spans, group_profile_rows,
+    group_sample_rows, span_samples,
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
 
@@ -86,13 +86,15 @@ fn block_range(meta: &BlockMeta, scope: &Scope) -> Option<(i64, i64)> {
 }
 
 /// Keeps the rows of `batches` whose series is wanted and whose timestamp
-/// lies in `[start, end]` (and, for spans, whose span is in `spans`).
+/// lies in `[start, end]` (and, for spans, whose span is in `spans`; for
+/// rollups, whose resolution is `resolution`).
 fn keep_exact(
     batches: Vec<RecordBatch>,
     wanted: &[bool],
     start: i64,
     end: i64,
     spans: Option<&HashSet<u64>>,
+    resolution: Option<i64>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
@@ -116,13 +118,25 @@ fn keep_exact(
             )),
             None => None,
         };
+        let res = match resolution {
+            Some(r) => Some((
+                r,
+                b.column_by_name("resolution_ns")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| {
+                        BlockError::Corrupt("rollups: resolution_ns is missing".into())
+                    })?,
+            )),
+            None => None,
+        };
         let mask: BooleanArray = (0..b.num_rows())
             .map(|i| {
                 let t = ts.value(i);
                 Some(
                     wanted.get(series.value(i) as usize) == Some(&true)
                         && (start..=end).contains(&t)
-                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i))),
+                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i)))
+                        && res.is_none_or(|(r, col)| col.value(i) == r),
                 )
             })
             .collect();
@@ -133,6 +147,52 @@ fn keep_exact(
         }
     }
     Ok(out)
+}
+
+/// Empty series for the sorted `refs` of `tables`: which refs are wanted,
+/// each ref's position in the returned series, and the series.
+#[allow(clippy::type_complexity)]
+fn slice_series(
+    meta: &BlockMeta,
+    tables: &BlockTables,
+    refs: &[u32],
+) -> Result<(Vec<bool>, Vec<Option<usize>>, Vec<Series>), BlockError> {
+    let mut wanted = vec![false; tables.series.len()];
+    let mut position = vec![None; tables.series.len()];
+    let mut series = Vec::with_capacity(refs.len());
+    for &r in refs {
+        let Some(s) = tables.series.get(r as usize) else {
+            return Err(BlockError::Corrupt(format!(
+                "block {}: series {r} out of range",
+                meta.ulid
+            )));
+        };
+        wanted[r as usize] = true;
+        position[r as usize] = Some(series.len());
+        series.push(Series {
+            labels: s.labels.clone(),
+            fingerprint: s.fingerprint,
+            profiles: Vec::new(),
+        });
+    }
+    Ok((wanted, position, series))
+}
+
+/// Appends a row to the series at `position[series_ref]`.
+fn pusher<'a>(
+    position: &'a [Option<usize>],
+    series: &'a mut [Series],
+) -> impl FnMut(u32, ProfileRow) -> Result<(), BlockError> + 'a {
+    move |s: u32, row: ProfileRow| {
+        let slot = position
+            .get(s as usize)
+            .copied()
+            .flatten()
+            .and_then(|i| series.get_mut(i))
+            .ok_or_else(|| BlockError::Corrupt(format!("rows reference unknown series {s}")))?;
+        slot.profiles.push(row);
+        Ok(())
+    }
 }
 
 impl BlockReader {
@@ -185,24 +245,7 @@ impl BlockReader {
                 stats,
             ));
         };
-        let mut wanted = vec![false; tables.series.len()];
-        let mut position = vec![None; tables.series.len()];
-        let mut series = Vec::with_capacity(refs.len());
-        for &r in refs {
-            let Some(s) = tables.series.get(r as usize) else {
-                return Err(BlockError::Corrupt(format!(
-                    "block {}: series {r} out of range",
-                    meta.ulid
-                )));
-            };
-            wanted[r as usize] = true;
-            position[r as usize] = Some(series.len());
-            series.push(Series {
-                labels: s.labels.clone(),
-                fingerprint: s.fingerprint,
-                profiles: Vec::new(),
-            });
-        }
+        let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
         let filter = RowFilter::new(refs, start, end);
         let with_ids = meta.format_version >= 2;
         let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
@@ -221,21 +264,14 @@ impl BlockReader {
             scan(&self.ctx, &self.bucket, meta, file, &columns, &filter).await?;
         stats.scan.add(&scanned);
         stats.files += 1;
-        let batches = keep_exact(batches, &wanted, start, end, None)?;
-        let mut push = |s: u32, row: ProfileRow| -> Result<(), BlockError> {
-            let slot = position
-                .get(s as usize)
-                .copied()
-                .flatten()
-                .and_then(|i| series.get_mut(i))
-                .ok_or_else(|| BlockError::Corrupt(format!("rows reference unknown series {s}")))?;
-            slot.profiles.push(row);
-            Ok(())
-        };
-        if scope.stacks {
-            group_sample_rows(&batches, with_ids, &mut push)?;
-        } else {
-            group_profile_rows(&batches, with_ids, &mut push)?;
+        let batches = keep_exact(batches, &wanted, start, end, None, None)?;
+        {
+            let mut push = pusher(&position, &mut series);
+            if scope.stacks {
+                group_sample_rows(&batches, with_ids, &mut push)?;
+            } else {
+                group_profile_rows(&batches, with_ids, &mut push)?;
+            }
         }
         if let Some(ids) = scope.span_ids().filter(|ids| !ids.is_empty())
             && meta.format_version >= 3
@@ -257,7 +293,7 @@ impl BlockReader {
             stats.scan.add(&scanned);
             stats.files += 1;
             let ids: HashSet<u64> = ids.into_iter().collect();
-            let batches = keep_exact(batches, &wanted, start, end, Some(&ids))?;
+            let batches = keep_exact(batches, &wanted, start, end, Some(&ids), None)?;
             let by_row = span_samples(&batches, tables.symbols.stacks.len())?;
             attach_spans(by_row, &mut series, &|s| {
                 position.get(s as usize).copied().flatten()
@@ -267,6 +303,158 @@ impl BlockReader {
             BlockSlice::new(tables.symbols.clone(), series, bounds),
             stats,
         ))
+    }
+
+    /// Reads the stacks of the series `refs` over `[start, end]` as `plan`
+    /// splits it (see [`RollupPlan`]): one pre-merged row per series and
+    /// window from the rollup table, and the profiles of the edges from
+    /// `samples`. The slice answers stack merges over exactly that range as
+    /// the whole block would; the block must have rollups
+    /// ([`BlockMeta::has_rollups`]).
+    pub async fn read_rollup_slice(
+        &self,
+        meta: &BlockMeta,
+        tables: &BlockTables,
+        plan: &RollupPlan,
+        refs: &[u32],
+    ) -> Result<(BlockSlice, ReadStats), BlockError> {
+        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
+        let mut stats = ReadStats::default();
+        let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
+        let in_block = |(lo, hi): (i64, i64)| {
+            bounds
+                .map(|(a, b)| (lo.max(a), hi.min(b)))
+                .filter(|(lo, hi)| lo <= hi)
+        };
+        let mut spans = Vec::new();
+        for run in &plan.windows {
+            let Some((lo, hi)) = in_block(run.span()) else {
+                continue;
+            };
+            spans.push(run.span());
+            // Windows that start before the block's first profile hold it too.
+            let first = lo.div_euclid(run.resolution_ns) * run.resolution_ns;
+            let filter = RowFilter {
+                resolution_ns: Some(run.resolution_ns),
+                ..RowFilter::new(refs, first.max(run.first_start_ns), hi)
+            };
+            let columns = [
+                "resolution_ns",
+                "series_ref",
+                "timestamp_ns",
+                "stack_id",
+                "value",
+            ];
+            let (batches, scanned) = scan(
+                &self.ctx,
+                &self.bucket,
+                meta,
+                ROLLUPS_FILE,
+                &columns,
+                &filter,
+            )
+            .await?;
+            stats.scan.add(&scanned);
+            stats.files += 1;
+            let batches = keep_exact(
+                batches,
+                &wanted,
+                filter.start_ns,
+                filter.end_ns,
+                None,
+                Some(run.resolution_ns),
+            )?;
+            group_sample_rows(&batches, false, &mut pusher(&position, &mut series))?;
+        }
+        let with_ids = meta.format_version >= 2;
+        let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
+        let columns = [&["series_ref", "timestamp_ns", "stack_id", "value"], id_col].concat();
+        for &edge in &plan.raw {
+            let Some((lo, hi)) = in_block(edge) else {
+                continue;
+            };
+            let filter = RowFilter::new(refs, lo, hi);
+            let (batches, scanned) = scan(
+                &self.ctx,
+                &self.bucket,
+                meta,
+                "samples.parquet",
+                &columns,
+                &filter,
+            )
+            .await?;
+            stats.scan.add(&scanned);
+            stats.files += 1;
+            let batches = keep_exact(batches, &wanted, lo, hi, None, None)?;
+            group_sample_rows(&batches, with_ids, &mut pusher(&position, &mut series))?;
+        }
+        // Windows and edges were read in turn: put each series' rows back in time order.
+        for s in &mut series {
+            s.profiles.sort_by_key(|p| p.timestamp_ns);
+        }
+        let slice =
+            BlockSlice::new(tables.symbols.clone(), series, bounds).with_rollup_spans(spans);
+        Ok((slice, stats))
+    }
+
+    /// The profiles (`(series fingerprint, timestamp_ns, profile_id)`) of
+    /// the series `refs` that a rollup read of `spans` pre-merged: what
+    /// its slice claims when another source overlaps it.
+    pub async fn rollup_claims(
+        &self,
+        meta: &BlockMeta,
+        tables: &BlockTables,
+        spans: &[(i64, i64)],
+        refs: &[u32],
+    ) -> Result<Vec<(u64, i64, u64)>, BlockError> {
+        let Some((lo, hi)) = spans
+            .iter()
+            .copied()
+            .reduce(|(a, b), (lo, hi)| (a.min(lo), b.max(hi)))
+        else {
+            return Ok(Vec::new());
+        };
+        let (wanted, _, _) = slice_series(meta, tables, refs)?;
+        let filter = RowFilter::new(refs, lo, hi);
+        let columns = ["series_ref", "timestamp_ns", "profile_id"];
+        let (batches, _) = scan(
+            &self.ctx,
+            &self.bucket,
+            meta,
+            "profiles.parquet",
+            &columns,
+            &filter,
+        )
+        .await?;
+        let mut keys = Vec::new();
+        for b in keep_exact(batches, &wanted, lo, hi, None, None)? {
+            let (series, ts, ids) = (
+                b.column_by_name("series_ref")
+                    .and_then(|c| c.as_any().downcast_ref::<UInt32Array>()),
+                b.column_by_name("timestamp_ns")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
+                b.column_by_name("profile_id")
+                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>()),
+            );
+            let (Some(series), Some(ts), Some(ids)) = (series, ts, ids) else {
+                return Err(BlockError::Corrupt(
+                    "profiles: a key column is missing".into(),
+                ));
+            };
+            for i in 0..b.num_rows() {
+                let t = ts.value(i);
+                if !spans.iter().any(|&(a, b)| (a..=b).contains(&t)) {
+                    continue;
+                }
+                let fingerprint = tables
+                    .series
+                    .get(series.value(i) as usize)
+                    .map(|s| s.fingerprint)
+                    .ok_or_else(|| BlockError::Corrupt("profiles: unknown series".into()))?;
+                keys.push((fingerprint, t, ids.value(i)));
+            }
+        }
+        Ok(keys)
     }
 }
 

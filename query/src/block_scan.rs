@@ -45,6 +45,8 @@ pub struct RowFilter {
     pub end_ns: i64,
     /// Span ids (the `spans` table only), or `None`.
     pub spans: Option<Vec<u64>>,
+    /// The window length (the `rollups` table only), or `None`.
+    pub resolution_ns: Option<i64>,
 }
 
 impl RowFilter {
@@ -55,6 +57,7 @@ impl RowFilter {
             start_ns,
             end_ns,
             spans: None,
+            resolution_ns: None,
         }
     }
 
@@ -74,6 +77,9 @@ impl RowFilter {
             series.and(col("timestamp_ns").between(lit(self.start_ns), lit(self.end_ns)));
         if let Some(spans) = &self.spans {
             expr = expr.and(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false));
+        }
+        if let Some(r) = self.resolution_ns {
+            expr = col("resolution_ns").eq(lit(r)).and(expr);
         }
         Some(expr)
     }

@@ -12,11 +12,17 @@ use crate::source::{MergedStacks, Seen, Selection, Source};
 /// whole symbol table (shared, not copied). It answers the selections it was
 /// read for exactly as the whole decoded block would: the same code runs
 /// over the same rows, series order and stack ids.
+///
+/// A slice read from a block's rollups holds, within its
+/// [`rollup_spans`](Source::rollup_spans), one pre-merged row per series and
+/// window (profile id 0) instead of the profiles: it answers stack merges
+/// over the one range it was read for, not per-profile totals.
 #[derive(Debug)]
 pub struct BlockSlice {
     symbols: Arc<SymbolTable>,
     series: Vec<Series>,
     bounds: Option<(i64, i64)>,
+    rollup_spans: Vec<(i64, i64)>,
 }
 
 impl BlockSlice {
@@ -27,7 +33,14 @@ impl BlockSlice {
             symbols,
             series,
             bounds,
+            rollup_spans: Vec::new(),
         }
+    }
+
+    /// The same slice, whose rows within `spans` are rollup windows.
+    pub fn with_rollup_spans(mut self, spans: Vec<(i64, i64)>) -> Self {
+        self.rollup_spans = spans;
+        self
     }
 
     /// The series read, with their rows.
@@ -73,7 +86,64 @@ impl Source for BlockSlice {
         self.bounds
     }
 
+    fn rollup_spans(&self) -> &[(i64, i64)] {
+        &self.rollup_spans
+    }
+
     fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
         Some((&self.symbols, &self.series))
+    }
+}
+
+/// A source answering from rollups, with the profiles those rollups hold
+/// (`(series fingerprint, timestamp_ns, profile_id)`): claimed before any
+/// source merges, so another source holding one of them (a replica, or a
+/// late copy in an ingester) does not count it again.
+pub struct Claimed {
+    inner: Arc<dyn Source>,
+    keys: Vec<(u64, i64, u64)>,
+}
+
+impl Claimed {
+    /// `inner` claiming `keys`.
+    pub fn new(inner: Arc<dyn Source>, keys: Vec<(u64, i64, u64)>) -> Self {
+        Self { inner, keys }
+    }
+}
+
+impl Source for Claimed {
+    fn series(&self, sel: &Selection) -> Vec<Labels> {
+        self.inner.series(sel)
+    }
+
+    fn merge_stacks(&self, sel: &Selection, seen: &mut Seen, into: &mut MergedStacks) {
+        self.inner.merge_stacks(sel, seen, into);
+    }
+
+    fn profile_totals(
+        &self,
+        sel: &Selection,
+        seen: &mut Seen,
+        f: &mut dyn FnMut(&Labels, i64, i64),
+    ) {
+        self.inner.profile_totals(sel, seen, f);
+    }
+
+    fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.inner.time_bounds()
+    }
+
+    fn rollup_spans(&self) -> &[(i64, i64)] {
+        self.inner.rollup_spans()
+    }
+
+    fn claim(&self, seen: &mut Seen) {
+        for &(fingerprint, ts, id) in &self.keys {
+            seen.first(fingerprint, ts, id);
+        }
+    }
+
+    fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
+        self.inner.rows()
     }
 }

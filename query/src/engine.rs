@@ -244,10 +244,15 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Merges the stacks of a selection across all sources.
+    /// Merges the stacks of a selection across all sources. Profiles a
+    /// source answers from rollups are claimed first, so their replicas
+    /// elsewhere count once.
     pub fn merge(&self, sel: &Selection) -> MergedStacks {
         let mut merged = MergedStacks::default();
         let mut seen = Seen::default();
+        for s in self.sources {
+            s.claim(&mut seen);
+        }
         for s in self.sources {
             s.merge_stacks(sel, &mut seen, &mut merged);
         }

@@ -24,6 +24,12 @@ pub struct Scope {
     /// True when some selection merges stacks (`samples`); otherwise series
     /// and profile totals (`profiles`) are enough.
     pub stacks: bool,
+    /// True when some selection needs each profile apart (totals per
+    /// profile, for time series): pre-merged rollups cannot answer it.
+    pub per_profile: bool,
+    /// True when blocks may answer from their rollups (a local query; a
+    /// peer's fetch copies rows and never does).
+    pub rollups: bool,
 }
 
 /// A source that holds nothing and records what it is asked.
@@ -31,21 +37,22 @@ pub struct Scope {
 struct Recorder(Mutex<Scope>);
 
 impl Recorder {
-    fn note(&self, sel: &Selection, stacks: bool) {
+    fn note(&self, sel: &Selection, stacks: bool, per_profile: bool) {
         let mut scope = self.0.lock().unwrap_or_else(|e| e.into_inner());
         scope.stacks |= stacks;
+        scope.per_profile |= per_profile;
         scope.selections.push(sel.clone());
     }
 }
 
 impl Source for Recorder {
     fn series(&self, sel: &Selection) -> Vec<Labels> {
-        self.note(sel, false);
+        self.note(sel, false, false);
         Vec::new()
     }
 
     fn merge_stacks(&self, sel: &Selection, _seen: &mut Seen, _into: &mut MergedStacks) {
-        self.note(sel, true);
+        self.note(sel, true, false);
     }
 
     fn profile_totals(
@@ -54,7 +61,7 @@ impl Source for Recorder {
         _seen: &mut Seen,
         _f: &mut dyn FnMut(&Labels, i64, i64),
     ) {
-        self.note(sel, false);
+        self.note(sel, false, true);
     }
 
     fn profile_call_site_totals(
@@ -64,7 +71,7 @@ impl Source for Recorder {
         _seen: &mut Seen,
         _f: &mut dyn FnMut(&Labels, i64, i64),
     ) {
-        self.note(sel, true);
+        self.note(sel, true, true);
     }
 
     fn time_bounds(&self) -> Option<(i64, i64)> {
@@ -83,7 +90,25 @@ impl Scope {
         let recorder = Recorder::default();
         let sources: [&dyn Source; 1] = [&recorder];
         query(&Engine::new(&sources, limits))?;
-        Ok(recorder.0.into_inner().unwrap_or_else(|e| e.into_inner()))
+        let mut scope = recorder.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        scope.rollups = true;
+        Ok(scope)
+    }
+
+    /// The one range `[start, end]` (ns) over which blocks may answer this
+    /// scope from their rollups: when it only merges stacks (no per-profile
+    /// totals, no span selector) and every selection has that same range, so
+    /// a window wholly inside it is wholly inside each selection's.
+    pub fn rollup_range(&self) -> Option<(i64, i64)> {
+        if !self.rollups || !self.stacks || self.per_profile {
+            return None;
+        }
+        let first = self.selections.first()?;
+        let range = (first.start_ns, first.end_ns);
+        self.selections
+            .iter()
+            .all(|s| s.spans.is_none() && (s.start_ns, s.end_ns) == range)
+            .then_some(range)
     }
 
     /// Every series with stacks in `[start_ns, end_ns]` (a peer's fetch,
@@ -97,6 +122,8 @@ impl Scope {
                 spans: None,
             }],
             stacks: true,
+            per_profile: true,
+            rollups: false,
         }
     }
 

@@ -146,6 +146,15 @@ pub trait Source: Send + Sync {
     }
     /// The oldest and newest profile timestamps (ns), if it holds any profile.
     fn time_bounds(&self) -> Option<(i64, i64)>;
+    /// The time spans (inclusive, ns) it answers from pre-merged rollups:
+    /// its profiles there are not counted one by one through [`Seen`].
+    fn rollup_spans(&self) -> &[(i64, i64)] {
+        &[]
+    }
+    /// Marks as seen the profiles its rollups answer, before any source
+    /// merges (so another source's replica of one is skipped). Only
+    /// sources whose rollups overlap another source's data know them.
+    fn claim(&self, _seen: &mut Seen) {}
     /// Its rows and their symbol table, when it holds them in memory (a
     /// head, a decoded block, a block slice): a peer answers a query by
     /// copying the rows the query's scope selects.

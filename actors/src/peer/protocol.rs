@@ -158,9 +158,12 @@ impl SelectRequest {
                 })
             })
             .collect::<Result<Vec<_>, PeerError>>()?;
+        // A peer copies rows for the asking node to merge: never rollups.
         Ok(Scope {
             selections,
             stacks: self.stacks,
+            per_profile: true,
+            rollups: false,
         })
     }
 }
@@ -251,6 +254,8 @@ mod tests {
                 spans: Some(SpanSelector::from_ids([7, 3])),
             }],
             stacks: true,
+            per_profile: false,
+            rollups: true,
         };
         let req = SelectRequest::new("t", &scope, 0, 10);
         let bytes = encode(&req).unwrap();
@@ -258,6 +263,7 @@ mod tests {
         assert_eq!(back, req);
         let again = back.scope().unwrap();
         assert_eq!(SelectRequest::new("t", &again, 0, 10), req);
+        assert!(!again.rollups, "a peer copies rows, never rollups");
         let labels =
             |pod: &str| ignis_storage::Labels::from_pairs([("service_name", "a"), ("pod", pod)]);
         assert!(again.wants(&labels("p-12")) && !again.wants(&labels("q-1")));

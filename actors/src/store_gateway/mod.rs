@@ -15,6 +15,8 @@ pub mod reads;
 
 #[cfg(test)]
 mod pruned_tests;
+#[cfg(test)]
+mod rollup_tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -455,6 +457,7 @@ mod tests {
             min_time_ns: min,
             max_time_ns: max,
             stats: BlockStats::default(),
+            rollup_resolutions_ns: vec![],
             compaction: Compaction {
                 level: 1,
                 sources: vec![ulid.into()],

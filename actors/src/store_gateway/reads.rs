@@ -20,6 +20,15 @@
 //!      samples: then the block is decoded whole and cached (the read would
 //!      decode most of it anyway, and the next query over it is free).
 //!
+//! Before all this, a block with rollups (format 4) that no other block of
+//! the query overlaps in time answers a query that only merges stacks over
+//! one range from its rollups ([`RollupPlan`]): a pre-merged row per series
+//! and window wholly inside the range, and the profiles of the edges,
+//! instead of every profile. Small blocks (one row group) are still decoded
+//! whole. When an ingester or a peer holds data in a span the rollups
+//! answer, the profiles there are read too ([`StoreGateway::claim_overlaps`])
+//! so their replicas count once.
+//!
 //! Pruned reads (`ignis_query::block_read`) run on the DataFusion executor
 //! and are not cached: they are small, and a different query needs
 //! different rows. They read through the bucket directly (ranged reads),
@@ -30,10 +39,12 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use ignis_query::block_read::BlockTables;
+use ignis_query::block_slice::Claimed;
 use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, Scope, Source};
 use ignis_storage::block::{
-    BlockError, BlockMeta, SAMPLES_ROW_GROUP, SYMBOL_FILES, decode_series, decode_symbols,
+    BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP, SYMBOL_FILES, decode_series,
+    decode_symbols,
 };
 use tracing::Instrument;
 
@@ -49,6 +60,8 @@ pub enum BlockRead {
     Whole,
     /// From a pruned read of its series and range.
     Pruned,
+    /// From its rollups and the edges of the range.
+    Rollups,
     /// Nothing was needed from it.
     Nothing,
 }
@@ -64,11 +77,29 @@ impl StoreGateway {
         metas: Vec<BlockMeta>,
         scope: &Scope,
     ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
-        futures::stream::iter(metas)
-            .map(|meta| {
+        let alone: Vec<bool> = metas
+            .iter()
+            .map(|m| {
+                !metas.iter().any(|o| {
+                    o.ulid != m.ulid
+                        && o.min_time_ns <= m.max_time_ns
+                        && m.min_time_ns <= o.max_time_ns
+                })
+            })
+            .collect();
+        futures::stream::iter(metas.into_iter().zip(alone))
+            .map(|(meta, alone)| {
                 let span =
                     tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
-                async move { Ok(self.source(meta, scope).instrument(span).await?.0) }
+                async move {
+                    if alone && let Some(plan) = rollup_plan(&meta, scope) {
+                        return self
+                            .rollup_source(meta, scope, &plan)
+                            .instrument(span)
+                            .await;
+                    }
+                    Ok(self.source(meta, scope).instrument(span).await?.0)
+                }
             })
             .buffered(CONCURRENT_BLOCK_READS)
             .try_collect()
@@ -131,6 +162,78 @@ impl StoreGateway {
         Ok((Arc::new(slice), BlockRead::Pruned))
     }
 
+    /// One block's source from its rollups (see the module docs).
+    async fn rollup_source(
+        &self,
+        meta: BlockMeta,
+        scope: &Scope,
+        plan: &RollupPlan,
+    ) -> Result<Arc<dyn Source>, BlockError> {
+        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
+        let tables = self.tables(&meta).await?;
+        let refs = tables.wanted(scope);
+        if refs.is_empty() {
+            return Ok(Arc::new(BlockSlice::new(
+                tables.symbols.clone(),
+                Vec::new(),
+                bounds,
+            )));
+        }
+        let (reader, plan) = (self.reader.clone(), plan.clone());
+        let (slice, stats) =
+            on_executor(
+                async move { reader.read_rollup_slice(&meta, &tables, &plan, &refs).await },
+            )
+            .await?;
+        let m = &self.metrics;
+        m.rollup_reads.inc();
+        m.pruned_row_groups_skipped
+            .inc_by(stats.scan.row_groups_pruned);
+        m.pruned_row_groups_read.inc_by(
+            stats
+                .scan
+                .row_groups
+                .saturating_sub(stats.scan.row_groups_pruned),
+        );
+        m.pruned_rows_read.inc_by(stats.scan.rows);
+        Ok(Arc::new(slice))
+    }
+
+    /// `blocks` (the sources [`StoreGateway::sources`] read for `metas`, in
+    /// their order), where a block answering from rollups in a span that
+    /// `others` (the time bounds of the query's other sources: ingesters,
+    /// peers) overlap also claims the profiles it pre-merged there, so a
+    /// replica of one in another source counts once.
+    pub async fn claim_overlaps(
+        &self,
+        metas: &[BlockMeta],
+        blocks: Vec<Arc<dyn Source>>,
+        scope: &Scope,
+        others: &[(i64, i64)],
+    ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
+        let mut out = Vec::with_capacity(blocks.len());
+        for (meta, block) in metas.iter().zip(blocks) {
+            let spans: Vec<(i64, i64)> = block
+                .rollup_spans()
+                .iter()
+                .copied()
+                .filter(|&(lo, hi)| others.iter().any(|&(a, b)| a <= hi && lo <= b))
+                .collect();
+            if spans.is_empty() {
+                out.push(block);
+                continue;
+            }
+            let tables = self.tables(meta).await?;
+            let refs = tables.wanted(scope);
+            let (reader, m) = (self.reader.clone(), meta.clone());
+            let keys =
+                on_executor(async move { reader.rollup_claims(&m, &tables, &spans, &refs).await })
+                    .await?;
+            out.push(Arc::new(Claimed::new(block, keys)));
+        }
+        Ok(out)
+    }
+
     /// A block's symbol tables and series, cached (read whole on a miss).
     async fn tables(&self, meta: &BlockMeta) -> Result<Arc<BlockTables>, BlockError> {
         let k = tables_key(&meta.tenant, &meta.ulid);
@@ -167,6 +270,24 @@ impl StoreGateway {
         self.insert(k, Entry::Tables(tables.clone()), tables.approx_bytes());
         Ok(tables)
     }
+}
+
+/// How `meta` answers `scope` from its rollups, when it can: the block has
+/// them and more than one row group of samples, the scope merges stacks over
+/// one range, and a window of that range holds some of the block's time.
+fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
+    if !meta.has_rollups() || meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
+        return None;
+    }
+    let (start, end) = scope.rollup_range()?;
+    let plan = RollupPlan::new(start, end, &meta.rollup_resolutions_ns);
+    plan.windows
+        .iter()
+        .any(|w| {
+            let (lo, hi) = w.span();
+            lo <= meta.max_time_ns && meta.min_time_ns <= hi
+        })
+        .then_some(plan)
 }
 
 /// Runs `fut` on the DataFusion executor (Parquet decoding stays off the

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::BlockError;
-use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, block_files};
+use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, row_files};
 use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
@@ -86,7 +86,7 @@ pub fn decode_block(meta: &BlockMeta, files: &HashMap<String, Bytes>) -> Result<
             meta.ulid, meta.format_version
         )));
     }
-    for f in block_files(meta.format_version) {
+    for f in row_files(meta.format_version) {
         if !files.contains_key(f) {
             return Err(BlockError::Corrupt(format!(
                 "block {} lacks {f}",

@@ -14,6 +14,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::BlockError;
 use super::meta::{BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+use super::rollup::{ROLLUP_RESOLUTIONS_NS, rollup_table};
 use crate::head::Head;
 use crate::labels::names;
 
@@ -30,7 +31,7 @@ pub struct EncodedBlock {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, BlockError> {
+pub(super) fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, BlockError> {
     Ok(RecordBatch::try_from_iter(
         columns.into_iter().map(|(n, a)| (n.to_string(), a)),
     )?)
@@ -379,13 +380,20 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
     let series = head.series();
     let stats = head.stats();
     let mut files = Vec::new();
-    let (mut profiles, mut samples, mut span_samples) = (0, 0, 0);
-    for t in head_tables(head)? {
+    let (mut profiles, mut samples, mut span_samples, mut rollup_rows) = (0, 0, 0, 0);
+    let mut tables = head_tables(head)?;
+    tables.push(rollup_table(
+        series,
+        sym.stacks.len(),
+        &ROLLUP_RESOLUTIONS_NS,
+    )?);
+    for t in tables {
         let rows = t.batch.num_rows() as u64;
         match t.file {
             "profiles.parquet" => profiles = rows,
             "samples.parquet" => samples = rows,
             "spans.parquet" => span_samples = rows,
+            "rollups.parquet" => rollup_rows = rows,
             _ => {}
         }
         let bytes = parquet(&t.batch, &t.sorted_by, SAMPLES_ROW_GROUP)?;
@@ -418,7 +426,9 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
             functions: funcs.len() as u64,
             mappings: maps.len() as u64,
             strings: strings.len() as u64,
+            rollup_rows,
         },
+        rollup_resolutions_ns: ROLLUP_RESOLUTIONS_NS.to_vec(),
         compaction: Compaction {
             level: 1,
             sources: vec![ulid.to_string()],

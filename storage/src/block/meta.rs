@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The Parquet files of a block of the current format, in the order they are written.
-pub const BLOCK_FILES: [&str; 9] = [
+pub const BLOCK_FILES: [&str; 10] = [
     "series.parquet",
     "profiles.parquet",
     "samples.parquet",
@@ -17,16 +17,29 @@ pub const BLOCK_FILES: [&str; 9] = [
     "functions.parquet",
     "mappings.parquet",
     "strings.parquet",
+    "rollups.parquet",
 ];
 
 /// The span table, present from format 3 on.
 pub const SPANS_FILE: &str = "spans.parquet";
 
+/// The rollup table (stacks pre-merged per series and time window), present
+/// from format 4 on.
+pub const ROLLUPS_FILE: &str = "rollups.parquet";
+
 /// The Parquet files a block of format `version` holds.
 pub fn block_files(version: u32) -> impl Iterator<Item = &'static str> {
-    BLOCK_FILES
-        .into_iter()
-        .filter(move |&f| version >= 3 || f != SPANS_FILE)
+    BLOCK_FILES.into_iter().filter(move |&f| match f {
+        SPANS_FILE => version >= 3,
+        ROLLUPS_FILE => version >= 4,
+        _ => true,
+    })
+}
+
+/// The files a whole decode of a block of format `version` reads: all but
+/// the rollups, which only pruned reads use.
+pub fn row_files(version: u32) -> impl Iterator<Item = &'static str> {
+    block_files(version).filter(|&f| f != ROLLUPS_FILE)
 }
 
 /// Description of one block.
@@ -44,6 +57,10 @@ pub struct BlockMeta {
     pub max_time_ns: i64,
     /// Row counts.
     pub stats: BlockStats,
+    /// The window lengths (ns, finest first) of its rollup table; empty
+    /// before format 4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollup_resolutions_ns: Vec<i64>,
     /// Compaction lineage.
     pub compaction: Compaction,
     /// Files and their sizes.
@@ -85,6 +102,18 @@ pub struct BlockStats {
     pub mappings: u64,
     /// Distinct strings.
     pub strings: u64,
+    /// Rows of the rollup table (0 before format 4).
+    #[serde(default)]
+    pub rollup_rows: u64,
+}
+
+impl BlockMeta {
+    /// True when the block has a rollup table (format 4 on).
+    pub fn has_rollups(&self) -> bool {
+        self.format_version >= 4
+            && !self.rollup_resolutions_ns.is_empty()
+            && self.files.iter().any(|f| f.name == ROLLUPS_FILE)
+    }
 }
 
 /// Compaction lineage.

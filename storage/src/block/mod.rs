@@ -4,6 +4,7 @@
 mod decode;
 mod encode;
 mod meta;
+mod rollup;
 mod store;
 mod ulid;
 
@@ -13,9 +14,10 @@ pub use decode::{
 };
 pub use encode::{BlockTable, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables};
 pub use meta::{
-    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, SPANS_FILE,
-    WalPosition, block_files,
+    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
+    SPANS_FILE, WalPosition, block_files, row_files,
 };
+pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, WindowRun, rollup_table};
 pub use store::{BlockStore, ObjectStoreConfig};
 pub use ulid::new_ulid;
 

@@ -274,11 +274,12 @@ impl BlockStore {
         Ok(out)
     }
 
-    /// Downloads every file of a block.
+    /// Downloads the files of a block a whole decode reads (all but its
+    /// rollups, which only pruned reads use).
     pub async fn fetch(&self, meta: &BlockMeta) -> Result<HashMap<String, Bytes>, BlockError> {
         let dir = Self::dir(&meta.tenant, &meta.ulid);
         let mut files = HashMap::new();
-        for f in &meta.files {
+        for f in meta.files.iter().filter(|f| f.name != super::ROLLUPS_FILE) {
             let buf = self.op.read(&format!("{dir}{}", f.name)).await?;
             files.insert(f.name.clone(), buf.to_bytes());
         }

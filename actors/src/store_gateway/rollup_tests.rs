@@ -1,0 +1,303 @@
+//! Reads from rollups against the real Go CPU fixture: every range answers
+//! byte-identically to the whole decoded block, with far fewer rows read,
+//! and profiles another source also holds count once.
+
+use std::sync::Arc;
+
+use ignis_query::{Engine, QueryLimits, Scope, Source};
+use ignis_storage::block::{BlockMeta, BlockStore, ObjectStoreConfig, decode_block, encode_block};
+use ignis_storage::proto::querier::v1 as q;
+use ignis_storage::{Head, SplitProfile};
+use prost::Message;
+
+use super::StoreGateway;
+use crate::metrics::Metrics;
+use crate::testing::fixtures::{split, truth};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const SERVICES: usize = 3;
+/// A profile every 20 s for 2.5 hours, from 7 s past an hour minus 10 min.
+const EVERY_MS: i64 = 20_000;
+const PROFILES: i64 = 450;
+const HOUR_MS: i64 = 3_600_000;
+const START_MS: i64 = 498_611 * HOUR_MS - 600_000 + 7_000;
+
+fn head_of(profiles: std::ops::Range<i64>) -> Head {
+    let template: Vec<SplitProfile> = split("go/cpu", "svc", START_MS);
+    let mut head = Head::new();
+    for i in profiles {
+        for s in 0..SERVICES {
+            for p in &template {
+                let mut p = p.clone();
+                // Ids derived from position: the same profile in two heads is a replica.
+                p.profile_id = ((i as u64) << 8) | s as u64 | (1 << 40);
+                p.timestamp_ns = (START_MS + i * EVERY_MS) * 1_000_000;
+                for series in &mut p.series {
+                    series
+                        .labels
+                        .insert(ignis_storage::names::SERVICE_NAME, format!("svc-{s}"));
+                }
+                head.insert(&p).expect("insert");
+            }
+        }
+    }
+    head
+}
+
+struct Fixture {
+    whole: Head,
+    sg: StoreGateway,
+    metas: Vec<BlockMeta>,
+    metrics: Metrics,
+    _dir: tempfile::TempDir,
+}
+
+/// One block per head, on a filesystem bucket, served by a store-gateway.
+async fn fixture(heads: &[&Head]) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open(&ObjectStoreConfig::default(), dir.path()).expect("store");
+    let mut metas = Vec::new();
+    let mut whole = Vec::new();
+    for head in heads {
+        let block = encode_block("t1", &ignis_storage::block::new_ulid(), head).expect("encode");
+        store.upload(&block).await.expect("upload");
+        let files = store.fetch(&block.meta).await.expect("fetch");
+        whole.push(decode_block(&block.meta, &files).expect("decode"));
+        metas.push(block.meta);
+    }
+    let metrics = Metrics::new();
+    let sg = StoreGateway::open(
+        store,
+        &dir.path().join("index"),
+        1 << 30,
+        0,
+        1 << 20,
+        metrics.clone(),
+    )
+    .expect("store-gateway");
+    for m in &metas {
+        sg.add_uploaded(m).expect("index");
+    }
+    Fixture {
+        whole: Head::merged(whole.iter()),
+        sg,
+        metas,
+        metrics,
+        _dir: dir,
+    }
+}
+
+type Query = Arc<dyn Fn(&Engine<'_>) -> Vec<u8> + Send + Sync>;
+
+fn answer(sources: &[&dyn Source], query: &Query) -> Vec<u8> {
+    query(&Engine::new(sources, &QueryLimits::default()))
+}
+
+fn scope_of(query: &Query) -> Scope {
+    Scope::record(&QueryLimits::default(), |e| {
+        query(e);
+        Ok(())
+    })
+    .expect("scope")
+}
+
+fn flamegraph(selector: &'static str, start: i64, end: i64, format: q::ProfileFormat) -> Query {
+    Arc::new(move |e| {
+        e.select_merge_stacktraces(&q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: selector.into(),
+            start,
+            end,
+            format: format as i32,
+            max_nodes: Some(0),
+            ..Default::default()
+        })
+        .expect("query")
+        .encode_to_vec()
+    })
+}
+
+fn metric(m: &Metrics, name: &str) -> f64 {
+    m.encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Ranges (ms) around the block: aligned and not, inside one minute, on
+/// window edges to the millisecond, past either end.
+fn ranges() -> Vec<(i64, i64)> {
+    let first = START_MS;
+    let last = START_MS + (PROFILES - 1) * EVERY_MS;
+    let hour = (START_MS / HOUR_MS + 1) * HOUR_MS; // the first whole hour
+    vec![
+        (first, last),
+        (first - HOUR_MS, last + HOUR_MS),
+        (hour, hour + HOUR_MS - 1),
+        (hour - 1, hour + HOUR_MS),
+        (hour + 1, hour + 2 * HOUR_MS - 2),
+        (hour + 17 * 60_000 + 3_000, hour + 95 * 60_000 + 41_000),
+        (hour + 60_000, hour + 119_999),
+        (hour + 60_001, hour + 119_998),
+        (first + 5_000, first + 25_000),
+        (hour - 10 * 60_000, hour + 10 * 60_000 - 1),
+    ]
+}
+
+#[tokio::test]
+async fn every_range_answers_from_rollups_as_from_the_profiles() {
+    let head = head_of(0..PROFILES);
+    let f = fixture(&[&head]).await;
+    assert!(f.metas[0].has_rollups(), "{:?}", f.metas[0]);
+    let mut rows_read = Vec::new();
+    for (start, end) in ranges() {
+        for (selector, format) in [
+            ("{}", q::ProfileFormat::Flamegraph),
+            ("{service_name=\"svc-1\"}", q::ProfileFormat::Tree),
+            ("{service_name!=\"svc-1\"}", q::ProfileFormat::Pprof),
+        ] {
+            let query = flamegraph(selector, start, end, format);
+            let scope = scope_of(&query);
+            assert!(scope.rollup_range().is_some());
+            let before = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total");
+            let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+            rows_read
+                .push(metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total") - before);
+            let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+            assert_eq!(
+                answer(&got, &query),
+                answer(&[&f.whole], &query),
+                "{selector} over {start}..{end}"
+            );
+        }
+    }
+    // All but two ranges hold a whole minute (20 s, and 1 min less 3 ms, do not).
+    assert_eq!(
+        metric(&f.metrics, "ignis_store_gateway_rollup_reads_total"),
+        ((ranges().len() - 2) * 3) as f64
+    );
+    // The whole block: its 1 350 profiles' samples, or about 2.5 hour rows
+    // and a few minute windows per series.
+    let samples = f.metas[0].stats.samples as f64;
+    assert!(
+        rows_read[0] * 20.0 < samples,
+        "rows read {} of {samples}",
+        rows_read[0]
+    );
+    // Ground truth: every profile of the fixture, counted once.
+    let per = truth("go/cpu")["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .expect("truth");
+    let all = flamegraph(
+        "{}",
+        ranges()[1].0,
+        ranges()[1].1,
+        q::ProfileFormat::Flamegraph,
+    );
+    let sources =
+        f.sg.sources(f.metas.clone(), &scope_of(&all))
+            .await
+            .expect("read");
+    let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+    let fg = q::SelectMergeStacktracesResponse::decode(answer(&got, &all).as_slice())
+        .expect("response")
+        .flamegraph
+        .expect("flame graph");
+    assert_eq!(fg.total, PROFILES * SERVICES as i64 * per);
+}
+
+#[tokio::test]
+async fn profiles_another_source_also_holds_count_once() {
+    let head = head_of(0..PROFILES);
+    let f = fixture(&[&head]).await;
+    // An ingester still holding the last 40 minutes (replicas of the block's).
+    let recent = head_of(PROFILES - 120..PROFILES);
+    for (start, end) in ranges() {
+        let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
+        let scope = scope_of(&query);
+        let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+        let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
+        let claimed =
+            f.sg.claim_overlaps(&f.metas, blocks, &scope, &others)
+                .await
+                .expect("claims");
+        let mut got: Vec<&dyn Source> = vec![&recent];
+        got.extend(claimed.iter().map(|s| s.as_ref()));
+        assert_eq!(
+            answer(&got, &query),
+            answer(&[&f.whole], &query),
+            "{start}..{end}"
+        );
+    }
+    // Without the claims, the overlap would count twice.
+    let (start, end) = ranges()[0];
+    let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
+    let blocks =
+        f.sg.sources(f.metas.clone(), &scope_of(&query))
+            .await
+            .expect("read");
+    let mut got: Vec<&dyn Source> = vec![&recent];
+    got.extend(blocks.iter().map(|s| s.as_ref()));
+    assert_ne!(answer(&got, &query), answer(&[&f.whole], &query));
+}
+
+#[tokio::test]
+async fn overlapping_blocks_and_per_profile_queries_read_the_profiles() {
+    // Two replicas' blocks of the same hour and a half: neither pre-merges.
+    let a = head_of(0..270);
+    let f = fixture(&[&a, &a]).await;
+    let (start, end) = ranges()[0];
+    let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
+    let sources =
+        f.sg.sources(f.metas.clone(), &scope_of(&query))
+            .await
+            .expect("read");
+    assert!(sources.iter().all(|s| s.rollup_spans().is_empty()));
+    let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+    assert_eq!(answer(&got, &query), answer(&[&a], &query));
+    assert_eq!(
+        metric(&f.metrics, "ignis_store_gateway_rollup_reads_total"),
+        0.0
+    );
+
+    // Time series need each profile; a diff of two ranges, both sides' own.
+    let f = fixture(&[&a]).await;
+    let series: Query = Arc::new(move |e| {
+        e.select_series(&q::SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start,
+            end,
+            step: 60.0,
+            ..Default::default()
+        })
+        .expect("query")
+        .encode_to_vec()
+    });
+    let diff: Query = Arc::new(move |e| {
+        let side = |from: i64, to: i64| q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: from,
+            end: to,
+            ..Default::default()
+        };
+        e.diff(&q::DiffRequest {
+            left: Some(side(start, start + HOUR_MS)),
+            right: Some(side(start + HOUR_MS, end)),
+        })
+        .expect("query")
+        .encode_to_vec()
+    });
+    for query in [series, diff] {
+        let scope = scope_of(&query);
+        assert_eq!(scope.rollup_range(), None);
+        let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+        let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+        assert_eq!(answer(&got, &query), answer(&[&a], &query));
+    }
+    assert_eq!(
+        metric(&f.metrics, "ignis_store_gateway_rollup_reads_total"),
+        0.0
+    );
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Latency and peak memory of flame graphs over a long stored history
+(issue 18's table).
+
+1. `ignis loadgen --backfill-hours H --series 100 --every 10s` writes H hours
+   of the Go CPU fixture for 100 pods into a bucket directory (one block per
+   clock hour), unless --data names a directory a previous run kept.
+2. For each selection (the whole fleet, one region of 25 pods, one pod) a
+   fresh release node serves that bucket; `SelectMergeStacktraces` over the
+   whole history runs once cold and RUNS times warm. Every answer's total is
+   checked against the fixture's ground truth; the node's peak RSS (VmHWM)
+   is read after the queries.
+
+Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
+       [--runs 5] [--data DIR] [--fixtures ../shared/fixtures] [--json]
+Stdlib only. The same script measures an older build (its binary) unchanged.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+PODS = 100
+SELECTIONS = [
+    ("fleet (100 pods)", '{service_name="loadgen"}', PODS),
+    ("one region (25 pods)", '{service_name="loadgen",region="region-1"}', 25),
+    ("one pod", '{service_name="loadgen",pod="pod-0042"}', 1),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=600):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def serve(binary, bucket, work, log):
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="node.", dir=work)
+    env = dict(os.environ,
+               IGNIS_SERVER__HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+               IGNIS_STORAGE__DATA_DIR=data,
+               IGNIS_STORAGE__BUCKET__PATH=bucket,
+               IGNIS_LOG__LEVEL="warn")
+    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit("the node exited; see its log")
+        try:
+            if http("GET", url + "/ready", timeout=2)[0] == 200:
+                return proc, url, data
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit("the node did not get ready")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--hours", type=float, default=24)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--data", help="backfill here, or reuse what a run kept here")
+    ap.add_argument("--fixtures", default=os.environ.get(
+        "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    fixture = os.path.join(a.fixtures, "go", "cpu.pb.gz")
+    truth = json.load(open(os.path.join(a.fixtures, "go", "cpu.expected.json")))
+    per_profile = truth["value_sums"]["cpu/nanoseconds"]
+
+    work = tempfile.mkdtemp(prefix="ignis-long-range.")
+    data = a.data or os.path.join(work, "bf")
+    summary = os.path.join(data, "backfill.json")
+    log_path = os.path.join(work, "node.log")
+    log = open(log_path, "w")
+    try:
+        if os.path.exists(summary):
+            backfill = json.load(open(summary))
+        else:
+            bf = subprocess.run(
+                [a.bin, "loadgen", "--backfill-hours", str(a.hours), "--series", str(PODS),
+                 "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"],
+                check=True, capture_output=True, text=True)
+            backfill = json.loads(bf.stdout.strip().splitlines()[-1])
+            json.dump(backfill, open(summary, "w"))
+        bucket = os.path.join(data, "bucket")
+        start_ms = backfill["min_time_ns"] // 1_000_000
+        end_ms = backfill["max_time_ns"] // 1_000_000 + 1
+        rows = []
+        for name, selector, pods in SELECTIONS:
+            proc, url, _ = serve(a.bin, bucket, work, log)
+            time.sleep(2)  # the store-gateway indexes the bucket on start
+            try:
+                req = {"profileTypeID": CPU, "labelSelector": selector,
+                       "start": start_ms, "end": end_ms, "maxNodes": 1024}
+                want = backfill["profiles"] // PODS * pods * per_profile
+                times = []
+                for run in range(a.runs + 1):
+                    t0 = time.perf_counter()
+                    _, body = http(
+                        "POST", url + "/querier.v1.QuerierService/SelectMergeStacktraces", req)
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    total = int(json.loads(body)["flamegraph"]["total"])
+                    if total != want:
+                        sys.exit(f"{name}, run {run}: total {total}, ground truth {want}")
+                rows.append({
+                    "selection": name,
+                    "cold_ms": round(times[0], 1),
+                    "warm_ms_median": round(statistics.median(times[1:]), 1),
+                    "peak_rss_mb": round(peak_rss_mb(proc.pid), 1),
+                    "total": want,
+                })
+            finally:
+                stop(proc)
+        out = {"bin": a.bin, "backfill": backfill, "queries": rows}
+        if a.json:
+            print(json.dumps(out))
+        else:
+            print(f"history: {backfill['profiles']} profiles, {backfill['samples']} sample rows, "
+                  f"{backfill['blocks']} blocks, {backfill['bytes']} bytes")
+            for r in rows:
+                print(f"{r['selection']:22} cold {r['cold_ms']:9.1f} ms  "
+                      f"warm {r['warm_ms_median']:9.1f} ms  peak RSS {r['peak_rss_mb']:8.1f} MB")
+    finally:
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+//! Rollups: each series' stacks pre-merged per time window, at several
+//! resolutions, so a flame graph over hours or days reads a few rows per
+//! series and window instead of every profile (see `storage/FORMAT.md`).
+//!
+//! [`rollup_table`] writes them with a block; [`RollupPlan`] splits a query's
+//! range into the windows that lie wholly inside it (answered from the
+//! rollups, coarsest first) and the edges that remain (read from `samples`).
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, UInt32Array};
+
+use super::BlockError;
+use super::encode::{BlockTable, batch};
+use super::meta::ROLLUPS_FILE;
+use crate::head::Series;
+
+const MINUTE_NS: i64 = 60_000_000_000;
+
+/// The window lengths (ns) a block's rollups are written at, finest first:
+/// 1 minute, 10 minutes, 1 hour. Each divides the next, so a range splits
+/// into whole windows plus at most two sub-minute edges; SDKs push every
+/// 10–15 s, so each level holds 4–6× fewer rows than the one below.
+pub const ROLLUP_RESOLUTIONS_NS: [i64; 3] = [MINUTE_NS, 10 * MINUTE_NS, 60 * MINUTE_NS];
+
+/// The rollup table of `series` (stack ids are the block's) at `resolutions`:
+/// one row per `(resolution, series, window, stack)` with the sum of the
+/// stack's values over the series' profiles in the window, sorted by those
+/// columns.
+pub fn rollup_table(
+    series: &[Series],
+    stacks: usize,
+    resolutions: &[i64],
+) -> Result<BlockTable, BlockError> {
+    let (mut res, mut refs, mut starts, mut ids, mut values) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut sums = vec![0i64; stacks];
+    let mut touched: Vec<u32> = Vec::new();
+    for &r in resolutions {
+        for (i, s) in series.iter().enumerate() {
+            let mut rows = s.profiles.iter().peekable();
+            while let Some(first) = rows.peek() {
+                let window = first.timestamp_ns.div_euclid(r) * r;
+                while let Some(row) = rows.next_if(|p| p.timestamp_ns.div_euclid(r) * r == window) {
+                    for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
+                        let Some(slot) = sums.get_mut(stack as usize) else {
+                            return Err(BlockError::Corrupt(format!(
+                                "stack {stack} out of range ({stacks} stacks)"
+                            )));
+                        };
+                        if *slot == 0 {
+                            touched.push(stack);
+                        }
+                        *slot = slot.saturating_add(v);
+                    }
+                }
+                touched.sort_unstable();
+                for &stack in &touched {
+                    let slot = &mut sums[stack as usize];
+                    // A stack whose values cancel out (or are all 0) adds nothing.
+                    if *slot != 0 {
+                        res.push(r);
+                        refs.push(i as u32);
+                        starts.push(window);
+                        ids.push(stack);
+                        values.push(*slot);
+                    }
+                    *slot = 0;
+                }
+                touched.clear();
+            }
+        }
+    }
+    Ok(BlockTable {
+        file: ROLLUPS_FILE,
+        batch: batch(vec![
+            ("resolution_ns", Arc::new(Int64Array::from(res))),
+            ("series_ref", Arc::new(UInt32Array::from(refs))),
+            ("timestamp_ns", Arc::new(Int64Array::from(starts))),
+            ("stack_id", Arc::new(UInt32Array::from(ids))),
+            ("value", Arc::new(Int64Array::from(values))),
+        ])?,
+        sorted_by: vec![0, 1, 2, 3],
+    })
+}
+
+/// Consecutive windows of one resolution: those starting at
+/// `first_start_ns`, `first_start_ns + resolution_ns`, … `last_start_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowRun {
+    /// Window length, ns.
+    pub resolution_ns: i64,
+    /// Start of the first window.
+    pub first_start_ns: i64,
+    /// Start of the last window.
+    pub last_start_ns: i64,
+}
+
+impl WindowRun {
+    /// The inclusive time span the windows cover.
+    pub fn span(&self) -> (i64, i64) {
+        (
+            self.first_start_ns,
+            self.last_start_ns + (self.resolution_ns - 1),
+        )
+    }
+}
+
+/// How a range `[start, end]` (inclusive, ns) is answered from rollups:
+/// whole windows, coarsest possible, and the edges left over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollupPlan {
+    /// Windows wholly inside the range, read from the rollup table.
+    pub windows: Vec<WindowRun>,
+    /// Inclusive ranges no window covers, read from `samples`.
+    pub raw: Vec<(i64, i64)>,
+}
+
+impl RollupPlan {
+    /// Splits `[start_ns, end_ns]` over `resolutions` (finest first).
+    pub fn new(start_ns: i64, end_ns: i64, resolutions: &[i64]) -> Self {
+        let mut plan = Self::default();
+        plan.cover(start_ns, end_ns, resolutions);
+        plan.windows.sort_by_key(|w| w.first_start_ns);
+        plan.raw.sort_unstable();
+        plan
+    }
+
+    fn cover(&mut self, lo: i64, hi: i64, resolutions: &[i64]) {
+        if lo > hi {
+            return;
+        }
+        let Some((&r, finer)) = resolutions.split_last().filter(|(r, _)| **r > 0) else {
+            self.raw.push((lo, hi));
+            return;
+        };
+        // i128: ranges may reach the ends of i64.
+        let (lo_w, hi_w, r_w) = (i128::from(lo), i128::from(hi), i128::from(r));
+        let first = (lo_w + r_w - 1).div_euclid(r_w) * r_w;
+        let end = (hi_w + 1).div_euclid(r_w) * r_w; // exclusive
+        match (i64::try_from(first), i64::try_from(end - r_w)) {
+            (Ok(first), Ok(last)) if first <= last => {
+                self.windows.push(WindowRun {
+                    resolution_ns: r,
+                    first_start_ns: first,
+                    last_start_ns: last,
+                });
+                if let Some(before) = first.checked_sub(1) {
+                    self.cover(lo, before, finer);
+                }
+                if let Some(after) = last.checked_add(r) {
+                    self.cover(after, hi, finer);
+                }
+            }
+            _ => self.cover(lo, hi, finer),
+        }
+    }
+
+    /// True when no window is used (the whole range is raw).
+    pub fn is_raw(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// Whether `t` lies in a window of the plan.
+    pub fn covers(&self, t: i64) -> bool {
+        self.windows.iter().any(|w| {
+            let (lo, hi) = w.span();
+            (lo..=hi).contains(&t)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: i64 = MINUTE_NS;
+    const H: i64 = 60 * M;
+
+    #[test]
+    fn a_range_splits_into_whole_windows_and_two_edges() {
+        let start = 5 * H - 90 * 1_000_000_000; // 4:58:30
+        let end = 8 * H + 25 * M + 7; // 8:25:00.000000007
+        let plan = RollupPlan::new(start, end, &ROLLUP_RESOLUTIONS_NS);
+        assert_eq!(
+            plan.raw,
+            vec![(start, 4 * H + 59 * M - 1), (8 * H + 25 * M, end)]
+        );
+        let runs: Vec<_> = plan
+            .windows
+            .iter()
+            .map(|w| (w.resolution_ns, w.first_start_ns, w.last_start_ns))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                (M, 4 * H + 59 * M, 4 * H + 59 * M),
+                (H, 5 * H, 7 * H),
+                (10 * M, 8 * H, 8 * H + 10 * M),
+                (M, 8 * H + 20 * M, 8 * H + 24 * M),
+            ]
+        );
+        // Every instant is in exactly one window or edge.
+        for t in (start..=end).step_by((7 * M + 13) as usize) {
+            let raw = plan
+                .raw
+                .iter()
+                .filter(|(a, b)| (*a..=*b).contains(&t))
+                .count();
+            let win = plan
+                .windows
+                .iter()
+                .filter(|w| (w.span().0..=w.span().1).contains(&t))
+                .count();
+            assert_eq!(raw + win, 1, "t = {t}");
+        }
+    }
+
+    #[test]
+    fn short_or_extreme_ranges_stay_raw_where_no_window_fits() {
+        let plan = RollupPlan::new(10, 20, &ROLLUP_RESOLUTIONS_NS);
+        assert!(plan.is_raw());
+        assert_eq!(plan.raw, vec![(10, 20)]);
+        let all = RollupPlan::new(i64::MIN, i64::MAX, &ROLLUP_RESOLUTIONS_NS);
+        assert!(!all.is_raw());
+        assert!(all.covers(0) && all.covers(H));
+        assert_eq!(
+            RollupPlan::new(H, H - 1, &ROLLUP_RESOLUTIONS_NS),
+            RollupPlan::default()
+        );
+        // Aligned ranges need no edge.
+        let aligned = RollupPlan::new(2 * H, 4 * H - 1, &ROLLUP_RESOLUTIONS_NS);
+        assert!(aligned.raw.is_empty());
+        assert_eq!(aligned.windows.len(), 1);
+    }
+}
