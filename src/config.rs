@@ -39,6 +39,53 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Pull mode: Go `net/http/pprof` targets to scrape.
     pub scrape: ScrapeConfig,
+    /// The compactor (nodes with the `compactor` role).
+    pub compactor: CompactorConfig,
+}
+
+/// Compactor settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactorConfig {
+    /// Seconds between compaction rounds.
+    pub interval_secs: u64,
+    /// Length of the aligned windows overlapping blocks are merged by, in seconds.
+    pub window_secs: u64,
+    /// Seconds after a window ends before it is compacted (no ingester
+    /// still holds data for it).
+    pub settle_secs: u64,
+    /// Seconds a replaced block is kept after its replacement is written
+    /// (longer than `storage.block_sync_interval_secs`, so every
+    /// store-gateway indexes the replacement first).
+    pub deletion_delay_secs: u64,
+    /// Sample rows one merge holds in memory at once.
+    pub chunk_rows: u64,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        let s = ignis_actors::compactor::Settings::default();
+        Self {
+            interval_secs: 60,
+            window_secs: (s.window_ns / 1_000_000_000) as u64,
+            settle_secs: (s.settle_ns / 1_000_000_000) as u64,
+            deletion_delay_secs: (s.deletion_delay_ns / 1_000_000_000) as u64,
+            chunk_rows: s.chunk_rows,
+        }
+    }
+}
+
+impl CompactorConfig {
+    /// The compactor's settings.
+    pub fn settings(&self) -> ignis_actors::compactor::Settings {
+        let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
+        ignis_actors::compactor::Settings {
+            window_ns: ns(self.window_secs.max(1)),
+            settle_ns: ns(self.settle_secs),
+            deletion_delay_ns: ns(self.deletion_delay_secs),
+            chunk_rows: self.chunk_rows.max(1),
+        }
+    }
 }
 
 impl Default for Config {
@@ -54,6 +101,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             cluster: ClusterConfig::default(),
             scrape: ScrapeConfig::default(),
+            compactor: CompactorConfig::default(),
         }
     }
 }

@@ -363,6 +363,31 @@ where
         );
     }
     let hint_loop = cluster.spawn_hint_delivery(std::time::Duration::from_millis(500));
+    let compaction_loop = match (&blocks_store, roles.has(roles::COMPACTOR)) {
+        (Some(store), true) => {
+            let bucket = match &store_gateway {
+                Some(sg) => sg.bucket(),
+                None => Arc::new(ignis_query::bucket::Bucket::new(
+                    store.operator().clone(),
+                    usize::try_from(config.storage.parquet_footer_cache_bytes)
+                        .unwrap_or(usize::MAX),
+                )),
+            };
+            let compactor = Arc::new(ignis_actors::compactor::Compactor::new(
+                store.clone(),
+                Arc::new(ignis_query::block_read::BlockReader::new(bucket)?),
+                cluster.clone(),
+                config.compactor.settings(),
+                store_gateway.clone(),
+                metrics.clone(),
+            ));
+            Some(ignis_actors::compactor::spawn_loop(
+                compactor,
+                secs(config.compactor.interval_secs.max(1)),
+            ))
+        }
+        _ => None,
+    };
     let sync_loop = store_gateway.map(|sg| {
         let every = secs(config.storage.block_sync_interval_secs.max(1));
         actix_web::rt::spawn(async move {
@@ -479,6 +504,9 @@ where
         g.abort();
     }
     flush_loop.abort();
+    if let Some(l) = compaction_loop {
+        l.abort();
+    }
     if let Some(l) = sync_loop {
         l.abort();
     }

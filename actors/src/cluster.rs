@@ -14,7 +14,7 @@ use actix::Addr;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ignis_cluster::roles::{INGESTER, STORE_GATEWAY};
+use ignis_cluster::roles::{COMPACTOR, INGESTER, STORE_GATEWAY};
 use ignis_cluster::{Member, MemberState, Membership, Ring};
 use ignis_query::Scope;
 use ignis_storage::{SplitProfile, encode_record};
@@ -86,6 +86,8 @@ pub struct ClusterContext {
     cache: Mutex<Option<CachedRing>>,
     /// The store-gateway ring built for the last member list seen.
     sg_cache: Mutex<Option<CachedRing>>,
+    /// The compactor ring built for the last member list seen.
+    compactor_cache: Mutex<Option<CachedRing>>,
 }
 
 /// The routing key of a profile: tenant and its first series.
@@ -116,6 +118,7 @@ impl ClusterContext {
             metrics,
             cache: Mutex::new(None),
             sg_cache: Mutex::new(None),
+            compactor_cache: Mutex::new(None),
         }
     }
 
@@ -159,6 +162,14 @@ impl ClusterContext {
     /// The store-gateways' ring: which of them serve which blocks.
     pub fn store_gateway_ring(&self) -> Arc<RingView> {
         self.cached_ring(STORE_GATEWAY, &self.sg_cache)
+    }
+
+    /// Whether this node's compactor runs the job of `tenant` named `job`
+    /// (one compactor per job: the first the compactor ring gives).
+    pub fn owns_compaction(&self, tenant: &str, job: &str) -> bool {
+        let view = self.cached_ring(COMPACTOR, &self.compactor_cache);
+        let key = xxh3_64(format!("{tenant}/{job}").as_bytes());
+        view.ring.replicas(key, 1).first() == Some(&self.node_id.as_str())
     }
 
     /// Whether this node's store-gateway serves block `ulid` of `tenant`.

@@ -6,6 +6,7 @@
 
 pub mod analyze;
 pub mod cluster;
+pub mod compactor;
 pub mod distributor;
 pub mod file_cache;
 pub mod hints;

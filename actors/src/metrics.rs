@@ -71,6 +71,12 @@ pub struct Metrics {
     pub pruned_reads: Counter,
     /// Block reads answered from the block's rollups.
     pub rollup_reads: Counter,
+    /// Blocks the compactor wrote.
+    pub compactions: Counter,
+    /// Compaction jobs that failed.
+    pub compaction_failures: Counter,
+    /// Replaced blocks the compactor deleted.
+    pub compaction_deleted_blocks: Counter,
     /// Row groups pruned reads skipped by their statistics.
     pub pruned_row_groups_skipped: Counter,
     /// Row groups pruned reads opened.
@@ -138,6 +144,24 @@ impl Metrics {
         let block_file_cache_hits = Counter::default();
         let pruned_reads = Counter::default();
         let rollup_reads = Counter::default();
+        let compactions = Counter::default();
+        let compaction_failures = Counter::default();
+        let compaction_deleted_blocks = Counter::default();
+        registry.register(
+            "compactor_blocks_written",
+            "Blocks the compactor wrote (each replaces overlapping blocks of a window)",
+            compactions.clone(),
+        );
+        registry.register(
+            "compactor_failures",
+            "Compaction jobs that failed (their sources are kept and retried)",
+            compaction_failures.clone(),
+        );
+        registry.register(
+            "compactor_blocks_deleted",
+            "Blocks deleted after a compacted block replaced them",
+            compaction_deleted_blocks.clone(),
+        );
         let pruned_row_groups_skipped = Counter::default();
         let pruned_row_groups_read = Counter::default();
         let pruned_rows_read = Counter::default();
@@ -365,6 +389,9 @@ impl Metrics {
             hints_pending_bytes,
             pruned_reads,
             rollup_reads,
+            compactions,
+            compaction_failures,
+            compaction_deleted_blocks,
             pruned_row_groups_skipped,
             pruned_row_groups_read,
             pruned_rows_read,

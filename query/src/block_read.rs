@@ -9,17 +9,19 @@
 //! the same functions a whole decode uses, so the slice answers exactly as
 //! the whole block would.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
-    BlockError, BlockMeta, ROLLUPS_FILE, RollupPlan, SPANS_FILE, attach_spans, group_profile_rows,
-    group_sample_rows, span_samples,
+    BlockError, BlockMeta, BlockStore, ROLLUPS_FILE, RollupPlan, SPANS_FILE, SYMBOL_FILES,
+    attach_spans, decode_series, decode_symbols, group_profile_rows, group_sample_rows,
+    span_samples,
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
 
@@ -39,6 +41,34 @@ pub struct BlockTables {
 }
 
 impl BlockTables {
+    /// Decodes a block's tables from its [`SYMBOL_FILES`] and
+    /// `series.parquet` (keyed by file name).
+    pub fn decode(files: &HashMap<String, Bytes>) -> Result<Self, BlockError> {
+        let series = files
+            .get("series.parquet")
+            .ok_or_else(|| BlockError::Corrupt("missing series.parquet".into()))?;
+        Ok(Self {
+            series: decode_series(series)?,
+            symbols: Arc::new(decode_symbols(files)?),
+        })
+    }
+
+    /// The files [`BlockTables::decode`] reads.
+    pub fn files() -> impl Iterator<Item = &'static str> {
+        SYMBOL_FILES.iter().copied().chain(["series.parquet"])
+    }
+
+    /// Fetches and decodes a block's tables from `store`.
+    pub async fn fetch(store: &BlockStore, meta: &BlockMeta) -> Result<Self, BlockError> {
+        let mut files = HashMap::new();
+        for name in Self::files() {
+            files.insert(name.to_string(), store.fetch_file(meta, name).await?);
+        }
+        tokio::task::spawn_blocking(move || Self::decode(&files))
+            .await
+            .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))?
+    }
+
     /// An estimate of the memory held, in bytes (for cache budgets).
     pub fn approx_bytes(&self) -> u64 {
         ignis_storage::head::approx_tables_bytes(&self.symbols, &self.series)
@@ -273,11 +303,17 @@ impl BlockReader {
                 group_profile_rows(&batches, with_ids, &mut push)?;
             }
         }
-        if let Some(ids) = scope.span_ids().filter(|ids| !ids.is_empty())
+        // `Some(None)`: every span sample; `Some(Some(ids))`: those spans'.
+        let wanted_spans = if scope.all_spans {
+            Some(None)
+        } else {
+            scope.span_ids().filter(|ids| !ids.is_empty()).map(Some)
+        };
+        if let Some(ids) = wanted_spans
             && meta.format_version >= 3
         {
             let filter = RowFilter {
-                spans: Some(ids.clone()),
+                spans: ids.clone(),
                 ..filter
             };
             let columns = [
@@ -292,8 +328,8 @@ impl BlockReader {
                 scan(&self.ctx, &self.bucket, meta, SPANS_FILE, &columns, &filter).await?;
             stats.scan.add(&scanned);
             stats.files += 1;
-            let ids: HashSet<u64> = ids.into_iter().collect();
-            let batches = keep_exact(batches, &wanted, start, end, Some(&ids), None)?;
+            let ids: Option<HashSet<u64>> = ids.map(|ids| ids.into_iter().collect());
+            let batches = keep_exact(batches, &wanted, start, end, ids.as_ref(), None)?;
             let by_row = span_samples(&batches, tables.symbols.stacks.len())?;
             attach_spans(by_row, &mut series, &|s| {
                 position.get(s as usize).copied().flatten()

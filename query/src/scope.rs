@@ -30,6 +30,9 @@ pub struct Scope {
     /// True when blocks may answer from their rollups (a local query; a
     /// peer's fetch copies rows and never does).
     pub rollups: bool,
+    /// True when every span sample of the rows is read (a compaction
+    /// copies them all), not only those a span selector keeps.
+    pub all_spans: bool,
 }
 
 /// A source that holds nothing and records what it is asked.
@@ -124,6 +127,16 @@ impl Scope {
             stacks: true,
             per_profile: true,
             rollups: false,
+            all_spans: false,
+        }
+    }
+
+    /// Every row of every series in `[start_ns, end_ns]`, with all its span
+    /// samples (a compaction's read).
+    pub fn all_rows(start_ns: i64, end_ns: i64) -> Self {
+        Self {
+            all_spans: true,
+            ..Self::everything(start_ns, end_ns)
         }
     }
 

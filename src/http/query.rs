@@ -63,17 +63,23 @@ async fn within_deadline(
                 "Connect-Timeout-Ms must be a positive integer of at most 10 digits",
             )
         })?;
+    let exceeded = || {
+        ApiError::new(
+            actix_web::http::StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            format!(
+                "request timed out after {ms} ms (Connect-Timeout-Ms), decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
+            ),
+        )
+    };
+    // A deadline of 0 has passed already (a timer of 0 would still let a
+    // call that finishes on its first poll answer: the outcome would race).
+    if ms == 0 {
+        return Err(exceeded());
+    }
     tokio::time::timeout(std::time::Duration::from_millis(ms), call)
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                actix_web::http::StatusCode::GATEWAY_TIMEOUT,
-                "deadline_exceeded",
-                format!(
-                    "request timed out after {ms} ms (Connect-Timeout-Ms), decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
-                ),
-            ))
-        })
+        .unwrap_or_else(|_| Err(exceeded()))
 }
 
 async fn dispatch(

@@ -294,6 +294,15 @@ impl Head {
         }
     }
 
+    /// Takes its series and their rows out, keeping its symbols (a
+    /// compaction writes a block a few series at a time over one symbol
+    /// table). The head is then empty but for symbols.
+    pub fn take_series(&mut self) -> Vec<Series> {
+        self.by_fingerprint.clear();
+        self.stats = HeadStats::default();
+        std::mem::take(&mut self.series)
+    }
+
     /// An estimate of the memory the head takes, in bytes (for cache budgets).
     pub fn approx_bytes(&self) -> u64 {
         approx_tables_bytes(&self.symbols, &self.series)

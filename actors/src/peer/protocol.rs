@@ -164,6 +164,7 @@ impl SelectRequest {
             stacks: self.stacks,
             per_profile: true,
             rollups: false,
+            all_spans: false,
         })
     }
 }
@@ -256,6 +257,7 @@ mod tests {
             stacks: true,
             per_profile: false,
             rollups: true,
+            all_spans: false,
         };
         let req = SelectRequest::new("t", &scope, 0, 10);
         let bytes = encode(&req).unwrap();

@@ -76,6 +76,23 @@ struct MemIndex {
     blocks: HashMap<String, BTreeMap<String, BlockMeta>>,
     /// Keys (`tenant/ulid`) of blocks this node uploaded.
     uploaded_here: HashSet<String>,
+    /// Blocks compacted blocks replaced, by tenant: not served (see
+    /// [`crate::compactor::plan`]).
+    replaced: HashMap<String, HashSet<String>>,
+}
+
+impl MemIndex {
+    /// Recomputes which of `tenant`'s blocks are replaced.
+    fn update_replaced(&mut self, tenant: &str) {
+        let metas: Vec<BlockMeta> = self
+            .blocks
+            .get(tenant)
+            .map(|b| b.values().cloned().collect())
+            .unwrap_or_default();
+        let gone = crate::compactor::plan::replaced(&metas);
+        self.replaced
+            .insert(tenant.to_string(), gone.into_keys().collect());
+    }
 }
 
 /// The block index and the cache of decoded blocks.
@@ -148,6 +165,10 @@ impl StoreGateway {
                 ),
             }
         }
+        let tenants: Vec<String> = mem.blocks.keys().cloned().collect();
+        for t in &tenants {
+            mem.update_replaced(t);
+        }
         for k in uploaded_here.iter().keys() {
             let k = k.map_err(Self::index_err)?;
             mem.uploaded_here
@@ -202,18 +223,26 @@ impl StoreGateway {
         Ok(())
     }
 
+    /// Indexes a block another node uploaded, or a compactor wrote (served
+    /// by the ring's choice, like any block found by a refresh).
+    pub fn index(&self, meta: &BlockMeta) -> Result<(), BlockError> {
+        self.add(meta)
+    }
+
     /// Indexes a block.
     fn add(&self, meta: &BlockMeta) -> Result<(), BlockError> {
         let value = serde_json::to_vec(meta)?;
         self.index
             .insert(key(&meta.tenant, &meta.ulid), value)
             .map_err(Self::index_err)?;
-        self.mem
-            .write()
-            .blocks
+        let mut mem = self.mem.write();
+        mem.blocks
             .entry(meta.tenant.clone())
             .or_default()
             .insert(meta.ulid.clone(), meta.clone());
+        if meta.compaction.window.is_some() {
+            mem.update_replaced(&meta.tenant);
+        }
         Ok(())
     }
 
@@ -241,20 +270,23 @@ impl StoreGateway {
         out
     }
 
-    /// The indexed blocks of `tenant` this node serves that overlap `[start_ns, end_ns]`.
+    /// The indexed blocks of `tenant` this node serves that overlap
+    /// `[start_ns, end_ns]`, but those compacted blocks replaced.
     pub fn metas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
-        let overlapping: Vec<BlockMeta> = self
-            .mem
-            .read()
-            .blocks
-            .get(tenant)
-            .map(|b| {
-                b.values()
-                    .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let overlapping: Vec<BlockMeta> = {
+            let mem = self.mem.read();
+            let replaced = mem.replaced.get(tenant);
+            mem.blocks
+                .get(tenant)
+                .map(|b| {
+                    b.values()
+                        .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+                        .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         overlapping
             .into_iter()
             .filter(|m| self.owns(tenant, &m.ulid))
@@ -307,7 +339,9 @@ impl StoreGateway {
         let meta = {
             let mut mem = self.mem.write();
             mem.uploaded_here.remove(&k);
-            mem.blocks.get_mut(tenant).and_then(|b| b.remove(ulid))
+            let meta = mem.blocks.get_mut(tenant).and_then(|b| b.remove(ulid));
+            mem.update_replaced(tenant);
+            meta
         };
         if let Some(files) = &self.files {
             files.remove_block(tenant, ulid);
@@ -461,6 +495,7 @@ mod tests {
             compaction: Compaction {
                 level: 1,
                 sources: vec![ulid.into()],
+                window: None,
             },
             files: vec![],
             wal: None,

@@ -42,10 +42,7 @@ use ignis_query::block_read::BlockTables;
 use ignis_query::block_slice::Claimed;
 use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, Scope, Source};
-use ignis_storage::block::{
-    BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP, SYMBOL_FILES, decode_series,
-    decode_symbols,
-};
+use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP};
 use tracing::Instrument;
 
 use super::{Entry, StoreGateway, tables_key};
@@ -240,11 +237,7 @@ impl StoreGateway {
         if let Some(Entry::Tables(t)) = self.cached(&k) {
             return Ok(t);
         }
-        let names: Vec<&str> = SYMBOL_FILES
-            .iter()
-            .copied()
-            .chain(["series.parquet"])
-            .collect();
+        let names: Vec<&str> = BlockTables::files().collect();
         let files = match &self.files {
             Some(cache) => cache.fetch_files(&self.store, meta, &names).await?,
             None => {
@@ -255,17 +248,9 @@ impl StoreGateway {
                 files
             }
         };
-        let tables = tokio::task::spawn_blocking(move || {
-            let series = files
-                .get("series.parquet")
-                .ok_or_else(|| BlockError::Corrupt("missing series.parquet".into()))?;
-            Ok::<_, BlockError>(BlockTables {
-                series: decode_series(series)?,
-                symbols: Arc::new(decode_symbols(&files)?),
-            })
-        })
-        .await
-        .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
+        let tables = tokio::task::spawn_blocking(move || BlockTables::decode(&files))
+            .await
+            .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
         let tables = Arc::new(tables);
         self.insert(k, Entry::Tables(tables.clone()), tables.approx_bytes());
         Ok(tables)
@@ -292,7 +277,7 @@ fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
 
 /// Runs `fut` on the DataFusion executor (Parquet decoding stays off the
 /// HTTP workers).
-async fn on_executor<T: Send + 'static>(
+pub(crate) async fn on_executor<T: Send + 'static>(
     fut: impl std::future::Future<Output = Result<T, BlockError>> + Send + 'static,
 ) -> Result<T, BlockError> {
     let rt = executor().map_err(|e| BlockError::Read(format!("no executor: {e}")))?;

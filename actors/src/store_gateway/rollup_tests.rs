@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use ignis_query::{Engine, QueryLimits, Scope, Source};
+use ignis_storage::Head;
 use ignis_storage::block::{BlockMeta, BlockStore, ObjectStoreConfig, decode_block, encode_block};
 use ignis_storage::proto::querier::v1 as q;
-use ignis_storage::{Head, SplitProfile};
 use prost::Message;
 
 use super::StoreGateway;
 use crate::metrics::Metrics;
-use crate::testing::fixtures::{split, truth};
+use crate::testing::fixtures::{go_cpu_history, truth};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SERVICES: usize = 3;
@@ -23,25 +23,7 @@ const HOUR_MS: i64 = 3_600_000;
 const START_MS: i64 = 498_611 * HOUR_MS - 600_000 + 7_000;
 
 fn head_of(profiles: std::ops::Range<i64>) -> Head {
-    let template: Vec<SplitProfile> = split("go/cpu", "svc", START_MS);
-    let mut head = Head::new();
-    for i in profiles {
-        for s in 0..SERVICES {
-            for p in &template {
-                let mut p = p.clone();
-                // Ids derived from position: the same profile in two heads is a replica.
-                p.profile_id = ((i as u64) << 8) | s as u64 | (1 << 40);
-                p.timestamp_ns = (START_MS + i * EVERY_MS) * 1_000_000;
-                for series in &mut p.series {
-                    series
-                        .labels
-                        .insert(ignis_storage::names::SERVICE_NAME, format!("svc-{s}"));
-                }
-                head.insert(&p).expect("insert");
-            }
-        }
-    }
-    head
+    go_cpu_history(profiles, SERVICES, START_MS, EVERY_MS)
 }
 
 struct Fixture {

@@ -29,3 +29,33 @@ pub fn split(fixture: &str, service: &str, ms: i64) -> Vec<SplitProfile> {
     }
     out
 }
+
+/// A head of the Go CPU fixture for `services` services (`svc-0`, …), one
+/// profile each every `every_ms` from `start_ms`, for the profile numbers
+/// `profiles`. Profile ids derive from (number, service): the same profile
+/// in two heads is a replica.
+pub fn go_cpu_history(
+    profiles: std::ops::Range<i64>,
+    services: usize,
+    start_ms: i64,
+    every_ms: i64,
+) -> ignis_storage::Head {
+    let template = split("go/cpu", "svc", start_ms);
+    let mut head = ignis_storage::Head::new();
+    for i in profiles {
+        for s in 0..services {
+            for p in &template {
+                let mut p = p.clone();
+                p.profile_id = ((i as u64) << 8) | s as u64 | (1 << 40);
+                p.timestamp_ns = (start_ms + i * every_ms) * 1_000_000;
+                for series in &mut p.series {
+                    series
+                        .labels
+                        .insert(ignis_storage::names::SERVICE_NAME, format!("svc-{s}"));
+                }
+                head.insert(&p).expect("insert");
+            }
+        }
+    }
+    head
+}

@@ -13,10 +13,13 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::BlockError;
-use super::meta::{BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
-use super::rollup::{ROLLUP_RESOLUTIONS_NS, rollup_table};
-use crate::head::Head;
-use crate::labels::names;
+use super::meta::{
+    BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
+};
+use super::rollup::{ROLLUP_RESOLUTIONS_NS, RollupWriter};
+use crate::head::{Head, Series};
+use crate::labels::{Labels, names};
+use crate::symbols::SymbolTable;
 
 /// Rows per row group of the samples and profiles files: small enough that
 /// time and series statistics prune, large enough to compress well.
@@ -37,11 +40,12 @@ pub(super) fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, Block
     )?)
 }
 
-fn parquet(
-    batch: &RecordBatch,
+/// The writer properties of every block file: zstd, page statistics, row
+/// groups of at most `row_group` rows, `sorted_by` recorded in the footer.
+pub(super) fn writer_props(
     sorted_by: &[usize],
     row_group: usize,
-) -> Result<Vec<u8>, BlockError> {
+) -> Result<WriterProperties, BlockError> {
     let sorting: Vec<SortingColumn> = sorted_by
         .iter()
         .map(|&c| SortingColumn {
@@ -50,13 +54,21 @@ fn parquet(
             nulls_first: false,
         })
         .collect();
-    let props = WriterProperties::builder()
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group.max(1)))
         .set_sorting_columns((!sorting.is_empty()).then_some(sorting))
         .set_created_by(format!("ignis {}", env!("CARGO_PKG_VERSION")))
-        .build();
+        .build())
+}
+
+fn parquet(
+    batch: &RecordBatch,
+    sorted_by: &[usize],
+    row_group: usize,
+) -> Result<Vec<u8>, BlockError> {
+    let props = writer_props(sorted_by, row_group)?;
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
     w.write(batch)?;
@@ -78,19 +90,30 @@ pub struct BlockTable {
 /// [`encode_block`] writes as Parquet, and what SQL queries read for data
 /// still in memory, so one plan covers both.
 pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
-    let sym = head.symbols();
     let series = head.series();
-    let mut tables = Vec::new();
-    // series
+    let labels: Vec<(&Labels, u64)> = series.iter().map(|s| (&s.labels, s.fingerprint)).collect();
+    let mut tables = vec![series_table(&labels)?];
+    let (profiles, samples, spans) = row_tables(series, 0)?;
+    tables.extend([profiles, samples, spans_table(spans)?]);
+    tables.extend(symbol_tables(head.symbols())?);
+    Ok(tables)
+}
+
+/// A span sample as the `spans` table holds it: `(span, series_ref,
+/// timestamp_ns, profile_id, stack, value)`.
+pub type SpanRow = (u64, u32, i64, u64, u32, i64);
+
+/// The `series` table of series `(labels, fingerprint)`, numbered from 0.
+pub fn series_table(series: &[(&Labels, u64)]) -> Result<BlockTable, BlockError> {
     let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-    for s in series {
-        for (k, v) in s.labels.iter() {
+    for (l, _) in series {
+        for (k, v) in l.iter() {
             labels.keys().append_value(k);
             labels.values().append_value(v);
         }
         labels.append(true)?;
     }
-    tables.push(BlockTable {
+    Ok(BlockTable {
         file: "series.parquet",
         batch: batch(vec![
             (
@@ -99,14 +122,14 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
             ),
             (
                 "fingerprint",
-                Arc::new(UInt64Array::from_iter_values(
-                    series.iter().map(|s| s.fingerprint),
-                )),
+                Arc::new(UInt64Array::from_iter_values(series.iter().map(|s| s.1))),
             ),
             (
                 "profile_type",
                 Arc::new(StringArray::from_iter_values(
-                    series.iter().map(Head::profile_type_of),
+                    series
+                        .iter()
+                        .map(|(l, _)| l.get(names::PROFILE_TYPE).unwrap_or("")),
                 )),
             ),
             (
@@ -114,47 +137,54 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
                 Arc::new(StringArray::from_iter_values(
                     series
                         .iter()
-                        .map(|s| s.labels.get(names::SERVICE_NAME).unwrap_or("")),
+                        .map(|(l, _)| l.get(names::SERVICE_NAME).unwrap_or("")),
                 )),
             ),
             ("labels", Arc::new(labels.finish())),
         ])?,
         sorted_by: vec![0],
-    });
+    })
+}
 
+/// The `profiles` and `samples` tables of `series`, numbered from
+/// `first_ref`, and their span samples (unsorted).
+pub fn row_tables(
+    series: &[Series],
+    first_ref: u32,
+) -> Result<(BlockTable, BlockTable, Vec<SpanRow>), BlockError> {
     // profiles and samples, sorted by (series_ref, timestamp_ns[, stack_id])
     let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
     let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
     let (mut p_id, mut s_id) = (vec![], vec![]);
     // spans: (span, series_ref, timestamp_ns, profile_id, stack, value)
-    let mut spans: Vec<(u64, u32, i64, u64, u32, i64)> = Vec::new();
-    for (i, s) in series.iter().enumerate() {
+    let mut spans: Vec<SpanRow> = Vec::new();
+    for (s, i) in series.iter().zip(first_ref..) {
         for row in &s.profiles {
             for sp in row.spans.iter().flat_map(|s| s.iter()) {
                 spans.push((
                     sp.span_id,
-                    i as u32,
+                    i,
                     row.timestamp_ns,
                     row.profile_id,
                     sp.stack,
                     sp.value,
                 ));
             }
-            p_series.push(i as u32);
+            p_series.push(i);
             p_ts.push(row.timestamp_ns);
             p_total.push(row.total);
             p_n.push(row.stacks.len() as u32);
             p_id.push(row.profile_id);
             for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
                 s_id.push(row.profile_id);
-                s_series.push(i as u32);
+                s_series.push(i);
                 s_ts.push(row.timestamp_ns);
                 s_stack.push(stack);
                 s_value.push(v);
             }
         }
     }
-    tables.push(BlockTable {
+    let profiles = BlockTable {
         file: "profiles.parquet",
         batch: batch(vec![
             ("series_ref", Arc::new(UInt32Array::from(p_series))),
@@ -164,8 +194,8 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
             ("profile_id", Arc::new(UInt64Array::from(p_id))),
         ])?,
         sorted_by: vec![0, 1],
-    });
-    tables.push(BlockTable {
+    };
+    let samples = BlockTable {
         file: "samples.parquet",
         batch: batch(vec![
             ("series_ref", Arc::new(UInt32Array::from(s_series))),
@@ -177,11 +207,15 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
         // Stacks are sorted within a profile; two profiles of one series may
         // share a timestamp, so only these two columns are declared sorted.
         sorted_by: vec![0, 1],
-    });
+    };
+    Ok((profiles, samples, spans))
+}
 
-    // spans, sorted by span id first: a span lookup reads one row group.
+/// The `spans` table of `spans`, sorted by span id first: a span lookup
+/// reads one row group.
+pub fn spans_table(mut spans: Vec<SpanRow>) -> Result<BlockTable, BlockError> {
     spans.sort_unstable();
-    tables.push(BlockTable {
+    Ok(BlockTable {
         file: "spans.parquet",
         batch: batch(vec![
             (
@@ -210,8 +244,13 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
             ),
         ])?,
         sorted_by: vec![3, 0, 1, 2, 4],
-    });
+    })
+}
 
+/// The symbol tables (`stacks`, `locations`, `functions`, `mappings`,
+/// `strings`) of `sym`.
+pub fn symbol_tables(sym: &SymbolTable) -> Result<Vec<BlockTable>, BlockError> {
+    let mut tables = Vec::new();
     // stacks
     let mut stack_locs = ListBuilder::new(UInt32Builder::new());
     for stack in sym.stacks.items() {
@@ -376,75 +415,153 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
 
 /// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the head's.
 pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBlock, BlockError> {
-    let sym = head.symbols();
-    let series = head.series();
-    let stats = head.stats();
-    let mut files = Vec::new();
-    let (mut profiles, mut samples, mut span_samples, mut rollup_rows) = (0, 0, 0, 0);
-    let mut tables = head_tables(head)?;
-    tables.push(rollup_table(
-        series,
-        sym.stacks.len(),
-        &ROLLUP_RESOLUTIONS_NS,
-    )?);
-    for t in tables {
-        let rows = t.batch.num_rows() as u64;
-        match t.file {
-            "profiles.parquet" => profiles = rows,
-            "samples.parquet" => samples = rows,
-            "spans.parquet" => span_samples = rows,
-            "rollups.parquet" => rollup_rows = rows,
-            _ => {}
-        }
-        let bytes = parquet(&t.batch, &t.sorted_by, SAMPLES_ROW_GROUP)?;
-        files.push((t.file.to_string(), bytes, rows));
-    }
-    let (min_t, max_t) = (
-        stats.min_time_ns.unwrap_or(0),
-        stats.max_time_ns.unwrap_or(0),
-    );
-    let (locs, funcs, maps, strings) = (
-        sym.locations.items(),
-        sym.functions.items(),
-        sym.mappings.items(),
-        sym.strings.items(),
-    );
-
-    let meta = BlockMeta {
-        format_version: FORMAT_VERSION,
-        ulid: ulid.to_string(),
-        tenant: tenant.to_string(),
-        min_time_ns: if profiles == 0 { 0 } else { min_t },
-        max_time_ns: if profiles == 0 { 0 } else { max_t },
-        stats: BlockStats {
-            series: series.len() as u64,
-            profiles,
-            samples,
-            span_samples,
-            stacks: sym.stacks.len() as u64,
-            locations: locs.len() as u64,
-            functions: funcs.len() as u64,
-            mappings: maps.len() as u64,
-            strings: strings.len() as u64,
-            rollup_rows,
-        },
-        rollup_resolutions_ns: ROLLUP_RESOLUTIONS_NS.to_vec(),
-        compaction: Compaction {
+    let mut w = BlockWriter::new(tenant, ulid)?;
+    w.push_series(head.series(), head.symbols().stacks.len())?;
+    w.finish(
+        head.symbols(),
+        Compaction {
             level: 1,
             sources: vec![ulid.to_string()],
+            window: None,
         },
-        files: files
-            .iter()
-            .map(|(name, bytes, rows)| BlockFile {
-                name: name.clone(),
-                size_bytes: bytes.len() as u64,
-                rows: *rows,
-            })
-            .collect(),
-        wal: None,
-    };
-    Ok(EncodedBlock {
-        meta,
-        files: files.into_iter().map(|(n, b, _)| (n, b)).collect(),
-    })
+    )
+}
+
+/// Writes a block series by series, in memory bounded by what one push
+/// holds (plus the symbols and span samples, which are written last): the
+/// `profiles`, `samples` and `rollups` files are streamed as row groups
+/// fill. Series must be pushed in the order they are numbered.
+pub struct BlockWriter {
+    tenant: String,
+    ulid: String,
+    profiles: ArrowWriter<Vec<u8>>,
+    samples: ArrowWriter<Vec<u8>>,
+    rollups: RollupWriter,
+    spans: Vec<SpanRow>,
+    series: Vec<(Labels, u64)>,
+    stats: BlockStats,
+    time: Option<(i64, i64)>,
+}
+
+impl BlockWriter {
+    /// A writer of block `ulid` of `tenant`.
+    pub fn new(tenant: &str, ulid: &str) -> Result<Self, BlockError> {
+        let (profiles, samples, _) = row_tables(&[], 0)?;
+        let writer = |t: &BlockTable| {
+            ArrowWriter::try_new(
+                Vec::new(),
+                t.batch.schema(),
+                Some(writer_props(&t.sorted_by, SAMPLES_ROW_GROUP)?),
+            )
+            .map_err(BlockError::from)
+        };
+        Ok(Self {
+            tenant: tenant.to_string(),
+            ulid: ulid.to_string(),
+            profiles: writer(&profiles)?,
+            samples: writer(&samples)?,
+            rollups: RollupWriter::new(&ROLLUP_RESOLUTIONS_NS)?,
+            spans: Vec::new(),
+            series: Vec::new(),
+            stats: BlockStats::default(),
+            time: None,
+        })
+    }
+
+    /// Appends `series` (their profiles in time order, stack ids below
+    /// `stacks`), numbered after those already pushed.
+    pub fn push_series(&mut self, series: &[Series], stacks: usize) -> Result<(), BlockError> {
+        let first = u32::try_from(self.series.len())
+            .map_err(|_| BlockError::Corrupt("too many series for one block".into()))?;
+        let (profiles, samples, spans) = row_tables(series, first)?;
+        self.profiles.write(&profiles.batch)?;
+        self.samples.write(&samples.batch)?;
+        self.stats.profiles += profiles.batch.num_rows() as u64;
+        self.stats.samples += samples.batch.num_rows() as u64;
+        self.spans.extend(spans);
+        for (s, r) in series.iter().zip(first..) {
+            self.rollups.push_series(r, &s.profiles, stacks)?;
+            self.series.push((s.labels.clone(), s.fingerprint));
+            if let (Some(a), Some(b)) = (s.profiles.first(), s.profiles.last()) {
+                let (lo, hi) = (a.timestamp_ns, b.timestamp_ns);
+                self.time = Some(self.time.map_or((lo, hi), |(x, y)| (x.min(lo), y.max(hi))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the series, spans and symbol tables (`symbols`: what the
+    /// pushed stack ids refer to) and closes the block, with `compaction`
+    /// as its lineage.
+    pub fn finish(
+        self,
+        symbols: &SymbolTable,
+        compaction: Compaction,
+    ) -> Result<EncodedBlock, BlockError> {
+        let mut files: Vec<(String, Vec<u8>, u64)> = Vec::new();
+        let labels: Vec<(&Labels, u64)> = self.series.iter().map(|(l, f)| (l, *f)).collect();
+        let mut tables = vec![series_table(&labels)?];
+        let span_table = spans_table(self.spans)?;
+        let mut stats = self.stats;
+        stats.series = self.series.len() as u64;
+        stats.span_samples = span_table.batch.num_rows() as u64;
+        tables.push(span_table);
+        tables.extend(symbol_tables(symbols)?);
+        for t in tables {
+            let rows = t.batch.num_rows() as u64;
+            files.push((
+                t.file.to_string(),
+                parquet(&t.batch, &t.sorted_by, SAMPLES_ROW_GROUP)?,
+                rows,
+            ));
+        }
+        files.push((
+            "profiles.parquet".into(),
+            self.profiles.into_inner()?,
+            stats.profiles,
+        ));
+        files.push((
+            "samples.parquet".into(),
+            self.samples.into_inner()?,
+            stats.samples,
+        ));
+        let (bytes, rows) = self.rollups.finish()?;
+        stats.rollup_rows = rows;
+        files.push((ROLLUPS_FILE.to_string(), bytes, rows));
+        files.sort_by_key(|(name, _, _)| {
+            BLOCK_FILES
+                .iter()
+                .position(|f| f == name)
+                .unwrap_or(usize::MAX)
+        });
+        stats.stacks = symbols.stacks.len() as u64;
+        stats.locations = symbols.locations.items().len() as u64;
+        stats.functions = symbols.functions.items().len() as u64;
+        stats.mappings = symbols.mappings.items().len() as u64;
+        stats.strings = symbols.strings.items().len() as u64;
+        let (min_time_ns, max_time_ns) = self.time.unwrap_or((0, 0));
+        let meta = BlockMeta {
+            format_version: FORMAT_VERSION,
+            ulid: self.ulid,
+            tenant: self.tenant,
+            min_time_ns,
+            max_time_ns,
+            stats,
+            rollup_resolutions_ns: ROLLUP_RESOLUTIONS_NS.to_vec(),
+            compaction,
+            files: files
+                .iter()
+                .map(|(name, bytes, rows)| BlockFile {
+                    name: name.clone(),
+                    size_bytes: bytes.len() as u64,
+                    rows: *rows,
+                })
+                .collect(),
+            wal: None,
+        };
+        Ok(EncodedBlock {
+            meta,
+            files: files.into_iter().map(|(n, b, _)| (n, b)).collect(),
+        })
+    }
 }

@@ -123,6 +123,10 @@ pub struct Compaction {
     pub level: u32,
     /// The level-1 blocks this one covers (itself for level 1).
     pub sources: Vec<String>,
+    /// For a compacted block, the time range (inclusive, ns) it holds of
+    /// its sources: their profiles in it, all of them, each once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<(i64, i64)>,
 }
 
 /// One file of a block.

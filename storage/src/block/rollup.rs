@@ -2,18 +2,20 @@
 //! resolutions, so a flame graph over hours or days reads a few rows per
 //! series and window instead of every profile (see `storage/FORMAT.md`).
 //!
-//! [`rollup_table`] writes them with a block; [`RollupPlan`] splits a query's
+//! [`RollupWriter`] writes them with a block; [`RollupPlan`] splits a query's
 //! range into the windows that lie wholly inside it (answered from the
 //! rollups, coarsest first) and the edges that remain (read from `samples`).
 
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, UInt32Array};
+use arrow::array::{ArrayRef, Int64Array, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
 
 use super::BlockError;
-use super::encode::{BlockTable, batch};
-use super::meta::ROLLUPS_FILE;
-use crate::head::Series;
+use super::encode::{SAMPLES_ROW_GROUP, writer_props};
+use crate::head::ProfileRow;
 
 const MINUTE_NS: i64 = 60_000_000_000;
 
@@ -23,65 +25,136 @@ const MINUTE_NS: i64 = 60_000_000_000;
 /// 10–15 s, so each level holds 4–6× fewer rows than the one below.
 pub const ROLLUP_RESOLUTIONS_NS: [i64; 3] = [MINUTE_NS, 10 * MINUTE_NS, 60 * MINUTE_NS];
 
-/// The rollup table of `series` (stack ids are the block's) at `resolutions`:
-/// one row per `(resolution, series, window, stack)` with the sum of the
-/// stack's values over the series' profiles in the window, sorted by those
-/// columns.
-pub fn rollup_table(
-    series: &[Series],
-    stacks: usize,
-    resolutions: &[i64],
-) -> Result<BlockTable, BlockError> {
-    let (mut res, mut refs, mut starts, mut ids, mut values) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let mut sums = vec![0i64; stacks];
-    let mut touched: Vec<u32> = Vec::new();
-    for &r in resolutions {
-        for (i, s) in series.iter().enumerate() {
-            let mut rows = s.profiles.iter().peekable();
+/// Writes a block's rollup table as series are pushed, in bounded memory:
+/// for each resolution, the rows of `(series, window, stack)` with the sum
+/// of the stack's values over the series' profiles in the window. Each
+/// resolution's rows are buffered apart and written as row groups of one
+/// resolution only, so a read of one resolution skips the others' row
+/// groups by their statistics; within a resolution, rows follow the order
+/// series are pushed in (ascending `series_ref`), then window, then stack.
+pub struct RollupWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    resolutions: Vec<i64>,
+    pending: Vec<Pending>,
+    sums: Vec<i64>,
+    touched: Vec<u32>,
+    rows: u64,
+}
+
+#[derive(Default)]
+struct Pending {
+    refs: Vec<u32>,
+    starts: Vec<i64>,
+    stacks: Vec<u32>,
+    values: Vec<i64>,
+}
+
+impl RollupWriter {
+    /// A writer of rollups at `resolutions` (ns, finest first).
+    pub fn new(resolutions: &[i64]) -> Result<Self, BlockError> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("resolution_ns", DataType::Int64, false),
+            Field::new("series_ref", DataType::UInt32, false),
+            Field::new("timestamp_ns", DataType::Int64, false),
+            Field::new("stack_id", DataType::UInt32, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let props = writer_props(&[], SAMPLES_ROW_GROUP)?;
+        Ok(Self {
+            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?,
+            schema,
+            resolutions: resolutions.to_vec(),
+            pending: resolutions.iter().map(|_| Pending::default()).collect(),
+            sums: Vec::new(),
+            touched: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Adds the windows of one series, whose `profiles` are in time order
+    /// and use stack ids below `stacks`; series must come in ascending
+    /// `series_ref`.
+    pub fn push_series(
+        &mut self,
+        series_ref: u32,
+        profiles: &[ProfileRow],
+        stacks: usize,
+    ) -> Result<(), BlockError> {
+        for i in 0..self.resolutions.len() {
+            let r = self.resolutions[i];
+            let mut rows = profiles.iter().peekable();
             while let Some(first) = rows.peek() {
                 let window = first.timestamp_ns.div_euclid(r) * r;
                 while let Some(row) = rows.next_if(|p| p.timestamp_ns.div_euclid(r) * r == window) {
                     for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
-                        let Some(slot) = sums.get_mut(stack as usize) else {
+                        let i = stack as usize;
+                        if i >= stacks {
                             return Err(BlockError::Corrupt(format!(
                                 "stack {stack} out of range ({stacks} stacks)"
                             )));
-                        };
-                        if *slot == 0 {
-                            touched.push(stack);
                         }
-                        *slot = slot.saturating_add(v);
+                        if i >= self.sums.len() {
+                            self.sums.resize(stacks, 0);
+                        }
+                        if self.sums[i] == 0 {
+                            self.touched.push(stack);
+                        }
+                        self.sums[i] = self.sums[i].saturating_add(v);
                     }
                 }
-                touched.sort_unstable();
-                for &stack in &touched {
-                    let slot = &mut sums[stack as usize];
+                self.touched.sort_unstable();
+                self.touched.dedup();
+                let p = &mut self.pending[i];
+                for &stack in &self.touched {
+                    let slot = &mut self.sums[stack as usize];
                     // A stack whose values cancel out (or are all 0) adds nothing.
                     if *slot != 0 {
-                        res.push(r);
-                        refs.push(i as u32);
-                        starts.push(window);
-                        ids.push(stack);
-                        values.push(*slot);
+                        p.refs.push(series_ref);
+                        p.starts.push(window);
+                        p.stacks.push(stack);
+                        p.values.push(*slot);
                     }
                     *slot = 0;
                 }
-                touched.clear();
+                self.touched.clear();
+            }
+            if self.pending[i].refs.len() >= SAMPLES_ROW_GROUP {
+                self.write(i)?;
             }
         }
+        Ok(())
     }
-    Ok(BlockTable {
-        file: ROLLUPS_FILE,
-        batch: batch(vec![
-            ("resolution_ns", Arc::new(Int64Array::from(res))),
-            ("series_ref", Arc::new(UInt32Array::from(refs))),
-            ("timestamp_ns", Arc::new(Int64Array::from(starts))),
-            ("stack_id", Arc::new(UInt32Array::from(ids))),
-            ("value", Arc::new(Int64Array::from(values))),
-        ])?,
-        sorted_by: vec![0, 1, 2, 3],
-    })
+
+    /// Writes resolution `i`'s buffered rows as one row group.
+    fn write(&mut self, i: usize) -> Result<(), BlockError> {
+        let p = std::mem::take(&mut self.pending[i]);
+        if p.refs.is_empty() {
+            return Ok(());
+        }
+        let n = p.refs.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![self.resolutions[i]; n])),
+            Arc::new(UInt32Array::from(p.refs)),
+            Arc::new(Int64Array::from(p.starts)),
+            Arc::new(UInt32Array::from(p.stacks)),
+            Arc::new(Int64Array::from(p.values)),
+        ];
+        self.writer
+            .write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
+        self.writer.flush()?;
+        self.rows += n as u64;
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes the file: its bytes and rows.
+    pub fn finish(mut self) -> Result<(Vec<u8>, u64), BlockError> {
+        for i in 0..self.resolutions.len() {
+            self.write(i)?;
+        }
+        let bytes = self.writer.into_inner()?;
+        Ok((bytes, self.rows))
+    }
 }
 
 /// Consecutive windows of one resolution: those starting at

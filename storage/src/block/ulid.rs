@@ -31,9 +31,33 @@ pub fn new_ulid() -> String {
         .collect()
 }
 
+/// The creation time (Unix ms) a ULID encodes, if it is one.
+pub fn ulid_time_ms(ulid: &str) -> Option<i64> {
+    if ulid.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for c in ulid.bytes() {
+        let d = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        value = (value << 5) | d as u128;
+    }
+    i64::try_from(value >> 80).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_reads_back() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let t = ulid_time_ms(&new_ulid()).unwrap();
+        assert!((before..before + 1000).contains(&t), "{before} {t}");
+        assert_eq!(ulid_time_ms("not a ulid"), None);
+    }
 
     #[test]
     fn unique_sortable_26_chars() {

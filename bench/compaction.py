@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""What compaction costs and saves (issue 18): bytes in the bucket, the
+compactor's throughput, and a fleet flame graph's latency and peak memory,
+before and after, on the history three replicated ingesters leave.
+
+1. `ignis loadgen --backfill-hours H --series 100 --every 10s --replicas 3`
+   writes H hours of the Go CPU fixture for 100 pods as three ingesters
+   would: every profile in three blocks, each replica cutting its blocks at
+   a different minute of the hour.
+2. A release node serves that bucket with compaction held off; the flame
+   graph of the fleet over the whole history runs cold once and RUNS times
+   warm (totals checked against the fixture's ground truth).
+3. A node with the compactor due at once (settle 0, deletion delay 0,
+   a round every second) compacts the bucket; the script waits until rounds
+   change nothing more (the current hour is not settled, so its replicas
+   stay) and reports the wall time and sample rows per second.
+4. The same flame graph on a fresh node over the compacted bucket.
+
+Usage: python3 bench/compaction.py --bin target/release/ignis [--hours 6]
+       [--runs 5] [--fixtures ../shared/fixtures] [--json]
+Stdlib only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+PODS = 100
+SELECTOR = '{service_name="loadgen"}'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=600):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def metric(url, name):
+    text = http("GET", url + "/metrics")[1].decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bucket_stats(bucket):
+    blocks, size, samples = 0, 0, 0
+    root = os.path.join(bucket, "anonymous", "blocks")
+    for ulid in os.listdir(root):
+        meta = os.path.join(root, ulid, "meta.json")
+        if not os.path.exists(meta):
+            continue
+        m = json.load(open(meta))
+        blocks += 1
+        size += sum(f["size_bytes"] for f in m["files"])
+        samples += m["stats"]["samples"]
+    return {"blocks": blocks, "bytes": size, "sample_rows": samples}
+
+
+def serve(binary, bucket, work, log, **env_extra):
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="node.", dir=work)
+    env = dict(os.environ,
+               IGNIS_SERVER__HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+               IGNIS_STORAGE__DATA_DIR=data,
+               IGNIS_STORAGE__BUCKET__PATH=bucket,
+               IGNIS_LOG__LEVEL="warn", **env_extra)
+    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit("the node exited; see its log")
+        try:
+            if http("GET", url + "/ready", timeout=2)[0] == 200:
+                return proc, url
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit("the node did not get ready")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def flamegraph(a, bucket, work, log, backfill, want):
+    proc, url = serve(a.bin, bucket, work, log, IGNIS_COMPACTOR__SETTLE_SECS="100000000")
+    time.sleep(2)
+    try:
+        req = {"profileTypeID": CPU, "labelSelector": SELECTOR,
+               "start": backfill["min_time_ns"] // 1_000_000,
+               "end": backfill["max_time_ns"] // 1_000_000 + 1, "maxNodes": 1024}
+        times = []
+        for run in range(a.runs + 1):
+            t0 = time.perf_counter()
+            _, body = http("POST", url + "/querier.v1.QuerierService/SelectMergeStacktraces", req)
+            times.append((time.perf_counter() - t0) * 1e3)
+            total = int(json.loads(body)["flamegraph"]["total"])
+            if total != want:
+                sys.exit(f"run {run}: total {total}, ground truth {want}")
+        return {"cold_ms": round(times[0], 1),
+                "warm_ms_median": round(statistics.median(times[1:]), 1),
+                "peak_rss_mb": round(peak_rss_mb(proc.pid), 1)}
+    finally:
+        stop(proc)
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--hours", type=float, default=6)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--fixtures", default=os.environ.get(
+        "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    fixture = os.path.join(a.fixtures, "go", "cpu.pb.gz")
+    truth = json.load(open(os.path.join(a.fixtures, "go", "cpu.expected.json")))
+    per_profile = truth["value_sums"]["cpu/nanoseconds"]
+
+    work = tempfile.mkdtemp(prefix="ignis-compaction.")
+    log_path = os.path.join(work, "node.log")
+    log = open(log_path, "w")
+    try:
+        bf = subprocess.run(
+            [a.bin, "loadgen", "--backfill-hours", str(a.hours), "--series", str(PODS),
+             "--every", "10s", "--replicas", "3", "--data-dir", os.path.join(work, "bf"),
+             "--profile", fixture, "--json"],
+            check=True, capture_output=True, text=True)
+        backfill = json.loads(bf.stdout.strip().splitlines()[-1])
+        bucket = os.path.join(work, "bf", "bucket")
+        want = backfill["profiles"] * per_profile
+        before = bucket_stats(bucket)
+        query_before = flamegraph(a, bucket, work, log, backfill, want)
+
+        proc, url = serve(a.bin, bucket, work, log,
+                          IGNIS_COMPACTOR__SETTLE_SECS="0",
+                          IGNIS_COMPACTOR__DELETION_DELAY_SECS="0",
+                          IGNIS_COMPACTOR__INTERVAL_SECS="1")
+        t0 = time.perf_counter()
+        try:
+            # Done when rounds stop changing anything (the current hour is
+            # not settled, so its replicas stay).
+            last, last_change = None, time.perf_counter()
+            while True:
+                time.sleep(0.5)
+                now = (metric(url, "ignis_compactor_blocks_written_total"),
+                       metric(url, "ignis_compactor_blocks_deleted_total"))
+                if now != last:
+                    last, last_change = now, time.perf_counter()
+                elif now[1] > 0 and time.perf_counter() - last_change > 5:
+                    break
+                if time.perf_counter() - t0 > 3600:
+                    sys.exit("compaction did not finish within an hour")
+            seconds = last_change - t0
+            compactor_rss = round(peak_rss_mb(proc.pid), 1)
+            written = metric(url, "ignis_compactor_blocks_written_total")
+        finally:
+            stop(proc)
+        after = bucket_stats(bucket)
+        query_after = flamegraph(a, bucket, work, log, backfill, want)
+        out = {
+            "bin": a.bin, "backfill": backfill,
+            "before": before, "after": after,
+            "compaction": {"seconds": round(seconds, 1), "blocks_written": written,
+                           "sample_rows_per_sec": round(before["sample_rows"] / seconds),
+                           "peak_rss_mb": compactor_rss},
+            "query_before": query_before, "query_after": query_after,
+        }
+        if a.json:
+            print(json.dumps(out))
+        else:
+            print(json.dumps(out, indent=2))
+    finally:
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
