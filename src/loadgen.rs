@@ -53,6 +53,12 @@ pub struct LoadgenArgs {
     /// Backfill: the node's data dir (blocks go to its default bucket, `<data_dir>/bucket`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Backfill: write every profile this many times, as replicated
+    /// ingesters do: replica `r` of `n` cuts its hourly blocks `r/n` of an
+    /// hour past the clock hour, so replicas' blocks overlap (what the
+    /// compactor merges).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
 }
 
 fn parse_every(s: &str) -> Result<Duration, String> {
@@ -297,7 +303,8 @@ pub struct BackfillSummary {
 
 /// Writes `--backfill-hours` of synthetic history ending at `end_ns` into
 /// `--data-dir`: the profile of `--profile` every `--every` for each of
-/// `--series` pods, labelled as the live load is, one block per clock hour.
+/// `--series` pods, labelled as the live load is, one block per clock hour
+/// (per replica with `--replicas`).
 pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary> {
     use ignis_storage::block::{BlockStore, ObjectStoreConfig, encode_block, new_ulid};
 
@@ -347,30 +354,56 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
         min_time_ns: first,
         max_time_ns: end,
     };
-    let mut t = first;
-    while t <= end {
-        let window_end = (t.div_euclid(HOUR) + 1) * HOUR;
-        let mut head = ignis_storage::Head::new();
-        while t <= end && t < window_end {
-            for template in &mut templates {
-                for p in template.iter_mut() {
-                    p.timestamp_ns = t;
-                    p.profile_id = ignis_storage::new_profile_id();
-                    head.insert(p)?;
-                }
-                summary.profiles += 1;
-            }
-            t += every;
-        }
-        let block = encode_block(&tenant, &new_ulid(), &head)?;
+    let replicas = args.replicas.max(1) as i64;
+    // Per replica: its head and the end of the hour it is filling.
+    let mut heads: Vec<(ignis_storage::Head, i64)> = (0..replicas)
+        .map(|_| (ignis_storage::Head::new(), i64::MIN))
+        .collect();
+    let upload = |head: &ignis_storage::Head, summary: &mut BackfillSummary| {
+        let block = encode_block(&tenant, &new_ulid(), head)?;
         summary.samples += block.meta.stats.samples;
         summary.bytes += block.files.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-        store.upload(&block).await?;
         summary.blocks += 1;
-        eprint!(
-            "\r{} blocks, {} profiles written  ",
-            summary.blocks, summary.profiles
-        );
+        Ok::<_, anyhow::Error>(block)
+    };
+    let mut t = first;
+    let mut printed = 0;
+    while t <= end {
+        for (r, (head, window_end)) in heads.iter_mut().enumerate() {
+            let offset = r as i64 * HOUR / replicas;
+            if t >= *window_end {
+                if !head.is_empty() {
+                    let block = upload(head, &mut summary)?;
+                    store.upload(&block).await?;
+                    *head = ignis_storage::Head::new();
+                }
+                *window_end = ((t - offset).div_euclid(HOUR) + 1) * HOUR + offset;
+            }
+        }
+        for template in &mut templates {
+            for p in template.iter_mut() {
+                p.timestamp_ns = t;
+                p.profile_id = ignis_storage::new_profile_id();
+                for (head, _) in heads.iter_mut() {
+                    head.insert(p)?;
+                }
+            }
+            summary.profiles += 1;
+        }
+        t += every;
+        if summary.blocks != printed {
+            printed = summary.blocks;
+            eprint!(
+                "\r{} blocks, {} profiles written  ",
+                summary.blocks, summary.profiles
+            );
+        }
+    }
+    for (head, _) in &heads {
+        if !head.is_empty() {
+            let block = upload(head, &mut summary)?;
+            store.upload(&block).await?;
+        }
     }
     eprintln!();
     summary.seconds = start.elapsed().as_secs_f64();
@@ -434,6 +467,7 @@ mod tests {
             backfill_hours: 1.5,
             every: Duration::from_secs(60),
             data_dir: Some(dir.clone()),
+            replicas: 1,
         };
         let end_ns = 1_794_999_600_000_000_000 + 1_800_000_000_000; // 30 min past an hour
         let s = backfill(&args, end_ns).await.expect("backfill");
@@ -469,6 +503,43 @@ mod tests {
         assert_eq!(profiles, 2 * 3 * 90);
         // go/cpu.expected.json: cpu/nanoseconds sums to 8 710 000 000 per profile.
         assert_eq!(total, 90 * 8_710_000_000, "pod-0001's 90 profiles");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn replicas_write_every_profile_in_blocks_cut_at_their_own_minute() {
+        let dir = std::env::temp_dir().join(format!("ignis-backfill-r-{}", std::process::id()));
+        let args = LoadgenArgs {
+            url: String::new(),
+            duration: 0,
+            concurrency: 1,
+            series: 2,
+            rate: 0,
+            profile: Some(fixture()),
+            tenant: Some("bf".into()),
+            json: false,
+            backfill_hours: 1.5,
+            every: Duration::from_secs(60),
+            data_dir: Some(dir.clone()),
+            replicas: 3,
+        };
+        let end_ns = 1_794_999_600_000_000_000 + 1_800_000_000_000;
+        let s = backfill(&args, end_ns).await.expect("backfill");
+        let store = BlockStore::open(&ObjectStoreConfig::default(), &dir).expect("store");
+        let metas = store.blocks("bf").await.expect("list");
+        assert_eq!(metas.len() as usize, s.blocks);
+        // Every profile three times (two series rows per pprof profile).
+        let rows: u64 = metas.iter().map(|m| m.stats.profiles).sum();
+        assert_eq!(rows, 3 * 2 * 2 * 90);
+        // Each block starts at or after its replica's cut minute (0, 20, 40).
+        let minutes: std::collections::BTreeSet<i64> = metas
+            .iter()
+            .map(|m| (m.min_time_ns / 60_000_000_000).rem_euclid(60))
+            .collect();
+        assert!(
+            minutes.contains(&20) && minutes.contains(&40),
+            "{minutes:?}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

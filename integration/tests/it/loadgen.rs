@@ -23,6 +23,7 @@ async fn loadgen_acknowledged_profiles_are_all_stored() -> Result<()> {
         backfill_hours: 0.0,
         every: std::time::Duration::from_secs(10),
         data_dir: None,
+        replicas: 1,
     };
     let summary = run(&args).await?;
     ensure!(
