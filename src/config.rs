@@ -51,6 +51,9 @@ pub struct CompactorConfig {
     pub interval_secs: u64,
     /// Length of the aligned windows overlapping blocks are merged by, in seconds.
     pub window_secs: u64,
+    /// Length of the aligned windows (days) all of a settled window's
+    /// blocks are merged by, in seconds (0: never).
+    pub day_window_secs: u64,
     /// Seconds after a window ends before it is compacted (no ingester
     /// still holds data for it).
     pub settle_secs: u64,
@@ -68,6 +71,7 @@ impl Default for CompactorConfig {
         Self {
             interval_secs: 60,
             window_secs: (s.window_ns / 1_000_000_000) as u64,
+            day_window_secs: (s.day_window_ns / 1_000_000_000) as u64,
             settle_secs: (s.settle_ns / 1_000_000_000) as u64,
             deletion_delay_secs: (s.deletion_delay_ns / 1_000_000_000) as u64,
             chunk_rows: s.chunk_rows,
@@ -81,6 +85,7 @@ impl CompactorConfig {
         let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
         ignis_actors::compactor::Settings {
             window_ns: ns(self.window_secs.max(1)),
+            day_window_ns: ns(self.day_window_secs),
             settle_ns: ns(self.settle_secs),
             deletion_delay_ns: ns(self.deletion_delay_secs),
             chunk_rows: self.chunk_rows.max(1),

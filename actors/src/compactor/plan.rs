@@ -5,8 +5,11 @@
 //! is compacted once it ended `settle_ns` ago (no ingester still holds data
 //! for it) when at least two blocks overlap each other inside it: replicas
 //! from several ingesters, or blocks of ingesters holding different series.
-//! The output holds the sources' profiles inside the window, each once, and
-//! records the window and every level-1 block it covers.
+//! Then, once a whole day (`day_window_ns`) settled with no such window
+//! left in it, its blocks (two or more) become one: a long range reads one
+//! block, and its 1-day rollups, per day. Each output holds its sources'
+//! profiles inside its window, each once, and records the window and every
+//! level-1 block it covers.
 //!
 //! A block is **replaced** once outputs that cover all its sources cover its
 //! whole time range: store-gateways stop serving it at once (so a query never
@@ -22,8 +25,11 @@ use super::merge::Job;
 /// When the compactor acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Length of the aligned windows blocks are merged by (ns).
+    /// Length of the aligned windows overlapping blocks are merged by (ns).
     pub window_ns: i64,
+    /// Length of the aligned windows (days) all blocks are merged by, once
+    /// settled (ns; 0: never).
+    pub day_window_ns: i64,
     /// How long after a window ends it is compacted (ns).
     pub settle_ns: i64,
     /// How long a replaced block is kept after its replacement (ns).
@@ -37,6 +43,7 @@ impl Default for Settings {
         const MIN: i64 = 60_000_000_000;
         Self {
             window_ns: 60 * MIN,
+            day_window_ns: 24 * 60 * MIN,
             settle_ns: 120 * MIN,
             deletion_delay_ns: 15 * MIN,
             chunk_rows: super::merge::CHUNK_ROWS,
@@ -104,14 +111,61 @@ pub fn replaced(metas: &[BlockMeta]) -> HashMap<String, i64> {
 }
 
 /// The compaction jobs of `tenant` at `now_ns`, over `metas` (all its
-/// indexed blocks; replaced ones are left out here).
+/// indexed blocks; replaced ones are left out here): windows where blocks
+/// overlap first, then whole days.
 pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings) -> Vec<Job> {
-    let w = settings.window_ns.max(1);
     let gone = replaced(metas);
     let live: Vec<&BlockMeta> = metas
         .iter()
         .filter(|m| m.stats.profiles > 0 && !gone.contains_key(&m.ulid))
         .collect();
+    let mut jobs = window_jobs(
+        tenant,
+        metas,
+        &live,
+        now_ns,
+        settings,
+        settings.window_ns,
+        2,
+        true,
+    );
+    if settings.day_window_ns > 0 {
+        let days = window_jobs(
+            tenant,
+            metas,
+            &live,
+            now_ns,
+            settings,
+            settings.day_window_ns,
+            2,
+            false,
+        );
+        // A day waits for the merges of overlapping blocks inside it.
+        let pending: Vec<(i64, i64)> = jobs.iter().map(|j| j.window).collect();
+        jobs.extend(days.into_iter().filter(|d| {
+            !pending
+                .iter()
+                .any(|&(a, b)| a <= d.window.1 && d.window.0 <= b)
+        }));
+    }
+    jobs
+}
+
+/// The jobs of the aligned windows of `w` ns that settled: each window's
+/// live blocks an output of it does not hold yet, when there are at least
+/// `min_blocks` (and, with `need_overlap`, two of them overlap inside it).
+#[allow(clippy::too_many_arguments)]
+fn window_jobs(
+    tenant: &str,
+    metas: &[BlockMeta],
+    live: &[&BlockMeta],
+    now_ns: i64,
+    settings: &Settings,
+    w: i64,
+    min_blocks: usize,
+    need_overlap: bool,
+) -> Vec<Job> {
+    let w = w.max(1);
     let mut windows: Vec<i64> = live
         .iter()
         .flat_map(|m| m.min_time_ns.div_euclid(w)..=m.max_time_ns.div_euclid(w))
@@ -124,7 +178,6 @@ pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings)
         if end.saturating_add(settings.settle_ns) >= now_ns {
             continue;
         }
-        // The live blocks with rows in the window an output of it does not hold yet.
         let group: Vec<&BlockMeta> = live
             .iter()
             .copied()
@@ -135,13 +188,16 @@ pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings)
                     .any(|o| o.compaction.window.is_some_and(|(a, z)| a <= lo && hi <= z))
             })
             .collect();
+        if group.len() < min_blocks {
+            continue;
+        }
         let overlap = group.iter().enumerate().any(|(i, a)| {
             group[i + 1..].iter().any(|b| {
                 a.min_time_ns.max(b.min_time_ns).max(start)
                     <= a.max_time_ns.min(b.max_time_ns).min(end)
             })
         });
-        if overlap {
+        if overlap || !need_overlap {
             jobs.push(Job {
                 tenant: tenant.to_string(),
                 sources: group.into_iter().cloned().collect(),

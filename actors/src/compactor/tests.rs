@@ -55,7 +55,17 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-async fn fixture(blocks: &[Head]) -> Fixture {
+/// Hour windows only (the day a test's history falls in depends on the clock).
+fn hourly() -> Settings {
+    Settings {
+        // Small chunks: several per output.
+        chunk_rows: 20_000,
+        day_window_ns: 0,
+        ..Settings::default()
+    }
+}
+
+async fn fixture(blocks: &[Head], settings: Settings) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = BlockStore::open(&ObjectStoreConfig::default(), dir.path()).expect("store");
     for head in blocks {
@@ -85,11 +95,7 @@ async fn fixture(blocks: &[Head]) -> Fixture {
         store.clone(),
         Arc::new(ignis_query::block_read::BlockReader::new(sg.bucket()).expect("reader")),
         cluster,
-        Settings {
-            // Small chunks: several per output.
-            chunk_rows: 20_000,
-            ..Settings::default()
-        },
+        settings,
         Some(sg.clone()),
         metrics.clone(),
     );
@@ -160,14 +166,17 @@ fn bucket_bytes(metas: &[BlockMeta]) -> u64 {
 async fn three_replicas_become_one_copy_that_answers_the_same() {
     let all = history(0..PROFILES);
     // Three ingesters held the same profiles and cut at different times.
-    let f = fixture(&[
-        history(0..140),
-        history(140..280),
-        history(280..PROFILES),
-        history(0..100),
-        history(100..PROFILES),
-        history(0..PROFILES),
-    ])
+    let f = fixture(
+        &[
+            history(0..140),
+            history(140..280),
+            history(280..PROFILES),
+            history(0..100),
+            history(100..PROFILES),
+            history(0..PROFILES),
+        ],
+        hourly(),
+    )
     .await;
     let queries: Vec<_> = ranges()
         .into_iter()
@@ -266,7 +275,7 @@ async fn three_replicas_become_one_copy_that_answers_the_same() {
 
 #[tokio::test]
 async fn an_interrupted_compaction_leaves_the_sources_and_is_redone() {
-    let f = fixture(&[history(0..200), history(100..300)]).await;
+    let f = fixture(&[history(0..200), history(100..300)], hourly()).await;
     let q = flamegraph(ranges()[0].0, ranges()[0].1, "{}");
     let want = direct(&history(0..300), &q);
     // A compactor that died mid-upload left files without meta.json.
@@ -287,6 +296,56 @@ async fn an_interrupted_compaction_leaves_the_sources_and_is_redone() {
     let round = f.compactor.run_once(later).await.expect("round");
     assert!(round.compacted > 0 && round.failed == 0);
     assert_eq!(served(&f.sg, &q).await, want);
+}
+
+#[tokio::test]
+async fn a_settled_day_becomes_one_block_that_long_ranges_read_from_its_day_rollups() {
+    // One ingester: hourly blocks one after another over 30 hours, a
+    // profile every 10 minutes, from 7 s past midnight three days ago.
+    const DAY_MS: i64 = 24 * HOUR_MS;
+    const EVERY: i64 = 600_000;
+    let start = (now_ns() / 1_000_000 / DAY_MS - 3) * DAY_MS + 7_000;
+    let hours: Vec<Head> = (0..30)
+        .map(|h| go_cpu_history(h * 6..(h + 1) * 6, SERVICES, start, EVERY))
+        .collect();
+    let all = go_cpu_history(0..180, SERVICES, start, EVERY);
+    let f = fixture(&hours, Settings::default()).await;
+    let end = start + 30 * HOUR_MS;
+    let queries = [
+        flamegraph(start, end, "{}"),
+        flamegraph(
+            start - 7_000,
+            start + DAY_MS - 7_001,
+            "{service_name=\"svc-0\"}",
+        ),
+        flamegraph(start + 5 * HOUR_MS + 1_234, end - 3 * HOUR_MS, "{}"),
+    ];
+    for q in &queries {
+        assert_eq!(served(&f.sg, q).await, direct(&all, q));
+    }
+    // No block overlaps another: only the two settled days are merged.
+    let round = f.compactor.run_once(now_ns()).await.expect("round");
+    assert_eq!((round.compacted, round.failed), (2, 0));
+    let served_metas = f.sg.metas("t1", i64::MIN, i64::MAX);
+    assert_eq!(served_metas.len(), 2, "one block per day");
+    let rows_before = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total");
+    for q in &queries {
+        assert_eq!(served(&f.sg, q).await, direct(&all, q));
+    }
+    // The first day whole: one row per stack and series from its day rollup.
+    let rows = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total") - rows_before;
+    let day_samples = served_metas
+        .iter()
+        .map(|m| m.stats.samples)
+        .max()
+        .unwrap_or(0) as f64;
+    assert!(
+        rows * 20.0 < 3.0 * day_samples,
+        "rows read {rows}, a day holds {day_samples}"
+    );
+    let later = now_ns() + 3_600_000_000_000;
+    let gone = f.compactor.run_once(later).await.expect("round");
+    assert_eq!((gone.compacted, gone.deleted), (0, 30));
 }
 
 #[test]
@@ -327,14 +386,21 @@ fn identical_outputs_replace_one_another_once_and_partial_cover_replaces_nothing
     let replaced = plan::replaced(&[a, b, o1, o1b, o2]);
     assert!(replaced.contains_key("O1") && !replaced.contains_key("O1b"));
 
-    // Blocks one after another (one ingester): nothing to merge.
+    // Blocks one after another (one ingester): no overlap to merge by the
+    // hour; the settled day they lie in becomes one block.
     let settings = Settings::default();
     let h = settings.window_ns;
     let seq = [
         meta("S1", &["S1"], None, (h / 2, h + h / 2 - 1)),
         meta("S2", &["S2"], None, (h + h / 2, 2 * h + h / 2 - 1)),
     ];
-    assert!(plan::jobs("t", &seq, 100 * h, &settings).is_empty());
+    assert!(plan::jobs("t", &seq, 100 * h, &hourly()).is_empty());
+    let days = plan::jobs("t", &seq, 100 * h, &settings);
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].window, (0, settings.day_window_ns - 1));
+    assert_eq!(days[0].sources.len(), 2);
+    // Not before the day settled.
+    assert!(plan::jobs("t", &seq, settings.day_window_ns, &settings).is_empty());
 }
 
 fn metric(m: &Metrics, name: &str) -> f64 {

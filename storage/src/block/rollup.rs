@@ -20,10 +20,16 @@ use crate::head::ProfileRow;
 const MINUTE_NS: i64 = 60_000_000_000;
 
 /// The window lengths (ns) a block's rollups are written at, finest first:
-/// 1 minute, 10 minutes, 1 hour. Each divides the next, so a range splits
-/// into whole windows plus at most two sub-minute edges; SDKs push every
-/// 10–15 s, so each level holds 4–6× fewer rows than the one below.
-pub const ROLLUP_RESOLUTIONS_NS: [i64; 3] = [MINUTE_NS, 10 * MINUTE_NS, 60 * MINUTE_NS];
+/// 1 minute, 10 minutes, 1 hour, 1 day. Each divides the next, so a range
+/// splits into whole windows plus at most two sub-minute edges; SDKs push
+/// every 10–15 s, so each level holds 4–24× fewer rows than the one below
+/// (the day level pays off in the day blocks compaction writes).
+pub const ROLLUP_RESOLUTIONS_NS: [i64; 4] = [
+    MINUTE_NS,
+    10 * MINUTE_NS,
+    60 * MINUTE_NS,
+    24 * 60 * MINUTE_NS,
+];
 
 /// Writes a block's rollup table as series are pushed, in bounded memory:
 /// for each resolution, the rows of `(series, window, stack)` with the sum
