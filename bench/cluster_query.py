@@ -24,23 +24,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
+
+from ignis_bench import free_port, http, wait_ready
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SELECTOR = '{service_name="loadgen",pod="pod-0001"}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Proxies:
@@ -83,30 +77,6 @@ class Proxies:
         with self.lock:
             n, self.bytes = self.bytes, 0
         return n
-
-
-def http(method, url, body=None, timeout=60):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def wait_ready(url, procs, log, secs=120):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                sys.exit(f"a node exited; log: {log}")
-        try:
-            if http("GET", url + "/ready", timeout=2)[0] == 200:
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"{url} not ready; log: {log}")
 
 
 def main():

@@ -25,49 +25,17 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from ignis_bench import http, metric, peak_rss_mb, serve, stop
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
 SELECTOR = '{service_name="loadgen"}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, timeout=600):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def metric(url, name):
-    text = http("GET", url + "/metrics")[1].decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def bucket_stats(bucket):
@@ -82,37 +50,6 @@ def bucket_stats(bucket):
         size += sum(f["size_bytes"] for f in m["files"])
         samples += m["stats"]["samples"]
     return {"blocks": blocks, "bytes": size, "sample_rows": samples}
-
-
-def serve(binary, bucket, work, log, **env_extra):
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="node.", dir=work)
-    env = dict(os.environ,
-               IGNIS_SERVER__HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-               IGNIS_STORAGE__DATA_DIR=data,
-               IGNIS_STORAGE__BUCKET__PATH=bucket,
-               IGNIS_LOG__LEVEL="warn", **env_extra)
-    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("the node exited; see its log")
-        try:
-            if http("GET", url + "/ready", timeout=2)[0] == 200:
-                return proc, url
-        except Exception:
-            pass
-        time.sleep(0.2)
-    sys.exit("the node did not get ready")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def flamegraph(a, bucket, work, log, backfill, want):

@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from ignis_bench import http, peak_rss_mb, serve, stop
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
@@ -36,60 +35,6 @@ SELECTIONS = [
     ("one region (25 pods)", '{service_name="loadgen",region="region-1"}', 25),
     ("one pod", '{service_name="loadgen",pod="pod-0042"}', 1),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, timeout=600):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def serve(binary, bucket, work, log):
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="node.", dir=work)
-    env = dict(os.environ,
-               IGNIS_SERVER__HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-               IGNIS_STORAGE__DATA_DIR=data,
-               IGNIS_STORAGE__BUCKET__PATH=bucket,
-               IGNIS_LOG__LEVEL="warn")
-    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("the node exited; see its log")
-        try:
-            if http("GET", url + "/ready", timeout=2)[0] == 200:
-                return proc, url, data
-        except Exception:
-            pass
-        time.sleep(0.2)
-    sys.exit("the node did not get ready")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def main():
@@ -127,7 +72,7 @@ def main():
         end_ms = backfill["max_time_ns"] // 1_000_000 + 1
         rows = []
         for name, selector, pods in SELECTIONS:
-            proc, url, _ = serve(a.bin, bucket, work, log)
+            proc, url = serve(a.bin, bucket, work, log)
             time.sleep(2)  # the store-gateway indexes the bucket on start
             try:
                 req = {"profileTypeID": CPU, "labelSelector": selector,

@@ -452,23 +452,28 @@ mod tests {
 
     /// 90 minutes, 3 pods, one profile a minute: two blocks (clock hours)
     /// holding every profile once, with the fixture's CPU total each.
-    #[tokio::test]
-    async fn backfill_writes_blocks_that_hold_every_profile() {
-        let dir = std::env::temp_dir().join(format!("ignis-backfill-{}", std::process::id()));
-        let args = LoadgenArgs {
+    /// A backfill of 1.5 hours, a profile a minute, of tenant `bf` into `dir`.
+    fn backfill_args(dir: &std::path::Path, series: usize, replicas: usize) -> LoadgenArgs {
+        LoadgenArgs {
             url: String::new(),
             duration: 0,
             concurrency: 1,
-            series: 3,
+            series,
             rate: 0,
             profile: Some(fixture()),
             tenant: Some("bf".into()),
             json: false,
             backfill_hours: 1.5,
             every: Duration::from_secs(60),
-            data_dir: Some(dir.clone()),
-            replicas: 1,
-        };
+            data_dir: Some(dir.to_path_buf()),
+            replicas,
+        }
+    }
+
+    #[tokio::test]
+    async fn backfill_writes_blocks_that_hold_every_profile() {
+        let dir = std::env::temp_dir().join(format!("ignis-backfill-{}", std::process::id()));
+        let args = backfill_args(&dir, 3, 1);
         let end_ns = 1_794_999_600_000_000_000 + 1_800_000_000_000; // 30 min past an hour
         let s = backfill(&args, end_ns).await.expect("backfill");
         assert_eq!(s.profiles, 3 * 90);
@@ -509,20 +514,7 @@ mod tests {
     #[tokio::test]
     async fn replicas_write_every_profile_in_blocks_cut_at_their_own_minute() {
         let dir = std::env::temp_dir().join(format!("ignis-backfill-r-{}", std::process::id()));
-        let args = LoadgenArgs {
-            url: String::new(),
-            duration: 0,
-            concurrency: 1,
-            series: 2,
-            rate: 0,
-            profile: Some(fixture()),
-            tenant: Some("bf".into()),
-            json: false,
-            backfill_hours: 1.5,
-            every: Duration::from_secs(60),
-            data_dir: Some(dir.clone()),
-            replicas: 3,
-        };
+        let args = backfill_args(&dir, 2, 3);
         let end_ns = 1_794_999_600_000_000_000 + 1_800_000_000_000;
         let s = backfill(&args, end_ns).await.expect("backfill");
         let store = BlockStore::open(&ObjectStoreConfig::default(), &dir).expect("store");

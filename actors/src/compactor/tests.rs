@@ -16,6 +16,7 @@ use crate::cluster::ClusterContext;
 use crate::metrics::Metrics;
 use crate::store_gateway::StoreGateway;
 use crate::testing::fixtures::{go_cpu_history, truth};
+use crate::testing::metric;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SERVICES: usize = 2;
@@ -401,11 +402,4 @@ fn identical_outputs_replace_one_another_once_and_partial_cover_replaces_nothing
     assert_eq!(days[0].sources.len(), 2);
     // Not before the day settled.
     assert!(plan::jobs("t", &seq, settings.day_window_ns, &settings).is_empty());
-}
-
-fn metric(m: &Metrics, name: &str) -> f64 {
-    m.encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }

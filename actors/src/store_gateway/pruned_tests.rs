@@ -15,6 +15,7 @@ use super::StoreGateway;
 use super::reads::BlockRead;
 use crate::metrics::Metrics;
 use crate::testing::fixtures::{split, truth};
+use crate::testing::metric;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SERVICES: usize = 12;
@@ -112,13 +113,6 @@ fn flamegraph(selector: &'static str, from: i64, to: i64) -> Query {
         .expect("query")
         .encode_to_vec()
     })
-}
-
-fn metric(m: &Metrics, name: &str) -> f64 {
-    m.encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

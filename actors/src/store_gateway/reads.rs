@@ -38,7 +38,7 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use ignis_query::block_read::BlockTables;
+use ignis_query::block_read::{BlockTables, ReadStats};
 use ignis_query::block_slice::Claimed;
 use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, Scope, Source};
@@ -143,8 +143,14 @@ impl StoreGateway {
         let (slice, stats) =
             on_executor(async move { reader.read_slice(&meta, &tables, &scope, &refs).await })
                 .await?;
+        self.metrics.pruned_reads.inc();
+        self.record_scans(&stats);
+        Ok((Arc::new(slice), BlockRead::Pruned))
+    }
+
+    /// Counts what a read's scans skipped and read.
+    fn record_scans(&self, stats: &ReadStats) {
         let m = &self.metrics;
-        m.pruned_reads.inc();
         m.pruned_row_groups_skipped
             .inc_by(stats.scan.row_groups_pruned);
         m.pruned_row_groups_read.inc_by(
@@ -156,7 +162,6 @@ impl StoreGateway {
         m.pruned_rows_read.inc_by(stats.scan.rows);
         m.parquet_footers_cached
             .set(self.reader.bucket().cached_footers() as i64);
-        Ok((Arc::new(slice), BlockRead::Pruned))
     }
 
     /// One block's source from its rollups (see the module docs).
@@ -182,17 +187,8 @@ impl StoreGateway {
                 async move { reader.read_rollup_slice(&meta, &tables, &plan, &refs).await },
             )
             .await?;
-        let m = &self.metrics;
-        m.rollup_reads.inc();
-        m.pruned_row_groups_skipped
-            .inc_by(stats.scan.row_groups_pruned);
-        m.pruned_row_groups_read.inc_by(
-            stats
-                .scan
-                .row_groups
-                .saturating_sub(stats.scan.row_groups_pruned),
-        );
-        m.pruned_rows_read.inc_by(stats.scan.rows);
+        self.metrics.rollup_reads.inc();
+        self.record_scans(&stats);
         Ok(Arc::new(slice))
     }
 

@@ -13,6 +13,7 @@ use prost::Message;
 use super::StoreGateway;
 use crate::metrics::Metrics;
 use crate::testing::fixtures::{go_cpu_history, truth};
+use crate::testing::metric;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const SERVICES: usize = 3;
@@ -97,13 +98,6 @@ fn flamegraph(selector: &'static str, start: i64, end: i64, format: q::ProfileFo
         .expect("query")
         .encode_to_vec()
     })
-}
-
-fn metric(m: &Metrics, name: &str) -> f64 {
-    m.encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Ranges (ms) around the block: aligned and not, inside one minute, on

@@ -19,6 +19,14 @@ pub mod fixtures;
 #[cfg(test)]
 mod tests;
 
+/// A sample's value in `m`'s Prometheus text (0 when absent).
+pub fn metric(m: &crate::metrics::Metrics, name: &str) -> f64 {
+    m.encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,87 @@
+"""Helpers the benchmark scripts share: ports, HTTP, nodes, memory."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=600):
+    """(status, body bytes) of a request; `body` is sent as JSON."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def metric(url, name):
+    """A sample's value on a node's /metrics (0 when absent)."""
+    text = http("GET", url + "/metrics")[1].decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def peak_rss_mb(pid):
+    """A process's peak resident memory (VmHWM), MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_ready(url, procs, log_path, secs=120):
+    """Waits for `url`/ready; exits if a process in `procs` died."""
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                sys.exit(f"a node exited; log: {log_path}")
+        try:
+            if http("GET", url + "/ready", timeout=2)[0] == 200:
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{url} not ready; log: {log_path}")
+
+
+def serve(binary, bucket, work, log, **env_extra):
+    """A standalone node on `bucket` (its own data dir under `work`), ready:
+    (process, URL). `env_extra` adds IGNIS_* settings."""
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="node.", dir=work)
+    env = dict(os.environ,
+               IGNIS_SERVER__HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+               IGNIS_STORAGE__DATA_DIR=data,
+               IGNIS_STORAGE__BUCKET__PATH=bucket,
+               IGNIS_LOG__LEVEL="warn", **env_extra)
+    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, [proc], log.name)
+    return proc, url
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after a minute."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
