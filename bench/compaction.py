@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from ignis_bench import http, metric, peak_rss_mb, serve, stop
+from ignis_bench import compact_until_idle, http, peak_rss_mb, serve, stop
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
@@ -103,30 +103,7 @@ def main():
         before = bucket_stats(bucket)
         query_before = flamegraph(a, bucket, work, log, backfill, want)
 
-        proc, url = serve(a.bin, bucket, work, log,
-                          IGNIS_COMPACTOR__SETTLE_SECS="0",
-                          IGNIS_COMPACTOR__DELETION_DELAY_SECS="0",
-                          IGNIS_COMPACTOR__INTERVAL_SECS="1")
-        t0 = time.perf_counter()
-        try:
-            # Done when rounds stop changing anything (the current hour is
-            # not settled, so its replicas stay).
-            last, last_change = None, time.perf_counter()
-            while True:
-                time.sleep(0.5)
-                now = (metric(url, "ignis_compactor_blocks_written_total"),
-                       metric(url, "ignis_compactor_blocks_deleted_total"))
-                if now != last:
-                    last, last_change = now, time.perf_counter()
-                elif now[1] > 0 and time.perf_counter() - last_change > 5:
-                    break
-                if time.perf_counter() - t0 > 3600:
-                    sys.exit("compaction did not finish within an hour")
-            seconds = last_change - t0
-            compactor_rss = round(peak_rss_mb(proc.pid), 1)
-            written = metric(url, "ignis_compactor_blocks_written_total")
-        finally:
-            stop(proc)
+        seconds, written, _, compactor_rss = compact_until_idle(a.bin, bucket, work, log)
         after = bucket_stats(bucket)
         query_after = flamegraph(a, bucket, work, log, backfill, want)
         out = {
@@ -134,7 +111,7 @@ def main():
             "before": before, "after": after,
             "compaction": {"seconds": round(seconds, 1), "blocks_written": written,
                            "sample_rows_per_sec": round(before["sample_rows"] / seconds),
-                           "peak_rss_mb": compactor_rss},
+                           "peak_rss_mb": round(compactor_rss, 1)},
             "query_before": query_before, "query_after": query_after,
         }
         if a.json:

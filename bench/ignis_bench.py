@@ -85,3 +85,29 @@ def stop(proc):
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def compact_until_idle(binary, bucket, work, log, quiet_secs=5, limit_secs=3600):
+    """Runs a node whose compactor is due at once (settle 0, deletion delay
+    0, a round a second) until rounds change nothing for `quiet_secs`:
+    (seconds it worked, blocks written, blocks deleted, its peak RSS MB)."""
+    proc, url = serve(binary, bucket, work, log,
+                      IGNIS_COMPACTOR__SETTLE_SECS="0",
+                      IGNIS_COMPACTOR__DELETION_DELAY_SECS="0",
+                      IGNIS_COMPACTOR__INTERVAL_SECS="1")
+    t0 = time.perf_counter()
+    try:
+        last, last_change = None, time.perf_counter()
+        while True:
+            time.sleep(0.5)
+            now = (metric(url, "ignis_compactor_blocks_written_total"),
+                   metric(url, "ignis_compactor_blocks_deleted_total"))
+            if now != last:
+                last, last_change = now, time.perf_counter()
+            elif now[1] > 0 and time.perf_counter() - last_change > quiet_secs:
+                break
+            if time.perf_counter() - t0 > limit_secs:
+                sys.exit("compaction did not finish in time")
+        return last_change - t0, last[0], last[1], peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)

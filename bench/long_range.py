@@ -11,8 +11,11 @@
    checked against the fixture's ground truth; the node's peak RSS (VmHWM)
    is read after the queries.
 
+With --compact, a node whose compactor is due at once first compacts the
+history (settled days become day blocks, read from their 1-day rollups).
+
 Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
-       [--runs 5] [--data DIR] [--fixtures ../shared/fixtures] [--json]
+       [--runs 5] [--data DIR] [--compact] [--fixtures ../shared/fixtures] [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
 
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from ignis_bench import http, peak_rss_mb, serve, stop
+from ignis_bench import compact_until_idle, http, peak_rss_mb, serve, stop
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
@@ -47,6 +50,8 @@ def main():
     ap.add_argument("--fixtures", default=os.environ.get(
         "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--compact", action="store_true",
+                    help="compact the history first (settled days become day blocks)")
     a = ap.parse_args()
     fixture = os.path.join(a.fixtures, "go", "cpu.pb.gz")
     truth = json.load(open(os.path.join(a.fixtures, "go", "cpu.expected.json")))
@@ -68,6 +73,11 @@ def main():
             backfill = json.loads(bf.stdout.strip().splitlines()[-1])
             json.dump(backfill, open(summary, "w"))
         bucket = os.path.join(data, "bucket")
+        compaction = None
+        if a.compact:
+            seconds, written, deleted, rss = compact_until_idle(a.bin, bucket, work, log)
+            compaction = {"seconds": round(seconds, 1), "blocks_written": written,
+                          "blocks_deleted": deleted, "peak_rss_mb": round(rss, 1)}
         start_ms = backfill["min_time_ns"] // 1_000_000
         end_ms = backfill["max_time_ns"] // 1_000_000 + 1
         rows = []
@@ -96,12 +106,14 @@ def main():
                 })
             finally:
                 stop(proc)
-        out = {"bin": a.bin, "backfill": backfill, "queries": rows}
+        out = {"bin": a.bin, "backfill": backfill, "compaction": compaction, "queries": rows}
         if a.json:
             print(json.dumps(out))
         else:
             print(f"history: {backfill['profiles']} profiles, {backfill['samples']} sample rows, "
                   f"{backfill['blocks']} blocks, {backfill['bytes']} bytes")
+            if compaction:
+                print(f"compaction: {compaction}")
             for r in rows:
                 print(f"{r['selection']:22} cold {r['cold_ms']:9.1f} ms  "
                       f"warm {r['warm_ms_median']:9.1f} ms  peak RSS {r['peak_rss_mb']:8.1f} MB")

@@ -430,6 +430,15 @@ impl Config {
                 self.log.format
             )));
         }
+        // In a cluster every store-gateway must index a compacted block
+        // before the blocks it replaced go, or it would serve neither.
+        let sync = self.storage.block_sync_interval_secs.max(1);
+        if self.cluster.enabled && self.compactor.deletion_delay_secs < 2 * sync {
+            return Err(ConfigError::Invalid(format!(
+                "compactor.deletion_delay_secs ({}) must be at least twice storage.block_sync_interval_secs ({sync}) in a cluster, so every store-gateway indexes a compacted block before what it replaced is deleted",
+                self.compactor.deletion_delay_secs
+            )));
+        }
         let roles =
             Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
         if !self.cluster.enabled && roles.names().len() != crate::roles::ALL_ROLES.len() {
@@ -525,5 +534,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_keeps_replaced_blocks_until_every_store_gateway_indexed_their_output() {
+        let mut c = Config::default();
+        c.compactor.deletion_delay_secs = 0;
+        c.validate()
+            .expect("standalone: the node indexes its outputs itself");
+        c.cluster.enabled = true;
+        c.target = "compactor".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("compactor.deletion_delay_secs"), "{e}");
+        c.compactor.deletion_delay_secs = 2 * c.storage.block_sync_interval_secs;
+        c.validate().expect("twice the sync interval");
     }
 }
