@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::diff::diff_flamegraph;
 use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::flamegraph::FlameTree;
+use crate::flamegraph::{FlameTree, Levels};
 use crate::selector::{MatchOp, parse_selector};
 use crate::source::Selection;
 use crate::timeseries::{Timeline, timeline_step_secs};
@@ -195,26 +195,53 @@ pub fn render_svg(engine: &Engine<'_>, req: &RenderRequest) -> Result<Vec<u8>, Q
     Ok(out)
 }
 
-/// Builds the flamebearer JSON for a render request.
+/// Builds the flamebearer JSON for a render request (its flame graph and
+/// its timelines over one engine).
 pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryError> {
-    let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
+    Ok(render_json(
+        render_flame(engine, req)?,
+        render_timelines(engine, req)?,
+    ))
+}
 
+/// The flame graph part of a render: the profile type and the merged levels.
+/// A query of its own, it only merges stacks, so blocks answer it from
+/// their rollups.
+pub fn render_flame(
+    engine: &Engine<'_>,
+    req: &RenderRequest,
+) -> Result<(ProfileType, Levels), QueryError> {
+    let (pt, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
     let max_nodes = match req.max_nodes {
         Some(n) if n > 0 => n as usize,
         _ => 8192,
     };
     let merged = engine.merge(&sel);
-    let levels = FlameTree::build(&merged).levels(max_nodes);
+    Ok((pt, FlameTree::build(&merged).levels(max_nodes)))
+}
 
+/// The timeline part of a render: the total and, with `groupBy`, one
+/// timeline per group (each profile's total, so it reads profiles).
+pub fn render_timelines(
+    engine: &Engine<'_>,
+    req: &RenderRequest,
+) -> Result<(Timeline, Value), QueryError> {
+    let (_, sel) = selection(engine, "query", &req.query, req.from_ms, req.until_ms)?;
     let step = timeline_step_secs(req.from_ms, req.until_ms);
-    let (timeline, groups) = timelines(engine, &sel, req, step);
+    Ok(timelines(engine, &sel, req, step))
+}
 
+/// The flamebearer JSON of a render's two parts.
+pub fn render_json(
+    (pt, levels): (ProfileType, Levels),
+    (timeline, groups): (Timeline, Value),
+) -> Value {
     let names = if levels.total == 0 {
         Value::Null
     } else {
         json!(levels.names)
     };
-    Ok(json!({
+    json!({
         "version": 1,
         "flamebearer": {
             "names": names,
@@ -226,7 +253,7 @@ pub fn render(engine: &Engine<'_>, req: &RenderRequest) -> Result<Value, QueryEr
         "timeline": timeline,
         "groups": groups,
         "heatmap": Value::Null,
-    }))
+    })
 }
 
 fn timelines(

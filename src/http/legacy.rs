@@ -4,7 +4,8 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use ignis_query::attime::parse_time_ns;
 use ignis_query::render::{
-    DiffSide, RenderRequest, render as render_flamebearer, render_diff as render_diff_json,
+    DiffSide, RenderRequest, render_diff as render_diff_json, render_flame, render_json,
+    render_timelines,
 };
 use ignis_storage::proto::querier::v1 as q;
 use ignis_storage::proto::types::v1 as types;
@@ -77,13 +78,20 @@ pub async fn render(
             .insert_header(("Content-Disposition", "inline; filename=\"flamegraph.svg\""))
             .body(svg));
     }
-    let body = state
+    // Two queries: the flame graph only merges stacks (blocks answer it
+    // from their rollups), the timelines read each profile's total.
+    let flame = {
+        let request = request.clone();
+        state
+            .tenants
+            .query_range(&tenant, start, end, move |e| render_flame(e, &request))
+            .await?
+    };
+    let timelines = state
         .tenants
-        .query_range(&tenant, start, end, move |e| {
-            render_flamebearer(e, &request)
-        })
+        .query_range(&tenant, start, end, move |e| render_timelines(e, &request))
         .await?;
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(render_json(flame, timelines)))
 }
 
 /// `GET /pyroscope/render-diff`: two selections' flame graphs aligned (7-tuple levels).

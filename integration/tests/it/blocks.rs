@@ -615,6 +615,18 @@ async fn one_service_answers(client: &Client, times: &[i64]) -> Result<Vec<Value
         .merged_pprof(CPU, "{service_name=\"svc-09\"}", ms(40), ms(59))
         .await?;
     out.push(serde_json::to_value(&p)?);
+    // Legacy render: its flame graph (from rollups over blocks) and its
+    // timeline (from each profile).
+    let r = client
+        .get(&format!(
+            "/pyroscope/render?query={}&from={}&until={}",
+            "process_cpu%3Acpu%3Ananoseconds%3Acpu%3Ananoseconds%7Bservice_name%3D%22svc-11%22%7D",
+            ms(2),
+            ms(57)
+        ))
+        .await?;
+    ensure!(r.status().is_success(), "render: {}", r.status());
+    out.push(r.json().await?);
     Ok(out)
 }
 
@@ -646,12 +658,13 @@ async fn pruned_block_reads_answer_like_the_head_on_disk_and_on_s3() -> Result<(
         }
     };
     let pruned = |client: Client| async move {
-        // Series, label values: pruned reads; the flame graph and the pprof
-        // over minutes: from the block's rollups and the edges.
+        // Series, label values, render's timeline: pruned reads; the flame
+        // graph, the pprof and render's flame graph over minutes: from the
+        // block's rollups and the edges.
         let pruned = metric(&client, "ignis_store_gateway_pruned_reads_total").await?;
         let rollups = metric(&client, "ignis_store_gateway_rollup_reads_total").await?;
         ensure!(
-            pruned >= 2.0 && rollups >= 2.0,
+            pruned >= 3.0 && rollups >= 3.0,
             "the block was not read pruned ({pruned}) and from rollups ({rollups})"
         );
         ensure!(
