@@ -59,6 +59,43 @@ pub struct LoadgenArgs {
     /// compactor merges).
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
+    /// Backfill: distinct programs in the fleet: pod `n` runs variant
+    /// `n % variants` of the profile (its function names suffixed `#v`), so
+    /// pods differ in their stacks as real fleets do; totals are unchanged.
+    #[arg(long, default_value_t = 1)]
+    pub variants: usize,
+}
+
+/// Variant `v` of a pprof (gzip or plain): the same samples, every function
+/// renamed `<name>#v` (variant 0 is the profile unchanged).
+fn profile_variant(raw: &[u8], v: usize) -> Result<Vec<u8>> {
+    if v == 0 {
+        return Ok(raw.to_vec());
+    }
+    let mut plain = Vec::new();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(raw), &mut plain)
+            .context("the profile is not gzip")?;
+    } else {
+        plain = raw.to_vec();
+    }
+    let mut p = pprof::Profile::decode(plain.as_slice()).context("the profile is not a pprof")?;
+    let mut renamed = std::collections::HashMap::new();
+    for f in &mut p.function {
+        for id in [&mut f.name, &mut f.system_name] {
+            let old = *id;
+            *id = *renamed.entry(old).or_insert_with(|| {
+                let name = p
+                    .string_table
+                    .get(old as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                p.string_table.push(format!("{name}#{v}"));
+                p.string_table.len() as i64 - 1
+            });
+        }
+    }
+    Ok(p.encode_to_vec())
 }
 
 fn parse_every(s: &str) -> Result<Duration, String> {
@@ -317,6 +354,9 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
     ignis_actors::validate_tenant_id(&tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
     let limits = ignis_ingest::Limits::default();
     let series = args.series.max(1) as u64;
+    let variants: Vec<Vec<u8>> = (0..args.variants.max(1))
+        .map(|v| profile_variant(&raw, v))
+        .collect::<Result<_>>()?;
     // One decoded template per pod; only its timestamp and id change.
     let mut templates = Vec::new();
     for n in 0..series {
@@ -324,7 +364,7 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
             series: vec![RawProfileSeries {
                 labels: series_labels(n, series),
                 samples: vec![RawSample {
-                    raw_profile: raw.clone(),
+                    raw_profile: variants[n as usize % variants.len()].clone(),
                     id: String::new(),
                 }],
                 annotations: vec![],
@@ -454,6 +494,16 @@ mod tests {
     /// holding every profile once, with the fixture's CPU total each.
     /// A backfill of 1.5 hours, a profile a minute, of tenant `bf` into `dir`.
     fn backfill_args(dir: &std::path::Path, series: usize, replicas: usize) -> LoadgenArgs {
+        backfill_variants(dir, series, replicas, 1)
+    }
+
+    /// [`backfill_args`] with pods spread over `variants` programs.
+    fn backfill_variants(
+        dir: &std::path::Path,
+        series: usize,
+        replicas: usize,
+        variants: usize,
+    ) -> LoadgenArgs {
         LoadgenArgs {
             url: String::new(),
             duration: 0,
@@ -467,6 +517,7 @@ mod tests {
             every: Duration::from_secs(60),
             data_dir: Some(dir.to_path_buf()),
             replicas,
+            variants,
         }
     }
 
@@ -508,6 +559,52 @@ mod tests {
         assert_eq!(profiles, 2 * 3 * 90);
         // go/cpu.expected.json: cpu/nanoseconds sums to 8 710 000 000 per profile.
         assert_eq!(total, 90 * 8_710_000_000, "pod-0001's 90 profiles");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn variants_differ_in_stacks_and_keep_the_totals() {
+        let dir = std::env::temp_dir().join(format!("ignis-backfill-v-{}", std::process::id()));
+        let s = backfill(&backfill_variants(&dir, 4, 1, 2), 1_794_999_600_000_000_000)
+            .await
+            .expect("backfill");
+        let store = BlockStore::open(&ObjectStoreConfig::default(), &dir).expect("store");
+        let limits = QueryLimits::default();
+        let mut per_pod = Vec::new();
+        let mut names = Vec::new();
+        for pod in ["pod-0000", "pod-0001", "pod-0002"] {
+            let (mut total, mut fns) = (0, std::collections::BTreeSet::new());
+            for meta in store.blocks("bf").await.expect("list") {
+                let head =
+                    decode_block(&meta, &store.fetch(&meta).await.expect("fetch")).expect("decode");
+                let sources: [&dyn Source; 1] = [&head];
+                let fg = Engine::new(&sources, &limits)
+                    .select_merge_stacktraces(&q::SelectMergeStacktracesRequest {
+                        profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                        label_selector: format!("{{pod=\"{pod}\"}}"),
+                        start: s.min_time_ns / 1_000_000,
+                        end: s.max_time_ns / 1_000_000 + 1,
+                        ..Default::default()
+                    })
+                    .expect("query")
+                    .flamegraph
+                    .expect("flame graph");
+                total += fg.total;
+                fns.extend(fg.names);
+            }
+            per_pod.push(total);
+            names.push(fns);
+        }
+        // Every pod's total is the fixture's; pods 0 and 2 run one program, pod 1 another.
+        assert!(
+            per_pod.iter().all(|&t| t == 90 * 8_710_000_000),
+            "{per_pod:?}"
+        );
+        assert_eq!(names[0], names[2]);
+        assert!(names[1].iter().any(|n| n.ends_with("#1")));
+        assert!(
+            names[0].is_disjoint(&names[1].iter().filter(|n| *n != "total").cloned().collect())
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -24,6 +24,7 @@ async fn loadgen_acknowledged_profiles_are_all_stored() -> Result<()> {
         every: std::time::Duration::from_secs(10),
         data_dir: None,
         replicas: 1,
+        variants: 1,
     };
     let summary = run(&args).await?;
     ensure!(
