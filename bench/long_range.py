@@ -15,7 +15,8 @@ With --compact, a node whose compactor is due at once first compacts the
 history (settled days become day blocks, read from their 1-day rollups).
 
 Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
-       [--runs 5] [--data DIR] [--compact] [--fixtures ../shared/fixtures] [--json]
+       [--runs 5] [--data DIR] [--variants K] [--compact] [--fixtures ../shared/fixtures]
+       [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
 
@@ -50,6 +51,8 @@ def main():
     ap.add_argument("--fixtures", default=os.environ.get(
         "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--variants", type=int, default=1,
+                    help="programs the pods are spread over (loadgen --variants)")
     ap.add_argument("--compact", action="store_true",
                     help="compact the history first (settled days become day blocks)")
     a = ap.parse_args()
@@ -68,7 +71,8 @@ def main():
         else:
             bf = subprocess.run(
                 [a.bin, "loadgen", "--backfill-hours", str(a.hours), "--series", str(PODS),
-                 "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"],
+                 "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"]
+                + (["--variants", str(a.variants)] if a.variants > 1 else []),
                 check=True, capture_output=True, text=True)
             backfill = json.loads(bf.stdout.strip().splitlines()[-1])
             json.dump(backfill, open(summary, "w"))
