@@ -69,59 +69,81 @@ impl Compactor {
         }
     }
 
-    /// One round at `now_ns` (Unix ns).
+    /// One round at `now_ns` (Unix ns). A tenant whose blocks cannot be
+    /// listed, or a block that cannot be deleted, is logged and counted as
+    /// failed; the others go on.
     pub async fn run_once(&self, now_ns: i64) -> Result<RoundStats, BlockError> {
         let mut stats = RoundStats::default();
         for tenant in self.store.tenants().await? {
             if crate::validate_tenant_id(&tenant).is_err() {
                 continue;
             }
-            let metas = self.metas(&tenant).await?;
-            for job in plan::jobs(&tenant, &metas, now_ns, &self.settings) {
-                if !self
-                    .cluster
-                    .owns_compaction(&tenant, &format!("window/{}", job.window.0))
-                {
-                    continue;
-                }
-                match self.compact(&job).await {
-                    Ok(meta) => {
-                        stats.compacted += 1;
-                        self.metrics.compactions.inc();
-                        tracing::info!(
-                            tenant,
-                            ulid = %meta.ulid,
-                            sources = job.sources.len(),
-                            profiles = meta.stats.profiles,
-                            "compacted blocks"
-                        );
-                    }
-                    Err(e) => {
-                        stats.failed += 1;
-                        self.metrics.compaction_failures.inc();
-                        tracing::warn!(tenant, error = %e, "compaction failed; sources kept, retried next round");
-                    }
-                }
-            }
-            let metas = self.metas(&tenant).await?;
-            let delay_ms = self.settings.deletion_delay_ns / 1_000_000;
-            for (ulid, since_ms) in plan::replaced(&metas) {
-                if now_ns / 1_000_000 - since_ms < delay_ms
-                    || !self
-                        .cluster
-                        .owns_compaction(&tenant, &format!("delete/{ulid}"))
-                {
-                    continue;
-                }
-                self.store.delete(&tenant, &ulid).await?;
-                if let Some(b) = self.known.lock().get_mut(&tenant) {
-                    b.remove(&ulid);
-                }
-                stats.deleted += 1;
-                self.metrics.compaction_deleted_blocks.inc();
+            if let Err(e) = self.run_tenant(&tenant, now_ns, &mut stats).await {
+                stats.failed += 1;
+                self.metrics.compaction_failures.inc();
+                tracing::warn!(tenant, error = %e, "compaction round of a tenant failed; retried next round");
             }
         }
         Ok(stats)
+    }
+
+    /// One round over `tenant`'s blocks: its jobs this node owns, then the
+    /// deletion of what was replaced long enough ago.
+    async fn run_tenant(
+        &self,
+        tenant: &str,
+        now_ns: i64,
+        stats: &mut RoundStats,
+    ) -> Result<(), BlockError> {
+        let metas = self.metas(tenant).await?;
+        for job in plan::jobs(tenant, &metas, now_ns, &self.settings) {
+            if !self
+                .cluster
+                .owns_compaction(tenant, &format!("window/{}", job.window.0))
+            {
+                continue;
+            }
+            match self.compact(&job).await {
+                Ok(meta) => {
+                    stats.compacted += 1;
+                    self.metrics.compactions.inc();
+                    tracing::info!(
+                        tenant,
+                        ulid = %meta.ulid,
+                        sources = job.sources.len(),
+                        profiles = meta.stats.profiles,
+                        "compacted blocks"
+                    );
+                }
+                Err(e) => {
+                    stats.failed += 1;
+                    self.metrics.compaction_failures.inc();
+                    tracing::warn!(tenant, error = %e, "compaction failed; sources kept, retried next round");
+                }
+            }
+        }
+        let metas = self.metas(tenant).await?;
+        let delay_ms = self.settings.deletion_delay_ns / 1_000_000;
+        for (ulid, since_ms) in plan::replaced(&metas) {
+            if now_ns / 1_000_000 - since_ms < delay_ms
+                || !self
+                    .cluster
+                    .owns_compaction(tenant, &format!("delete/{ulid}"))
+            {
+                continue;
+            }
+            if let Err(e) = self.store.delete(tenant, &ulid).await {
+                stats.failed += 1;
+                tracing::warn!(tenant, ulid, error = %e, "deleting a replaced block failed; retried next round");
+                continue;
+            }
+            if let Some(b) = self.known.lock().get_mut(tenant) {
+                b.remove(&ulid);
+            }
+            stats.deleted += 1;
+            self.metrics.compaction_deleted_blocks.inc();
+        }
+        Ok(())
     }
 
     /// Merges, uploads and indexes one job's output.
