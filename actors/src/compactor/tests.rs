@@ -74,17 +74,11 @@ async fn fixture(blocks: &[Head], settings: Settings) -> Fixture {
         store.upload(&block).await.expect("upload");
     }
     let metrics = Metrics::new();
-    let sg = Arc::new(
-        StoreGateway::open(
-            store.clone(),
-            &dir.path().join("index"),
-            1 << 30,
-            0,
-            1 << 20,
-            metrics.clone(),
-        )
-        .expect("store-gateway"),
-    );
+    let sg = Arc::new(crate::testing::store_gateway(
+        store.clone(),
+        dir.path(),
+        &metrics,
+    ));
     sg.refresh().await.expect("refresh");
     let cluster = Arc::new(ClusterContext::standalone(
         "n1",

@@ -70,15 +70,7 @@ async fn fixture() -> Fixture {
     let files = store.fetch(&block.meta).await.expect("fetch");
     let whole = decode_block(&block.meta, &files).expect("decode");
     let metrics = Metrics::new();
-    let sg = StoreGateway::open(
-        store,
-        &dir.path().join("index"),
-        1 << 30,
-        0,
-        1 << 20,
-        metrics.clone(),
-    )
-    .expect("store-gateway");
+    let sg = crate::testing::store_gateway(store, dir.path(), &metrics);
     sg.add_uploaded(&block.meta).expect("index");
     Fixture {
         head,

@@ -49,15 +49,7 @@ async fn fixture(heads: &[&Head]) -> Fixture {
         metas.push(block.meta);
     }
     let metrics = Metrics::new();
-    let sg = StoreGateway::open(
-        store,
-        &dir.path().join("index"),
-        1 << 30,
-        0,
-        1 << 20,
-        metrics.clone(),
-    )
-    .expect("store-gateway");
+    let sg = crate::testing::store_gateway(store, dir.path(), &metrics);
     for m in &metas {
         sg.add_uploaded(m).expect("index");
     }

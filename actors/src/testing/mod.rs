@@ -19,6 +19,24 @@ pub mod fixtures;
 #[cfg(test)]
 mod tests;
 
+/// A store-gateway over `store` for tests: its index under `dir/index`,
+/// 1 GiB of block cache, no disk cache of files, 1 MiB of footers.
+pub fn store_gateway(
+    store: ignis_storage::block::BlockStore,
+    dir: &std::path::Path,
+    metrics: &crate::metrics::Metrics,
+) -> crate::store_gateway::StoreGateway {
+    crate::store_gateway::StoreGateway::open(
+        store,
+        &dir.join("index"),
+        1 << 30,
+        0,
+        1 << 20,
+        metrics.clone(),
+    )
+    .expect("store-gateway")
+}
+
 /// A sample's value in `m`'s Prometheus text (0 when absent).
 pub fn metric(m: &crate::metrics::Metrics, name: &str) -> f64 {
     m.encode()
