@@ -341,11 +341,11 @@ impl BlockReader {
         ))
     }
 
-    /// Reads the stacks of the series `refs` over `[start, end]` as `plan`
-    /// splits it (see [`RollupPlan`]): one pre-merged row per series and
+    /// Reads the stacks of the series `refs` as `plan` splits a scope's
+    /// segments (see [`RollupPlan`]): one pre-merged row per series and
     /// window from the rollup table, and the profiles of the edges from
-    /// `samples`. The slice answers stack merges over exactly that range as
-    /// the whole block would; the block must have rollups
+    /// `samples`. The slice answers stack merges over the scope's ranges
+    /// exactly as the whole block would; the block must have rollups
     /// ([`BlockMeta::has_rollups`]).
     pub async fn read_rollup_slice(
         &self,

@@ -16,7 +16,7 @@ use crate::source::{MergedStacks, Seen, Selection, Source};
 /// A slice read from a block's rollups holds, within its
 /// [`rollup_spans`](Source::rollup_spans), one pre-merged row per series and
 /// window (profile id 0) instead of the profiles: it answers stack merges
-/// over the one range it was read for, not per-profile totals.
+/// over the ranges it was read for, not per-profile totals.
 #[derive(Debug)]
 pub struct BlockSlice {
     symbols: Arc<SymbolTable>,

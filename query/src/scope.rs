@@ -98,20 +98,37 @@ impl Scope {
         Ok(scope)
     }
 
-    /// The one range `[start, end]` (ns) over which blocks may answer this
-    /// scope from their rollups: when it only merges stacks (no per-profile
-    /// totals, no span selector) and every selection has that same range, so
-    /// a window wholly inside it is wholly inside each selection's.
-    pub fn rollup_range(&self) -> Option<(i64, i64)> {
-        if !self.rollups || !self.stacks || self.per_profile {
+    /// The time segments (inclusive ns, ascending) over which blocks may
+    /// answer this scope from their rollups, when it only merges stacks (no
+    /// per-profile totals, no span selector): every selection's range cut at
+    /// every other's ends, so a window wholly inside a segment is wholly
+    /// inside or wholly outside each selection (a diff's two ranges too).
+    pub fn rollup_segments(&self) -> Option<Vec<(i64, i64)>> {
+        if !self.rollups || !self.stacks || self.per_profile || self.selections.is_empty() {
             return None;
         }
-        let first = self.selections.first()?;
-        let range = (first.start_ns, first.end_ns);
-        self.selections
+        if self.selections.iter().any(|s| s.spans.is_some()) {
+            return None;
+        }
+        // Boundaries as the first instant of a segment (i128: ends may be i64::MAX).
+        let mut cuts: Vec<i128> = self
+            .selections
             .iter()
-            .all(|s| s.spans.is_none() && (s.start_ns, s.end_ns) == range)
-            .then_some(range)
+            .flat_map(|s| [i128::from(s.start_ns), i128::from(s.end_ns) + 1])
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let inside = |lo: i128, hi: i128| {
+            self.selections
+                .iter()
+                .any(|s| i128::from(s.start_ns) <= lo && hi <= i128::from(s.end_ns))
+        };
+        let segments = cuts
+            .windows(2)
+            .filter(|w| inside(w[0], w[1] - 1))
+            .filter_map(|w| Some((i64::try_from(w[0]).ok()?, i64::try_from(w[1] - 1).ok()?)))
+            .collect();
+        Some(segments)
     }
 
     /// Every series with stacks in `[start_ns, end_ns]` (a peer's fetch,

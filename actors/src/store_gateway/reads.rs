@@ -21,9 +21,10 @@
 //!      decode most of it anyway, and the next query over it is free).
 //!
 //! Before all this, a block with rollups (format 4) that no other block of
-//! the query overlaps in time answers a query that only merges stacks over
-//! one range from its rollups ([`RollupPlan`]): a pre-merged row per series
-//! and window wholly inside the range, and the profiles of the edges,
+//! the query overlaps in time answers a query that only merges stacks from
+//! its rollups ([`RollupPlan`] over [`Scope::rollup_segments`]): a
+//! pre-merged row per series and window wholly inside a segment, and the
+//! profiles of the edges,
 //! instead of every profile. Small blocks (one row group) are still decoded
 //! whole. When an ingester or a peer holds data in a span the rollups
 //! answer, the profiles there are read too ([`StoreGateway::claim_overlaps`])
@@ -254,14 +255,14 @@ impl StoreGateway {
 }
 
 /// How `meta` answers `scope` from its rollups, when it can: the block has
-/// them and more than one row group of samples, the scope merges stacks over
-/// one range, and a window of that range holds some of the block's time.
+/// them and more than one row group of samples, the scope only merges stacks
+/// ([`Scope::rollup_segments`]), and a window holds some of the block's time.
 fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
     if !meta.has_rollups() || meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
         return None;
     }
-    let (start, end) = scope.rollup_range()?;
-    let plan = RollupPlan::new(start, end, &meta.rollup_resolutions_ns);
+    let segments = scope.rollup_segments()?;
+    let plan = RollupPlan::over(&segments, &meta.rollup_resolutions_ns);
     plan.windows
         .iter()
         .any(|w| {

@@ -126,7 +126,7 @@ async fn every_range_answers_from_rollups_as_from_the_profiles() {
         ] {
             let query = flamegraph(selector, start, end, format);
             let scope = scope_of(&query);
-            assert!(scope.rollup_range().is_some());
+            assert!(scope.rollup_segments().is_some());
             let before = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total");
             let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
             rows_read
@@ -228,7 +228,7 @@ async fn overlapping_blocks_and_per_profile_queries_read_the_profiles() {
         0.0
     );
 
-    // Time series need each profile; a diff of two ranges, both sides' own.
+    // Time series need each profile: they read profiles.
     let f = fixture(&[&a]).await;
     let series: Query = Arc::new(move |e| {
         e.select_series(&q::SelectSeriesRequest {
@@ -242,30 +242,59 @@ async fn overlapping_blocks_and_per_profile_queries_read_the_profiles() {
         .expect("query")
         .encode_to_vec()
     });
-    let diff: Query = Arc::new(move |e| {
-        let side = |from: i64, to: i64| q::SelectMergeStacktracesRequest {
-            profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
-            start: from,
-            end: to,
-            ..Default::default()
-        };
-        e.diff(&q::DiffRequest {
-            left: Some(side(start, start + HOUR_MS)),
-            right: Some(side(start + HOUR_MS, end)),
-        })
-        .expect("query")
-        .encode_to_vec()
-    });
-    for query in [series, diff] {
-        let scope = scope_of(&query);
-        assert_eq!(scope.rollup_range(), None);
-        let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
-        let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
-        assert_eq!(answer(&got, &query), answer(&[&a], &query));
-    }
+    let scope = scope_of(&series);
+    assert_eq!(scope.rollup_segments(), None);
+    let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+    let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+    assert_eq!(answer(&got, &series), answer(&[&a], &series));
     assert_eq!(
         metric(&f.metrics, "ignis_store_gateway_rollup_reads_total"),
         0.0
     );
+}
+
+#[tokio::test]
+async fn diffs_of_two_ranges_answer_from_rollups_cut_at_both_ranges_ends() {
+    let a = head_of(0..PROFILES);
+    let f = fixture(&[&a]).await;
+    let (first, last) = ranges()[0];
+    let diff = |left: (i64, i64), right: (i64, i64)| -> Query {
+        Arc::new(move |e| {
+            let side = |(from, to): (i64, i64)| q::SelectMergeStacktracesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: from,
+                end: to,
+                ..Default::default()
+            };
+            e.diff(&q::DiffRequest {
+                left: Some(side(left)),
+                right: Some(side(right)),
+            })
+            .expect("query")
+            .encode_to_vec()
+        })
+    };
+    let mid = first + 67 * 60_000 + 13_000;
+    for (left, right) in [
+        // Back to back, overlapping, one inside the other, apart.
+        ((first, mid), (mid + 1, last)),
+        ((first, mid + 30 * 60_000), (mid, last)),
+        ((first, last), (mid, mid + 25 * 60_000 + 7)),
+        ((first, first + 40 * 60_000), (last - 40 * 60_000, last)),
+    ] {
+        let query = diff(left, right);
+        let scope = scope_of(&query);
+        let segments = scope.rollup_segments().expect("a diff only merges stacks");
+        assert!(segments.len() >= 2, "{segments:?}");
+        let before = metric(&f.metrics, "ignis_store_gateway_rollup_reads_total");
+        let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+        assert!(metric(&f.metrics, "ignis_store_gateway_rollup_reads_total") > before);
+        let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+        assert_eq!(
+            answer(&got, &query),
+            answer(&[&f.whole], &query),
+            "{left:?} vs {right:?}"
+        );
+    }
 }

@@ -205,6 +205,17 @@ impl RollupPlan {
         plan
     }
 
+    /// The plans of `segments` (disjoint inclusive ranges) together.
+    pub fn over(segments: &[(i64, i64)], resolutions: &[i64]) -> Self {
+        let mut plan = Self::default();
+        for &(lo, hi) in segments {
+            plan.cover(lo, hi, resolutions);
+        }
+        plan.windows.sort_by_key(|w| w.first_start_ns);
+        plan.raw.sort_unstable();
+        plan
+    }
+
     fn cover(&mut self, lo: i64, hi: i64, resolutions: &[i64]) {
         if lo > hi {
             return;
