@@ -248,6 +248,24 @@ mod tests {
         assert!(diff.wants(&labels("a")) && diff.wants(&labels("b")));
         assert_eq!(diff.time_range(), Some((1_000_000_000, 6_000_999_999)));
         assert_eq!(diff.span_ids(), Some(vec![1]));
+        // A span selector keeps every block on its profiles.
+        assert_eq!(diff.rollup_segments(), None);
+        // Without one, the two ranges cut each other into three segments.
+        let overlapping = Scope::record(&limits, |e| {
+            e.diff(&q::DiffRequest {
+                left: Some(stacktraces("{service_name=\"a\"}", 1_000, 2_000)),
+                right: Some(stacktraces("{service_name=\"b\"}", 1_500, 3_000)),
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            overlapping.rollup_segments(),
+            Some(vec![
+                (1_000_000_000, 1_499_999_999),
+                (1_500_000_000, 2_000_999_999),
+                (2_001_000_000, 3_000_999_999),
+            ])
+        );
 
         // Series and totals need no stacks; profile stats need no series.
         let series = Scope::record(&limits, |e| {
@@ -262,6 +280,7 @@ mod tests {
         })
         .unwrap();
         assert!(!series.stacks && !series.is_empty());
+        assert_eq!(series.rollup_segments(), None);
         assert!(
             Scope::record(&limits, |e| Ok(e.profile_stats()))
                 .unwrap()
