@@ -439,12 +439,21 @@ impl Tenants {
             self.snapshot(tenant),
         )?;
         // Blocks answering from rollups where other sources hold data too
-        // claim the profiles they pre-merged there.
+        // claim the profiles they pre-merged there. A peer's bounds cover
+        // all it holds; the rows it sent for this scope are what can overlap.
+        let rows_bounds = |h: &ignis_storage::Head| {
+            let st = h.stats();
+            st.min_time_ns.zip(st.max_time_ns)
+        };
         let others: Vec<(i64, i64)> = remote
             .iter()
-            .map(|p| p as &dyn Source)
-            .chain(local.iter().flat_map(Snapshot::sources))
-            .filter_map(|s| s.time_bounds())
+            .filter_map(|p| rows_bounds(&p.head))
+            .chain(
+                local
+                    .iter()
+                    .flat_map(Snapshot::sources)
+                    .filter_map(|s| s.time_bounds()),
+            )
             .collect();
         let blocks = match &self.store_gateway {
             Some(sg) if blocks.iter().any(|b| !b.rollup_spans().is_empty()) => {
