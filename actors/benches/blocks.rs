@@ -20,9 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ignis_query::block_read::{BlockReader, BlockTables};
 use ignis_query::bucket::Bucket;
 use ignis_query::{BlockSlice, Engine, QueryLimits, Scope, Source};
-use ignis_storage::block::{
-    BlockMeta, BlockStore, SYMBOL_FILES, decode_block, decode_series, decode_symbols, encode_block,
-};
+use ignis_storage::block::{BlockMeta, BlockStore, decode_block, encode_block};
 use ignis_storage::proto::querier::v1 as q;
 use ignis_storage::{Head, Labels, names};
 
@@ -89,17 +87,7 @@ fn one_scope() -> Scope {
 /// A block's symbols and series, fetched and decoded (cached by the
 /// store-gateway after the first read).
 async fn tables(store: &BlockStore, meta: &BlockMeta) -> BlockTables {
-    let mut files = HashMap::new();
-    for name in SYMBOL_FILES.iter().copied().chain(["series.parquet"]) {
-        files.insert(
-            name.to_string(),
-            store.fetch_file(meta, name).await.expect("fetch"),
-        );
-    }
-    BlockTables {
-        series: decode_series(&files["series.parquet"]).expect("series"),
-        symbols: Arc::new(decode_symbols(&files).expect("symbols")),
-    }
+    BlockTables::fetch(store, meta).await.expect("tables")
 }
 
 /// A pruned read of the one-service scope with nothing cached: a new

@@ -71,12 +71,7 @@ impl FileCache {
         store: &BlockStore,
         meta: &BlockMeta,
     ) -> Result<HashMap<String, Bytes>, BlockError> {
-        let names: Vec<&str> = meta
-            .files
-            .iter()
-            .map(|f| f.name.as_str())
-            .filter(|&n| n != ignis_storage::block::ROLLUPS_FILE)
-            .collect();
+        let names: Vec<&str> = ignis_storage::block::row_files(meta.format_version).collect();
         self.fetch_files(store, meta, &names).await
     }
 

@@ -20,7 +20,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
     BlockError, BlockMeta, BlockStore, ROLLUPS_FILE, RollupPlan, SPANS_FILE, SYMBOL_FILES,
-    attach_spans, decode_series, decode_symbols, group_profile_rows, group_sample_rows,
+    attach_spans, decode_series, decode_symbols, group_profile_rows, group_sample_rows, row_keys,
     span_samples,
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
@@ -64,6 +64,11 @@ impl BlockTables {
         for name in Self::files() {
             files.insert(name.to_string(), store.fetch_file(meta, name).await?);
         }
+        Self::decode_blocking(files).await
+    }
+
+    /// [`BlockTables::decode`] on the blocking pool.
+    pub async fn decode_blocking(files: HashMap<String, Bytes>) -> Result<Self, BlockError> {
         tokio::task::spawn_blocking(move || Self::decode(&files))
             .await
             .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))?
@@ -464,30 +469,18 @@ impl BlockReader {
         .await?;
         let mut keys = Vec::new();
         for b in keep_exact(batches, &wanted, lo, hi, None, None)? {
-            let (series, ts, ids) = (
-                b.column_by_name("series_ref")
-                    .and_then(|c| c.as_any().downcast_ref::<UInt32Array>()),
-                b.column_by_name("timestamp_ns")
-                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
-                b.column_by_name("profile_id")
-                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>()),
-            );
-            let (Some(series), Some(ts), Some(ids)) = (series, ts, ids) else {
-                return Err(BlockError::Corrupt(
-                    "profiles: a key column is missing".into(),
-                ));
-            };
+            let key_of = row_keys(&b, "profiles", true)?;
             for i in 0..b.num_rows() {
-                let t = ts.value(i);
+                let (series, t, id) = key_of(i);
                 if !spans.iter().any(|&(a, b)| (a..=b).contains(&t)) {
                     continue;
                 }
                 let fingerprint = tables
                     .series
-                    .get(series.value(i) as usize)
+                    .get(series as usize)
                     .map(|s| s.fingerprint)
                     .ok_or_else(|| BlockError::Corrupt("profiles: unknown series".into()))?;
-                keys.push((fingerprint, t, ids.value(i)));
+                keys.push((fingerprint, t, id));
             }
         }
         Ok(keys)

@@ -126,7 +126,6 @@ pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings)
         now_ns,
         settings,
         settings.window_ns,
-        2,
         true,
     );
     if settings.day_window_ns > 0 {
@@ -137,7 +136,6 @@ pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings)
             now_ns,
             settings,
             settings.day_window_ns,
-            2,
             false,
         );
         // A day waits for the merges of overlapping blocks inside it.
@@ -153,8 +151,7 @@ pub fn jobs(tenant: &str, metas: &[BlockMeta], now_ns: i64, settings: &Settings)
 
 /// The jobs of the aligned windows of `w` ns that settled: each window's
 /// live blocks an output of it does not hold yet, when there are at least
-/// `min_blocks` (and, with `need_overlap`, two of them overlap inside it).
-#[allow(clippy::too_many_arguments)]
+/// two (and, with `need_overlap`, two of them overlap inside it).
 fn window_jobs(
     tenant: &str,
     metas: &[BlockMeta],
@@ -162,7 +159,6 @@ fn window_jobs(
     now_ns: i64,
     settings: &Settings,
     w: i64,
-    min_blocks: usize,
     need_overlap: bool,
 ) -> Vec<Job> {
     let w = w.max(1);
@@ -188,7 +184,7 @@ fn window_jobs(
                     .any(|o| o.compaction.window.is_some_and(|(a, z)| a <= lo && hi <= z))
             })
             .collect();
-        if group.len() < min_blocks {
+        if group.len() < 2 {
             continue;
         }
         let overlap = group.iter().enumerate().any(|(i, a)| {

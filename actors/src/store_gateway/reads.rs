@@ -58,8 +58,6 @@ pub enum BlockRead {
     Whole,
     /// From a pruned read of its series and range.
     Pruned,
-    /// From its rollups and the edges of the range.
-    Rollups,
     /// Nothing was needed from it.
     Nothing,
 }
@@ -234,20 +232,14 @@ impl StoreGateway {
         if let Some(Entry::Tables(t)) = self.cached(&k) {
             return Ok(t);
         }
-        let names: Vec<&str> = BlockTables::files().collect();
-        let files = match &self.files {
-            Some(cache) => cache.fetch_files(&self.store, meta, &names).await?,
-            None => {
-                let mut files = std::collections::HashMap::new();
-                for name in &names {
-                    files.insert(name.to_string(), self.store.fetch_file(meta, name).await?);
-                }
-                files
+        let tables = match &self.files {
+            Some(cache) => {
+                let names: Vec<&str> = BlockTables::files().collect();
+                let files = cache.fetch_files(&self.store, meta, &names).await?;
+                BlockTables::decode_blocking(files).await?
             }
+            None => BlockTables::fetch(&self.store, meta).await?,
         };
-        let tables = tokio::task::spawn_blocking(move || BlockTables::decode(&files))
-            .await
-            .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
         let tables = Arc::new(tables);
         self.insert(k, Entry::Tables(tables.clone()), tables.approx_bytes());
         Ok(tables)

@@ -63,7 +63,7 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a
 /// The `(series_ref, timestamp_ns, profile_id)` key of each row of a
 /// `samples` or `profiles` batch; format 1 has no profile ids, so every row
 /// is profile 0 there.
-fn row_keys<'a>(
+pub fn row_keys<'a>(
     b: &'a RecordBatch,
     file: &str,
     with_ids: bool,

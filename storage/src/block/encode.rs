@@ -34,7 +34,7 @@ pub struct EncodedBlock {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-pub(super) fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, BlockError> {
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, BlockError> {
     Ok(RecordBatch::try_from_iter(
         columns.into_iter().map(|(n, a)| (n.to_string(), a)),
     )?)
@@ -101,10 +101,10 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
 
 /// A span sample as the `spans` table holds it: `(span, series_ref,
 /// timestamp_ns, profile_id, stack, value)`.
-pub type SpanRow = (u64, u32, i64, u64, u32, i64);
+type SpanRow = (u64, u32, i64, u64, u32, i64);
 
 /// The `series` table of series `(labels, fingerprint)`, numbered from 0.
-pub fn series_table(series: &[(&Labels, u64)]) -> Result<BlockTable, BlockError> {
+fn series_table(series: &[(&Labels, u64)]) -> Result<BlockTable, BlockError> {
     let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
     for (l, _) in series {
         for (k, v) in l.iter() {
@@ -148,7 +148,7 @@ pub fn series_table(series: &[(&Labels, u64)]) -> Result<BlockTable, BlockError>
 
 /// The `profiles` and `samples` tables of `series`, numbered from
 /// `first_ref`, and their span samples (unsorted).
-pub fn row_tables(
+fn row_tables(
     series: &[Series],
     first_ref: u32,
 ) -> Result<(BlockTable, BlockTable, Vec<SpanRow>), BlockError> {
@@ -213,7 +213,7 @@ pub fn row_tables(
 
 /// The `spans` table of `spans`, sorted by span id first: a span lookup
 /// reads one row group.
-pub fn spans_table(mut spans: Vec<SpanRow>) -> Result<BlockTable, BlockError> {
+fn spans_table(mut spans: Vec<SpanRow>) -> Result<BlockTable, BlockError> {
     spans.sort_unstable();
     Ok(BlockTable {
         file: "spans.parquet",
@@ -249,7 +249,7 @@ pub fn spans_table(mut spans: Vec<SpanRow>) -> Result<BlockTable, BlockError> {
 
 /// The symbol tables (`stacks`, `locations`, `functions`, `mappings`,
 /// `strings`) of `sym`.
-pub fn symbol_tables(sym: &SymbolTable) -> Result<Vec<BlockTable>, BlockError> {
+fn symbol_tables(sym: &SymbolTable) -> Result<Vec<BlockTable>, BlockError> {
     let mut tables = Vec::new();
     // stacks
     let mut stack_locs = ListBuilder::new(UInt32Builder::new());

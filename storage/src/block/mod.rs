@@ -10,17 +10,16 @@ mod ulid;
 
 pub use decode::{
     RowKey, SYMBOL_FILES, attach_spans, decode_block, decode_series, decode_symbols,
-    group_profile_rows, group_sample_rows, read_parquet, span_samples,
+    group_profile_rows, group_sample_rows, read_parquet, row_keys, span_samples,
 };
 pub use encode::{
-    BlockTable, BlockWriter, EncodedBlock, SAMPLES_ROW_GROUP, SpanRow, encode_block, head_tables,
-    row_tables, series_table, spans_table, symbol_tables,
+    BlockTable, BlockWriter, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables,
 };
 pub use meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
     SPANS_FILE, WalPosition, block_files, row_files,
 };
-pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, RollupWriter, WindowRun};
+pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, WindowRun};
 pub use store::{BlockStore, ObjectStoreConfig};
 pub use ulid::{new_ulid, ulid_time_ms};
 

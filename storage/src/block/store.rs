@@ -279,7 +279,12 @@ impl BlockStore {
     pub async fn fetch(&self, meta: &BlockMeta) -> Result<HashMap<String, Bytes>, BlockError> {
         let dir = Self::dir(&meta.tenant, &meta.ulid);
         let mut files = HashMap::new();
-        for f in meta.files.iter().filter(|f| f.name != super::ROLLUPS_FILE) {
+        let wanted: Vec<&str> = super::row_files(meta.format_version).collect();
+        for f in meta
+            .files
+            .iter()
+            .filter(|f| wanted.contains(&f.name.as_str()))
+        {
             let buf = self.op.read(&format!("{dir}{}", f.name)).await?;
             files.insert(f.name.clone(), buf.to_bytes());
         }
