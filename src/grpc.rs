@@ -181,6 +181,11 @@ async fn export_call(req: Request<Incoming>, state: &AppState) -> Result<Vec<u8>
 
 /// The tenant from `x-scope-orgid` metadata, or the default tenant.
 fn tenant(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
+    if headers.get_all("x-scope-orgid").iter().nth(1).is_some() {
+        return Err(ApiError::bad_request(
+            "x-scope-orgid is given more than once",
+        ));
+    }
     match headers.get("x-scope-orgid") {
         Some(v) => {
             let id = v

@@ -320,6 +320,7 @@ where
     .with_cluster(cluster.clone())
     .with_roles(roles.clone())
     .with_max_queries_per_tenant(config.query.max_concurrent_queries_per_tenant)
+    .with_max_series(config.limits.max_global_series_per_tenant)
     .with_ingest_rate(
         config
             .limits

@@ -10,6 +10,7 @@ use crate::cluster::ClusterContext;
 use crate::ingester::{AppendStats, Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::rate::{IngestRate, TokenBucket};
+use crate::series_limit::ActiveSeries;
 use crate::supervisor::Backoff;
 
 /// Stores profiles decoded from one request.
@@ -36,6 +37,8 @@ pub struct Distributor {
     backoff: Backoff,
     /// The tenant's ingest rate limit, if it has one.
     bucket: Option<TokenBucket>,
+    /// The tenant's active series, if it has a series limit.
+    series: Option<ActiveSeries>,
 }
 
 impl Distributor {
@@ -54,6 +57,7 @@ impl Distributor {
             metrics,
             backoff: Backoff::default(),
             bucket: None,
+            series: None,
         }
     }
 
@@ -61,6 +65,14 @@ impl Distributor {
     /// [`IngesterError::RateLimited`], before anything is stored.
     pub fn with_rate(mut self, rate: Option<IngestRate>) -> Self {
         self.bucket = rate.map(|r| TokenBucket::new(r, std::time::Instant::now()));
+        self
+    }
+
+    /// Refuses pushes that would make more than `max_series` series active
+    /// ([`crate::series_limit`]; 0: no limit) with
+    /// [`IngesterError::SeriesLimit`], before anything is stored.
+    pub fn with_max_series(mut self, max_series: usize) -> Self {
+        self.series = (max_series > 0).then(|| ActiveSeries::new(max_series));
         self
     }
 }
@@ -107,6 +119,17 @@ impl Handler<Distribute> for Distributor {
                 return Box::pin(async move { Err(IngesterError::RateLimited(over)) });
             }
         }
+        if let Some(active) = &mut self.series {
+            let fingerprints: Vec<u64> = msg
+                .profiles
+                .iter()
+                .flat_map(|p| &p.series)
+                .map(|s| s.labels.fingerprint())
+                .collect();
+            if let Err(over) = active.admit(&fingerprints, now_ns()) {
+                return Box::pin(async move { Err(IngesterError::SeriesLimit(over)) });
+            }
+        }
         let ingester = self.ingester.clone();
         let metrics = self.metrics.clone();
         let labels = vec![
@@ -144,4 +167,11 @@ impl Handler<Distribute> for Distributor {
             Ok(stats)
         })
     }
+}
+
+/// Wall-clock time in nanoseconds since the epoch.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }

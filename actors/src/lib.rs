@@ -17,6 +17,7 @@ pub mod querier;
 pub mod rate;
 pub mod scrape;
 pub mod sealed;
+pub mod series_limit;
 pub mod shipper;
 pub mod store_gateway;
 pub mod supervisor;

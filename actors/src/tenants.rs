@@ -67,6 +67,8 @@ pub struct Tenants {
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
     ingest_rate: Option<crate::rate::IngestRate>,
+    /// Most active series per tenant (0: unlimited).
+    max_series: usize,
     /// Queries one tenant may run at once on this node (0: no limit).
     max_tenant_queries: usize,
     tenant_queries: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -130,6 +132,7 @@ impl Tenants {
             store_gateway: None,
             roles: Roles::all(),
             ingest_rate: None,
+            max_series: 0,
             max_tenant_queries: 0,
             tenant_queries: Mutex::new(HashMap::new()),
         }
@@ -171,6 +174,13 @@ impl Tenants {
     }
 
     /// Limits each tenant's ingest to `rate` (none: unlimited).
+    /// Limits each tenant's active series ([`crate::series_limit`]; 0: no limit).
+    pub fn with_max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
+    }
+
+    /// Limits each tenant's ingest rate (`None`: unlimited).
     pub fn with_ingest_rate(mut self, rate: Option<crate::rate::IngestRate>) -> Self {
         self.ingest_rate = rate;
         self
@@ -309,16 +319,19 @@ impl Tenants {
             .roles
             .has(INGESTER)
             .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t, w, m)));
-        let (t, i, c, m, r) = (
+        let (t, i, c, m, r, n) = (
             tenant.to_string(),
             ingester.clone(),
             self.cluster.clone(),
             self.metrics.clone(),
             self.ingest_rate,
+            self.max_series,
         );
         let distributor = self.roles.has(DISTRIBUTOR).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
-                Distributor::new(t.clone(), i.clone(), c.clone(), m.clone()).with_rate(r)
+                Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
+                    .with_rate(r)
+                    .with_max_series(n)
             })
         });
         let l = self.query_limits.clone();

@@ -106,18 +106,18 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
             max_self = max_self.max(l.1).max(r.1);
         }
         let Some(n) = node else { continue };
-        let (mut cl, mut cr) = (xl + l.1, xr + r.1);
+        let (mut cl, mut cr) = (xl.saturating_add(l.1), xr.saturating_add(r.1));
         let mut children = Vec::new();
         let mut other = (0i64, 0i64);
         for c in &n.children {
             if c.left.0.max(c.right.0) < threshold || c.name == "other" {
-                other.0 += c.left.0;
-                other.1 += c.right.0;
+                other.0 = other.0.saturating_add(c.left.0);
+                other.1 = other.1.saturating_add(c.right.0);
                 continue;
             }
             children.push(Item::Node(c, cl, cr, depth + 1));
-            cl += c.left.0;
-            cr += c.right.0;
+            cl = cl.saturating_add(c.left.0);
+            cr = cr.saturating_add(c.right.0);
         }
         if other != (0, 0) {
             children.push(Item::Other(other, cl, cr, depth + 1));
@@ -130,8 +130,8 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
             let (xl, xr) = (t[0], t[3]);
             t[0] = xl - pl;
             t[3] = xr - pr;
-            pl = xl + t[1];
-            pr = xr + t[4];
+            pl = xl.saturating_add(t[1]);
+            pr = xr.saturating_add(t[4]);
         }
     }
     let (lt, rt) = (left.total(), right.total());
@@ -141,7 +141,7 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
             .into_iter()
             .map(|values| q::Level { values })
             .collect(),
-        total: lt + rt,
+        total: lt.saturating_add(rt),
         max_self,
         left_ticks: lt,
         right_ticks: rt,

@@ -35,7 +35,8 @@ pub fn to_dot(merged: &MergedStacks, max_nodes: usize, sample_type: &str, unit: 
             continue;
         };
         total = total.saturating_add(v);
-        funcs.entry(leaf.clone()).or_default().flat += v;
+        let f = funcs.entry(leaf.clone()).or_default();
+        f.flat = f.flat.saturating_add(v);
         // A recursive function or call counts once per stack.
         let mut on_stack: HashSet<&str> = HashSet::new();
         let mut calls: HashSet<(&str, &str)> = HashSet::new();
@@ -63,7 +64,9 @@ pub fn to_dot(merged: &MergedStacks, max_nodes: usize, sample_type: &str, unit: 
         .enumerate()
         .map(|(i, (name, _))| (name.as_str(), i + 1))
         .collect();
-    let shown: i64 = ranked.iter().map(|(_, f)| f.flat).sum();
+    let shown = ranked
+        .iter()
+        .fold(0i64, |a, (_, f)| a.saturating_add(f.flat));
     let pct = |v: i64| 100.0 * v as f64 / total as f64;
     let mut out =
         String::from("digraph \"unnamed\" {\nnode [style=filled fillcolor=\"#f8f8f8\"]\n");

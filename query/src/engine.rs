@@ -17,6 +17,9 @@ use crate::selector::{Matcher, parse_selector};
 use crate::source::{MergedStacks, Seen, Selection, Source, SpanSelector};
 use crate::timeseries::{Aggregation, SeriesBuilder};
 
+/// The longest `SelectSeries` step accepted, in seconds (a year).
+const MAX_STEP_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// Query limits. `0` disables a limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -444,6 +447,12 @@ impl<'a> Engine<'a> {
         )?;
         if req.step.is_nan() || req.step < 0.001 {
             return Err(QueryError::invalid("step must be >= 1ms"));
+        }
+        if req.step > MAX_STEP_SECS {
+            return Err(QueryError::invalid(format!(
+                "step must be at most {MAX_STEP_SECS} s (a year), got {}",
+                req.step
+            )));
         }
         if req.exemplar_type == types::ExemplarType::Span as i32 {
             return Err(QueryError::invalid("exemplar type span is not implemented"));

@@ -60,7 +60,7 @@ impl FlameTree {
             }
             merged.symbols.frame_names(stack, &mut frames);
             let mut node = ROOT;
-            tree.nodes[0].total += value;
+            tree.nodes[0].total = tree.nodes[0].total.saturating_add(value);
             for frame in frames.iter().rev() {
                 let name = match name_ids.get(frame.as_str()) {
                     Some(&id) => id,
@@ -82,9 +82,11 @@ impl FlameTree {
                     tree.nodes[node as usize].children.push(id);
                     id
                 });
-                tree.nodes[node as usize].total += value;
+                let n = &mut tree.nodes[node as usize];
+                n.total = n.total.saturating_add(value);
             }
-            tree.nodes[node as usize].self_ += value;
+            let n = &mut tree.nodes[node as usize];
+            n.self_ = n.self_.saturating_add(value);
         }
         let names = &tree.names;
         let order: Vec<Vec<u32>> = tree
@@ -143,7 +145,7 @@ impl FlameTree {
         for &c in &self.nodes[node as usize].children {
             let n = &self.nodes[c as usize];
             if n.total < min_total || self.name(c) == OTHER {
-                other += n.total;
+                other = other.saturating_add(n.total);
             } else {
                 kept.push(c);
             }
@@ -200,11 +202,11 @@ impl FlameTree {
             }
             let Some(n) = node else { continue };
             let (kept, other) = self.kept_children(n, min_total);
-            let mut cx = x + self_;
+            let mut cx = x.saturating_add(self_);
             let mut children = Vec::with_capacity(kept.len() + 1);
             for c in kept {
                 children.push(Item::Node(c, cx, depth + 1));
-                cx += self.nodes[c as usize].total;
+                cx = cx.saturating_add(self.nodes[c as usize].total);
             }
             if other > 0 {
                 children.push(Item::Other(cx, other, depth + 1));
@@ -216,7 +218,7 @@ impl FlameTree {
             for t in level.chunks_exact_mut(4) {
                 let x = t[0];
                 t[0] = x - prev_end;
-                prev_end = x + t[1];
+                prev_end = x.saturating_add(t[1]);
             }
         }
         out

@@ -49,9 +49,13 @@ impl SeriesBuilder {
                 .filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_string()))),
         );
         let ts_ms = timestamp_ns.div_euclid(1_000_000);
-        let origin = self.start_ms - self.step_ms;
-        let k = (ts_ms - origin + self.step_ms - 1).div_euclid(self.step_ms);
-        let bucket_end = origin + k * self.step_ms;
+        // Saturating: a start near the ends of time must not wrap.
+        let origin = self.start_ms.saturating_sub(self.step_ms);
+        let k = ts_ms
+            .saturating_sub(origin)
+            .saturating_add(self.step_ms - 1)
+            .div_euclid(self.step_ms);
+        let bucket_end = origin.saturating_add(k.saturating_mul(self.step_ms));
         let slot = self
             .groups
             .entry(key)

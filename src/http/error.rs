@@ -35,7 +35,8 @@ impl ApiError {
 
     /// A store that failed in the distributor or the ingesters: 429
     /// `resource_exhausted` with `Retry-After` for a rate limit (reason
-    /// `rate_limited`), else 503 `unavailable`.
+    /// `rate_limited`) and without for the series limit (`series_limit`),
+    /// else 503 `unavailable`.
     pub fn from_ingester(e: ignis_actors::ingester::IngesterError) -> Self {
         match e {
             ignis_actors::ingester::IngesterError::RateLimited(over) => {
@@ -54,6 +55,15 @@ impl ApiError {
                 err.retry_after = over
                     .retry_after
                     .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+                err
+            }
+            ignis_actors::ingester::IngesterError::SeriesLimit(over) => {
+                let mut err = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "resource_exhausted",
+                    over.message(),
+                );
+                err.reason = Some(Reason::SeriesLimit);
                 err
             }
             other => Self::unavailable(other.to_string()),
@@ -116,9 +126,16 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    /// Maps an ingest error; `status` is used for refusals that are not size limits.
+    /// Maps an ingest error; `status` is used for refusals that are not
+    /// size limits (the series limit is always 429 `resource_exhausted`).
     pub fn from_ingest(e: IngestError, status: StatusCode) -> Self {
-        let mut err = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        let mut err = if e.reason == Reason::SeriesLimit {
+            Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_exhausted",
+                e.message,
+            )
+        } else if status == StatusCode::UNPROCESSABLE_ENTITY {
             Self::unprocessable(e.message)
         } else {
             Self::new(status, "invalid_argument", e.message)

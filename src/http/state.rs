@@ -39,6 +39,11 @@ impl AppState {
     /// tenant), which may name several joined by `|` (a federated read as
     /// Pyroscope serves it), each valid, sorted and deduplicated.
     pub fn read_tenants(&self, req: &HttpRequest) -> Result<String, ApiError> {
+        if req.headers().get_all("x-scope-orgid").nth(1).is_some() {
+            return Err(ApiError::bad_request(
+                "X-Scope-OrgID is given more than once; send one header (several tenants of a read are joined by '|')",
+            ));
+        }
         let Some(v) = req.headers().get("x-scope-orgid") else {
             if self.config.tenancy.require_tenant_header {
                 return Err(ApiError::unauthenticated("no org id"));

@@ -35,6 +35,8 @@ pub enum Reason {
     Unsupported,
     /// The tenant's ingest rate limit refused the push.
     RateLimited,
+    /// The push would exceed the tenant's active series limit.
+    SeriesLimit,
 }
 
 impl Reason {
@@ -56,6 +58,7 @@ impl Reason {
             Reason::InvalidRequest => "invalid_request",
             Reason::Unsupported => "unsupported",
             Reason::RateLimited => "rate_limited",
+            Reason::SeriesLimit => "series_limit",
         }
     }
 }
@@ -76,12 +79,17 @@ pub struct IngestError {
     pub message: String,
 }
 
+/// Longest message sent back: errors quote labels and names from the input,
+/// and a client must not get a megabyte label value echoed back.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
 impl IngestError {
-    /// Builds an error.
+    /// Builds an error; a message longer than [`MAX_MESSAGE_BYTES`] is cut
+    /// there and says how much was left out.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             reason,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 
@@ -93,5 +101,41 @@ impl IngestError {
     /// An invalid-request error.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(Reason::InvalidRequest, message)
+    }
+}
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (at a character boundary).
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left = message.len() - end;
+    message.truncate(end);
+    message.push_str(&format!("… ({left} more bytes)"));
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut() {
+        let e = IngestError::malformed(format!("label 'é{}'", "v".repeat(1 << 20)));
+        assert!(
+            e.message.len() < MAX_MESSAGE_BYTES + 64,
+            "{}",
+            e.message.len()
+        );
+        assert!(
+            e.message.ends_with(" more bytes)"),
+            "{}",
+            &e.message[4000..]
+        );
+        assert_eq!(IngestError::malformed("short").message, "short");
     }
 }

@@ -180,7 +180,12 @@ pub fn decode_legacy(
             labels.insert(names::SPY_NAME, spy.as_str());
             labels.insert_if_absent(names::SERVICE_NAME, name.app.as_str());
             if matches!(spy.as_str(), "pyspy" | "rbspy" | "scripting") {
-                rewrite_script_frames(&mut p, spy == "pyspy");
+                rewrite_script_frames(
+                    &mut p,
+                    spy == "pyspy",
+                    limits.max_profile_symbol_value_length,
+                    limits.max_profile_size_bytes,
+                )?;
             }
             let input = SplitInput {
                 labels,
@@ -338,14 +343,25 @@ fn display_names(config: Option<&[u8]>) -> Result<HashMap<String, String>, Inges
     let Some(config) = config.filter(|c| !c.is_empty()) else {
         return Ok(HashMap::new());
     };
-    let v: HashMap<String, serde_json::Value> = serde_json::from_slice(config)
+    let v: HashMap<String, SampleTypeConfig> = serde_json::from_slice(config)
         .map_err(|e| IngestError::invalid(format!("sample_type_config: invalid JSON: {e}")))?;
     Ok(v.into_iter()
-        .filter_map(|(k, v)| {
-            let d = v.get("display-name")?.as_str()?.to_string();
-            (!d.is_empty()).then_some((k, d))
-        })
+        .filter_map(|(k, c)| Some((k, c.display_name.filter(|d| !d.is_empty())?)))
         .collect())
+}
+
+/// One entry of the multipart `sample_type_config` part, as the Go SDK
+/// writes it: fields of the wrong type are refused (as Go's JSON decoder
+/// refuses them), unknown ones ignored.
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)] // Only the display name shapes what is stored; the rest is type-checked.
+struct SampleTypeConfig {
+    units: Option<String>,
+    aggregation: Option<String>,
+    #[serde(rename = "display-name")]
+    display_name: Option<String>,
+    sampled: Option<bool>,
+    cumulative: Option<bool>,
 }
 
 /// The `__name__` of a pprof uploaded to `/ingest` (reference §3.4 A).
@@ -388,25 +404,73 @@ pub fn pprof_metric_name(types: &[&str], display: &HashMap<String, String>) -> S
 }
 
 /// Scripting spies name frames `"<file> <function>"`.
-fn rewrite_script_frames(p: &mut pprof::Profile, only_relative: bool) {
+/// Names script frames `"{file} {function}"` as Pyroscope does for
+/// py-spy/rbspy uploads. Each distinct (file, name) pair is built once, and
+/// only its last `max_len` bytes (the symbol length limit; 0: no limit), so
+/// functions sharing a huge file name cannot multiply it; the names built
+/// may add at most `budget` bytes (the decompressed profile size limit) in
+/// all, so distinct functions of one huge file cannot either.
+fn rewrite_script_frames(
+    p: &mut pprof::Profile,
+    only_relative: bool,
+    max_len: usize,
+    budget: usize,
+) -> Result<(), IngestError> {
+    let mut built: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut added = 0usize;
     for i in 0..p.function.len() {
         let f = &p.function[i];
-        let file = p
-            .string_table
-            .get(f.filename as usize)
-            .cloned()
-            .unwrap_or_default();
-        let name = p
-            .string_table
-            .get(f.name as usize)
-            .cloned()
-            .unwrap_or_default();
+        let key = (f.filename, f.name);
+        if let Some(&id) = built.get(&key) {
+            p.function[i].name = id;
+            continue;
+        }
+        let text = |id: i64| {
+            usize::try_from(id)
+                .ok()
+                .and_then(|i| p.string_table.get(i))
+                .map_or("", String::as_str)
+        };
+        let (file, name) = (text(f.filename), text(f.name));
         if file.is_empty() || (only_relative && file.starts_with('/')) {
             continue;
         }
-        p.string_table.push(format!("{file} {name}"));
-        p.function[i].name = p.string_table.len() as i64 - 1;
+        let joined = script_frame_name(file, name, max_len);
+        added = added.saturating_add(joined.len());
+        if added > budget {
+            return Err(IngestError::new(
+                Reason::ProfileSizeLimit,
+                format!(
+                    "script frame names (file and function) of this profile exceed {budget} bytes, the decompressed profile size limit"
+                ),
+            ));
+        }
+        p.string_table.push(joined);
+        let id = p.string_table.len() as i64 - 1;
+        built.insert(key, id);
+        p.function[i].name = id;
     }
+    Ok(())
+}
+
+/// `"{file} {name}"`, keeping only its last `max_len` bytes (0: all of it)
+/// without building the whole string first.
+fn script_frame_name(file: &str, name: &str, max_len: usize) -> String {
+    let full = file.len() + 1 + name.len();
+    if max_len == 0 || full <= max_len {
+        return format!("{file} {name}");
+    }
+    let tail = |s: &str, n: usize| {
+        let mut start = s.len().saturating_sub(n);
+        while !s.is_char_boundary(start) {
+            start += 1;
+        }
+        s[start..].to_string()
+    };
+    if name.len() >= max_len {
+        return tail(name, max_len);
+    }
+    format!("{} {name}", tail(file, max_len - name.len() - 1))
 }
 
 #[cfg(test)]
@@ -430,6 +494,86 @@ mod tests {
             "block"
         );
         assert_eq!(pprof_metric_name(&["weird"], &none), "weird");
+    }
+
+    #[test]
+    fn script_frame_names_are_the_tail_of_file_and_name() {
+        let tail = |s: String, n: usize| {
+            let mut start = s.len().saturating_sub(n);
+            while !s.is_char_boundary(start) {
+                start += 1;
+            }
+            s[start..].to_string()
+        };
+        for (file, name) in [
+            ("app/x.rb", "run"),
+            ("dir/é/ü.py", "fünc"),
+            ("", "f"),
+            ("f", ""),
+        ] {
+            for max in 0..20 {
+                let full = format!("{file} {name}");
+                let want = if max == 0 {
+                    full.clone()
+                } else {
+                    tail(full, max)
+                };
+                assert_eq!(
+                    script_frame_name(file, name, max),
+                    want,
+                    "{file} {name} {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn script_frames_sharing_a_huge_file_name_cost_it_once() {
+        let huge = "x".repeat(100_000);
+        let mut p = pprof::Profile {
+            string_table: vec![String::new(), huge],
+            ..Default::default()
+        };
+        for id in 1..=1000 {
+            p.function.push(pprof::Function {
+                id,
+                name: 1,
+                filename: 1,
+                ..Default::default()
+            });
+        }
+        let mut distinct = p.clone();
+        rewrite_script_frames(&mut p, false, 1024, 1 << 20).unwrap();
+        assert_eq!(
+            p.string_table.len(),
+            3,
+            "one joined name for 1000 functions"
+        );
+        assert_eq!(p.string_table[2].len(), 1024);
+        assert!(p.function.iter().all(|f| f.name == 2));
+        // 1000 distinct names in one huge file: refused past the budget.
+        for (i, f) in distinct.function.iter_mut().enumerate() {
+            distinct.string_table.push(format!("f{i}"));
+            f.name = distinct.string_table.len() as i64 - 1;
+        }
+        let err = rewrite_script_frames(&mut distinct, false, 65_535, 4 << 20).unwrap_err();
+        assert_eq!(err.reason, Reason::ProfileSizeLimit);
+    }
+
+    #[test]
+    fn sample_type_config_is_type_checked() {
+        let ok = br#"{"alloc_space":{"units":"bytes","display-name":"alloc_bytes","sampled":false,"x":1}}"#;
+        let names = display_names(Some(ok)).unwrap();
+        assert_eq!(names["alloc_space"], "alloc_bytes");
+        for bad in [
+            &br#"{"alloc_space":{"display-name":5}}"#[..],
+            br#"{"alloc_space":{"sampled":"yes"}}"#,
+            br#"{"alloc_space":"alloc_bytes"}"#,
+            br#"[1,2]"#,
+        ] {
+            let e = display_names(Some(bad)).unwrap_err();
+            assert_eq!(e.reason, Reason::InvalidRequest, "{e}");
+        }
     }
 
     #[test]

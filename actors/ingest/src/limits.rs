@@ -16,6 +16,11 @@ pub struct Limits {
     /// set: one second of the rate, and at least `max_profile_size_bytes`).
     /// A push larger than the burst never passes.
     pub ingestion_burst_size_mb: f64,
+    /// Most series a tenant may have active (pushed within the last hour),
+    /// per distributor; 0: unlimited. A push that would make more active is
+    /// refused whole with 429 `series_limit`; one profile that alone splits
+    /// into more series is refused before its series are built.
+    pub max_global_series_per_tenant: usize,
     /// Largest accepted HTTP request body, before decompression.
     pub ingestion_body_limit_bytes: usize,
     /// Largest accepted profile after decompression.
@@ -45,6 +50,7 @@ impl Default for Limits {
         Self {
             ingestion_rate_mb: 0.0,
             ingestion_burst_size_mb: 0.0,
+            max_global_series_per_tenant: 5000,
             ingestion_body_limit_bytes: 256 << 20,
             max_profile_size_bytes: 4 << 20,
             max_profile_stacktrace_samples: 16_000,

@@ -45,7 +45,9 @@ pub fn parse_name(name: &str) -> Result<AppName, IngestError> {
     let mut labels = Labels::new();
     let mut app = app.to_string();
     if let Some(rest) = rest {
-        let body = rest.split('}').next().unwrap_or("");
+        let Some((body, _)) = rest.split_once('}') else {
+            return Err(bad("unclosed '{': the labels must end with '}'".into()));
+        };
         for pair in body.split(',') {
             if pair.trim().is_empty() {
                 continue;
@@ -102,5 +104,11 @@ mod tests {
         );
         assert!(parse_name("a b").is_err());
         assert!(parse_name("a{=1}").is_err());
+        assert!(
+            parse_name("app{k=v")
+                .unwrap_err()
+                .message
+                .contains("unclosed")
+        );
     }
 }

@@ -74,6 +74,12 @@ pub fn split_profile(
         None => (None, None),
     };
 
+    check_series_count(groups.len(), p.sample_type.len(), &labels, limits)?;
+    // Series labels are built per group and sample type: a small profile
+    // whose samples carry many long label combinations must not expand
+    // into gigabytes of label sets.
+    let label_budget = limits.max_profile_size_bytes.saturating_mul(4);
+    let mut label_bytes = 0usize;
     let mut series = Vec::new();
     for (sample_labels, samples) in groups {
         let mut group_labels = labels.clone();
@@ -81,6 +87,16 @@ pub fn split_profile(
             group_labels.insert_if_absent(s(k), s(v));
         }
         validate_labels(&group_labels, limits)?;
+        let bytes: usize = group_labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        label_bytes = label_bytes.saturating_add(bytes.saturating_mul(p.sample_type.len()));
+        if label_bytes > label_budget {
+            return Err(IngestError::new(
+                Reason::ProfileSizeLimit,
+                format!(
+                    "the series labels of this profile (its labels and each sample's) would take more than {label_budget} bytes (4 × max_profile_size_bytes)"
+                ),
+            ));
+        }
         for (value_index, st) in p.sample_type.iter().enumerate() {
             let (sample_type, sample_unit) = (s(st.r#type), s(st.unit));
             let mut l = group_labels.clone();
@@ -279,6 +295,28 @@ fn check_window(ts: i64, now: i64, labels: &Labels, limits: &Limits) -> Result<(
                 "profile with labels '{labels}' is outside of ingestion window (profile timestamp: {ts}, the ingestion window starts at {} and ends at {})",
                 start.map_or("-inf".into(), |s| s.to_string()),
                 end.map_or("+inf".into(), |e| e.to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a profile that alone splits into more series than the tenant may
+/// have active (`groups` sample-label sets × `types` sample types), before
+/// any series is built.
+fn check_series_count(
+    groups: usize,
+    types: usize,
+    labels: &Labels,
+    limits: &Limits,
+) -> Result<(), IngestError> {
+    let limit = limits.max_global_series_per_tenant;
+    let n = groups.saturating_mul(types);
+    if limit > 0 && n > limit {
+        return Err(IngestError::new(
+            Reason::SeriesLimit,
+            format!(
+                "profile with labels '{labels}' splits into {n} series ({groups} sample label sets × {types} sample types), more than the active series limit ({limit})"
             ),
         ));
     }

@@ -127,7 +127,10 @@ pub fn text_to_pprof<S: AsRef<str>>(
     let mut locations: HashMap<&str, u64> = HashMap::new();
     let mut function = Vec::new();
     let mut location = Vec::new();
-    let mut sample = Vec::with_capacity(stacks.len());
+    let mut sample: Vec<pprof::Sample> = Vec::new();
+    // Equal stacks become one sample (their values added), so the samples
+    // limit counts distinct stacks, not lines.
+    let mut sample_of: HashMap<Vec<u64>, usize> = HashMap::new();
     for (frames, count) in stacks {
         let mut ids = Vec::with_capacity(frames.len());
         for frame in frames.iter().rev() {
@@ -163,11 +166,17 @@ pub fn text_to_pprof<S: AsRef<str>>(
         } else {
             *count
         };
-        sample.push(pprof::Sample {
-            location_id: ids,
-            value: vec![value],
-            label: vec![],
-        });
+        match sample_of.get(&ids) {
+            Some(&i) => sample[i].value[0] = sample[i].value[0].saturating_add(value),
+            None => {
+                sample_of.insert(ids.clone(), sample.len());
+                sample.push(pprof::Sample {
+                    location_id: ids,
+                    value: vec![value],
+                    label: vec![],
+                });
+            }
+        }
     }
     pprof::Profile {
         sample_type: vec![st],
@@ -217,6 +226,7 @@ mod tests {
             0,
         );
         assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 2);
+        assert_eq!(p.sample.len(), 1, "equal stacks are one sample");
         assert_eq!(p.period_type, None);
         assert!(text_kind("nope").is_none());
     }

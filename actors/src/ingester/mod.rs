@@ -42,6 +42,10 @@ pub enum IngesterError {
     /// The tenant's ingest rate limit refused the push (nothing stored).
     #[error("{}", .0.message)]
     RateLimited(crate::rate::OverRate),
+    /// The push would make more series active than the tenant may have
+    /// (nothing stored).
+    #[error("{}", .0.message())]
+    SeriesLimit(crate::series_limit::OverSeries),
 }
 
 /// Appends validated profiles to the WAL and the head; answers once they

@@ -60,6 +60,20 @@ impl<'a> Dictionary<'a> {
         Self { dict }
     }
 
+    /// Checks what the dictionary holds whether or not a sample uses it:
+    /// every link's trace id is 16 bytes and span id 8 (or empty).
+    pub fn validate(&self) -> Result<(), IngestError> {
+        for (i, link) in self.dict.link_table.iter().enumerate() {
+            let at = |e: IngestError| IngestError {
+                message: format!("dictionary.link_table[{i}]: {}", e.message),
+                ..e
+            };
+            id_hex(&link.trace_id, 16, "trace_id").map_err(at)?;
+            id_hex(&link.span_id, 8, "span_id").map_err(at)?;
+        }
+        Ok(())
+    }
+
     /// The string at `index` of the string table.
     pub fn string(&self, index: i32, what: &str) -> Result<&'a str, IngestError> {
         get(&self.dict.string_table, index, what).map(String::as_str)
@@ -127,6 +141,11 @@ pub fn convert_profile(
                 limits.max_profile_stacktrace_samples
             ),
         ));
+    }
+    // Indexes nothing reads are still checked: a dictionary reference out
+    // of range is a malformed export, wherever it is.
+    for &i in &src.attribute_indices {
+        get(&dict.dict.attribute_table, i, "profile attribute")?;
     }
     let header = Header::new(src, dict)?;
     let mut stacks = StackCache::default();

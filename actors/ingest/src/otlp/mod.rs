@@ -108,6 +108,7 @@ pub fn decode_otlp(
         return Err(IngestError::invalid("missing profile metadata dictionary"));
     };
     let dict = Dictionary::new(dictionary);
+    dict.validate()?;
     let mut out = Vec::new();
     for (r, rp) in req.resource_profiles.iter().enumerate() {
         let resource_attrs = rp

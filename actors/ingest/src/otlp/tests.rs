@@ -102,10 +102,6 @@ fn dictionary() -> otel::ProfilesDictionary {
                 trace_id: (1..=16).collect(),
                 span_id: vec![0xaa, 0xbb, 0xcc, 0xdd, 0x01, 0x02, 0x03, 0x04],
             },
-            otel::Link {
-                trace_id: vec![1, 2, 3],
-                span_id: vec![1; 8],
-            },
         ],
         string_table: strings.iter().map(|s| s.to_string()).collect(),
         attribute_table: vec![
@@ -457,6 +453,19 @@ fn out_of_range_indexes_are_refused() {
             Box::new(|r| profile(r).samples[0].attribute_indices = vec![12]),
         ),
         (
+            "profile attribute index 9",
+            Box::new(|r| profile(r).attribute_indices = vec![9]),
+        ),
+        (
+            "link_table[0]: link trace_id must be 16 bytes, got 1",
+            Box::new(|r| {
+                dict(r).link_table = vec![otel::Link {
+                    trace_id: vec![7],
+                    span_id: vec![],
+                }]
+            }),
+        ),
+        (
             "link index 5",
             Box::new(|r| profile(r).samples[0].link_index = 5),
         ),
@@ -486,7 +495,10 @@ fn out_of_range_indexes_are_refused() {
         let e = err(&req);
         assert_eq!(e.reason, Reason::MalformedProfile, "{want}: {e}");
         assert!(e.message.contains(want), "{want}: {e}");
-        assert!(e.message.contains("profiles[0]"), "{want}: {e}");
+        assert!(
+            e.message.contains("profiles[0]") || e.message.contains("dictionary"),
+            "{want}: {e}"
+        );
     }
 }
 
@@ -526,6 +538,10 @@ fn bad_requests_are_refused_with_reasons() {
     assert!(err(&req).message.contains("neither values nor timestamps"));
 
     let mut req = request(vec![cpu_profile(vec![sample(1, 1)])]);
+    dict(&mut req).link_table.push(otel::Link {
+        trace_id: vec![1, 2, 3],
+        span_id: vec![1; 8],
+    });
     profile(&mut req).samples[0].link_index = 2;
     let e = err(&req);
     assert!(e.message.contains("trace_id must be 16 bytes"), "{e}");
