@@ -22,12 +22,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// Builds an error.
+    /// Builds an error; its message quotes at most
+    /// [`ignis_ingest::error::MAX_MESSAGE_BYTES`] (errors quote input).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
-            message: message.into(),
+            message: ignis_ingest::error::bounded(message.into()),
             reason: None,
             retry_after: None,
         }

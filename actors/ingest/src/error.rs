@@ -104,8 +104,10 @@ impl IngestError {
     }
 }
 
-/// `message`, cut to [`MAX_MESSAGE_BYTES`] (at a character boundary).
-fn bounded(mut message: String) -> String {
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (at a character boundary) with
+/// a note of how much was left out; every error sent to a client goes
+/// through it.
+pub fn bounded(mut message: String) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }

@@ -2,6 +2,8 @@
 //! e.g. `cargo test -p ignis-integration --test it sdk_replay`.
 
 mod api;
+mod attack;
+mod attack_corpus;
 mod bad_input;
 mod binary;
 mod blocks;
