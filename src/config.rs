@@ -225,6 +225,10 @@ pub struct QueryConfig {
     pub max_flamegraph_nodes_max: i64,
     /// Longest time range of one query, in seconds (0: unlimited).
     pub max_query_length_secs: i64,
+    /// Memory one query of the Pyroscope API may hold (the rows it reads
+    /// and what it merges), in bytes; past it the query fails with 429
+    /// `resource_exhausted` naming this setting (0: unlimited).
+    pub max_query_memory_bytes: u64,
     /// Rows one SQL query returns at most.
     pub sql_max_rows: usize,
     /// Memory one SQL query may use, in bytes.
@@ -242,6 +246,7 @@ impl Default for QueryConfig {
             max_flamegraph_nodes_default: l.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: l.max_flamegraph_nodes_max,
             max_query_length_secs: l.max_query_length_secs,
+            max_query_memory_bytes: l.max_query_memory_bytes,
             sql_max_rows: 10_000,
             sql_max_memory_bytes: 512 << 20,
             sql_timeout_secs: 60,
@@ -256,6 +261,7 @@ impl QueryConfig {
             max_flamegraph_nodes_default: self.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: self.max_flamegraph_nodes_max,
             max_query_length_secs: self.max_query_length_secs,
+            max_query_memory_bytes: self.max_query_memory_bytes,
         }
     }
 }

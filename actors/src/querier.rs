@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ignis_query::{Engine, QueryError, QueryLimits, Source};
+use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Source};
 
 use crate::ingester::Snapshot;
 use crate::peer::PeerSlice;
@@ -59,6 +59,9 @@ pub struct RunQuery<R> {
     pub blocks: Vec<Arc<dyn Source>>,
     /// What the peers hold of the query's scope.
     pub remote: Vec<PeerSlice>,
+    /// The query's memory budget (its reads charged it already; the merge
+    /// charges what it builds).
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl<R: Send + 'static> Message for RunQuery<R> {
@@ -87,7 +90,8 @@ pub(crate) async fn merge<R: Send + 'static>(
 ) -> Result<R, QueryFailure> {
     tokio::task::spawn_blocking(move || {
         with_sources(&msg.local, &msg.blocks, &msg.remote, |sources| {
-            (msg.query)(&Engine::new(sources, &limits)).map_err(QueryFailure::from)
+            let engine = Engine::new(sources, &limits).with_budget(&msg.budget);
+            (msg.query)(&engine).map_err(QueryFailure::from)
         })
     })
     .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ignis_query::{Engine, QueryError, QueryLimits, Scope, Source};
+use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Scope, Source};
 use ignis_storage::Wal;
 use ignis_storage::block::{BlockMeta, BlockStore};
 use parking_lot::Mutex;
@@ -240,6 +240,12 @@ impl Tenants {
         })
     }
 
+    /// A fresh memory budget for one query on this node
+    /// (`max_query_memory_bytes` of its query limits).
+    pub fn query_budget(&self) -> MemoryBudget {
+        MemoryBudget::new(self.query_limits.max_query_memory_bytes)
+    }
+
     /// The blocks this node's store-gateway serves for `tenant` that overlap
     /// `[start_ns, end_ns]`.
     pub fn local_blocks(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
@@ -256,9 +262,10 @@ impl Tenants {
         &self,
         blocks: Vec<BlockMeta>,
         scope: &Scope,
+        budget: &MemoryBudget,
     ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
         match &self.store_gateway {
-            Some(sg) if !blocks.is_empty() => Ok(sg.sources(blocks, scope).await?),
+            Some(sg) if !blocks.is_empty() => sg.sources_within(blocks, scope, budget).await,
             _ => Ok(Vec::new()),
         }
     }
@@ -394,9 +401,10 @@ impl Tenants {
             .await
             .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
         let ids: Vec<&str> = tenant_ids(tenant).collect();
+        let budget = Arc::new(self.query_budget());
         let parts = futures::future::try_join_all(
             ids.iter()
-                .map(|id| self.sources_of(id, &scope, start_ns, end_ns)),
+                .map(|id| self.sources_of(id, &scope, start_ns, end_ns, &budget)),
         )
         .await?;
         let mut query = RunQuery {
@@ -404,6 +412,7 @@ impl Tenants {
             local: Vec::new(),
             blocks: Vec::new(),
             remote: Vec::new(),
+            budget,
         };
         for (remote, blocks, local) in parts {
             query.remote.extend(remote);
@@ -440,6 +449,7 @@ impl Tenants {
         scope: &Scope,
         start_ns: i64,
         end_ns: i64,
+        budget: &MemoryBudget,
     ) -> Result<(Vec<PeerSlice>, Vec<Arc<dyn Source>>, Option<Snapshot>), QueryFailure> {
         let here = self.local_blocks(tenant, start_ns, end_ns);
         let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
@@ -447,10 +457,13 @@ impl Tenants {
             self.cluster
                 .select_peers(tenant, scope, start_ns, end_ns, read_here)
                 .instrument(tracing::debug_span!("select_peers", tenant)),
-            self.block_sources(here.clone(), scope)
+            self.block_sources(here.clone(), scope, budget)
                 .instrument(tracing::debug_span!("read_blocks", tenant)),
             self.snapshot(tenant),
         )?;
+        for peer in &remote {
+            budget.charge(peer.held_bytes(), "a peer's answer")?;
+        }
         // Blocks answering from rollups where other sources hold data too
         // claim the profiles they pre-merged there. A peer's bounds cover
         // all it holds; the rows it sent for this scope are what can overlap.

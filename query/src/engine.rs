@@ -9,6 +9,7 @@ use ignis_storage::proto::types::v1 as types;
 use ignis_storage::{Labels, ProfileType, names};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::MemoryBudget;
 use crate::diff::diff_flamegraph;
 use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
@@ -16,9 +17,6 @@ use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
 use crate::source::{MergedStacks, Seen, Selection, Source, SpanSelector};
 use crate::timeseries::{Aggregation, SeriesBuilder};
-
-/// The longest `SelectSeries` step accepted, in seconds (a year).
-const MAX_STEP_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// Query limits. `0` disables a limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +28,9 @@ pub struct QueryLimits {
     pub max_flamegraph_nodes_max: i64,
     /// Longest time range of one query, in seconds (0: unlimited).
     pub max_query_length_secs: i64,
+    /// Memory one query may hold (what it reads and merges), in bytes (0:
+    /// unlimited); past it the query fails with `resource_exhausted`.
+    pub max_query_memory_bytes: u64,
 }
 
 impl Default for QueryLimits {
@@ -38,6 +39,7 @@ impl Default for QueryLimits {
             max_flamegraph_nodes_default: 8192,
             max_flamegraph_nodes_max: 1_048_576,
             max_query_length_secs: 0,
+            max_query_memory_bytes: 1 << 30,
         }
     }
 }
@@ -46,6 +48,7 @@ impl Default for QueryLimits {
 pub struct Engine<'a> {
     sources: &'a [&'a dyn Source],
     limits: &'a QueryLimits,
+    budget: Option<&'a MemoryBudget>,
 }
 
 const MS: i64 = 1_000_000;
@@ -53,7 +56,18 @@ const MS: i64 = 1_000_000;
 impl<'a> Engine<'a> {
     /// A query engine over `sources`.
     pub fn new(sources: &'a [&'a dyn Source], limits: &'a QueryLimits) -> Self {
-        Self { sources, limits }
+        Self {
+            sources,
+            limits,
+            budget: None,
+        }
+    }
+
+    /// The same engine charging what its merges build to `budget` (which
+    /// the reads of the query's sources charged before).
+    pub fn with_budget(mut self, budget: &'a MemoryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Checks a `[start, end]` range in ms; returns it in ns.
@@ -277,6 +291,9 @@ impl<'a> Engine<'a> {
         let (pt, mut sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
         sel.spans = spans;
         let mut merged = self.merge(&sel);
+        if let Some(budget) = self.budget {
+            budget.charge(merged.approx_bytes(), "the merged stacks")?;
+        }
         merged.keep_call_site(&call_site(stack_trace_selector));
         Ok((pt, sel.end_ns, merged))
     }
@@ -448,11 +465,10 @@ impl<'a> Engine<'a> {
         if req.step.is_nan() || req.step < 0.001 {
             return Err(QueryError::invalid("step must be >= 1ms"));
         }
-        if req.step > MAX_STEP_SECS {
-            return Err(QueryError::invalid(format!(
-                "step must be at most {MAX_STEP_SECS} s (a year), got {}",
-                req.step
-            )));
+        if !req.step.is_finite() {
+            return Err(QueryError::invalid(
+                "step must be a finite number of seconds",
+            ));
         }
         if req.exemplar_type == types::ExemplarType::Span as i32 {
             return Err(QueryError::invalid("exemplar type span is not implemented"));

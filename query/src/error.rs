@@ -18,6 +18,10 @@ pub enum QueryError {
     /// ignored, so no answer is silently wrong.
     #[error("{0}")]
     Unimplemented(String),
+    /// The query needs more memory than its budget allows
+    /// ([`crate::budget::MemoryBudget`]).
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl QueryError {

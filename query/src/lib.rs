@@ -8,6 +8,7 @@ pub mod block_read;
 pub mod block_scan;
 pub mod block_slice;
 pub mod bucket;
+pub mod budget;
 pub mod diff;
 pub mod dot;
 pub mod engine;
@@ -24,6 +25,7 @@ pub mod sql;
 pub mod timeseries;
 
 pub use block_slice::BlockSlice;
+pub use budget::MemoryBudget;
 pub use engine::{Engine, QueryLimits};
 pub use error::QueryError;
 pub use scope::Scope;

@@ -76,6 +76,11 @@ pub struct MergedStacks {
 }
 
 impl MergedStacks {
+    /// An estimate of the memory it holds, in bytes.
+    pub fn approx_bytes(&self) -> u64 {
+        ignis_storage::head::approx_tables_bytes(&self.symbols, &[]) + self.values.len() as u64 * 24
+    }
+
     /// Sum of all values.
     pub fn total(&self) -> i64 {
         self.values.values().fold(0i64, |a, &v| a.saturating_add(v))
@@ -160,5 +165,12 @@ pub trait Source: Send + Sync {
     /// copying the rows the query's scope selects.
     fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
         None
+    }
+    /// An estimate of the memory it holds, in bytes, for a query's
+    /// [`MemoryBudget`](crate::budget::MemoryBudget): its rows and symbols.
+    fn held_bytes(&self) -> u64 {
+        self.rows().map_or(0, |(symbols, series)| {
+            crate::budget::approx_rows_bytes(symbols, series)
+        })
     }
 }

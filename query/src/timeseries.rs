@@ -203,6 +203,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_longer_than_time_gives_a_point_at_or_after_the_start() {
+        for start_ms in [1, 1_700_000_000_000, i64::MAX / 2] {
+            let mut b = SeriesBuilder::new(Vec::new(), start_ms, i64::MAX, Aggregation::Sum);
+            b.add(&Labels::new(), start_ms.saturating_mul(1_000_000), 5);
+            b.add(&Labels::new(), (start_ms + 1).saturating_mul(1_000_000), 7);
+            let series = b.finish(None);
+            let points = &series[0].points;
+            assert!(points.iter().all(|p| p.timestamp >= start_ms), "{points:?}");
+            assert_eq!(points.iter().map(|p| p.value).sum::<f64>(), 12.0);
+        }
+    }
+
+    #[test]
     fn steps_match_reference_examples() {
         let h = 3_600_000;
         assert_eq!(timeline_step_secs(0, h), 15);

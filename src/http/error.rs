@@ -152,6 +152,11 @@ impl From<QueryFailure> for ApiError {
             QueryFailure::Query(q @ ignis_query::QueryError::Unimplemented(_)) => {
                 Self::unimplemented(q.to_string())
             }
+            QueryFailure::Query(q @ ignis_query::QueryError::ResourceExhausted(_)) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_exhausted",
+                q.to_string(),
+            ),
             QueryFailure::Query(q) => Self::bad_request(q.to_string()),
             QueryFailure::Unavailable(m) => Self::unavailable(m),
             QueryFailure::TooManyQueries(m) => {

@@ -378,8 +378,34 @@ fn group_by_sample_labels(p: &pprof::Profile) -> Vec<SampleGroup> {
     out
 }
 
+/// Longest label name or value quoted whole in an error message.
+const QUOTED_BYTES: usize = 128;
+
+/// `s`, or its first [`QUOTED_BYTES`] and how many bytes it has.
+fn abbreviated(s: &str) -> String {
+    if s.len() <= QUOTED_BYTES {
+        return s.to_string();
+    }
+    let mut end = QUOTED_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &s[..end], s.len())
+}
+
+/// `labels` as Pyroscope quotes them in errors, long names and values
+/// [`abbreviated`].
+fn shown_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{}={:?}", abbreviated(k), abbreviated(v)))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
 /// Checks a series label set against the limits and Pyroscope's label rules.
 pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    let shown = || shown_labels(labels);
     if labels.is_empty() {
         return Err(IngestError::new(
             Reason::MissingLabels,
@@ -390,7 +416,8 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
         return Err(IngestError::new(
             Reason::MaxLabelNamesPerSeries,
             format!(
-                "profile series '{labels}' has {} label names; limit {}",
+                "profile series '{}' has {} label names; limit {}",
+                shown(),
                 labels.len(),
                 limits.max_label_names_per_series
             ),
@@ -401,7 +428,9 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
             return Err(IngestError::new(
                 Reason::LabelNameTooLong,
                 format!(
-                    "profile with labels '{labels}' has label name too long: '{k}' ({} bytes, limit {})",
+                    "profile with labels '{}' has label name too long: '{}' ({} bytes, limit {})",
+                    shown(),
+                    abbreviated(k),
                     k.len(),
                     limits.max_label_name_length
                 ),
@@ -411,7 +440,9 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
             return Err(IngestError::new(
                 Reason::LabelValueTooLong,
                 format!(
-                    "profile with labels '{labels}' has label value too long: '{v}' ({} bytes, limit {})",
+                    "profile with labels '{}' has label value too long: '{}' ({} bytes, limit {})",
+                    shown(),
+                    abbreviated(v),
                     v.len(),
                     limits.max_label_value_length
                 ),
@@ -420,7 +451,10 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
         if k.is_empty() {
             return Err(IngestError::new(
                 Reason::InvalidLabels,
-                format!("invalid labels '{labels}' with error: invalid label name ''"),
+                format!(
+                    "invalid labels '{}' with error: invalid label name ''",
+                    shown()
+                ),
             ));
         }
     }

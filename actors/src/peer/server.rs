@@ -69,8 +69,10 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .into_iter()
         .filter(|m| !skip.contains(&m.ulid))
         .collect();
+    // This node's memory is bounded as for its own queries.
+    let budget = tenants.query_budget();
     let blocks = tenants
-        .block_sources(mine, &scope)
+        .block_sources(mine, &scope, &budget)
         .await
         .map_err(PeerError::from)?;
     let local = tenants

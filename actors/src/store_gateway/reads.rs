@@ -42,11 +42,29 @@ use futures::{StreamExt, TryStreamExt};
 use ignis_query::block_read::{BlockTables, ReadStats};
 use ignis_query::block_slice::Claimed;
 use ignis_query::executor::executor;
-use ignis_query::{BlockSlice, Scope, Source};
+use ignis_query::{BlockSlice, MemoryBudget, Scope, Source};
 use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP};
 use tracing::Instrument;
 
 use super::{Entry, StoreGateway, tables_key};
+use crate::querier::QueryFailure;
+
+/// Bytes one `(stack, value)` sample row takes once decoded (see
+/// `ignis_query::budget::approx_rows_bytes`).
+const SAMPLE_BYTES: u64 = 12;
+
+/// What decoding all of a block holds, from its stats: its rows (a profile
+/// row and each sample) and its symbol tables.
+fn whole_decode_bytes(meta: &BlockMeta) -> u64 {
+    let st = &meta.stats;
+    st.profiles * 72
+        + st.samples * SAMPLE_BYTES
+        + st.span_samples * 24
+        + st.stacks * 64
+        + st.locations * 112
+        + st.functions * 48
+        + st.strings * 80
+}
 
 /// Blocks one query reads at once.
 pub const CONCURRENT_BLOCK_READS: usize = 4;
@@ -72,7 +90,20 @@ impl StoreGateway {
         &self,
         metas: Vec<BlockMeta>,
         scope: &Scope,
-    ) -> Result<Vec<Arc<dyn Source>>, BlockError> {
+    ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
+        self.sources_within(metas, scope, &MemoryBudget::unlimited())
+            .await
+    }
+
+    /// [`StoreGateway::sources`] charging each block's source to `budget`
+    /// as it is read: past it the reads stop (those in flight are dropped)
+    /// and the query fails with `resource_exhausted`.
+    pub async fn sources_within(
+        &self,
+        metas: Vec<BlockMeta>,
+        scope: &Scope,
+        budget: &MemoryBudget,
+    ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
         let alone: Vec<bool> = metas
             .iter()
             .map(|m| {
@@ -88,13 +119,21 @@ impl StoreGateway {
                 let span =
                     tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
                 async move {
+                    let what = format!("block {}", meta.ulid);
                     if alone && let Some(plan) = rollup_plan(&meta, scope) {
-                        return self
+                        let source = self
                             .rollup_source(meta, scope, &plan)
                             .instrument(span)
-                            .await;
+                            .await?;
+                        budget.charge(source.held_bytes(), &what)?;
+                        return Ok(source);
                     }
-                    Ok(self.source(meta, scope).instrument(span).await?.0)
+                    let (source, _, reserved) = self
+                        .source_within(meta, scope, budget)
+                        .instrument(span)
+                        .await?;
+                    budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
+                    Ok::<_, QueryFailure>(source)
                 }
             })
             .buffered(CONCURRENT_BLOCK_READS)
@@ -107,24 +146,45 @@ impl StoreGateway {
         &self,
         meta: BlockMeta,
         scope: &Scope,
-    ) -> Result<(Arc<dyn Source>, BlockRead), BlockError> {
+    ) -> Result<(Arc<dyn Source>, BlockRead), QueryFailure> {
+        let (source, read, _) = self
+            .source_within(meta, scope, &MemoryBudget::unlimited())
+            .await?;
+        Ok((source, read))
+    }
+
+    /// [`StoreGateway::source`] reserving in `budget`, before it decodes,
+    /// what a whole decode or a pruned read of the block will hold (from
+    /// the block's stats, or the samples a pruned read selects): a read past
+    /// the budget fails before it takes the memory. Returns the bytes
+    /// reserved too.
+    async fn source_within(
+        &self,
+        meta: BlockMeta,
+        scope: &Scope,
+        budget: &MemoryBudget,
+    ) -> Result<(Arc<dyn Source>, BlockRead, u64), QueryFailure> {
         if let Some(head) = self.cached_whole(&meta) {
-            return Ok((head, BlockRead::Whole));
+            return Ok((head, BlockRead::Whole, 0));
         }
         let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
         if scope.is_empty() {
             let empty = BlockSlice::new(Arc::default(), Vec::new(), bounds);
-            return Ok((Arc::new(empty), BlockRead::Nothing));
+            return Ok((Arc::new(empty), BlockRead::Nothing, 0));
         }
+        let what = format!("block {}", meta.ulid);
+        let whole = whole_decode_bytes(&meta);
         if meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
-            return Ok((self.load(meta).await?, BlockRead::Whole));
+            budget.charge(whole, &what)?;
+            return Ok((self.load(meta).await?, BlockRead::Whole, whole));
         }
         let tables = self.tables(&meta).await?;
         let refs = tables.wanted(scope);
         if refs.is_empty() {
             let empty = BlockSlice::new(tables.symbols.clone(), Vec::new(), bounds);
-            return Ok((Arc::new(empty), BlockRead::Nothing));
+            return Ok((Arc::new(empty), BlockRead::Nothing, 0));
         }
+        let mut reserved = 0;
         if scope.stacks {
             let (reader, m, s, r) = (
                 self.reader.clone(),
@@ -135,8 +195,11 @@ impl StoreGateway {
             let (candidates, total) =
                 on_executor(async move { reader.candidate_samples(&m, &s, &r).await }).await?;
             if candidates.saturating_mul(2) > total {
-                return Ok((self.load(meta).await?, BlockRead::Whole));
+                budget.charge(whole, &what)?;
+                return Ok((self.load(meta).await?, BlockRead::Whole, whole));
             }
+            reserved = candidates.saturating_mul(SAMPLE_BYTES);
+            budget.charge(reserved, &what)?;
         }
         let (reader, scope) = (self.reader.clone(), scope.clone());
         let (slice, stats) =
@@ -144,7 +207,7 @@ impl StoreGateway {
                 .await?;
         self.metrics.pruned_reads.inc();
         self.record_scans(&stats);
-        Ok((Arc::new(slice), BlockRead::Pruned))
+        Ok((Arc::new(slice), BlockRead::Pruned, reserved))
     }
 
     /// Counts what a read's scans skipped and read.

@@ -13,6 +13,7 @@ mod durability;
 mod formats;
 mod loadgen;
 mod otlp;
+mod query_memory;
 mod scrape;
 mod sdk_live;
 mod sdk_replay;
