@@ -22,6 +22,7 @@ pub mod scope;
 pub mod selector;
 pub mod source;
 pub mod sql;
+pub mod sql_sum;
 pub mod timeseries;
 
 pub use block_slice::BlockSlice;

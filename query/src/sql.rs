@@ -149,6 +149,8 @@ pub async fn run_sql(
             .map_err(df_err)?,
     };
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    // Sums saturate as everywhere else in Ignis instead of wrapping.
+    ctx.register_udaf(crate::sql_sum::saturating_sum());
     let (mut profiles, mut samples, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (i, meta) in input.blocks.iter().enumerate() {
         if input.bucket.is_none() {

@@ -26,16 +26,50 @@ pub fn maybe_gunzip<'a>(
     gunzip(data, limit, what).map(Cow::Owned)
 }
 
-/// Inflates gzip `data`, refusing output larger than `limit` bytes.
+/// Inflates gzip `data`, refusing output larger than `limit` bytes. The
+/// output is gathered in 1 MiB parts and joined once it is known to fit, so
+/// a bomb costs at most `limit` bytes (a growing buffer would double past
+/// it), and a body within the limit twice its size for a moment.
 pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestError> {
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(data);
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::malformed(format!("invalid gzip data in {what}: {e}")))?;
-    if out.len() > limit {
-        return Err(too_large(what, None, limit));
+    const PART: usize = 1 << 20;
+    let mut decoder = flate2::read::MultiGzDecoder::new(data);
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = decoder
+            .read(&mut buf)
+            .map_err(|e| IngestError::malformed(format!("invalid gzip data in {what}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total > limit {
+            return Err(too_large(what, None, limit));
+        }
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if parts.last().is_none_or(|p| p.len() == PART) {
+                // The first part starts small (most bodies are), later ones whole.
+                let cap = if parts.is_empty() {
+                    data.len().saturating_mul(4).clamp(4096, PART)
+                } else {
+                    PART
+                };
+                parts.push(Vec::with_capacity(cap.min(limit)));
+            }
+            let Some(part) = parts.last_mut() else { break };
+            let take = rest.len().min(PART - part.len());
+            part.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+    }
+    if parts.len() == 1 {
+        return Ok(parts.pop().unwrap_or_default());
+    }
+    let mut out = Vec::with_capacity(total);
+    for p in parts {
+        out.extend_from_slice(&p);
     }
     Ok(out)
 }
@@ -75,5 +109,18 @@ mod tests {
         let e = maybe_gunzip(&[0x1f, 0x8b, 1, 2, 3], 100, "profile").unwrap_err();
         assert_eq!(e.reason, Reason::MalformedProfile);
         assert!(e.message.contains("invalid gzip"));
+    }
+
+    #[test]
+    fn inflates_across_parts_exactly() {
+        let data: Vec<u8> = (0..(3 << 20) + 12_345).map(|i| (i % 251) as u8).collect();
+        let member = gz(&data);
+        assert_eq!(gunzip(&member, 4 << 20, "x").unwrap(), data);
+        // Two members read as one stream; exactly at the limit passes.
+        let two = [member.clone(), member].concat();
+        let out = gunzip(&two, 2 * data.len(), "x").unwrap();
+        assert_eq!(out.len(), 2 * data.len());
+        assert_eq!(&out[data.len()..], &data[..]);
+        assert!(gunzip(&two, 2 * data.len() - 1, "x").is_err());
     }
 }
