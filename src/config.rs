@@ -29,6 +29,8 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     /// Ingest limits (per tenant; the same for all tenants for now).
     pub limits: Limits,
+    /// Per-tenant overrides of `limits`, from a file reloaded at runtime.
+    pub overrides: OverridesConfig,
     /// Query limits.
     pub query: QueryConfig,
     /// Logging.
@@ -101,6 +103,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             tenancy: TenancyConfig::default(),
             limits: Limits::default(),
+            overrides: OverridesConfig::default(),
             query: QueryConfig::default(),
             log: LogConfig::default(),
             ui: UiConfig::default(),
@@ -187,6 +190,27 @@ impl Default for StorageConfig {
             retention_secs: 0,
             tenant_retention_secs: BTreeMap::new(),
             bucket: ObjectStoreConfig::default(),
+        }
+    }
+}
+
+/// Per-tenant limit overrides: a TOML file of `[overrides.<tenant>]`
+/// tables of `limits` settings, reloaded when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverridesConfig {
+    /// The file (empty: no overrides). A bad file stops the node at start;
+    /// at a reload it is logged and the limits in force stay.
+    pub file: String,
+    /// How often the file is checked for changes, in seconds.
+    pub reload_secs: u64,
+}
+
+impl Default for OverridesConfig {
+    fn default() -> Self {
+        Self {
+            file: String::new(),
+            reload_secs: 10,
         }
     }
 }

@@ -171,7 +171,7 @@ async fn export_call(req: Request<Incoming>, state: &AppState) -> Result<Vec<u8>
             )));
         }
     };
-    let limit = state.config.limits.ingestion_body_limit_bytes;
+    let limit = state.tenants.limits(&tenant).ingestion_body_limit_bytes;
     let body = read_limited(req.into_body(), limit.saturating_add(5)).await?;
     let raw_len = body.len();
     let message = unframe(&body, gzip, limit)?;

@@ -309,6 +309,14 @@ where
             metrics.clone(),
         ))
     };
+    let tenant_limits = Arc::new(ignis_actors::overrides::TenantLimits::new(
+        config.limits.clone(),
+    ));
+    if !config.overrides.file.is_empty() {
+        tenant_limits
+            .load(std::path::Path::new(&config.overrides.file))
+            .map_err(|e| config::ConfigError::Invalid(format!("overrides.file: {e}")))?;
+    }
     let mut tenants = Tenants::new(
         arbiters.iter().map(actix::Arbiter::handle).collect(),
         wal.clone(),
@@ -320,16 +328,7 @@ where
     .with_cluster(cluster.clone())
     .with_roles(roles.clone())
     .with_max_queries_per_tenant(config.query.max_concurrent_queries_per_tenant)
-    .with_max_series(config.limits.max_global_series_per_tenant)
-    .with_ingest_rate(
-        config
-            .limits
-            .ingest_rate_bytes()
-            .map(|(bytes_per_sec, burst)| ignis_actors::rate::IngestRate {
-                bytes_per_sec,
-                burst,
-            }),
-    );
+    .with_limits(tenant_limits.clone());
     let store_gateway = match (&blocks_store, roles.has(roles::STORE_GATEWAY)) {
         (Some(store), true) => {
             let sg = Arc::new(ignis_actors::store_gateway::StoreGateway::open(
@@ -413,6 +412,18 @@ where
                 }
             }
         })
+    });
+    let overrides_loop = (!config.overrides.file.is_empty()).then(|| {
+        let (t, m) = (tenants.clone(), metrics.clone());
+        actix_web::rt::spawn(ignis_actors::overrides::watch(
+            tenant_limits.clone(),
+            config.overrides.file.clone().into(),
+            secs(config.overrides.reload_secs.max(1)),
+            move |changed| t.apply_limits(changed),
+            move |_| {
+                m.overrides_reload_failures.inc();
+            },
+        ))
     });
     let flush_loop = ignis_actors::shipper::spawn_flush_loop(
         tenants.clone(),
@@ -505,6 +516,9 @@ where
         g.abort();
     }
     flush_loop.abort();
+    if let Some(l) = overrides_loop {
+        l.abort();
+    }
     if let Some(l) = compaction_loop {
         l.abort();
     }

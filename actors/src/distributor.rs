@@ -27,6 +27,32 @@ pub struct Distribute {
     pub endpoint: &'static str,
 }
 
+/// New ingest limits for a running distributor (its tenant's overrides
+/// changed); the rate bucket starts full again.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct SetLimits {
+    /// The ingest rate (`None`: unlimited).
+    pub rate: Option<IngestRate>,
+    /// Most active series (0: unlimited).
+    pub max_series: usize,
+}
+
+impl SetLimits {
+    /// The distributor's part of `limits`.
+    pub fn of(limits: &ignis_ingest::Limits) -> Self {
+        Self {
+            rate: limits
+                .ingest_rate_bytes()
+                .map(|(bytes_per_sec, burst)| IngestRate {
+                    bytes_per_sec,
+                    burst,
+                }),
+            max_series: limits.max_global_series_per_tenant,
+        }
+    }
+}
+
 /// Routes profiles to the replicas the hash ring picks (acknowledged on
 /// quorum); on a standalone node, a ring of one, that is its own ingester.
 pub struct Distributor {
@@ -96,6 +122,21 @@ impl Supervised for Distributor {
             ])
             .inc();
         ctx.wait(actix::fut::wrap_future(tokio::time::sleep(delay)));
+    }
+}
+
+impl Handler<SetLimits> for Distributor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetLimits, _ctx: &mut Self::Context) {
+        self.bucket = msg
+            .rate
+            .map(|r| TokenBucket::new(r, std::time::Instant::now()));
+        match (&mut self.series, msg.max_series) {
+            (_, 0) => self.series = None,
+            (Some(active), n) => active.set_limit(n),
+            (None, n) => self.series = Some(ActiveSeries::new(n)),
+        }
     }
 }
 

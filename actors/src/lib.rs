@@ -12,6 +12,7 @@ pub mod file_cache;
 pub mod hints;
 pub mod ingester;
 pub mod metrics;
+pub mod overrides;
 pub mod peer;
 pub mod querier;
 pub mod rate;

@@ -75,6 +75,9 @@ pub struct Metrics {
     pub compactions: Counter,
     /// Compaction jobs that failed.
     pub compaction_failures: Counter,
+    /// Reloads of the tenant limit overrides file that failed (the limits
+    /// in force stayed).
+    pub overrides_reload_failures: Counter,
     /// Replaced blocks the compactor deleted.
     pub compaction_deleted_blocks: Counter,
     /// Row groups pruned reads skipped by their statistics.
@@ -146,6 +149,12 @@ impl Metrics {
         let rollup_reads = Counter::default();
         let compactions = Counter::default();
         let compaction_failures = Counter::default();
+        let overrides_reload_failures = Counter::default();
+        registry.register(
+            "overrides_reload_failures",
+            "Reloads of the tenant limit overrides file that failed (the limits in force stayed)",
+            overrides_reload_failures.clone(),
+        );
         let compaction_deleted_blocks = Counter::default();
         registry.register(
             "compactor_blocks_written",
@@ -391,6 +400,7 @@ impl Metrics {
             rollup_reads,
             compactions,
             compaction_failures,
+            overrides_reload_failures,
             compaction_deleted_blocks,
             pruned_row_groups_skipped,
             pruned_row_groups_read,

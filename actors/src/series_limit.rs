@@ -45,6 +45,11 @@ impl ActiveSeries {
         }
     }
 
+    /// Changes the limit; series already active stay active.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+    }
+
     /// Series active now.
     pub fn len(&self) -> usize {
         self.last_push_ns.len()

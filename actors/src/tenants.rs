@@ -18,9 +18,10 @@ use ignis_cluster::Roles;
 use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
 
 use crate::cluster::ClusterContext;
-use crate::distributor::Distributor;
+use crate::distributor::{Distributor, SetLimits};
 use crate::ingester::{Ingester, Snapshot, TakeSnapshot};
 use crate::metrics::Metrics;
+use crate::overrides::TenantLimits;
 use crate::peer::PeerSlice;
 use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::store_gateway::StoreGateway;
@@ -66,9 +67,8 @@ pub struct Tenants {
     cluster: Arc<ClusterContext>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
-    ingest_rate: Option<crate::rate::IngestRate>,
-    /// Most active series per tenant (0: unlimited).
-    max_series: usize,
+    /// Each tenant's ingest limits (defaults and overrides).
+    limits: Arc<TenantLimits>,
     /// Queries one tenant may run at once on this node (0: no limit).
     max_tenant_queries: usize,
     tenant_queries: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -131,8 +131,7 @@ impl Tenants {
             )),
             store_gateway: None,
             roles: Roles::all(),
-            ingest_rate: None,
-            max_series: 0,
+            limits: Arc::new(TenantLimits::new(ignis_ingest::Limits::default())),
             max_tenant_queries: 0,
             tenant_queries: Mutex::new(HashMap::new()),
         }
@@ -173,17 +172,30 @@ impl Tenants {
             .collect()
     }
 
-    /// Limits each tenant's ingest to `rate` (none: unlimited).
-    /// Limits each tenant's active series ([`crate::series_limit`]; 0: no limit).
-    pub fn with_max_series(mut self, max_series: usize) -> Self {
-        self.max_series = max_series;
+    /// Applies `limits` to each tenant's ingest (its distributor's rate and
+    /// active series limits; the decoders read them per request).
+    pub fn with_limits(mut self, limits: Arc<TenantLimits>) -> Self {
+        self.limits = limits;
         self
     }
 
-    /// Limits each tenant's ingest rate (`None`: unlimited).
-    pub fn with_ingest_rate(mut self, rate: Option<crate::rate::IngestRate>) -> Self {
-        self.ingest_rate = rate;
-        self
+    /// The ingest limits of `tenant`.
+    pub fn limits(&self, tenant: &str) -> Arc<ignis_ingest::Limits> {
+        self.limits.get(tenant)
+    }
+
+    /// The limits registry (defaults and overrides).
+    pub fn tenant_limits(&self) -> &Arc<TenantLimits> {
+        &self.limits
+    }
+
+    /// Tells the running distributors of `tenants` their limits changed.
+    pub fn apply_limits(&self, tenants: &[String]) {
+        for tenant in tenants {
+            if let Some(d) = self.get(tenant).and_then(|t| t.distributor) {
+                d.do_send(SetLimits::of(&self.limits.get(tenant)));
+            }
+        }
     }
 
     /// Starts only the actors of `roles` for each tenant (distributors,
@@ -326,19 +338,20 @@ impl Tenants {
             .roles
             .has(INGESTER)
             .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t, w, m)));
-        let (t, i, c, m, r, n) = (
+        let (t, i, c, m, l) = (
             tenant.to_string(),
             ingester.clone(),
             self.cluster.clone(),
             self.metrics.clone(),
-            self.ingest_rate,
-            self.max_series,
+            self.limits.clone(),
         );
         let distributor = self.roles.has(DISTRIBUTOR).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
+                // Read when (re)started, so a restart keeps overrides.
+                let limits = SetLimits::of(&l.get(&t));
                 Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
-                    .with_rate(r)
-                    .with_max_series(n)
+                    .with_rate(limits.rate)
+                    .with_max_series(limits.max_series)
             })
         });
         let l = self.query_limits.clone();

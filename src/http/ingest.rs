@@ -38,7 +38,7 @@ async fn push_inner(
 ) -> Result<HttpResponse, ApiError> {
     let codec = Codec::from_request(req)?;
     let tenant = state.tenant(req)?;
-    let limits = state.config.limits.clone();
+    let limits = state.tenants.limits(&tenant);
     let raw = read_body(payload, limits.ingestion_body_limit_bytes).await?;
     let raw_len = raw.len();
     let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;
@@ -83,7 +83,7 @@ async fn ingest_inner(
         .unwrap_or("")
         .to_string();
     let format = detect_format(params.format.as_deref(), &content_type);
-    let limits = state.config.limits.clone();
+    let limits = state.tenants.limits(&tenant);
     let raw = read_body(payload, limits.ingestion_body_limit_bytes).await?;
     let raw_len = raw.len();
     let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;

@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
         .route("/metrics", web::get().to(ops::metrics))
         .route("/api/v1/status/buildinfo", web::get().to(ops::buildinfo))
         .route("/api/v1/status/config", web::get().to(ops::config))
+        .route("/api/v1/tenant_limits", web::get().to(ops::tenant_limits))
         .route("/cluster", web::get().to(cluster::cluster))
         .route("/scrape", web::get().to(scrape::scrape))
         .service(

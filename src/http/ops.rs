@@ -1,8 +1,10 @@
-//! Operational endpoints: `/ready`, `/metrics` and Pyroscope's
-//! `/api/v1/status/buildinfo` and `/api/v1/status/config`.
+//! Operational endpoints: `/ready`, `/metrics`, Pyroscope's
+//! `/api/v1/status/buildinfo` and `/api/v1/status/config`, and the limits
+//! of a tenant (`/api/v1/tenant_limits`).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::error::ApiError;
 use super::state::AppState;
 
 /// `GET /ready`.
@@ -27,6 +29,22 @@ pub async fn buildinfo() -> HttpResponse {
             "go_version": "",
         }
     }))
+}
+
+/// `GET /api/v1/tenant_limits`: the ingest limits in force for the
+/// request's tenant (`X-Scope-OrgID`): the configured `limits` with that
+/// tenant's overrides (`overrides.file`) applied.
+pub async fn tenant_limits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = state.tenant(&req)?;
+    let limits = state.tenants.limits(&tenant);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "tenant": tenant,
+        "overridden": state.tenants.tenant_limits().is_overridden(&tenant),
+        "limits": &*limits,
+    })))
 }
 
 /// `GET /api/v1/status/config`: the node's effective configuration.

@@ -51,7 +51,7 @@ async fn export_http_inner(
             "unsupported Content-Type {content_type:?}: use application/x-protobuf, application/protobuf or application/json{hint}"
         ))
     })?;
-    let limit = state.config.limits.ingestion_body_limit_bytes;
+    let limit = state.tenants.limits(&tenant).ingestion_body_limit_bytes;
     let raw = read_body(payload, limit).await?;
     let raw_len = raw.len();
     let body = decode_content_encoding(req, raw, limit)?;
@@ -72,7 +72,7 @@ pub async fn export(
     encoding: Encoding,
     raw_len: usize,
 ) -> Result<ExportProfilesServiceResponse, ApiError> {
-    let limits = state.config.limits.clone();
+    let limits = state.tenants.limits(tenant);
     let t = tenant.to_string();
     let (profiles, record) = tokio::task::spawn_blocking(move || {
         let decoded =

@@ -459,3 +459,111 @@ async fn a_tenant_over_its_ingest_rate_gets_429_with_retry_after() -> Result<()>
     expect(&client, "over the burst", r, 429, "never pass").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("overrides.toml");
+    std::fs::write(
+        &file,
+        "[overrides.tiny]\nmax_global_series_per_tenant = 2\nmax_label_names_per_series = 2\n",
+    )?;
+    let path = file.to_string_lossy().to_string();
+    let node = TestNode::start(|c| {
+        c.overrides.file = path;
+        c.overrides.reload_secs = 1;
+    })?;
+    let tiny = Client::new(&node.url).with_tenant("tiny");
+    let other = Client::new(&node.url).with_tenant("other");
+    let push = "/push.v1.PusherService/Push";
+    let limits = |client: &Client| {
+        let client = client.clone();
+        async move {
+            let v: serde_json::Value = client.get("/api/v1/tenant_limits").await?.json().await?;
+            Ok::<_, anyhow::Error>(v)
+        }
+    };
+    let v = limits(&tiny).await?;
+    ensure!(
+        v["overridden"] == true && v["limits"]["max_global_series_per_tenant"] == 2,
+        "{v}"
+    );
+    let v = limits(&other).await?;
+    ensure!(
+        v["overridden"] == false && v["limits"]["max_global_series_per_tenant"] == 5000,
+        "{v}"
+    );
+    // A Go CPU profile is two series (samples and cpu): one service's pass,
+    // a second service's are over tiny's limit; other's are not.
+    for (client, service, want) in [
+        (&tiny, "a", 200),
+        (&tiny, "b", 429),
+        (&other, "a", 200),
+        (&other, "b", 200),
+    ] {
+        let r = client.post(push, &[PROTO], push_go_cpu(service)?).await?;
+        if want == 429 {
+            expect(
+                client,
+                "second series of tiny",
+                r,
+                429,
+                "active series limit",
+            )
+            .await?;
+        } else {
+            ensure!(r.status() == want, "{service}: {}", r.status());
+        }
+    }
+    let cpu = read_fixture("go/cpu.pb.gz")?;
+    let three = vec![
+        ("__name__".to_string(), "process_cpu".to_string()),
+        ("service_name".to_string(), "a".to_string()),
+        ("k".to_string(), "v".to_string()),
+    ];
+    let r = tiny
+        .post(push, &[PROTO], push_with(three.clone(), cpu.clone()))
+        .await?;
+    expect(&tiny, "three labels for tiny", r, 400, "label names").await?;
+
+    // A new file applies without a restart.
+    std::fs::write(
+        &file,
+        "[overrides.tiny]\nmax_global_series_per_tenant = 10\n",
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while limits(&tiny).await?["limits"]["max_global_series_per_tenant"] != 10 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "overrides not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let r = tiny.post(push, &[PROTO], push_go_cpu("b")?).await?;
+    ensure!(r.status().is_success(), "after the reload: {}", r.status());
+    let r = tiny.post(push, &[PROTO], push_with(three, cpu)).await?;
+    ensure!(
+        r.status().is_success(),
+        "three labels after the reload: {}",
+        r.status()
+    );
+
+    // A bad file is counted and changes nothing.
+    std::fs::write(
+        &file,
+        "[overrides.tiny]\nmax_global_series_per_tenant = \"x\"\n",
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let m = tiny.get("/metrics").await?.text().await?;
+        if m.lines()
+            .any(|l| l.starts_with("ignis_overrides_reload_failures_total 1"))
+        {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "bad file not counted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    ensure!(limits(&tiny).await?["limits"]["max_global_series_per_tenant"] == 10);
+    Ok(())
+}
