@@ -567,3 +567,81 @@ async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<(
     ensure!(limits(&tiny).await?["limits"]["max_global_series_per_tenant"] == 10);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_flooding_tenant_gets_429s_while_another_is_served_in_full() -> Result<()> {
+    // "flood" may store 50 KiB/s (burst 100 KiB: about two Go CPU
+    // profiles); "calm" has the defaults (no rate limit).
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("overrides.toml");
+    std::fs::write(
+        &file,
+        "[overrides.flood]\ningestion_rate_mb = 0.048828125\ningestion_burst_size_mb = 0.09765625\n",
+    )?;
+    let env = [(
+        "IGNIS_OVERRIDES__FILE".to_string(),
+        file.to_string_lossy().to_string(),
+    )];
+    let node = ignis_integration::node::ChildNode::start_with(dir.path(), &[], &env).await?;
+    let before = node.peak_rss_bytes()?;
+    let push = "/push.v1.PusherService/Push";
+    let body = push_go_cpu("flood.app")?;
+    let run = std::time::Duration::from_secs(5);
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let client = Client::new(&node.url).with_tenant("flood");
+            let body = body.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut limited, mut other) = (0i64, 0i64, 0i64);
+                let start = std::time::Instant::now();
+                while start.elapsed() < run {
+                    match client.post(push, &[PROTO], body.clone()).await {
+                        Ok(r) if r.status().is_success() => ok += 1,
+                        Ok(r) if r.status() == 429 => limited += 1,
+                        _ => other += 1,
+                    }
+                }
+                (ok, limited, other)
+            })
+        })
+        .collect();
+    let calm = Client::new(&node.url).with_tenant("calm");
+    let calm_body = push_go_cpu("calm.app")?;
+    let mut calm_failures = Vec::new();
+    for i in 0..40 {
+        let r = calm.post(push, &[PROTO], calm_body.clone()).await?;
+        if !r.status().is_success() {
+            calm_failures.push(format!("push {i}: {}", r.status()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (mut ok, mut limited, mut other) = (0, 0, 0);
+    for f in flooders {
+        let (o, l, x) = f.await?;
+        (ok, limited, other) = (ok + o, limited + l, other + x);
+    }
+    ensure!(
+        calm_failures.is_empty(),
+        "calm was refused: {calm_failures:?}"
+    );
+    ensure!(
+        other == 0,
+        "flood got {other} answers other than 2xx and 429"
+    );
+    ensure!(
+        limited > 10 * ok,
+        "flood: {ok} acknowledged, {limited} limited: the rate did not hold"
+    );
+    // Stored is exactly what was acknowledged, for both.
+    let one = crate::tenants::go_cpu_total()?;
+    let flood = Client::new(&node.url).with_tenant("flood");
+    ensure!(total_of(&flood, CPU, "flood.app").await? == ok * one);
+    ensure!(total_of(&calm, CPU, "calm.app").await? == 40 * one);
+    let grew = node.peak_rss_bytes()?.saturating_sub(before);
+    eprintln!(
+        "flood: {ok} acknowledged, {limited} limited; calm: 40 of 40; peak RSS +{} MiB",
+        grew >> 20
+    );
+    ensure!(grew < 256 << 20, "peak RSS grew by {} MiB", grew >> 20);
+    Ok(())
+}
