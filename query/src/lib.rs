@@ -3,7 +3,7 @@
 
 #![warn(missing_docs)]
 
-pub mod attime;
+pub use ignis_storage::attime;
 pub mod block_read;
 pub mod block_scan;
 pub mod block_slice;

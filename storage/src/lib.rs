@@ -5,6 +5,8 @@
 
 #![warn(missing_docs)]
 
+pub mod attime;
+#[cfg(feature = "blocks")]
 pub mod block;
 pub mod head;
 pub mod interner;
@@ -13,6 +15,7 @@ pub mod profile_type;
 pub mod proto;
 pub mod record;
 pub mod symbols;
+#[cfg(feature = "blocks")]
 pub mod wal;
 pub mod wire;
 
@@ -23,5 +26,6 @@ pub use labels::{Labels, names};
 pub use profile_type::{ProfileType, ProfileTypeError};
 pub use record::{RecordError, decode_record, encode_record, new_profile_id};
 pub use symbols::{SymbolError, SymbolTable};
+#[cfg(feature = "blocks")]
 pub use wal::{ReplayStats, Wal, WalError, WalSync};
 pub use wire::{decode_head, encode_head};

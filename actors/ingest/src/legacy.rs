@@ -15,7 +15,7 @@ use super::name::parse_name;
 use super::speedscope::parse_speedscope;
 use super::split::{SplitInput, split_profile};
 use super::text::{parse_folded, parse_lines, text_kind, text_to_pprof};
-use ignis_query::attime::parse_time_ns;
+use ignis_storage::attime::parse_time_ns;
 
 /// The query parameters of a legacy ingest request.
 #[derive(Debug, Clone, Default)]

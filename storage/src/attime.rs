@@ -78,7 +78,8 @@ fn yyyymmdd_ns(v: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 * 1_000_000_000)
+    // Past 2262 the nanoseconds do not fit an i64: not a time we take.
+    days.checked_mul(86_400 * 1_000_000_000)
 }
 
 #[cfg(test)]
@@ -86,6 +87,15 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_700_000_000_000_000_000;
+
+    #[test]
+    fn dates_past_2262_do_not_overflow() {
+        // Found by the `name` fuzz target (it panicked in debug builds and
+        // wrapped in release ones).
+        assert_eq!(parse_time_ns("41030103", NOW), Some(41_030_103_000_000_000));
+        assert_eq!(yyyymmdd_ns("41030103"), None);
+        assert_eq!(yyyymmdd_ns("22620411"), Some(9_223_286_400_000_000_000));
+    }
 
     #[test]
     fn epochs_in_all_units() {

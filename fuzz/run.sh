@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Fuzzes the ingest decoders with cargo-fuzz (libFuzzer): each target for
+# SECONDS (default 20: CI's smoke run), its corpus seeded from
+# ../shared/fixtures. An input that crashes, takes more than 10 s or more
+# than 2 GiB of memory fails the run; libFuzzer saves it under
+# fuzz/artifacts/<target>/ (turn it into a regression test).
+#   bash fuzz/run.sh            # every target, 20 s each
+#   bash fuzz/run.sh 3600 otlp  # one target for an hour
+set -euo pipefail
+cd "$(dirname "$0")"
+SECONDS_EACH="${1:-20}"
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart_jfr otlp name)
+
+rustup toolchain list | grep -q '^nightly' \
+  || { echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-/var/tmp/ignis-fuzz-target}"
+
+FIX="${IGNIS_FIXTURES:-$(cd ../../shared/fixtures 2>/dev/null && pwd || true)}"
+[ -d "$FIX" ] || { echo "fixtures not found (set IGNIS_FIXTURES)" >&2; exit 1; }
+
+seed() { # seed <target> <prefix byte as \\xNN or ''> <files...>
+  local t="$1" p="$2"; shift 2
+  mkdir -p "corpus/$t"
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    local out="corpus/$t/seed-$(basename "$(dirname "$f")")-$(basename "$f")"
+    { printf "$p"; cat "$f"; } > "$out"
+  done
+}
+seed push '' "$FIX"/python-sdk/push-*/req-*.bin
+seed ingest '\x00' "$FIX"/go/*.pb.gz "$FIX"/node-sdk/ingest-pprof-*/req-*.bin "$FIX"/rust-sdk/ingest-pprof-*/req-*.bin
+seed ingest '\x03' "$FIX"/rust-sdk/ingest-folded-*/req-*.bin
+seed ingest '\x06' "$FIX"/java/demo.jfr
+mkdir -p corpus/ingest
+printf '\x04main;work\nmain;idle\n' > corpus/ingest/seed-lines
+printf '\x01\x00\x00\x01\x01f\x03\x00' > corpus/ingest/seed-tree
+printf '\x05{"shared":{"frames":[{"name":"a"}]},"profiles":[{"type":"sampled","name":"p","unit":"none","startValue":0,"endValue":1,"samples":[[0]],"weights":[1]}]}' > corpus/ingest/seed-speedscope
+mkdir -p corpus/multipart_jfr corpus/otlp corpus/name
+{ gzip -dc "$FIX/go/heap.pb.gz"; printf '\xff\x00{"alloc_space":{"units":"bytes","display-name":"alloc_in_new_tlab_bytes"}}'; } > corpus/multipart_jfr/seed-pprof
+printf '\x01{"resourceProfiles":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeProfiles":[{"profiles":[{"sampleType":{"typeStrindex":1,"unitStrindex":2},"samples":[{"stackIndex":1,"values":["5"]}],"timeUnixNano":"1795000000000000000"}]}]}],"dictionary":{"stringTable":["","samples","count","main"],"mappingTable":[{}],"functionTable":[{},{"nameStrindex":3}],"locationTable":[{},{"lines":[{"functionIndex":1}]}],"stackTable":[{},{"locationIndices":[1]}],"linkTable":[{}],"attributeTable":[{}]}}' > corpus/otlp/seed-json
+printf 'fixture.go.app{__session_id__=77e4,env=test,region=us-east}' > corpus/name/seed-name
+printf 'now-1h' > corpus/name/seed-time
+
+for t in "${TARGETS[@]}"; do
+  echo "== fuzz $t for ${SECONDS_EACH}s"
+  cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 \
+    | grep -E '^(==|#[0-9]+ +DONE|stat::number_of_executed_units|SUMMARY|ERROR|Running|INFO: Seed)|panicked|Crash|crash-|timeout-|oom-' || true
+  # cargo fuzz exits non-zero on a finding; pipefail is off inside the pipe, so check artifacts.
+  if ls "artifacts/$t"/* >/dev/null 2>&1; then
+    echo "fuzz target $t found failing inputs:" >&2
+    ls -la "artifacts/$t" >&2
+    exit 1
+  fi
+done
+echo "fuzz: ${#TARGETS[@]} targets, ${SECONDS_EACH}s each, no failure"
