@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tenant overrides of `limits`, from a file reloaded at runtime.
     pub overrides: OverridesConfig,
+    /// Built-in authentication and authorization.
+    pub auth: crate::auth::AuthConfig,
     /// Query limits.
     pub query: QueryConfig,
     /// Logging.
@@ -104,6 +106,7 @@ impl Default for Config {
             tenancy: TenancyConfig::default(),
             limits: Limits::default(),
             overrides: OverridesConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             query: QueryConfig::default(),
             log: LogConfig::default(),
             ui: UiConfig::default(),
@@ -343,6 +346,10 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// Nodes with another cluster id ignore each other.
     pub cluster_id: String,
+    /// Shared secret of the cluster's nodes (empty: none). Internal calls
+    /// (replica pushes, reads) without it are refused (401), and it is part
+    /// of the gossip cluster id, so nodes without it do not join the ring.
+    pub secret: String,
     /// UDP `host:port` gossip listens on.
     pub gossip_listen_address: String,
     /// UDP `host:port` peers gossip to (empty: the listen address).
@@ -374,6 +381,7 @@ impl Default for ClusterConfig {
             enabled: false,
             node_id: String::new(),
             cluster_id: "ignis".into(),
+            secret: String::new(),
             gossip_listen_address: "127.0.0.1:7946".into(),
             gossip_advertise_address: String::new(),
             http_advertise_address: String::new(),
@@ -434,6 +442,7 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate().map_err(ConfigError::Invalid)?;
         Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
         if self
             .server

@@ -179,14 +179,29 @@ async fn export_call(req: Request<Incoming>, state: &AppState) -> Result<Vec<u8>
     Ok(resp.encode_to_vec())
 }
 
-/// The tenant from `x-scope-orgid` metadata, or the default tenant.
+/// The tenant from `x-scope-orgid` metadata, or the default tenant. With
+/// auth on, the `authorization` metadata must name a credential with the
+/// `write` scope that may use that tenant (its own without the header).
 fn tenant(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
     if headers.get_all("x-scope-orgid").iter().nth(1).is_some() {
         return Err(ApiError::bad_request(
             "x-scope-orgid is given more than once",
         ));
     }
-    match headers.get("x-scope-orgid") {
+    let who = if state.config.auth.enabled {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let who = crate::auth::authenticate(&state.config.auth, header)?;
+        if !who.has(crate::auth::Scope::Write) {
+            return Err(ApiError::forbidden(format!(
+                "credential {:?} lacks the write scope",
+                who.name
+            )));
+        }
+        Some(who)
+    } else {
+        None
+    };
+    let tenant = match headers.get("x-scope-orgid") {
         Some(v) => {
             let id = v
                 .to_str()
@@ -196,11 +211,19 @@ fn tenant(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("x-scope-orgid: {e}")))?;
             Ok(id.to_string())
         }
+        None if who.is_some() => Ok(who
+            .as_ref()
+            .map(|w| w.own_tenant(&state.config.tenancy.default_tenant))
+            .unwrap_or_default()),
         None if state.config.tenancy.require_tenant_header => {
             Err(ApiError::unauthenticated("no org id"))
         }
         None => Ok(state.config.tenancy.default_tenant.clone()),
+    }?;
+    if let Some(who) = &who {
+        who.check_tenant(&tenant)?;
     }
+    Ok(tenant)
 }
 
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<BytesMut, ApiError> {

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod http;
@@ -154,7 +155,13 @@ async fn join_cluster(
     let membership = Membership::join(
         MembershipConfig {
             node_id: node_id.clone(),
-            cluster_id: c.cluster_id.clone(),
+            // Nodes of another secret gossip under another id: they never
+            // see each other as members.
+            cluster_id: if c.secret.is_empty() {
+                c.cluster_id.clone()
+            } else {
+                format!("{}-{}", c.cluster_id, &auth::hash_secret(&c.secret)[..16])
+            },
             listen_addr: listen,
             advertise_addr: advertise,
             seeds: c.seeds.clone(),
@@ -174,7 +181,8 @@ async fn join_cluster(
         c.rpc_retries,
         ignis_actors::peer::PROTOCOL_VERSION,
     )
-    .map_err(|e| bad(e.to_string()))?;
+    .map_err(|e| bad(e.to_string()))?
+    .with_secret(&c.secret);
     // Keep the members gauge current.
     let mut watch = membership.watch();
     let gauge = metrics.cluster_members.clone();
@@ -461,13 +469,32 @@ where
         }
         _ => None,
     };
+    let auth = Arc::new(config.auth.clone());
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
+        let auth = auth.clone();
         let roles = roles.clone();
         App::new()
             .app_data(state.clone())
             .configure(move |cfg| http::routes(cfg, &roles, ui))
             .default_service(web::to(http::not_found))
+            .wrap_fn({
+                let auth = auth.clone();
+                move |req, srv| {
+                    let checked = if auth.enabled {
+                        auth::check(&auth, &req)
+                    } else {
+                        Ok(())
+                    };
+                    let fut = checked.map(|()| srv.call(req));
+                    async move {
+                        match fut {
+                            Ok(fut) => fut.await,
+                            Err(e) => Err(actix_web::Error::from(e)),
+                        }
+                    }
+                }
+            })
             .wrap_fn(move |req, srv| {
                 let start = Instant::now();
                 let route = req

@@ -30,6 +30,9 @@ enum Command {
     Config(ServerArgs),
     /// Replay a fixture against a node and report throughput and latency.
     Loadgen(ignis::loadgen::LoadgenArgs),
+    /// Print the SHA-256 of a secret (read from standard input) for
+    /// `auth.credentials.secret_sha256`.
+    HashSecret,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -94,6 +97,16 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 toml::to_string(&config).context("rendering the configuration")?
             );
+            Ok(())
+        }
+        Command::HashSecret => {
+            let mut secret = String::new();
+            std::io::stdin()
+                .read_line(&mut secret)
+                .context("reading the secret from standard input")?;
+            let secret = secret.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!secret.is_empty(), "no secret on standard input");
+            println!("{}", ignis::auth::hash_secret(secret));
             Ok(())
         }
         Command::Loadgen(args) => {

@@ -48,12 +48,17 @@ pub enum RpcError {
     Decode(String),
 }
 
+/// Header carrying the cluster secret, when the cluster has one: a node
+/// answers internal calls only from nodes that know it.
+pub const SECRET_HEADER: &str = "x-ignis-cluster-secret";
+
 /// A pooled HTTP client for internal calls.
 #[derive(Clone)]
 pub struct RpcClient {
     http: reqwest::Client,
     retries: u32,
     protocol: String,
+    secret: Option<String>,
 }
 
 impl RpcClient {
@@ -74,7 +79,14 @@ impl RpcClient {
             http,
             retries,
             protocol: protocol.to_string(),
+            secret: None,
         })
+    }
+
+    /// The same client sending the cluster secret (empty: none) with every call.
+    pub fn with_secret(mut self, secret: &str) -> Self {
+        self.secret = (!secret.is_empty()).then(|| secret.to_string());
+        self
     }
 
     /// Calls `method` on the node at `addr` (`host:port`) with `body`.
@@ -82,14 +94,15 @@ impl RpcClient {
         let url = format!("http://{addr}{PATH_PREFIX}{method}");
         let mut attempt = 0;
         loop {
-            let res = self
+            let mut req = self
                 .http
                 .post(&url)
                 .header(VERSION_HEADER, &self.protocol)
-                .header("content-type", "application/octet-stream")
-                .body(body.clone())
-                .send()
-                .await;
+                .header("content-type", "application/octet-stream");
+            if let Some(secret) = &self.secret {
+                req = req.header(SECRET_HEADER, secret);
+            }
+            let res = req.body(body.clone()).send().await;
             let err = match res {
                 Ok(r) if r.status().is_success() => {
                     return r.bytes().await.map_err(|e| RpcError::Unreachable {

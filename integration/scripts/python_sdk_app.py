@@ -2,7 +2,10 @@
 """A busy Python program profiled live by the official Python SDK
 (`pyroscope-io` from PyPI), pushing to the Ignis node given on the command line.
 
-Usage: python_sdk_app.py SERVER_URL APP_NAME SECONDS
+Usage: python_sdk_app.py SERVER_URL APP_NAME SECONDS [USER PASSWORD TENANT]
+
+With USER, PASSWORD and TENANT the SDK pushes with HTTP Basic credentials
+(basic_auth_username / basic_auth_password) and that tenant_id.
 
 Burns CPU in `busy_fib` for SECONDS, shuts the SDK down (which flushes the
 last upload), and prints one JSON line with the process CPU time spent, so
@@ -21,6 +24,13 @@ def busy_fib(n):
 
 def main():
     url, app, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    auth = {}
+    if len(sys.argv) >= 7:
+        auth = dict(
+            basic_auth_username=sys.argv[4],
+            basic_auth_password=sys.argv[5],
+            tenant_id=sys.argv[6],
+        )
     pyroscope.configure(
         application_name=app,
         server_address=url,
@@ -28,6 +38,7 @@ def main():
         oncpu=True,
         gil_only=True,
         tags={"run": "live"},
+        **auth,
     )
     cpu0 = time.process_time()
     end = time.monotonic() + seconds

@@ -15,6 +15,8 @@ pub struct Client {
     pub url: String,
     /// `X-Scope-OrgID`, if any.
     pub tenant: Option<String>,
+    /// `Authorization`, if any.
+    pub authorization: Option<String>,
 }
 
 /// Headers a replay must not copy (the transport sets them).
@@ -27,6 +29,15 @@ impl Client {
             http: reqwest::Client::new(),
             url: url.to_string(),
             tenant: None,
+            authorization: None,
+        }
+    }
+
+    /// The same client sending `Authorization: <value>` (e.g. `Bearer x`).
+    pub fn with_authorization(&self, value: &str) -> Self {
+        Self {
+            authorization: Some(value.to_string()),
+            ..self.clone()
         }
     }
 
@@ -39,7 +50,10 @@ impl Client {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.url));
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(a) = &self.authorization {
+            r = r.header("Authorization", a);
+        }
         match &self.tenant {
             Some(t) => r.header("X-Scope-OrgID", t),
             None => r,

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub reason: Option<Reason>,
     /// Seconds to send as `Retry-After` (rate limits).
     pub retry_after: Option<u64>,
+    /// Send `WWW-Authenticate: Basic` (a missing or wrong credential), so
+    /// browsers ask for one.
+    pub challenge: bool,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             message: ignis_ingest::error::bounded(message.into()),
             reason: None,
             retry_after: None,
+            challenge: false,
         }
     }
 
@@ -74,6 +78,17 @@ impl ApiError {
     /// 400 `invalid_argument`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+
+    /// The same error asking for credentials (`WWW-Authenticate`).
+    pub fn with_challenge(mut self) -> Self {
+        self.challenge = true;
+        self
+    }
+
+    /// 403 `permission_denied`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_denied", message)
     }
 
     /// 401 `unauthenticated`.
@@ -193,6 +208,12 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {
             resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        if self.challenge {
+            resp.insert_header((
+                "WWW-Authenticate",
+                "Basic realm=\"ignis\", charset=\"UTF-8\"",
+            ));
         }
         resp.json(serde_json::json!({ "code": self.code, "message": self.message }))
     }

@@ -30,6 +30,24 @@ fn check_version(req: &HttpRequest) -> Result<(), ApiError> {
     ))
 }
 
+/// Refuses a call without the cluster secret, when the cluster has one.
+fn check_secret(req: &HttpRequest, secret: &str) -> Result<(), ApiError> {
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let theirs = req
+        .headers()
+        .get(ignis_cluster::rpc::SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if bool::from(subtle::ConstantTimeEq::ct_eq(theirs, secret.as_bytes())) {
+        return Ok(());
+    }
+    Err(ApiError::unauthenticated(
+        "internal call without this cluster's secret (cluster.secret)",
+    ))
+}
+
 /// `POST /internal/v1/{method}`.
 pub async fn call(
     req: HttpRequest,
@@ -37,6 +55,7 @@ pub async fn call(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    check_secret(&req, &state.config.cluster.secret)?;
     check_version(&req)?;
     // A replicated push may hold several profiles, each within the limits.
     let limit = state

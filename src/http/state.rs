@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use ignis_actors::{Metrics, Tenants, tenant_ids, validate_tenant_id};
 
 use super::error::ApiError;
@@ -44,7 +44,14 @@ impl AppState {
                 "X-Scope-OrgID is given more than once; send one header (several tenants of a read are joined by '|')",
             ));
         }
+        let who = req
+            .extensions()
+            .get::<crate::auth::Authenticated>()
+            .cloned();
         let Some(v) = req.headers().get("x-scope-orgid") else {
+            if let Some(who) = &who {
+                return Ok(who.own_tenant(&self.config.tenancy.default_tenant));
+            }
             if self.config.tenancy.require_tenant_header {
                 return Err(ApiError::unauthenticated("no org id"));
             }
@@ -57,6 +64,11 @@ impl AppState {
         for id in &ids {
             validate_tenant_id(id)
                 .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
+        }
+        if let Some(who) = &who {
+            for id in &ids {
+                who.check_tenant(id)?;
+            }
         }
         ids.sort_unstable();
         ids.dedup();

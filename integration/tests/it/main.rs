@@ -4,6 +4,7 @@
 mod api;
 mod attack;
 mod attack_corpus;
+mod auth;
 mod bad_input;
 mod binary;
 mod blocks;

@@ -222,3 +222,69 @@ async fn rust_sdk_live_profile_matches_its_cpu_time() -> Result<()> {
     }
     Err(last.context("no run")?)
 }
+
+#[tokio::test]
+async fn python_sdk_pushes_with_basic_auth_and_is_refused_with_a_wrong_password() -> Result<()> {
+    use ignis::auth::{AuthConfig, Credential, Scope, hash_secret};
+    let node = TestNode::start(|c| {
+        c.auth = AuthConfig {
+            enabled: true,
+            credentials: vec![
+                Credential {
+                    name: "python-app".into(),
+                    tenants: vec!["team".into()],
+                    scopes: vec![Scope::Write],
+                    username: "python-app".into(),
+                    secret_sha256: hash_secret("pw"),
+                },
+                Credential {
+                    name: "grafana".into(),
+                    tenants: vec!["*".into()],
+                    scopes: vec![Scope::Read],
+                    username: String::new(),
+                    secret_sha256: hash_secret("tok"),
+                },
+            ],
+        };
+    })?;
+    let start_ms = now_ms() - 120_000;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/python_sdk_app.py");
+    for (service, password) in [("live.auth", "pw"), ("live.badauth", "wrong")] {
+        let (script, url) = (script.clone(), node.url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new("python3");
+            cmd.arg(script)
+                .args([&url, service, "3", "python-app", password, "team"]);
+            run_app(cmd)
+        })
+        .await??;
+    }
+    // Grafana's data source reads with a bearer token, as the tenant.
+    let grafana = Client::new(&node.url)
+        .with_authorization("Bearer tok")
+        .with_tenant("team");
+    let stored = |service: &'static str| {
+        let grafana = grafana.clone();
+        async move {
+            let selector = format!("{{service_name=\"{service}\"}}");
+            let fg = grafana
+                .flamegraph(CPU, &selector, start_ms, now_ms() + 60_000)
+                .await?;
+            Ok::<_, anyhow::Error>(fg_total(&fg))
+        }
+    };
+    ensure!(
+        stored("live.auth").await? > 0,
+        "nothing stored with the right password"
+    );
+    ensure!(
+        stored("live.badauth").await? == 0,
+        "stored with a wrong password"
+    );
+    let metrics = Client::new(&node.url)
+        .with_authorization("Bearer tok")
+        .get("/metrics")
+        .await?;
+    ensure!(metrics.status() == 403, "a read credential read /metrics");
+    node.stop()
+}

@@ -1,0 +1,203 @@
+//! Built-in auth: every route but `/ready` needs a credential; a
+//! credential reaches only its tenants (`X-Scope-OrgID` cannot escape them)
+//! with only its scopes, on every ingest and query endpoint.
+
+use anyhow::{Result, ensure};
+use base64::Engine;
+use ignis::auth::{AuthConfig, Credential, Scope, hash_secret};
+use ignis_integration::client::Client;
+use ignis_integration::node::TestNode;
+use serde_json::json;
+
+use crate::attack_corpus::{CPU, otlp_json};
+use crate::common::total_of;
+use crate::tenants::{go_cpu_total, push_go_cpu};
+
+const PROTO: (&str, &str) = ("content-type", "application/proto");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn credential(name: &str, tenants: &[&str], scopes: &[Scope], secret: &str) -> Credential {
+    Credential {
+        name: name.into(),
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        scopes: scopes.to_vec(),
+        username: name.into(),
+        secret_sha256: hash_secret(secret),
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// The status of every write route for `client` (push, /ingest, OTLP).
+async fn writes(client: &Client, service: &str) -> Result<Vec<u16>> {
+    let folded = format!("/ingest?name={service}.cpu&format=folded&from=1795000000");
+    let mut otlp = otlp_json(service);
+    otlp["resourceProfiles"][0]["resource"]["attributes"][0]["value"]["stringValue"] =
+        json!(service);
+    Ok(vec![
+        client
+            .post(
+                "/push.v1.PusherService/Push",
+                &[PROTO],
+                push_go_cpu(service)?,
+            )
+            .await?
+            .status()
+            .as_u16(),
+        client
+            .post(&folded, &[], b"main;work 3\n".to_vec())
+            .await?
+            .status()
+            .as_u16(),
+        client
+            .post(
+                "/v1development/profiles",
+                &[JSON],
+                serde_json::to_vec(&otlp)?,
+            )
+            .await?
+            .status()
+            .as_u16(),
+    ])
+}
+
+/// The status of every read route for `client`.
+async fn reads(client: &Client) -> Result<Vec<u16>> {
+    let fg = json!({"profileTypeID": CPU, "labelSelector": "{}", "start": 1, "end": 4_000_000_000_000i64});
+    let sql = json!({"query": "SELECT count(*) AS n FROM profiles", "start": 1, "end": 4_000_000_000_000i64});
+    let mut out = vec![
+        client
+            .post(
+                "/querier.v1.QuerierService/SelectMergeStacktraces",
+                &[JSON],
+                serde_json::to_vec(&fg)?,
+            )
+            .await?
+            .status()
+            .as_u16(),
+        client
+            .post("/api/v1/sql", &[JSON], serde_json::to_vec(&sql)?)
+            .await?
+            .status()
+            .as_u16(),
+    ];
+    for path in [
+        "/pyroscope/render?query=process_cpu%3Acpu%3Ananoseconds%3Acpu%3Ananoseconds%7B%7D&from=1&until=4000000000",
+        "/pyroscope/label-values?label=service_name",
+        "/api/v1/tenant_limits",
+    ] {
+        out.push(client.get(path).await?.status().as_u16());
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn credentials_reach_only_their_tenants_and_scopes() -> Result<()> {
+    let node = TestNode::start(|c| {
+        c.auth = AuthConfig {
+            enabled: true,
+            credentials: vec![
+                credential("writer-a", &["a"], &[Scope::Write], "wa"),
+                credential("reader-a", &["a"], &[Scope::Read], "ra"),
+                credential("writer-b", &["b"], &[Scope::Write], "wb"),
+                credential("reader-b", &["b"], &[Scope::Read], "rb"),
+                credential("admin", &["*"], &[Scope::Admin], "adm"),
+            ],
+        };
+    })?;
+    let anon = Client::new(&node.url);
+    let as_ = |user: &str, secret: &str| anon.with_authorization(&basic(user, secret));
+    let bearer = |secret: &str| anon.with_authorization(&format!("Bearer {secret}"));
+
+    // Without credentials: 401 (asking for Basic) everywhere but /ready.
+    ensure!(anon.get("/ready").await?.status() == 200);
+    let r = anon.get("/pyroscope/label-values?label=x").await?;
+    ensure!(r.status() == 401, "{}", r.status());
+    ensure!(
+        r.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic")),
+        "no Basic challenge"
+    );
+    ensure!(writes(&anon, "x").await?.iter().all(|&s| s == 401));
+    ensure!(reads(&anon).await?.iter().all(|&s| s == 401));
+    ensure!(
+        writes(&as_("writer-a", "nope"), "x")
+            .await?
+            .iter()
+            .all(|&s| s == 401)
+    );
+
+    // Writers write their own tenant (Basic or Bearer), not another's.
+    let writer_a = as_("writer-a", "wa");
+    ensure!(writes(&writer_a, "svc.a").await? == [200, 200, 200]);
+    ensure!(writes(&bearer("wb"), "svc.b").await? == [200, 200, 200]);
+    let escaped = writes(&writer_a.with_tenant("b"), "svc.escape").await?;
+    ensure!(escaped == [403, 403, 403], "writer-a as b: {escaped:?}");
+    ensure!(
+        writes(&bearer("ra"), "svc.ro").await? == [403, 403, 403],
+        "reader wrote"
+    );
+
+    // Readers read their own tenant only; writers cannot read.
+    let reader_a = bearer("ra");
+    let r = reads(&reader_a).await?;
+    ensure!(r.iter().all(|&s| s == 200), "reader-a reads: {r:?}");
+    // What `writes` stores per service: the Go CPU profile, 3 folded
+    // samples and 5 OTLP samples of 10 ms.
+    let written = go_cpu_total()? + 30_000_000 + 50_000_000;
+    ensure!(total_of(&reader_a, CPU, "svc.a").await? == written);
+    ensure!(
+        total_of(&reader_a, CPU, "svc.b").await? == 0,
+        "a sees b's data"
+    );
+    ensure!(total_of(&bearer("rb"), CPU, "svc.b").await? == written);
+    for tenant in ["b", "a|b"] {
+        let r = reads(&reader_a.with_tenant(tenant)).await?;
+        ensure!(r.iter().all(|&s| s == 403), "reader-a as {tenant}: {r:?}");
+    }
+    ensure!(reads(&writer_a).await?.iter().all(|&s| s == 403));
+    // The web UI's page too (a browser asks for Basic credentials on 401).
+    ensure!(anon.get("/").await?.status() == 401);
+    ensure!(reader_a.get("/").await?.status() == 200);
+
+    // The node's own state is for admins; an admin may use any tenant.
+    ensure!(reader_a.get("/metrics").await?.status() == 403);
+    let admin = bearer("adm");
+    ensure!(admin.get("/metrics").await?.status() == 200);
+    ensure!(admin.get("/api/v1/status/config").await?.status() == 200);
+    ensure!(total_of(&admin.with_tenant("a|b"), CPU, "svc.b").await? == written);
+    Ok(())
+}
+
+#[tokio::test]
+async fn internal_calls_need_the_cluster_secret() -> Result<()> {
+    let node = TestNode::start(|c| c.cluster.secret = "s3cret".into())?;
+    let http = reqwest::Client::new();
+    let call = |secret: Option<&'static str>| {
+        let mut r = http
+            .post(format!("{}/internal/v1/select", node.url))
+            .header(
+                ignis_cluster::rpc::VERSION_HEADER,
+                ignis_actors::peer::PROTOCOL_VERSION.to_string(),
+            )
+            .body(Vec::new());
+        if let Some(s) = secret {
+            r = r.header(ignis_cluster::rpc::SECRET_HEADER, s);
+        }
+        r.send()
+    };
+    ensure!(call(None).await?.status() == 401, "no secret");
+    ensure!(call(Some("wrong")).await?.status() == 401, "wrong secret");
+    // With the secret the call reaches the peer protocol (an empty message
+    // does not decode).
+    let r = call(Some("s3cret")).await?;
+    ensure!(r.status() == 400, "with the secret: {}", r.status());
+    Ok(())
+}
