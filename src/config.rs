@@ -129,6 +129,13 @@ pub struct ServerConfig {
     pub actor_threads: usize,
     /// `host:port` of the OTLP gRPC server (empty: off; 4317 is the usual port).
     pub otlp_grpc_listen_address: String,
+    /// PEM certificate chain for TLS on the HTTP listener (empty: plain
+    /// HTTP). Reloaded when the file changes.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// How often the certificate files are checked for changes, in seconds.
+    pub tls_reload_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -138,6 +145,9 @@ impl Default for ServerConfig {
             http_workers: 0,
             actor_threads: 0,
             otlp_grpc_listen_address: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_reload_secs: 10,
         }
     }
 }
@@ -443,6 +453,11 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate().map_err(ConfigError::Invalid)?;
+        if self.server.tls_cert_file.is_empty() != self.server.tls_key_file.is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert_file and server.tls_key_file are set together".into(),
+            ));
+        }
         Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
         if self
             .server

@@ -12,6 +12,7 @@ pub mod http;
 pub mod loadgen;
 pub use ignis_cluster::roles;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -470,6 +471,19 @@ where
         _ => None,
     };
     let auth = Arc::new(config.auth.clone());
+    let tls = match (
+        config.server.tls_cert_file.as_str(),
+        config.server.tls_key_file.as_str(),
+    ) {
+        ("", _) => None,
+        (cert, key) => Some(
+            tls::ReloadingCert::open(cert.as_ref(), key.as_ref())
+                .map_err(|e| config::ConfigError::Invalid(format!("server.tls_cert_file: {e}")))?,
+        ),
+    };
+    let tls_loop = tls
+        .as_ref()
+        .map(|t| t.spawn_reloader(secs(config.server.tls_reload_secs.max(1))));
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
         let auth = auth.clone();
@@ -525,8 +539,11 @@ where
             .wrap(Compress::default())
     })
     .workers(workers)
-    .disable_signals()
-    .listen(listener)?
+    .disable_signals();
+    let server = match &tls {
+        Some(cert) => server.listen_rustls_0_23(listener, cert.server_config())?,
+        None => server.listen(listener)?,
+    }
     .run();
     let handle = server.handle();
     cluster.membership.set_ready(true).await;
@@ -543,6 +560,9 @@ where
         g.abort();
     }
     flush_loop.abort();
+    if let Some(l) = tls_loop {
+        l.abort();
+    }
     if let Some(l) = overrides_loop {
         l.abort();
     }

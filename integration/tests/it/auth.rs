@@ -201,3 +201,98 @@ async fn internal_calls_need_the_cluster_secret() -> Result<()> {
     ensure!(r.status() == 400, "with the secret: {}", r.status());
     Ok(())
 }
+
+/// A self-signed certificate for 127.0.0.1 made by the openssl command.
+fn self_signed(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (tmp_cert, tmp_key) = (dir.join("new-cert.pem"), dir.join("new-key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&tmp_key)
+        .arg("-out")
+        .arg(&tmp_cert)
+        .stderr(std::process::Stdio::null())
+        .status()?
+        .success();
+    ensure!(ok, "openssl could not make a certificate");
+    // Key first, then the certificate, each replaced whole.
+    std::fs::rename(&tmp_key, &key)?;
+    std::fs::rename(&tmp_cert, &cert)?;
+    Ok((cert.to_string_lossy().to_string(), std::fs::read(&cert)?))
+}
+
+/// A client trusting only `pem`.
+fn trusting(pem: &[u8]) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem)?])
+        .build()?)
+}
+
+#[tokio::test]
+async fn tls_serves_the_api_and_a_rotated_certificate_without_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (cert, first) = self_signed(dir.path(), "first")?;
+    let key = dir.path().join("key.pem").to_string_lossy().to_string();
+    let node = TestNode::start(|c| {
+        c.server.tls_cert_file = cert;
+        c.server.tls_key_file = key;
+        c.server.tls_reload_secs = 1;
+    })?;
+    let https = node.url.replacen("http://", "https://", 1);
+    let client = trusting(&first)?;
+    ensure!(client.get(format!("{https}/ready")).send().await?.status() == 200);
+    let r = client
+        .post(format!("{https}/push.v1.PusherService/Push"))
+        .header("content-type", "application/proto")
+        .body(push_go_cpu("tls.app")?)
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "push over TLS: {}", r.status());
+    // Plain HTTP is not served on a TLS listener.
+    ensure!(
+        reqwest::get(format!("{}/ready", node.url)).await.is_err() || {
+            let r = reqwest::get(format!("{}/ready", node.url)).await?;
+            !r.status().is_success()
+        }
+    );
+    // Rotate: a client trusting only the new certificate connects once the
+    // node re-read the files.
+    let (_, second) = self_signed(dir.path(), "second")?;
+    let new_client = trusting(&second)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Ok(r) = new_client.get(format!("{https}/ready")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is not served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A new connection trusting only the old certificate fails (a pooled
+    // one keeps its session).
+    ensure!(
+        trusting(&first)?
+            .get(format!("{https}/ready"))
+            .send()
+            .await
+            .is_err(),
+        "the old certificate is still served"
+    );
+    Ok(())
+}
