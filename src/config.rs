@@ -253,9 +253,11 @@ impl Default for TenancyConfig {
 pub struct QueryConfig {
     /// Queries running at once on this node; more wait.
     pub max_concurrent_queries: usize,
-    /// Queries one tenant may run at once on this node; more get 429 at
-    /// once (0: no limit beyond `max_concurrent_queries`).
+    /// Queries one tenant may run at once on this node; more wait their
+    /// turn (0: all slots but one, so another tenant always finds one).
     pub max_concurrent_queries_per_tenant: usize,
+    /// Queries one tenant may have waiting; more get 429 at once (0: no limit).
+    pub max_queued_queries_per_tenant: usize,
     /// Flame graph nodes when a request gives none.
     pub max_flamegraph_nodes_default: i64,
     /// Largest `max_nodes` a request may ask for.
@@ -280,6 +282,7 @@ impl Default for QueryConfig {
         Self {
             max_concurrent_queries: 8,
             max_concurrent_queries_per_tenant: 0,
+            max_queued_queries_per_tenant: 64,
             max_flamegraph_nodes_default: l.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: l.max_flamegraph_nodes_max,
             max_query_length_secs: l.max_query_length_secs,

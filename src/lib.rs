@@ -336,7 +336,11 @@ where
     )
     .with_cluster(cluster.clone())
     .with_roles(roles.clone())
-    .with_max_queries_per_tenant(config.query.max_concurrent_queries_per_tenant)
+    .with_query_slots(
+        config.query.max_concurrent_queries,
+        config.query.max_concurrent_queries_per_tenant,
+        config.query.max_queued_queries_per_tenant,
+    )
     .with_limits(tenant_limits.clone());
     let store_gateway = match (&blocks_store, roles.has(roles::STORE_GATEWAY)) {
         (Some(store), true) => {

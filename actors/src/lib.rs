@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod cluster;
 pub mod compactor;
 pub mod distributor;
+pub mod fair;
 pub mod file_cache;
 pub mod hints;
 pub mod ingester;

@@ -11,7 +11,6 @@ use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Scope, Source};
 use ignis_storage::Wal;
 use ignis_storage::block::{BlockMeta, BlockStore};
 use parking_lot::Mutex;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use ignis_cluster::Roles;
@@ -19,6 +18,7 @@ use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
 
 use crate::cluster::ClusterContext;
 use crate::distributor::{Distributor, SetLimits};
+use crate::fair::FairSlots;
 use crate::ingester::{Ingester, Snapshot, TakeSnapshot};
 use crate::metrics::Metrics;
 use crate::overrides::TenantLimits;
@@ -63,15 +63,13 @@ pub struct Tenants {
     pub(crate) blocks: BlockSettings,
     pub(crate) metrics: Metrics,
     query_limits: Arc<QueryLimits>,
-    query_permits: Arc<Semaphore>,
+    /// The node's query slots, shared fairly among tenants.
+    query_slots: Arc<FairSlots>,
     cluster: Arc<ClusterContext>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
     /// Each tenant's ingest limits (defaults and overrides).
     limits: Arc<TenantLimits>,
-    /// Queries one tenant may run at once on this node (0: no limit).
-    max_tenant_queries: usize,
-    tenant_queries: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// The tenants a tenant spec names: one id, or several joined by `|` (a
@@ -122,7 +120,7 @@ impl Tenants {
             blocks,
             metrics: metrics.clone(),
             query_limits: Arc::new(query_limits),
-            query_permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
+            query_slots: FairSlots::new(max_concurrent_queries, 0, 0),
             cluster: Arc::new(ClusterContext::standalone(
                 "local",
                 "",
@@ -132,44 +130,22 @@ impl Tenants {
             store_gateway: None,
             roles: Roles::all(),
             limits: Arc::new(TenantLimits::new(ignis_ingest::Limits::default())),
-            max_tenant_queries: 0,
-            tenant_queries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Lets one tenant run at most `n` queries at once on this node (0: no
-    /// limit); past it a query fails at once with
-    /// [`QueryFailure::TooManyQueries`], so one tenant cannot take every
-    /// query slot of the node.
-    pub fn with_max_queries_per_tenant(mut self, n: usize) -> Self {
-        self.max_tenant_queries = n;
+    /// Shares the node's `total` query slots fairly: each tenant waits in
+    /// its own queue and freed slots go round the tenants; one runs at most
+    /// `per_tenant` queries at once (0: all slots but one) and has at most
+    /// `queued` waiting (0: no limit; past it a query fails at once with
+    /// [`QueryFailure::TooManyQueries`]).
+    pub fn with_query_slots(mut self, total: usize, per_tenant: usize, queued: usize) -> Self {
+        self.query_slots = FairSlots::new(total, per_tenant, queued);
         self
     }
 
-    /// A query slot of `tenant` (each of a federated query's tenants), if
-    /// it has one free.
-    fn tenant_query_slots(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, QueryFailure> {
-        if self.max_tenant_queries == 0 {
-            return Ok(Vec::new());
-        }
-        let mut slots = self.tenant_queries.lock();
-        tenant_ids(tenant)
-            .map(|id| {
-                let sem = slots
-                    .entry(id.to_string())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_tenant_queries)))
-                    .clone();
-                sem.try_acquire_owned().map_err(|_| {
-                    QueryFailure::TooManyQueries(format!(
-                        "tenant {id} has {} queries running, the limit of query.max_concurrent_queries_per_tenant; retry when one ends",
-                        self.max_tenant_queries
-                    ))
-                })
-            })
-            .collect()
+    /// Queries running and waiting on this node.
+    pub fn query_load(&self) -> (usize, usize) {
+        self.query_slots.load()
     }
 
     /// Applies `limits` to each tenant's ingest (its distributor's rate and
@@ -406,13 +382,12 @@ impl Tenants {
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
         let scope = Scope::record(&self.query_limits, &f)?;
-        let _tenant_slots = self.tenant_query_slots(tenant)?;
-        let _permit = self
-            .query_permits
-            .clone()
-            .acquire_owned()
+        // A federated read (`a|b`) takes its turns as one tenant.
+        let _slot = self
+            .query_slots
+            .acquire(tenant)
             .await
-            .map_err(|e| QueryFailure::Unavailable(e.to_string()))?;
+            .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
         let ids: Vec<&str> = tenant_ids(tenant).collect();
         let budget = Arc::new(self.query_budget());
         let parts = futures::future::try_join_all(
@@ -616,7 +591,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_tenant_over_its_query_slots_is_refused_while_others_run() {
+    async fn a_tenant_over_its_query_slots_waits_and_past_its_queue_is_refused() {
         let tenants = Arc::new(
             Tenants::new(
                 vec![actix::Arbiter::current()],
@@ -626,7 +601,7 @@ mod tests {
                 QueryLimits::default(),
                 8,
             )
-            .with_max_queries_per_tenant(1),
+            .with_query_slots(8, 1, 1),
         );
         // A query whose merge (its second run; the first is the plan) takes
         // a while on the blocking pool.
@@ -643,21 +618,23 @@ mod tests {
         let t = tenants.clone();
         let running = tokio::task::spawn_local(async move { t.query("busy", slow).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        match tenants.query("busy", |_| Ok(2)).await {
+        // busy's second query waits for its first; a third is one too many.
+        let t = tenants.clone();
+        let waiting = tokio::task::spawn_local(async move { t.query("busy", |_| Ok(2)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(tenants.query_load(), (1, 1));
+        match tenants.query("busy", |_| Ok(3)).await {
             Err(QueryFailure::TooManyQueries(m)) => assert!(m.contains("busy"), "{m}"),
             other => panic!("expected too many queries, got {other:?}"),
         }
         assert_eq!(
-            tenants.query("calm", |_| Ok(3)).await.unwrap(),
-            3,
-            "others run"
+            tenants.query("calm", |_| Ok(4)).await.unwrap(),
+            4,
+            "others run at once"
         );
         assert_eq!(running.await.unwrap().unwrap(), 1);
-        assert_eq!(
-            tenants.query("busy", |_| Ok(4)).await.unwrap(),
-            4,
-            "slot freed"
-        );
+        assert_eq!(waiting.await.unwrap().unwrap(), 2, "the waiting query ran");
+        assert_eq!(tenants.query_load(), (0, 0));
     }
 
     #[test]

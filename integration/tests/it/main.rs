@@ -11,6 +11,7 @@ mod blocks;
 mod cluster;
 mod common;
 mod durability;
+mod fairness;
 mod formats;
 mod loadgen;
 mod otlp;
