@@ -50,6 +50,25 @@ pub struct Credential {
     pub secret_sha256: String,
 }
 
+impl Credential {
+    /// A credential for `secret` (stored as its SHA-256).
+    pub fn new(
+        name: &str,
+        tenants: &[&str],
+        scopes: &[Scope],
+        username: &str,
+        secret: &str,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            scopes: scopes.to_vec(),
+            username: username.into(),
+            secret_sha256: hash_secret(secret),
+        }
+    }
+}
+
 /// `[auth]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,20 +264,8 @@ mod tests {
         AuthConfig {
             enabled: true,
             credentials: vec![
-                Credential {
-                    name: "agent".into(),
-                    tenants: vec!["a".into()],
-                    scopes: vec![Scope::Write],
-                    username: "agent".into(),
-                    secret_sha256: hash_secret("s3cret"),
-                },
-                Credential {
-                    name: "grafana".into(),
-                    tenants: vec!["*".into()],
-                    scopes: vec![Scope::Read],
-                    username: String::new(),
-                    secret_sha256: hash_secret("tok"),
-                },
+                Credential::new("agent", &["a"], &[Scope::Write], "agent", "s3cret"),
+                Credential::new("grafana", &["*"], &[Scope::Read], "", "tok"),
             ],
         }
     }

@@ -42,6 +42,8 @@ pub enum Code {
     Unknown = 2,
     /// 3.
     InvalidArgument = 3,
+    /// 7.
+    PermissionDenied = 7,
     /// 8.
     ResourceExhausted = 8,
     /// 12.
@@ -77,7 +79,8 @@ impl From<&ApiError> for Status {
         let code = match e.status.as_u16() {
             400 => Code::InvalidArgument,
             401 => Code::Unauthenticated,
-            413 => Code::ResourceExhausted,
+            403 => Code::PermissionDenied,
+            413 | 429 => Code::ResourceExhausted,
             // An unsupported grpc-encoding.
             415 => Code::Unimplemented,
             503 => Code::Unavailable,

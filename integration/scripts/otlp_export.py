@@ -11,7 +11,7 @@ descriptor of the pprof schema built here.
 
 Usage:
   otlp_export.py PPROF --service NAME [--proto OUT] [--json OUT]
-                 [--grpc HOST:PORT [--tenant T] [--gzip]]
+                 [--grpc HOST:PORT [--tenant T] [--authorization VALUE] [--gzip]]
 
 --json writes OTLP/JSON: protojson, except that link trace and span ids are
 hex (the OTLP rule). --grpc calls ProfilesService/Export with grpcio and
@@ -182,6 +182,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--grpc")
     ap.add_argument("--tenant")
+    ap.add_argument("--authorization")
     ap.add_argument("--gzip", action="store_true")
     a = ap.parse_args()
     req = build_request(read_pprof(a.pprof), a.service)
@@ -198,7 +199,9 @@ def main():
                 request_serializer=svc.ExportProfilesServiceRequest.SerializeToString,
                 response_deserializer=svc.ExportProfilesServiceResponse.FromString,
             )
-            metadata = [("x-scope-orgid", a.tenant)] if a.tenant else None
+            metadata = [("x-scope-orgid", a.tenant)] if a.tenant else []
+            if a.authorization:
+                metadata.append(("authorization", a.authorization))
             compression = grpc.Compression.Gzip if a.gzip else grpc.Compression.NoCompression
             try:
                 resp = export(req, metadata=metadata, compression=compression, timeout=30)

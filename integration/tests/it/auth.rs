@@ -4,7 +4,7 @@
 
 use anyhow::{Result, ensure};
 use base64::Engine;
-use ignis::auth::{AuthConfig, Credential, Scope, hash_secret};
+use ignis::auth::{AuthConfig, Credential, Scope};
 use ignis_integration::client::Client;
 use ignis_integration::node::TestNode;
 use serde_json::json;
@@ -17,13 +17,7 @@ const PROTO: (&str, &str) = ("content-type", "application/proto");
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 fn credential(name: &str, tenants: &[&str], scopes: &[Scope], secret: &str) -> Credential {
-    Credential {
-        name: name.into(),
-        tenants: tenants.iter().map(|t| t.to_string()).collect(),
-        scopes: scopes.to_vec(),
-        username: name.into(),
-        secret_sha256: hash_secret(secret),
-    }
+    Credential::new(name, tenants, scopes, name, secret)
 }
 
 fn basic(user: &str, password: &str) -> String {

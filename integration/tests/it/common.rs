@@ -130,3 +130,30 @@ pub async fn total_of(client: &Client, profile_type: &str, service: &str) -> Res
         .await?;
     Ok(fg_total(&fg))
 }
+
+/// Two hours of 30 pods of the Go CPU fixture every 30 s for `tenant`
+/// (`None`: the default tenant), written as blocks into `data_dir` twice
+/// (two replicas' overlapping blocks, so no rollup answers a query: every
+/// profile row is read), ending at `end_ns`.
+pub async fn replicated_history(
+    data_dir: &std::path::Path,
+    tenant: Option<&str>,
+    end_ns: i64,
+) -> Result<ignis::loadgen::BackfillSummary> {
+    let args = ignis::loadgen::LoadgenArgs {
+        url: String::new(),
+        duration: 0,
+        concurrency: 1,
+        series: 30,
+        rate: 0,
+        profile: Some(ignis_integration::fixtures::fixtures_dir().join("go/cpu.pb.gz")),
+        tenant: tenant.map(str::to_string),
+        json: false,
+        backfill_hours: 2.0,
+        every: std::time::Duration::from_secs(30),
+        data_dir: Some(data_dir.to_path_buf()),
+        replicas: 2,
+        variants: 1,
+    };
+    ignis::loadgen::backfill(&args, end_ns).await
+}

@@ -8,12 +8,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use ignis::loadgen::{LoadgenArgs, backfill};
 use ignis_integration::client::Client;
-use ignis_integration::fixtures::fixtures_dir;
 use ignis_integration::node::TestNode;
 use serde_json::json;
 
+use crate::common::replicated_history;
 use crate::tenants::push_go_cpu;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -35,24 +34,8 @@ async fn light_latencies(client: &Client, n: usize) -> Result<Vec<Duration>> {
 #[tokio::test]
 async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()> {
     let data = tempfile::tempdir()?;
-    // Tenant "heavy": two hours of 30 pods, stored twice (no rollup answers
-    // them, every profile row is read).
-    let args = LoadgenArgs {
-        url: String::new(),
-        duration: 0,
-        concurrency: 1,
-        series: 30,
-        rate: 0,
-        profile: Some(fixtures_dir().join("go/cpu.pb.gz")),
-        tenant: Some("heavy".into()),
-        json: false,
-        backfill_hours: 2.0,
-        every: Duration::from_secs(30),
-        data_dir: Some(data.path().to_path_buf()),
-        replicas: 2,
-        variants: 1,
-    };
-    let history = backfill(&args, 1_794_999_600_000_000_000).await?;
+    // Tenant "heavy": two hours of 30 pods, stored twice.
+    let history = replicated_history(data.path(), Some("heavy"), 1_794_999_600_000_000_000).await?;
     let node = TestNode::start_in(data.path(), |c| c.query.max_concurrent_queries = 2)?;
     let light = Client::new(&node.url).with_tenant("light");
     let r = light

@@ -408,3 +408,69 @@ async fn bad_otlp_input_is_refused() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn otlp_grpc_checks_credentials_with_auth_on() -> Result<()> {
+    use ignis::auth::{AuthConfig, Credential, Scope};
+    python_packages()?;
+    let grpc_port = free_port()?;
+    let credential = |name: &str, tenants: &[&str], scopes: &[Scope], secret: &str| {
+        Credential::new(name, tenants, scopes, "", secret)
+    };
+    let node = TestNode::start(|c| {
+        c.server.otlp_grpc_listen_address = format!("127.0.0.1:{grpc_port}");
+        c.auth = AuthConfig {
+            enabled: true,
+            credentials: vec![
+                credential("collector", &["team"], &[Scope::Write], "w"),
+                credential("reader", &["team"], &[Scope::Read], "r"),
+            ],
+        };
+    })?;
+    let addr = format!("127.0.0.1:{grpc_port}");
+    let export = |service: &str, extra: &[&str]| {
+        let mut args = vec!["--service", service, "--grpc", &addr];
+        args.extend_from_slice(extra);
+        let out = Command::new("python3")
+            .arg(script())
+            .arg(fixtures_dir().join("go/cpu.pb.gz"))
+            .args(&args)
+            .output()?;
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let ok = export("grpc.auth", &["--authorization", "Bearer w"])?;
+    ensure!(ok.trim() == "{}", "with the collector's token: {ok}");
+    for (what, extra, code) in [
+        ("no credentials", vec![], "UNAUTHENTICATED"),
+        (
+            "a wrong token",
+            vec!["--authorization", "Bearer nope"],
+            "UNAUTHENTICATED",
+        ),
+        (
+            "a read-only token",
+            vec!["--authorization", "Bearer r"],
+            "PERMISSION_DENIED",
+        ),
+        (
+            "another tenant",
+            vec!["--authorization", "Bearer w", "--tenant", "other"],
+            "PERMISSION_DENIED",
+        ),
+    ] {
+        let out = export("grpc.refused", &extra)?;
+        ensure!(out.contains(code), "{what}: {out}");
+    }
+    let reader = Client::new(&node.url).with_authorization("Bearer r");
+    let truth = read_json("go/cpu.expected.json")?;
+    let total = truth["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    for (service, want) in [("grpc.auth", total), ("grpc.refused", 0)] {
+        let fg = reader
+            .flamegraph(CPU, &selector(service), START_MS, END_MS)
+            .await?;
+        ensure!(fg_total(&fg) == want, "{service}: {}", fg_total(&fg));
+    }
+    Ok(())
+}

@@ -3,15 +3,12 @@
 //! budget, a small query running beside it succeeds with exact totals, and
 //! the node stays up within a bounded RSS.
 
-use std::time::Duration;
-
 use anyhow::{Result, ensure};
-use ignis::loadgen::{LoadgenArgs, backfill};
 use ignis_integration::client::{Client, fg_total};
-use ignis_integration::fixtures::fixtures_dir;
 use ignis_integration::node::ChildNode;
 use serde_json::{Value, json};
 
+use crate::common::replicated_history;
 use crate::tenants::go_cpu_total;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -22,25 +19,9 @@ const MAX_PEAK_RSS: u64 = 384 << 20;
 #[tokio::test]
 async fn a_query_over_its_memory_budget_fails_and_a_small_one_beside_it_succeeds() -> Result<()> {
     let data = tempfile::tempdir()?;
-    // Two hours of 30 pods every 30 s, stored twice (two replicas' blocks
-    // overlap, so no rollup answers: every profile row is read).
+    // Two hours of 30 pods every 30 s, stored twice (no rollup answers).
     let end_ns = 1_794_999_600_000_000_000i64;
-    let args = LoadgenArgs {
-        url: String::new(),
-        duration: 0,
-        concurrency: 1,
-        series: 30,
-        rate: 0,
-        profile: Some(fixtures_dir().join("go/cpu.pb.gz")),
-        tenant: None,
-        json: false,
-        backfill_hours: 2.0,
-        every: Duration::from_secs(30),
-        data_dir: Some(data.path().to_path_buf()),
-        replicas: 2,
-        variants: 1,
-    };
-    let history = backfill(&args, end_ns).await?;
+    let history = replicated_history(data.path(), None, end_ns).await?;
     ensure!(history.profiles == 30 * 240, "{history:?}");
     let env = [(
         "IGNIS_QUERY__MAX_QUERY_MEMORY_BYTES".to_string(),

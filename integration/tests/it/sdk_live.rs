@@ -225,25 +225,13 @@ async fn rust_sdk_live_profile_matches_its_cpu_time() -> Result<()> {
 
 #[tokio::test]
 async fn python_sdk_pushes_with_basic_auth_and_is_refused_with_a_wrong_password() -> Result<()> {
-    use ignis::auth::{AuthConfig, Credential, Scope, hash_secret};
+    use ignis::auth::{AuthConfig, Credential, Scope};
     let node = TestNode::start(|c| {
         c.auth = AuthConfig {
             enabled: true,
             credentials: vec![
-                Credential {
-                    name: "python-app".into(),
-                    tenants: vec!["team".into()],
-                    scopes: vec![Scope::Write],
-                    username: "python-app".into(),
-                    secret_sha256: hash_secret("pw"),
-                },
-                Credential {
-                    name: "grafana".into(),
-                    tenants: vec!["*".into()],
-                    scopes: vec![Scope::Read],
-                    username: String::new(),
-                    secret_sha256: hash_secret("tok"),
-                },
+                Credential::new("python-app", &["team"], &[Scope::Write], "python-app", "pw"),
+                Credential::new("grafana", &["*"], &[Scope::Read], "", "tok"),
             ],
         };
     })?;
