@@ -264,6 +264,9 @@ pub struct QueryConfig {
     pub max_flamegraph_nodes_max: i64,
     /// Longest time range of one query, in seconds (0: unlimited).
     pub max_query_length_secs: i64,
+    /// How far back queries may read, in seconds (0: unlimited; Pyroscope's
+    /// default is 7 days): older starts are moved up, older ranges refused.
+    pub max_query_lookback_secs: i64,
     /// Memory one query of the Pyroscope API may hold (the rows it reads
     /// and what it merges), in bytes; past it the query fails with 429
     /// `resource_exhausted` naming this setting (0: unlimited).
@@ -286,6 +289,7 @@ impl Default for QueryConfig {
             max_flamegraph_nodes_default: l.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: l.max_flamegraph_nodes_max,
             max_query_length_secs: l.max_query_length_secs,
+            max_query_lookback_secs: l.max_query_lookback_secs,
             max_query_memory_bytes: l.max_query_memory_bytes,
             sql_max_rows: 10_000,
             sql_max_memory_bytes: 512 << 20,
@@ -301,6 +305,7 @@ impl QueryConfig {
             max_flamegraph_nodes_default: self.max_flamegraph_nodes_default,
             max_flamegraph_nodes_max: self.max_flamegraph_nodes_max,
             max_query_length_secs: self.max_query_length_secs,
+            max_query_lookback_secs: self.max_query_lookback_secs,
             max_query_memory_bytes: self.max_query_memory_bytes,
         }
     }

@@ -28,6 +28,10 @@ pub struct QueryLimits {
     pub max_flamegraph_nodes_max: i64,
     /// Longest time range of one query, in seconds (0: unlimited).
     pub max_query_length_secs: i64,
+    /// How far back queries may read, in seconds (0: unlimited): an older
+    /// start is moved up to it (as Pyroscope clamps it); a range that ends
+    /// before it is refused with a reason.
+    pub max_query_lookback_secs: i64,
     /// Memory one query may hold (what it reads and merges), in bytes (0:
     /// unlimited); past it the query fails with `resource_exhausted`.
     pub max_query_memory_bytes: u64,
@@ -39,6 +43,7 @@ impl Default for QueryLimits {
             max_flamegraph_nodes_default: 8192,
             max_flamegraph_nodes_max: 1_048_576,
             max_query_length_secs: 0,
+            max_query_lookback_secs: 0,
             max_query_memory_bytes: 1 << 30,
         }
     }
@@ -72,11 +77,30 @@ impl<'a> Engine<'a> {
 
     /// Checks a `[start, end]` range in ms; returns it in ns.
     pub fn range(&self, start_ms: i64, end_ms: i64) -> Result<(i64, i64), QueryError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.range_at(start_ms, end_ms, now_ms)
+    }
+
+    /// [`Engine::range`] at the clock time `now_ms`.
+    fn range_at(&self, start_ms: i64, end_ms: i64, now_ms: i64) -> Result<(i64, i64), QueryError> {
         if start_ms == 0 || end_ms == 0 {
             return Err(QueryError::invalid("missing time range in the query"));
         }
         if start_ms > end_ms {
             return Err(QueryError::invalid("query start time is after end time"));
+        }
+        let lookback = self.limits.max_query_lookback_secs;
+        let mut start_ms = start_ms;
+        if lookback > 0 {
+            let oldest = now_ms.saturating_sub(lookback.saturating_mul(1000));
+            if end_ms < oldest {
+                return Err(QueryError::invalid(format!(
+                    "the query time range ends before the lookback limit (max_query_lookback: {lookback}s): nothing older may be read"
+                )));
+            }
+            start_ms = start_ms.max(oldest);
         }
         let max = self.limits.max_query_length_secs;
         if max > 0 && end_ms - start_ms > max * 1000 {
@@ -536,6 +560,40 @@ fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {
 mod tests {
     use super::*;
     use ignis_storage::{Head, SeriesSplit, SplitProfile};
+
+    #[test]
+    fn the_lookback_limit_moves_old_starts_and_refuses_old_ranges() {
+        let now = 10_000_000;
+        let lookback = QueryLimits {
+            max_query_lookback_secs: 3600,
+            ..QueryLimits::default()
+        };
+        let e = Engine::new(&[], &lookback);
+        // A start two hours ago is moved up to one hour ago.
+        assert_eq!(
+            e.range_at(now - 7_200_000, now, now).unwrap(),
+            ((now - 3_600_000) * MS, now * MS + MS - 1)
+        );
+        // A range ending before the limit is refused with a reason.
+        let err = e
+            .range_at(now - 7_200_000, now - 3_700_000, now)
+            .unwrap_err();
+        assert!(err.to_string().contains("max_query_lookback"), "{err}");
+        // The length limit applies after the move, as in Pyroscope.
+        let both = QueryLimits {
+            max_query_lookback_secs: 3600,
+            max_query_length_secs: 1800,
+            ..QueryLimits::default()
+        };
+        let e = Engine::new(&[], &both);
+        assert!(e.range_at(now - 7_200_000, now - 2_000_000, now).is_ok());
+        assert!(e.range_at(now - 7_200_000, now, now).is_err());
+        let none = QueryLimits::default();
+        assert_eq!(
+            Engine::new(&[], &none).range_at(1, 2, now).unwrap(),
+            (MS, 2 * MS + MS - 1)
+        );
+    }
 
     const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
     const SPAN_A: &str = "0100000000000000";
