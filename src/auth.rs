@@ -14,6 +14,7 @@
 use actix_web::HttpMessage;
 use actix_web::dev::ServiceRequest;
 use base64::Engine;
+use ignis_ingest::otlp::json::decode_hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -86,7 +87,7 @@ impl AuthConfig {
             return Err("auth.enabled needs at least one [[auth.credentials]]".into());
         }
         for c in &self.credentials {
-            let bytes = hex_decode(&c.secret_sha256);
+            let bytes = decode_hex(&c.secret_sha256);
             if bytes.as_ref().is_none_or(|b| b.len() != 32) {
                 return Err(format!(
                     "auth.credentials {:?}: secret_sha256 must be 64 hex digits (ignis hash-secret prints it)",
@@ -154,16 +155,6 @@ pub fn hash_secret(secret: &str) -> String {
         .collect()
 }
 
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// The scope a path needs (`None`: open).
 pub fn scope_of(path: &str) -> Option<Scope> {
     const WRITE: [&str; 5] = [
@@ -221,7 +212,7 @@ pub fn authenticate(config: &AuthConfig, header: Option<&str>) -> Result<Authent
             Some(u) => !c.username.is_empty() && c.username == *u,
             None => true,
         };
-        let secret_ok = hex_decode(&c.secret_sha256)
+        let secret_ok = decode_hex(&c.secret_sha256)
             .is_some_and(|h| bool::from(h.as_slice().ct_eq(digest.as_slice())));
         user_ok && secret_ok
     });
@@ -235,6 +226,23 @@ pub fn authenticate(config: &AuthConfig, header: Option<&str>) -> Result<Authent
     }
 }
 
+/// The credential an `Authorization` header value names, if it holds
+/// `scope` (401 without a valid one, 403 without the scope).
+pub fn authorize(
+    config: &AuthConfig,
+    header: Option<&str>,
+    scope: Scope,
+) -> Result<Authenticated, ApiError> {
+    let who = authenticate(config, header)?;
+    if !who.has(scope) {
+        return Err(ApiError::forbidden(format!(
+            "credential {:?} lacks the {scope:?} scope this route needs",
+            who.name
+        )));
+    }
+    Ok(who)
+}
+
 /// Authenticates and authorizes `req` for its path; the credential is kept
 /// in the request's extensions for the tenant checks of the handlers.
 pub fn check(config: &AuthConfig, req: &ServiceRequest) -> Result<(), ApiError> {
@@ -245,13 +253,7 @@ pub fn check(config: &AuthConfig, req: &ServiceRequest) -> Result<(), ApiError> 
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let who = authenticate(config, header)?;
-    if !who.has(scope) {
-        return Err(ApiError::forbidden(format!(
-            "credential {:?} lacks the {scope:?} scope this route needs",
-            who.name
-        )));
-    }
+    let who = authorize(config, header, scope)?;
     req.extensions_mut().insert(who);
     Ok(())
 }

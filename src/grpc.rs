@@ -19,7 +19,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ignis_actors::validate_tenant_id;
 use ignis_ingest::otlp::Encoding;
 use prost::Message;
 use tokio::net::TcpListener;
@@ -182,51 +181,26 @@ async fn export_call(req: Request<Incoming>, state: &AppState) -> Result<Vec<u8>
     Ok(resp.encode_to_vec())
 }
 
-/// The tenant from `x-scope-orgid` metadata, or the default tenant. With
-/// auth on, the `authorization` metadata must name a credential with the
-/// `write` scope that may use that tenant (its own without the header).
+/// The tenant from `x-scope-orgid` metadata, as the HTTP routes read it
+/// ([`AppState::tenants_of`], one tenant). With auth on, the
+/// `authorization` metadata must name a credential with the `write` scope.
 fn tenant(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
-    if headers.get_all("x-scope-orgid").iter().nth(1).is_some() {
-        return Err(ApiError::bad_request(
-            "x-scope-orgid is given more than once",
-        ));
-    }
     let who = if state.config.auth.enabled {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-        let who = crate::auth::authenticate(&state.config.auth, header)?;
-        if !who.has(crate::auth::Scope::Write) {
-            return Err(ApiError::forbidden(format!(
-                "credential {:?} lacks the write scope",
-                who.name
-            )));
-        }
-        Some(who)
+        Some(crate::auth::authorize(
+            &state.config.auth,
+            header,
+            crate::auth::Scope::Write,
+        )?)
     } else {
         None
     };
-    let tenant = match headers.get("x-scope-orgid") {
-        Some(v) => {
-            let id = v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("x-scope-orgid is not ASCII"))?
-                .trim();
-            validate_tenant_id(id)
-                .map_err(|e| ApiError::bad_request(format!("x-scope-orgid: {e}")))?;
-            Ok(id.to_string())
-        }
-        None if who.is_some() => Ok(who
-            .as_ref()
-            .map(|w| w.own_tenant(&state.config.tenancy.default_tenant))
-            .unwrap_or_default()),
-        None if state.config.tenancy.require_tenant_header => {
-            Err(ApiError::unauthenticated("no org id"))
-        }
-        None => Ok(state.config.tenancy.default_tenant.clone()),
-    }?;
-    if let Some(who) = &who {
-        who.check_tenant(&tenant)?;
-    }
-    Ok(tenant)
+    let values: Vec<&[u8]> = headers
+        .get_all("x-scope-orgid")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    crate::http::state::one_tenant(state.tenants_of(&values, who.as_ref())?)
 }
 
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<BytesMut, ApiError> {

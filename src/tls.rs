@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use ignis_actors::file_stamp::{FileStamp, file_stamp};
 
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
@@ -42,19 +44,9 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
         .map_err(|e| err(e.to_string()))
 }
 
-/// Each file's modification time and length (`None`: missing).
-type Stamps = Vec<Option<(SystemTime, u64)>>;
-
-/// The files' modification times and lengths, to notice a change.
-fn stamp(paths: &[&Path]) -> Stamps {
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-        })
-        .collect()
+/// The stamps of the certificate and key files.
+fn stamp(paths: &[&Path]) -> Vec<FileStamp> {
+    paths.iter().map(|p| file_stamp(p)).collect()
 }
 
 /// Serves the newest certificate of a pair of files.
@@ -62,7 +54,7 @@ fn stamp(paths: &[&Path]) -> Stamps {
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, Stamps)>,
+    current: RwLock<(Arc<CertifiedKey>, Vec<FileStamp>)>,
 }
 
 impl ReloadingCert {

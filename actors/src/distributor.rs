@@ -87,19 +87,26 @@ impl Distributor {
         }
     }
 
-    /// Refuses pushes over `rate` (bytes of their WAL records) with
-    /// [`IngesterError::RateLimited`], before anything is stored.
-    pub fn with_rate(mut self, rate: Option<IngestRate>) -> Self {
-        self.bucket = rate.map(|r| TokenBucket::new(r, std::time::Instant::now()));
+    /// Applies `limits`: pushes over the rate (bytes of their WAL records)
+    /// are refused with [`IngesterError::RateLimited`], pushes that would
+    /// make more than `max_series` series active ([`crate::series_limit`])
+    /// with [`IngesterError::SeriesLimit`], before anything is stored.
+    pub fn with_limits(mut self, limits: SetLimits) -> Self {
+        self.set_limits(limits);
         self
     }
 
-    /// Refuses pushes that would make more than `max_series` series active
-    /// ([`crate::series_limit`]; 0: no limit) with
-    /// [`IngesterError::SeriesLimit`], before anything is stored.
-    pub fn with_max_series(mut self, max_series: usize) -> Self {
-        self.series = (max_series > 0).then(|| ActiveSeries::new(max_series));
-        self
+    /// Replaces the limits; the rate bucket starts full, series already
+    /// active stay active.
+    fn set_limits(&mut self, limits: SetLimits) {
+        self.bucket = limits
+            .rate
+            .map(|r| TokenBucket::new(r, std::time::Instant::now()));
+        match (&mut self.series, limits.max_series) {
+            (_, 0) => self.series = None,
+            (Some(active), n) => active.set_limit(n),
+            (None, n) => self.series = Some(ActiveSeries::new(n)),
+        }
     }
 }
 
@@ -129,14 +136,7 @@ impl Handler<SetLimits> for Distributor {
     type Result = ();
 
     fn handle(&mut self, msg: SetLimits, _ctx: &mut Self::Context) {
-        self.bucket = msg
-            .rate
-            .map(|r| TokenBucket::new(r, std::time::Instant::now()));
-        match (&mut self.series, msg.max_series) {
-            (_, 0) => self.series = None,
-            (Some(active), n) => active.set_limit(n),
-            (None, n) => self.series = Some(ActiveSeries::new(n)),
-        }
+        self.set_limits(msg);
     }
 }
 
@@ -167,7 +167,7 @@ impl Handler<Distribute> for Distributor {
                 .flat_map(|p| &p.series)
                 .map(|s| s.labels.fingerprint())
                 .collect();
-            if let Err(over) = active.admit(&fingerprints, now_ns()) {
+            if let Err(over) = active.admit(&fingerprints, crate::now_ns()) {
                 return Box::pin(async move { Err(IngesterError::SeriesLimit(over)) });
             }
         }
@@ -208,11 +208,4 @@ impl Handler<Distribute> for Distributor {
             Ok(stats)
         })
     }
-}
-
-/// Wall-clock time in nanoseconds since the epoch.
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }

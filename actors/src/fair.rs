@@ -5,7 +5,7 @@
 //! have at most `max_queued` waiting (past it a query is refused at once).
 //! A waiting query whose client went away gives its turn to the next.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -30,7 +30,7 @@ struct State {
     /// Tenants with waiters that may run now, in turn order.
     turns: VecDeque<String>,
     /// Tenants with waiters that are at their running limit.
-    blocked: HashMap<String, ()>,
+    blocked: HashSet<String>,
     queues: HashMap<String, VecDeque<oneshot::Sender<Slot>>>,
 }
 
@@ -101,13 +101,18 @@ impl FairSlots {
                 if running < self.max_running {
                     s.turns.push_back(tenant.to_string());
                 } else {
-                    s.blocked.insert(tenant.to_string(), ());
+                    s.blocked.insert(tenant.to_string());
                 }
             }
             rx
         };
-        // The sender is only dropped with the node; a slot always arrives.
-        Ok(rx.await.unwrap_or_else(|_| self.slot_unarmed(tenant)))
+        // Senders live in `queues` until they are handed a slot, so one
+        // always arrives while `self` lives.
+        Ok(rx.await.unwrap_or_else(|_| Slot {
+            slots: self.clone(),
+            tenant: tenant.to_string(),
+            armed: false,
+        }))
     }
 
     fn slot(self: &Arc<Self>, tenant: &str) -> Slot {
@@ -115,14 +120,6 @@ impl FairSlots {
             slots: self.clone(),
             tenant: tenant.to_string(),
             armed: true,
-        }
-    }
-
-    fn slot_unarmed(self: &Arc<Self>, tenant: &str) -> Slot {
-        Slot {
-            slots: self.clone(),
-            tenant: tenant.to_string(),
-            armed: false,
         }
     }
 
@@ -140,7 +137,7 @@ impl FairSlots {
                 }
             }
             // Below its limit again: its waiters take turns again.
-            if s.blocked.remove(tenant).is_some() {
+            if s.blocked.remove(tenant) {
                 s.turns.push_back(tenant.to_string());
             }
             while s.free > 0 {
@@ -161,7 +158,7 @@ impl FairSlots {
                     if running < self.max_running {
                         s.turns.push_back(next.clone());
                     } else {
-                        s.blocked.insert(next.clone(), ());
+                        s.blocked.insert(next.clone());
                     }
                 } else {
                     s.queues.remove(&next);
@@ -169,13 +166,10 @@ impl FairSlots {
                 handed.push((tx, next));
             }
         }
-        // Outside the lock: a waiter gone (its client closed) gives the
-        // slot straight back, which hands it on.
+        // Outside the lock: for a waiter gone (its client closed) the send
+        // fails and the slot it returns is dropped, which hands it on.
         for (tx, next) in handed {
-            if let Err(mut slot) = tx.send(self.slot(&next)) {
-                slot.armed = true;
-                drop(slot);
-            }
+            drop(tx.send(self.slot(&next)));
         }
     }
 

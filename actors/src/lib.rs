@@ -10,6 +10,7 @@ pub mod compactor;
 pub mod distributor;
 pub mod fair;
 pub mod file_cache;
+pub mod file_stamp;
 pub mod hints;
 pub mod ingester;
 pub mod metrics;
@@ -29,3 +30,10 @@ pub mod testing;
 
 pub use metrics::Metrics;
 pub use tenants::{BlockSettings, TenantActors, Tenants, tenant_ids, validate_tenant_id};
+
+/// Wall-clock time in nanoseconds since the epoch.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

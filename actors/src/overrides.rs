@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ignis_ingest::Limits;
 use parking_lot::RwLock;
 
+use crate::file_stamp::file_stamp;
 use crate::tenants::validate_tenant_id;
 
 /// Why an overrides file was not applied.
@@ -149,11 +150,6 @@ pub async fn watch(
     changed: impl Fn(&[String]) + Send + 'static,
     failed: impl Fn(&OverridesError) + Send + 'static,
 ) {
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-    };
     // The first check loads the file again (unchanged limits call nothing),
     // so a change between the start's load and this task is not missed.
     let mut seen = None;
@@ -161,7 +157,7 @@ pub async fn watch(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let now = stamp(&path);
+        let now = file_stamp(&path);
         if now == seen {
             continue;
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ignis_storage::block::{BlockError, BlockMeta, WalPosition, encode_block};
 use ignis_storage::{Head, ReplayStats, WalError};
@@ -38,12 +38,6 @@ pub enum LoadError {
     /// Replayed data could not be handed to its ingester.
     #[error("WAL replay: {0}")]
     Replay(String),
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl Tenants {
@@ -122,8 +116,8 @@ impl Tenants {
                 if retention.is_zero() {
                     continue;
                 }
-                let cutoff =
-                    now_ns().saturating_sub(retention.as_nanos().min(i64::MAX as u128) as i64);
+                let cutoff = crate::now_ns()
+                    .saturating_sub(retention.as_nanos().min(i64::MAX as u128) as i64);
                 stats.expired += sg.expire(&tenant, cutoff).await;
             }
         }

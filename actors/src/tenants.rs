@@ -324,10 +324,8 @@ impl Tenants {
         let distributor = self.roles.has(DISTRIBUTOR).then(|| {
             Supervisor::start_in_arbiter(arbiter, move |_| {
                 // Read when (re)started, so a restart keeps overrides.
-                let limits = SetLimits::of(&l.get(&t));
                 Distributor::new(t.clone(), i.clone(), c.clone(), m.clone())
-                    .with_rate(limits.rate)
-                    .with_max_series(limits.max_series)
+                    .with_limits(SetLimits::of(&l.get(&t)))
             })
         });
         let l = self.query_limits.clone();

@@ -5,9 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ignis_storage::head::approx_tables_bytes;
-use ignis_storage::{Series, SymbolTable};
-
 use crate::error::QueryError;
 
 /// Bytes one query holds, and its limit (0: none).
@@ -50,17 +47,6 @@ impl MemoryBudget {
         }
         Ok(())
     }
-}
-
-/// An estimate of what `series` (rows included) and `symbols` take in
-/// memory, in bytes.
-pub fn approx_rows_bytes(symbols: &SymbolTable, series: &[Series]) -> u64 {
-    let rows: u64 = series
-        .iter()
-        .flat_map(|s| &s.profiles)
-        .map(|r| 72 + r.stacks.len() as u64 * 12 + r.span_count() as u64 * 24)
-        .sum();
-    approx_tables_bytes(symbols, series) + rows
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ pub trait Source: Send + Sync {
     /// [`MemoryBudget`](crate::budget::MemoryBudget): its rows and symbols.
     fn held_bytes(&self) -> u64 {
         self.rows().map_or(0, |(symbols, series)| {
-            crate::budget::approx_rows_bytes(symbols, series)
+            ignis_storage::head::approx_rows_bytes(symbols, series)
         })
     }
 }

@@ -7,6 +7,7 @@ use actix_web::{HttpMessage, HttpRequest};
 use ignis_actors::{Metrics, Tenants, tenant_ids, validate_tenant_id};
 
 use super::error::ApiError;
+use crate::auth::Authenticated;
 use crate::config::Config;
 
 /// What every handler can reach.
@@ -26,47 +27,55 @@ impl AppState {
     /// Writes, SQL and `GetProfileStats` take one; see
     /// [`AppState::read_tenants`] for reads.
     pub fn tenant(&self, req: &HttpRequest) -> Result<String, ApiError> {
-        let spec = self.read_tenants(req)?;
-        if spec.contains('|') {
-            return Err(ApiError::bad_request(format!(
-                "X-Scope-OrgID: {spec:?} names several tenants; this endpoint takes one"
-            )));
-        }
-        Ok(spec)
+        one_tenant(self.read_tenants(req)?)
     }
 
-    /// The tenant(s) a read is for: `X-Scope-OrgID` (or the default
-    /// tenant), which may name several joined by `|` (a federated read as
-    /// Pyroscope serves it), each valid, sorted and deduplicated.
+    /// The tenant(s) a read is for (see [`AppState::tenants_of`]), with the
+    /// credential the auth middleware found, if any.
     pub fn read_tenants(&self, req: &HttpRequest) -> Result<String, ApiError> {
-        if req.headers().get_all("x-scope-orgid").nth(1).is_some() {
-            return Err(ApiError::bad_request(
-                "X-Scope-OrgID is given more than once; send one header (several tenants of a read are joined by '|')",
-            ));
-        }
-        let who = req
-            .extensions()
-            .get::<crate::auth::Authenticated>()
-            .cloned();
-        let Some(v) = req.headers().get("x-scope-orgid") else {
-            if let Some(who) = &who {
-                return Ok(who.own_tenant(&self.config.tenancy.default_tenant));
+        let values: Vec<&[u8]> = req
+            .headers()
+            .get_all("x-scope-orgid")
+            .map(|v| v.as_bytes())
+            .collect();
+        let who = req.extensions().get::<Authenticated>().cloned();
+        self.tenants_of(&values, who.as_ref())
+    }
+
+    /// The tenant(s) named by a request's `X-Scope-OrgID` header `values`
+    /// (or the default tenant, or the credential's own): one id, or several
+    /// joined by `|` (a federated read as Pyroscope serves it), each valid
+    /// and allowed to `who`, sorted and deduplicated.
+    pub fn tenants_of(
+        &self,
+        values: &[&[u8]],
+        who: Option<&Authenticated>,
+    ) -> Result<String, ApiError> {
+        let v = match values {
+            [] => {
+                if let Some(who) = who {
+                    return Ok(who.own_tenant(&self.config.tenancy.default_tenant));
+                }
+                if self.config.tenancy.require_tenant_header {
+                    return Err(ApiError::unauthenticated("no org id"));
+                }
+                return Ok(self.config.tenancy.default_tenant.clone());
             }
-            if self.config.tenancy.require_tenant_header {
-                return Err(ApiError::unauthenticated("no org id"));
+            [one] => std::str::from_utf8(one)
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or_else(|| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "X-Scope-OrgID is given more than once; send one header (several tenants of a read are joined by '|')",
+                ));
             }
-            return Ok(self.config.tenancy.default_tenant.clone());
         };
-        let v = v
-            .to_str()
-            .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not valid ASCII"))?;
         let mut ids: Vec<&str> = tenant_ids(v).map(str::trim).collect();
         for id in &ids {
             validate_tenant_id(id)
                 .map_err(|e| ApiError::bad_request(format!("X-Scope-OrgID: {e}")))?;
-        }
-        if let Some(who) = &who {
-            for id in &ids {
+            if let Some(who) = who {
                 who.check_tenant(id)?;
             }
         }
@@ -109,4 +118,15 @@ pub fn fetch_range(start_ms: i64, end_ms: i64) -> (i64, i64) {
         start_ms.saturating_mul(1_000_000),
         end_ms.saturating_mul(1_000_000).saturating_add(999_999),
     )
+}
+
+/// `spec` when it names one tenant: writes, SQL and `GetProfileStats`
+/// take one.
+pub fn one_tenant(spec: String) -> Result<String, ApiError> {
+    if spec.contains('|') {
+        return Err(ApiError::bad_request(format!(
+            "X-Scope-OrgID: {spec:?} names several tenants; this endpoint takes one"
+        )));
+    }
+    Ok(spec)
 }

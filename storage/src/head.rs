@@ -306,9 +306,11 @@ impl Head {
     /// An estimate of the memory the head takes, in bytes (for cache budgets).
     pub fn approx_bytes(&self) -> u64 {
         approx_tables_bytes(&self.symbols, &self.series)
-            + self.stats.samples * 12
-            + self.stats.span_samples * 24
-            + self.stats.profiles * 72
+            + approx_row_bytes(
+                self.stats.profiles,
+                self.stats.samples,
+                self.stats.span_samples,
+            )
     }
 
     /// True when the head holds no profile.
@@ -607,6 +609,24 @@ impl Head {
     pub fn profile_type_of(series: &Series) -> &str {
         series.labels.get(names::PROFILE_TYPE).unwrap_or("")
     }
+}
+
+/// An estimate of the memory rows hold, in bytes: `profiles` profile rows
+/// with `samples` `(stack, value)` pairs and `span_samples` span samples.
+pub fn approx_row_bytes(profiles: u64, samples: u64, span_samples: u64) -> u64 {
+    profiles * 72 + samples * 12 + span_samples * 24
+}
+
+/// An estimate of the memory `series` (rows included) and `symbols` hold,
+/// in bytes, for query budgets.
+pub fn approx_rows_bytes(symbols: &SymbolTable, series: &[Series]) -> u64 {
+    let (mut profiles, mut samples, mut spans) = (0, 0, 0);
+    for r in series.iter().flat_map(|s| &s.profiles) {
+        profiles += 1;
+        samples += r.stacks.len() as u64;
+        spans += r.span_count() as u64;
+    }
+    approx_tables_bytes(symbols, series) + approx_row_bytes(profiles, samples, spans)
 }
 
 /// An estimate of the memory `symbols` and the labels of `series` hold, in

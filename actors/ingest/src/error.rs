@@ -111,10 +111,7 @@ pub fn bounded(mut message: String) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = message.floor_char_boundary(MAX_MESSAGE_BYTES);
     let left = message.len() - end;
     message.truncate(end);
     message.push_str(&format!("… ({left} more bytes)"));

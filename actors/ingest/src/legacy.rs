@@ -13,7 +13,7 @@ use super::jfr::{JfrUpload, decode_jfr};
 use super::limits::Limits;
 use super::name::parse_name;
 use super::speedscope::parse_speedscope;
-use super::split::{SplitInput, split_profile};
+use super::split::{SplitInput, split_profile, symbol_tail};
 use super::text::{parse_folded, parse_lines, text_kind, text_to_pprof};
 use ignis_storage::attime::parse_time_ns;
 
@@ -460,17 +460,10 @@ fn script_frame_name(file: &str, name: &str, max_len: usize) -> String {
     if max_len == 0 || full <= max_len {
         return format!("{file} {name}");
     }
-    let tail = |s: &str, n: usize| {
-        let mut start = s.len().saturating_sub(n);
-        while !s.is_char_boundary(start) {
-            start += 1;
-        }
-        s[start..].to_string()
-    };
     if name.len() >= max_len {
-        return tail(name, max_len);
+        return symbol_tail(name, max_len).to_string();
     }
-    format!("{} {name}", tail(file, max_len - name.len() - 1))
+    format!("{} {name}", symbol_tail(file, max_len - name.len() - 1))
 }
 
 #[cfg(test)]
@@ -498,13 +491,7 @@ mod tests {
 
     #[test]
     fn script_frame_names_are_the_tail_of_file_and_name() {
-        let tail = |s: String, n: usize| {
-            let mut start = s.len().saturating_sub(n);
-            while !s.is_char_boundary(start) {
-                start += 1;
-            }
-            s[start..].to_string()
-        };
+        let tail = |s: String, n: usize| symbol_tail(&s, n).to_string();
         for (file, name) in [
             ("app/x.rb", "run"),
             ("dir/é/ü.py", "fünc"),

@@ -338,14 +338,17 @@ fn truncate_symbols(p: &mut pprof::Profile, limits: &Limits) {
     if max > 0 {
         for s in &mut p.string_table {
             if s.len() > max {
-                let mut start = s.len() - max;
-                while !s.is_char_boundary(start) {
-                    start += 1;
-                }
+                let start = s.len() - symbol_tail(s, max).len();
                 s.drain(..start);
             }
         }
     }
+}
+
+/// The last `max` bytes of `s` (fewer at a character boundary): what a
+/// symbol longer than `max_profile_symbol_value_length` keeps.
+pub(crate) fn symbol_tail(s: &str, max: usize) -> &str {
+    &s[s.ceil_char_boundary(s.len().saturating_sub(max))..]
 }
 
 /// Groups sample indexes by their string labels (sorted `(key, value)` string ids).
@@ -386,11 +389,8 @@ fn abbreviated(s: &str) -> String {
     if s.len() <= QUOTED_BYTES {
         return s.to_string();
     }
-    let mut end = QUOTED_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &s[..end], s.len())
+    let head = &s[..s.floor_char_boundary(QUOTED_BYTES)];
+    format!("{head}…({} bytes)", s.len())
 }
 
 /// `labels` as Pyroscope quotes them in errors, long names and values

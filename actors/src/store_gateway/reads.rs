@@ -44,22 +44,17 @@ use ignis_query::block_slice::Claimed;
 use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, MemoryBudget, Scope, Source};
 use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP};
+use ignis_storage::head::approx_row_bytes;
 use tracing::Instrument;
 
 use super::{Entry, StoreGateway, tables_key};
 use crate::querier::QueryFailure;
 
-/// Bytes one `(stack, value)` sample row takes once decoded (see
-/// `ignis_query::budget::approx_rows_bytes`).
-const SAMPLE_BYTES: u64 = 12;
-
 /// What decoding all of a block holds, from its stats: its rows (a profile
 /// row and each sample) and its symbol tables.
 fn whole_decode_bytes(meta: &BlockMeta) -> u64 {
     let st = &meta.stats;
-    st.profiles * 72
-        + st.samples * SAMPLE_BYTES
-        + st.span_samples * 24
+    approx_row_bytes(st.profiles, st.samples, st.span_samples)
         + st.stacks * 64
         + st.locations * 112
         + st.functions * 48
@@ -198,7 +193,7 @@ impl StoreGateway {
                 budget.charge(whole, &what)?;
                 return Ok((self.load(meta).await?, BlockRead::Whole, whole));
             }
-            reserved = candidates.saturating_mul(SAMPLE_BYTES);
+            reserved = approx_row_bytes(0, candidates, 0);
             budget.charge(reserved, &what)?;
         }
         let (reader, scope) = (self.reader.clone(), scope.clone());

@@ -4,15 +4,13 @@
 //! values and times, wrong content types, huge multipart parts, broken JFR
 //! chunks, OTLP indexes out of range, hostile queries and tenant headers).
 
-use std::io::Write;
-
 use anyhow::Result;
 use ignis_integration::fixtures::{push_request, read_fixture};
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use ignis_storage::proto::types::v1::LabelPair;
 use prost::Message;
 use serde_json::{Value, json};
+
+use crate::bad_input::{gzip, push_with};
 
 /// What a hostile request may get back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +106,6 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let _ = e.write_all(data);
-    e.finish().unwrap_or_default()
-}
-
 /// A gzip stream that inflates to 1 GiB of zeros (1 024 members of 1 MiB)
 /// in about a megabyte.
 fn gzip_bomb() -> Vec<u8> {
@@ -127,31 +119,11 @@ fn varint(v: u64) -> Vec<u8> {
     out
 }
 
-fn labels(service: &str) -> Vec<LabelPair> {
+fn labels(service: &str) -> Vec<(String, String)> {
     vec![
-        LabelPair {
-            name: "__name__".into(),
-            value: "process_cpu".into(),
-        },
-        LabelPair {
-            name: "service_name".into(),
-            value: service.into(),
-        },
+        ("__name__".into(), "process_cpu".into()),
+        ("service_name".into(), service.into()),
     ]
-}
-
-fn push_of(labels: Vec<LabelPair>, raw_profile: Vec<u8>) -> Vec<u8> {
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels,
-            samples: vec![RawSample {
-                raw_profile,
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec()
 }
 
 /// The Go CPU fixture, decoded.
@@ -170,7 +142,7 @@ fn pprof_push(
 ) -> Vec<u8> {
     let mut p = base.clone();
     f(&mut p);
-    push_of(labels(service), p.encode_to_vec())
+    push_with(labels(service), p.encode_to_vec())
 }
 
 /// A multipart form body with `parts` (name, content).
@@ -252,7 +224,7 @@ fn protobuf_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile, plain: &[u8], g
     }
     for i in 1..=20 {
         let cut = plain.len() * i / 21;
-        let body = push_of(labels("attack.cut"), plain[..cut].to_vec());
+        let body = push_with(labels("attack.cut"), plain[..cut].to_vec());
         out.push(post(format!("pprof cut at {cut}"), PUSH, PROTO, body).may_pass());
     }
     for i in 1..=5 {
@@ -273,7 +245,7 @@ fn protobuf_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile, plain: &[u8], g
         b.extend(varint(len));
         b.extend_from_slice(b"abc");
         out.push(post(format!("push length {len}"), PUSH, PROTO, b.clone()));
-        let body = push_of(labels("attack.varint"), b);
+        let body = push_with(labels("attack.varint"), b);
         out.push(post(format!("pprof length {len}"), PUSH, PROTO, body));
     }
     // An 11-byte varint (invalid) and a varint cut in the middle.
@@ -291,7 +263,7 @@ fn protobuf_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile, plain: &[u8], g
         "pprof groups 100k deep",
         PUSH,
         PROTO,
-        push_of(labels("attack.deep"), deep),
+        push_with(labels("attack.deep"), deep),
     ));
     // Unknown fields of every wire type in a valid pprof: ignored, stored.
     let mut unknown = plain.to_vec();
@@ -301,7 +273,7 @@ fn protobuf_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile, plain: &[u8], g
             "pprof unknown fields",
             PUSH,
             PROTO,
-            push_of(labels("attack.unknown"), unknown),
+            push_with(labels("attack.unknown"), unknown),
         )
         .stored(),
     );
@@ -315,7 +287,7 @@ fn protobuf_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile, plain: &[u8], g
             "pprof sample 1M frames deep",
             PUSH,
             PROTO,
-            push_of(labels("attack.deepstack"), deep_stack.encode_to_vec()),
+            push_with(labels("attack.deepstack"), deep_stack.encode_to_vec()),
         )
         .may_pass(),
     );
@@ -540,59 +512,47 @@ fn pprof_content_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile) {
         );
     }
     // Labels: 100 000 of them, a 1 MB value, an empty name, no labels, invalid UTF-8.
-    let many: Vec<LabelPair> = (0..100_000)
-        .map(|i| LabelPair {
-            name: format!("l{i}"),
-            value: "v".into(),
-        })
+    let many: Vec<(String, String)> = (0..100_000)
+        .map(|i| (format!("l{i}"), "v".into()))
         .collect();
     let plain = cpu.encode_to_vec();
     out.push(post(
         "push 100k labels",
         PUSH,
         PROTO,
-        push_of([labels("attack.labels"), many].concat(), plain.clone()),
+        push_with([labels("attack.labels"), many].concat(), plain.clone()),
     ));
     let mut long = labels("attack.labels");
-    long.push(LabelPair {
-        name: "big".into(),
-        value: "v".repeat(1 << 20),
-    });
+    long.push(("big".into(), "v".repeat(1 << 20)));
     out.push(post(
         "push 1 MB label value",
         PUSH,
         PROTO,
-        push_of(long, plain.clone()),
+        push_with(long, plain.clone()),
     ));
     let mut empty = labels("attack.labels");
-    empty.push(LabelPair {
-        name: String::new(),
-        value: "v".into(),
-    });
+    empty.push((String::new(), "v".into()));
     out.push(post(
         "push empty label name",
         PUSH,
         PROTO,
-        push_of(empty, plain.clone()),
+        push_with(empty, plain.clone()),
     ));
     out.push(post(
         "push no labels",
         PUSH,
         PROTO,
-        push_of(vec![], plain.clone()),
+        push_with(vec![], plain.clone()),
     ));
     let mut dup = labels("attack.labels");
-    dup.push(LabelPair {
-        name: "service_name".into(),
-        value: "other".into(),
-    });
+    dup.push(("service_name".into(), "other".into()));
     out.push(post(
         "push duplicate label",
         PUSH,
         PROTO,
-        push_of(dup, plain.clone()),
+        push_with(dup, plain.clone()),
     ));
-    let mut body = push_of(labels("attack.utf8"), plain.clone());
+    let mut body = push_with(labels("attack.utf8"), plain.clone());
     if let Some(i) = body.windows(11).position(|w| w == b"attack.utf8") {
         body[i] = 0xff;
     }
@@ -627,7 +587,7 @@ fn pprof_content_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile) {
         "push 100k series",
         PUSH,
         PROTO,
-        push_of(labels("attack.series"), wide.encode_to_vec()),
+        push_with(labels("attack.series"), wide.encode_to_vec()),
     ));
 }
 
@@ -638,7 +598,7 @@ fn bomb_attacks(out: &mut Vec<Attack>, plain: &[u8]) {
         "pprof gzip bomb",
         PUSH,
         "application/proto",
-        push_of(labels("attack.bomb"), bomb.clone()),
+        push_with(labels("attack.bomb"), bomb.clone()),
     ));
     out.push(
         post(
@@ -704,7 +664,7 @@ fn bomb_attacks(out: &mut Vec<Attack>, plain: &[u8]) {
         "pprof 5 MB decompressed",
         PUSH,
         "application/proto",
-        push_of(labels("attack.big"), gzip(&big)),
+        push_with(labels("attack.big"), gzip(&big)),
     ));
     // A multipart profile part of 5 MB, 10 000 parts, no closing boundary, no boundary.
     let b = "XyZzy";

@@ -16,13 +16,15 @@ use crate::tenants::push_go_cpu;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const PROTO: (&str, &str) = ("content-type", "application/proto");
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+/// `data` gzipped (fast).
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = e.write_all(data);
     e.finish().unwrap_or_default()
 }
 
-fn push_with(labels: Vec<(String, String)>, raw_profile: Vec<u8>) -> Vec<u8> {
+/// A Push of one series with `labels` and one raw profile.
+pub(crate) fn push_with(labels: Vec<(String, String)>, raw_profile: Vec<u8>) -> Vec<u8> {
     PushRequest {
         series: vec![RawProfileSeries {
             labels: labels
