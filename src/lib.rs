@@ -320,6 +320,7 @@ where
     };
     let tenant_limits = Arc::new(ignis_actors::overrides::TenantLimits::new(
         config.limits.clone(),
+        config.query.limits(),
     ));
     if !config.overrides.file.is_empty() {
         tenant_limits

@@ -32,10 +32,13 @@ struct State {
     /// Tenants with waiters that are at their running limit.
     blocked: HashSet<String>,
     queues: HashMap<String, VecDeque<oneshot::Sender<Slot>>>,
+    /// Tenants with their own `(max_running, max_queued)`.
+    own: HashMap<String, (usize, usize)>,
 }
 
 /// Query slots shared fairly among tenants.
 pub struct FairSlots {
+    total: usize,
     max_running: usize,
     max_queued: usize,
     state: Mutex<State>,
@@ -67,6 +70,7 @@ impl FairSlots {
             n => n.min(total),
         };
         Arc::new(Self {
+            total,
             max_running,
             max_queued,
             state: Mutex::new(State {
@@ -81,14 +85,15 @@ impl FairSlots {
     pub async fn acquire(self: &Arc<Self>, tenant: &str) -> Result<Slot, TooManyQueued> {
         let rx = {
             let mut s = self.state.lock();
+            let (max_running, max_queued) = self.limits_of(&s, tenant);
             let running = s.running.get(tenant).copied().unwrap_or(0);
             let queued = s.queues.get(tenant).map_or(0, VecDeque::len);
-            if s.free > 0 && running < self.max_running && queued == 0 && s.turns.is_empty() {
+            if s.free > 0 && running < max_running && queued == 0 && s.turns.is_empty() {
                 s.free -= 1;
                 *s.running.entry(tenant.to_string()).or_default() += 1;
                 return Ok(self.slot(tenant));
             }
-            if self.max_queued > 0 && queued >= self.max_queued {
+            if max_queued > 0 && queued >= max_queued {
                 return Err(TooManyQueued {
                     tenant: tenant.to_string(),
                     queued,
@@ -98,7 +103,7 @@ impl FairSlots {
             let queue = s.queues.entry(tenant.to_string()).or_default();
             queue.push_back(tx);
             if queue.len() == 1 {
-                if running < self.max_running {
+                if running < max_running {
                     s.turns.push_back(tenant.to_string());
                 } else {
                     s.blocked.insert(tenant.to_string());
@@ -123,11 +128,53 @@ impl FairSlots {
         }
     }
 
+    /// `tenant`'s `(max_running, max_queued)`: its own or the node's.
+    fn limits_of(&self, s: &State, tenant: &str) -> (usize, usize) {
+        match s.own.get(tenant) {
+            Some(&(running, queued)) => (running, queued),
+            None => (self.max_running, self.max_queued),
+        }
+    }
+
+    /// Gives `tenant` its own limits: at most `max_running` queries at once
+    /// and `max_queued` waiting (each 0: the node's).
+    pub fn set_tenant_limits(
+        self: &Arc<Self>,
+        tenant: &str,
+        max_running: usize,
+        max_queued: usize,
+    ) {
+        let handed = {
+            let mut s = self.state.lock();
+            if max_running == 0 && max_queued == 0 {
+                s.own.remove(tenant);
+            } else {
+                let running = match max_running {
+                    0 => self.max_running,
+                    n => n.min(self.total),
+                };
+                let queued = match max_queued {
+                    0 => self.max_queued,
+                    n => n,
+                };
+                s.own.insert(tenant.to_string(), (running, queued));
+            }
+            // A raised limit lets its blocked waiters take turns; a lowered
+            // one applies as its running queries end.
+            let (max_running, _) = self.limits_of(&s, tenant);
+            let running = s.running.get(tenant).copied().unwrap_or(0);
+            if running < max_running && s.blocked.remove(tenant) {
+                s.turns.push_back(tenant.to_string());
+            }
+            self.hand_out(&mut s)
+        };
+        self.send(handed);
+    }
+
     /// Frees a slot of `tenant` and hands free slots to waiting tenants in
     /// turn.
     fn release(self: &Arc<Self>, tenant: &str) {
-        let mut handed = Vec::new();
-        {
+        let handed = {
             let mut s = self.state.lock();
             s.free += 1;
             if let Some(n) = s.running.get_mut(tenant) {
@@ -137,37 +184,57 @@ impl FairSlots {
                 }
             }
             // Below its limit again: its waiters take turns again.
-            if s.blocked.remove(tenant) {
+            let (max_running, _) = self.limits_of(&s, tenant);
+            let running = s.running.get(tenant).copied().unwrap_or(0);
+            if running < max_running && s.blocked.remove(tenant) {
                 s.turns.push_back(tenant.to_string());
             }
-            while s.free > 0 {
-                let Some(next) = s.turns.pop_front() else {
-                    break;
-                };
-                let Some(tx) = s.queues.get_mut(&next).and_then(VecDeque::pop_front) else {
-                    s.queues.remove(&next);
-                    continue;
-                };
-                s.free -= 1;
-                let running = {
-                    let n = s.running.entry(next.clone()).or_default();
-                    *n += 1;
-                    *n
-                };
-                if s.queues.get(&next).is_some_and(|q| !q.is_empty()) {
-                    if running < self.max_running {
-                        s.turns.push_back(next.clone());
-                    } else {
-                        s.blocked.insert(next.clone());
-                    }
-                } else {
-                    s.queues.remove(&next);
-                }
-                handed.push((tx, next));
+            self.hand_out(&mut s)
+        };
+        self.send(handed);
+    }
+
+    /// Takes free slots for waiting tenants in turn; returns whom to send them.
+    fn hand_out(&self, s: &mut State) -> Vec<(oneshot::Sender<Slot>, String)> {
+        let mut handed = Vec::new();
+        while s.free > 0 {
+            let Some(next) = s.turns.pop_front() else {
+                break;
+            };
+            let max_running = self.limits_of(s, &next).0;
+            if s.running.get(&next).copied().unwrap_or(0) >= max_running {
+                // Its limit was lowered while it waited its turn.
+                s.blocked.insert(next);
+                continue;
             }
+            let Some(tx) = s.queues.get_mut(&next).and_then(VecDeque::pop_front) else {
+                s.queues.remove(&next);
+                continue;
+            };
+            s.free -= 1;
+            let running = {
+                let n = s.running.entry(next.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            if s.queues.get(&next).is_some_and(|q| !q.is_empty()) {
+                if running < max_running {
+                    s.turns.push_back(next.clone());
+                } else {
+                    s.blocked.insert(next.clone());
+                }
+            } else {
+                s.queues.remove(&next);
+            }
+            handed.push((tx, next));
         }
-        // Outside the lock: for a waiter gone (its client closed) the send
-        // fails and the slot it returns is dropped, which hands it on.
+        handed
+    }
+
+    /// Sends slots taken by [`FairSlots::hand_out`], outside the lock: for
+    /// a waiter gone (its client closed) the send fails and the slot it
+    /// returns is dropped, which hands it on.
+    fn send(self: &Arc<Self>, handed: Vec<(oneshot::Sender<Slot>, String)>) {
         for (tx, next) in handed {
             drop(tx.send(self.slot(&next)));
         }
@@ -258,6 +325,48 @@ mod tests {
             .expect("c got the slot b's gone waiter was handed")
             .unwrap()
             .unwrap();
+        assert_eq!(slots.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_its_own_limits_runs_that_many() {
+        let slots = FairSlots::new(4, 1, 0);
+        slots.set_tenant_limits("big", 3, 1);
+        let held: Vec<Slot> = futures::future::join_all((0..3).map(|_| slots.acquire("big")))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(slots.load(), (3, 0));
+        let s = slots.clone();
+        let waiting = tokio::spawn(async move { s.acquire("big").await.map(|_slot| ()) });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let err = slots
+            .acquire("big")
+            .await
+            .err()
+            .expect("its own queue limit");
+        assert_eq!(err.queued, 1);
+        // Others keep the node's limit of one.
+        let small = slots.acquire("small").await.unwrap();
+        let s = slots.clone();
+        let small2 = tokio::spawn(async move { s.acquire("small").await.map(|_slot| ()) });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(slots.load(), (4, 2));
+        // Raising small's limit lets its waiter run once a slot frees.
+        slots.set_tenant_limits("small", 2, 0);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(1), small2)
+            .await
+            .expect("small's second query runs under its raised limit")
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        drop(small);
         assert_eq!(slots.load(), (0, 0));
     }
 }

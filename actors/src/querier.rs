@@ -62,6 +62,8 @@ pub struct RunQuery<R> {
     /// The query's memory budget (its reads charged it already; the merge
     /// charges what it builds).
     pub budget: Arc<MemoryBudget>,
+    /// The tenant's query limits.
+    pub limits: Arc<QueryLimits>,
 }
 
 impl<R: Send + 'static> Message for RunQuery<R> {
@@ -84,13 +86,10 @@ pub(crate) fn with_sources<T>(
 }
 
 /// Runs `msg` on the blocking pool.
-pub(crate) async fn merge<R: Send + 'static>(
-    msg: RunQuery<R>,
-    limits: Arc<QueryLimits>,
-) -> Result<R, QueryFailure> {
+pub(crate) async fn merge<R: Send + 'static>(msg: RunQuery<R>) -> Result<R, QueryFailure> {
     tokio::task::spawn_blocking(move || {
         with_sources(&msg.local, &msg.blocks, &msg.remote, |sources| {
-            let engine = Engine::new(sources, &limits).with_budget(&msg.budget);
+            let engine = Engine::new(sources, &msg.limits).with_budget(&msg.budget);
             (msg.query)(&engine).map_err(QueryFailure::from)
         })
     })
@@ -99,17 +98,8 @@ pub(crate) async fn merge<R: Send + 'static>(
 }
 
 /// Merges a tenant's queries over its ingester's snapshot, the blocks and
-/// the peers' answers, on the blocking pool.
-pub struct Querier {
-    limits: Arc<QueryLimits>,
-}
-
-impl Querier {
-    /// A querier applying `limits`.
-    pub fn new(limits: Arc<QueryLimits>) -> Self {
-        Self { limits }
-    }
-}
+/// the peers' answers, on the blocking pool, with the limits each carries.
+pub struct Querier;
 
 impl Actor for Querier {
     type Context = Context<Self>;
@@ -121,7 +111,7 @@ impl<R: Send + 'static> Handler<RunQuery<R>> for Querier {
     type Result = ResponseFuture<Result<R, QueryFailure>>;
 
     fn handle(&mut self, msg: RunQuery<R>, _ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(merge(msg, self.limits.clone()))
+        Box::pin(merge(msg))
     }
 }
 

@@ -62,7 +62,6 @@ pub struct Tenants {
     pub(crate) wal: Option<Arc<Wal>>,
     pub(crate) blocks: BlockSettings,
     pub(crate) metrics: Metrics,
-    query_limits: Arc<QueryLimits>,
     /// The node's query slots, shared fairly among tenants.
     query_slots: Arc<FairSlots>,
     cluster: Arc<ClusterContext>,
@@ -119,7 +118,6 @@ impl Tenants {
             wal,
             blocks,
             metrics: metrics.clone(),
-            query_limits: Arc::new(query_limits),
             query_slots: FairSlots::new(max_concurrent_queries, 0, 0),
             cluster: Arc::new(ClusterContext::standalone(
                 "local",
@@ -129,7 +127,10 @@ impl Tenants {
             )),
             store_gateway: None,
             roles: Roles::all(),
-            limits: Arc::new(TenantLimits::new(ignis_ingest::Limits::default())),
+            limits: Arc::new(TenantLimits::new(
+                ignis_ingest::Limits::default(),
+                query_limits,
+            )),
         }
     }
 
@@ -149,10 +150,25 @@ impl Tenants {
     }
 
     /// Applies `limits` to each tenant's ingest (its distributor's rate and
-    /// active series limits; the decoders read them per request).
+    /// active series limits; the decoders read them per request) and
+    /// queries (read per query; its share of the query slots). Their query
+    /// defaults replace the ones given to [`Tenants::new`].
     pub fn with_limits(mut self, limits: Arc<TenantLimits>) -> Self {
         self.limits = limits;
+        let all: Vec<String> = self.limits.overridden();
+        self.apply_slot_limits(&all);
         self
+    }
+
+    fn apply_slot_limits(&self, tenants: &[String]) {
+        for tenant in tenants {
+            let s = self.limits.slots(tenant);
+            self.query_slots.set_tenant_limits(
+                tenant,
+                s.max_concurrent_queries_per_tenant,
+                s.max_queued_queries_per_tenant,
+            );
+        }
     }
 
     /// The ingest limits of `tenant`.
@@ -165,8 +181,10 @@ impl Tenants {
         &self.limits
     }
 
-    /// Tells the running distributors of `tenants` their limits changed.
+    /// Tells the running distributors and the query slots of `tenants`
+    /// their limits changed.
     pub fn apply_limits(&self, tenants: &[String]) {
+        self.apply_slot_limits(tenants);
         for tenant in tenants {
             if let Some(d) = self.get(tenant).and_then(|t| t.distributor) {
                 d.do_send(SetLimits::of(&self.limits.get(tenant)));
@@ -228,10 +246,10 @@ impl Tenants {
         })
     }
 
-    /// A fresh memory budget for one query on this node
+    /// A fresh memory budget for one query of `tenant` on this node
     /// (`max_query_memory_bytes` of its query limits).
-    pub fn query_budget(&self) -> MemoryBudget {
-        MemoryBudget::new(self.query_limits.max_query_memory_bytes)
+    pub fn query_budget(&self, tenant: &str) -> MemoryBudget {
+        MemoryBudget::new(self.limits.query(tenant).max_query_memory_bytes)
     }
 
     /// The blocks this node's store-gateway serves for `tenant` that overlap
@@ -328,11 +346,10 @@ impl Tenants {
                     .with_limits(SetLimits::of(&l.get(&t)))
             })
         });
-        let l = self.query_limits.clone();
         let querier = self
             .roles
             .serves_reads()
-            .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Querier::new(l)));
+            .then(|| Supervisor::start_in_arbiter(arbiter, |_| Querier));
         tracing::info!(tenant, "started tenant actors");
         let actors = TenantActors {
             distributor,
@@ -379,7 +396,8 @@ impl Tenants {
         R: Send + 'static,
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
-        let scope = Scope::record(&self.query_limits, &f)?;
+        let limits = self.limits.query(tenant);
+        let scope = Scope::record(&limits, &f)?;
         // A federated read (`a|b`) takes its turns as one tenant.
         let _slot = self
             .query_slots
@@ -387,7 +405,7 @@ impl Tenants {
             .await
             .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
         let ids: Vec<&str> = tenant_ids(tenant).collect();
-        let budget = Arc::new(self.query_budget());
+        let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
         let parts = futures::future::try_join_all(
             ids.iter()
                 .map(|id| self.sources_of(id, &scope, start_ns, end_ns, &budget)),
@@ -399,6 +417,7 @@ impl Tenants {
             blocks: Vec::new(),
             remote: Vec::new(),
             budget,
+            limits,
         };
         for (remote, blocks, local) in parts {
             query.remote.extend(remote);
@@ -419,11 +438,7 @@ impl Tenants {
             // No actor holds data of the tenant here (nothing of it is in
             // memory, so no querier is started for a read), or the read
             // is federated: merged on the blocking pool directly.
-            None => {
-                crate::querier::merge(query, self.query_limits.clone())
-                    .instrument(span)
-                    .await
-            }
+            None => crate::querier::merge(query).instrument(span).await,
         }
     }
 

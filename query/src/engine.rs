@@ -49,6 +49,40 @@ impl Default for QueryLimits {
     }
 }
 
+impl QueryLimits {
+    /// The stricter of each limit of `self` and `other` (a federated read
+    /// over tenants with different limits keeps every tenant's).
+    pub fn strictest(&self, other: &Self) -> Self {
+        fn min_set<T: Ord + Default + Copy>(a: T, b: T) -> T {
+            let unset = T::default();
+            match (a == unset, b == unset) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => a.min(b),
+            }
+        }
+        Self {
+            max_flamegraph_nodes_default: min_set(
+                self.max_flamegraph_nodes_default,
+                other.max_flamegraph_nodes_default,
+            ),
+            max_flamegraph_nodes_max: min_set(
+                self.max_flamegraph_nodes_max,
+                other.max_flamegraph_nodes_max,
+            ),
+            max_query_length_secs: min_set(self.max_query_length_secs, other.max_query_length_secs),
+            max_query_lookback_secs: min_set(
+                self.max_query_lookback_secs,
+                other.max_query_lookback_secs,
+            ),
+            max_query_memory_bytes: min_set(
+                self.max_query_memory_bytes,
+                other.max_query_memory_bytes,
+            ),
+        }
+    }
+}
+
 /// The sources one tenant's query reads.
 pub struct Engine<'a> {
     sources: &'a [&'a dyn Source],

@@ -31,7 +31,7 @@ pub async fn buildinfo() -> HttpResponse {
     }))
 }
 
-/// `GET /api/v1/tenant_limits`: the ingest limits in force for the
+/// `GET /api/v1/tenant_limits`: the ingest and query limits in force for the
 /// request's tenant (`X-Scope-OrgID`): the configured `limits` with that
 /// tenant's overrides (`overrides.file`) applied.
 pub async fn tenant_limits(
@@ -39,11 +39,24 @@ pub async fn tenant_limits(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.tenant(&req)?;
-    let limits = state.tenants.limits(&tenant);
+    let all = state.tenants.tenant_limits();
+    let slots = all.slots(&tenant);
+    let or_node = |own: usize, node: usize| if own == 0 { node } else { own };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "tenant": tenant,
-        "overridden": state.tenants.tenant_limits().is_overridden(&tenant),
-        "limits": &*limits,
+        "overridden": all.is_overridden(&tenant),
+        "limits": &*all.get(&tenant),
+        "query": &*all.query(&tenant),
+        "query_slots": {
+            "max_concurrent_queries_per_tenant": or_node(
+                slots.max_concurrent_queries_per_tenant,
+                state.config.query.max_concurrent_queries_per_tenant,
+            ),
+            "max_queued_queries_per_tenant": or_node(
+                slots.max_queued_queries_per_tenant,
+                state.config.query.max_queued_queries_per_tenant,
+            ),
+        },
     })))
 }
 

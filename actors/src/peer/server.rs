@@ -70,7 +70,7 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .filter(|m| !skip.contains(&m.ulid))
         .collect();
     // This node's memory is bounded as for its own queries.
-    let budget = tenants.query_budget();
+    let budget = tenants.query_budget(&req.tenant);
     let blocks = tenants
         .block_sources(mine, &scope, &budget)
         .await

@@ -468,7 +468,7 @@ async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<(
     let file = dir.path().join("overrides.toml");
     std::fs::write(
         &file,
-        "[overrides.tiny]\nmax_global_series_per_tenant = 2\nmax_label_names_per_series = 2\n",
+        "[overrides.tiny]\nmax_global_series_per_tenant = 2\nmax_label_names_per_series = 2\nmax_query_length_secs = 3600\nmax_concurrent_queries_per_tenant = 3\n",
     )?;
     let path = file.to_string_lossy().to_string();
     let node = TestNode::start(|c| {
@@ -490,9 +490,16 @@ async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<(
         v["overridden"] == true && v["limits"]["max_global_series_per_tenant"] == 2,
         "{v}"
     );
+    ensure!(
+        v["query"]["max_query_length_secs"] == 3600
+            && v["query_slots"]["max_concurrent_queries_per_tenant"] == 3,
+        "{v}"
+    );
     let v = limits(&other).await?;
     ensure!(
-        v["overridden"] == false && v["limits"]["max_global_series_per_tenant"] == 5000,
+        v["overridden"] == false
+            && v["limits"]["max_global_series_per_tenant"] == 5000
+            && v["query"]["max_query_length_secs"] == 0,
         "{v}"
     );
     // A Go CPU profile is two series (samples and cpu): one service's pass,
@@ -527,6 +534,34 @@ async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<(
         .post(push, &[PROTO], push_with(three.clone(), cpu.clone()))
         .await?;
     expect(&tiny, "three labels for tiny", r, 400, "label names").await?;
+    // tiny's queries may span an hour; other's are unlimited.
+    let wide = |client: &Client| {
+        let body = format!(
+            r#"{{"profileTypeID":"{CPU}","labelSelector":"{{}}","start":1,"end":4000000000000}}"#
+        );
+        let client = client.clone();
+        async move {
+            client
+                .post(
+                    "/querier.v1.QuerierService/SelectMergeStacktraces",
+                    &[("content-type", "application/json")],
+                    body.into_bytes(),
+                )
+                .await
+        }
+    };
+    expect(
+        &tiny,
+        "a wide query of tiny",
+        wide(&tiny).await?,
+        400,
+        "max_query_length",
+    )
+    .await?;
+    ensure!(
+        total_of(&other, CPU, "a").await? > 0,
+        "other queries any range"
+    );
 
     // A new file applies without a restart.
     std::fs::write(
@@ -547,6 +582,12 @@ async fn tenant_limit_overrides_apply_and_reload_without_a_restart() -> Result<(
     ensure!(
         r.status().is_success(),
         "three labels after the reload: {}",
+        r.status()
+    );
+    let r = wide(&tiny).await?;
+    ensure!(
+        r.status().is_success(),
+        "a wide query after the reload: {}",
         r.status()
     );
 
