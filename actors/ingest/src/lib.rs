@@ -13,6 +13,7 @@ pub mod limits;
 pub mod name;
 pub mod otlp;
 pub mod push;
+pub mod relabel;
 pub mod speedscope;
 pub mod split;
 pub mod stacks;

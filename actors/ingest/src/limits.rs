@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::relabel::RelabelRule;
+
 /// Validation limits applied by the distributor. `0` disables a limit, except
 /// for the two size limits, which must be set (they stop gzip bombs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,14 @@ pub struct Limits {
     pub reject_older_than_secs: u64,
     /// Reject profiles further than this many seconds in the future (0: accept any).
     pub reject_newer_than_secs: u64,
+    /// Relabel rules (Prometheus `relabel_config`) applied to every series'
+    /// labels (with `__name__`, `__type__`, `__unit__`) after the built-in
+    /// ones; a series a rule drops is not stored.
+    pub ingestion_relabeling_rules: Vec<RelabelRule>,
+    /// Relabel rules deciding which sample types of a profile are kept: each
+    /// sees the profile's labels with `__type__` and `__unit__`; a sample
+    /// type a rule drops is not stored.
+    pub sample_type_relabeling_rules: Vec<RelabelRule>,
 }
 
 impl Default for Limits {
@@ -62,6 +72,8 @@ impl Default for Limits {
             max_label_names_per_series: 30,
             reject_older_than_secs: 0,
             reject_newer_than_secs: 0,
+            ingestion_relabeling_rules: Vec::new(),
+            sample_type_relabeling_rules: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
 
 use super::error::{IngestError, Reason};
 use super::limits::Limits;
+use crate::relabel::relabel;
 
 /// Sample labels that never become series labels. They stay in the stored
 /// pprof: the head reads `span_id` (or `profile_id`, its older spelling) to
@@ -74,7 +75,9 @@ pub fn split_profile(
         None => (None, None),
     };
 
-    check_series_count(groups.len(), p.sample_type.len(), &labels, limits)?;
+    let keep_type = kept_sample_types(&p, &labels, limits);
+    let kept_types = keep_type.iter().filter(|k| **k).count();
+    check_series_count(groups.len(), kept_types, &labels, limits)?;
     // Series labels are built per group and sample type: a small profile
     // whose samples carry many long label combinations must not expand
     // into gigabytes of label sets.
@@ -98,6 +101,9 @@ pub fn split_profile(
             ));
         }
         for (value_index, st) in p.sample_type.iter().enumerate() {
+            if !keep_type[value_index] {
+                continue;
+            }
             let (sample_type, sample_unit) = (s(st.r#type), s(st.unit));
             let mut l = group_labels.clone();
             // Default relabeling: a wall profile's cpu column is process_cpu.
@@ -113,14 +119,22 @@ pub fn split_profile(
                 l.insert(names::PERIOD_TYPE, pt);
                 l.insert(names::PERIOD_UNIT, pu);
             }
-            l.insert(
-                names::PROFILE_TYPE,
-                format!(
-                    "{name}:{sample_type}:{sample_unit}:{}:{}",
-                    period_type.unwrap_or(""),
-                    period_unit.unwrap_or("")
-                ),
+            if !limits.ingestion_relabeling_rules.is_empty() {
+                if !relabel(&limits.ingestion_relabeling_rules, &mut l) {
+                    continue;
+                }
+                validate_relabeled(&l, limits)?;
+            }
+            let part = |n: &str| l.get(n).unwrap_or("").to_string();
+            let profile_type = format!(
+                "{}:{}:{}:{}:{}",
+                part(names::METRIC_NAME),
+                part(names::TYPE),
+                part(names::UNIT),
+                part(names::PERIOD_TYPE),
+                part(names::PERIOD_UNIT)
             );
+            l.insert(names::PROFILE_TYPE, profile_type);
             if let Some(svc) = l.get(names::SERVICE_NAME).map(str::to_string) {
                 l.insert(names::PRIVATE_SERVICE_NAME, svc);
             }
@@ -148,6 +162,51 @@ pub fn split_profile(
         timestamp_ns,
         series,
     }))
+}
+
+/// Which sample types of `p` the tenant's `sample_type_relabeling_rules`
+/// keep: each is relabeled as the profile's labels with `__type__` and
+/// `__unit__`.
+fn kept_sample_types(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Vec<bool> {
+    let rules = &limits.sample_type_relabeling_rules;
+    let s = |i: i64| p.string_table.get(i as usize).map_or("", String::as_str);
+    p.sample_type
+        .iter()
+        .map(|st| {
+            if rules.is_empty() {
+                return true;
+            }
+            let mut l = labels.clone();
+            l.insert(names::TYPE, s(st.r#type));
+            l.insert(names::UNIT, s(st.unit));
+            relabel(rules, &mut l)
+        })
+        .collect()
+}
+
+/// Checks a series' labels after the tenant's relabel rules changed them:
+/// the metric name is still set, and the label limits hold (counted without
+/// the labels the split adds).
+fn validate_relabeled(l: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    if l.get(names::METRIC_NAME).is_none_or(str::is_empty) {
+        return Err(IngestError::new(
+            Reason::InvalidLabels,
+            format!(
+                "invalid labels '{}' with error: invalid metric name (after the tenant's ingestion_relabeling_rules)",
+                shown_labels(l)
+            ),
+        ));
+    }
+    let mut own = l.clone();
+    for n in [
+        names::TYPE,
+        names::UNIT,
+        names::PERIOD_TYPE,
+        names::PERIOD_UNIT,
+    ] {
+        own.remove(n);
+    }
+    validate_labels(&own, limits)
 }
 
 /// Applies the label rules every series gets: default `service_name`, the

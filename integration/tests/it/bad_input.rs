@@ -688,3 +688,136 @@ async fn a_flooding_tenant_gets_429s_while_another_is_served_in_full() -> Result
     ensure!(grew < 256 << 20, "peak RSS grew by {} MiB", grew >> 20);
     Ok(())
 }
+
+#[tokio::test]
+async fn relabel_rules_rename_and_drop_series_and_sample_types() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("overrides.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[overrides.rl.ingestion_relabeling_rules]]
+source_labels = ["service_name"]
+regex = "(.*)-canary"
+target_label = "track"
+replacement = "canary-of-$1"
+
+[[overrides.rl.ingestion_relabeling_rules]]
+source_labels = ["env"]
+regex = "dev"
+action = "drop"
+
+[[overrides.rl.sample_type_relabeling_rules]]
+source_labels = ["__type__"]
+regex = "inuse_space|cpu"
+action = "keep"
+"#,
+    )?;
+    let path = file.to_string_lossy().to_string();
+    let node = TestNode::start(|c| c.overrides.file = path)?;
+    let rl = Client::new(&node.url).with_tenant("rl");
+    let other = Client::new(&node.url).with_tenant("other");
+    let push = "/push.v1.PusherService/Push";
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let cpu = read_fixture("go/cpu.pb.gz")?;
+    let heap = read_fixture("go/heap.pb.gz")?;
+    for client in [&rl, &other] {
+        for (pairs, raw) in [
+            (
+                labels(&[("__name__", "process_cpu"), ("service_name", "api-canary")]),
+                &cpu,
+            ),
+            (
+                labels(&[
+                    ("__name__", "process_cpu"),
+                    ("service_name", "api"),
+                    ("env", "dev"),
+                ]),
+                &cpu,
+            ),
+            (
+                labels(&[("__name__", "memory"), ("service_name", "heap")]),
+                &heap,
+            ),
+        ] {
+            let r = client
+                .post(push, &[PROTO], push_with(pairs, raw.clone()))
+                .await?;
+            ensure!(r.status().is_success(), "push: {}", r.status());
+        }
+    }
+    let exp = ignis_integration::fixtures::read_json("go/cpu.expected.json")?;
+    let cpu_total = exp["value_sums"]["cpu/nanoseconds"].as_i64().unwrap_or(-1);
+    let heap_exp = ignis_integration::fixtures::read_json("go/heap.expected.json")?;
+    let inuse = heap_exp["value_sums"]["inuse_space/bytes"]
+        .as_i64()
+        .unwrap_or(-1);
+    let total = |client: &Client, ty: &str, sel: &str| {
+        let (client, ty, sel) = (client.clone(), ty.to_string(), sel.to_string());
+        async move {
+            let fg = client.flamegraph(&ty, &sel, 1, 4_000_000_000_000).await?;
+            Ok::<_, anyhow::Error>(ignis_integration::client::fg_total(&fg))
+        }
+    };
+    let inuse_type = "memory:inuse_space:bytes:space:bytes";
+    let alloc_type = "memory:alloc_space:bytes:space:bytes";
+    let samples_type = "process_cpu:samples:count:cpu:nanoseconds";
+    // rl: the canary got its label, the dev series was dropped, and only
+    // the kept sample types were stored.
+    ensure!(total(&rl, CPU, r#"{track="canary-of-api"}"#).await? == cpu_total);
+    ensure!(total(&rl, CPU, "{}").await? == cpu_total, "env=dev dropped");
+    ensure!(total(&rl, inuse_type, "{}").await? == inuse);
+    ensure!(
+        total(&rl, alloc_type, "{}").await? == 0,
+        "alloc_space dropped"
+    );
+    ensure!(
+        total(&rl, samples_type, "{}").await? == 0,
+        "samples dropped"
+    );
+    // other: no rules.
+    ensure!(total(&other, CPU, r#"{track="canary-of-api"}"#).await? == 0);
+    ensure!(total(&other, CPU, "{}").await? == 2 * cpu_total);
+    ensure!(total(&other, alloc_type, "{}").await? > 0);
+    // A rule that removes the metric name is a clear 400.
+    std::fs::write(
+        &file,
+        "[[overrides.rl.ingestion_relabeling_rules]]\naction = \"labeldrop\"\nregex = \"__name__\"\n",
+    )?;
+    drop(node);
+    let path = file.to_string_lossy().to_string();
+    let node = TestNode::start(|c| c.overrides.file = path)?;
+    let rl = Client::new(&node.url).with_tenant("rl");
+    let r = rl
+        .post(
+            push,
+            &[PROTO],
+            push_with(labels(&[("__name__", "process_cpu")]), cpu.clone()),
+        )
+        .await?;
+    expect(
+        &rl,
+        "metric name relabeled away",
+        r,
+        400,
+        "invalid metric name",
+    )
+    .await?;
+    // A bad regex in the file stops the node at start with the reason.
+    std::fs::write(
+        &file,
+        "[[overrides.rl.ingestion_relabeling_rules]]\nsource_labels = [\"a\"]\ntarget_label = \"b\"\nregex = \"(\"\n",
+    )?;
+    let path = file.to_string_lossy().to_string();
+    let err = TestNode::start(|c| c.overrides.file = path)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    ensure!(err.contains("invalid regex"), "{err}");
+    Ok(())
+}
