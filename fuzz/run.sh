@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Fuzzes the ingest decoders with cargo-fuzz (libFuzzer): each target for
+# Fuzzes the parsers with cargo-fuzz (libFuzzer): each target for
 # SECONDS (default 20: CI's smoke run), its corpus seeded from
 # ../shared/fixtures. An input that crashes, takes more than 10 s or more
 # than 2 GiB of memory fails the run; libFuzzer saves it under
 # fuzz/artifacts/<target>/ (turn it into a regression test).
 #   bash fuzz/run.sh            # every target, 20 s each
 #   bash fuzz/run.sh 3600 otlp  # one target for an hour
+#   bash fuzz/run.sh 600 block  # block files (builds Parquet: not in the default set;
+#                               # CI covers them with storage's corruption test)
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart_jfr otlp name)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart_jfr otlp name selector)
 
 rustup toolchain list | grep -q '^nightly' \
   || { echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
@@ -38,15 +40,20 @@ mkdir -p corpus/ingest
 printf '\x04main;work\nmain;idle\n' > corpus/ingest/seed-lines
 printf '\x01\x00\x00\x01\x01f\x03\x00' > corpus/ingest/seed-tree
 printf '\x05{"shared":{"frames":[{"name":"a"}]},"profiles":[{"type":"sampled","name":"p","unit":"none","startValue":0,"endValue":1,"samples":[[0]],"weights":[1]}]}' > corpus/ingest/seed-speedscope
-mkdir -p corpus/multipart_jfr corpus/otlp corpus/name
+mkdir -p corpus/multipart_jfr corpus/otlp corpus/name corpus/selector corpus/block
 { gzip -dc "$FIX/go/heap.pb.gz"; printf '\xff\x00{"alloc_space":{"units":"bytes","display-name":"alloc_in_new_tlab_bytes"}}'; } > corpus/multipart_jfr/seed-pprof
 printf '\x01{"resourceProfiles":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeProfiles":[{"profiles":[{"sampleType":{"typeStrindex":1,"unitStrindex":2},"samples":[{"stackIndex":1,"values":["5"]}],"timeUnixNano":"1795000000000000000"}]}]}],"dictionary":{"stringTable":["","samples","count","main"],"mappingTable":[{}],"functionTable":[{},{"nameStrindex":3}],"locationTable":[{},{"lines":[{"functionIndex":1}]}],"stackTable":[{},{"locationIndices":[1]}],"linkTable":[{}],"attributeTable":[{}]}}' > corpus/otlp/seed-json
 printf 'fixture.go.app{__session_id__=77e4,env=test,region=us-east}' > corpus/name/seed-name
 printf 'now-1h' > corpus/name/seed-time
+printf 'process_cpu{service_name="api", pod=~"api-.*", env!="dev", "a.b"!~`x|y`}' > corpus/selector/seed-selector
+# block: byte 0 picks the file (and bit 7 the mode); 0xffff keeps the length.
+for i in 0 1 2 3 4 5 6 7 8 9; do printf "\\x0$i\\xff\\xff\\x10\\x00\\x00" > corpus/block/seed-patch-$i; done
 
 for t in "${TARGETS[@]}"; do
   echo "== fuzz $t for ${SECONDS_EACH}s"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- \
+  features=()
+  [ "$t" = block ] && features=(--features blocks)
+  cargo +nightly fuzz run "${features[@]}" "$t" "corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 \
     | grep -E '^(==|#[0-9]+ +DONE|stat::number_of_executed_units|SUMMARY|ERROR|Running|INFO: Seed)|panicked|Crash|crash-|timeout-|oom-' || true
   # cargo fuzz exits non-zero on a finding; pipefail is off inside the pipe, so check artifacts.

@@ -165,7 +165,10 @@ pub fn scope_of(path: &str) -> Option<Scope> {
         crate::grpc::EXPORT_PATH,
     ];
     const ADMIN: [&str; 4] = ["/metrics", "/api/v1/status/config", "/cluster", "/scrape"];
-    if path == "/ready" || path.starts_with("/internal/") {
+    // The web UI's page and code hold no data (its API calls are checked),
+    // so it loads and asks for a credential itself.
+    if path == "/ready" || path == "/" || path.starts_with("/ui/") || path.starts_with("/internal/")
+    {
         None
     } else if WRITE.contains(&path) {
         Some(Scope::Write)
@@ -253,7 +256,14 @@ pub fn check(config: &AuthConfig, req: &ServiceRequest) -> Result<(), ApiError> 
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let who = authorize(config, header, scope)?;
+    let who = authorize(config, header, scope).map_err(|mut e| {
+        // The web UI asks for credentials in its own form: no browser
+        // dialog for its calls (`X-Requested-With`, as XHR libraries send).
+        if req.headers().contains_key("x-requested-with") {
+            e.challenge = false;
+        }
+        e
+    })?;
     req.extensions_mut().insert(who);
     Ok(())
 }
@@ -324,6 +334,8 @@ mod tests {
         assert_eq!(scope_of("/ready"), None);
         assert_eq!(scope_of("/ingest"), Some(Scope::Write));
         assert_eq!(scope_of("/metrics"), Some(Scope::Admin));
+        assert_eq!(scope_of("/"), None);
+        assert_eq!(scope_of("/ui/app.js"), None);
         assert_eq!(
             scope_of("/querier.v1.QuerierService/SelectSeries"),
             Some(Scope::Read)

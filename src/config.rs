@@ -426,6 +426,9 @@ pub enum ConfigError {
     Missing(PathBuf),
 }
 
+/// Most threads a thread-count setting may ask for.
+const MAX_THREADS: usize = 1024;
+
 impl Config {
     /// Defaults, then `file` (if any), then `IGNIS_…` variables from `env`.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -467,6 +470,16 @@ impl Config {
             ));
         }
         Roles::parse(&self.target).map_err(|e| ConfigError::Invalid(format!("target: {e}")))?;
+        for (key, n) in [
+            ("server.http_workers", self.server.http_workers),
+            ("server.actor_threads", self.server.actor_threads),
+        ] {
+            if n > MAX_THREADS {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: {n} threads; at most {MAX_THREADS} (0: one per core)"
+                )));
+            }
+        }
         if self
             .server
             .http_listen_address

@@ -93,8 +93,14 @@ impl From<&ApiError> for Status {
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Serves gRPC on `listener` until the returned task is aborted; aborting it
-/// also ends the connections it accepted.
-pub fn spawn(listener: TcpListener, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+/// also ends the connections it accepted. With `tls`, connections are TLS
+/// (the HTTP listener's certificate, reloaded with it; ALPN `h2`).
+pub fn spawn(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Arc<crate::tls::ReloadingCert>>,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(Arc::new(t.server_config())));
     tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
@@ -111,20 +117,43 @@ pub fn spawn(listener: TcpListener, state: Arc<AppState>) -> tokio::task::JoinHa
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let state = state.clone();
+            let acceptor = acceptor.clone();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
-                });
-                if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "gRPC connection ended");
+                match acceptor {
+                    None => serve(stream, state).await,
+                    Some(acceptor) => {
+                        // A handshake that stalls must not hold the task forever.
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => serve(tls, state).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "gRPC TLS handshake failed"),
+                            Err(_) => tracing::debug!("gRPC TLS handshake timed out"),
+                        }
+                    }
                 }
             });
         }
     })
+}
+
+/// Serves one connection's HTTP/2 gRPC calls.
+async fn serve<IO>(io: IO, state: Arc<AppState>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, &state).await) }
+    });
+    if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(error = %e, "gRPC connection ended");
+    }
 }
 
 async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {

@@ -298,7 +298,13 @@ where
             .iter()
             .map(|(t, s)| (t.clone(), secs(*s)))
             .collect(),
-        keep_shipped: secs(config.storage.block_sync_interval_secs.max(1) * 3),
+        keep_shipped: secs(
+            config
+                .storage
+                .block_sync_interval_secs
+                .max(1)
+                .saturating_mul(3),
+        ),
     };
     // A standalone node is a cluster of one (config validation gave it
     // every role): the same write and read paths, with no peer to call.
@@ -462,19 +468,6 @@ where
         scrape: scrape_status,
     });
     tracing::info!(address = %listener.local_addr()?, roles = ?roles.names(), "ignis node listening");
-    let grpc_loop = match config.server.otlp_grpc_listen_address.as_str() {
-        address if !address.is_empty() && roles.serves_writes() => {
-            let grpc = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    address: address.to_string(),
-                    source,
-                })?;
-            tracing::info!(address = %grpc.local_addr()?, "OTLP gRPC listening");
-            Some(grpc::spawn(grpc, state.clone().into_inner()))
-        }
-        _ => None,
-    };
     let auth = Arc::new(config.auth.clone());
     let tls = match (
         config.server.tls_cert_file.as_str(),
@@ -485,6 +478,19 @@ where
             tls::ReloadingCert::open(cert.as_ref(), key.as_ref())
                 .map_err(|e| config::ConfigError::Invalid(format!("server.tls_cert_file: {e}")))?,
         ),
+    };
+    let grpc_loop = match config.server.otlp_grpc_listen_address.as_str() {
+        address if !address.is_empty() && roles.serves_writes() => {
+            let grpc = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    address: address.to_string(),
+                    source,
+                })?;
+            tracing::info!(address = %grpc.local_addr()?, "OTLP gRPC listening");
+            Some(grpc::spawn(grpc, state.clone().into_inner(), tls.clone()))
+        }
+        _ => None,
     };
     let tls_loop = tls
         .as_ref()

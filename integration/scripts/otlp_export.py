@@ -184,6 +184,7 @@ def main():
     ap.add_argument("--tenant")
     ap.add_argument("--authorization")
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--ca", help="gRPC over TLS, trusting this PEM certificate")
     a = ap.parse_args()
     req = build_request(read_pprof(a.pprof), a.service)
     if a.proto:
@@ -193,7 +194,12 @@ def main():
     if a.grpc:
         import grpc
 
-        with grpc.insecure_channel(a.grpc) as channel:
+        if a.ca:
+            creds = grpc.ssl_channel_credentials(root_certificates=open(a.ca, "rb").read())
+            channel = grpc.secure_channel(a.grpc, creds)
+        else:
+            channel = grpc.insecure_channel(a.grpc)
+        with channel:
             export = channel.unary_unary(
                 EXPORT,
                 request_serializer=svc.ExportProfilesServiceRequest.SerializeToString,

@@ -108,13 +108,15 @@ def http(method, url, body=None, headers=None, timeout=60):
         return e.code, e.read()
 
 
-def ingest(base, name, body, fmt, from_s, until_s, sample_rate=None, ctype="application/octet-stream", tenant=None):
+def ingest(base, name, body, fmt, from_s, until_s, sample_rate=None, ctype="application/octet-stream", tenant=None, token=None):
     q = {"name": name, "format": fmt, "from": str(from_s), "until": str(until_s)}
     if sample_rate is not None:
         q["sampleRate"] = str(sample_rate)
     headers = {"Content-Type": ctype}
     if tenant:
         headers["X-Scope-OrgID"] = tenant
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     status, resp = http("POST", f"{base}/ingest?{urllib.parse.urlencode(q)}", body, headers)
     if status != 200:
         raise RuntimeError(f"ingest {name}: HTTP {status}: {resp[:300]!r}")
@@ -734,6 +736,41 @@ def check_multitenant(ui, c, url, fixtures):
     c.check("tenancy: with the tenant entered, its data loads", mt.state()["tenant"] == tenant and m and m["total"] == 8_710_000_000 and not mt.visible("#errors"), f"{m and m['total']}")
 
 
+def check_auth(ui, c, url, token, fixtures):
+    """Authentication on: the page loads, asks for a credential in its own form
+    (no browser dialog), refuses a wrong one, and with the token shows its
+    tenant's data; signing out asks again."""
+    base = url.rstrip("/")
+    now = int(time.time())
+    go_cpu = open(os.path.join(fixtures, "go", "cpu.pb.gz"), "rb").read()
+    ingest(base, "ui.auth.app", with_time_nanos(go_cpu, (now - 120) * 1_000_000_000), "pprof", now - 120, now - 110, token=token)
+    status, _ = http("POST", f"{base}/querier.v1.QuerierService/ProfileTypes", b"{}", {"Content-Type": "application/json"})
+    c.check("auth: the API answers 401 without a credential", status == 401, f"{status}")
+    au = UI(ui.d, base, ui.shots)
+    au.open({})
+    au.wait("!document.getElementById('login').hidden", what="the sign-in form")
+    c.check("auth: the sign-in form is shown, the query views are not", au.visible("#login") and not au.visible("#main"))
+    au.screenshot("sign-in", max_height=900)
+
+    def sign_in(user, secret):
+        ui.d.find_element("css selector", "#login-user").clear()
+        ui.d.find_element("css selector", "#login-user").send_keys(user)
+        ui.d.find_element("css selector", "#login-secret").send_keys(secret + "\n")
+        au.idle()
+
+    sign_in("", "wrong-token")
+    au.wait("!document.getElementById('login-error').hidden", what="the sign-in error")
+    c.check("auth: a wrong token is refused with the server's reason", au.visible("#login") and "invalid credentials" in (au.text("#login-error") or ""), au.text("#login-error"))
+    sign_in("", token)
+    au.wait("document.getElementById('login').hidden", what="signed in")
+    au.idle()
+    m = au.model()
+    c.check("auth: with the token, its tenant's data loads", m and m["total"] == 8_710_000_000 and au.visible("#sign-out"), f"{m and m['total']}")
+    ui.d.find_element("css selector", "#sign-out").click()
+    au.wait("!document.getElementById('login').hidden", what="the sign-in form after signing out")
+    c.check("auth: signing out asks for a credential again", au.visible("#login"))
+
+
 def check_perf(ui, c, truth, bench_out):
     n_expected = truth["big_nodes"]
     params = {"service": "ui.big.app", "type": CPU, "view": "flamegraph", "maxNodes": "65536"}
@@ -795,6 +832,8 @@ def main():
     ap.add_argument("--docs", default=os.path.join(REPO, "docs", "screenshots"), help="copy flamegraph.png and diff.png here ('' to skip)")
     ap.add_argument("--load-only", action="store_true", help="load the test data and exit")
     ap.add_argument("--multitenant-url", help="optional: a second server started with tenancy.require_tenant_header=true")
+    ap.add_argument("--auth-url", help="optional: a server with authentication on and --auth-token for a tenant")
+    ap.add_argument("--auth-token", help="the bearer token of --auth-url")
     args = ap.parse_args()
     base = args.url.rstrip("/")
     os.makedirs(args.screenshots, exist_ok=True)
@@ -819,6 +858,8 @@ def main():
         c.run("exports", lambda: check_exports(ui, c, dl, args.fixtures))
         if args.multitenant_url:
             c.run("multi-tenancy", lambda: check_multitenant(ui, c, args.multitenant_url, args.fixtures))
+        if args.auth_url:
+            c.run("authentication", lambda: check_auth(ui, c, args.auth_url, args.auth_token, args.fixtures))
         c.run("performance", lambda: check_perf(ui, c, truth, args.bench_out))
         severe = [e for e in ui.console_errors() if "favicon" not in e["message"] and "Failed to load resource" not in e["message"]]
         c.check("browser: no JavaScript errors in the console", not severe, "; ".join(e["message"][:200] for e in severe[:5]))

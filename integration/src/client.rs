@@ -41,7 +41,16 @@ impl Client {
         }
     }
 
-    /// The same client acting as `tenant`.
+    /// The same client sending its requests through `http` (e.g. one that
+    /// trusts a test certificate).
+    pub fn with_client(&self, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending `X-Scope-OrgID: tenant`.
     pub fn with_tenant(&self, tenant: &str) -> Self {
         Self {
             tenant: Some(tenant.to_string()),

@@ -137,10 +137,10 @@ impl<'a> Engine<'a> {
             start_ms = start_ms.max(oldest);
         }
         let max = self.limits.max_query_length_secs;
-        if max > 0 && end_ms - start_ms > max * 1000 {
+        if max > 0 && end_ms.saturating_sub(start_ms) > max.saturating_mul(1000) {
             return Err(QueryError::invalid(format!(
                 "the query time range exceeds the limit (max_query_length, actual: {}s, limit: {max}s)",
-                (end_ms - start_ms) / 1000
+                end_ms.saturating_sub(start_ms) / 1000
             )));
         }
         Ok((

@@ -24,6 +24,15 @@ pub enum QueryError {
     ResourceExhausted(String),
 }
 
+impl From<ignis_storage::selector::SelectorError> for QueryError {
+    fn from(e: ignis_storage::selector::SelectorError) -> Self {
+        Self::Selector {
+            selector: e.selector,
+            reason: e.reason,
+        }
+    }
+}
+
 impl QueryError {
     /// An invalid-argument error.
     pub fn invalid(msg: impl Into<String>) -> Self {

@@ -4,7 +4,7 @@
 // through `set`, which records it in the URL (history entry or replace).
 
 import { byId, h, replace } from './lib/dom.js';
-import { ApiError, connect, num, setTenant } from './lib/api.js';
+import { ApiError, connect, num, setTenant, signIn, signOut, signedIn } from './lib/api.js';
 import { DATA_KEYS, buildSelector, maxNodesOf, normalizeMatchers, parseState, printState } from './lib/url-state.js';
 import { describe, formatDateTime, formatDuration, isRelative, resolveRange, stepFor } from './lib/time-range.js';
 import { profileTypeLabel, unitOf } from './lib/units.js';
@@ -85,6 +85,19 @@ export class App {
       return b;
     });
     replace(byId('tabs'), ...this.tabs);
+
+    byId('login').addEventListener('submit', (e) => {
+      e.preventDefault();
+      signIn(byId('login-user').value, byId('login-secret').value);
+      byId('login-secret').value = '';
+      this.needsLogin = false;
+      this.loginError = '';
+      this.refresh();
+    });
+    byId('sign-out').addEventListener('click', () => {
+      signOut();
+      this.refresh();
+    });
 
     this.tenantInput = byId('tenant');
     const commitTenant = () => this.set({ tenant: this.tenantInput.value.trim() });
@@ -208,9 +221,16 @@ export class App {
         this.cache.catalog = await this.track(this.fetchCatalog(range));
         this.clearError('catalog');
         this.needsTenant = false;
+        this.needsLogin = false;
       } catch (e) {
         this.cache.catalogKey = '';
         if (e instanceof ApiError && e.needsTenant) this.needsTenant = true;
+        if (e instanceof ApiError && e.needsLogin) {
+          // A stored credential that no longer works is dropped.
+          this.loginError = signedIn() ? e.message : '';
+          signOut();
+          this.needsLogin = true;
+        }
         this.reportError('catalog', e);
         this.syncControls();
         this.renderView();
@@ -479,6 +499,11 @@ export class App {
       b.setAttribute('aria-current', on ? 'page' : 'false');
     }
     document.body.dataset.view = s.view;
+    document.body.classList.toggle('needs-login', !!this.needsLogin);
+    byId('login').hidden = !this.needsLogin;
+    byId('login-error').hidden = !this.loginError;
+    byId('login-error').textContent = this.loginError || '';
+    byId('sign-out').hidden = this.needsLogin || !signedIn();
     const showTenant = this.needsTenant || !!s.tenant;
     byId('tenant-field').hidden = !showTenant;
     byId('tenant-hint').hidden = !this.needsTenant || !!s.tenant;

@@ -6,7 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod attime;
-#[cfg(feature = "blocks")]
+#[cfg(feature = "block-files")]
 pub mod block;
 pub mod head;
 pub mod interner;
@@ -14,6 +14,7 @@ pub mod labels;
 pub mod profile_type;
 pub mod proto;
 pub mod record;
+pub mod selector;
 pub mod symbols;
 #[cfg(feature = "blocks")]
 pub mod wal;

@@ -157,9 +157,23 @@ async fn credentials_reach_only_their_tenants_and_scopes() -> Result<()> {
         ensure!(r.iter().all(|&s| s == 403), "reader-a as {tenant}: {r:?}");
     }
     ensure!(reads(&writer_a).await?.iter().all(|&s| s == 403));
-    // The web UI's page too (a browser asks for Basic credentials on 401).
-    ensure!(anon.get("/").await?.status() == 401);
-    ensure!(reader_a.get("/").await?.status() == 200);
+    // The web UI's page and code hold no data: they load for anyone and
+    // the page asks for a credential in its own form. Its calls (sent with
+    // X-Requested-With) get no WWW-Authenticate, so browsers show no
+    // dialog; other clients get the challenge.
+    ensure!(anon.get("/").await?.status() == 200);
+    ensure!(anon.get("/ui/app.js").await?.status() == 200);
+    let types = "/querier.v1.QuerierService/ProfileTypes";
+    let r = anon.post(types, &[JSON], b"{}".to_vec()).await?;
+    ensure!(r.status() == 401 && r.headers().contains_key("www-authenticate"));
+    let r = anon
+        .post(
+            types,
+            &[JSON, ("x-requested-with", "XMLHttpRequest")],
+            b"{}".to_vec(),
+        )
+        .await?;
+    ensure!(r.status() == 401 && !r.headers().contains_key("www-authenticate"));
 
     // The node's own state is for admins; an admin may use any tenant.
     ensure!(reader_a.get("/metrics").await?.status() == 403);
@@ -197,7 +211,7 @@ async fn internal_calls_need_the_cluster_secret() -> Result<()> {
 }
 
 /// A self-signed certificate for 127.0.0.1 made by the openssl command.
-fn self_signed(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
+pub(crate) fn self_signed(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let (tmp_cert, tmp_key) = (dir.join("new-cert.pem"), dir.join("new-key.pem"));
     let ok = std::process::Command::new("openssl")

@@ -10,6 +10,7 @@ mod binary;
 mod blocks;
 mod cluster;
 mod common;
+mod config_edges;
 mod durability;
 mod fairness;
 mod formats;

@@ -474,3 +474,51 @@ async fn otlp_grpc_checks_credentials_with_auth_on() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn otlp_grpc_over_tls_with_the_http_listeners_certificate() -> Result<()> {
+    python_packages()?;
+    let grpc_port = free_port()?;
+    let dir = tempfile::tempdir()?;
+    let (cert, _) = crate::auth::self_signed(dir.path(), "grpc")?;
+    let key = dir.path().join("key.pem").to_string_lossy().to_string();
+    let cert_file = cert.clone();
+    let node = TestNode::start(|c| {
+        c.server.otlp_grpc_listen_address = format!("127.0.0.1:{grpc_port}");
+        c.server.tls_cert_file = cert_file;
+        c.server.tls_key_file = key;
+    })?;
+    let addr = format!("127.0.0.1:{grpc_port}");
+    let export = |service: &str, extra: &[&str]| {
+        let mut args = vec!["--service", service, "--grpc", &addr];
+        args.extend_from_slice(extra);
+        let out = Command::new("python3")
+            .arg(script())
+            .arg(fixtures_dir().join("go/cpu.pb.gz"))
+            .args(&args)
+            .output()?;
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let ok = export("grpc.tls", &["--ca", &cert])?;
+    ensure!(ok.trim() == "{}", "over TLS: {ok}");
+    // Plain h2c is not served on a TLS listener.
+    let plain = export("grpc.plain", &[])?;
+    ensure!(plain.contains("UNAVAILABLE"), "without TLS: {plain}");
+    let https = node.url.replacen("http://", "https://", 1);
+    let client = Client::new(&https).with_client(
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?])
+            .build()?,
+    );
+    let truth = read_json("go/cpu.expected.json")?;
+    let total = truth["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    for (service, want) in [("grpc.tls", total), ("grpc.plain", 0)] {
+        let fg = client
+            .flamegraph(CPU, &selector(service), START_MS, END_MS)
+            .await?;
+        ensure!(fg_total(&fg) == want, "{service}: {}", fg_total(&fg));
+    }
+    Ok(())
+}

@@ -40,6 +40,18 @@ async fn web_ui_in_headless_chromium() -> Result<()> {
     }
     let node = TestNode::start(|_| {})?;
     let multitenant = TestNode::start(|c| c.tenancy.require_tenant_header = true)?;
+    // Authentication on: a token for one tenant (the UI signs in with it).
+    let token = "ui-token-7f3a";
+    let authed = TestNode::start(|c| {
+        c.auth.enabled = true;
+        c.auth.credentials = vec![ignis::auth::Credential::new(
+            "ui",
+            &["ui-auth"],
+            &[ignis::auth::Scope::Read, ignis::auth::Scope::Write],
+            "",
+            token,
+        )];
+    })?;
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     std::fs::create_dir_all(&shots)?;
     let bench = shots.join("bench.json");
@@ -50,6 +62,10 @@ async fn web_ui_in_headless_chromium() -> Result<()> {
         node.url.clone(),
         "--multitenant-url".into(),
         multitenant.url.clone(),
+        "--auth-url".into(),
+        authed.url.clone(),
+        "--auth-token".into(),
+        token.into(),
         "--fixtures".into(),
         fixtures_dir().display().to_string(),
         "--screenshots".into(),

@@ -15,7 +15,12 @@ export class ApiError extends Error {
 
   /** True when the server wants an `X-Scope-OrgID` header. */
   get needsTenant() {
-    return this.status === 401 || this.code === 'unauthenticated';
+    return this.status === 401 && this.message === 'no org id';
+  }
+
+  /** True when the server wants credentials (authentication is on). */
+  get needsLogin() {
+    return this.status === 401 && !this.needsTenant;
   }
 
   toString() {
@@ -35,10 +40,53 @@ export function currentTenant() {
   return tenant;
 }
 
+// The credential of this tab (sessionStorage: gone when the tab closes).
+const AUTH_KEY = 'ignis.authorization';
+
+function stored() {
+  try {
+    return sessionStorage.getItem(AUTH_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+let authorization = stored();
+
+/** Signs in: a token alone is sent as Bearer, a user name and secret as HTTP Basic. */
+export function signIn(user, secret) {
+  const u = (user || '').trim();
+  authorization = u
+    ? `Basic ${btoa(String.fromCharCode(...new TextEncoder().encode(`${u}:${secret}`)))}`
+    : `Bearer ${(secret || '').trim()}`;
+  try {
+    sessionStorage.setItem(AUTH_KEY, authorization);
+  } catch {
+    // Private mode without storage: kept in memory only.
+  }
+}
+
+/** Forgets the credential. */
+export function signOut() {
+  authorization = '';
+  try {
+    sessionStorage.removeItem(AUTH_KEY);
+  } catch {
+    // Nothing stored.
+  }
+}
+
+/** True when this tab holds a credential. */
+export function signedIn() {
+  return !!authorization;
+}
+
 /** Headers every request carries. */
 export function baseHeaders(extra = {}) {
-  const headers = { ...extra };
+  // X-Requested-With: a missing credential gets no browser dialog; the UI asks.
+  const headers = { 'X-Requested-With': 'XMLHttpRequest', ...extra };
   if (tenant) headers['X-Scope-OrgID'] = tenant;
+  if (authorization) headers.Authorization = authorization;
   return headers;
 }
 

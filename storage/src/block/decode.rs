@@ -13,7 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{Int64Type, UInt32Type};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::BlockError;
 use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, row_files};
@@ -33,12 +33,25 @@ pub const SYMBOL_FILES: [&str; 5] = [
 /// The key of one profile row: `(series_ref, timestamp_ns, profile_id)`.
 pub type RowKey = (u32, i64, u64);
 
-/// Reads one Parquet file (its bytes) into batches.
+/// Reads one Parquet file (its bytes) into batches. The Arrow schema
+/// embedded in the file is not read: the columns' types come from the
+/// Parquet schema (the same for the files Ignis writes), and a damaged
+/// embedded schema would panic Arrow's IPC decoder. The Parquet reader
+/// itself panics on some damaged pages (a dictionary-encoded page without
+/// its dictionary): that is caught and reported as a corrupt file.
 pub fn read_parquet(data: &Bytes) -> Result<Vec<RecordBatch>, BlockError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data.clone())?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    let read = || -> Result<Vec<RecordBatch>, BlockError> {
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(data.clone(), options)?
+            .with_batch_size(64 * 1024)
+            .build()?;
+        Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(BlockError::Corrupt(
+            "a Parquet file is damaged (its reader panicked)".into(),
+        ))
+    })
 }
 
 fn read(files: &HashMap<String, Bytes>, name: &str) -> Result<Vec<RecordBatch>, BlockError> {

@@ -1,0 +1,277 @@
+//! Prometheus-style label selectors: `name{a="b", c!="d", e=~"re", f!~"re"}`.
+
+use regex::Regex;
+
+use crate::{Labels, names};
+
+/// A selector that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to parse label selector {selector:?}: {reason}")]
+pub struct SelectorError {
+    /// The selector text.
+    pub selector: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A matcher operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~`
+    Regex,
+    /// `!~`
+    NotRegex,
+}
+
+/// One label matcher. A missing label matches as the empty string.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Label name.
+    pub name: String,
+    /// Operator.
+    pub op: MatchOp,
+    /// Value or regex source.
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+impl Matcher {
+    /// Builds a matcher; regexes are fully anchored.
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, String> {
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("invalid regex {value:?}: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            name: name.into(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// An equality matcher.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            regex: None,
+        }
+    }
+
+    /// Whether `value` (empty when the label is absent) satisfies the matcher.
+    pub fn matches_value(&self, value: &str) -> bool {
+        match self.op {
+            MatchOp::Equal => value == self.value,
+            MatchOp::NotEqual => value != self.value,
+            MatchOp::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+        }
+    }
+
+    /// Whether a label set satisfies the matcher.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matches_value(labels.get(&self.name).unwrap_or(""))
+    }
+}
+
+/// True when every matcher matches.
+pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers.iter().all(|m| m.matches(labels))
+}
+
+/// Parses a selector. A leading metric name becomes a `__name__` matcher.
+pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
+    let err = |reason: String| SelectorError {
+        selector: input.to_string(),
+        reason,
+    };
+    let mut p = Parser {
+        s: input.as_bytes(),
+        i: 0,
+    };
+    let mut out = Vec::new();
+    p.skip_ws();
+    if p.i >= p.s.len() {
+        return Err(err("empty selector".into()));
+    }
+    if p.peek() != Some(b'{') {
+        let name = p.ident(true).map_err(err)?;
+        out.push(Matcher::equal(names::METRIC_NAME, name));
+        p.skip_ws();
+        if p.i >= p.s.len() {
+            return Ok(out);
+        }
+    }
+    p.expect(b'{').map_err(err)?;
+    loop {
+        p.skip_ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+            break;
+        }
+        let name = if matches!(p.peek(), Some(b'"' | b'\'' | b'`')) {
+            p.string().map_err(err)?
+        } else {
+            p.ident(false).map_err(err)?
+        };
+        p.skip_ws();
+        let op = p.op().map_err(err)?;
+        p.skip_ws();
+        let value = p.string().map_err(err)?;
+        out.push(Matcher::new(name, op, value).map_err(err)?);
+        p.skip_ws();
+        match p.peek() {
+            Some(b',') => p.i += 1,
+            Some(b'}') => {
+                p.i += 1;
+                break;
+            }
+            _ => return Err(err(format!("expected ',' or '}}' at offset {}", p.i))),
+        }
+    }
+    p.skip_ws();
+    if p.i != p.s.len() {
+        return Err(err(format!("unexpected trailing input at offset {}", p.i)));
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at offset {}", c as char, self.i))
+        }
+    }
+
+    fn ident(&mut self, metric: bool) -> Result<String, String> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            let ok = c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || (metric && c == b':');
+            if !ok {
+                break;
+            }
+            self.i += 1;
+        }
+        if start == self.i || self.s[start].is_ascii_digit() {
+            return Err(format!("expected a label name at offset {start}"));
+        }
+        Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+    }
+
+    fn op(&mut self) -> Result<MatchOp, String> {
+        let two = self.s.get(self.i..self.i + 2);
+        let op = match two {
+            Some(b"=~") => MatchOp::Regex,
+            Some(b"!=") => MatchOp::NotEqual,
+            Some(b"!~") => MatchOp::NotRegex,
+            _ if self.peek() == Some(b'=') => {
+                self.i += 1;
+                return Ok(MatchOp::Equal);
+            }
+            _ => {
+                return Err(format!(
+                    "expected one of =, !=, =~, !~ at offset {}",
+                    self.i
+                ));
+            }
+        };
+        self.i += 2;
+        Ok(op)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let Some(q @ (b'"' | b'\'' | b'`')) = self.peek() else {
+            return Err(format!("expected a quoted string at offset {}", self.i));
+        };
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err("unterminated string".into());
+            };
+            self.i += 1;
+            if c == q {
+                break;
+            }
+            if c == b'\\' && q != b'`' {
+                let Some(e) = self.peek() else {
+                    return Err("unterminated escape".into());
+                };
+                self.i += 1;
+                out.push(match e {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    other => other,
+                });
+                continue;
+            }
+            out.push(c);
+        }
+        String::from_utf8(out).map_err(|_| "string is not valid UTF-8".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_operators() {
+        let m = parse_selector(r#"{a="b", c!='d', e=~"x.*", f!~`y|z`, "g.h"="i\"j"}"#).unwrap();
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[4].name, "g.h");
+        assert_eq!(m[4].value, "i\"j");
+        let l = Labels::from_pairs([("a", "b"), ("e", "xyz"), ("f", "q")]);
+        assert!(matches_all(&m[..4], &l));
+        assert!(!m[3].matches(&Labels::from_pairs([("f", "y")])));
+        // Regexes are anchored.
+        assert!(!parse_selector(r#"{e=~"x"}"#).unwrap()[0].matches(&l));
+    }
+
+    #[test]
+    fn metric_name_with_colons_and_empty() {
+        let m =
+            parse_selector(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="app"}"#)
+                .unwrap();
+        assert_eq!(m[0].name, "__name__");
+        assert_eq!(m[0].value, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert!(parse_selector("{}").unwrap().is_empty());
+        assert!(parse_selector("").is_err());
+        assert!(parse_selector("{a=b}").is_err());
+        assert!(parse_selector(r#"{a="b""#).is_err());
+        assert!(parse_selector(r#"{a=~"("}"#).is_err());
+    }
+}
