@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart_jfr otlp name selector)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart multipart_jfr otlp name selector)
 
 rustup toolchain list | grep -q '^nightly' \
   || { echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
@@ -40,7 +40,8 @@ mkdir -p corpus/ingest
 printf '\x04main;work\nmain;idle\n' > corpus/ingest/seed-lines
 printf '\x01\x00\x00\x01\x01f\x03\x00' > corpus/ingest/seed-tree
 printf '\x05{"shared":{"frames":[{"name":"a"}]},"profiles":[{"type":"sampled","name":"p","unit":"none","startValue":0,"endValue":1,"samples":[[0]],"weights":[1]}]}' > corpus/ingest/seed-speedscope
-mkdir -p corpus/multipart_jfr corpus/otlp corpus/name corpus/selector corpus/block
+mkdir -p corpus/multipart corpus/multipart_jfr corpus/otlp corpus/name corpus/selector corpus/block
+printf '\x01b--b\r\nContent-Disposition: form-data; name="profile"; filename="p.pprof"\r\n\r\nPPROF\r\n--b\r\nContent-Disposition: form-data; name="sample_type_config"; filename="c.json"\r\n\r\n{}\r\n--b--\r\n' > corpus/multipart/seed-two-parts
 { gzip -dc "$FIX/go/heap.pb.gz"; printf '\xff\x00{"alloc_space":{"units":"bytes","display-name":"alloc_in_new_tlab_bytes"}}'; } > corpus/multipart_jfr/seed-pprof
 printf '\x01{"resourceProfiles":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeProfiles":[{"profiles":[{"sampleType":{"typeStrindex":1,"unitStrindex":2},"samples":[{"stackIndex":1,"values":["5"]}],"timeUnixNano":"1795000000000000000"}]}]}],"dictionary":{"stringTable":["","samples","count","main"],"mappingTable":[{}],"functionTable":[{},{"nameStrindex":3}],"locationTable":[{},{"lines":[{"functionIndex":1}]}],"stackTable":[{},{"locationIndices":[1]}],"linkTable":[{}],"attributeTable":[{}]}}' > corpus/otlp/seed-json
 printf 'fixture.go.app{__session_id__=77e4,env=test,region=us-east}' > corpus/name/seed-name

@@ -391,6 +391,12 @@ pub struct ClusterConfig {
     pub rpc_retries: u32,
     /// Memory for replica writes kept for a node that is down (hinted handoff).
     pub max_hint_bytes: usize,
+    /// With TLS on the HTTP listener (`server.tls_cert_file`), internal
+    /// calls go over HTTPS and trust only the certificates in this PEM file
+    /// (the CA that signed the nodes' certificates; empty: the node's own
+    /// certificate, for a cluster sharing one). Every node of a cluster
+    /// serves TLS or none does.
+    pub tls_ca_file: String,
 }
 
 impl Default for ClusterConfig {
@@ -411,6 +417,7 @@ impl Default for ClusterConfig {
             rpc_timeout_ms: 5000,
             rpc_retries: 2,
             max_hint_bytes: 256 << 20,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -464,6 +471,12 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate().map_err(ConfigError::Invalid)?;
+        if !self.cluster.tls_ca_file.is_empty() && self.server.tls_cert_file.is_empty() {
+            return Err(ConfigError::Invalid(
+                "cluster.tls_ca_file is for TLS between nodes, which needs server.tls_cert_file"
+                    .into(),
+            ));
+        }
         if self.server.tls_cert_file.is_empty() != self.server.tls_key_file.is_empty() {
             return Err(ConfigError::Invalid(
                 "server.tls_cert_file and server.tls_key_file are set together".into(),

@@ -184,6 +184,16 @@ async fn join_cluster(
     )
     .map_err(|e| bad(e.to_string()))?
     .with_secret(&c.secret);
+    // TLS on the HTTP listener: peers are called over HTTPS too.
+    let rpc = match (config.server.tls_cert_file.as_str(), c.tls_ca_file.as_str()) {
+        ("", _) => rpc,
+        (cert, ca) => {
+            let roots_file = if ca.is_empty() { cert } else { ca };
+            let roots = std::fs::read(roots_file)
+                .map_err(|e| bad(format!("reading {roots_file} (cluster TLS roots): {e}")))?;
+            rpc.with_tls(&roots).map_err(|e| bad(e.to_string()))?
+        }
+    };
     // Keep the members gauge current.
     let mut watch = membership.watch();
     let gauge = metrics.cluster_members.clone();

@@ -56,31 +56,61 @@ pub const SECRET_HEADER: &str = "x-ignis-cluster-secret";
 #[derive(Clone)]
 pub struct RpcClient {
     http: reqwest::Client,
+    timeout: Duration,
     retries: u32,
     protocol: String,
     secret: Option<String>,
+    scheme: &'static str,
+}
+
+/// The HTTP client of internal calls, trusting `roots` (PEM) only when set.
+fn http_client(timeout: Duration, roots: Option<&[u8]>) -> Result<reqwest::Client, RpcError> {
+    let unusable = |reason: String| RpcError::Unreachable {
+        addr: String::new(),
+        reason,
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(2)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true);
+    if let Some(pem) = roots {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| unusable(format!("cannot read the cluster's TLS roots: {e}")))?;
+        if certs.is_empty() {
+            return Err(unusable(
+                "the cluster's TLS roots hold no certificate".into(),
+            ));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| unusable(format!("cannot build HTTP client: {e}")))
 }
 
 impl RpcClient {
     /// A client speaking internal protocol `protocol` whose calls time out
     /// after `timeout` and retry unreachable peers up to `retries` times.
     pub fn new(timeout: Duration, retries: u32, protocol: u32) -> Result<Self, RpcError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| RpcError::Unreachable {
-                addr: String::new(),
-                reason: format!("cannot build HTTP client: {e}"),
-            })?;
         Ok(Self {
-            http,
+            http: http_client(timeout, None)?,
+            timeout,
             retries,
             protocol: protocol.to_string(),
             secret: None,
+            scheme: "http",
         })
+    }
+
+    /// The same client calling peers over HTTPS, trusting only the
+    /// certificates in `roots_pem` (a CA bundle, or the cluster's shared
+    /// certificate); a peer's certificate must name the address it
+    /// advertises.
+    pub fn with_tls(mut self, roots_pem: &[u8]) -> Result<Self, RpcError> {
+        self.http = http_client(self.timeout, Some(roots_pem))?;
+        self.scheme = "https";
+        Ok(self)
     }
 
     /// The same client sending the cluster secret (empty: none) with every call.
@@ -91,7 +121,7 @@ impl RpcClient {
 
     /// Calls `method` on the node at `addr` (`host:port`) with `body`.
     pub async fn call(&self, addr: &str, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
-        let url = format!("http://{addr}{PATH_PREFIX}{method}");
+        let url = format!("{}://{addr}{PATH_PREFIX}{method}", self.scheme);
         let mut attempt = 0;
         loop {
             let mut req = self

@@ -3,11 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures::stream;
 use ignis_actors::distributor::Distribute;
 use ignis_ingest::{
-    IngestBody, IngestError, IngestParams, LegacyFormat, MultipartParts, Reason, decode_legacy,
-    decode_push, detect_format,
+    IngestBody, IngestError, IngestParams, LegacyFormat, Reason, decode_legacy, decode_push,
+    detect_format, parse_multipart,
 };
 use ignis_storage::proto::push::v1::{PushRequest, PushResponse};
 use ignis_storage::{SplitProfile, encode_record};
@@ -89,7 +88,11 @@ async fn ingest_inner(
     let body = decode_content_encoding(req, raw, limits.ingestion_body_limit_bytes)?;
     let multipart = content_type.contains("multipart/form-data");
     let body = if multipart && matches!(format, LegacyFormat::PprofMultipart | LegacyFormat::Jfr) {
-        IngestBody::Multipart(parse_multipart(&content_type, body).await?)
+        IngestBody::Multipart(
+            parse_multipart(&content_type, body)
+                .await
+                .map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?,
+        )
     } else {
         IngestBody::Raw(body)
     };
@@ -172,40 +175,6 @@ pub(crate) async fn store(
         .map_err(ApiError::from_ingester)?;
     count_bytes(state, tenant, endpoint, bytes);
     Ok(())
-}
-
-async fn parse_multipart(content_type: &str, body: Vec<u8>) -> Result<MultipartParts, ApiError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| ApiError::bad_request(format!("invalid multipart Content-Type: {e}")))?;
-    let stream = stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(body)) });
-    let mut form = multer::Multipart::new(stream, boundary);
-    let mut parts = MultipartParts::default();
-    let bad = |e: multer::Error| {
-        ApiError::from_ingest(
-            IngestError::new(
-                Reason::InvalidRequest,
-                format!("invalid multipart body: {e}"),
-            ),
-            StatusCode::BAD_REQUEST,
-        )
-    };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        // Pyroscope only reads file parts.
-        if field.file_name().is_none() {
-            continue;
-        }
-        let name = field.name().unwrap_or("").to_string();
-        let data = field.bytes().await.map_err(bad)?.to_vec();
-        match name.as_str() {
-            "profile" => parts.profile = Some(data),
-            "prev_profile" => parts.prev_profile = Some(data),
-            "sample_type_config" => parts.sample_type_config = Some(data),
-            "jfr" => parts.jfr = Some(data),
-            "labels" => parts.labels = Some(data),
-            _ => {}
-        }
-    }
-    Ok(parts)
 }
 
 /// Counts the body bytes of an accepted request.

@@ -10,6 +10,7 @@ pub mod gzip;
 pub mod jfr;
 pub mod legacy;
 pub mod limits;
+pub mod multipart;
 pub mod name;
 pub mod otlp;
 pub mod push;
@@ -24,4 +25,5 @@ pub use legacy::{
     IngestBody, IngestParams, LegacyFormat, MultipartParts, decode_legacy, detect_format,
 };
 pub use limits::Limits;
+pub use multipart::parse_multipart;
 pub use push::decode_push;

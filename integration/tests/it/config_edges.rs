@@ -3,7 +3,7 @@
 //! stores a profile exactly and answers it. No setting may panic a node
 //! (a zero interval, an overflowing deadline) or hang it (a billion threads).
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use ignis::Config;
 use ignis_integration::client::Client;
 use ignis_integration::node::TestNode;
@@ -121,5 +121,105 @@ async fn numeric_settings_at_their_extremes_are_refused_or_served() -> Result<()
         )
         .await?;
     }
+    Ok(())
+}
+
+/// The repository's `config.toml` and an overrides file damaged thousands
+/// of ways (lines dropped, doubled or cut, values swapped for hostile ones,
+/// bytes changed): each parses or is refused with a reason, never a panic.
+#[test]
+fn damaged_configuration_files_are_refused_or_read_never_panic() -> Result<()> {
+    let config = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml"),
+    )?;
+    let overrides = "[overrides.acme]\ningestion_rate_mb = 8.0\nmax_query_length_secs = 3600\n\n[[overrides.acme.ingestion_relabeling_rules]]\nsource_labels = [\"pod\"]\nregex = \"(.*)-x\"\ntarget_label = \"d\"\n";
+    let hostile = [
+        "-1",
+        "0",
+        "1e309",
+        "-1e309",
+        "nan",
+        "inf",
+        "18446744073709551616",
+        "9223372036854775807",
+        "\"\"",
+        "\"\\u0000\"",
+        "[]",
+        "{}",
+        "[[]]",
+        "true",
+        "\"(\"",
+        "1979-05-27T07:32:00Z",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let limits = ignis_actors::overrides::TenantLimits::new(
+        ignis_ingest::Limits::default(),
+        ignis_query::QueryLimits::default(),
+    );
+    let (mut parsed, mut refused) = (0, 0);
+    for case in 0..4000 {
+        let base = if case % 4 == 3 {
+            overrides
+        } else {
+            config.as_str()
+        };
+        let mut lines: Vec<String> = base.lines().map(String::from).collect();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() % lines.len() as u64) as usize;
+            match next() % 5 {
+                0 => {
+                    lines.remove(i);
+                }
+                1 => {
+                    let l = lines[i].clone();
+                    lines.insert(i, l);
+                }
+                2 => {
+                    let cut = lines[i].floor_char_boundary((next() % 40) as usize);
+                    lines[i].truncate(cut);
+                }
+                3 => {
+                    if let Some((k, _)) = lines[i].split_once('=') {
+                        let v = hostile[(next() % hostile.len() as u64) as usize];
+                        lines[i] = format!("{k}= {v}");
+                    }
+                }
+                _ => {
+                    let mut b = lines[i].clone().into_bytes();
+                    if !b.is_empty() {
+                        let at = (next() % b.len() as u64) as usize;
+                        b[at] = b"=[]{}\"'#.\\\n0aZ"[(next() % 14) as usize];
+                    }
+                    lines[i] = String::from_utf8_lossy(&b).into_owned();
+                }
+            }
+            if lines.is_empty() {
+                break;
+            }
+        }
+        let text = lines.join("\n");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if case % 4 == 3 {
+                limits.parse(&text).is_ok()
+            } else {
+                Config::from_toml(&text).is_ok()
+            }
+        }));
+        match outcome {
+            Ok(true) => parsed += 1,
+            Ok(false) => refused += 1,
+            Err(_) => bail!("a panic on:\n{text}"),
+        }
+    }
+    ensure!(
+        parsed > 100 && refused > 100,
+        "{parsed} parsed, {refused} refused"
+    );
     Ok(())
 }

@@ -9,6 +9,7 @@ mod bad_input;
 mod binary;
 mod blocks;
 mod cluster;
+mod cluster_security;
 mod common;
 mod config_edges;
 mod durability;
