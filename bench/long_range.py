@@ -13,10 +13,13 @@
 
 With --compact, a node whose compactor is due at once first compacts the
 history (settled days become day blocks, read from their 1-day rollups).
+Each node starts with an empty results cache: "cold" is the first query,
+"warm" its repeats (settled hours from the cache); --no-results-cache turns
+the cache off to measure the merge itself.
 
 Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
-       [--runs 5] [--data DIR] [--variants K] [--compact] [--fixtures ../shared/fixtures]
-       [--json]
+       [--runs 5] [--data DIR] [--variants K] [--compact] [--no-results-cache]
+       [--fixtures ../shared/fixtures] [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
 
@@ -51,6 +54,8 @@ def main():
     ap.add_argument("--fixtures", default=os.environ.get(
         "IGNIS_FIXTURES", os.path.join(root, "..", "shared", "fixtures")))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-results-cache", action="store_true",
+                    help="serve with the query-frontend's results cache off (query.results_cache_bytes = 0)")
     ap.add_argument("--variants", type=int, default=1,
                     help="programs the pods are spread over (loadgen --variants)")
     ap.add_argument("--compact", action="store_true",
@@ -86,7 +91,8 @@ def main():
         end_ms = backfill["max_time_ns"] // 1_000_000 + 1
         rows = []
         for name, selector, pods in SELECTIONS:
-            proc, url = serve(a.bin, bucket, work, log)
+            env = {"IGNIS_QUERY__RESULTS_CACHE_BYTES": "0"} if a.no_results_cache else {}
+            proc, url = serve(a.bin, bucket, work, log, **env)
             time.sleep(2)  # the store-gateway indexes the bucket on start
             try:
                 req = {"profileTypeID": CPU, "labelSelector": selector,

@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart multipart_jfr otlp name selector)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart multipart_jfr otlp name selector limits)
 
 rustup toolchain list | grep -q '^nightly' \
   || { echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
@@ -40,6 +40,9 @@ mkdir -p corpus/ingest
 printf '\x04main;work\nmain;idle\n' > corpus/ingest/seed-lines
 printf '\x01\x00\x00\x01\x01f\x03\x00' > corpus/ingest/seed-tree
 printf '\x05{"shared":{"frames":[{"name":"a"}]},"profiles":[{"type":"sampled","name":"p","unit":"none","startValue":0,"endValue":1,"samples":[[0]],"weights":[1]}]}' > corpus/ingest/seed-speedscope
+mkdir -p corpus/limits
+sed -n '/^\[limits\]/,/^\[overrides\]/p' ../config.toml | grep -v '^\[' > corpus/limits/seed-defaults
+printf 'ingestion_rate_mb = 8.0\nmax_global_series_per_tenant = 20000\n[[ingestion_relabeling_rules]]\nsource_labels = ["pod"]\nregex = "(.*)-[a-z0-9]{5}"\ntarget_label = "deployment"\n[[sample_type_relabeling_rules]]\nsource_labels = ["__type__"]\nregex = "cpu"\naction = "keep"\n[[ingestion_relabeling_rules]]\nsource_labels = ["pod"]\ntarget_label = "shard"\nmodulus = 4\naction = "hashmod"\n' > corpus/limits/seed-rules
 mkdir -p corpus/multipart corpus/multipart_jfr corpus/otlp corpus/name corpus/selector corpus/block
 printf '\x01b--b\r\nContent-Disposition: form-data; name="profile"; filename="p.pprof"\r\n\r\nPPROF\r\n--b\r\nContent-Disposition: form-data; name="sample_type_config"; filename="c.json"\r\n\r\n{}\r\n--b--\r\n' > corpus/multipart/seed-two-parts
 { gzip -dc "$FIX/go/heap.pb.gz"; printf '\xff\x00{"alloc_space":{"units":"bytes","display-name":"alloc_in_new_tlab_bytes"}}'; } > corpus/multipart_jfr/seed-pprof

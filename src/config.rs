@@ -271,6 +271,13 @@ pub struct QueryConfig {
     /// and what it merges), in bytes; past it the query fails with 429
     /// `resource_exhausted` naming this setting (0: unlimited).
     pub max_query_memory_bytes: u64,
+    /// Disk for the query-frontend's results cache, in bytes (0: off): the
+    /// merged stacks of settled intervals, under `<data_dir>/results-cache`.
+    /// Needs a store-gateway on the node (its block index keys the entries).
+    pub results_cache_bytes: u64,
+    /// Length of the aligned intervals merges are split into and cached by,
+    /// in seconds (at least 60).
+    pub results_cache_interval_secs: u64,
     /// Rows one SQL query returns at most.
     pub sql_max_rows: usize,
     /// Memory one SQL query may use, in bytes.
@@ -291,6 +298,8 @@ impl Default for QueryConfig {
             max_query_length_secs: l.max_query_length_secs,
             max_query_lookback_secs: l.max_query_lookback_secs,
             max_query_memory_bytes: l.max_query_memory_bytes,
+            results_cache_bytes: 1 << 30,
+            results_cache_interval_secs: 3600,
             sql_max_rows: 10_000,
             sql_max_memory_bytes: 512 << 20,
             sql_timeout_secs: 60,

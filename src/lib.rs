@@ -378,6 +378,25 @@ where
         }
         _ => None,
     };
+    if store_gateway.is_some() && config.query.results_cache_bytes > 0 {
+        // An interval is settled once its data is in blocks the
+        // store-gateway indexed: a head cut, shipped and listed.
+        let s = &config.storage;
+        let settle = s
+            .max_block_duration_secs
+            .saturating_add(s.block_check_interval_secs)
+            .saturating_add(s.block_sync_interval_secs.saturating_mul(2))
+            .saturating_add(60);
+        let cache = ignis_actors::results_cache::ResultsCache::open(
+            &config.storage.data_dir.join("results-cache"),
+            config.query.results_cache_bytes,
+            secs(config.query.results_cache_interval_secs),
+            secs(settle),
+            metrics.clone(),
+        )
+        .map_err(|e| config::ConfigError::Invalid(format!("query.results_cache_bytes: {e}")))?;
+        tenants = tenants.with_results_cache(cache);
+    }
     let tenants = Arc::new(tenants);
     // Only ingesters and store-gateways hold data; other roles read it from them.
     if roles.has(roles::INGESTER) || roles.has(roles::STORE_GATEWAY) {

@@ -90,6 +90,12 @@ pub struct Metrics {
     pub parquet_footers_cached: Gauge,
     /// Block files read from the local disk cache.
     pub block_file_cache_hits: Counter,
+    /// Query intervals the query-frontend answered from its results cache.
+    pub results_cache_hits: Counter,
+    /// Settled query intervals not in the results cache (computed, then stored).
+    pub results_cache_misses: Counter,
+    /// Bytes in the results cache.
+    pub results_cache_bytes: Gauge,
     /// Block files fetched from the bucket (and then cached).
     pub block_file_cache_misses: Counter,
     /// Block files removed from the disk cache to stay within its budget.
@@ -145,6 +151,24 @@ impl Metrics {
         let block_cache_bytes = Gauge::default();
         let hints_pending_bytes = Gauge::default();
         let block_file_cache_hits = Counter::default();
+        let results_cache_hits = Counter::default();
+        let results_cache_misses = Counter::default();
+        let results_cache_bytes = Gauge::default();
+        registry.register(
+            "results_cache_hits",
+            "Query intervals the query-frontend answered from its results cache",
+            results_cache_hits.clone(),
+        );
+        registry.register(
+            "results_cache_misses",
+            "Settled query intervals not in the results cache (computed, then stored)",
+            results_cache_misses.clone(),
+        );
+        registry.register(
+            "results_cache_bytes",
+            "Bytes of merged stacks in the results cache",
+            results_cache_bytes.clone(),
+        );
         let pruned_reads = Counter::default();
         let rollup_reads = Counter::default();
         let compactions = Counter::default();
@@ -407,6 +431,9 @@ impl Metrics {
             pruned_rows_read,
             parquet_footers_cached,
             block_file_cache_hits,
+            results_cache_hits,
+            results_cache_misses,
+            results_cache_bytes,
             block_file_cache_misses,
             block_file_cache_evictions,
             block_file_cache_bytes,

@@ -69,6 +69,8 @@ pub struct Tenants {
     roles: Roles,
     /// Each tenant's ingest limits (defaults and overrides).
     limits: Arc<TenantLimits>,
+    /// The query-frontend's results cache, when this node keeps one.
+    pub(crate) results_cache: Option<Arc<crate::results_cache::ResultsCache>>,
 }
 
 /// The tenants a tenant spec names: one id, or several joined by `|` (a
@@ -131,6 +133,7 @@ impl Tenants {
                 ignis_ingest::Limits::default(),
                 query_limits,
             )),
+            results_cache: None,
         }
     }
 
@@ -190,6 +193,14 @@ impl Tenants {
                 d.do_send(SetLimits::of(&self.limits.get(tenant)));
             }
         }
+    }
+
+    /// Answers settled intervals of stack merges from `cache` (the
+    /// query-frontend's results cache; needs this node's store-gateway,
+    /// whose block index keys the entries).
+    pub fn with_results_cache(mut self, cache: Arc<crate::results_cache::ResultsCache>) -> Self {
+        self.results_cache = Some(cache);
+        self
     }
 
     /// Starts only the actors of `roles` for each tenant (distributors,
@@ -369,6 +380,30 @@ impl Tenants {
         self.query_range(tenant, i64::MIN, i64::MAX, f).await
     }
 
+    /// Runs `f` against the tenant's data in `[start_ns, end_ns]`: through
+    /// the query-frontend's results cache when this node has one and the
+    /// query only merges stacks ([`crate::frontend`]), else directly
+    /// ([`Tenants::query_direct`]).
+    pub async fn query_range<R, F>(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        f: F,
+    ) -> Result<R, QueryFailure>
+    where
+        R: Send + 'static,
+        F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+    {
+        match crate::frontend::cacheable(self, tenant, &f)? {
+            Some((cache, selections)) => {
+                crate::frontend::query_cached(self, &cache, tenant, selections, start_ns, end_ns, f)
+                    .await
+            }
+            None => self.query_direct(tenant, start_ns, end_ns, f).await,
+        }
+    }
+
     /// Runs `f` against the tenant's data in `[start_ns, end_ns]` (the
     /// query's own range), on every node the same way: plan, sources, merge.
     /// `tenant` may name several tenants joined by `|` (a federated read,
@@ -385,7 +420,7 @@ impl Tenants {
     ///   in place.
     /// - Merge: `f` runs again over all of them on the tenant's querier,
     ///   which counts a profile held by several sources once.
-    pub async fn query_range<R, F>(
+    pub(crate) async fn query_direct<R, F>(
         &self,
         tenant: &str,
         start_ns: i64,

@@ -88,6 +88,7 @@ pub struct Engine<'a> {
     sources: &'a [&'a dyn Source],
     limits: &'a QueryLimits,
     budget: Option<&'a MemoryBudget>,
+    premerged: Option<&'a crate::premerged::Premerged>,
 }
 
 const MS: i64 = 1_000_000;
@@ -99,7 +100,16 @@ impl<'a> Engine<'a> {
             sources,
             limits,
             budget: None,
+            premerged: None,
         }
+    }
+
+    /// The same engine answering merges from `premerged` where it holds
+    /// them (the query-frontend's per-interval merges), the sources
+    /// otherwise.
+    pub fn with_premerged(mut self, premerged: &'a crate::premerged::Premerged) -> Self {
+        self.premerged = Some(premerged);
+        self
     }
 
     /// The same engine charging what its merges build to `budget` (which
@@ -323,6 +333,9 @@ impl<'a> Engine<'a> {
     /// source answers from rollups are claimed first, so their replicas
     /// elsewhere count once.
     pub fn merge(&self, sel: &Selection) -> MergedStacks {
+        if let Some(m) = self.premerged.and_then(|p| p.take(sel)) {
+            return m;
+        }
         let mut merged = MergedStacks::default();
         let mut seen = Seen::default();
         for s in self.sources {

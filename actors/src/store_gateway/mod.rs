@@ -270,6 +270,33 @@ impl StoreGateway {
         out
     }
 
+    /// Every block in the index that overlaps `[start_ns, end_ns]` and is
+    /// not replaced, whichever store-gateway serves it, as `(ulid,
+    /// min_time_ns, max_time_ns)` sorted by start: what the results cache
+    /// keys an interval by.
+    pub fn indexed_spans(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<(String, i64, i64)> {
+        let mem = self.mem.read();
+        let replaced = mem.replaced.get(tenant);
+        let mut spans: Vec<(String, i64, i64)> = mem
+            .blocks
+            .get(tenant)
+            .map(|b| {
+                b.values()
+                    .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+                    .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
+                    .map(|m| (m.ulid.clone(), m.min_time_ns, m.max_time_ns))
+                    .collect()
+            })
+            .unwrap_or_default();
+        spans.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        spans
+    }
+
     /// The indexed blocks of `tenant` this node serves that overlap
     /// `[start_ns, end_ns]`, but those compacted blocks replaced.
     pub fn metas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {

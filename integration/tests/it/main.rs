@@ -15,6 +15,7 @@ mod config_edges;
 mod durability;
 mod fairness;
 mod formats;
+mod frontend;
 mod loadgen;
 mod otlp;
 mod query_memory;

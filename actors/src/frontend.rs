@@ -1,0 +1,269 @@
+//! The query-frontend: a query that only merges stacks (flame graphs,
+//! trees, pprof, DOT, diffs, legacy renders) is split into aligned
+//! intervals (an hour by default); settled intervals come from the results
+//! cache ([`crate::results_cache`]) or are merged once and stored, the rest
+//! (the range's edges and the recent part the ingesters still add to) are
+//! merged directly, and the query then runs over the combined merges.
+//!
+//! Every answer equals the direct one: an interval's merge is the merge of
+//! all sources restricted to it (a profile has one timestamp, so it falls in
+//! one interval), and merges add up. Other queries (series, label names,
+//! per-profile totals, span selections) and federated reads go directly.
+
+use std::sync::Arc;
+
+use ignis_query::{Engine, MemoryBudget, MergedStacks, Premerged, QueryError, Scope, Selection};
+
+use crate::querier::QueryFailure;
+use crate::results_cache::{ResultsCache, key, split};
+use crate::tenants::Tenants;
+
+/// The cache and the selections of a query that may go through it.
+pub(crate) type Cacheable = (Arc<ResultsCache>, Vec<Selection>);
+
+/// The cache and the selections of `f`, when it may go through the cache.
+pub(crate) fn cacheable<R, F>(
+    tenants: &Tenants,
+    tenant: &str,
+    f: &F,
+) -> Result<Option<Cacheable>, QueryFailure>
+where
+    F: Fn(&Engine<'_>) -> Result<R, QueryError>,
+{
+    let Some(cache) = tenants.results_cache.clone() else {
+        return Ok(None);
+    };
+    if tenants.store_gateway().is_none() || tenant.contains('|') {
+        return Ok(None);
+    }
+    let limits = tenants.tenant_limits().query(tenant);
+    // A lookback limit moves a range's start with the clock: the plan's
+    // selections and the final run's could differ.
+    if limits.max_query_lookback_secs > 0 {
+        return Ok(None);
+    }
+    let scope = Scope::record(&limits, f)?;
+    let merges_only = scope.stacks
+        && !scope.per_profile
+        && !scope.selections.is_empty()
+        && scope.selections.iter().all(|s| s.spans.is_none());
+    Ok(merges_only.then_some((cache, scope.selections)))
+}
+
+/// The ULIDs of `blocks` (sorted by start) overlapping `part`, sorted.
+fn overlapping(blocks: &[(String, i64, i64)], (a, b): (i64, i64)) -> Vec<String> {
+    let upto = blocks.partition_point(|x| x.1 <= b);
+    let mut ulids: Vec<String> = blocks[..upto]
+        .iter()
+        .filter(|x| x.2 >= a)
+        .map(|x| x.0.clone())
+        .collect();
+    ulids.sort_unstable();
+    ulids
+}
+
+/// Inclusive ranges sorted, adjacent ones joined.
+fn coalesce(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if last.1.checked_add(1).is_some_and(|n| n >= a) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// One part of a selection's range: a cached interval or a direct part.
+struct Piece {
+    /// Which selection it belongs to.
+    of: usize,
+    /// The selection restricted to the part.
+    sel: Selection,
+    /// Its cache key (settled intervals only).
+    key: Option<[u8; 17]>,
+    merged: Option<MergedStacks>,
+}
+
+/// Runs `f` (which only merges `selections`) from cached and fresh
+/// per-interval merges. Falls back to the direct path if `f` asks for a
+/// merge it did not plan.
+pub(crate) async fn query_cached<R, F>(
+    tenants: &Tenants,
+    cache: &ResultsCache,
+    tenant: &str,
+    selections: Vec<Selection>,
+    start_ns: i64,
+    end_ns: i64,
+    f: F,
+) -> Result<R, QueryFailure>
+where
+    R: Send + 'static,
+    F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+{
+    let Some(sg) = tenants.store_gateway() else {
+        return tenants.query_direct(tenant, start_ns, end_ns, f).await;
+    };
+    let now = crate::now_ns();
+    let settled = now.saturating_sub(i64::try_from(cache.settle.as_nanos()).unwrap_or(i64::MAX));
+    let interval = i64::try_from(cache.interval.as_nanos()).unwrap_or(i64::MAX);
+    let mut pieces = Vec::new();
+    for (of, sel) in selections.iter().enumerate() {
+        let sub = |(a, b): (i64, i64)| Selection {
+            start_ns: a,
+            end_ns: b,
+            ..sel.clone()
+        };
+        // Only where blocks are may an interval be cached; the rest of the
+        // range (a wide range's empty years too) is one direct part.
+        let blocks = sg.indexed_spans(tenant, sel.start_ns, sel.end_ns);
+        let covered = blocks
+            .iter()
+            .map(|b| b.1)
+            .min()
+            .zip(blocks.iter().map(|b| b.2).max());
+        let mut direct = Vec::new();
+        let mut cached = Vec::new();
+        match covered {
+            Some((lo, hi)) => {
+                // Widened to whole intervals: a block ends at its last
+                // profile, not at an interval's end.
+                let lo = lo.div_euclid(interval).saturating_mul(interval);
+                let hi = hi
+                    .div_euclid(interval)
+                    .saturating_add(1)
+                    .saturating_mul(interval)
+                    .saturating_sub(1);
+                let (lo, hi) = (lo.max(sel.start_ns), hi.min(sel.end_ns));
+                if sel.start_ns < lo {
+                    direct.push((sel.start_ns, lo - 1));
+                }
+                let parts = split(lo, hi, interval, settled);
+                direct.extend(parts.direct);
+                for part in parts.cached {
+                    let ulids = overlapping(&blocks, part);
+                    if ulids.is_empty() {
+                        direct.push(part);
+                    } else {
+                        cached.push((part, ulids));
+                    }
+                }
+                if hi < sel.end_ns {
+                    direct.push((hi + 1, sel.end_ns));
+                }
+            }
+            None => direct.push((sel.start_ns, sel.end_ns)),
+        }
+        for (part, ulids) in cached {
+            let sel = sub(part);
+            let k = key(tenant, &sel, &ulids);
+            let merged = cache.get(&k);
+            cache.count(merged.is_some());
+            pieces.push(Piece {
+                of,
+                sel,
+                key: Some(k),
+                merged,
+            });
+        }
+        for part in coalesce(direct) {
+            pieces.push(Piece {
+                of,
+                sel: sub(part),
+                key: None,
+                merged: None,
+            });
+        }
+    }
+    // What the cache did not hold: one query over their span, one merge each.
+    let missing: Vec<Selection> = pieces
+        .iter()
+        .filter(|p| p.merged.is_none())
+        .map(|p| p.sel.clone())
+        .collect();
+    if !missing.is_empty() {
+        let lo = missing.iter().map(|s| s.start_ns).min().unwrap_or(start_ns);
+        let hi = missing.iter().map(|s| s.end_ns).max().unwrap_or(end_ns);
+        let subs = missing.clone();
+        let merged: Vec<MergedStacks> = tenants
+            .query_direct(tenant, lo.max(start_ns), hi.min(end_ns), move |e| {
+                Ok(subs.iter().map(|s| e.merge(s)).collect())
+            })
+            .await?;
+        let mut fresh = merged.into_iter();
+        for p in pieces.iter_mut().filter(|p| p.merged.is_none()) {
+            let m = fresh.next().unwrap_or_default();
+            if let Some(k) = &p.key {
+                cache.put(k, &m);
+            }
+            p.merged = Some(m);
+        }
+    }
+    let mut combined: Vec<Option<MergedStacks>> = selections.iter().map(|_| None).collect();
+    for p in pieces {
+        let m = p.merged.unwrap_or_default();
+        match &mut combined[p.of] {
+            Some(all) => all.absorb(&m),
+            slot @ None => *slot = Some(m),
+        }
+    }
+    let premerged = Premerged::new(
+        selections
+            .iter()
+            .cloned()
+            .zip(combined.into_iter().map(Option::unwrap_or_default))
+            .collect(),
+    );
+    let limits = tenants.tenant_limits().query(tenant);
+    let f = Arc::new(f);
+    let run = f.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let budget = MemoryBudget::new(limits.max_query_memory_bytes);
+        let engine = Engine::new(&[], &limits)
+            .with_budget(&budget)
+            .with_premerged(&premerged);
+        let answer = run(&engine).map_err(QueryFailure::from);
+        (answer, premerged.complete())
+    })
+    .await
+    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
+    match answer {
+        (answer, true) => answer,
+        // The query asked for merges it did not plan: answer it directly.
+        (_, false) => {
+            tracing::debug!(
+                tenant,
+                "query-frontend: unplanned merges, answered directly"
+            );
+            tenants
+                .query_direct(tenant, start_ns, end_ns, move |e| f(e))
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_blocks_and_joined_ranges() {
+        let blocks = vec![
+            ("c".to_string(), 0, 99),
+            ("a".to_string(), 50, 149),
+            ("b".to_string(), 200, 299),
+        ];
+        assert_eq!(overlapping(&blocks, (100, 199)), vec!["a".to_string()]);
+        assert_eq!(overlapping(&blocks, (60, 210)), vec!["a", "b", "c"]);
+        assert!(overlapping(&blocks, (150, 199)).is_empty());
+        assert_eq!(
+            coalesce(vec![(10, 19), (0, 9), (30, 39), (20, 25)]),
+            vec![(0, 25), (30, 39)]
+        );
+        assert_eq!(
+            coalesce(vec![(i64::MAX - 1, i64::MAX), (0, 1)]),
+            vec![(0, 1), (i64::MAX - 1, i64::MAX)]
+        );
+    }
+}
