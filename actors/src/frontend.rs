@@ -50,6 +50,10 @@ where
     Ok(merges_only.then_some((cache, scope.selections)))
 }
 
+/// Most direct queries one query is split into (more runs of missing
+/// intervals are read as one).
+const MAX_DIRECT_QUERIES: usize = 4;
+
 /// The ULIDs of `blocks` (sorted by start) overlapping `part`, sorted.
 fn overlapping(blocks: &[(String, i64, i64)], (a, b): (i64, i64)) -> Vec<String> {
     let upto = blocks.partition_point(|x| x.1 <= b);
@@ -140,8 +144,14 @@ where
                     direct.push((sel.start_ns, lo - 1));
                 }
                 let parts = split(lo, hi, interval, settled);
-                direct.extend(parts.direct);
-                for part in parts.cached {
+                // A settled part of one interval (a range's edge) is cached
+                // too, under its exact range: the same query repeated is
+                // then answered from the cache alone.
+                let (edges, rest): (Vec<_>, Vec<_>) = parts.direct.into_iter().partition(|p| {
+                    p.1 < settled && p.0.div_euclid(interval) == p.1.div_euclid(interval)
+                });
+                direct.extend(rest);
+                for part in parts.cached.into_iter().chain(edges) {
                     let ulids = overlapping(&blocks, part);
                     if ulids.is_empty() {
                         direct.push(part);
@@ -176,28 +186,46 @@ where
             });
         }
     }
-    // What the cache did not hold: one query over their span, one merge each.
-    let missing: Vec<Selection> = pieces
-        .iter()
-        .filter(|p| p.merged.is_none())
-        .map(|p| p.sel.clone())
+    // What the cache did not hold: one direct query per run of adjacent
+    // missing parts (a repeat misses only the range's edges: two small
+    // queries, not one over the whole range), one merge per part.
+    let mut missing: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].merged.is_none())
         .collect();
-    if !missing.is_empty() {
-        let lo = missing.iter().map(|s| s.start_ns).min().unwrap_or(start_ns);
-        let hi = missing.iter().map(|s| s.end_ns).max().unwrap_or(end_ns);
-        let subs = missing.clone();
-        let merged: Vec<MergedStacks> = tenants
-            .query_direct(tenant, lo.max(start_ns), hi.min(end_ns), move |e| {
-                Ok(subs.iter().map(|s| e.merge(s)).collect())
-            })
-            .await?;
-        let mut fresh = merged.into_iter();
-        for p in pieces.iter_mut().filter(|p| p.merged.is_none()) {
-            let m = fresh.next().unwrap_or_default();
-            if let Some(k) = &p.key {
+    missing.sort_by_key(|&i| pieces[i].sel.start_ns);
+    let mut groups: Vec<(i64, i64, Vec<usize>)> = Vec::new();
+    for i in missing {
+        let (a, b) = (pieces[i].sel.start_ns, pieces[i].sel.end_ns);
+        match groups.last_mut() {
+            Some(g) if g.1.checked_add(1).is_none_or(|n| n >= a) => {
+                g.1 = g.1.max(b);
+                g.2.push(i);
+            }
+            _ => groups.push((a, b, vec![i])),
+        }
+    }
+    if groups.len() > MAX_DIRECT_QUERIES {
+        let all: Vec<usize> = groups.iter().flat_map(|g| g.2.clone()).collect();
+        let lo = groups.iter().map(|g| g.0).min().unwrap_or(start_ns);
+        let hi = groups.iter().map(|g| g.1).max().unwrap_or(end_ns);
+        groups = vec![(lo, hi, all)];
+    }
+    let runs = groups.iter().map(|(lo, hi, members)| {
+        let subs: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
+        tenants.query_direct(tenant, *lo, *hi, move |e| {
+            Ok(subs
+                .iter()
+                .map(|s| e.merge(s))
+                .collect::<Vec<MergedStacks>>())
+        })
+    });
+    let fresh = futures::future::try_join_all(runs).await?;
+    for ((_, _, members), merged) in groups.iter().zip(fresh) {
+        for (&i, m) in members.iter().zip(merged) {
+            if let Some(k) = &pieces[i].key {
                 cache.put(k, &m);
             }
-            p.merged = Some(m);
+            pieces[i].merged = Some(m);
         }
     }
     let mut combined: Vec<Option<MergedStacks>> = selections.iter().map(|_| None).collect();
