@@ -421,8 +421,12 @@ async fn store_gateway_reads_blocks_lazily_within_its_budget() -> Result<()> {
         ensure!(total_of(&client, CPU, "lazy.app").await? == 2 * per);
         node.stop()?;
     }
-    // Restart with a budget too small for even one block.
-    let node = TestNode::start_in(data.path(), |c| c.storage.block_cache_bytes = 1)?;
+    // Restart with a budget too small for even one block (and no results
+    // cache, which would answer repeats without reading a block).
+    let node = TestNode::start_in(data.path(), |c| {
+        c.storage.block_cache_bytes = 1;
+        c.query.results_cache_bytes = 0;
+    })?;
     let client = Client::new(&node.url);
     ensure!(
         metric(&client, "ignis_block_cache_misses_total").await? == 0.0,
@@ -492,6 +496,8 @@ async fn blocks_of_a_remote_bucket_are_cached_on_local_disk() -> Result<()> {
     s3.create_bucket("ignis-cache").await?;
     let endpoint = s3.endpoint.clone();
     let s3_config = move |c: &mut ignis::Config| {
+        // Repeats must read blocks, not the results cache.
+        c.query.results_cache_bytes = 0;
         c.storage.bucket.backend = "s3".into();
         c.storage.bucket.bucket = "ignis-cache".into();
         c.storage.bucket.endpoint = endpoint.clone();

@@ -71,6 +71,19 @@ fn export_script(args: &[&str]) -> Result<String> {
 }
 
 /// A loopback port nobody listens on right now.
+/// Exports the Go CPU fixture as `service` with grpcio to `addr`
+/// (`otlp_export.py` with `extra` flags); its output.
+fn grpc_export(addr: &str, service: &str, extra: &[&str]) -> Result<String> {
+    let mut args = vec!["--service", service, "--grpc", addr];
+    args.extend_from_slice(extra);
+    let out = Command::new("python3")
+        .arg(script())
+        .arg(fixtures_dir().join("go/cpu.pb.gz"))
+        .args(&args)
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -428,16 +441,7 @@ async fn otlp_grpc_checks_credentials_with_auth_on() -> Result<()> {
         };
     })?;
     let addr = format!("127.0.0.1:{grpc_port}");
-    let export = |service: &str, extra: &[&str]| {
-        let mut args = vec!["--service", service, "--grpc", &addr];
-        args.extend_from_slice(extra);
-        let out = Command::new("python3")
-            .arg(script())
-            .arg(fixtures_dir().join("go/cpu.pb.gz"))
-            .args(&args)
-            .output()?;
-        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
-    };
+    let export = |service: &str, extra: &[&str]| grpc_export(&addr, service, extra);
     let ok = export("grpc.auth", &["--authorization", "Bearer w"])?;
     ensure!(ok.trim() == "{}", "with the collector's token: {ok}");
     for (what, extra, code) in [
@@ -489,16 +493,7 @@ async fn otlp_grpc_over_tls_with_the_http_listeners_certificate() -> Result<()> 
         c.server.tls_key_file = key;
     })?;
     let addr = format!("127.0.0.1:{grpc_port}");
-    let export = |service: &str, extra: &[&str]| {
-        let mut args = vec!["--service", service, "--grpc", &addr];
-        args.extend_from_slice(extra);
-        let out = Command::new("python3")
-            .arg(script())
-            .arg(fixtures_dir().join("go/cpu.pb.gz"))
-            .args(&args)
-            .output()?;
-        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
-    };
+    let export = |service: &str, extra: &[&str]| grpc_export(&addr, service, extra);
     let ok = export("grpc.tls", &["--ca", &cert])?;
     ensure!(ok.trim() == "{}", "over TLS: {ok}");
     // Plain h2c is not served on a TLS listener.
