@@ -136,6 +136,11 @@ impl FairSlots {
         }
     }
 
+    /// The `(max_running, max_queued)` in force for `tenant` (0 queued: no limit).
+    pub fn tenant_limits(&self, tenant: &str) -> (usize, usize) {
+        self.limits_of(&self.state.lock(), tenant)
+    }
+
     /// Gives `tenant` its own limits: at most `max_running` queries at once
     /// and `max_queued` waiting (each 0: the node's).
     pub fn set_tenant_limits(
@@ -161,11 +166,7 @@ impl FairSlots {
             }
             // A raised limit lets its blocked waiters take turns; a lowered
             // one applies as its running queries end.
-            let (max_running, _) = self.limits_of(&s, tenant);
-            let running = s.running.get(tenant).copied().unwrap_or(0);
-            if running < max_running && s.blocked.remove(tenant) {
-                s.turns.push_back(tenant.to_string());
-            }
+            self.unblock(&mut s, tenant);
             self.hand_out(&mut s)
         };
         self.send(handed);
@@ -183,15 +184,19 @@ impl FairSlots {
                     s.running.remove(tenant);
                 }
             }
-            // Below its limit again: its waiters take turns again.
-            let (max_running, _) = self.limits_of(&s, tenant);
-            let running = s.running.get(tenant).copied().unwrap_or(0);
-            if running < max_running && s.blocked.remove(tenant) {
-                s.turns.push_back(tenant.to_string());
-            }
+            self.unblock(&mut s, tenant);
             self.hand_out(&mut s)
         };
         self.send(handed);
+    }
+
+    /// Puts `tenant`'s blocked waiters back in turn once it is below its
+    /// running limit.
+    fn unblock(&self, s: &mut State, tenant: &str) {
+        let running = s.running.get(tenant).copied().unwrap_or(0);
+        if running < self.limits_of(s, tenant).0 && s.blocked.remove(tenant) {
+            s.turns.push_back(tenant.to_string());
+        }
     }
 
     /// Takes free slots for waiting tenants in turn; returns whom to send them.

@@ -12,42 +12,49 @@
 
 use std::sync::Arc;
 
-use ignis_query::{Engine, MemoryBudget, MergedStacks, Premerged, QueryError, Scope, Selection};
+use ignis_query::{
+    Engine, MemoryBudget, MergedStacks, Premerged, QueryError, QueryLimits, Scope, Selection,
+};
 
 use crate::querier::QueryFailure;
 use crate::results_cache::{ResultsCache, key, split};
+use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
-/// The cache and the selections of a query that may go through it.
-pub(crate) type Cacheable = (Arc<ResultsCache>, Vec<Selection>);
+/// A query that may go through the results cache: the cache, the block
+/// index that keys it, and the query's selections.
+pub(crate) struct Cacheable {
+    cache: Arc<ResultsCache>,
+    sg: Arc<StoreGateway>,
+    selections: Vec<Selection>,
+    limits: Arc<QueryLimits>,
+}
 
-/// The cache and the selections of `f`, when it may go through the cache.
-pub(crate) fn cacheable<R, F>(
+/// What a query planned as `scope` needs to go through the cache, when it
+/// may: it only merges stacks (no per-profile totals, no span selection),
+/// reads one tenant, and this node keeps a cache and a block index.
+pub(crate) fn cacheable(
     tenants: &Tenants,
     tenant: &str,
-    f: &F,
-) -> Result<Option<Cacheable>, QueryFailure>
-where
-    F: Fn(&Engine<'_>) -> Result<R, QueryError>,
-{
-    let Some(cache) = tenants.results_cache.clone() else {
-        return Ok(None);
-    };
-    if tenants.store_gateway().is_none() || tenant.contains('|') {
-        return Ok(None);
-    }
-    let limits = tenants.tenant_limits().query(tenant);
+    limits: &Arc<QueryLimits>,
+    scope: &Scope,
+) -> Option<Cacheable> {
+    let cache = tenants.results_cache.clone()?;
+    let sg = tenants.store_gateway()?.clone();
     // A lookback limit moves a range's start with the clock: the plan's
     // selections and the final run's could differ.
-    if limits.max_query_lookback_secs > 0 {
-        return Ok(None);
-    }
-    let scope = Scope::record(&limits, f)?;
     let merges_only = scope.stacks
         && !scope.per_profile
         && !scope.selections.is_empty()
         && scope.selections.iter().all(|s| s.spans.is_none());
-    Ok(merges_only.then_some((cache, scope.selections)))
+    (merges_only && !tenant.contains('|') && limits.max_query_lookback_secs == 0).then(|| {
+        Cacheable {
+            cache,
+            sg,
+            selections: scope.selections.clone(),
+            limits: limits.clone(),
+        }
+    })
 }
 
 /// Most direct queries one query is split into (more runs of missing
@@ -86,7 +93,7 @@ struct Piece {
     /// The selection restricted to the part.
     sel: Selection,
     /// Its cache key (settled intervals only).
-    key: Option<[u8; 17]>,
+    key: Option<[u8; 16]>,
     merged: Option<MergedStacks>,
 }
 
@@ -95,9 +102,13 @@ struct Piece {
 /// merge it did not plan.
 pub(crate) async fn query_cached<R, F>(
     tenants: &Tenants,
-    cache: &ResultsCache,
+    Cacheable {
+        cache,
+        sg,
+        selections,
+        limits,
+    }: Cacheable,
     tenant: &str,
-    selections: Vec<Selection>,
     start_ns: i64,
     end_ns: i64,
     f: F,
@@ -106,9 +117,6 @@ where
     R: Send + 'static,
     F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
 {
-    let Some(sg) = tenants.store_gateway() else {
-        return tenants.query_direct(tenant, start_ns, end_ns, f).await;
-    };
     let now = crate::now_ns();
     let settled = now.saturating_sub(i64::try_from(cache.settle.as_nanos()).unwrap_or(i64::MAX));
     let interval = i64::try_from(cache.interval.as_nanos()).unwrap_or(i64::MAX);
@@ -143,15 +151,11 @@ where
                 if sel.start_ns < lo {
                     direct.push((sel.start_ns, lo - 1));
                 }
+                // A settled edge is cached too, under its exact range: the
+                // same query repeated is answered from the cache alone.
                 let parts = split(lo, hi, interval, settled);
-                // A settled part of one interval (a range's edge) is cached
-                // too, under its exact range: the same query repeated is
-                // then answered from the cache alone.
-                let (edges, rest): (Vec<_>, Vec<_>) = parts.direct.into_iter().partition(|p| {
-                    p.1 < settled && p.0.div_euclid(interval) == p.1.div_euclid(interval)
-                });
-                direct.extend(rest);
-                for part in parts.cached.into_iter().chain(edges) {
+                direct.extend(parts.direct);
+                for part in parts.cached {
                     let ulids = overlapping(&blocks, part);
                     if ulids.is_empty() {
                         direct.push(part);
@@ -243,7 +247,6 @@ where
             .zip(combined.into_iter().map(Option::unwrap_or_default))
             .collect(),
     );
-    let limits = tenants.tenant_limits().query(tenant);
     let f = Arc::new(f);
     let run = f.clone();
     let answer = tokio::task::spawn_blocking(move || {

@@ -29,14 +29,16 @@ pub struct CacheError {
     pub reason: String,
 }
 
-/// Version of the key and value layout: bump to drop old entries.
-const LAYOUT: u8 = 1;
+/// Version of the layout: its trees are named after it, and trees of
+/// another layout are dropped at open.
+const LAYOUT: u32 = 1;
 
 /// Merged stacks per (tenant, selection, interval, blocks), on disk.
 pub struct ResultsCache {
     /// key → encoded merged stacks.
     entries: sled::Tree,
-    /// insertion sequence (big-endian) → key: the eviction order.
+    /// insertion sequence (big-endian) → key and its entry's size (LE u64):
+    /// the eviction order and what the cache holds, without reading entries.
     order: sled::Tree,
     max_bytes: u64,
     bytes: AtomicU64,
@@ -51,7 +53,7 @@ pub struct ResultsCache {
 }
 
 /// The key of one interval's merge.
-pub fn key(tenant: &str, sel: &Selection, blocks: &[String]) -> [u8; 17] {
+pub fn key(tenant: &str, sel: &Selection, blocks: &[String]) -> [u8; 16] {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut field = |b: &[u8]| {
         h.update(&(b.len() as u64).to_le_bytes());
@@ -68,10 +70,13 @@ pub fn key(tenant: &str, sel: &Selection, blocks: &[String]) -> [u8; 17] {
     for b in blocks {
         field(b.as_bytes());
     }
-    let mut out = [0u8; 17];
-    out[0] = LAYOUT;
-    out[1..].copy_from_slice(&h.digest128().to_le_bytes());
-    out
+    h.digest128().to_le_bytes()
+}
+
+/// The key and entry size an `order` record holds.
+fn order_record(value: &[u8]) -> Option<(&[u8], u64)> {
+    let (key, size) = value.split_at_checked(value.len().checked_sub(8)?)?;
+    Some((key, u64::from_le_bytes(size.try_into().ok()?)))
 }
 
 impl ResultsCache {
@@ -92,21 +97,23 @@ impl ResultsCache {
             .cache_capacity(16 << 20)
             .open()
             .map_err(err)?;
-        let entries = db.open_tree("entries").map_err(err)?;
-        let order = db.open_tree("order").map_err(err)?;
-        // Entries of another layout (or whose order record was lost) go.
-        let mut bytes = 0u64;
-        let mut stale = Vec::new();
-        for kv in entries.iter() {
-            let (k, v) = kv.map_err(err)?;
-            if k.first() != Some(&LAYOUT) {
-                stale.push(k);
-            } else {
-                bytes += (k.len() + v.len()) as u64;
+        let (entries_name, order_name) = (format!("entries-v{LAYOUT}"), format!("order-v{LAYOUT}"));
+        for name in db.tree_names() {
+            let other = [b"entries".as_slice(), b"order"]
+                .iter()
+                .any(|p| name.starts_with(p))
+                && name != entries_name.as_bytes()
+                && name != order_name.as_bytes();
+            if other {
+                db.drop_tree(&name).map_err(err)?;
             }
         }
-        for k in stale {
-            entries.remove(k).map_err(err)?;
+        let entries = db.open_tree(entries_name).map_err(err)?;
+        let order = db.open_tree(order_name).map_err(err)?;
+        let mut bytes = 0u64;
+        for kv in order.iter() {
+            let (_, v) = kv.map_err(err)?;
+            bytes += order_record(&v).map_or(0, |(_, size)| size);
         }
         let next = order
             .last()
@@ -130,23 +137,23 @@ impl ResultsCache {
     }
 
     /// The merged stacks stored under `key`, if any (a damaged entry is
-    /// dropped and missed).
+    /// dropped and missed; its bytes go when its order record does).
     pub fn get(&self, key: &[u8]) -> Option<MergedStacks> {
         let bytes = self.entries.get(key).ok()??;
-        match MergedStacks::decode(&bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
+        MergedStacks::decode(&bytes)
+            .inspect_err(|e| {
                 tracing::warn!(error = %e, "dropping a damaged results cache entry");
-                if self.entries.remove(key).ok().flatten().is_some() {
-                    self.sub_bytes((key.len() + bytes.len()) as u64);
-                }
-                None
-            }
-        }
+                let _ = self.entries.remove(key);
+            })
+            .ok()
     }
 
-    /// Stores `merged` under `key`; the oldest entries go past the bound.
+    /// Stores `merged` under `key` (once: an entry never changes, its key
+    /// names what it came from); the oldest entries go past the bound.
     pub fn put(&self, key: &[u8], merged: &MergedStacks) {
+        if self.entries.contains_key(key).unwrap_or(true) {
+            return;
+        }
         let Ok(value) = merged.encode() else {
             return;
         };
@@ -155,47 +162,43 @@ impl ResultsCache {
             return; // One entry may not push out most of the others.
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut record = key.to_vec();
+        record.extend_from_slice(&size.to_le_bytes());
+        // The order record first: an entry is always evictable.
         let stored = self
-            .entries
-            .insert(key, value)
-            .and_then(|old| self.order.insert(seq.to_be_bytes(), key).map(|_| old));
-        match stored {
-            Ok(old) => {
-                if let Some(old) = old {
-                    self.sub_bytes((key.len() + old.len()) as u64);
-                }
-                let total = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
-                self.metrics.results_cache_bytes.set(total as i64);
-                if total > self.max_bytes {
-                    self.evict();
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "results cache entry not stored"),
+            .order
+            .insert(seq.to_be_bytes(), record)
+            .and_then(|_| self.entries.insert(key, value));
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "results cache entry not stored");
+            return;
         }
-    }
-
-    fn sub_bytes(&self, n: u64) {
-        let left = self
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(n))
-            })
-            .unwrap_or(0)
-            .saturating_sub(n);
-        self.metrics.results_cache_bytes.set(left as i64);
+        let total = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        self.metrics.results_cache_bytes.set(total as i64);
+        if total > self.max_bytes {
+            self.evict();
+        }
     }
 
     /// Drops the oldest entries until the cache is within its bound.
     fn evict(&self) {
         let _one = self.evicting.lock();
         while self.bytes.load(Ordering::Relaxed) > self.max_bytes {
-            let Ok(Some((seq, key))) = self.order.pop_min() else {
+            let Ok(Some((_, record))) = self.order.pop_min() else {
                 break;
             };
-            drop(seq);
-            if let Ok(Some(old)) = self.entries.remove(&key) {
-                self.sub_bytes((key.len() + old.len()) as u64);
-            }
+            let Some((key, size)) = order_record(&record) else {
+                continue;
+            };
+            let _ = self.entries.remove(key);
+            let left = self
+                .bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    Some(b.saturating_sub(size))
+                })
+                .unwrap_or(0)
+                .saturating_sub(size);
+            self.metrics.results_cache_bytes.set(left as i64);
         }
     }
 
@@ -214,56 +217,43 @@ impl ResultsCache {
     }
 }
 
-/// How a query's range `[start_ns, end_ns]` splits: the settled, aligned
-/// intervals the cache may answer, and the rest (its edges and the part
-/// not settled at `now_ns`), each inclusive.
+/// How a query's range `[start_ns, end_ns]` splits (each part inclusive).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Split {
-    /// Whole aligned intervals ending before the settle time.
+    /// Its parts within one aligned interval each (whole intervals, and
+    /// the range's edges) that end before the settle time: cacheable.
     pub cached: Vec<(i64, i64)>,
-    /// Everything else, merged directly.
-    pub direct: Vec<(i64, i64)>,
+    /// The rest, from the first part not settled: merged directly.
+    pub direct: Option<(i64, i64)>,
 }
 
-/// Splits `[start_ns, end_ns]` at multiples of `interval_ns`; intervals
-/// wholly inside and ending at or before `settled_ns` are cacheable.
+/// Cuts `[start_ns, end_ns]` at multiples of `interval_ns`; the parts
+/// ending before `settled_ns` are cacheable.
 pub fn split(start_ns: i64, end_ns: i64, interval_ns: i64, settled_ns: i64) -> Split {
     let mut out = Split {
         cached: Vec::new(),
-        direct: Vec::new(),
+        direct: None,
     };
     if start_ns > end_ns || interval_ns <= 0 {
         return out;
     }
-    let push_direct = |a: i64, b: i64, out: &mut Split| match out.direct.last_mut() {
-        Some(last) if last.1.checked_add(1) == Some(a) => last.1 = b,
-        _ => out.direct.push((a, b)),
-    };
-    // The first boundary at or after start.
-    let first = start_ns
-        .checked_add(interval_ns - 1)
-        .map(|v| v.div_euclid(interval_ns) * interval_ns);
-    let Some(mut at) = first else {
-        push_direct(start_ns, end_ns, &mut out);
-        return out;
-    };
-    if at > start_ns {
-        push_direct(start_ns, (at - 1).min(end_ns), &mut out);
-    }
-    while at <= end_ns {
-        let Some(next) = at.checked_add(interval_ns) else {
-            push_direct(at, end_ns, &mut out);
-            break;
-        };
-        let last = next - 1;
-        if last <= end_ns && last < settled_ns {
-            out.cached.push((at, last));
-        } else {
-            push_direct(at, last.min(end_ns), &mut out);
+    let mut at = start_ns;
+    loop {
+        // The end of the interval holding `at`, within the range.
+        let last = (at.div_euclid(interval_ns) + 1)
+            .checked_mul(interval_ns)
+            .map_or(i64::MAX, |next| next - 1)
+            .min(end_ns);
+        if last >= settled_ns {
+            out.direct = Some((at, end_ns));
+            return out;
         }
-        at = next;
+        out.cached.push((at, last));
+        if last == end_ns {
+            return out;
+        }
+        at = last + 1;
     }
-    out
 }
 
 #[cfg(test)]
@@ -274,26 +264,37 @@ mod tests {
 
     #[test]
     fn ranges_split_into_settled_hours_and_the_rest() {
-        // 00:30 → 05:15, settled up to 04:00: hours 1, 2, 3 cached.
+        // 00:30 → 05:15, settled up to 04:00: the edge and hours 1, 2, 3
+        // cached, the rest direct.
         let s = split(H / 2, 5 * H + H / 4, H, 4 * H);
         assert_eq!(
             s.cached,
-            vec![(H, 2 * H - 1), (2 * H, 3 * H - 1), (3 * H, 4 * H - 1)]
+            vec![
+                (H / 2, H - 1),
+                (H, 2 * H - 1),
+                (2 * H, 3 * H - 1),
+                (3 * H, 4 * H - 1)
+            ]
         );
-        assert_eq!(s.direct, vec![(H / 2, H - 1), (4 * H, 5 * H + H / 4)]);
+        assert_eq!(s.direct, Some((4 * H, 5 * H + H / 4)));
         // Aligned edges: every hour, no direct part.
         let s = split(0, 2 * H - 1, H, i64::MAX);
         assert_eq!(s.cached, vec![(0, H - 1), (H, 2 * H - 1)]);
-        assert!(s.direct.is_empty());
+        assert!(s.direct.is_none());
+        // Inside one settled hour: one cached part.
+        let s = split(H + 10, H + 20, H, i64::MAX);
+        assert_eq!(s.cached, vec![(H + 10, H + 20)]);
         // Nothing settled: one direct part.
         let s = split(10, 3 * H, H, 0);
         assert!(s.cached.is_empty());
-        assert_eq!(s.direct, vec![(10, 3 * H)]);
+        assert_eq!(s.direct, Some((10, 3 * H)));
         // Extremes do not overflow.
+        let s = split(i64::MIN, i64::MIN + 3 * H, H, i64::MAX);
+        assert_eq!(s.cached.len(), 4);
         let s = split(i64::MIN, i64::MAX, H, i64::MAX);
         assert!(!s.cached.is_empty());
         let s = split(i64::MAX - 5, i64::MAX, H, i64::MAX);
-        assert_eq!(s.direct, vec![(i64::MAX - 5, i64::MAX)]);
+        assert_eq!(s.direct, Some((i64::MAX - 5, i64::MAX)));
     }
 
     #[test]

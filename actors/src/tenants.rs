@@ -147,6 +147,12 @@ impl Tenants {
         self
     }
 
+    /// The query slot limits in force for `tenant` on this node: queries it
+    /// may run at once and have waiting (0: no limit).
+    pub fn query_slot_limits(&self, tenant: &str) -> (usize, usize) {
+        self.query_slots.tenant_limits(tenant)
+    }
+
     /// Queries running and waiting on this node.
     pub fn query_load(&self) -> (usize, usize) {
         self.query_slots.load()
@@ -395,31 +401,21 @@ impl Tenants {
         R: Send + 'static,
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
-        match crate::frontend::cacheable(self, tenant, &f)? {
-            Some((cache, selections)) => {
-                crate::frontend::query_cached(self, &cache, tenant, selections, start_ns, end_ns, f)
+        let limits = self.limits.query(tenant);
+        let scope = Scope::record(&limits, &f)?;
+        match crate::frontend::cacheable(self, tenant, &limits, &scope) {
+            Some(cacheable) => {
+                crate::frontend::query_cached(self, cacheable, tenant, start_ns, end_ns, f).await
+            }
+            None => {
+                self.query_planned(tenant, limits, &scope, start_ns, end_ns, f)
                     .await
             }
-            None => self.query_direct(tenant, start_ns, end_ns, f).await,
         }
     }
 
-    /// Runs `f` against the tenant's data in `[start_ns, end_ns]` (the
-    /// query's own range), on every node the same way: plan, sources, merge.
-    /// `tenant` may name several tenants joined by `|` (a federated read,
-    /// as `X-Scope-OrgID: a|b` asks): their data is merged as one.
-    ///
-    /// - Plan: `f` runs first over no data, to record the selections it
-    ///   makes ([`Scope::record`]; a query that fails fails there, before
-    ///   anything is read).
-    /// - Sources: the peers (other ingesters and store-gateways; none on a
-    ///   standalone node) answer only what that scope selects, and this
-    ///   node's blocks are read for it (pruned); peers skip the blocks this
-    ///   node reads, so a block held by several store-gateways is read
-    ///   once. This node's ingester hands out a snapshot of its heads, read
-    ///   in place.
-    /// - Merge: `f` runs again over all of them on the tenant's querier,
-    ///   which counts a profile held by several sources once.
+    /// [`Tenants::query_range`] without the results cache: plans `f` and
+    /// runs it ([`Tenants::query_planned`]).
     pub(crate) async fn query_direct<R, F>(
         &self,
         tenant: &str,
@@ -433,6 +429,39 @@ impl Tenants {
     {
         let limits = self.limits.query(tenant);
         let scope = Scope::record(&limits, &f)?;
+        self.query_planned(tenant, limits, &scope, start_ns, end_ns, f)
+            .await
+    }
+
+    /// Runs `f` against the tenant's data in `[start_ns, end_ns]` (the
+    /// query's own range), on every node the same way: plan, sources, merge.
+    /// `tenant` may name several tenants joined by `|` (a federated read,
+    /// as `X-Scope-OrgID: a|b` asks): their data is merged as one.
+    ///
+    /// - Plan: `f` ran first over no data, to record the selections it
+    ///   makes (`scope`, from [`Scope::record`]; a query that fails fails
+    ///   there, before anything is read).
+    /// - Sources: the peers (other ingesters and store-gateways; none on a
+    ///   standalone node) answer only what that scope selects, and this
+    ///   node's blocks are read for it (pruned); peers skip the blocks this
+    ///   node reads, so a block held by several store-gateways is read
+    ///   once. This node's ingester hands out a snapshot of its heads, read
+    ///   in place.
+    /// - Merge: `f` runs again over all of them on the tenant's querier,
+    ///   which counts a profile held by several sources once.
+    async fn query_planned<R, F>(
+        &self,
+        tenant: &str,
+        limits: Arc<QueryLimits>,
+        scope: &Scope,
+        start_ns: i64,
+        end_ns: i64,
+        f: F,
+    ) -> Result<R, QueryFailure>
+    where
+        R: Send + 'static,
+        F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+    {
         // A federated read (`a|b`) takes its turns as one tenant.
         let _slot = self
             .query_slots
@@ -443,7 +472,7 @@ impl Tenants {
         let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
         let parts = futures::future::try_join_all(
             ids.iter()
-                .map(|id| self.sources_of(id, &scope, start_ns, end_ns, &budget)),
+                .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
         )
         .await?;
         let mut query = RunQuery {

@@ -40,22 +40,15 @@ pub async fn tenant_limits(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.tenant(&req)?;
     let all = state.tenants.tenant_limits();
-    let slots = all.slots(&tenant);
-    let or_node = |own: usize, node: usize| if own == 0 { node } else { own };
+    let (running, queued) = state.tenants.query_slot_limits(&tenant);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "tenant": tenant,
         "overridden": all.is_overridden(&tenant),
         "limits": &*all.get(&tenant),
         "query": &*all.query(&tenant),
         "query_slots": {
-            "max_concurrent_queries_per_tenant": or_node(
-                slots.max_concurrent_queries_per_tenant,
-                state.config.query.max_concurrent_queries_per_tenant,
-            ),
-            "max_queued_queries_per_tenant": or_node(
-                slots.max_queued_queries_per_tenant,
-                state.config.query.max_queued_queries_per_tenant,
-            ),
+            "max_concurrent_queries_per_tenant": running,
+            "max_queued_queries_per_tenant": queued,
         },
     })))
 }
