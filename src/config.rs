@@ -278,6 +278,18 @@ pub struct QueryConfig {
     /// Length of the aligned intervals merges are split into and cached by,
     /// in seconds (at least 60).
     pub results_cache_interval_secs: u64,
+    /// Sub-queries the query-frontend splits one query into at most, run at
+    /// once by querier workers (1: one per run of intervals to read).
+    pub max_query_parallelism: usize,
+    /// Sub-queries one tenant may have queued or running at a
+    /// query-scheduler; more get 429 at once (0: no limit).
+    pub max_outstanding_per_tenant: usize,
+    /// Workers a querier runs per query-scheduler, each pulling one
+    /// sub-query at a time (0: `max_concurrent_queries`).
+    pub querier_workers: usize,
+    /// How long a sub-query may wait and run, in seconds; past it the query
+    /// fails as unavailable.
+    pub sub_query_timeout_secs: u64,
     /// Rows one SQL query returns at most.
     pub sql_max_rows: usize,
     /// Memory one SQL query may use, in bytes.
@@ -300,6 +312,10 @@ impl Default for QueryConfig {
             max_query_memory_bytes: l.max_query_memory_bytes,
             results_cache_bytes: 1 << 30,
             results_cache_interval_secs: 3600,
+            max_query_parallelism: 4,
+            max_outstanding_per_tenant: 256,
+            querier_workers: 0,
+            sub_query_timeout_secs: 300,
             sql_max_rows: 10_000,
             sql_max_memory_bytes: 512 << 20,
             sql_timeout_secs: 60,
@@ -443,7 +459,7 @@ pub enum ConfigError {
 }
 
 /// Most threads a thread-count setting may ask for.
-const MAX_THREADS: usize = 1024;
+pub(crate) const MAX_THREADS: usize = 1024;
 
 impl Config {
     /// Defaults, then `file` (if any), then `IGNIS_…` variables from `env`.
@@ -495,12 +511,19 @@ impl Config {
         for (key, n) in [
             ("server.http_workers", self.server.http_workers),
             ("server.actor_threads", self.server.actor_threads),
+            ("query.querier_workers", self.query.querier_workers),
         ] {
             if n > MAX_THREADS {
                 return Err(ConfigError::Invalid(format!(
                     "{key}: {n} threads; at most {MAX_THREADS} (0: one per core)"
                 )));
             }
+        }
+        if self.query.max_query_parallelism > 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "query.max_query_parallelism: {} sub-queries per query; at most 1024",
+                self.query.max_query_parallelism
+            )));
         }
         if self
             .server

@@ -358,7 +358,18 @@ where
         config.query.max_concurrent_queries_per_tenant,
         config.query.max_queued_queries_per_tenant,
     )
-    .with_limits(tenant_limits.clone());
+    .with_limits(tenant_limits.clone())
+    .with_split(ignis_actors::SplitSettings {
+        max_query_parallelism: config.query.max_query_parallelism.max(1),
+        sub_query_timeout: secs(config.query.sub_query_timeout_secs.max(1)),
+        interval: secs(config.query.results_cache_interval_secs.max(60)),
+    });
+    if roles.has(roles::QUERY_SCHEDULER) {
+        tenants = tenants.with_scheduler(ignis_actors::scheduler::Scheduler::new(
+            config.query.max_outstanding_per_tenant,
+            metrics.clone(),
+        ));
+    }
     let store_gateway = match (&blocks_store, roles.has(roles::STORE_GATEWAY)) {
         (Some(store), true) => {
             let sg = Arc::new(ignis_actors::store_gateway::StoreGateway::open(
@@ -412,6 +423,19 @@ where
         );
     }
     let hint_loop = cluster.spawn_hint_delivery(std::time::Duration::from_millis(500));
+    // Querier workers pull from every query-scheduler; a scheduler re-queues
+    // the jobs of queriers that left.
+    let worker_loop = (roles.has(roles::QUERIER) || roles.has(roles::QUERY_SCHEDULER)).then(|| {
+        let per_scheduler = match config.query.querier_workers {
+            0 => config.query.max_concurrent_queries,
+            n => n,
+        };
+        ignis_actors::worker::spawn(
+            tenants.clone(),
+            per_scheduler.clamp(1, config::MAX_THREADS),
+            std::time::Duration::from_secs(1),
+        )
+    });
     let compaction_loop = match (&blocks_store, roles.has(roles::COMPACTOR)) {
         (Some(store), true) => {
             let bucket = match &store_gateway {
@@ -613,6 +637,9 @@ where
         l.abort();
     }
     hint_loop.abort();
+    if let Some(l) = worker_loop {
+        l.abort();
+    }
     let flushed = tenants_for_shutdown.flush(true).await;
     tracing::info!(?flushed, "flushed heads to blocks");
     if let Some(w) = &wal {

@@ -5,6 +5,11 @@
 //! (the range's edges and the recent part the ingesters still add to) are
 //! merged directly, and the query then runs over the combined merges.
 //!
+//! The parts it merges are sub-queries: up to `max_query_parallelism` of
+//! them, cut at interval boundaries where the data is, queued on a
+//! query-scheduler ([`crate::scheduler`]) and run by querier workers
+//! ([`crate::worker`]) at once (on a node without queriers, here).
+//!
 //! Every answer equals the direct one: an interval's merge is the merge of
 //! all sources restricted to it (a profile has one timestamp, so it falls in
 //! one interval), and merges add up. Other queries (series, label names,
@@ -21,26 +26,32 @@ use crate::results_cache::{ResultsCache, key, split};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
-/// A query that may go through the results cache: the cache, the block
-/// index that keys it, and the query's selections.
+/// A query that may be split (and go through the results cache): the
+/// cache and the block index that keys it (when this node has both), and
+/// the query's selections.
 pub(crate) struct Cacheable {
-    cache: Arc<ResultsCache>,
-    sg: Arc<StoreGateway>,
+    cache: Option<(Arc<ResultsCache>, Arc<StoreGateway>)>,
     selections: Vec<Selection>,
     limits: Arc<QueryLimits>,
 }
 
-/// What a query planned as `scope` needs to go through the cache, when it
-/// may: it only merges stacks (no per-profile totals, no span selection),
-/// reads one tenant, and this node keeps a cache and a block index.
+/// What a query planned as `scope` needs to be split, when it may: it only
+/// merges stacks (no per-profile totals, no span selection), reads one
+/// tenant, and this node keeps a results cache (and a block index) or its
+/// sub-queries can go to querier workers.
 pub(crate) fn cacheable(
     tenants: &Tenants,
     tenant: &str,
     limits: &Arc<QueryLimits>,
     scope: &Scope,
 ) -> Option<Cacheable> {
-    let cache = tenants.results_cache.clone()?;
-    let sg = tenants.store_gateway()?.clone();
+    let cache = tenants
+        .results_cache
+        .clone()
+        .zip(tenants.store_gateway().cloned());
+    if cache.is_none() && !tenants.has_queriers(tenant) {
+        return None;
+    }
     // A lookback limit moves a range's start with the clock: the plan's
     // selections and the final run's could differ.
     let merges_only = scope.stacks
@@ -50,7 +61,6 @@ pub(crate) fn cacheable(
     (merges_only && !tenant.contains('|') && limits.max_query_lookback_secs == 0).then(|| {
         Cacheable {
             cache,
-            sg,
             selections: scope.selections.clone(),
             limits: limits.clone(),
         }
@@ -104,7 +114,6 @@ pub(crate) async fn query_cached<R, F>(
     tenants: &Tenants,
     Cacheable {
         cache,
-        sg,
         selections,
         limits,
     }: Cacheable,
@@ -118,8 +127,17 @@ where
     F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
 {
     let now = crate::now_ns();
-    let settled = now.saturating_sub(i64::try_from(cache.settle.as_nanos()).unwrap_or(i64::MAX));
-    let interval = i64::try_from(cache.interval.as_nanos()).unwrap_or(i64::MAX);
+    let (settle, interval) = match &cache {
+        Some((c, _)) => (c.settle, c.interval),
+        None => (std::time::Duration::ZERO, tenants.split.interval),
+    };
+    let settled = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
+    let interval = i64::try_from(interval.as_nanos())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    // Where data may be: from the oldest indexed block (or the range's
+    // start) to now.
+    let mut live = (i64::MAX, now);
     let mut pieces = Vec::new();
     for (of, sel) in selections.iter().enumerate() {
         let sub = |(a, b): (i64, i64)| Selection {
@@ -129,7 +147,14 @@ where
         };
         // Only where blocks are may an interval be cached; the rest of the
         // range (a wide range's empty years too) is one direct part.
-        let blocks = sg.indexed_spans(tenant, sel.start_ns, sel.end_ns);
+        let blocks = match &cache {
+            Some((_, sg)) => sg.indexed_spans(tenant, sel.start_ns, sel.end_ns),
+            None => Vec::new(),
+        };
+        live.0 = live.0.min(match &cache {
+            Some(_) => blocks.iter().map(|b| b.1).min().unwrap_or(i64::MAX),
+            None => sel.start_ns,
+        });
         let covered = blocks
             .iter()
             .map(|b| b.1)
@@ -170,6 +195,7 @@ where
             None => direct.push((sel.start_ns, sel.end_ns)),
         }
         for (part, ulids) in cached {
+            let Some((cache, _)) = &cache else { break };
             let sel = sub(part);
             let k = key(tenant, &sel, &ulids);
             let merged = cache.get(&k);
@@ -214,19 +240,24 @@ where
         let hi = groups.iter().map(|g| g.1).max().unwrap_or(end_ns);
         groups = vec![(lo, hi, all)];
     }
+    if live.0 == i64::MAX {
+        live.0 = start_ns;
+    }
+    parallelize(
+        &mut groups,
+        &mut pieces,
+        tenants.split.max_query_parallelism,
+        live,
+        interval,
+    );
     let runs = groups.iter().map(|(lo, hi, members)| {
         let subs: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
-        tenants.query_direct(tenant, *lo, *hi, move |e| {
-            Ok(subs
-                .iter()
-                .map(|s| e.merge(s))
-                .collect::<Vec<MergedStacks>>())
-        })
+        tenants.sub_query(tenant, *lo, *hi, subs)
     });
     let fresh = futures::future::try_join_all(runs).await?;
     for ((_, _, members), merged) in groups.iter().zip(fresh) {
         for (&i, m) in members.iter().zip(merged) {
-            if let Some(k) = &pieces[i].key {
+            if let (Some(k), Some((cache, _))) = (&pieces[i].key, &cache) {
                 cache.put(k, &m);
             }
             pieces[i].merged = Some(m);
@@ -274,6 +305,72 @@ where
     }
 }
 
+/// Where to cut `(lo, hi)` in two so both halves hold part of `live`: the
+/// interval boundary nearest the middle of their overlap, if one lies
+/// strictly inside it.
+fn cut_point((lo, hi): (i64, i64), live: (i64, i64), interval: i64) -> Option<i64> {
+    let (a, b) = (i128::from(lo.max(live.0)), i128::from(hi.min(live.1)));
+    if a >= b {
+        return None;
+    }
+    let step = i128::from(interval);
+    let mid = a + (b - a) / 2;
+    let nearest = (mid + step / 2).div_euclid(step) * step;
+    [nearest, nearest + step, nearest - step]
+        .into_iter()
+        .find(|&c| c > a && c <= b)
+        .and_then(|c| i64::try_from(c).ok())
+}
+
+/// Cuts the largest groups of missing parts at interval boundaries until
+/// there are `parallelism` of them (or no group can be cut inside `live`),
+/// splitting the direct parts a cut crosses (cached parts lie within one
+/// interval, so no cut crosses them).
+fn parallelize(
+    groups: &mut Vec<(i64, i64, Vec<usize>)>,
+    pieces: &mut Vec<Piece>,
+    parallelism: usize,
+    live: (i64, i64),
+    interval: i64,
+) {
+    while groups.len() < parallelism {
+        let span =
+            |g: &(i64, i64, Vec<usize>)| i128::from(g.1.min(live.1)) - i128::from(g.0.max(live.0));
+        let Some((at, cut)) = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((i, cut_point((g.0, g.1), live, interval)?)))
+            .max_by_key(|&(i, _)| span(&groups[i]))
+        else {
+            return;
+        };
+        let (lo, hi, members) = groups.remove(at);
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for i in members {
+            let (a, b) = (pieces[i].sel.start_ns, pieces[i].sel.end_ns);
+            if b < cut {
+                left.push(i);
+            } else if a >= cut {
+                right.push(i);
+            } else {
+                let mut sel = pieces[i].sel.clone();
+                sel.start_ns = cut;
+                pieces[i].sel.end_ns = cut - 1;
+                left.push(i);
+                right.push(pieces.len());
+                pieces.push(Piece {
+                    of: pieces[i].of,
+                    sel,
+                    key: None,
+                    merged: None,
+                });
+            }
+        }
+        groups.insert(at, (cut, hi, right));
+        groups.insert(at, (lo, cut - 1, left));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +393,46 @@ mod tests {
             coalesce(vec![(i64::MAX - 1, i64::MAX), (0, 1)]),
             vec![(0, 1), (i64::MAX - 1, i64::MAX)]
         );
+    }
+
+    #[test]
+    fn cuts_fall_on_interval_boundaries_where_the_data_is() {
+        // An hour of data in a range of ten: cut inside the data only.
+        assert_eq!(cut_point((0, 999), (500, 599), 10), Some(550));
+        assert_eq!(cut_point((0, 999), (500, 505), 10), None);
+        assert_eq!(cut_point((0, 999), (2000, 3000), 10), None);
+        assert_eq!(cut_point((i64::MIN, i64::MAX), (0, 40), 10), Some(20));
+        let sel = |a: i64, b: i64| Selection {
+            matchers: Vec::new(),
+            start_ns: a,
+            end_ns: b,
+            spans: None,
+        };
+        let piece = |of: usize, a: i64, b: i64| Piece {
+            of,
+            sel: sel(a, b),
+            key: None,
+            merged: None,
+        };
+        // Two selections over [0, 79] (as a diff has), one group.
+        let mut pieces = vec![piece(0, 0, 79), piece(1, 0, 79)];
+        let mut groups = vec![(0, 79, vec![0, 1])];
+        parallelize(&mut groups, &mut pieces, 4, (0, 79), 10);
+        let spans: Vec<(i64, i64)> = groups.iter().map(|g| (g.0, g.1)).collect();
+        assert_eq!(spans, vec![(0, 19), (20, 39), (40, 59), (60, 79)]);
+        for (lo, hi, members) in &groups {
+            assert_eq!(members.len(), 2);
+            let mut of: Vec<usize> = members.iter().map(|&i| pieces[i].of).collect();
+            of.sort_unstable();
+            assert_eq!(of, vec![0, 1]);
+            for &i in members {
+                assert_eq!((pieces[i].sel.start_ns, pieces[i].sel.end_ns), (*lo, *hi));
+            }
+        }
+        // Never more than one part per interval.
+        let mut pieces = vec![piece(0, 0, 19)];
+        let mut groups = vec![(0, 19, vec![0])];
+        parallelize(&mut groups, &mut pieces, 8, (0, 19), 10);
+        assert_eq!(groups.len(), 2);
     }
 }

@@ -20,6 +20,7 @@ pub mod peer;
 pub mod querier;
 pub mod rate;
 pub mod results_cache;
+pub mod scheduler;
 pub mod scrape;
 pub mod sealed;
 pub mod series_limit;
@@ -29,9 +30,12 @@ pub mod supervisor;
 pub mod tenants;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod worker;
 
 pub use metrics::Metrics;
-pub use tenants::{BlockSettings, TenantActors, Tenants, tenant_ids, validate_tenant_id};
+pub use tenants::{
+    BlockSettings, SplitSettings, TenantActors, Tenants, tenant_ids, validate_tenant_id,
+};
 
 /// Wall-clock time in nanoseconds since the epoch.
 pub(crate) fn now_ns() -> i64 {

@@ -96,6 +96,12 @@ pub struct Metrics {
     pub results_cache_misses: Counter,
     /// Bytes in the results cache.
     pub results_cache_bytes: Gauge,
+    /// Sub-queries waiting in this node's query-scheduler.
+    pub scheduler_queued: Gauge,
+    /// Sub-queries through this node's query-scheduler, by outcome.
+    pub scheduler_sub_queries: Family<LabelSet, Counter>,
+    /// Sub-queries this node's querier workers ran.
+    pub querier_sub_queries: Counter,
     /// Block files fetched from the bucket (and then cached).
     pub block_file_cache_misses: Counter,
     /// Block files removed from the disk cache to stay within its budget.
@@ -154,6 +160,24 @@ impl Metrics {
         let results_cache_hits = Counter::default();
         let results_cache_misses = Counter::default();
         let results_cache_bytes = Gauge::default();
+        let scheduler_queued = Gauge::default();
+        let scheduler_sub_queries = Family::<LabelSet, Counter>::default();
+        let querier_sub_queries = Counter::default();
+        registry.register(
+            "querier_sub_queries",
+            "Sub-queries this node's querier workers ran",
+            querier_sub_queries.clone(),
+        );
+        registry.register(
+            "query_scheduler_queued",
+            "Sub-queries waiting in this node's query-scheduler",
+            scheduler_queued.clone(),
+        );
+        registry.register(
+            "query_scheduler_sub_queries",
+            "Sub-queries through this node's query-scheduler, by outcome (done, failed, refused, cancelled, abandoned, requeued)",
+            scheduler_sub_queries.clone(),
+        );
         registry.register(
             "results_cache_hits",
             "Query intervals the query-frontend answered from its results cache",
@@ -434,6 +458,9 @@ impl Metrics {
             results_cache_hits,
             results_cache_misses,
             results_cache_bytes,
+            scheduler_queued,
+            scheduler_sub_queries,
+            querier_sub_queries,
             block_file_cache_misses,
             block_file_cache_evictions,
             block_file_cache_bytes,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Scope, Source};
+use ignis_query::{
+    Engine, MemoryBudget, MergedStacks, QueryError, QueryLimits, Scope, Selection, Source,
+};
 use ignis_storage::Wal;
 use ignis_storage::block::{BlockMeta, BlockStore};
 use parking_lot::Mutex;
@@ -24,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::overrides::TenantLimits;
 use crate::peer::PeerSlice;
 use crate::querier::{Querier, QueryFailure, RunQuery};
+use crate::scheduler::Scheduler;
 use crate::store_gateway::StoreGateway;
 
 /// The running actors of one tenant: those of the node's roles.
@@ -71,6 +74,35 @@ pub struct Tenants {
     limits: Arc<TenantLimits>,
     /// The query-frontend's results cache, when this node keeps one.
     pub(crate) results_cache: Option<Arc<crate::results_cache::ResultsCache>>,
+    /// This node's query-scheduler, when it runs one.
+    scheduler: Option<Arc<Scheduler>>,
+    /// How the query-frontend splits a query into sub-queries.
+    pub(crate) split: SplitSettings,
+}
+
+/// How the query-frontend hands the parts of a query to querier workers.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitSettings {
+    /// Sub-queries one query is split into at most (when its range has
+    /// that many intervals to read); 1 reads each run of missing intervals
+    /// in one.
+    pub max_query_parallelism: usize,
+    /// How long a sub-query may wait and run before the query fails as
+    /// unavailable.
+    pub sub_query_timeout: Duration,
+    /// The intervals cuts fall on when this node keeps no results cache
+    /// (else the cache's).
+    pub interval: Duration,
+}
+
+impl Default for SplitSettings {
+    fn default() -> Self {
+        Self {
+            max_query_parallelism: 4,
+            sub_query_timeout: Duration::from_secs(300),
+            interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// The tenants a tenant spec names: one id, or several joined by `|` (a
@@ -134,6 +166,106 @@ impl Tenants {
                 query_limits,
             )),
             results_cache: None,
+            scheduler: None,
+            split: SplitSettings::default(),
+        }
+    }
+
+    /// Runs a query-scheduler on this node ([`crate::scheduler`]).
+    pub fn with_scheduler(mut self, scheduler: Arc<Scheduler>) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
+    /// This node's query-scheduler, when it runs one.
+    pub fn scheduler(&self) -> Option<&Arc<Scheduler>> {
+        self.scheduler.as_ref()
+    }
+
+    /// How the query-frontend splits queries into sub-queries.
+    pub fn with_split(mut self, split: SplitSettings) -> Self {
+        self.split = split;
+        self
+    }
+
+    /// The roles this node runs.
+    pub fn roles(&self) -> &Roles {
+        &self.roles
+    }
+
+    /// The scheduler the query-frontend hands `tenant`'s sub-queries to:
+    /// this node's, else one of the cluster's (a tenant always the same
+    /// one, so its outstanding limit holds); none when no querier serves
+    /// (the frontend then merges them itself).
+    fn scheduler_for(&self, tenant: &str) -> Option<Arc<dyn crate::worker::SchedulerLink>> {
+        use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER};
+        let members = self.cluster.membership.members();
+        let me = &self.cluster.node_id;
+        let queriers = members
+            .iter()
+            .any(|m| m.has_role(QUERIER) && (m.serving() || &m.node_id == me));
+        if !queriers {
+            return None;
+        }
+        if let Some(s) = &self.scheduler {
+            return Some(Arc::new(s.clone()));
+        }
+        let mut schedulers: Vec<&ignis_cluster::Member> = members
+            .iter()
+            .filter(|m| m.has_role(QUERY_SCHEDULER) && m.serving())
+            .collect();
+        if schedulers.is_empty() {
+            return None;
+        }
+        schedulers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let at = xxhash_rust::xxh3::xxh3_64(tenant.as_bytes()) % schedulers.len() as u64;
+        let peer = self.cluster.peer(schedulers[at as usize].clone());
+        Some(Arc::new(crate::worker::RemoteScheduler {
+            peer,
+            timeout: self.split.sub_query_timeout,
+        }))
+    }
+
+    /// Whether `tenant`'s sub-queries go to querier workers.
+    pub(crate) fn has_queriers(&self, tenant: &str) -> bool {
+        self.scheduler_for(tenant).is_some()
+    }
+
+    /// The merges of `selections` of `tenant` within `[start_ns, end_ns]`:
+    /// a sub-query run by a querier worker through a query-scheduler, or
+    /// here when no querier serves.
+    pub(crate) async fn sub_query(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        selections: Vec<Selection>,
+    ) -> Result<Vec<MergedStacks>, QueryFailure> {
+        match self.scheduler_for(tenant) {
+            Some(link) => {
+                let query = crate::worker::sub_query(tenant, start_ns, end_ns, &selections);
+                let timeout = self.split.sub_query_timeout;
+                let answer = tokio::time::timeout(timeout, link.enqueue(query))
+                    .await
+                    .map_err(|_| {
+                        QueryFailure::Unavailable(format!(
+                            "no querier answered a sub-query within {timeout:?}"
+                        ))
+                    })?
+                    .map_err(|e| {
+                        QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}"))
+                    })?;
+                crate::worker::merges_of(answer, selections.len()).await
+            }
+            None => {
+                self.query_direct(tenant, start_ns, end_ns, move |e| {
+                    Ok(selections
+                        .iter()
+                        .map(|s| e.merge(s))
+                        .collect::<Vec<MergedStacks>>())
+                })
+                .await
+            }
         }
     }
 

@@ -121,6 +121,19 @@ impl RpcClient {
 
     /// Calls `method` on the node at `addr` (`host:port`) with `body`.
     pub async fn call(&self, addr: &str, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
+        self.call_for(addr, method, body, None).await
+    }
+
+    /// [`RpcClient::call`] whose attempts may take `timeout` (when given)
+    /// instead of the client's timeout: a call that waits for work, or for
+    /// a query to run.
+    pub async fn call_for(
+        &self,
+        addr: &str,
+        method: &str,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, RpcError> {
         let url = format!("{}://{addr}{PATH_PREFIX}{method}", self.scheme);
         let mut attempt = 0;
         loop {
@@ -131,6 +144,9 @@ impl RpcClient {
                 .header("content-type", "application/octet-stream");
             if let Some(secret) = &self.secret {
                 req = req.header(SECRET_HEADER, secret);
+            }
+            if let Some(t) = timeout {
+                req = req.timeout(t);
             }
             let res = req.body(body.clone()).send().await;
             let err = match res {

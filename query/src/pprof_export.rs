@@ -7,6 +7,92 @@ use ignis_storage::proto::google::v1 as pprof;
 
 use crate::source::MergedStacks;
 
+/// What a location is, by content: its lines (function name, system name,
+/// file, start line, line), address and mapping (file, build id, range).
+type LocationKey<'a> = (
+    Vec<(&'a str, &'a str, &'a str, i64, i64)>,
+    u64,
+    Option<(&'a str, &'a str, u64, u64, u64, u8)>,
+);
+
+/// The stacks of `merged` with their values, ordered by what their frames
+/// are rather than by their ids: the same merge gives the same pprof
+/// however its symbols were numbered (whatever the order its parts were
+/// merged in, or how a query was split).
+fn canonical_order(merged: &MergedStacks) -> Vec<(u32, i64)> {
+    let sym = &merged.symbols;
+    let mut used: Vec<u32> = merged
+        .values
+        .keys()
+        .filter_map(|&s| sym.stacks.get(s))
+        .flat_map(|locs| locs.iter().copied())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let key = |loc: u32| -> Option<LocationKey<'_>> {
+        let l = sym.locations.get(loc)?;
+        let lines = l
+            .lines
+            .iter()
+            .map(|ln| match sym.functions.get(ln.function) {
+                Some(f) => (
+                    sym.string(f.name),
+                    sym.string(f.system_name),
+                    sym.string(f.filename),
+                    f.start_line,
+                    ln.line,
+                ),
+                None => ("", "", "", 0, ln.line),
+            })
+            .collect();
+        let mapping = l
+            .mapping
+            .checked_sub(1)
+            .and_then(|m| sym.mappings.get(m))
+            .map(|m| {
+                (
+                    sym.string(m.filename),
+                    sym.string(m.build_id),
+                    m.memory_start,
+                    m.memory_limit,
+                    m.file_offset,
+                    m.flags,
+                )
+            });
+        Some((lines, l.address, mapping))
+    };
+    let mut keyed: Vec<(Option<LocationKey<'_>>, u32)> =
+        used.iter().map(|&loc| (key(loc), loc)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Equal locations (the same frame under two ids) share a rank.
+    let mut rank: HashMap<u32, u32> = HashMap::with_capacity(keyed.len());
+    let mut r = 0u32;
+    for (i, (k, loc)) in keyed.iter().enumerate() {
+        if i > 0 && keyed[i - 1].0 != *k {
+            r += 1;
+        }
+        rank.insert(*loc, r);
+    }
+    let mut stacks: Vec<(Vec<u32>, i64, u32)> = merged
+        .values
+        .iter()
+        .map(|(&s, &v)| {
+            let frames = sym
+                .stacks
+                .get(s)
+                .map(|locs| {
+                    locs.iter()
+                        .map(|l| rank.get(l).copied().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (frames, v, s)
+        })
+        .collect();
+    stacks.sort_unstable();
+    stacks.into_iter().map(|(_, v, s)| (s, v)).collect()
+}
+
 /// Builds a one-sample-type pprof from merged stacks (reference §5.4: the
 /// requested type, `time_nanos` = query end, period guessed from the name).
 pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::Profile {
@@ -49,9 +135,7 @@ pub fn to_pprof(merged: &MergedStacks, pt: &ProfileType, end_ns: i64) -> pprof::
     let mut location_ids: HashMap<u32, u64> = HashMap::new();
     let mut samples = Vec::with_capacity(merged.values.len());
 
-    let mut stacks: Vec<(u32, i64)> = merged.values.iter().map(|(&s, &v)| (s, v)).collect();
-    stacks.sort_unstable();
-    for (stack, value) in stacks {
+    for (stack, value) in canonical_order(merged) {
         if value == 0 {
             continue;
         }

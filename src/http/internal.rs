@@ -57,12 +57,16 @@ pub async fn call(
 ) -> Result<HttpResponse, ApiError> {
     check_secret(&req, &state.config.cluster.secret)?;
     check_version(&req)?;
-    // A replicated push may hold several profiles, each within the limits.
-    let limit = state
-        .config
-        .limits
-        .ingestion_body_limit_bytes
-        .saturating_mul(4);
+    // A replicated push may hold several profiles, each within the limits;
+    // a querier's answer holds merged stacks, bounded by the query memory.
+    let limit = match method.as_str() {
+        ignis_actors::peer::protocol::DONE => 1 << 30,
+        _ => state
+            .config
+            .limits
+            .ingestion_body_limit_bytes
+            .saturating_mul(4),
+    };
     let body = read_body(payload, limit).await?.freeze();
     let answer = server::handle(&state.tenants, &method, body).await?;
     Ok(HttpResponse::Ok()

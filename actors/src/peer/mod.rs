@@ -145,11 +145,35 @@ impl Peer {
     async fn call(&self, method: &str, body: Bytes) -> Result<Bytes, PeerError> {
         self.check_serving()?;
         let call = self.transport.call(&self.member.http_addr, method, body);
-        match tokio::time::timeout(self.deadline, call).await {
+        self.within(method, self.deadline, call).await
+    }
+
+    /// Calls `method` on the peer, giving it `deadline` (a call that waits
+    /// for work, or for a query to run, may take longer than others).
+    pub(crate) async fn call_long(
+        &self,
+        method: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, PeerError> {
+        self.check_serving()?;
+        let call = self
+            .transport
+            .call_for(&self.member.http_addr, method, body, deadline);
+        self.within(method, deadline, call).await
+    }
+
+    async fn within(
+        &self,
+        method: &str,
+        deadline: Duration,
+        call: BoxFuture<'static, Result<Bytes, RpcError>>,
+    ) -> Result<Bytes, PeerError> {
+        match tokio::time::timeout(deadline, call).await {
             Ok(answer) => Ok(answer?),
             Err(_) => Err(PeerError::Unavailable(format!(
-                "{}: no answer to {method} within {:?}",
-                self.member.node_id, self.deadline
+                "{}: no answer to {method} within {deadline:?}",
+                self.member.node_id
             ))),
         }
     }

@@ -6,6 +6,9 @@
 //! |---|---|---|
 //! | [`PUSH`] | an `ignis_storage::record` (the tenant's WAL record) | [`PushReply`] |
 //! | [`SELECT`] | [`SelectRequest`]: tenant, range and the query's [`Scope`] | [`encode_answer`]: time bounds + a head slice (`IGNHED03`) |
+//! | [`ENQUEUE`] | [`SubQuery`] (frontend → scheduler) | [`SubAnswer`]: the merges or why not, once a querier ran it |
+//! | [`NEXT`] | [`NextRequest`] (querier worker → scheduler; waits for work) | [`NextReply`]: a job or none |
+//! | [`DONE`] | [`DoneRequest`] (querier worker → scheduler) | empty |
 
 use ignis_query::selector::{MatchOp, Matcher};
 use ignis_query::{Scope, Selection, SpanSelector};
@@ -17,12 +20,19 @@ use super::{PeerError, PeerSlice};
 /// 2: fetch answers carry span samples (head wire `IGNHED02`).
 /// 3: `select` carries the query's scope; answers carry the peer's time
 /// bounds and rows without the parts the scope does not need (`IGNHED03`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: the query-scheduler's `enqueue`, `next` and `done`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
 /// Answers what a query's scope selects of a tenant.
 pub const SELECT: &str = "select";
+/// Queues a sub-query on a query-scheduler; answers once a querier ran it.
+pub const ENQUEUE: &str = "enqueue";
+/// A querier worker asks a query-scheduler for its next sub-query.
+pub const NEXT: &str = "next";
+/// A querier worker hands a query-scheduler the answer of a sub-query.
+pub const DONE: &str = "done";
 
 /// What an ingester stored of a replicated push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -78,38 +88,11 @@ pub struct WireMatcher {
 impl SelectRequest {
     /// The request for `scope` of `tenant` within `[start_ns, end_ns]`.
     pub fn new(tenant: &str, scope: &Scope, start_ns: i64, end_ns: i64) -> Self {
-        let op = |op: MatchOp| match op {
-            MatchOp::Equal => 0,
-            MatchOp::NotEqual => 1,
-            MatchOp::Regex => 2,
-            MatchOp::NotRegex => 3,
-        };
         Self {
             tenant: tenant.to_string(),
             start_ns,
             end_ns,
-            selections: scope
-                .selections
-                .iter()
-                .map(|s| WireSelection {
-                    matchers: s
-                        .matchers
-                        .iter()
-                        .map(|m| WireMatcher {
-                            name: m.name.clone(),
-                            op: op(m.op),
-                            value: m.value.clone(),
-                        })
-                        .collect(),
-                    start_ns: s.start_ns,
-                    end_ns: s.end_ns,
-                    spans: s.spans.as_ref().map(|sp| {
-                        let mut ids: Vec<u64> = sp.ids().collect();
-                        ids.sort_unstable();
-                        ids
-                    }),
-                })
-                .collect(),
+            selections: scope.selections.iter().map(WireSelection::of).collect(),
             stacks: scope.stacks,
             skip_blocks: Vec::new(),
         }
@@ -127,36 +110,7 @@ impl SelectRequest {
         let selections = self
             .selections
             .iter()
-            .map(|s| {
-                let matchers = s
-                    .matchers
-                    .iter()
-                    .map(|m| {
-                        let op = match m.op {
-                            0 => MatchOp::Equal,
-                            1 => MatchOp::NotEqual,
-                            2 => MatchOp::Regex,
-                            3 => MatchOp::NotRegex,
-                            other => {
-                                return Err(PeerError::BadRequest(format!(
-                                    "unknown matcher operator {other}"
-                                )));
-                            }
-                        };
-                        Matcher::new(m.name.clone(), op, m.value.clone())
-                            .map_err(PeerError::BadRequest)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Selection {
-                    matchers,
-                    start_ns: s.start_ns,
-                    end_ns: s.end_ns,
-                    spans: s
-                        .spans
-                        .as_ref()
-                        .map(|ids| SpanSelector::from_ids(ids.iter().copied())),
-                })
-            })
+            .map(WireSelection::selection)
             .collect::<Result<Vec<_>, PeerError>>()?;
         // A peer copies rows for the asking node to merge: never rollups.
         Ok(Scope {
@@ -167,6 +121,128 @@ impl SelectRequest {
             all_spans: false,
         })
     }
+}
+
+impl WireSelection {
+    /// `sel` on the wire.
+    pub fn of(sel: &Selection) -> Self {
+        let op = |op: MatchOp| match op {
+            MatchOp::Equal => 0,
+            MatchOp::NotEqual => 1,
+            MatchOp::Regex => 2,
+            MatchOp::NotRegex => 3,
+        };
+        Self {
+            matchers: sel
+                .matchers
+                .iter()
+                .map(|m| WireMatcher {
+                    name: m.name.clone(),
+                    op: op(m.op),
+                    value: m.value.clone(),
+                })
+                .collect(),
+            start_ns: sel.start_ns,
+            end_ns: sel.end_ns,
+            spans: sel.spans.as_ref().map(|sp| {
+                let mut ids: Vec<u64> = sp.ids().collect();
+                ids.sort_unstable();
+                ids
+            }),
+        }
+    }
+
+    /// The selection it carries; a bad matcher is a bad request.
+    pub fn selection(&self) -> Result<Selection, PeerError> {
+        let matchers = self
+            .matchers
+            .iter()
+            .map(|m| {
+                let op = match m.op {
+                    0 => MatchOp::Equal,
+                    1 => MatchOp::NotEqual,
+                    2 => MatchOp::Regex,
+                    3 => MatchOp::NotRegex,
+                    other => {
+                        return Err(PeerError::BadRequest(format!(
+                            "unknown matcher operator {other}"
+                        )));
+                    }
+                };
+                Matcher::new(m.name.clone(), op, m.value.clone()).map_err(PeerError::BadRequest)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Selection {
+            matchers,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            spans: self
+                .spans
+                .as_ref()
+                .map(|ids| SpanSelector::from_ids(ids.iter().copied())),
+        })
+    }
+}
+
+/// Part of a query the query-frontend hands a query-scheduler: the merges of
+/// `selections` over a tenant's data in `[start_ns, end_ns]`.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SubQuery {
+    /// Tenant id (one tenant: federated reads are not split).
+    pub tenant: String,
+    /// Start of the part's range, ns (inclusive).
+    pub start_ns: i64,
+    /// End of the part's range, ns (inclusive).
+    pub end_ns: i64,
+    /// The selections to merge, each within the range.
+    pub selections: Vec<WireSelection>,
+}
+
+/// How a sub-query failed, on the wire (the querier's `QueryFailure`).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireFailure {
+    /// 0 invalid argument, 1 unimplemented, 2 resource exhausted,
+    /// 3 unavailable, 4 too many queries, 5 corrupt data, 6 internal.
+    pub kind: u8,
+    /// The message the client sees.
+    pub message: String,
+}
+
+/// A sub-query's answer: the encoded merges (`ignis_query::MergedStacks`),
+/// one per selection, or why there are none.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum SubAnswer {
+    /// One encoded merge per selection of the sub-query.
+    Merged(Vec<Vec<u8>>),
+    /// The sub-query failed, or no querier could run it.
+    Failed(WireFailure),
+}
+
+/// A querier worker's request for work.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NextRequest {
+    /// The worker's node id (the scheduler re-queues its jobs if it leaves).
+    pub worker: String,
+    /// How long the scheduler may wait for a job before answering none, ms.
+    pub wait_ms: u64,
+}
+
+/// A job for a querier worker, or none within the wait.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NextReply {
+    /// The job: its id at the scheduler and the sub-query.
+    pub job: Option<(u64, SubQuery)>,
+}
+
+/// A querier worker's answer to a job.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct DoneRequest {
+    /// The job id.
+    pub id: u64,
+    /// The worker's node id.
+    pub worker: String,
+    /// The answer.
+    pub answer: SubAnswer,
 }
 
 /// Encodes an internal message.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ignis_storage::decode_record;
 
-use super::protocol::{self, PushReply, SelectRequest};
+use super::protocol::{
+    self, DoneRequest, NextReply, NextRequest, PushReply, SelectRequest, SubQuery,
+};
 use super::{PeerError, PeerSlice};
 use crate::ingester::Append;
 use crate::{Tenants, validate_tenant_id};
@@ -19,6 +21,9 @@ pub async fn handle(tenants: &Tenants, method: &str, body: Bytes) -> Result<Byte
     match method {
         protocol::PUSH => push(tenants, body).await,
         protocol::SELECT => select(tenants, body).await,
+        protocol::ENQUEUE => enqueue(tenants, body).await,
+        protocol::NEXT => next(tenants, body).await,
+        protocol::DONE => done(tenants, body).await,
         other => Err(PeerError::UnknownMethod(other.to_string())),
     }
 }
@@ -92,4 +97,38 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     .await
     .map_err(|e| PeerError::Internal(e.to_string()))??;
     Ok(Bytes::from(bytes))
+}
+
+/// This node's query-scheduler, or why the call cannot be served here.
+fn scheduler(tenants: &Tenants) -> Result<&Arc<crate::scheduler::Scheduler>, PeerError> {
+    tenants.scheduler().ok_or_else(|| {
+        PeerError::BadRequest("this node does not run the query-scheduler role".into())
+    })
+}
+
+/// Queues a frontend's sub-query; answers once a querier ran it. A frontend
+/// that hangs up drops this call, and with it the queued sub-query.
+async fn enqueue(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    let query: SubQuery = protocol::decode(&body)?;
+    validate_tenant_id(&query.tenant).map_err(PeerError::BadRequest)?;
+    let answer = scheduler(tenants)?.enqueue(query).await;
+    Ok(Bytes::from(protocol::encode(&answer)?))
+}
+
+/// Longest a worker's request for work may wait.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// Hands a querier worker its next job, waiting for one a while.
+async fn next(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    let req: NextRequest = protocol::decode(&body)?;
+    let wait = std::time::Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
+    let job = scheduler(tenants)?.next(&req.worker, wait).await;
+    Ok(Bytes::from(protocol::encode(&NextReply { job })?))
+}
+
+/// Takes a querier worker's answer to a job.
+async fn done(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    let req: DoneRequest = protocol::decode(&body)?;
+    scheduler(tenants)?.done(req.id, &req.worker, req.answer);
+    Ok(Bytes::new())
 }

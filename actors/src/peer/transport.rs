@@ -2,6 +2,8 @@
 //! [`RpcClient`] (and in one process, for tests, by
 //! [`MemTransport`](super::MemTransport)).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use ignis_cluster::{RpcClient, RpcError};
@@ -15,6 +17,19 @@ pub trait Transport: Send + Sync {
         method: &str,
         body: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
+
+    /// [`Transport::call`] that may take `timeout` (longer than a usual
+    /// call: one that waits for work or for a query to run).
+    fn call_for(
+        &self,
+        addr: &str,
+        method: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let _ = timeout;
+        self.call(addr, method, body)
+    }
 }
 
 impl Transport for RpcClient {
@@ -26,5 +41,18 @@ impl Transport for RpcClient {
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
         let (client, addr, method) = (self.clone(), addr.to_string(), method.to_string());
         Box::pin(async move { RpcClient::call(&client, &addr, &method, body).await })
+    }
+
+    fn call_for(
+        &self,
+        addr: &str,
+        method: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let (client, addr, method) = (self.clone(), addr.to_string(), method.to_string());
+        Box::pin(
+            async move { RpcClient::call_for(&client, &addr, &method, body, Some(timeout)).await },
+        )
     }
 }

@@ -17,6 +17,8 @@
 
 pub mod fixtures;
 #[cfg(test)]
+mod scheduler_tests;
+#[cfg(test)]
 mod tests;
 
 /// A store-gateway over `store` for tests: its index under `dir/index`,
@@ -48,7 +50,7 @@ pub fn metric(m: &crate::metrics::Metrics, name: &str) -> f64 {
 use std::sync::Arc;
 use std::time::Duration;
 
-use ignis_cluster::roles::ALL_ROLES;
+use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER, STORE_GATEWAY};
 use ignis_cluster::{Member, Membership};
 use ignis_query::{Engine, QueryError, QueryLimits};
 use ignis_storage::SplitProfile;
@@ -79,8 +81,29 @@ pub struct SandboxNode {
     pub store_gateway: Arc<StoreGateway>,
     /// Its metrics.
     pub metrics: Metrics,
+    _workers: Option<AbortOnDrop>,
     _dir: tempfile::TempDir,
 }
+
+/// A task stopped when its node is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The roles of a sandbox node unless a test gives others: all but the
+/// query-scheduler (a frontend then merges its sub-queries itself).
+pub const SANDBOX_ROLES: [&str; 6] = [
+    ignis_cluster::roles::DISTRIBUTOR,
+    ignis_cluster::roles::INGESTER,
+    ignis_cluster::roles::COMPACTOR,
+    ignis_cluster::roles::QUERY_FRONTEND,
+    ignis_cluster::roles::QUERIER,
+    ignis_cluster::roles::STORE_GATEWAY,
+];
 
 /// N nodes with every role in one process (see the module docs).
 pub struct Sandbox {
@@ -98,17 +121,28 @@ pub struct Sandbox {
 pub struct SandboxError(String);
 
 impl Sandbox {
-    /// Starts `n` nodes, all ready, replicating each profile to
-    /// `replication_factor` of them. Runs on the current actix system
-    /// (e.g. `#[actix::test]`).
+    /// Starts `n` nodes with [`SANDBOX_ROLES`], all ready, replicating each
+    /// profile to `replication_factor` of them. Runs on the current actix
+    /// system (e.g. `#[actix::test]`).
     pub async fn start(n: usize, replication_factor: usize) -> Result<Self, SandboxError> {
+        Self::start_with_roles(n, replication_factor, |_| SANDBOX_ROLES.to_vec()).await
+    }
+
+    /// [`Sandbox::start`] where node `i` runs `roles(i)`: a node with the
+    /// query-scheduler role runs one, and querier workers pull from every
+    /// scheduler.
+    pub async fn start_with_roles(
+        n: usize,
+        replication_factor: usize,
+        roles: impl Fn(usize) -> Vec<&'static str>,
+    ) -> Result<Self, SandboxError> {
         let fail = |e: String| SandboxError(e);
         let transport = Arc::new(MemTransport::default());
         let bucket = BlockStore::memory().map_err(|e| fail(e.to_string()))?;
         let members: Vec<Member> = (0..n)
             .map(|i| {
                 let id = format!("node-{i}");
-                let mut m = Member::alive(&id, &ALL_ROLES, &id, PROTOCOL_VERSION);
+                let mut m = Member::alive(&id, &roles(i), &id, PROTOCOL_VERSION);
                 m.ready = true;
                 m
             })
@@ -151,18 +185,32 @@ impl Sandbox {
                 max_block_duration: Duration::from_secs(3600),
                 ..Default::default()
             };
-            let tenants = Arc::new(
-                Tenants::new(
-                    vec![actix::Arbiter::current()],
-                    None,
-                    blocks,
-                    metrics.clone(),
-                    QueryLimits::default(),
-                    8,
-                )
-                .with_cluster(cluster.clone())
-                .with_store_gateway(store_gateway.clone()),
-            );
+            let node_roles = ignis_cluster::Roles::parse(&roles(i).join(",")).map_err(fail)?;
+            let mut built = Tenants::new(
+                vec![actix::Arbiter::current()],
+                None,
+                blocks,
+                metrics.clone(),
+                QueryLimits::default(),
+                8,
+            )
+            .with_cluster(cluster.clone())
+            .with_roles(node_roles.clone());
+            if node_roles.has(STORE_GATEWAY) {
+                built = built.with_store_gateway(store_gateway.clone());
+            }
+            if node_roles.has(QUERY_SCHEDULER) {
+                built =
+                    built.with_scheduler(crate::scheduler::Scheduler::new(256, metrics.clone()));
+            }
+            let tenants = Arc::new(built);
+            let workers = (node_roles.has(QUERIER) || node_roles.has(QUERY_SCHEDULER)).then(|| {
+                AbortOnDrop(crate::worker::spawn(
+                    tenants.clone(),
+                    4,
+                    Duration::from_millis(100),
+                ))
+            });
             transport.register(&id, &tenants);
             cluster.membership.set_ready(true).await;
             nodes.push(SandboxNode {
@@ -171,6 +219,7 @@ impl Sandbox {
                 cluster,
                 store_gateway,
                 metrics,
+                _workers: workers,
                 _dir: dir,
             });
         }

@@ -114,7 +114,8 @@ async fn cluster_of_three_answers_the_fixture_totals_a_single_node_does() -> Res
 
 #[tokio::test]
 async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
-    // 2 distributors, 3 ingesters, 2 queriers, 2 store-gateways.
+    // 2 distributors, 3 ingesters, a querier, a query-frontend, 2
+    // store-gateways, a query-scheduler.
     let cluster = Cluster::start(&[
         "distributor",
         "distributor",
@@ -122,12 +123,28 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
         "ingester",
         "ingester",
         "querier",
-        "query-frontend,querier",
+        "query-frontend",
         "store-gateway",
         "store-gateway",
+        "query-scheduler",
     ])
     .await?;
     replay_and_verify(&cluster, &[0, 1], &[5, 6]).await?;
+    // Flame graphs went frontend → scheduler → querier: the scheduler
+    // relayed sub-queries, only the querier ran them.
+    let relayed = metric(&cluster, 9, "ignis_query_scheduler_sub_queries_total").await?;
+    let ran = metric(&cluster, 5, "ignis_querier_sub_queries_total").await?;
+    ensure!(
+        relayed > 0.0 && ran == relayed,
+        "the scheduler relayed {relayed} sub-queries, the querier ran {ran}"
+    );
+    for i in [6, 9] {
+        let ran = metric(&cluster, i, "ignis_querier_sub_queries_total").await?;
+        ensure!(
+            ran == 0.0,
+            "node {i} is no querier but ran {ran} sub-queries"
+        );
+    }
     // Span profiles cross the cluster: pushed through a distributor, stored
     // on three ingesters, fetched by a querier with their span samples and
     // counted once.
@@ -177,7 +194,7 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
     );
     // Ingesters hold the data, each profile on all three; the other roles
     // start no ingester (nor WAL) of their own.
-    for i in 0..9 {
+    for i in 0..10 {
         let m = reqwest::get(format!("{}/metrics", cluster.url(i)?))
             .await?
             .text()

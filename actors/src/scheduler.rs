@@ -1,0 +1,561 @@
+//! The query-scheduler: the queue between query-frontends and querier
+//! workers. A frontend enqueues the parts of a query it could not answer
+//! from its cache ([`crate::frontend`]); querier workers
+//! ([`crate::worker`]) pull them, run them and hand back the merges, which
+//! the scheduler relays to the waiting frontend.
+//!
+//! - Each tenant has its own queue; workers are served round-robin across
+//!   tenants, so a tenant flooding the scheduler delays only itself.
+//! - A tenant may have at most `max_outstanding` sub-queries queued or
+//!   running; past it one is refused at once (429 to the client).
+//! - A frontend that goes away (its client closed the connection) takes
+//!   its queued sub-queries with it; a running one finishes and its answer
+//!   is dropped.
+//! - A job whose worker leaves the cluster (killed, partitioned) goes back
+//!   to the front of its tenant's queue ([`Scheduler::requeue_lost`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+
+use crate::metrics::Metrics;
+use crate::peer::protocol::{SubAnswer, SubQuery, WireFailure};
+use crate::querier::QueryFailure;
+
+/// One sub-query at the scheduler.
+struct Job {
+    tenant: String,
+    query: SubQuery,
+    /// Where its answer goes; `None` once answered.
+    reply: Option<oneshot::Sender<SubAnswer>>,
+    /// The worker running it, once handed out.
+    worker: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Queued job ids per tenant, oldest first.
+    queues: HashMap<String, VecDeque<u64>>,
+    /// Tenants with queued jobs, in turn order.
+    turns: VecDeque<String>,
+    jobs: HashMap<u64, Job>,
+    /// Jobs queued or running per tenant.
+    outstanding: HashMap<String, usize>,
+    /// Jobs handed to a worker and not answered, per tenant.
+    running: HashMap<String, usize>,
+    /// Workers waiting for a job now.
+    idle: usize,
+}
+
+impl State {
+    fn push(&mut self, id: u64, tenant: &str, front: bool) {
+        let queue = self.queues.entry(tenant.to_string()).or_default();
+        if front {
+            queue.push_front(id);
+        } else {
+            queue.push_back(id);
+        }
+        if queue.len() == 1 {
+            self.turns.push_back(tenant.to_string());
+        }
+    }
+
+    /// The next queued job, the tenants taking turns; a tenant running on
+    /// all workers but one waits (the last is another tenant's, as with
+    /// the query slots).
+    fn pop(&mut self) -> Option<(u64, String)> {
+        let workers = self.idle + self.running.values().sum::<usize>();
+        let cap = workers.saturating_sub(1).max(1);
+        for _ in 0..self.turns.len() {
+            let tenant = self.turns.pop_front()?;
+            if self.running.get(&tenant).copied().unwrap_or(0) >= cap {
+                self.turns.push_back(tenant);
+                continue;
+            }
+            let queue = self.queues.get_mut(&tenant)?;
+            let id = queue.pop_front()?;
+            if queue.is_empty() {
+                self.queues.remove(&tenant);
+            } else {
+                self.turns.push_back(tenant.clone());
+            }
+            *self.running.entry(tenant.clone()).or_default() += 1;
+            return Some((id, tenant));
+        }
+        None
+    }
+
+    /// A job of `tenant` handed to a worker is no longer running there.
+    fn stopped(&mut self, tenant: &str) {
+        if let Some(n) = self.running.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running.remove(tenant);
+            }
+        }
+    }
+
+    /// Takes job `id` out of its tenant's queue (if queued).
+    fn unqueue(&mut self, id: u64, tenant: &str) {
+        let Some(queue) = self.queues.get_mut(tenant) else {
+            return;
+        };
+        queue.retain(|&j| j != id);
+        if queue.is_empty() {
+            self.queues.remove(tenant);
+            self.turns.retain(|t| t != tenant);
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+}
+
+/// Per-tenant fair queues of sub-queries.
+pub struct Scheduler {
+    state: Mutex<State>,
+    /// Wakes workers waiting for a job.
+    work: Notify,
+    next_id: AtomicU64,
+    max_outstanding: usize,
+    metrics: Metrics,
+}
+
+/// Counts a worker waiting in [`Scheduler::next`].
+struct Idle<'a>(&'a Scheduler);
+
+impl<'a> Idle<'a> {
+    fn new(scheduler: &'a Scheduler) -> Self {
+        scheduler.state.lock().idle += 1;
+        Self(scheduler)
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock();
+        s.idle = s.idle.saturating_sub(1);
+    }
+}
+
+/// Removes a job when the frontend waiting for it goes away.
+struct Waiter<'a> {
+    scheduler: &'a Scheduler,
+    id: u64,
+    tenant: String,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut s = self.scheduler.state.lock();
+        if let Some(job) = s.jobs.remove(&self.id)
+            && job.reply.is_some()
+        {
+            let outcome = if job.worker.is_some() {
+                s.stopped(&self.tenant);
+                "abandoned"
+            } else {
+                "cancelled"
+            };
+            self.scheduler.count(outcome);
+        }
+        s.unqueue(self.id, &self.tenant);
+        if let Some(n) = s.outstanding.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.outstanding.remove(&self.tenant);
+            }
+        }
+        self.scheduler.publish(&s);
+        drop(s);
+        self.scheduler.work.notify_waiters();
+    }
+}
+
+impl Scheduler {
+    /// A scheduler letting each tenant have `max_outstanding` sub-queries
+    /// queued or running (0: no limit).
+    pub fn new(max_outstanding: usize, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            work: Notify::new(),
+            next_id: AtomicU64::new(1),
+            max_outstanding,
+            metrics,
+        })
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .scheduler_sub_queries
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    fn publish(&self, s: &State) {
+        self.metrics.scheduler_queued.set(s.queued() as i64);
+    }
+
+    /// Queues `query` and waits for its answer. Dropping the future (the
+    /// frontend's client went away) cancels it.
+    pub async fn enqueue(&self, query: SubQuery) -> SubAnswer {
+        let tenant = query.tenant.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let rx = {
+            let mut s = self.state.lock();
+            let n = s.outstanding.get(&tenant).copied().unwrap_or(0);
+            if self.max_outstanding > 0 && n >= self.max_outstanding {
+                drop(s);
+                self.count("refused");
+                return SubAnswer::Failed(WireFailure::from(&QueryFailure::TooManyQueries(
+                    format!(
+                        "tenant {tenant} has {n} sub-queries queued or running at the \
+                         query-scheduler, the limit of query.max_outstanding_per_tenant; \
+                         retry when some end"
+                    ),
+                )));
+            }
+            s.outstanding.insert(tenant.clone(), n + 1);
+            let (tx, rx) = oneshot::channel();
+            s.jobs.insert(
+                id,
+                Job {
+                    tenant: tenant.clone(),
+                    query,
+                    reply: Some(tx),
+                    worker: None,
+                },
+            );
+            s.push(id, &tenant, false);
+            self.publish(&s);
+            rx
+        };
+        let _waiter = Waiter {
+            scheduler: self,
+            id,
+            tenant,
+        };
+        self.work.notify_waiters();
+        rx.await.unwrap_or_else(|_| {
+            SubAnswer::Failed(WireFailure::from(&QueryFailure::Internal(
+                "the query-scheduler dropped a sub-query".into(),
+            )))
+        })
+    }
+
+    /// The next job for `worker`, waiting at most `wait` for one. A worker
+    /// of a node that restarted (same node, another nonce) first gets back
+    /// the jobs its node's previous process held.
+    pub async fn next(&self, worker: &str, wait: Duration) -> Option<(u64, SubQuery)> {
+        let node = crate::worker::worker_node(worker);
+        // A process's workers share one id: another id of the same node is
+        // a process that is gone.
+        self.requeue_where(|w| w != worker && crate::worker::worker_node(w) == node);
+        let deadline = tokio::time::Instant::now() + wait;
+        let _idle = Idle::new(self);
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.state.lock();
+                while let Some((id, tenant)) = s.pop() {
+                    // A cancelled job may still be listed: skip it.
+                    if let Some(job) = s.jobs.get_mut(&id) {
+                        job.worker = Some(worker.to_string());
+                        let query = job.query.clone();
+                        self.publish(&s);
+                        return Some((id, query));
+                    }
+                    s.stopped(&tenant);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Hands the frontend waiting for job `id` its answer (ignored when it
+    /// went away or another worker answered first).
+    pub fn done(&self, id: u64, worker: &str, answer: SubAnswer) {
+        let mut s = self.state.lock();
+        let Some(job) = s.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.worker.as_deref() != Some(worker) {
+            return;
+        }
+        if let Some(tx) = job.reply.take() {
+            let tenant = job.tenant.clone();
+            let outcome = match &answer {
+                SubAnswer::Merged(_) => "done",
+                SubAnswer::Failed(_) => "failed",
+            };
+            let _ = tx.send(answer);
+            s.stopped(&tenant);
+            drop(s);
+            self.count(outcome);
+            // A tenant at its running limit may take the next job.
+            self.work.notify_waiters();
+        }
+    }
+
+    /// Puts the jobs of workers whose node is not in `alive` back at the
+    /// front of their tenants' queues; returns how many.
+    pub fn requeue_lost(&self, alive: &HashSet<String>) -> usize {
+        self.requeue_where(|w| !alive.contains(crate::worker::worker_node(w)))
+    }
+
+    /// Puts the jobs of workers `lost` names back at the front of their
+    /// tenants' queues; returns how many.
+    fn requeue_where(&self, lost: impl Fn(&str) -> bool) -> usize {
+        let mut s = self.state.lock();
+        let lost: Vec<(u64, String)> = s
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.reply.is_some() && j.worker.as_deref().is_some_and(&lost))
+            .map(|(&id, j)| (id, j.tenant.clone()))
+            .collect();
+        for (id, tenant) in &lost {
+            if let Some(job) = s.jobs.get_mut(id) {
+                tracing::warn!(
+                    tenant,
+                    worker = job.worker.as_deref().unwrap_or_default(),
+                    "query-scheduler: a querier left with a sub-query; queued again"
+                );
+                job.worker = None;
+            }
+            s.stopped(tenant);
+            s.push(*id, tenant, true);
+        }
+        self.publish(&s);
+        drop(s);
+        if !lost.is_empty() {
+            for _ in &lost {
+                self.count("requeued");
+            }
+            self.work.notify_waiters();
+        }
+        lost.len()
+    }
+
+    /// Sub-queries queued (not yet handed to a worker).
+    pub fn queued(&self) -> usize {
+        self.state.lock().queued()
+    }
+
+    /// Sub-queries of `tenant` queued or running.
+    pub fn outstanding(&self, tenant: &str) -> usize {
+        self.state
+            .lock()
+            .outstanding
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl From<&QueryFailure> for WireFailure {
+    fn from(e: &QueryFailure) -> Self {
+        use ignis_query::QueryError as Q;
+        let kind = match e {
+            QueryFailure::Query(Q::Unimplemented(_)) => 1,
+            QueryFailure::Query(Q::ResourceExhausted(_)) => 2,
+            QueryFailure::Query(_) => 0,
+            QueryFailure::Unavailable(_) => 3,
+            QueryFailure::TooManyQueries(_) => 4,
+            QueryFailure::Corrupt(_) => 5,
+            QueryFailure::Internal(_) => 6,
+        };
+        let message = match e {
+            QueryFailure::Query(q) => q.to_string(),
+            QueryFailure::Unavailable(m)
+            | QueryFailure::TooManyQueries(m)
+            | QueryFailure::Corrupt(m)
+            | QueryFailure::Internal(m) => m.clone(),
+        };
+        Self { kind, message }
+    }
+}
+
+impl From<WireFailure> for QueryFailure {
+    fn from(WireFailure { kind, message }: WireFailure) -> Self {
+        use ignis_query::QueryError as Q;
+        match kind {
+            0 => Self::Query(Q::Invalid(message)),
+            1 => Self::Query(Q::Unimplemented(message)),
+            2 => Self::Query(Q::ResourceExhausted(message)),
+            3 => Self::Unavailable(message),
+            4 => Self::TooManyQueries(message),
+            5 => Self::Corrupt(message),
+            _ => Self::Internal(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(tenant: &str, start: i64) -> SubQuery {
+        SubQuery {
+            tenant: tenant.into(),
+            start_ns: start,
+            end_ns: start + 1,
+            selections: Vec::new(),
+        }
+    }
+
+    fn merged(n: u8) -> SubAnswer {
+        SubAnswer::Merged(vec![vec![n]])
+    }
+
+    #[tokio::test]
+    async fn workers_take_tenants_in_turn_and_answers_reach_the_frontend() {
+        let s = Scheduler::new(0, Metrics::new());
+        let mut waiting = Vec::new();
+        for (t, start) in [("a", 1), ("a", 2), ("a", 3), ("b", 10)] {
+            let s = s.clone();
+            waiting.push(tokio::spawn(async move { s.enqueue(sub(t, start)).await }));
+        }
+        while s.queued() < 4 {
+            tokio::task::yield_now().await;
+        }
+        let wait = Duration::from_millis(100);
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let (id, q) = s.next("w", wait).await.unwrap();
+            order.push(q.start_ns);
+            s.done(id, "w", merged(q.start_ns as u8));
+        }
+        // b's only job comes second, not after a's three.
+        assert_eq!(order, vec![1, 10, 2, 3]);
+        for (w, want) in waiting.into_iter().zip([1u8, 2, 3, 10]) {
+            assert_eq!(w.await.unwrap(), merged(want));
+        }
+        assert!(s.next("w", Duration::from_millis(10)).await.is_none());
+        assert_eq!(s.outstanding("a"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_past_its_outstanding_limit_is_refused_and_cancelled_jobs_leave() {
+        let s = Scheduler::new(2, Metrics::new());
+        let first = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 1)).await })
+        };
+        let second = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 2)).await })
+        };
+        while s.outstanding("a") < 2 {
+            tokio::task::yield_now().await;
+        }
+        match s.enqueue(sub("a", 3)).await {
+            SubAnswer::Failed(f) => {
+                assert_eq!(f.kind, 4);
+                assert!(f.message.contains("max_outstanding_per_tenant"), "{f:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another tenant is not refused.
+        let other = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("b", 5)).await })
+        };
+        // The first frontend goes away: its job leaves the queue.
+        first.abort();
+        let _ = first.await;
+        while s.outstanding("a") > 1 || s.outstanding("b") < 1 {
+            tokio::task::yield_now().await;
+        }
+        let mut seen = Vec::new();
+        while let Some((id, q)) = s.next("w", Duration::from_millis(20)).await {
+            seen.push(q.start_ns);
+            s.done(id, "w", merged(0));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![2, 5]);
+        second.await.unwrap();
+        other.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lost_workers_job_runs_again_and_only_its_worker_answers() {
+        let s = Scheduler::new(0, Metrics::new());
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
+        };
+        let (id, _) = s.next("gone", Duration::from_secs(5)).await.unwrap();
+        // Another worker cannot answer for it.
+        s.done(id, "other", merged(9));
+        let alive: HashSet<String> = ["w".to_string()].into();
+        assert_eq!(s.requeue_lost(&alive), 1);
+        let (again, q) = s.next("w", Duration::from_secs(5)).await.unwrap();
+        assert_eq!((again, q.start_ns), (id, 7));
+        s.done(id, "gone", merged(1));
+        s.done(id, "w", merged(2));
+        assert_eq!(waiting.await.unwrap(), merged(2));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_on_all_workers_but_one_leaves_the_last_to_another() {
+        let s = Scheduler::new(0, Metrics::new());
+        let spawn = |t: &'static str, start: i64| {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub(t, start)).await })
+        };
+        let a: Vec<_> = (0..3).map(|i| spawn("a", i)).collect();
+        while s.queued() < 3 {
+            tokio::task::yield_now().await;
+        }
+        let short = Duration::from_millis(30);
+        // Two workers: a runs on one; the other waits for another tenant.
+        let (first, _) = s.next("w1", short).await.expect("a job");
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.next("w2", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(short).await;
+        let b = spawn("b", 100);
+        let (second, q) = waiting.await.unwrap().expect("b's job");
+        assert_eq!(q.tenant, "b");
+        s.done(second, "w2", merged(0));
+        b.await.unwrap();
+        // a's next job waits for its first to end, then goes.
+        assert!(s.next("w2", short).await.is_none());
+        s.done(first, "w1", merged(0));
+        let (third, q) = s.next("w2", short).await.expect("a's next");
+        assert_eq!(q.tenant, "a");
+        s.done(third, "w2", merged(0));
+        let (last, _) = s.next("w1", short).await.expect("a's last");
+        s.done(last, "w1", merged(0));
+        for w in a {
+            w.await.unwrap();
+        }
+    }
+
+    #[test]
+    fn failures_keep_their_kind_across_the_wire() {
+        use ignis_query::QueryError as Q;
+        for f in [
+            QueryFailure::Query(Q::Invalid("bad".into())),
+            QueryFailure::Query(Q::Unimplemented("later".into())),
+            QueryFailure::Query(Q::ResourceExhausted("budget".into())),
+            QueryFailure::Unavailable("down".into()),
+            QueryFailure::TooManyQueries("busy".into()),
+            QueryFailure::Corrupt("bad block".into()),
+            QueryFailure::Internal("bug".into()),
+        ] {
+            let back = QueryFailure::from(WireFailure::from(&f));
+            assert_eq!(format!("{back:?}"), format!("{f:?}"));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The read path across roles, in one process: a query-frontend splits a
+//! query into sub-queries, its query-scheduler queues them and querier
+//! nodes pull and run them over the ingesters and store-gateways; the
+//! answer equals a single node's, byte for byte, on the Go CPU fixture.
+
+use ignis_cluster::roles::{
+    DISTRIBUTOR, INGESTER, QUERIER, QUERY_FRONTEND, QUERY_SCHEDULER, STORE_GATEWAY,
+};
+use ignis_query::{Engine, QueryError, QueryLimits};
+use ignis_storage::SplitProfile;
+use ignis_storage::proto::querier::v1 as q;
+use prost::Message;
+
+use super::{Sandbox, fixtures, metric};
+use crate::{BlockSettings, Metrics, Tenants};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const TENANT: &str = "t";
+const START_MS: i64 = 1_795_000_000_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Node 0: frontend and scheduler; 1 and 2: queriers; 3 and 4: write path
+/// and storage.
+fn roles(i: usize) -> Vec<&'static str> {
+    match i {
+        0 => vec![QUERY_FRONTEND, QUERY_SCHEDULER],
+        1 | 2 => vec![QUERIER],
+        _ => vec![DISTRIBUTOR, INGESTER, STORE_GATEWAY],
+    }
+}
+
+/// The flame graph of `selector` over six hours, encoded.
+fn flamegraph(e: &Engine<'_>, selector: &str) -> Result<Vec<u8>, QueryError> {
+    e.select_merge_stacktraces(&q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: selector.into(),
+        start: START_MS,
+        end: START_MS + 6 * HOUR_MS,
+        max_nodes: Some(1024),
+        ..Default::default()
+    })
+    .map(|r| r.encode_to_vec())
+}
+
+/// Four services, one profile each in each of five hours.
+fn profiles() -> Vec<Vec<SplitProfile>> {
+    let mut all = Vec::new();
+    for h in 0..5 {
+        for s in 0..4 {
+            all.push(fixtures::split(
+                "go/cpu",
+                &format!("svc-{s}"),
+                START_MS + h * HOUR_MS + s * 1000,
+            ));
+        }
+    }
+    all
+}
+
+async fn standalone(selector: &'static str) -> Vec<u8> {
+    let node = Tenants::new(
+        vec![actix::Arbiter::current()],
+        None,
+        BlockSettings::default(),
+        Metrics::new(),
+        QueryLimits::default(),
+        2,
+    );
+    let d = node.get_or_start(TENANT).distributor.expect("distributor");
+    for p in profiles() {
+        d.send(crate::distributor::Distribute {
+            profiles: p,
+            record: None,
+            endpoint: "test",
+        })
+        .await
+        .expect("sent")
+        .expect("stored");
+    }
+    node.query_direct(TENANT, i64::MIN, i64::MAX, move |e| flamegraph(e, selector))
+        .await
+        .expect("standalone answer")
+}
+
+#[actix::test]
+async fn sub_queries_run_on_querier_nodes_and_answer_as_one_node() {
+    let sb = Sandbox::start_with_roles(5, 2, roles)
+        .await
+        .expect("sandbox");
+    for (i, p) in profiles().into_iter().enumerate() {
+        sb.push(3 + i % 2, TENANT, p).await.expect("push");
+    }
+    let frontend = &sb.nodes[0];
+    let ran = |sb: &Sandbox| {
+        (1..3)
+            .map(|i| metric(&sb.nodes[i].metrics, "ignis_querier_sub_queries_total"))
+            .sum::<f64>()
+    };
+    for selector in ["{}", "{service_name=\"svc-2\"}"] {
+        let expected = standalone(selector).await;
+        for stage in ["heads", "blocks"] {
+            if stage == "blocks" && selector == "{}" {
+                sb.flush_to_blocks().await.expect("blocks");
+            }
+            let before = ran(&sb);
+            let answer = sb
+                .query(0, TENANT, move |e| flamegraph(e, selector))
+                .await
+                .expect("answer");
+            assert_eq!(answer, expected, "{selector} from {stage}");
+            // Five hours of data, four sub-queries, all run by the queriers.
+            assert_eq!(ran(&sb) - before, 4.0, "{selector} from {stage}");
+        }
+    }
+    let done = frontend
+        .metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("ignis_query_scheduler_sub_queries_total{outcome=\"done\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(done, Some(16.0));
+    assert_eq!(frontend.tenants.scheduler().map(|s| s.queued()), Some(0));
+}
+
+#[actix::test]
+async fn without_a_querier_the_frontend_merges_itself() {
+    // The scheduler's node runs no querier and none joined: no sub-query
+    // may wait for a worker that never comes.
+    let sb = Sandbox::start_with_roles(2, 1, |i| match i {
+        0 => vec![QUERY_FRONTEND, QUERY_SCHEDULER],
+        _ => vec![DISTRIBUTOR, INGESTER, STORE_GATEWAY],
+    })
+    .await
+    .expect("sandbox");
+    for p in profiles() {
+        sb.push(1, TENANT, p).await.expect("push");
+    }
+    let answer = sb
+        .query(0, TENANT, |e| flamegraph(e, "{}"))
+        .await
+        .expect("answer");
+    assert_eq!(answer, standalone("{}").await);
+    assert_eq!(
+        metric(
+            &sb.nodes[0].metrics,
+            "ignis_query_scheduler_sub_queries_total"
+        ),
+        0.0
+    );
+}

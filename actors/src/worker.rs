@@ -1,0 +1,315 @@
+//! Querier workers: a node with the querier role pulls sub-queries from
+//! every query-scheduler of the cluster ([`crate::scheduler`]), runs each
+//! with the query's scope over the ingesters (recent data) and the
+//! store-gateways (blocks), as any query runs ([`Tenants::query_direct`]),
+//! and hands the merges back. More querier nodes, more sub-queries at once.
+//!
+//! [`SchedulerLink`] is how frontends and workers reach a scheduler: this
+//! node's own is a call in process, another node's a [`Peer`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER};
+use ignis_query::{MergedStacks, Selection};
+use tokio::task::JoinHandle;
+
+use crate::Tenants;
+use crate::peer::protocol::{
+    self, DoneRequest, NextReply, NextRequest, SubAnswer, SubQuery, WireFailure, WireSelection,
+};
+use crate::peer::{Peer, PeerError};
+use crate::querier::QueryFailure;
+use crate::scheduler::Scheduler;
+
+/// How long a worker's request for work waits at the scheduler.
+const POLL_WAIT: Duration = Duration::from_secs(2);
+
+/// A query-scheduler as frontends and querier workers reach it.
+pub trait SchedulerLink: Send + Sync {
+    /// Queues `query`; resolves with its answer once a querier ran it.
+    fn enqueue(&self, query: SubQuery) -> BoxFuture<'static, Result<SubAnswer, PeerError>>;
+    /// The next job for `worker`, or none within `wait`.
+    fn next(
+        &self,
+        worker: &str,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<Option<(u64, SubQuery)>, PeerError>>;
+    /// Hands back the answer of job `id`.
+    fn done(
+        &self,
+        id: u64,
+        worker: &str,
+        answer: SubAnswer,
+    ) -> BoxFuture<'static, Result<(), PeerError>>;
+}
+
+/// This node's scheduler: calls in process.
+impl SchedulerLink for Arc<Scheduler> {
+    fn enqueue(&self, query: SubQuery) -> BoxFuture<'static, Result<SubAnswer, PeerError>> {
+        let s = self.clone();
+        Box::pin(async move { Ok(Scheduler::enqueue(&s, query).await) })
+    }
+
+    fn next(
+        &self,
+        worker: &str,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<Option<(u64, SubQuery)>, PeerError>> {
+        let (s, worker) = (self.clone(), worker.to_string());
+        Box::pin(async move { Ok(Scheduler::next(&s, &worker, wait).await) })
+    }
+
+    fn done(
+        &self,
+        id: u64,
+        worker: &str,
+        answer: SubAnswer,
+    ) -> BoxFuture<'static, Result<(), PeerError>> {
+        Scheduler::done(self, id, worker, answer);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Another node's scheduler; `timeout` bounds a sub-query's wait for its answer.
+pub struct RemoteScheduler {
+    /// The scheduler's node.
+    pub peer: Peer,
+    /// How long a frontend waits for a sub-query's answer.
+    pub timeout: Duration,
+}
+
+impl SchedulerLink for RemoteScheduler {
+    fn enqueue(&self, query: SubQuery) -> BoxFuture<'static, Result<SubAnswer, PeerError>> {
+        let (peer, timeout, body) = (self.peer.clone(), self.timeout, protocol::encode(&query));
+        Box::pin(async move {
+            let bytes = peer
+                .call_long(protocol::ENQUEUE, Bytes::from(body?), timeout)
+                .await?;
+            protocol::decode::<SubAnswer>(&bytes)
+        })
+    }
+
+    fn next(
+        &self,
+        worker: &str,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<Option<(u64, SubQuery)>, PeerError>> {
+        let req = NextRequest {
+            worker: worker.to_string(),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let (peer, body) = (self.peer.clone(), protocol::encode(&req));
+        Box::pin(async move {
+            let bytes = peer
+                .call_long(protocol::NEXT, Bytes::from(body?), wait + peer.deadline)
+                .await?;
+            Ok(protocol::decode::<NextReply>(&bytes)?.job)
+        })
+    }
+
+    fn done(
+        &self,
+        id: u64,
+        worker: &str,
+        answer: SubAnswer,
+    ) -> BoxFuture<'static, Result<(), PeerError>> {
+        let req = DoneRequest {
+            id,
+            worker: worker.to_string(),
+            answer,
+        };
+        let (peer, body) = (self.peer.clone(), protocol::encode(&req));
+        Box::pin(async move {
+            peer.call_long(protocol::DONE, Bytes::from(body?), peer.deadline)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The merges of `selections` from a scheduler's answer.
+pub(crate) async fn merges_of(
+    answer: SubAnswer,
+    selections: usize,
+) -> Result<Vec<MergedStacks>, QueryFailure> {
+    match answer {
+        SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
+        SubAnswer::Merged(parts) if parts.len() == selections => {
+            tokio::task::spawn_blocking(move || {
+                parts
+                    .iter()
+                    .map(|p| MergedStacks::decode(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| QueryFailure::Internal(format!("a querier's merge: {e}")))
+            })
+            .await
+            .map_err(|e| QueryFailure::Internal(format!("decoding merges: {e}")))?
+        }
+        SubAnswer::Merged(parts) => Err(QueryFailure::Internal(format!(
+            "a querier answered {} merges for {selections} selections",
+            parts.len()
+        ))),
+    }
+}
+
+/// The sub-query of `tenant` merging `selections` within `[start_ns, end_ns]`.
+pub(crate) fn sub_query(
+    tenant: &str,
+    start_ns: i64,
+    end_ns: i64,
+    selections: &[Selection],
+) -> SubQuery {
+    SubQuery {
+        tenant: tenant.to_string(),
+        start_ns,
+        end_ns,
+        selections: selections.iter().map(WireSelection::of).collect(),
+    }
+}
+
+/// Runs one sub-query on this node, as a querier.
+pub async fn run(tenants: &Tenants, query: SubQuery) -> SubAnswer {
+    let failed = |f: QueryFailure| SubAnswer::Failed(WireFailure::from(&f));
+    if let Err(e) = crate::validate_tenant_id(&query.tenant) {
+        return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(e)));
+    }
+    let selections = match query
+        .selections
+        .iter()
+        .map(WireSelection::selection)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(
+                e.to_string(),
+            )));
+        }
+    };
+    let merged = tenants
+        .query_direct(&query.tenant, query.start_ns, query.end_ns, move |e| {
+            Ok(selections
+                .iter()
+                .map(|s| e.merge(s))
+                .collect::<Vec<MergedStacks>>())
+        })
+        .await;
+    let encoded = match merged {
+        Ok(m) => tokio::task::spawn_blocking(move || {
+            m.iter()
+                .map(MergedStacks::encode)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| QueryFailure::Internal(format!("encoding merges: {e}")))
+        .and_then(|r| r.map_err(|e| QueryFailure::Internal(format!("encoding merges: {e}")))),
+        Err(e) => Err(e),
+    };
+    match encoded {
+        Ok(parts) => SubAnswer::Merged(parts),
+        Err(e) => failed(e),
+    }
+}
+
+/// This process's worker id: the node id and a nonce, so a scheduler tells
+/// a restarted querier from the one it handed jobs to.
+pub fn worker_id(node_id: &str) -> String {
+    format!("{node_id}#{:x}", crate::now_ns())
+}
+
+/// The node id of worker `id`.
+pub fn worker_node(id: &str) -> &str {
+    id.rsplit_once('#').map_or(id, |(node, _)| node)
+}
+
+/// One worker: pulls jobs from `link` and runs them, until aborted.
+async fn pull(tenants: Arc<Tenants>, link: Arc<dyn SchedulerLink>, worker: String) {
+    loop {
+        match link.next(&worker, POLL_WAIT).await {
+            Ok(Some((id, query))) => {
+                let answer = run(&tenants, query).await;
+                tenants.metrics().querier_sub_queries.inc();
+                if let Err(e) = link.done(id, &worker, answer).await {
+                    tracing::warn!(error = %e, "querier: the scheduler took no answer");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "querier: no work from the scheduler");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// A scheduler's workers, stopped when dropped.
+struct Workers(Vec<JoinHandle<()>>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// Runs `per_scheduler` workers for every query-scheduler of the cluster
+/// (this node's included), following membership; when it runs a
+/// scheduler itself, re-queues the jobs of queriers that left.
+pub fn spawn(tenants: Arc<Tenants>, per_scheduler: usize, every: Duration) -> JoinHandle<()> {
+    let cluster = tenants.cluster().clone();
+    let worker = worker_id(&cluster.node_id);
+    let runs_querier = tenants.roles().has(QUERIER);
+    actix::spawn(async move {
+        // Aborting this task drops the workers, which stops them.
+        let mut running: HashMap<String, Workers> = HashMap::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let members = cluster.membership.members();
+            if let Some(s) = tenants.scheduler() {
+                let mut alive: HashSet<String> = members
+                    .iter()
+                    .filter(|m| m.serving())
+                    .map(|m| m.node_id.clone())
+                    .collect();
+                alive.insert(cluster.node_id.clone());
+                s.requeue_lost(&alive);
+            }
+            if !runs_querier {
+                continue;
+            }
+            let mut links: HashMap<String, Arc<dyn SchedulerLink>> = HashMap::new();
+            if let Some(s) = tenants.scheduler() {
+                links.insert(cluster.node_id.clone(), Arc::new(s.clone()));
+            }
+            for m in members.iter() {
+                if m.has_role(QUERY_SCHEDULER) && m.serving() && m.node_id != cluster.node_id {
+                    let peer = cluster.peer(m.clone());
+                    links.insert(
+                        m.node_id.clone(),
+                        Arc::new(RemoteScheduler {
+                            peer,
+                            timeout: POLL_WAIT,
+                        }),
+                    );
+                }
+            }
+            running.retain(|node, _| links.contains_key(node));
+            for (node, link) in links {
+                running.entry(node).or_insert_with(|| {
+                    Workers(
+                        (0..per_scheduler.max(1))
+                            .map(|_| {
+                                actix::spawn(pull(tenants.clone(), link.clone(), worker.clone()))
+                            })
+                            .collect(),
+                    )
+                });
+            }
+        }
+    })
+}
