@@ -135,9 +135,11 @@ where
     let interval = i64::try_from(interval.as_nanos())
         .unwrap_or(i64::MAX)
         .max(1);
-    // Where data may be: from the oldest indexed block (or the range's
-    // start) to now.
-    let mut live = (i64::MAX, now);
+    // Where data may be: from the oldest indexed block, or the oldest the
+    // ingesters may still hold (the settle window), to now; without a
+    // block index, anywhere in the range. Only where cuts fall depends on
+    // it: every part of the range is read.
+    let mut live = (settled, now);
     let mut pieces = Vec::new();
     for (of, sel) in selections.iter().enumerate() {
         let sub = |(a, b): (i64, i64)| Selection {
@@ -239,9 +241,6 @@ where
         let lo = groups.iter().map(|g| g.0).min().unwrap_or(start_ns);
         let hi = groups.iter().map(|g| g.1).max().unwrap_or(end_ns);
         groups = vec![(lo, hi, all)];
-    }
-    if live.0 == i64::MAX {
-        live.0 = start_ns;
     }
     parallelize(
         &mut groups,
