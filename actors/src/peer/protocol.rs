@@ -21,7 +21,9 @@ use super::{PeerError, PeerSlice};
 /// 3: `select` carries the query's scope; answers carry the peer's time
 /// bounds and rows without the parts the scope does not need (`IGNHED03`).
 /// 5: the query-scheduler's `enqueue`, `next` and `done`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `select` says whether a merge-only query lets peers answer from
+/// rollups (blocks no other block or ingester can duplicate).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -59,6 +61,10 @@ pub struct SelectRequest {
     /// Blocks the asking node reads itself: a peer does not read them again
     /// (a block held by several store-gateways is read once per query).
     pub skip_blocks: Vec<String>,
+    /// The query only merges stacks ([`Scope::rollup_segments`]): a block
+    /// no other block overlaps, older than any ingester still holds, may
+    /// answer from its rollups ([`SelectRequest::rollup_scope`]).
+    pub rollups: bool,
 }
 
 /// A [`Selection`] on the wire.
@@ -95,6 +101,7 @@ impl SelectRequest {
             selections: scope.selections.iter().map(WireSelection::of).collect(),
             stacks: scope.stacks,
             skip_blocks: Vec::new(),
+            rollups: scope.rollup_segments().is_some(),
         }
     }
 
@@ -120,6 +127,24 @@ impl SelectRequest {
             rollups: false,
             all_spans: false,
         })
+    }
+}
+
+impl SelectRequest {
+    /// The scope blocks that may answer from their rollups read with
+    /// (`None` unless [`SelectRequest::rollups`]): the query's own, merging
+    /// stacks only. Their rows are rollup windows (no profile ids), which
+    /// the asking node merges as any rows.
+    pub fn rollup_scope(&self) -> Result<Option<Scope>, PeerError> {
+        if !self.rollups {
+            return Ok(None);
+        }
+        let scope = Scope {
+            per_profile: false,
+            rollups: true,
+            ..self.scope()?
+        };
+        Ok(scope.rollup_segments().is_some().then_some(scope))
     }
 }
 
@@ -340,8 +365,22 @@ mod tests {
         let back = decode::<SelectRequest>(&bytes).unwrap();
         assert_eq!(back, req);
         let again = back.scope().unwrap();
-        assert_eq!(SelectRequest::new("t", &again, 0, 10), req);
+        assert_eq!(
+            SelectRequest::new("t", &again, 0, 10),
+            SelectRequest {
+                rollups: false,
+                ..req.clone()
+            }
+        );
         assert!(!again.rollups, "a peer copies rows, never rollups");
+        // A merge-only query lets safe blocks answer from rollups; one
+        // with a span selector does not.
+        assert!(!req.rollups && back.rollup_scope().unwrap().is_none());
+        let mut merge_only = scope.clone();
+        merge_only.selections[0].spans = None;
+        let req = SelectRequest::new("t", &merge_only, 0, 10);
+        let rs = req.rollup_scope().unwrap().expect("a rollup scope");
+        assert!(req.rollups && rs.rollups && !rs.per_profile && rs.stacks);
         let labels =
             |pod: &str| ignis_storage::Labels::from_pairs([("service_name", "a"), ("pod", pod)]);
         assert!(again.wants(&labels("p-12")) && !again.wants(&labels("q-1")));

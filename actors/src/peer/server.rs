@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ignis_storage::block::BlockMeta;
 use ignis_storage::decode_record;
 
 use super::protocol::{
@@ -69,17 +70,32 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     validate_tenant_id(&req.tenant).map_err(PeerError::BadRequest)?;
     let scope = req.scope()?;
     let skip: HashSet<&String> = req.skip_blocks.iter().collect();
-    let mine = tenants
+    let mine: Vec<BlockMeta> = tenants
         .local_blocks(&req.tenant, req.start_ns, req.end_ns)
         .into_iter()
         .filter(|m| !skip.contains(&m.ulid))
         .collect();
+    let (rolled, mine) = match req.rollup_scope()? {
+        Some(rs) => (Some(rs), sole_copies(tenants, &req.tenant, mine)),
+        None => (None, (Vec::new(), mine)),
+    };
+    let (sole, rest) = mine;
     // This node's memory is bounded as for its own queries.
     let budget = tenants.query_budget(&req.tenant);
-    let blocks = tenants
-        .block_sources(mine, &scope, &budget)
+    let mut blocks = tenants
+        .block_sources(rest, &scope, &budget)
         .await
         .map_err(PeerError::from)?;
+    if let Some(rs) = &rolled
+        && !sole.is_empty()
+    {
+        blocks.extend(
+            tenants
+                .block_sources(sole, rs, &budget)
+                .await
+                .map_err(PeerError::from)?,
+        );
+    }
     let local = tenants
         .snapshot(&req.tenant)
         .await
@@ -97,6 +113,41 @@ async fn select(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     .await
     .map_err(|e| PeerError::Internal(e.to_string()))??;
     Ok(Bytes::from(bytes))
+}
+
+/// `blocks` split in two: those that hold the only copy of their profiles
+/// (no other indexed block of the tenant overlaps them, and they are older
+/// than anything an ingester may still hold), which may answer a merge
+/// from their rollups with no profile ids for the asking node to dedupe;
+/// and the rest, answered as rows.
+fn sole_copies(
+    tenants: &Tenants,
+    tenant: &str,
+    blocks: Vec<BlockMeta>,
+) -> (Vec<BlockMeta>, Vec<BlockMeta>) {
+    let (Some(sg), Some(lo), Some(hi)) = (
+        tenants.store_gateway(),
+        blocks.iter().map(|m| m.min_time_ns).min(),
+        blocks.iter().map(|m| m.max_time_ns).max(),
+    ) else {
+        return (Vec::new(), blocks);
+    };
+    // An ingester keeps a cut head until it has shipped it and a while
+    // after (`keep_shipped`); a block is also a replica of that head.
+    let held = tenants
+        .blocks
+        .max_block_duration
+        .saturating_add(tenants.blocks.keep_shipped)
+        .saturating_add(std::time::Duration::from_secs(300));
+    let horizon =
+        crate::now_ns().saturating_sub(i64::try_from(held.as_nanos()).unwrap_or(i64::MAX));
+    let index = sg.indexed_spans(tenant, lo, hi);
+    blocks.into_iter().partition(|m| {
+        m.max_time_ns < horizon
+            && !index
+                .iter()
+                .any(|(u, a, b)| *u != m.ulid && *a <= m.max_time_ns && m.min_time_ns <= *b)
+    })
 }
 
 /// This node's query-scheduler, or why the call cannot be served here.

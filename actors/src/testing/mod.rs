@@ -17,6 +17,8 @@
 
 pub mod fixtures;
 #[cfg(test)]
+mod peer_rollup_tests;
+#[cfg(test)]
 mod scheduler_tests;
 #[cfg(test)]
 mod tests;
