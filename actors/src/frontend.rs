@@ -17,8 +17,10 @@
 
 use std::sync::Arc;
 
+use ignis_query::timeseries::{Aggregation, SeriesBuilder, SeriesPlan};
 use ignis_query::{
-    Engine, MemoryBudget, MergedStacks, Premerged, QueryError, QueryLimits, Scope, Selection,
+    Engine, MemoryBudget, MergedStacks, PreSeries, Premerged, QueryError, QueryLimits, Scope,
+    Selection,
 };
 
 use crate::querier::QueryFailure;
@@ -65,6 +67,137 @@ pub(crate) fn cacheable(
             limits: limits.clone(),
         }
     })
+}
+
+/// The series plans of a query the frontend may split: one that only
+/// buckets series (`SelectSeries`), of one tenant, whose sub-queries go to
+/// querier workers.
+pub(crate) fn splittable_series(
+    tenants: &Tenants,
+    tenant: &str,
+    limits: &QueryLimits,
+    scope: &Scope,
+) -> Option<Vec<SeriesPlan>> {
+    let plans = scope.series_only()?;
+    let one_tenant = !tenant.contains('|') && limits.max_query_lookback_secs == 0;
+    (one_tenant && tenants.has_queriers(tenant)).then(|| plans.to_vec())
+}
+
+/// `range` cut at interval boundaries into at most `parts` pieces, the
+/// largest (within `live`) first.
+fn cut_range(range: (i64, i64), live: (i64, i64), interval: i64, parts: usize) -> Vec<(i64, i64)> {
+    let mut out = vec![range];
+    while out.len() < parts {
+        let span = |r: &(i64, i64)| i128::from(r.1.min(live.1)) - i128::from(r.0.max(live.0));
+        let Some((at, cut)) = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, cut_point(*r, live, interval)?)))
+            .max_by_key(|&(i, _)| span(&out[i]))
+        else {
+            break;
+        };
+        let (lo, hi) = out[at];
+        out[at] = (cut, hi);
+        out.insert(at, (lo, cut - 1));
+    }
+    out
+}
+
+/// Runs `f`, which only buckets the series of `plans`, from parts of their
+/// ranges bucketed apart by querier workers (at most
+/// `max_query_parallelism` per plan, cut at interval boundaries where data
+/// may be): the buckets' sums and counts add up, so the answer equals the
+/// direct one. Falls back to the direct path if `f` asks for anything else.
+pub(crate) async fn query_series<R, F>(
+    tenants: &Tenants,
+    tenant: &str,
+    plans: Vec<SeriesPlan>,
+    limits: Arc<QueryLimits>,
+    start_ns: i64,
+    end_ns: i64,
+    f: F,
+) -> Result<R, QueryFailure>
+where
+    R: Send + 'static,
+    F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+{
+    let now = crate::now_ns();
+    let interval = i64::try_from(tenants.split.interval.as_nanos())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    // Data may be in blocks (the oldest indexed) and in the ingesters (a
+    // couple of block durations back); without a block index, anywhere.
+    let recent = now.saturating_sub(
+        i64::try_from(tenants.blocks.max_block_duration.as_nanos())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(2),
+    );
+    let mut parts: Vec<(usize, SeriesPlan)> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let (lo, hi) = (plan.sel.start_ns, plan.sel.end_ns);
+        let live_lo = match tenants.store_gateway() {
+            Some(sg) => sg
+                .indexed_spans(tenant, lo, hi)
+                .iter()
+                .map(|b| b.1)
+                .min()
+                .unwrap_or(i64::MAX)
+                .min(recent),
+            None => lo,
+        };
+        for (a, b) in cut_range(
+            (lo, hi),
+            (live_lo, now),
+            interval,
+            tenants.split.max_query_parallelism,
+        ) {
+            let mut part = plan.clone();
+            part.sel.start_ns = a;
+            part.sel.end_ns = b;
+            parts.push((i, part));
+        }
+    }
+    let answers = futures::future::try_join_all(
+        parts
+            .iter()
+            .map(|(_, part)| tenants.sub_query_series(tenant, part.clone())),
+    )
+    .await?;
+    let mut builders: Vec<SeriesBuilder> = plans
+        .iter()
+        .map(|p| SeriesBuilder::of(p, Aggregation::Sum))
+        .collect();
+    for ((i, _), groups) in parts.iter().zip(answers) {
+        builders[*i].absorb(groups);
+    }
+    let pre = PreSeries::new(
+        plans
+            .into_iter()
+            .zip(builders.into_iter().map(SeriesBuilder::into_groups))
+            .collect(),
+    );
+    let f = Arc::new(f);
+    let run = f.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let sources: [&dyn ignis_query::Source; 1] = [&pre];
+        let answer = run(&Engine::new(&sources, &limits)).map_err(QueryFailure::from);
+        (answer, pre.complete())
+    })
+    .await
+    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
+    match answer {
+        (answer, true) => answer,
+        (_, false) => {
+            tracing::debug!(
+                tenant,
+                "query-frontend: unplanned series, answered directly"
+            );
+            tenants
+                .query_direct(tenant, start_ns, end_ns, move |e| f(e))
+                .await
+        }
+    }
 }
 
 /// Most direct queries one query is split into (more runs of missing
@@ -391,6 +524,20 @@ mod tests {
         assert_eq!(
             coalesce(vec![(i64::MAX - 1, i64::MAX), (0, 1)]),
             vec![(0, 1), (i64::MAX - 1, i64::MAX)]
+        );
+    }
+
+    #[test]
+    fn ranges_are_cut_largest_first() {
+        assert_eq!(
+            cut_range((0, 79), (0, 79), 10, 4),
+            vec![(0, 19), (20, 39), (40, 59), (60, 79)]
+        );
+        assert_eq!(cut_range((0, 79), (0, 79), 10, 1), vec![(0, 79)]);
+        // Data only in [50, 79]: cuts fall there.
+        assert_eq!(
+            cut_range((0, 79), (50, 79), 10, 3),
+            vec![(0, 59), (60, 69), (70, 79)]
         );
     }
 

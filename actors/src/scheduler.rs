@@ -294,7 +294,7 @@ impl Scheduler {
         if let Some(tx) = job.reply.take() {
             let tenant = job.tenant.clone();
             let outcome = match &answer {
-                SubAnswer::Merged(_) => "done",
+                SubAnswer::Merged(_) | SubAnswer::Series(_) => "done",
                 SubAnswer::Failed(_) => "failed",
             };
             let _ = tx.send(answer);
@@ -409,6 +409,7 @@ mod tests {
             start_ns: start,
             end_ns: start + 1,
             selections: Vec::new(),
+            series: None,
         }
     }
 

@@ -231,6 +231,43 @@ impl Tenants {
         self.scheduler_for(tenant).is_some()
     }
 
+    /// The bucketed totals of `plan` (a part of a `SelectSeries` of
+    /// `tenant`): a sub-query run by a querier worker, or here when no
+    /// querier serves.
+    pub(crate) async fn sub_query_series(
+        &self,
+        tenant: &str,
+        plan: ignis_query::timeseries::SeriesPlan,
+    ) -> Result<ignis_query::timeseries::SeriesGroups, QueryFailure> {
+        let (start_ns, end_ns) = (plan.sel.start_ns, plan.sel.end_ns);
+        match self.scheduler_for(tenant) {
+            Some(link) => {
+                let query = crate::worker::series_query(tenant, &plan);
+                let timeout = self.split.sub_query_timeout;
+                let answer = tokio::time::timeout(timeout, link.enqueue(query))
+                    .await
+                    .map_err(|_| {
+                        QueryFailure::Unavailable(format!(
+                            "no querier answered a sub-query within {timeout:?}"
+                        ))
+                    })?
+                    .map_err(|e| {
+                        QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}"))
+                    })?;
+                crate::worker::groups_of(answer)
+            }
+            None => {
+                self.query_direct(
+                    tenant,
+                    start_ns,
+                    end_ns,
+                    move |e| Ok(e.series_groups(&plan)),
+                )
+                .await
+            }
+        }
+    }
+
     /// The merges of `selections` of `tenant` within `[start_ns, end_ns]`:
     /// a sub-query run by a querier worker through a query-scheduler, or
     /// here when no querier serves.
@@ -535,6 +572,10 @@ impl Tenants {
     {
         let limits = self.limits.query(tenant);
         let scope = Scope::record(&limits, &f)?;
+        if let Some(plans) = crate::frontend::splittable_series(self, tenant, &limits, &scope) {
+            return crate::frontend::query_series(self, tenant, plans, limits, start_ns, end_ns, f)
+                .await;
+        }
         match crate::frontend::cacheable(self, tenant, &limits, &scope) {
             Some(cacheable) => {
                 crate::frontend::query_cached(self, cacheable, tenant, start_ns, end_ns, f).await

@@ -14,12 +14,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER};
+use ignis_query::timeseries::{SeriesGroups, SeriesPlan};
 use ignis_query::{MergedStacks, Selection};
+use ignis_storage::Labels;
 use tokio::task::JoinHandle;
 
 use crate::Tenants;
 use crate::peer::protocol::{
     self, DoneRequest, NextReply, NextRequest, SubAnswer, SubQuery, WireFailure, WireSelection,
+    WireSeriesGroup, WireSeriesPlan,
 };
 use crate::peer::{Peer, PeerError};
 use crate::querier::QueryFailure;
@@ -153,6 +156,47 @@ pub(crate) async fn merges_of(
             "a querier answered {} merges for {selections} selections",
             parts.len()
         ))),
+        SubAnswer::Series(_) => Err(QueryFailure::Internal(
+            "a querier answered series for a merge".into(),
+        )),
+    }
+}
+
+/// The bucketed totals in a scheduler's answer to a series sub-query.
+pub(crate) fn groups_of(answer: SubAnswer) -> Result<SeriesGroups, QueryFailure> {
+    match answer {
+        SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
+        SubAnswer::Series(groups) => Ok(groups
+            .into_iter()
+            .map(|g| {
+                (
+                    Labels::from_pairs(g.labels),
+                    g.points
+                        .into_iter()
+                        .map(|(ts, sum, n)| (ts, (sum, n)))
+                        .collect(),
+                )
+            })
+            .collect()),
+        SubAnswer::Merged(_) => Err(QueryFailure::Internal(
+            "a querier answered merges for a series".into(),
+        )),
+    }
+}
+
+/// The series sub-query of `tenant` bucketing `plan`'s selection.
+pub(crate) fn series_query(tenant: &str, plan: &SeriesPlan) -> SubQuery {
+    SubQuery {
+        tenant: tenant.to_string(),
+        start_ns: plan.sel.start_ns,
+        end_ns: plan.sel.end_ns,
+        selections: vec![WireSelection::of(&plan.sel)],
+        series: Some(WireSeriesPlan {
+            group_by: plan.group_by.clone(),
+            start_ms: plan.start_ms,
+            step_ms: plan.step_ms,
+            call_site: plan.call_site.clone(),
+        }),
     }
 }
 
@@ -168,6 +212,7 @@ pub(crate) fn sub_query(
         start_ns,
         end_ns,
         selections: selections.iter().map(WireSelection::of).collect(),
+        series: None,
     }
 }
 
@@ -190,6 +235,42 @@ pub async fn run(tenants: &Tenants, query: SubQuery) -> SubAnswer {
             )));
         }
     };
+    if let Some(wire) = query.series {
+        let Some(sel) = selections.into_iter().next() else {
+            return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(
+                "a series sub-query without its selection".into(),
+            )));
+        };
+        let plan = SeriesPlan {
+            sel,
+            group_by: wire.group_by,
+            start_ms: wire.start_ms,
+            step_ms: wire.step_ms,
+            call_site: wire.call_site,
+        };
+        let groups = tenants
+            .query_direct(&query.tenant, query.start_ns, query.end_ns, move |e| {
+                Ok(e.series_groups(&plan))
+            })
+            .await;
+        return match groups {
+            Ok(g) => SubAnswer::Series(
+                g.into_iter()
+                    .map(|(labels, points)| WireSeriesGroup {
+                        labels: labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        points: points
+                            .into_iter()
+                            .map(|(ts, (sum, n))| (ts, sum, n))
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+            Err(e) => failed(e),
+        };
+    }
     let merged = tenants
         .query_direct(&query.tenant, query.start_ns, query.end_ns, move |e| {
             Ok(selections

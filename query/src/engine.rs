@@ -16,7 +16,7 @@ use crate::flamegraph::FlameTree;
 use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
 use crate::source::{MergedStacks, Seen, Selection, Source, SpanSelector};
-use crate::timeseries::{Aggregation, SeriesBuilder};
+use crate::timeseries::{Aggregation, SeriesBuilder, SeriesPlan};
 
 /// Query limits. `0` disables a limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -550,22 +550,33 @@ impl<'a> Engine<'a> {
             }
             _ => Aggregation::Sum,
         };
-        let step_ms = (req.step * 1000.0).round() as i64;
-        let mut builder = SeriesBuilder::new(req.group_by.clone(), req.start, step_ms, aggregation);
-        let call_site = call_site(req.stack_trace_selector.as_ref());
+        let plan = SeriesPlan {
+            sel,
+            group_by: req.group_by.clone(),
+            start_ms: req.start,
+            step_ms: (req.step * 1000.0).round() as i64,
+            call_site: call_site(req.stack_trace_selector.as_ref()),
+        };
+        let mut builder = SeriesBuilder::of(&plan, aggregation);
         let mut seen = Seen::default();
         for s in self.sources {
-            let mut add = |labels: &Labels, ts, v| builder.add(labels, ts, v);
-            if call_site.is_empty() {
-                s.profile_totals(&sel, &mut seen, &mut add);
-            } else {
-                s.profile_call_site_totals(&sel, &call_site, &mut seen, &mut add);
-            }
+            s.series_totals(&plan, &mut seen, &mut builder);
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
         Ok(q::SelectSeriesResponse {
             series: builder.finish(limit),
         })
+    }
+
+    /// The bucketed totals of `plan` over the sources (a part of a
+    /// `SelectSeries` the query-frontend had run apart).
+    pub fn series_groups(&self, plan: &SeriesPlan) -> crate::timeseries::SeriesGroups {
+        let mut builder = SeriesBuilder::of(plan, Aggregation::Sum);
+        let mut seen = Seen::default();
+        for s in self.sources {
+            s.series_totals(plan, &mut seen, &mut builder);
+        }
+        builder.into_groups()
     }
 
     /// Calls `f(labels, timestamp_ns, total)` for every profile of a selection.

@@ -33,6 +33,8 @@ pub struct Scope {
     /// True when every span sample of the rows is read (a compaction
     /// copies them all), not only those a span selector keeps.
     pub all_spans: bool,
+    /// The `SelectSeries` plans among the selections, in order.
+    pub series: Vec<crate::timeseries::SeriesPlan>,
 }
 
 /// A source that holds nothing and records what it is asked.
@@ -77,12 +79,31 @@ impl Source for Recorder {
         self.note(sel, true, true);
     }
 
+    fn series_totals(
+        &self,
+        plan: &crate::timeseries::SeriesPlan,
+        _seen: &mut Seen,
+        _into: &mut crate::timeseries::SeriesBuilder,
+    ) {
+        self.note(&plan.sel, !plan.call_site.is_empty(), true);
+        let mut scope = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        scope.series.push(plan.clone());
+    }
+
     fn time_bounds(&self) -> Option<(i64, i64)> {
         None
     }
 }
 
 impl Scope {
+    /// The query's series plans when it only buckets series (every
+    /// selection is a `SelectSeries` one): the query-frontend may then have
+    /// parts of its range bucketed apart and add them up.
+    pub fn series_only(&self) -> Option<&[crate::timeseries::SeriesPlan]> {
+        (!self.series.is_empty() && self.series.len() == self.selections.len())
+            .then_some(self.series.as_slice())
+    }
+
     /// Runs `query` over no data and returns the selections it made; a
     /// query that fails (bad selector, bad range …) fails here the same way,
     /// before anything is read.
@@ -145,6 +166,7 @@ impl Scope {
             per_profile: true,
             rollups: false,
             all_spans: false,
+            series: Vec::new(),
         }
     }
 

@@ -149,6 +149,23 @@ pub trait Source: Send + Sync {
             crate::head_source::series_call_site_totals(symbols, series, sel, call_site, seen, f);
         }
     }
+    /// Adds the totals of the profiles `plan` selects, not yet `seen`, to
+    /// `into` (a `SelectSeries`). Sources answer it from their profile
+    /// totals; the query-frontend's [`crate::preseries::PreSeries`] from
+    /// totals bucketed apart.
+    fn series_totals(
+        &self,
+        plan: &crate::timeseries::SeriesPlan,
+        seen: &mut Seen,
+        into: &mut crate::timeseries::SeriesBuilder,
+    ) {
+        let mut add = |labels: &Labels, ts, v| into.add(labels, ts, v);
+        if plan.call_site.is_empty() {
+            self.profile_totals(&plan.sel, seen, &mut add);
+        } else {
+            self.profile_call_site_totals(&plan.sel, &plan.call_site, seen, &mut add);
+        }
+    }
     /// The oldest and newest profile timestamps (ns), if it holds any profile.
     fn time_bounds(&self) -> Option<(i64, i64)>;
     /// The time spans (inclusive, ns) it answers from pre-merged rollups:

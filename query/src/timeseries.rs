@@ -14,6 +14,27 @@ pub enum Aggregation {
     Average,
 }
 
+/// What one `SelectSeries` reads: its selection, grouping, buckets and
+/// call site, known before any data is read ([`crate::Scope::series`]), so
+/// the query-frontend can have parts of its range bucketed apart.
+#[derive(Debug, Clone)]
+pub struct SeriesPlan {
+    /// The selection whose profiles are counted.
+    pub sel: crate::source::Selection,
+    /// Labels the series are grouped by.
+    pub group_by: Vec<String>,
+    /// The query's start (ms): buckets align to `start − step`.
+    pub start_ms: i64,
+    /// Bucket length (ms).
+    pub step_ms: i64,
+    /// Root-first frames a stack must start with to count (empty: all).
+    pub call_site: Vec<String>,
+}
+
+/// Bucketed totals by group: per label set, per bucket end (ms), the sum
+/// of the profile totals in it and how many profiles.
+pub type SeriesGroups = BTreeMap<Labels, BTreeMap<i64, (f64, u64)>>;
+
 /// Buckets profile totals into series grouped by `group_by` labels.
 pub struct SeriesBuilder {
     group_by: Vec<String>,
@@ -39,6 +60,35 @@ impl SeriesBuilder {
             aggregation,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// A builder bucketing as `plan` says.
+    pub fn of(plan: &SeriesPlan, aggregation: Aggregation) -> Self {
+        Self::new(
+            plan.group_by.clone(),
+            plan.start_ms,
+            plan.step_ms,
+            aggregation,
+        )
+    }
+
+    /// Adds bucketed totals built apart (over other profiles, with the same
+    /// grouping and buckets): sums and counts add up, so the series equal
+    /// those built from all the profiles at once.
+    pub fn absorb(&mut self, groups: SeriesGroups) {
+        for (labels, points) in groups {
+            let into = self.groups.entry(labels).or_default();
+            for (ts, (sum, n)) in points {
+                let slot = into.entry(ts).or_insert((0.0, 0));
+                slot.0 += sum;
+                slot.1 += n;
+            }
+        }
+    }
+
+    /// The bucketed totals so far.
+    pub fn into_groups(self) -> SeriesGroups {
+        self.groups
     }
 
     /// Adds one profile's total.

@@ -22,7 +22,8 @@ use super::{PeerError, PeerSlice};
 /// bounds and rows without the parts the scope does not need (`IGNHED03`).
 /// 5: the query-scheduler's `enqueue`, `next` and `done`.
 /// 6: `select` says whether a merge-only query lets peers answer from
-/// rollups (blocks no other block or ingester can duplicate).
+/// rollups (blocks no other block or ingester can duplicate); a sub-query
+/// may bucket a `SelectSeries` part.
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Stores a replica of a push.
@@ -126,6 +127,7 @@ impl SelectRequest {
             per_profile: true,
             rollups: false,
             all_spans: false,
+            series: Vec::new(),
         })
     }
 }
@@ -221,6 +223,32 @@ pub struct SubQuery {
     pub end_ns: i64,
     /// The selections to merge, each within the range.
     pub selections: Vec<WireSelection>,
+    /// When set, the sub-query buckets the totals of its one selection as
+    /// this `SelectSeries` part says, instead of merging stacks.
+    pub series: Option<WireSeriesPlan>,
+}
+
+/// A `SelectSeries` part on the wire (`ignis_query::timeseries::SeriesPlan`
+/// without its selection, which is the sub-query's).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireSeriesPlan {
+    /// Labels the series are grouped by.
+    pub group_by: Vec<String>,
+    /// The whole query's start (ms): buckets align to it.
+    pub start_ms: i64,
+    /// Bucket length (ms).
+    pub step_ms: i64,
+    /// Root-first frames a stack must start with to count.
+    pub call_site: Vec<String>,
+}
+
+/// One series' bucketed totals on the wire.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireSeriesGroup {
+    /// The group's labels.
+    pub labels: Vec<(String, String)>,
+    /// `(bucket end ms, sum of totals, profiles)` per bucket.
+    pub points: Vec<(i64, f64, u64)>,
 }
 
 /// How a sub-query failed, on the wire (the querier's `QueryFailure`).
@@ -235,10 +263,12 @@ pub struct WireFailure {
 
 /// A sub-query's answer: the encoded merges (`ignis_query::MergedStacks`),
 /// one per selection, or why there are none.
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum SubAnswer {
     /// One encoded merge per selection of the sub-query.
     Merged(Vec<Vec<u8>>),
+    /// A `SelectSeries` part's bucketed totals.
+    Series(Vec<WireSeriesGroup>),
     /// The sub-query failed, or no querier could run it.
     Failed(WireFailure),
 }
@@ -260,7 +290,7 @@ pub struct NextReply {
 }
 
 /// A querier worker's answer to a job.
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct DoneRequest {
     /// The job id.
     pub id: u64,
@@ -359,6 +389,7 @@ mod tests {
             per_profile: false,
             rollups: true,
             all_spans: false,
+            series: Vec::new(),
         };
         let req = SelectRequest::new("t", &scope, 0, 10);
         let bytes = encode(&req).unwrap();

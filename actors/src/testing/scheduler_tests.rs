@@ -9,6 +9,7 @@ use ignis_cluster::roles::{
 use ignis_query::{Engine, QueryError, QueryLimits};
 use ignis_storage::SplitProfile;
 use ignis_storage::proto::querier::v1 as q;
+use ignis_storage::proto::types::v1 as types;
 use prost::Message;
 
 use super::{Sandbox, fixtures, metric};
@@ -57,7 +58,36 @@ fn profiles() -> Vec<Vec<SplitProfile>> {
     all
 }
 
+/// The series of every service over six hours, 5-minute steps.
+fn series(
+    e: &Engine<'_>,
+    group_by: &[&str],
+    aggregation: types::TimeSeriesAggregationType,
+    limit: Option<i64>,
+) -> Result<Vec<u8>, QueryError> {
+    e.select_series(&q::SelectSeriesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: START_MS + 1234,
+        end: START_MS + 6 * HOUR_MS,
+        step: 300.0,
+        group_by: group_by.iter().map(|g| g.to_string()).collect(),
+        aggregation: Some(aggregation as i32),
+        limit,
+        ..Default::default()
+    })
+    .map(|r| r.encode_to_vec())
+}
+
 async fn standalone(selector: &'static str) -> Vec<u8> {
+    standalone_answer(move |e| flamegraph(e, selector)).await
+}
+
+/// What one node holding every profile answers to `f`.
+async fn standalone_answer<F>(f: F) -> Vec<u8>
+where
+    F: Fn(&Engine<'_>) -> Result<Vec<u8>, QueryError> + Send + Sync + 'static,
+{
     let node = Tenants::new(
         vec![actix::Arbiter::current()],
         None,
@@ -77,7 +107,7 @@ async fn standalone(selector: &'static str) -> Vec<u8> {
         .expect("sent")
         .expect("stored");
     }
-    node.query_direct(TENANT, i64::MIN, i64::MAX, move |e| flamegraph(e, selector))
+    node.query_direct(TENANT, i64::MIN, i64::MAX, f)
         .await
         .expect("standalone answer")
 }
@@ -120,6 +150,47 @@ async fn sub_queries_run_on_querier_nodes_and_answer_as_one_node() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert_eq!(done, Some(16.0));
     assert_eq!(frontend.tenants.scheduler().map(|s| s.queued()), Some(0));
+}
+
+#[actix::test]
+async fn series_are_bucketed_in_parts_by_queriers_and_answer_as_one_node() {
+    use types::TimeSeriesAggregationType::{Average, Sum};
+    let sb = Sandbox::start_with_roles(5, 2, roles)
+        .await
+        .expect("sandbox");
+    for (i, p) in profiles().into_iter().enumerate() {
+        sb.push(3 + i % 2, TENANT, p).await.expect("push");
+    }
+    let ran = |sb: &Sandbox| {
+        (1..3)
+            .map(|i| metric(&sb.nodes[i].metrics, "ignis_querier_sub_queries_total"))
+            .sum::<f64>()
+    };
+    let cases: [(&[&str], types::TimeSeriesAggregationType, Option<i64>); 4] = [
+        (&[], Sum, None),
+        (&["service_name"], Sum, None),
+        (&["service_name"], Average, None),
+        (&["service_name"], Sum, Some(2)),
+    ];
+    for stage in ["heads", "blocks"] {
+        if stage == "blocks" {
+            sb.flush_to_blocks().await.expect("blocks");
+        }
+        for (group_by, aggregation, limit) in cases {
+            let expected =
+                standalone_answer(move |e| series(e, group_by, aggregation, limit)).await;
+            let before = ran(&sb);
+            let answer = sb
+                .query(0, TENANT, move |e| series(e, group_by, aggregation, limit))
+                .await
+                .expect("answer");
+            assert_eq!(
+                answer, expected,
+                "{group_by:?} {aggregation:?} {limit:?} from {stage}"
+            );
+            assert_eq!(ran(&sb) - before, 4.0, "{group_by:?} from {stage}");
+        }
+    }
 }
 
 #[actix::test]
