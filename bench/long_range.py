@@ -19,6 +19,7 @@ the cache off to measure the merge itself.
 
 Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
        [--runs 5] [--data DIR] [--variants K] [--compact] [--no-results-cache]
+       [--query flamegraph|series]
        [--fixtures ../shared/fixtures] [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
@@ -58,6 +59,8 @@ def main():
                     help="serve with the query-frontend's results cache off (query.results_cache_bytes = 0)")
     ap.add_argument("--variants", type=int, default=1,
                     help="programs the pods are spread over (loadgen --variants)")
+    ap.add_argument("--query", choices=["flamegraph", "series"], default="flamegraph",
+                    help="SelectMergeStacktraces, or SelectSeries (5-minute steps, by pod)")
     ap.add_argument("--compact", action="store_true",
                     help="compact the history first (settled days become day blocks)")
     a = ap.parse_args()
@@ -95,16 +98,29 @@ def main():
             proc, url = serve(a.bin, bucket, work, log, **env)
             time.sleep(2)  # the store-gateway indexes the bucket on start
             try:
-                req = {"profileTypeID": CPU, "labelSelector": selector,
-                       "start": start_ms, "end": end_ms, "maxNodes": 1024}
+                if a.query == "series":
+                    method = "SelectSeries"
+                    req = {"profileTypeID": CPU, "labelSelector": selector,
+                           "start": start_ms, "end": end_ms, "step": 300, "groupBy": ["pod"]}
+                else:
+                    method = "SelectMergeStacktraces"
+                    req = {"profileTypeID": CPU, "labelSelector": selector,
+                           "start": start_ms, "end": end_ms, "maxNodes": 1024}
                 want = backfill["profiles"] // PODS * pods * per_profile
                 times = []
                 for run in range(a.runs + 1):
                     t0 = time.perf_counter()
-                    _, body = http(
-                        "POST", url + "/querier.v1.QuerierService/SelectMergeStacktraces", req)
+                    _, body = http("POST", url + "/querier.v1.QuerierService/" + method, req)
                     times.append((time.perf_counter() - t0) * 1e3)
-                    total = int(json.loads(body)["flamegraph"]["total"])
+                    answer = json.loads(body)
+                    if a.query == "series":
+                        total = int(sum(float(p.get("value", 0))
+                                        for s in answer.get("series", [])
+                                        for p in s.get("points", [])))
+                        if len(answer.get("series", [])) != pods:
+                            sys.exit(f"{name}: {len(answer.get('series', []))} series, {pods} pods")
+                    else:
+                        total = int(answer["flamegraph"]["total"])
                     if total != want:
                         sys.exit(f"{name}, run {run}: total {total}, ground truth {want}")
                 rows.append({
