@@ -177,21 +177,41 @@ where
             .zip(builders.into_iter().map(SeriesBuilder::into_groups))
             .collect(),
     );
-    let f = Arc::new(f);
-    let run = f.clone();
-    let answer = tokio::task::spawn_blocking(move || {
+    answer_prepared(tenants, tenant, (start_ns, end_ns), f, "series", move |f| {
         let sources: [&dyn ignis_query::Source; 1] = [&pre];
-        let answer = run(&Engine::new(&sources, &limits)).map_err(QueryFailure::from);
+        let answer = f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from);
         (answer, pre.complete())
     })
     .await
-    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
+}
+
+/// Runs `prepared` (which runs `f` over parts prepared before, and says
+/// whether `f` used exactly them) on the blocking pool; when `f` asked for
+/// anything not prepared, answers it directly instead.
+async fn answer_prepared<R, F>(
+    tenants: &Tenants,
+    tenant: &str,
+    (start_ns, end_ns): (i64, i64),
+    f: F,
+    what: &'static str,
+    prepared: impl FnOnce(&F) -> (Result<R, QueryFailure>, bool) + Send + 'static,
+) -> Result<R, QueryFailure>
+where
+    R: Send + 'static,
+    F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let run = f.clone();
+    let answer = tokio::task::spawn_blocking(move || prepared(&run))
+        .await
+        .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
     match answer {
         (answer, true) => answer,
         (_, false) => {
             tracing::debug!(
                 tenant,
-                "query-frontend: unplanned series, answered directly"
+                what,
+                "query-frontend: unplanned parts, answered directly"
             );
             tenants
                 .query_direct(tenant, start_ns, end_ns, move |e| f(e))
@@ -410,31 +430,15 @@ where
             .zip(combined.into_iter().map(Option::unwrap_or_default))
             .collect(),
     );
-    let f = Arc::new(f);
-    let run = f.clone();
-    let answer = tokio::task::spawn_blocking(move || {
+    answer_prepared(tenants, tenant, (start_ns, end_ns), f, "merges", move |f| {
         let budget = MemoryBudget::new(limits.max_query_memory_bytes);
         let engine = Engine::new(&[], &limits)
             .with_budget(&budget)
             .with_premerged(&premerged);
-        let answer = run(&engine).map_err(QueryFailure::from);
+        let answer = f(&engine).map_err(QueryFailure::from);
         (answer, premerged.complete())
     })
     .await
-    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
-    match answer {
-        (answer, true) => answer,
-        // The query asked for merges it did not plan: answer it directly.
-        (_, false) => {
-            tracing::debug!(
-                tenant,
-                "query-frontend: unplanned merges, answered directly"
-            );
-            tenants
-                .query_direct(tenant, start_ns, end_ns, move |e| f(e))
-                .await
-        }
-    }
 }
 
 /// Where to cut `(lo, hi)` in two so both halves hold part of `live`: the

@@ -231,6 +231,24 @@ impl Tenants {
         self.scheduler_for(tenant).is_some()
     }
 
+    /// Queues `query` on `link` and waits for its answer, at most
+    /// `sub_query_timeout`.
+    async fn dispatch(
+        &self,
+        link: &dyn crate::worker::SchedulerLink,
+        query: crate::peer::protocol::SubQuery,
+    ) -> Result<crate::peer::protocol::SubAnswer, QueryFailure> {
+        let timeout = self.split.sub_query_timeout;
+        tokio::time::timeout(timeout, link.enqueue(query))
+            .await
+            .map_err(|_| {
+                QueryFailure::Unavailable(format!(
+                    "no querier answered a sub-query within {timeout:?}"
+                ))
+            })?
+            .map_err(|e| QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}")))
+    }
+
     /// The bucketed totals of `plan` (a part of a `SelectSeries` of
     /// `tenant`): a sub-query run by a querier worker, or here when no
     /// querier serves.
@@ -243,18 +261,7 @@ impl Tenants {
         match self.scheduler_for(tenant) {
             Some(link) => {
                 let query = crate::worker::series_query(tenant, &plan);
-                let timeout = self.split.sub_query_timeout;
-                let answer = tokio::time::timeout(timeout, link.enqueue(query))
-                    .await
-                    .map_err(|_| {
-                        QueryFailure::Unavailable(format!(
-                            "no querier answered a sub-query within {timeout:?}"
-                        ))
-                    })?
-                    .map_err(|e| {
-                        QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}"))
-                    })?;
-                crate::worker::groups_of(answer)
+                crate::worker::groups_of(self.dispatch(&*link, query).await?)
             }
             None => {
                 self.query_direct(
@@ -281,17 +288,7 @@ impl Tenants {
         match self.scheduler_for(tenant) {
             Some(link) => {
                 let query = crate::worker::sub_query(tenant, start_ns, end_ns, &selections);
-                let timeout = self.split.sub_query_timeout;
-                let answer = tokio::time::timeout(timeout, link.enqueue(query))
-                    .await
-                    .map_err(|_| {
-                        QueryFailure::Unavailable(format!(
-                            "no querier answered a sub-query within {timeout:?}"
-                        ))
-                    })?
-                    .map_err(|e| {
-                        QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}"))
-                    })?;
+                let answer = self.dispatch(&*link, query).await?;
                 crate::worker::merges_of(answer, selections.len()).await
             }
             None => {
