@@ -102,6 +102,9 @@ pub struct Metrics {
     pub scheduler_sub_queries: Family<LabelSet, Counter>,
     /// Sub-queries this node's querier workers ran.
     pub querier_sub_queries: Counter,
+    /// Sub-queries this node's querier workers stopped because their
+    /// frontend went away.
+    pub querier_sub_queries_cancelled: Counter,
     /// Block files fetched from the bucket (and then cached).
     pub block_file_cache_misses: Counter,
     /// Block files removed from the disk cache to stay within its budget.
@@ -163,6 +166,12 @@ impl Metrics {
         let scheduler_queued = Gauge::default();
         let scheduler_sub_queries = Family::<LabelSet, Counter>::default();
         let querier_sub_queries = Counter::default();
+        let querier_sub_queries_cancelled = Counter::default();
+        registry.register(
+            "querier_sub_queries_cancelled",
+            "Sub-queries this node's querier workers stopped because their frontend went away",
+            querier_sub_queries_cancelled.clone(),
+        );
         registry.register(
             "querier_sub_queries",
             "Sub-queries this node's querier workers ran",
@@ -461,6 +470,7 @@ impl Metrics {
             scheduler_queued,
             scheduler_sub_queries,
             querier_sub_queries,
+            querier_sub_queries_cancelled,
             block_file_cache_misses,
             block_file_cache_evictions,
             block_file_cache_bytes,

@@ -9,8 +9,8 @@
 //! - A tenant may have at most `max_outstanding` sub-queries queued or
 //!   running; past it one is refused at once (429 to the client).
 //! - A frontend that goes away (its client closed the connection) takes
-//!   its queued sub-queries with it; a running one finishes and its answer
-//!   is dropped.
+//!   its queued sub-queries with it, and the workers running the others
+//!   learn it ([`Scheduler::cancelled`]) and stop them.
 //! - A job whose worker leaves the cluster (killed, partitioned) goes back
 //!   to the front of its tenant's queue ([`Scheduler::requeue_lost`]).
 
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::peer::protocol::{SubAnswer, SubQuery, WireFailure};
@@ -34,6 +34,8 @@ struct Job {
     reply: Option<oneshot::Sender<SubAnswer>>,
     /// The worker running it, once handed out.
     worker: Option<String>,
+    /// Set to true when the frontend waiting for it goes away.
+    gone: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -156,6 +158,8 @@ impl Drop for Waiter<'_> {
         if let Some(job) = s.jobs.remove(&self.id)
             && job.reply.is_some()
         {
+            // A worker running it stops.
+            job.gone.send_replace(true);
             let outcome = if job.worker.is_some() {
                 s.stopped(&self.tenant);
                 "abandoned"
@@ -229,6 +233,7 @@ impl Scheduler {
                     query,
                     reply: Some(tx),
                     worker: None,
+                    gone: watch::channel(false).0,
                 },
             );
             s.push(id, &tenant, false);
@@ -303,6 +308,17 @@ impl Scheduler {
             self.count(outcome);
             // A tenant at its running limit may take the next job.
             self.work.notify_waiters();
+        }
+    }
+
+    /// Resolves once job `id` is no longer wanted (its frontend went away,
+    /// or it was answered): a worker running it stops. At once for a job
+    /// the scheduler does not hold.
+    pub async fn cancelled(&self, id: u64) {
+        let gone = self.state.lock().jobs.get(&id).map(|j| j.gone.subscribe());
+        if let Some(mut gone) = gone {
+            // An error means the job was dropped: gone too.
+            let _ = gone.wait_for(|g| *g).await;
         }
     }
 
@@ -541,6 +557,31 @@ mod tests {
         for w in a {
             w.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_running_job_whose_frontend_went_away_is_cancelled() {
+        let s = Scheduler::new(0, Metrics::new());
+        let frontend = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 1)).await })
+        };
+        let (id, _) = s.next("w", Duration::from_secs(5)).await.unwrap();
+        let cancelled = {
+            let s = s.clone();
+            tokio::spawn(async move { s.cancelled(id).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!cancelled.is_finished(), "still wanted");
+        frontend.abort();
+        tokio::time::timeout(Duration::from_secs(5), cancelled)
+            .await
+            .expect("the worker learns it")
+            .unwrap();
+        // An unknown (answered, cancelled) job is not wanted.
+        tokio::time::timeout(Duration::from_secs(1), s.cancelled(12345))
+            .await
+            .expect("at once");
     }
 
     #[test]

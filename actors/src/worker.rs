@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::Tenants;
 use crate::peer::protocol::{
-    self, DoneRequest, NextReply, NextRequest, SubAnswer, SubQuery, WireFailure, WireSelection,
-    WireSeriesGroup, WireSeriesPlan,
+    self, CancelledRequest, DoneRequest, NextReply, NextRequest, SubAnswer, SubQuery, WireFailure,
+    WireSelection, WireSeriesGroup, WireSeriesPlan,
 };
 use crate::peer::{Peer, PeerError};
 use crate::querier::QueryFailure;
@@ -48,6 +48,8 @@ pub trait SchedulerLink: Send + Sync {
         worker: &str,
         answer: SubAnswer,
     ) -> BoxFuture<'static, Result<(), PeerError>>;
+    /// Resolves once job `id` is no longer wanted (its frontend went away).
+    fn cancelled(&self, id: u64) -> BoxFuture<'static, ()>;
 }
 
 /// This node's scheduler: calls in process.
@@ -74,6 +76,11 @@ impl SchedulerLink for Arc<Scheduler> {
     ) -> BoxFuture<'static, Result<(), PeerError>> {
         Scheduler::done(self, id, worker, answer);
         Box::pin(async { Ok(()) })
+    }
+
+    fn cancelled(&self, id: u64) -> BoxFuture<'static, ()> {
+        let s = self.clone();
+        Box::pin(async move { Scheduler::cancelled(&s, id).await })
     }
 }
 
@@ -130,6 +137,34 @@ impl SchedulerLink for RemoteScheduler {
             peer.call_long(protocol::DONE, Bytes::from(body?), peer.deadline)
                 .await?;
             Ok(())
+        })
+    }
+
+    fn cancelled(&self, id: u64) -> BoxFuture<'static, ()> {
+        let peer = self.peer.clone();
+        let wait = Duration::from_secs(10);
+        Box::pin(async move {
+            let req = CancelledRequest {
+                id,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            };
+            loop {
+                let body = match protocol::encode(&req) {
+                    Ok(b) => Bytes::from(b),
+                    Err(_) => return std::future::pending().await,
+                };
+                match peer
+                    .call_long(protocol::CANCELLED, body, wait + peer.deadline)
+                    .await
+                    .and_then(|b| protocol::decode::<bool>(&b))
+                {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    // The scheduler out of reach: the job runs on (its
+                    // answer may still be delivered).
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
         })
     }
 }
@@ -312,10 +347,20 @@ async fn pull(tenants: Arc<Tenants>, link: Arc<dyn SchedulerLink>, worker: Strin
     loop {
         match link.next(&worker, POLL_WAIT).await {
             Ok(Some((id, query))) => {
-                let answer = run(&tenants, query).await;
-                tenants.metrics().querier_sub_queries.inc();
-                if let Err(e) = link.done(id, &worker, answer).await {
-                    tracing::warn!(error = %e, "querier: the scheduler took no answer");
+                // A job whose frontend went away stops: its block reads
+                // and peer calls are dropped.
+                let work = std::pin::pin!(run(&tenants, query));
+                let gone = link.cancelled(id);
+                match futures::future::select(work, gone).await {
+                    futures::future::Either::Left((answer, _)) => {
+                        tenants.metrics().querier_sub_queries.inc();
+                        if let Err(e) = link.done(id, &worker, answer).await {
+                            tracing::warn!(error = %e, "querier: the scheduler took no answer");
+                        }
+                    }
+                    futures::future::Either::Right(_) => {
+                        tenants.metrics().querier_sub_queries_cancelled.inc();
+                    }
                 }
             }
             Ok(None) => {}

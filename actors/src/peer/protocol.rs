@@ -9,6 +9,7 @@
 //! | [`ENQUEUE`] | [`SubQuery`] (frontend → scheduler) | [`SubAnswer`]: the merges or why not, once a querier ran it |
 //! | [`NEXT`] | [`NextRequest`] (querier worker → scheduler; waits for work) | [`NextReply`]: a job or none |
 //! | [`DONE`] | [`DoneRequest`] (querier worker → scheduler) | empty |
+//! | [`CANCELLED`] | [`CancelledRequest`] (querier worker → scheduler; waits) | `bool`: the job is no longer wanted |
 
 use ignis_query::selector::{MatchOp, Matcher};
 use ignis_query::{Scope, Selection, SpanSelector};
@@ -36,6 +37,8 @@ pub const ENQUEUE: &str = "enqueue";
 pub const NEXT: &str = "next";
 /// A querier worker hands a query-scheduler the answer of a sub-query.
 pub const DONE: &str = "done";
+/// A querier worker running a job waits to learn its frontend went away.
+pub const CANCELLED: &str = "cancelled";
 
 /// What an ingester stored of a replicated push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -287,6 +290,15 @@ pub struct NextRequest {
 pub struct NextReply {
     /// The job: its id at the scheduler and the sub-query.
     pub job: Option<(u64, SubQuery)>,
+}
+
+/// A querier worker's wait for a job to be no longer wanted.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CancelledRequest {
+    /// The job id.
+    pub id: u64,
+    /// How long the scheduler may wait before answering "still wanted", ms.
+    pub wait_ms: u64,
 }
 
 /// A querier worker's answer to a job.

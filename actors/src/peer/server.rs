@@ -11,7 +11,7 @@ use ignis_storage::block::BlockMeta;
 use ignis_storage::decode_record;
 
 use super::protocol::{
-    self, DoneRequest, NextReply, NextRequest, PushReply, SelectRequest, SubQuery,
+    self, CancelledRequest, DoneRequest, NextReply, NextRequest, PushReply, SelectRequest, SubQuery,
 };
 use super::{PeerError, PeerSlice};
 use crate::ingester::Append;
@@ -25,6 +25,7 @@ pub async fn handle(tenants: &Tenants, method: &str, body: Bytes) -> Result<Byte
         protocol::ENQUEUE => enqueue(tenants, body).await,
         protocol::NEXT => next(tenants, body).await,
         protocol::DONE => done(tenants, body).await,
+        protocol::CANCELLED => cancelled(tenants, body).await,
         other => Err(PeerError::UnknownMethod(other.to_string())),
     }
 }
@@ -182,4 +183,14 @@ async fn done(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
     let req: DoneRequest = protocol::decode(&body)?;
     scheduler(tenants)?.done(req.id, &req.worker, req.answer);
     Ok(Bytes::new())
+}
+
+/// Answers whether a job is no longer wanted, waiting a while for it.
+async fn cancelled(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
+    let req: CancelledRequest = protocol::decode(&body)?;
+    let wait = std::time::Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
+    let gone = tokio::time::timeout(wait, scheduler(tenants)?.cancelled(req.id))
+        .await
+        .is_ok();
+    Ok(Bytes::from(protocol::encode(&gone)?))
 }

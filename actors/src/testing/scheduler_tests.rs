@@ -3,6 +3,8 @@
 //! nodes pull and run them over the ingesters and store-gateways; the
 //! answer equals a single node's, byte for byte, on the Go CPU fixture.
 
+use std::time::Duration;
+
 use ignis_cluster::roles::{
     DISTRIBUTOR, INGESTER, QUERIER, QUERY_FRONTEND, QUERY_SCHEDULER, STORE_GATEWAY,
 };
@@ -218,4 +220,58 @@ async fn without_a_querier_the_frontend_merges_itself() {
         ),
         0.0
     );
+}
+
+#[actix::test]
+async fn a_query_whose_client_went_away_stops_on_the_queriers() {
+    let sb = Sandbox::start_with_roles(5, 2, roles)
+        .await
+        .expect("sandbox");
+    for (i, p) in profiles().into_iter().enumerate() {
+        sb.push(3 + i % 2, TENANT, p).await.expect("push");
+    }
+    // The storage nodes hang: the queriers' reads wait for their deadline.
+    sb.set_hung(3, true);
+    sb.set_hung(4, true);
+    let frontend = sb.nodes[0].tenants.clone();
+    let scheduler = frontend.scheduler().expect("a scheduler").clone();
+    let client = actix::spawn(async move {
+        frontend
+            .query(TENANT, |e| flamegraph(e, "{}"))
+            .await
+            .map(|_| ())
+    });
+    let started = std::time::Instant::now();
+    while !(scheduler.queued() == 0 && scheduler.outstanding(TENANT) == 4) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "queriers took no job"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The client goes away: its four running sub-queries stop, well before
+    // the reads they wait on would give up.
+    client.abort();
+    let stopped = |sb: &Sandbox| {
+        (1..3)
+            .map(|i| {
+                metric(
+                    &sb.nodes[i].metrics,
+                    "ignis_querier_sub_queries_cancelled_total",
+                )
+            })
+            .sum::<f64>()
+    };
+    while stopped(&sb) < 4.0 {
+        assert!(
+            started.elapsed() < super::CALL_DEADLINE - Duration::from_secs(1),
+            "the queriers ran on"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(scheduler.outstanding(TENANT), 0);
+    let ran: f64 = (1..3)
+        .map(|i| metric(&sb.nodes[i].metrics, "ignis_querier_sub_queries_total"))
+        .sum();
+    assert_eq!(ran, 0.0);
 }
