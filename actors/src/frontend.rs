@@ -126,13 +126,9 @@ where
     let interval = i64::try_from(tenants.split.interval.as_nanos())
         .unwrap_or(i64::MAX)
         .max(1);
-    // Data may be in blocks (the oldest indexed) and in the ingesters (a
-    // couple of block durations back); without a block index, anywhere.
-    let recent = now.saturating_sub(
-        i64::try_from(tenants.blocks.max_block_duration.as_nanos())
-            .unwrap_or(i64::MAX)
-            .saturating_mul(2),
-    );
+    // Cuts fall from the oldest indexed block to now (recent data alone,
+    // in the ingesters' memory, is bucketed in one part); without a block
+    // index, anywhere.
     let mut parts: Vec<(usize, SeriesPlan)> = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         let (lo, hi) = (plan.sel.start_ns, plan.sel.end_ns);
@@ -142,8 +138,7 @@ where
                 .iter()
                 .map(|b| b.1)
                 .min()
-                .unwrap_or(i64::MAX)
-                .min(recent),
+                .unwrap_or(now),
             None => lo,
         };
         for (a, b) in cut_range(
@@ -288,11 +283,11 @@ where
     let interval = i64::try_from(interval.as_nanos())
         .unwrap_or(i64::MAX)
         .max(1);
-    // Where data may be: from the oldest indexed block, or the oldest the
-    // ingesters may still hold (the settle window), to now; without a
-    // block index, anywhere in the range. Only where cuts fall depends on
-    // it: every part of the range is read.
-    let mut live = (settled, now);
+    // Where cuts may fall: from the oldest indexed block to now (recent
+    // data alone, in the ingesters' memory, is merged in one part); without
+    // a block index, anywhere in the range. Every part of the range is
+    // read either way.
+    let mut live = (now, now);
     let mut pieces = Vec::new();
     for (of, sel) in selections.iter().enumerate() {
         let sub = |(a, b): (i64, i64)| Selection {
