@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from ignis_bench import free_port, http, wait_ready
+from ignis_bench import free_port, http, stop_all, wait_ready
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SELECTOR = '{service_name="loadgen",pod="pod-0001"}'
@@ -177,13 +176,7 @@ def main():
             for k, v in out.items():
                 print(f"{k:20} {v}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         log.close()
         if a.keep:
             print(f"kept {work}", file=sys.stderr)

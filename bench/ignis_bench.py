@@ -78,6 +78,34 @@ def serve(binary, bucket, work, log, **env_extra):
     return proc, url
 
 
+def stop_all(procs, timeout=30):
+    """SIGTERM to every process, then SIGKILL to those still up after `timeout`."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def load_or_backfill(binary, data, hours, fixture, pods, variants=1):
+    """The history under `data` (its `backfill.json`), written first with
+    `ignis loadgen --backfill-hours` (a profile per pod every 10 s) unless a
+    previous run kept it there."""
+    summary = os.path.join(data, "backfill.json")
+    if os.path.exists(summary):
+        return json.load(open(summary))
+    bf = subprocess.run(
+        [binary, "loadgen", "--backfill-hours", str(hours), "--series", str(pods),
+         "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"]
+        + (["--variants", str(variants)] if variants > 1 else []),
+        check=True, capture_output=True, text=True)
+    backfill = json.loads(bf.stdout.strip().splitlines()[-1])
+    json.dump(backfill, open(summary, "w"))
+    return backfill
+
+
 def stop(proc):
     """SIGTERM, then SIGKILL after a minute."""
     proc.send_signal(signal.SIGTERM)

@@ -29,12 +29,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-from ignis_bench import compact_until_idle, http, peak_rss_mb, serve, stop
+from ignis_bench import compact_until_idle, http, load_or_backfill, peak_rss_mb, serve, stop
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
@@ -70,20 +69,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="ignis-long-range.")
     data = a.data or os.path.join(work, "bf")
-    summary = os.path.join(data, "backfill.json")
     log_path = os.path.join(work, "node.log")
     log = open(log_path, "w")
     try:
-        if os.path.exists(summary):
-            backfill = json.load(open(summary))
-        else:
-            bf = subprocess.run(
-                [a.bin, "loadgen", "--backfill-hours", str(a.hours), "--series", str(PODS),
-                 "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"]
-                + (["--variants", str(a.variants)] if a.variants > 1 else []),
-                check=True, capture_output=True, text=True)
-            backfill = json.loads(bf.stdout.strip().splitlines()[-1])
-            json.dump(backfill, open(summary, "w"))
+        backfill = load_or_backfill(a.bin, data, a.hours, fixture, PODS, a.variants)
         bucket = os.path.join(data, "bucket")
         compaction = None
         if a.compact:

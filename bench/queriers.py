@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import threading
 import time
 import urllib.error
 
-from ignis_bench import free_port, http, wait_ready
+from ignis_bench import free_port, http, load_or_backfill, stop_all, wait_ready
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 PODS = 100
@@ -99,16 +98,6 @@ def cpu_secs(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stop_all(procs):
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def run_load(url, req, want, clients, queries):
     """(wall seconds, sorted latencies ms) of `queries` queries by `clients` threads."""
     lock = threading.Lock()
@@ -167,19 +156,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="ignis-queriers.")
     data = a.data or os.path.join(work, "bf")
-    summary = os.path.join(data, "backfill.json")
     log = open(os.path.join(work, "nodes.log"), "w")
     rows = []
     try:
-        if os.path.exists(summary):
-            backfill = json.load(open(summary))
-        else:
-            bf = subprocess.run(
-                [a.bin, "loadgen", "--backfill-hours", str(a.hours), "--series", str(PODS),
-                 "--every", "10s", "--data-dir", data, "--profile", fixture, "--json"],
-                check=True, capture_output=True, text=True)
-            backfill = json.loads(bf.stdout.strip().splitlines()[-1])
-            json.dump(backfill, open(summary, "w"))
+        backfill = load_or_backfill(a.bin, data, a.hours, fixture, PODS)
         bucket = os.path.join(data, "bucket")
         end_ms = backfill["max_time_ns"] // 1_000_000 + 1
         start_ms = max(backfill["min_time_ns"] // 1_000_000,
