@@ -283,6 +283,19 @@ impl Membership {
         }
     }
 
+    /// In a fixed member list (tests), sets member `node_id`'s state, as a
+    /// failure detector would; gossiped membership ignores it.
+    pub fn set_member_state(&self, node_id: &str, state: MemberState) {
+        if let Some(tx) = &self.alone {
+            let mut members = tx.borrow().as_ref().clone();
+            for m in members.iter_mut().filter(|m| m.node_id == node_id) {
+                m.state = state;
+                let _ = self.events.send(MembershipEvent::Updated(m.clone()));
+            }
+            tx.send_replace(Arc::new(members));
+        }
+    }
+
     /// Marks this node ready (or not) to take work.
     pub async fn set_ready(&self, ready: bool) {
         self.set(keys::READY, if ready { "1" } else { "0" }).await;

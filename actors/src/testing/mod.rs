@@ -232,6 +232,37 @@ impl Sandbox {
         })
     }
 
+    /// Stops node `i`'s querier workers (as if its process died; a job one
+    /// was running is never answered).
+    pub fn stop_workers(&mut self, i: usize) {
+        self.nodes[i]._workers = None;
+    }
+
+    /// Starts node `i`'s querier workers again (a new process: a new
+    /// worker id).
+    pub fn start_workers(&mut self, i: usize) {
+        self.nodes[i]._workers = Some(AbortOnDrop(crate::worker::spawn(
+            self.nodes[i].tenants.clone(),
+            4,
+            Duration::from_millis(100),
+        )));
+    }
+
+    /// Marks node `i` failed (or alive again) in every node's member list,
+    /// as their failure detectors would.
+    pub fn set_failed(&self, i: usize, failed: bool) {
+        let state = if failed {
+            ignis_cluster::MemberState::Failed
+        } else {
+            ignis_cluster::MemberState::Alive
+        };
+        for n in &self.nodes {
+            n.cluster
+                .membership
+                .set_member_state(&self.nodes[i].id, state);
+        }
+    }
+
     /// Takes node `i` down (its peers' calls fail as unreachable, while
     /// membership still lists it, as before a failure detector notices) or
     /// back up.

@@ -275,3 +275,47 @@ async fn a_query_whose_client_went_away_stops_on_the_queriers() {
         .sum();
     assert_eq!(ran, 0.0);
 }
+
+#[actix::test]
+async fn the_jobs_of_a_querier_that_died_run_on_another() {
+    let mut sb = Sandbox::start_with_roles(5, 2, roles)
+        .await
+        .expect("sandbox");
+    for (i, p) in profiles().into_iter().enumerate() {
+        sb.push(3 + i % 2, TENANT, p).await.expect("push");
+    }
+    let expected = standalone("{}").await;
+    // Only node 1 takes work; the storage nodes hang, so its jobs wait.
+    sb.stop_workers(2);
+    sb.set_hung(3, true);
+    sb.set_hung(4, true);
+    let frontend = sb.nodes[0].tenants.clone();
+    let scheduler = frontend.scheduler().expect("a scheduler").clone();
+    let client = actix::spawn(async move { frontend.query(TENANT, |e| flamegraph(e, "{}")).await });
+    let started = std::time::Instant::now();
+    // Node 1's four workers: the tenant runs on three, the last is kept
+    // for another tenant.
+    while !(scheduler.queued() == 1 && scheduler.outstanding(TENANT) == 4) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "node 1 took no job"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Node 1 dies with three jobs; its peers notice; node 2 comes (back) up.
+    sb.stop_workers(1);
+    sb.set_failed(1, true);
+    sb.set_hung(3, false);
+    sb.set_hung(4, false);
+    sb.start_workers(2);
+    let answer = tokio::time::timeout(Duration::from_secs(30), client)
+        .await
+        .expect("answered")
+        .expect("joined")
+        .expect("the query succeeds");
+    assert_eq!(answer, expected);
+    assert_eq!(
+        metric(&sb.nodes[2].metrics, "ignis_querier_sub_queries_total"),
+        4.0
+    );
+}
