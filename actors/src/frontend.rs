@@ -84,24 +84,11 @@ pub(crate) fn splittable_series(
 }
 
 /// `range` cut at interval boundaries into at most `parts` pieces, the
-/// largest (within `live`) first.
+/// largest (within `live`) first ([`parallelize`] with no parts inside).
 fn cut_range(range: (i64, i64), live: (i64, i64), interval: i64, parts: usize) -> Vec<(i64, i64)> {
-    let mut out = vec![range];
-    while out.len() < parts {
-        let span = |r: &(i64, i64)| i128::from(r.1.min(live.1)) - i128::from(r.0.max(live.0));
-        let Some((at, cut)) = out
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| Some((i, cut_point(*r, live, interval)?)))
-            .max_by_key(|&(i, _)| span(&out[i]))
-        else {
-            break;
-        };
-        let (lo, hi) = out[at];
-        out[at] = (cut, hi);
-        out.insert(at, (lo, cut - 1));
-    }
-    out
+    let mut groups = vec![(range.0, range.1, Vec::new())];
+    parallelize(&mut groups, &mut Vec::new(), parts, live, interval);
+    groups.into_iter().map(|(lo, hi, _)| (lo, hi)).collect()
 }
 
 /// Runs `f`, which only buckets the series of `plans`, from parts of their
@@ -153,11 +140,13 @@ where
             parts.push((i, part));
         }
     }
-    let answers = futures::future::try_join_all(
-        parts
-            .iter()
-            .map(|(_, part)| tenants.sub_query_series(tenant, part.clone())),
-    )
+    let answers = futures::future::try_join_all(parts.iter().map(|(_, part)| async move {
+        crate::worker::groups_of(
+            tenants
+                .ask(crate::worker::series_query(tenant, part))
+                .await?,
+        )
+    }))
     .await?;
     let mut builders: Vec<SeriesBuilder> = plans
         .iter()
@@ -399,7 +388,9 @@ where
     );
     let runs = groups.iter().map(|(lo, hi, members)| {
         let subs: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
-        tenants.sub_query(tenant, *lo, *hi, subs)
+        let n = subs.len();
+        let query = crate::worker::sub_query(tenant, *lo, *hi, &subs);
+        async move { crate::worker::merges_of(tenants.ask(query).await?, n).await }
     });
     let fresh = futures::future::try_join_all(runs).await?;
     for ((_, _, members), merged) in groups.iter().zip(fresh) {

@@ -51,6 +51,8 @@ struct State {
     running: HashMap<String, usize>,
     /// Workers waiting for a job now.
     idle: usize,
+    /// The worker id last seen of each querier node.
+    processes: HashMap<String, String>,
 }
 
 impl State {
@@ -258,9 +260,18 @@ impl Scheduler {
     /// the jobs its node's previous process held.
     pub async fn next(&self, worker: &str, wait: Duration) -> Option<(u64, SubQuery)> {
         let node = crate::worker::worker_node(worker);
-        // A process's workers share one id: another id of the same node is
-        // a process that is gone.
-        self.requeue_where(|w| w != worker && crate::worker::worker_node(w) == node);
+        // A process's workers share one id: a new id of a node means its
+        // previous process is gone, with the jobs it held.
+        let previous = {
+            let mut s = self.state.lock();
+            match s.processes.get(node) {
+                Some(id) if id == worker => None,
+                _ => s.processes.insert(node.to_string(), worker.to_string()),
+            }
+        };
+        if let Some(gone) = previous {
+            self.requeue_where(|w| w == gone);
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let _idle = Idle::new(self);
         loop {
@@ -557,6 +568,22 @@ mod tests {
         for w in a {
             w.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_querier_gets_back_the_jobs_of_its_previous_process() {
+        let s = Scheduler::new(0, Metrics::new());
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
+        };
+        let (id, _) = s.next("n#1", Duration::from_secs(5)).await.unwrap();
+        // The same process asks again: its running job stays with it.
+        assert!(s.next("n#1", Duration::from_millis(10)).await.is_none());
+        let (again, _) = s.next("n#2", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(again, id);
+        s.done(id, "n#2", merged(3));
+        assert_eq!(waiting.await.unwrap(), merged(3));
     }
 
     #[tokio::test]

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ignis_query::{
-    Engine, MemoryBudget, MergedStacks, QueryError, QueryLimits, Scope, Selection, Source,
-};
+use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Scope, Source};
 use ignis_storage::Wal;
 use ignis_storage::block::{BlockMeta, BlockStore};
 use parking_lot::Mutex;
@@ -231,13 +229,16 @@ impl Tenants {
         self.scheduler_for(tenant).is_some()
     }
 
-    /// Queues `query` on `link` and waits for its answer, at most
-    /// `sub_query_timeout`.
-    async fn dispatch(
+    /// The answer to `query` (a part of a query of one tenant): run by a
+    /// querier worker through a query-scheduler, at most
+    /// `sub_query_timeout`; here when no querier serves.
+    pub(crate) async fn ask(
         &self,
-        link: &dyn crate::worker::SchedulerLink,
         query: crate::peer::protocol::SubQuery,
     ) -> Result<crate::peer::protocol::SubAnswer, QueryFailure> {
+        let Some(link) = self.scheduler_for(&query.tenant) else {
+            return Ok(crate::worker::run(self, query).await);
+        };
         let timeout = self.split.sub_query_timeout;
         tokio::time::timeout(timeout, link.enqueue(query))
             .await
@@ -247,60 +248,6 @@ impl Tenants {
                 ))
             })?
             .map_err(|e| QueryFailure::Unavailable(format!("query-scheduler unavailable: {e}")))
-    }
-
-    /// The bucketed totals of `plan` (a part of a `SelectSeries` of
-    /// `tenant`): a sub-query run by a querier worker, or here when no
-    /// querier serves.
-    pub(crate) async fn sub_query_series(
-        &self,
-        tenant: &str,
-        plan: ignis_query::timeseries::SeriesPlan,
-    ) -> Result<ignis_query::timeseries::SeriesGroups, QueryFailure> {
-        let (start_ns, end_ns) = (plan.sel.start_ns, plan.sel.end_ns);
-        match self.scheduler_for(tenant) {
-            Some(link) => {
-                let query = crate::worker::series_query(tenant, &plan);
-                crate::worker::groups_of(self.dispatch(&*link, query).await?)
-            }
-            None => {
-                self.query_direct(
-                    tenant,
-                    start_ns,
-                    end_ns,
-                    move |e| Ok(e.series_groups(&plan)),
-                )
-                .await
-            }
-        }
-    }
-
-    /// The merges of `selections` of `tenant` within `[start_ns, end_ns]`:
-    /// a sub-query run by a querier worker through a query-scheduler, or
-    /// here when no querier serves.
-    pub(crate) async fn sub_query(
-        &self,
-        tenant: &str,
-        start_ns: i64,
-        end_ns: i64,
-        selections: Vec<Selection>,
-    ) -> Result<Vec<MergedStacks>, QueryFailure> {
-        match self.scheduler_for(tenant) {
-            Some(link) => {
-                let query = crate::worker::sub_query(tenant, start_ns, end_ns, &selections);
-                let answer = self.dispatch(&*link, query).await?;
-                crate::worker::merges_of(answer, selections.len()).await
-            }
-            None => {
-                self.query_direct(tenant, start_ns, end_ns, move |e| {
-                    Ok(selections
-                        .iter()
-                        .map(|s| e.merge(s))
-                        .collect::<Vec<MergedStacks>>())
-                })
-                .await
-            }
-        }
     }
 
     /// Shares the node's `total` query slots fairly: each tenant waits in

@@ -16,7 +16,6 @@ use futures::future::BoxFuture;
 use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER};
 use ignis_query::timeseries::{SeriesGroups, SeriesPlan};
 use ignis_query::{MergedStacks, Selection};
-use ignis_storage::Labels;
 use tokio::task::JoinHandle;
 
 use crate::Tenants;
@@ -201,18 +200,7 @@ pub(crate) async fn merges_of(
 pub(crate) fn groups_of(answer: SubAnswer) -> Result<SeriesGroups, QueryFailure> {
     match answer {
         SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
-        SubAnswer::Series(groups) => Ok(groups
-            .into_iter()
-            .map(|g| {
-                (
-                    Labels::from_pairs(g.labels),
-                    g.points
-                        .into_iter()
-                        .map(|(ts, sum, n)| (ts, (sum, n)))
-                        .collect(),
-                )
-            })
-            .collect()),
+        SubAnswer::Series(groups) => Ok(WireSeriesGroup::into_groups(groups)),
         SubAnswer::Merged(_) => Err(QueryFailure::Internal(
             "a querier answered merges for a series".into(),
         )),
@@ -226,12 +214,7 @@ pub(crate) fn series_query(tenant: &str, plan: &SeriesPlan) -> SubQuery {
         start_ns: plan.sel.start_ns,
         end_ns: plan.sel.end_ns,
         selections: vec![WireSelection::of(&plan.sel)],
-        series: Some(WireSeriesPlan {
-            group_by: plan.group_by.clone(),
-            start_ms: plan.start_ms,
-            step_ms: plan.step_ms,
-            call_site: plan.call_site.clone(),
-        }),
+        series: Some(WireSeriesPlan::of(plan)),
     }
 }
 
@@ -253,82 +236,57 @@ pub(crate) fn sub_query(
 
 /// Runs one sub-query on this node, as a querier.
 pub async fn run(tenants: &Tenants, query: SubQuery) -> SubAnswer {
-    let failed = |f: QueryFailure| SubAnswer::Failed(WireFailure::from(&f));
-    if let Err(e) = crate::validate_tenant_id(&query.tenant) {
-        return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(e)));
-    }
-    let selections = match query
+    answer(tenants, query)
+        .await
+        .unwrap_or_else(|f| SubAnswer::Failed(WireFailure::from(&f)))
+}
+
+async fn answer(tenants: &Tenants, query: SubQuery) -> Result<SubAnswer, QueryFailure> {
+    let invalid = |m: String| QueryFailure::Query(ignis_query::QueryError::Invalid(m));
+    crate::validate_tenant_id(&query.tenant).map_err(invalid)?;
+    let selections = query
         .selections
         .iter()
         .map(WireSelection::selection)
         .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(s) => s,
-        Err(e) => {
-            return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(
-                e.to_string(),
-            )));
-        }
-    };
+        .map_err(|e| invalid(e.to_string()))?;
+    let (tenant, start_ns, end_ns) = (&query.tenant, query.start_ns, query.end_ns);
     if let Some(wire) = query.series {
-        let Some(sel) = selections.into_iter().next() else {
-            return failed(QueryFailure::Query(ignis_query::QueryError::Invalid(
-                "a series sub-query without its selection".into(),
-            )));
-        };
-        let plan = SeriesPlan {
-            sel,
-            group_by: wire.group_by,
-            start_ms: wire.start_ms,
-            step_ms: wire.step_ms,
-            call_site: wire.call_site,
-        };
+        let sel = selections
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid("a series sub-query without its selection".into()))?;
+        let plan = wire.plan(sel);
         let groups = tenants
-            .query_direct(&query.tenant, query.start_ns, query.end_ns, move |e| {
-                Ok(e.series_groups(&plan))
-            })
-            .await;
-        return match groups {
-            Ok(g) => SubAnswer::Series(
-                g.into_iter()
-                    .map(|(labels, points)| WireSeriesGroup {
-                        labels: labels
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
-                        points: points
-                            .into_iter()
-                            .map(|(ts, (sum, n))| (ts, sum, n))
-                            .collect(),
-                    })
-                    .collect(),
-            ),
-            Err(e) => failed(e),
-        };
+            .query_direct(
+                tenant,
+                start_ns,
+                end_ns,
+                move |e| Ok(e.series_groups(&plan)),
+            )
+            .await?;
+        return Ok(SubAnswer::Series(WireSeriesGroup::of(groups)));
     }
     let merged = tenants
-        .query_direct(&query.tenant, query.start_ns, query.end_ns, move |e| {
+        .query_direct(tenant, start_ns, end_ns, move |e| {
             Ok(selections
                 .iter()
                 .map(|s| e.merge(s))
                 .collect::<Vec<MergedStacks>>())
         })
-        .await;
-    let encoded = match merged {
-        Ok(m) => tokio::task::spawn_blocking(move || {
-            m.iter()
-                .map(MergedStacks::encode)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| QueryFailure::Internal(format!("encoding merges: {e}")))
-        .and_then(|r| r.map_err(|e| QueryFailure::Internal(format!("encoding merges: {e}")))),
-        Err(e) => Err(e),
-    };
-    match encoded {
-        Ok(parts) => SubAnswer::Merged(parts),
-        Err(e) => failed(e),
-    }
+        .await?;
+    let encoding =
+        |e: &dyn std::fmt::Display| QueryFailure::Internal(format!("encoding merges: {e}"));
+    let parts = tokio::task::spawn_blocking(move || {
+        merged
+            .iter()
+            .map(MergedStacks::encode)
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| encoding(&e))?
+    .map_err(|e| encoding(&e))?;
+    Ok(SubAnswer::Merged(parts))
 }
 
 /// This process's worker id: the node id and a nonce, so a scheduler tells

@@ -12,6 +12,7 @@
 //! | [`CANCELLED`] | [`CancelledRequest`] (querier worker → scheduler; waits) | `bool`: the job is no longer wanted |
 
 use ignis_query::selector::{MatchOp, Matcher};
+use ignis_query::timeseries::{SeriesGroups, SeriesPlan};
 use ignis_query::{Scope, Selection, SpanSelector};
 use ignis_storage::{Head, decode_head, encode_head};
 
@@ -245,6 +246,29 @@ pub struct WireSeriesPlan {
     pub call_site: Vec<String>,
 }
 
+impl WireSeriesPlan {
+    /// `plan` on the wire (its selection travels as the sub-query's).
+    pub fn of(plan: &SeriesPlan) -> Self {
+        Self {
+            group_by: plan.group_by.clone(),
+            start_ms: plan.start_ms,
+            step_ms: plan.step_ms,
+            call_site: plan.call_site.clone(),
+        }
+    }
+
+    /// The plan over `sel`.
+    pub fn plan(self, sel: Selection) -> SeriesPlan {
+        SeriesPlan {
+            sel,
+            group_by: self.group_by,
+            start_ms: self.start_ms,
+            step_ms: self.step_ms,
+            call_site: self.call_site,
+        }
+    }
+}
+
 /// One series' bucketed totals on the wire.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct WireSeriesGroup {
@@ -252,6 +276,40 @@ pub struct WireSeriesGroup {
     pub labels: Vec<(String, String)>,
     /// `(bucket end ms, sum of totals, profiles)` per bucket.
     pub points: Vec<(i64, f64, u64)>,
+}
+
+impl WireSeriesGroup {
+    /// `groups` on the wire.
+    pub fn of(groups: SeriesGroups) -> Vec<Self> {
+        groups
+            .into_iter()
+            .map(|(labels, points)| Self {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                points: points
+                    .into_iter()
+                    .map(|(ts, (sum, n))| (ts, sum, n))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The bucketed totals `wire` carries.
+    pub fn into_groups(wire: Vec<Self>) -> SeriesGroups {
+        wire.into_iter()
+            .map(|g| {
+                (
+                    ignis_storage::Labels::from_pairs(g.labels),
+                    g.points
+                        .into_iter()
+                        .map(|(ts, sum, n)| (ts, (sum, n)))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// How a sub-query failed, on the wire (the querier's `QueryFailure`).

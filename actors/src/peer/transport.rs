@@ -39,8 +39,7 @@ impl Transport for RpcClient {
         method: &str,
         body: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
-        let (client, addr, method) = (self.clone(), addr.to_string(), method.to_string());
-        Box::pin(async move { RpcClient::call(&client, &addr, &method, body).await })
+        rpc(self, addr, method, body, None)
     }
 
     fn call_for(
@@ -50,9 +49,18 @@ impl Transport for RpcClient {
         body: Bytes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
-        let (client, addr, method) = (self.clone(), addr.to_string(), method.to_string());
-        Box::pin(
-            async move { RpcClient::call_for(&client, &addr, &method, body, Some(timeout)).await },
-        )
+        rpc(self, addr, method, body, Some(timeout))
     }
+}
+
+/// One HTTP call, owning what it needs.
+fn rpc(
+    client: &RpcClient,
+    addr: &str,
+    method: &str,
+    body: Bytes,
+    timeout: Option<Duration>,
+) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+    let (client, addr, method) = (client.clone(), addr.to_string(), method.to_string());
+    Box::pin(async move { client.call_for(&addr, &method, body, timeout).await })
 }
