@@ -8,6 +8,7 @@
 pub mod attime;
 #[cfg(feature = "block-files")]
 pub mod block;
+pub mod flat;
 pub mod head;
 pub mod interner;
 pub mod labels;
@@ -20,6 +21,7 @@ pub mod symbols;
 pub mod wal;
 pub mod wire;
 
+pub use flat::{FlatError, FlatProfile, Truncation};
 pub use head::{
     Head, HeadStats, InsertStats, ProfileRow, RowParts, Series, SeriesSplit, SplitProfile,
 };
