@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push ingest multipart multipart_jfr otlp name selector limits)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(push pprof_flat ingest multipart multipart_jfr otlp name selector limits)
 
 rustup toolchain list | grep -q '^nightly' \
   || { echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
@@ -36,7 +36,8 @@ seed push '' "$FIX"/python-sdk/push-*/req-*.bin
 seed ingest '\x00' "$FIX"/go/*.pb.gz "$FIX"/node-sdk/ingest-pprof-*/req-*.bin "$FIX"/rust-sdk/ingest-pprof-*/req-*.bin
 seed ingest '\x03' "$FIX"/rust-sdk/ingest-folded-*/req-*.bin
 seed ingest '\x06' "$FIX"/java/demo.jfr
-mkdir -p corpus/ingest
+mkdir -p corpus/ingest corpus/pprof_flat
+for f in "$FIX"/go/*.pb.gz; do gzip -dc "$f" > "corpus/pprof_flat/seed-$(basename "$f" .pb.gz)"; done
 printf '\x04main;work\nmain;idle\n' > corpus/ingest/seed-lines
 printf '\x01\x00\x00\x01\x01f\x03\x00' > corpus/ingest/seed-tree
 printf '\x05{"shared":{"frames":[{"name":"a"}]},"profiles":[{"type":"sampled","name":"p","unit":"none","startValue":0,"endValue":1,"samples":[[0]],"weights":[1]}]}' > corpus/ingest/seed-speedscope

@@ -12,7 +12,8 @@ use ignis_ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy
 use std::time::Duration;
 
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::{Head, Wal, WalSync};
+use bytes::Bytes;
+use ignis_storage::{FlatProfile, Head, Wal, WalSync};
 use prost::Message;
 
 fn params() -> IngestParams {
@@ -47,6 +48,16 @@ fn ingest(c: &mut Criterion) {
                 .read_to_end(&mut plain)
                 .expect("gzip");
             plain
+        })
+    });
+    // The new floor: gunzip + the in-place decoder.
+    g.bench_function("decode_floor_in_place", |b| {
+        b.iter(|| {
+            let mut plain = Vec::with_capacity(body.len() * 8);
+            flate2::read::GzDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .expect("gzip");
+            FlatProfile::decode(Bytes::from(body.clone()), Bytes::from(plain)).expect("pprof")
         })
     });
     g.bench_function("decode_split", |b| {
@@ -97,6 +108,27 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
+/// The protobuf decoders alone on the uncompressed fixture: prost's
+/// `Profile` against the in-place [`FlatProfile`].
+fn decoders(c: &mut Criterion) {
+    let body = common::go_cpu_fixture();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(body.as_slice())
+        .read_to_end(&mut plain)
+        .expect("gzip");
+    let plain = Bytes::from(plain);
+    let mut g = c.benchmark_group("pprof_decode_go_cpu");
+    // Throughput in gzipped bytes, as the other ingest figures.
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("prost", |b| {
+        b.iter(|| pprof::Profile::decode(plain.as_ref()).expect("pprof"))
+    });
+    g.bench_function("in_place", |b| {
+        b.iter(|| FlatProfile::decode_plain(plain.clone()).expect("pprof"))
+    });
+    g.finish();
+}
+
 fn wal(c: &mut Criterion) {
     let body = common::go_cpu_fixture();
     let limits = Limits::default();
@@ -122,5 +154,5 @@ fn wal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest, wal);
+criterion_group!(benches, ingest, decoders, wal);
 criterion_main!(benches);

@@ -145,17 +145,23 @@ impl Handler<Distribute> for Distributor {
 
     fn handle(&mut self, msg: Distribute, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(bucket) = &mut self.bucket {
-            // What is stored: the record's bytes (decompressed profiles and
-            // labels), as Pyroscope counts a push against the rate.
-            let bytes = msg.record.as_ref().map_or_else(
-                || {
-                    msg.profiles
+            // What a push weighs against the rate, as Pyroscope counts it:
+            // the decompressed profiles and their series labels (the
+            // record holds the client's compressed bytes, which would let
+            // a well-compressed push pass for a fraction of its size).
+            let bytes: u64 = msg
+                .profiles
+                .iter()
+                .map(|p| {
+                    let labels: usize = p
+                        .series
                         .iter()
-                        .map(|p| prost::Message::encoded_len(&p.profile) as u64)
-                        .sum()
-                },
-                |r| r.len() as u64,
-            );
+                        .flat_map(|s| s.labels.iter())
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum();
+                    (p.profile.plain_len() + labels) as u64
+                })
+                .sum();
             if let Err(over) = bucket.take(bytes, std::time::Instant::now()) {
                 return Box::pin(async move { Err(IngesterError::RateLimited(over)) });
             }

@@ -689,7 +689,7 @@ mod tests {
     fn profile(ts: i64) -> SplitProfile {
         SplitProfile {
             profile_id: ignis_storage::new_profile_id(),
-            profile: pprof::Profile {
+            profile: ignis_storage::FlatProfile::from_proto(&pprof::Profile {
                 string_table: vec!["".into(), "main".into()],
                 function: vec![pprof::Function {
                     id: 1,
@@ -710,7 +710,8 @@ mod tests {
                     label: vec![],
                 }],
                 ..Default::default()
-            },
+            })
+            .expect("encodes"),
             timestamp_ns: ts,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([

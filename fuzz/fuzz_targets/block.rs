@@ -61,7 +61,7 @@ fn valid() -> &'static Valid {
                 |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
             head.insert(&SplitProfile {
                 profile_id: ignis_storage::new_profile_id(),
-                profile: p.clone(),
+                profile: ignis_storage::FlatProfile::from_proto(&p).expect("encodes"),
                 timestamp_ns: ts,
                 series: vec![
                     SeriesSplit { labels: labels("x:samples:count::"), value_index: 0, samples: vec![0, 1] },

@@ -701,7 +701,7 @@ mod tests {
         let mut head = Head::new();
         head.insert(&SplitProfile {
             profile_id,
-            profile: p,
+            profile: ignis_storage::FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 5_000_000,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([("service_name", "svc"), (names::PROFILE_TYPE, PT)]),

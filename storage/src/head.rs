@@ -12,10 +12,10 @@ use std::collections::HashSet;
 // integers, where std's SipHash showed up in profiles of the ingest path.
 use hashbrown::HashMap;
 
+use crate::flat::FlatProfile;
 use crate::symbols::ImportMemo;
 
 use crate::labels::{Labels, names};
-use crate::proto::google::v1 as pprof;
 use crate::symbols::{SymbolError, SymbolTable};
 
 /// One decoded pprof and the series its samples belong to: the unit the ingester appends.
@@ -23,8 +23,8 @@ use crate::symbols::{SymbolError, SymbolTable};
 pub struct SplitProfile {
     /// Identity of this profile ([`crate::new_profile_id`]); replicas share it.
     pub profile_id: u64,
-    /// The validated pprof.
-    pub profile: pprof::Profile,
+    /// The validated pprof, decoded in place (its bytes are what the WAL keeps).
+    pub profile: FlatProfile,
     /// Profile timestamp in nanoseconds.
     pub timestamp_ns: i64,
     /// The series this profile contributes to.
@@ -87,28 +87,22 @@ pub fn format_span_id(id: u64) -> String {
 /// The span id of every sample of `p` (0: none), or `None` when no sample
 /// carries one. `span_id` wins over `profile_id`; unparsable ids and id 0
 /// count as no span.
-pub fn sample_span_ids(p: &pprof::Profile) -> Option<Vec<u64>> {
-    if p.sample.iter().all(|s| s.label.is_empty()) {
+pub fn sample_span_ids(p: &FlatProfile) -> Option<Vec<u64>> {
+    if p.samples().all(|s| s.labels.is_empty()) {
         return None;
     }
-    let s = |i: i64| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| p.string_table.get(i))
-            .map_or("", String::as_str)
-    };
-    let mut out = vec![0u64; p.sample.len()];
+    let mut out = vec![0u64; p.sample_count()];
     let mut any = false;
-    for (slot, sample) in out.iter_mut().zip(&p.sample) {
+    for (slot, sample) in out.iter_mut().zip(p.samples()) {
         let mut fallback = 0;
-        for l in &sample.label {
-            let key = s(l.key);
+        for l in sample.labels {
+            let key = p.str(l.key);
             if key == SPAN_ID_LABEL {
-                if let Ok(id) = parse_span_id(s(l.str)) {
+                if let Ok(id) = parse_span_id(p.str(l.str)) {
                     *slot = id;
                 }
             } else if key == PROFILE_ID_LABEL {
-                fallback = parse_span_id(s(l.str)).unwrap_or(0);
+                fallback = parse_span_id(p.str(l.str)).unwrap_or(0);
             }
         }
         if *slot == 0 {
@@ -347,11 +341,11 @@ impl Head {
                 if stack_of.contains_key(&si) {
                     continue;
                 }
-                let Some(sample) = p.profile.sample.get(si as usize) else {
+                let Some(sample) = p.profile.sample(si as usize) else {
                     continue;
                 };
                 locs.clear();
-                for &l in &sample.location_id {
+                for &l in sample.location_ids {
                     locs.push(import.location(l)?);
                 }
                 let stack = self.symbols.stacks.intern(locs.as_slice().into());
@@ -369,12 +363,8 @@ impl Head {
                         .iter()
                         .filter_map(|&si| {
                             let span_id = *span_of.get(si as usize)?;
-                            let value = *p
-                                .profile
-                                .sample
-                                .get(si as usize)?
-                                .value
-                                .get(split.value_index)?;
+                            let value =
+                                *p.profile.sample(si as usize)?.values.get(split.value_index)?;
                             (span_id != 0 && value != 0).then(|| SpanSample {
                                 span_id,
                                 stack: stack_of[&si],
@@ -388,12 +378,7 @@ impl Head {
                 .samples
                 .iter()
                 .filter_map(|&si| {
-                    let v = *p
-                        .profile
-                        .sample
-                        .get(si as usize)?
-                        .value
-                        .get(split.value_index)?;
+                    let v = *p.profile.sample(si as usize)?.values.get(split.value_index)?;
                     (v != 0).then(|| (stack_of[&si], v))
                 })
                 .collect();
@@ -663,6 +648,7 @@ pub fn approx_tables_bytes(symbols: &SymbolTable, series: &[Series]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::proto::google::v1 as pprof;
     use super::*;
 
     fn tiny_profile() -> pprof::Profile {
@@ -725,7 +711,7 @@ mod tests {
         let labels = Labels::from_pairs([("service_name", "a")]);
         let split = SplitProfile {
             profile_id: 1,
-            profile: tiny_profile(),
+            profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
             timestamp_ns: 10,
             series: vec![SeriesSplit {
                 labels: labels.clone(),
@@ -755,7 +741,7 @@ mod tests {
         for (id, ts, svc) in [(1, 10, "x"), (2, 20, "x"), (3, 20, "y"), (4, 90, "x")] {
             a.insert(&SplitProfile {
                 profile_id: id,
-                profile: tiny_profile(),
+                profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
                 timestamp_ns: ts,
                 series: vec![SeriesSplit {
                     labels: Labels::from_pairs([("service_name", svc)]),
@@ -839,7 +825,7 @@ mod tests {
         let mut head = Head::new();
         let split = SplitProfile {
             profile_id: 1,
-            profile: p,
+            profile: FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 10,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([("service_name", "a")]),
@@ -865,7 +851,7 @@ mod tests {
         // Import (a cluster answer) keeps them; a profile without spans pays nothing.
         head.insert(&SplitProfile {
             profile_id: 2,
-            profile: tiny_profile(),
+            profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
             ..split.clone()
         })
         .unwrap();
@@ -885,7 +871,7 @@ mod tests {
         p.sample[2].location_id = vec![99];
         let split = SplitProfile {
             profile_id: 1,
-            profile: p,
+            profile: FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 1,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([("a", "b")]),

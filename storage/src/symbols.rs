@@ -5,8 +5,8 @@
 // foldhash (hashbrown's default), not SipHash: these maps sit on the ingest path.
 use hashbrown::HashMap;
 
+use crate::flat::FlatProfile;
 use crate::interner::Interner;
-use crate::proto::google::v1 as pprof;
 
 /// A function, with its strings as string-table ids.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -168,23 +168,17 @@ impl SymbolTable {
     }
 
     /// Interns all symbols of a pprof and returns the id translation for its locations.
-    pub fn import_pprof(&mut self, p: &pprof::Profile) -> Result<PprofImport, SymbolError> {
-        let string = |i: i64| -> Result<&str, SymbolError> {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| p.string_table.get(i))
-                .map(String::as_str)
-                .ok_or(SymbolError::StringIndex(i))
-        };
-        let mut strings: Vec<Option<u32>> = vec![None; p.string_table.len()];
+    pub fn import_pprof(&mut self, p: &FlatProfile) -> Result<PprofImport, SymbolError> {
+        let mut strings: Vec<Option<u32>> = vec![None; p.string_count()];
         let mut intern_string = |st: &mut Interner<String>, i: i64| -> Result<u32, SymbolError> {
-            let s = string(i)?;
+            let s = p.string(i).ok_or(SymbolError::StringIndex(i))?;
             let slot = &mut strings[i as usize];
-            Ok(*slot.get_or_insert_with(|| st.intern(s.to_string())))
+            // A string seen before costs a lookup, not an allocation.
+            Ok(*slot.get_or_insert_with(|| st.lookup(s).unwrap_or_else(|| st.intern(s.to_string()))))
         };
 
-        let mut functions = HashMap::with_capacity(p.function.len());
-        for f in &p.function {
+        let mut functions = HashMap::with_capacity(p.functions().len());
+        for f in p.functions() {
             if f.id == 0 {
                 return Err(SymbolError::FunctionIdZero);
             }
@@ -196,8 +190,8 @@ impl SymbolTable {
             };
             functions.insert(f.id, self.functions.intern(func));
         }
-        let mut mappings = HashMap::with_capacity(p.mapping.len());
-        for m in &p.mapping {
+        let mut mappings = HashMap::with_capacity(p.mappings().len());
+        for m in p.mappings() {
             let mapping = Mapping {
                 memory_start: m.memory_start,
                 memory_limit: m.memory_limit,
@@ -211,13 +205,13 @@ impl SymbolTable {
             };
             mappings.insert(m.id, self.mappings.intern(mapping) + 1);
         }
-        let mut locations = HashMap::with_capacity(p.location.len());
-        for l in &p.location {
+        let mut locations = HashMap::with_capacity(p.location_count());
+        for l in p.locations() {
             if l.id == 0 {
                 return Err(SymbolError::LocationIdZero);
             }
             let lines = l
-                .line
+                .lines
                 .iter()
                 .map(|line| {
                     if line.function_id == 0 {

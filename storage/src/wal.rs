@@ -374,7 +374,7 @@ mod tests {
     fn profile(ts: i64, value: i64) -> SplitProfile {
         SplitProfile {
             profile_id: crate::record::new_profile_id(),
-            profile: pprof::Profile {
+            profile: crate::FlatProfile::from_proto(&pprof::Profile {
                 string_table: vec!["".into(), "f".into()],
                 function: vec![pprof::Function {
                     id: 1,
@@ -395,7 +395,8 @@ mod tests {
                     label: vec![],
                 }],
                 ..Default::default()
-            },
+            })
+            .unwrap(),
             timestamp_ns: ts,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([("a", "b")]),
@@ -425,7 +426,7 @@ mod tests {
                         seq,
                         tenant.to_string(),
                         p.timestamp_ns,
-                        p.profile.sample[0].value[0],
+                        p.profile.sample(0).unwrap().values[0],
                         p.series[0].labels.clone(),
                     ));
                 }

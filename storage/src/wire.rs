@@ -298,7 +298,7 @@ mod tests {
         for (id, ts, profile) in [(5, 100, &profile), (6, 100, &with_span)] {
             head.insert(&SplitProfile {
                 profile_id: id,
-                profile: profile.clone(),
+                profile: crate::FlatProfile::from_proto(profile).unwrap(),
                 timestamp_ns: ts,
                 series: vec![SeriesSplit {
                     labels: Labels::from_pairs([("service_name", "s")]),

@@ -1,9 +1,12 @@
 //! `POST /ingest`: format dispatch and the mapping of legacy parameters to series labels.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::{SplitProfile, names};
+use ignis_storage::{FlatProfile, SplitProfile, names};
 use prost::Message;
 
 use super::binary_tree::{parse_tree, parse_trie};
@@ -13,7 +16,7 @@ use super::jfr::{JfrUpload, decode_jfr};
 use super::limits::Limits;
 use super::name::parse_name;
 use super::speedscope::parse_speedscope;
-use super::split::{SplitInput, split_profile, symbol_tail};
+use super::split::{SplitInput, split_profile, split_proto, symbol_tail};
 use super::text::{parse_folded, parse_lines, text_kind, text_to_pprof};
 use ignis_storage::attime::parse_time_ns;
 
@@ -164,34 +167,30 @@ pub fn decode_legacy(
                 return Ok(Vec::new());
             };
             let display = display_names(config.as_deref())?;
-            let mut p = decode_pprof(&raw, limits)?;
+            let p = decode_flat(Bytes::from(raw), limits)?;
             let mut labels = name.labels;
-            let types: Vec<&str> = p
-                .sample_type
-                .iter()
-                .map(|t| {
-                    p.string_table
-                        .get(t.r#type as usize)
-                        .map_or("", String::as_str)
-                })
-                .collect();
+            let types: Vec<&str> = p.sample_types().iter().map(|t| p.str(t.r#type)).collect();
             labels.insert(names::METRIC_NAME, pprof_metric_name(&types, &display));
             labels.insert(names::DELTA, "false");
             labels.insert(names::SPY_NAME, spy.as_str());
             labels.insert_if_absent(names::SERVICE_NAME, name.app.as_str());
+            let input = SplitInput {
+                labels,
+                fallback_time_ns: from_ns,
+                now_ns,
+            };
             if matches!(spy.as_str(), "pyspy" | "rbspy" | "scripting") {
+                // Script frames are rewritten in prost's profile, which is
+                // then encoded again.
+                let mut p = p.to_proto();
                 rewrite_script_frames(
                     &mut p,
                     spy == "pyspy",
                     limits.max_profile_symbol_value_length,
                     limits.max_profile_size_bytes,
                 )?;
+                return Ok(split_proto(&p, input, limits)?.into_iter().collect());
             }
-            let input = SplitInput {
-                labels,
-                fallback_time_ns: from_ns,
-                now_ns,
-            };
             Ok(split_profile(p, input, limits)?.into_iter().collect())
         }
         LegacyFormat::Folded | LegacyFormat::Lines | LegacyFormat::Trie | LegacyFormat::Tree => {
@@ -322,11 +321,24 @@ impl TextUpload<'_> {
             fallback_time_ns: self.from_ns,
             now_ns: self.now_ns,
         };
-        Ok(split_profile(p, input, limits)?.into_iter().collect())
+        Ok(split_proto(&p, input, limits)?.into_iter().collect())
     }
 }
 
-/// Decodes a pprof (gzip or plain), bounded by `max_profile_size_bytes`.
+/// Decodes a pprof (gzip or plain) in place, bounded by
+/// `max_profile_size_bytes`; `raw` stays the profile's wire bytes.
+pub fn decode_flat(raw: Bytes, limits: &Limits) -> Result<FlatProfile, IngestError> {
+    let plain = match maybe_gunzip(&raw, limits.max_profile_size_bytes, "profile")? {
+        Cow::Borrowed(_) => raw.clone(),
+        Cow::Owned(plain) => Bytes::from(plain),
+    };
+    FlatProfile::decode(raw, plain)
+        .map_err(|e| IngestError::malformed(format!("failed to parse pprof profile: {e}")))
+}
+
+/// Decodes a pprof (gzip or plain) with prost, bounded by
+/// `max_profile_size_bytes`: for callers that change the profile (the
+/// scraper's deltas).
 pub fn decode_pprof(raw: &[u8], limits: &Limits) -> Result<pprof::Profile, IngestError> {
     let data = maybe_gunzip(raw, limits.max_profile_size_bytes, "profile")?;
     pprof::Profile::decode(&*data)

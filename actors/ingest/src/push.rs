@@ -4,7 +4,7 @@ use ignis_storage::proto::push::v1::PushRequest;
 use ignis_storage::{Labels, SplitProfile};
 
 use super::error::{IngestError, Reason};
-use super::legacy::decode_pprof;
+use super::legacy::decode_flat;
 use super::limits::Limits;
 use super::split::{SplitInput, split_profile};
 
@@ -27,7 +27,7 @@ pub fn decode_push(
             )
         })?;
         for sample in series.samples {
-            let p = decode_pprof(&sample.raw_profile, limits).map_err(|e| IngestError {
+            let p = decode_flat(sample.raw_profile.into(), limits).map_err(|e| IngestError {
                 message: if sample.id.is_empty() {
                     e.message
                 } else {

@@ -7,7 +7,7 @@
 use hashbrown::{HashMap, HashSet};
 
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::{Labels, SeriesSplit, SplitProfile, names};
+use ignis_storage::{FlatProfile, Labels, SeriesSplit, SplitProfile, Truncation, names};
 
 use super::error::{IngestError, Reason};
 use super::limits::Limits;
@@ -36,10 +36,22 @@ pub struct SplitInput {
     pub now_ns: i64,
 }
 
+/// [`split_profile`] of a profile built by another decoder (JFR, OTLP, text,
+/// …): encoded once and decoded in place.
+pub fn split_proto(
+    p: &pprof::Profile,
+    input: SplitInput,
+    limits: &Limits,
+) -> Result<Option<SplitProfile>, IngestError> {
+    let flat = FlatProfile::from_proto(p)
+        .map_err(|e| IngestError::malformed(format!("failed to parse pprof profile: {e}")))?;
+    split_profile(flat, input, limits)
+}
+
 /// Validates, normalizes and splits `p` into series. Returns `None` when the
 /// profile holds no data (which is accepted, as Pyroscope does).
 pub fn split_profile(
-    mut p: pprof::Profile,
+    mut p: FlatProfile,
     input: SplitInput,
     limits: &Limits,
 ) -> Result<Option<SplitProfile>, IngestError> {
@@ -47,13 +59,17 @@ pub fn split_profile(
     normalize_series_labels(&mut labels);
     validate_profile(&p, &labels, limits)?;
 
-    let timestamp_ns = if p.time_nanos < MIN_VALID_TIME_NS {
+    let timestamp_ns = if p.time_nanos() < MIN_VALID_TIME_NS {
         input.fallback_time_ns
     } else {
-        p.time_nanos
+        p.time_nanos()
     };
     check_window(timestamp_ns, input.now_ns, &labels, limits)?;
-    truncate_symbols(&mut p, limits);
+    let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    p.truncate(Truncation {
+        stack_depth: bound(limits.max_profile_stacktrace_depth),
+        symbol_bytes: bound(limits.max_profile_symbol_value_length),
+    });
 
     let metric = labels.get(names::METRIC_NAME).unwrap_or("").to_string();
     if metric.is_empty() {
@@ -64,13 +80,8 @@ pub fn split_profile(
     }
 
     let groups = group_by_sample_labels(&p);
-    let s = |i: i64| {
-        p.string_table
-            .get(i as usize)
-            .map(String::as_str)
-            .unwrap_or("")
-    };
-    let (period_type, period_unit) = match &p.period_type {
+    let s = |i: i64| p.str(i);
+    let (period_type, period_unit) = match p.period_type() {
         Some(pt) => (Some(s(pt.r#type)), Some(s(pt.unit))),
         None => (None, None),
     };
@@ -91,7 +102,7 @@ pub fn split_profile(
         }
         validate_labels(&group_labels, limits)?;
         let bytes: usize = group_labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-        label_bytes = label_bytes.saturating_add(bytes.saturating_mul(p.sample_type.len()));
+        label_bytes = label_bytes.saturating_add(bytes.saturating_mul(p.sample_types().len()));
         if label_bytes > label_budget {
             return Err(IngestError::new(
                 Reason::ProfileSizeLimit,
@@ -100,7 +111,7 @@ pub fn split_profile(
                 ),
             ));
         }
-        for (value_index, st) in p.sample_type.iter().enumerate() {
+        for (value_index, st) in p.sample_types().iter().enumerate() {
             if !keep_type[value_index] {
                 continue;
             }
@@ -141,7 +152,11 @@ pub fn split_profile(
             let kept: Vec<u32> = samples
                 .iter()
                 .copied()
-                .filter(|&i| p.sample[i as usize].value[value_index] > 0)
+                .filter(|&i| {
+                    p.sample(i as usize)
+                        .and_then(|s| s.values.get(value_index))
+                        .is_some_and(|&v| v > 0)
+                })
                 .collect();
             if !kept.is_empty() {
                 series.push(SeriesSplit {
@@ -155,7 +170,7 @@ pub fn split_profile(
     if series.is_empty() {
         return Ok(None);
     }
-    p.time_nanos = timestamp_ns;
+    p.set_time_nanos(timestamp_ns);
     Ok(Some(SplitProfile {
         profile_id: ignis_storage::new_profile_id(),
         profile: p,
@@ -167,10 +182,10 @@ pub fn split_profile(
 /// Which sample types of `p` the tenant's `sample_type_relabeling_rules`
 /// keep: each is relabeled as the profile's labels with `__type__` and
 /// `__unit__`.
-fn kept_sample_types(p: &pprof::Profile, labels: &Labels, limits: &Limits) -> Vec<bool> {
+fn kept_sample_types(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Vec<bool> {
     let rules = &limits.sample_type_relabeling_rules;
-    let s = |i: i64| p.string_table.get(i as usize).map_or("", String::as_str);
-    p.sample_type
+    let s = |i: i64| p.str(i);
+    p.sample_types()
         .iter()
         .map(|st| {
             if rules.is_empty() {
@@ -226,19 +241,14 @@ pub fn normalize_series_labels(labels: &mut Labels) {
     labels.remove(names::SESSION_ID);
 }
 
-fn validate_profile(
-    p: &pprof::Profile,
-    labels: &Labels,
-    limits: &Limits,
-) -> Result<(), IngestError> {
-    if p.sample_type.is_empty() {
+fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result<(), IngestError> {
+    if p.sample_types().is_empty() {
         return Err(IngestError::malformed("empty profile: no sample types"));
     }
-    match p.string_table.first() {
-        Some(s) if s.is_empty() => {}
-        _ => return Err(IngestError::malformed("string 0 should be empty string")),
+    if p.string(0) != Some("") {
+        return Err(IngestError::malformed("string 0 should be empty string"));
     }
-    let nstr = p.string_table.len() as i64;
+    let nstr = p.string_count() as i64;
     let check = |i: i64, what: &str| -> Result<(), IngestError> {
         if i < 0 || i >= nstr {
             Err(IngestError::malformed(format!(
@@ -248,64 +258,78 @@ fn validate_profile(
             Ok(())
         }
     };
-    for st in &p.sample_type {
+    for st in p.sample_types() {
         check(st.r#type, "sample type")?;
         check(st.unit, "sample unit")?;
     }
-    if let Some(pt) = &p.period_type {
+    if let Some(pt) = p.period_type() {
         check(pt.r#type, "period type")?;
         check(pt.unit, "period unit")?;
     }
     if limits.max_profile_stacktrace_samples > 0
-        && p.sample.len() > limits.max_profile_stacktrace_samples
+        && p.sample_count() > limits.max_profile_stacktrace_samples
     {
         return Err(IngestError::new(
             Reason::SamplesLimit,
             format!(
                 "the profile with labels '{labels}' exceeds the samples count limit (max_profile_stacktrace_samples, actual: {}, limit: {})",
-                p.sample.len(),
+                p.sample_count(),
                 limits.max_profile_stacktrace_samples
             ),
         ));
     }
-    let ntypes = p.sample_type.len();
-    for sample in &p.sample {
-        if sample.value.len() != ntypes {
-            return Err(IngestError::malformed(format!(
-                "sample value length mismatch: {} values for {ntypes} sample types",
-                sample.value.len()
-            )));
-        }
-        if limits.max_profile_stacktrace_sample_labels > 0
-            && sample.label.len() > limits.max_profile_stacktrace_sample_labels
-        {
-            return Err(IngestError::new(
-                Reason::SampleLabelsLimit,
-                format!(
-                    "the profile with labels '{labels}' exceeds the sample labels limit (max_profile_stacktrace_sample_labels, actual: {}, limit: {})",
-                    sample.label.len(),
-                    limits.max_profile_stacktrace_sample_labels
-                ),
-            ));
-        }
-        for l in &sample.label {
-            check(l.key, "label key")?;
-            check(l.str, "label value")?;
-        }
-        if sample.location_id.contains(&0) {
-            return Err(IngestError::malformed("location id is 0"));
-        }
-    }
-    let function_ids: HashSet<u64> = p.function.iter().map(|f| f.id).collect();
-    let location_ids: HashSet<u64> = p.location.iter().map(|l| l.id).collect();
+    let function_ids: HashSet<u64> = p.functions().iter().map(|f| f.id).collect();
+    let location_ids: HashSet<u64> = p.locations().map(|l| l.id).collect();
     if function_ids.contains(&0) {
         return Err(IngestError::malformed("function id is 0"));
     }
     if location_ids.contains(&0) {
         return Err(IngestError::malformed("location id is 0"));
     }
-    for l in &p.location {
-        for line in &l.line {
+    let ntypes = p.sample_types().len();
+    for sample in p.samples() {
+        if sample.values.len() != ntypes {
+            return Err(IngestError::malformed(format!(
+                "sample value length mismatch: {} values for {ntypes} sample types",
+                sample.values.len()
+            )));
+        }
+        if limits.max_profile_stacktrace_sample_labels > 0
+            && sample.labels.len() > limits.max_profile_stacktrace_sample_labels
+        {
+            return Err(IngestError::new(
+                Reason::SampleLabelsLimit,
+                format!(
+                    "the profile with labels '{labels}' exceeds the sample labels limit (max_profile_stacktrace_sample_labels, actual: {}, limit: {})",
+                    sample.labels.len(),
+                    limits.max_profile_stacktrace_sample_labels
+                ),
+            ));
+        }
+        for l in sample.labels {
+            check(l.key, "label key")?;
+            check(l.str, "label value")?;
+        }
+        // A sample's stack usually repeats the previous location: check
+        // each id against the set once per run.
+        let mut last = None;
+        for &id in sample.location_ids {
+            if last == Some(id) {
+                continue;
+            }
+            if id == 0 {
+                return Err(IngestError::malformed("location id is 0"));
+            }
+            if !location_ids.contains(&id) {
+                return Err(IngestError::malformed(format!(
+                    "sample references unknown location id {id}"
+                )));
+            }
+            last = Some(id);
+        }
+    }
+    for l in p.locations() {
+        for line in l.lines {
             if !function_ids.contains(&line.function_id) {
                 return Err(IngestError::malformed(format!(
                     "location {} references unknown function id {}",
@@ -314,23 +338,12 @@ fn validate_profile(
             }
         }
     }
-    for sample in &p.sample {
-        if let Some(id) = sample
-            .location_id
-            .iter()
-            .find(|&&id| !location_ids.contains(&id))
-        {
-            return Err(IngestError::malformed(format!(
-                "sample references unknown location id {id}"
-            )));
-        }
-    }
-    for f in &p.function {
+    for f in p.functions() {
         check(f.name, "function name")?;
         check(f.system_name, "function system name")?;
         check(f.filename, "function filename")?;
     }
-    for m in &p.mapping {
+    for m in p.mappings() {
         check(m.filename, "mapping filename")?;
         check(m.build_id, "mapping build id")?;
     }
@@ -382,28 +395,6 @@ fn check_series_count(
     Ok(())
 }
 
-fn truncate_symbols(p: &mut pprof::Profile, limits: &Limits) {
-    let depth = limits.max_profile_stacktrace_depth;
-    if depth > 0 {
-        for s in &mut p.sample {
-            if s.location_id.len() > depth {
-                // Location ids are leaf first: keep the root side.
-                let cut = s.location_id.len() - depth;
-                s.location_id.drain(..cut);
-            }
-        }
-    }
-    let max = limits.max_profile_symbol_value_length;
-    if max > 0 {
-        for s in &mut p.string_table {
-            if s.len() > max {
-                let start = s.len() - symbol_tail(s, max).len();
-                s.drain(..start);
-            }
-        }
-    }
-}
-
 /// The last `max` bytes of `s` (fewer at a character boundary): what a
 /// symbol longer than `max_profile_symbol_value_length` keeps.
 pub(crate) fn symbol_tail(s: &str, max: usize) -> &str {
@@ -414,18 +405,13 @@ pub(crate) fn symbol_tail(s: &str, max: usize) -> &str {
 /// Sample label `(key, value)` string ids, and the samples that carry exactly them.
 type SampleGroup = (Vec<(i64, i64)>, Vec<u32>);
 
-fn group_by_sample_labels(p: &pprof::Profile) -> Vec<SampleGroup> {
-    let s = |i: i64| {
-        p.string_table
-            .get(i as usize)
-            .map(String::as_str)
-            .unwrap_or("")
-    };
+fn group_by_sample_labels(p: &FlatProfile) -> Vec<SampleGroup> {
+    let s = |i: i64| p.str(i);
     let mut groups: HashMap<Vec<(i64, i64)>, Vec<u32>> = HashMap::new();
     let mut key = Vec::new();
-    for (i, sample) in p.sample.iter().enumerate() {
+    for (i, sample) in p.samples().enumerate() {
         key.clear();
-        for l in &sample.label {
+        for l in sample.labels {
             if l.str == 0 || NON_SERIES_SAMPLE_LABELS.contains(&s(l.key)) || s(l.key).is_empty() {
                 continue;
             }
@@ -433,7 +419,13 @@ fn group_by_sample_labels(p: &pprof::Profile) -> Vec<SampleGroup> {
         }
         key.sort_by(|a, b| s(a.0).cmp(s(b.0)));
         key.dedup_by(|a, b| s(a.0) == s(b.0));
-        groups.entry(key.clone()).or_default().push(i as u32);
+        // Most profiles have one group: look up before cloning the key.
+        match groups.get_mut(&key) {
+            Some(samples) => samples.push(i as u32),
+            None => {
+                groups.insert(key.clone(), vec![i as u32]);
+            }
+        }
     }
     let mut out: Vec<_> = groups.into_iter().collect();
     out.sort_by_key(|(_, samples)| samples[0]);

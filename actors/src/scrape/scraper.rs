@@ -18,7 +18,7 @@ use crate::distributor::Distribute;
 use crate::metrics::Metrics;
 use ignis_ingest::Limits;
 use ignis_ingest::legacy::decode_pprof;
-use ignis_ingest::split::{SplitInput, split_profile};
+use ignis_ingest::split::{SplitInput, split_proto};
 
 /// Everything a scraper needs besides its target.
 #[derive(Clone)]
@@ -297,7 +297,7 @@ impl Job {
                     fallback_time_ns: now_ns,
                     now_ns,
                 };
-                match split_profile(p, input, &limits).map_err(|e| e.message)? {
+                match split_proto(&p, input, &limits).map_err(|e| e.message)? {
                     Some(split) => Ok(Ok(split)),
                     None => Ok(Err(Outcome::Empty)),
                 }

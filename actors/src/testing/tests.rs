@@ -295,13 +295,14 @@ async fn a_block_held_by_several_store_gateways_is_read_once_per_query() {
 fn cpu_of_own_program(service: &str, n: i64) -> Vec<SplitProfile> {
     let mut out = cpu(service, n);
     for p in &mut out {
-        let names: std::collections::HashSet<i64> =
-            p.profile.function.iter().map(|f| f.name).collect();
+        let mut proto = p.profile.to_proto();
+        let names: std::collections::HashSet<i64> = proto.function.iter().map(|f| f.name).collect();
         for i in names {
-            if let Some(s) = p.profile.string_table.get_mut(i as usize) {
+            if let Some(s) = proto.string_table.get_mut(i as usize) {
                 s.push_str(&format!(" [{service}]"));
             }
         }
+        p.profile = ignis_storage::FlatProfile::from_proto(&proto).expect("encodes");
     }
     out
 }
@@ -394,7 +395,7 @@ async fn peers_answer_only_the_query_scope_and_the_answer_equals_a_single_node()
 
 /// The root function of the first sample of `p` (a call site to select).
 fn root_function(p: &SplitProfile) -> String {
-    let pp = &p.profile;
+    let pp = p.profile.to_proto();
     let loc = pp.sample[0].location_id.last().copied().expect("a stack");
     let function = pp
         .location

@@ -54,8 +54,12 @@ async fn attack_corpus_is_refused_and_leaves_stored_data_unchanged() -> Result<(
 
     let attacks = corpus()?;
     ensure!(attacks.len() >= 200, "only {} attacks", attacks.len());
+    // A fresh connection per attack: a server that closes a connection
+    // after refusing an attack (as it should for a body it did not read)
+    // must not turn the next attack into a reused-connection race.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(0)
         .build()?;
     let mut failures = Vec::new();
     // The attacks that raised the peak RSS most, reported at the end.

@@ -164,7 +164,7 @@ mod tests {
                 |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
             head.insert(&SplitProfile {
                 profile_id: crate::new_profile_id(),
-                profile: p.clone(),
+                profile: crate::FlatProfile::from_proto(&p).unwrap(),
                 timestamp_ns: ts,
                 series: vec![
                     SeriesSplit {

@@ -25,7 +25,7 @@ use ignis_storage::{Labels, SplitProfile, names};
 use super::error::IngestError;
 use super::gzip::maybe_gunzip;
 use super::limits::Limits;
-use super::split::{SplitInput, split_profile};
+use super::split::{SplitInput, split_proto};
 use builder::ProfileBuilder;
 use chunk::split_chunks;
 use event::for_each_event;
@@ -258,7 +258,7 @@ pub fn decode_jfr(
             fallback_time_ns: upload.from_ns,
             now_ns: upload.now_ns,
         };
-        out.extend(split_profile(p, input, limits)?);
+        out.extend(split_proto(&p, input, limits)?);
     }
     Ok(out)
 }

@@ -213,7 +213,7 @@ fn jfr_ingest_splits_into_canonical_series() {
         let mut got = BTreeMap::new();
         for sp in &split {
             assert_eq!(sp.timestamp_ns, 1_795_000_000_000_000_000);
-            assert_eq!(sp.profile.duration_nanos, 10_000_000_000);
+            assert_eq!(sp.profile.duration_nanos(), 10_000_000_000);
             for s in &sp.series {
                 let l = &s.labels;
                 assert_eq!(l.get("service_name"), Some("java.app"));
@@ -224,7 +224,7 @@ fn jfr_ingest_splits_into_canonical_series() {
                 let sum: i64 = s
                     .samples
                     .iter()
-                    .map(|&i| sp.profile.sample[i as usize].value[s.value_index])
+                    .map(|&i| sp.profile.sample(i as usize).unwrap().values[s.value_index])
                     .sum();
                 got.insert(l.get("__profile_type__").unwrap_or("").to_string(), sum);
             }
@@ -256,7 +256,7 @@ fn jfr_ingest_splits_into_canonical_series() {
         .expect("cpu series");
     assert_eq!(cpu.1.labels.get("service_name"), Some("svc"));
     assert_eq!(cpu.1.labels.get("app_name"), Some("java.app"));
-    assert_eq!(total(&cpu.0.profile, 0), 1501 * 20_000_000);
+    assert_eq!(total(&cpu.0.profile.to_proto(), 0), 1501 * 20_000_000);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use prost::Message;
 
 use super::error::IngestError;
 use super::limits::Limits;
-use super::split::{SplitInput, split_profile};
+use super::split::{SplitInput, split_proto};
 use convert::{Dictionary, SERVICE_NAME_ATTRIBUTE, convert_profile};
 
 /// The label Pyroscope sets on every OTLP series.
@@ -146,7 +146,7 @@ pub fn decode_otlp(
                         fallback_time_ns: now_ns,
                         now_ns,
                     };
-                    out.extend(split_profile(converted.profile, input, limits).map_err(at)?);
+                    out.extend(split_proto(&converted.profile, input, limits).map_err(at)?);
                 }
             }
         }

@@ -255,7 +255,7 @@ fn ebpf_cpu_profile_becomes_process_cpu_with_resource_labels() {
     assert_eq!(l.get(names::DELTA), None);
     assert_eq!(sp.timestamp_ns, 1_690_000_000_000_000_000);
 
-    let p = &sp.profile;
+    let p = &sp.profile.to_proto();
     // Counts times the period.
     let values: Vec<i64> = p.sample.iter().map(|s| s.value[0]).collect();
     assert_eq!(values, vec![30_000_000, 20_000_000]);
@@ -301,7 +301,7 @@ fn link_becomes_span_and_trace_id_sample_labels_not_series() {
             .any(|s| s.labels.get("thread.name") == Some("worker-1"))
     );
     // The stored pprof keeps the span id for span queries.
-    let p = &out[0].profile;
+    let p = &out[0].profile.to_proto();
     assert!(
         p.sample
             .iter()
@@ -321,8 +321,9 @@ fn sample_service_name_splits_the_profile() {
     assert_eq!(services, ["checkout", "svc-b"]);
     // service.name is not a sample label.
     for sp in &out {
-        for s in &sp.profile.sample {
-            assert_eq!(label(&sp.profile, s, "service.name"), None);
+        let proto = sp.profile.to_proto();
+        for s in &proto.sample {
+            assert_eq!(label(&proto, s, "service.name"), None);
         }
     }
 }
@@ -367,7 +368,7 @@ fn profile_names_follow_the_profile_type() {
         out[0].series[0].labels.get(names::PROFILE_TYPE),
         Some("cpu:cpu:nanoseconds:cpu:nanoseconds")
     );
-    assert_eq!(out[0].profile.sample[0].value, [7]);
+    assert_eq!(out[0].profile.to_proto().sample[0].value, [7]);
     // No period: named after the sample type.
     let mut p = cpu_profile(vec![sample(1, 7)]);
     p.period = 0;
@@ -389,15 +390,15 @@ fn timestamps_count_as_events_and_date_the_profile() {
     p.time_unix_nano = 0;
     p.duration_nano = 0;
     let out = decode(&request(vec![p])).unwrap();
-    assert_eq!(out[0].profile.sample[0].value, [2 * 10_000_000]);
+    assert_eq!(out[0].profile.to_proto().sample[0].value, [2 * 10_000_000]);
     assert_eq!(out[0].timestamp_ns, 1_690_000_000_100_000_000);
-    assert_eq!(out[0].profile.duration_nanos, 400_000_000);
+    assert_eq!(out[0].profile.duration_nanos(), 400_000_000);
 }
 
 #[test]
 fn kernel_frames_get_a_kernel_mapping() {
     let out = decode(&request(vec![cpu_profile(vec![sample(3, 1)])])).unwrap();
-    let p = &out[0].profile;
+    let p = &out[0].profile.to_proto();
     let names: Vec<&str> = p
         .mapping
         .iter()
@@ -414,7 +415,7 @@ fn deep_stacks_are_cut_root_side_kept() {
     };
     let req = request(vec![cpu_profile(vec![sample(1, 1)])]);
     let out = decode_otlp(&req, &limits, NOW).unwrap();
-    let p = &out[0].profile;
+    let p = &out[0].profile.to_proto();
     assert_eq!(stack_names(p, &p.sample[0]), ["main", "work"]);
 }
 
@@ -593,7 +594,7 @@ fn huge_repeated_stacks_are_resolved_once() {
     let started = std::time::Instant::now();
     let out = decode_otlp(&req, &limits, NOW).unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    assert_eq!(out[0].profile.sample[0].location_id.len(), 1000);
+    assert_eq!(out[0].profile.to_proto().sample[0].location_id.len(), 1000);
 }
 
 #[test]
@@ -680,7 +681,7 @@ fn otlp_json_with_hex_ids_and_string_integers() {
         sp.series[0].labels.get(names::SERVICE_NAME),
         Some("json-svc")
     );
-    let pp = &sp.profile;
+    let pp = &sp.profile.to_proto();
     assert_eq!(
         label(pp, &pp.sample[0], "span_id"),
         Some("aabbccdd01020304")
