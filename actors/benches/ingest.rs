@@ -11,8 +11,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ignis_ingest::{IngestBody, IngestParams, LegacyFormat, Limits, decode_legacy};
 use std::time::Duration;
 
-use ignis_storage::proto::google::v1 as pprof;
 use bytes::Bytes;
+use ignis_storage::proto::google::v1 as pprof;
 use ignis_storage::{FlatProfile, Head, Wal, WalSync};
 use prost::Message;
 

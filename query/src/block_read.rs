@@ -563,7 +563,8 @@ mod tests {
                 ]);
                 head.insert(&SplitProfile {
                     profile_id: 1 + (i as u64) * 1000 + s as u64,
-                    profile: ignis_storage::FlatProfile::from_proto(&profile(i as u64 + s as u64)).unwrap(),
+                    profile: ignis_storage::FlatProfile::from_proto(&profile(i as u64 + s as u64))
+                        .unwrap(),
                     timestamp_ns: (START_MS + i * 10_000) * 1_000_000,
                     series: vec![SeriesSplit {
                         labels,

@@ -351,7 +351,9 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let mut src = SymbolTable::default();
-        let import = src.import_pprof(&ignis_storage::FlatProfile::from_proto(&p).unwrap()).unwrap();
+        let import = src
+            .import_pprof(&ignis_storage::FlatProfile::from_proto(&p).unwrap())
+            .unwrap();
         let mut m = MergedStacks::default();
         let mut memo = ImportMemo::default();
         for (ids, v) in samples {

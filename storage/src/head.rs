@@ -363,8 +363,11 @@ impl Head {
                         .iter()
                         .filter_map(|&si| {
                             let span_id = *span_of.get(si as usize)?;
-                            let value =
-                                *p.profile.sample(si as usize)?.values.get(split.value_index)?;
+                            let value = *p
+                                .profile
+                                .sample(si as usize)?
+                                .values
+                                .get(split.value_index)?;
                             (span_id != 0 && value != 0).then(|| SpanSample {
                                 span_id,
                                 stack: stack_of[&si],
@@ -378,7 +381,11 @@ impl Head {
                 .samples
                 .iter()
                 .filter_map(|&si| {
-                    let v = *p.profile.sample(si as usize)?.values.get(split.value_index)?;
+                    let v = *p
+                        .profile
+                        .sample(si as usize)?
+                        .values
+                        .get(split.value_index)?;
                     (v != 0).then(|| (stack_of[&si], v))
                 })
                 .collect();
@@ -648,8 +655,8 @@ pub fn approx_tables_bytes(symbols: &SymbolTable, series: &[Series]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::proto::google::v1 as pprof;
     use super::*;
+    use crate::proto::google::v1 as pprof;
 
     fn tiny_profile() -> pprof::Profile {
         pprof::Profile {

@@ -174,7 +174,8 @@ impl SymbolTable {
             let s = p.string(i).ok_or(SymbolError::StringIndex(i))?;
             let slot = &mut strings[i as usize];
             // A string seen before costs a lookup, not an allocation.
-            Ok(*slot.get_or_insert_with(|| st.lookup(s).unwrap_or_else(|| st.intern(s.to_string()))))
+            Ok(*slot
+                .get_or_insert_with(|| st.lookup(s).unwrap_or_else(|| st.intern(s.to_string()))))
         };
 
         let mut functions = HashMap::with_capacity(p.functions().len());
