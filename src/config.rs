@@ -127,6 +127,12 @@ pub struct ServerConfig {
     pub http_workers: usize,
     /// Actor threads tenants are spread over (0: one per core).
     pub actor_threads: usize,
+    /// Ingesters each tenant's series are spread over, each on its own
+    /// actor thread with its own head, WAL stream and blocks (0: one per
+    /// actor thread), so one busy tenant can use every core. Each shard
+    /// cuts its own blocks, so more shards mean more (smaller) blocks
+    /// until the compactor merges them.
+    pub ingester_shards: usize,
     /// `host:port` of the OTLP gRPC server (empty: off; 4317 is the usual port).
     pub otlp_grpc_listen_address: String,
     /// PEM certificate chain for TLS on the HTTP listener (empty: plain
@@ -144,6 +150,7 @@ impl Default for ServerConfig {
             http_listen_address: "127.0.0.1:4040".into(),
             http_workers: 0,
             actor_threads: 0,
+            ingester_shards: 1,
             otlp_grpc_listen_address: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -168,6 +175,10 @@ pub struct StorageConfig {
     pub max_block_duration_secs: u64,
     /// Cut a tenant's head into a block once it holds this many samples (0: no limit).
     pub max_head_samples: u64,
+    /// Cut a tenant's head into a block as soon as its memory reaches this
+    /// many bytes (0: no bound): the ingester cuts at the bound itself, so
+    /// the head's memory never grows past it between shipping rounds.
+    pub max_head_bytes: u64,
     /// How often heads are checked for cutting and blocks are shipped.
     pub block_check_interval_secs: u64,
     /// How often the store-gateway lists the bucket for new and deleted blocks.
@@ -195,6 +206,7 @@ impl Default for StorageConfig {
             wal_flush_interval_ms: 200,
             max_block_duration_secs: 3600,
             max_head_samples: 10_000_000,
+            max_head_bytes: 256 << 20,
             block_check_interval_secs: 15,
             block_sync_interval_secs: 60,
             block_cache_bytes: 1 << 30,
@@ -511,6 +523,7 @@ impl Config {
         for (key, n) in [
             ("server.http_workers", self.server.http_workers),
             ("server.actor_threads", self.server.actor_threads),
+            ("server.ingester_shards", self.server.ingester_shards),
             ("query.querier_workers", self.query.querier_workers),
         ] {
             if n > MAX_THREADS {

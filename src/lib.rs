@@ -301,6 +301,7 @@ where
         store: Some(store),
         max_block_duration: secs(config.storage.max_block_duration_secs),
         max_head_samples: config.storage.max_head_samples,
+        max_head_bytes: config.storage.max_head_bytes,
         retention: secs(config.storage.retention_secs),
         tenant_retention: config
             .storage
@@ -351,6 +352,7 @@ where
         config.query.limits(),
         config.query.max_concurrent_queries,
     )
+    .with_ingester_shards(config.server.ingester_shards)
     .with_cluster(cluster.clone())
     .with_roles(roles.clone())
     .with_query_slots(

@@ -149,6 +149,52 @@ pub struct Summary {
     pub samples_per_sec: f64,
     /// Acknowledgement latency percentiles, ms: p50, p90, p99, max.
     pub latency_ms: [f64; 4],
+    /// What the node's `/metrics` said of its process over the run (when
+    /// it could be read: same node, no auth in the way).
+    pub node: Option<NodeUsage>,
+}
+
+/// The node's own CPU and memory over a load run, from its
+/// `process_cpu_seconds_total` and `process_resident_memory_bytes`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeUsage {
+    /// CPU seconds the node spent during the run.
+    pub cpu_seconds: f64,
+    /// Node CPU per acknowledged profile, ms.
+    pub cpu_ms_per_profile: f64,
+    /// Cores the node kept busy on average.
+    pub cores_busy: f64,
+    /// Acknowledged gzipped pprof MB/s per busy node core.
+    pub mb_per_sec_per_core: f64,
+    /// Resident memory at the start, bytes.
+    pub rss_start_bytes: u64,
+    /// Highest resident memory seen (sampled every second), bytes.
+    pub rss_max_bytes: u64,
+    /// Resident memory at the end, bytes.
+    pub rss_end_bytes: u64,
+}
+
+/// The node's `process_cpu_seconds_total` and `process_resident_memory_bytes`.
+async fn node_process(client: &reqwest::Client, url: &str) -> Option<(f64, u64)> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    Some((
+        value("process_cpu_seconds_total")?,
+        value("process_resident_memory_bytes")? as u64,
+    ))
 }
 
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
@@ -193,6 +239,7 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary> {
     let bytes = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
     let errors = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let node_start = node_process(&client, &args.url).await;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
@@ -257,16 +304,30 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary> {
             latencies.lock().await.extend(local);
         }));
     }
+    let rss_max = Arc::new(AtomicU64::new(node_start.map_or(0, |(_, rss)| rss)));
     let progress = {
-        let acked = acked.clone();
+        let (acked, rss_max, client, url) = (
+            acked.clone(),
+            rss_max.clone(),
+            client.clone(),
+            args.url.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let n = acked.load(Ordering::Relaxed);
+                let rss = match node_start {
+                    Some(_) => node_process(&client, &url).await.map(|(_, rss)| rss),
+                    None => None,
+                };
+                if let Some(rss) = rss {
+                    rss_max.fetch_max(rss, Ordering::Relaxed);
+                }
+                let rss = rss.map_or(String::new(), |r| format!(", node RSS {} MiB", r >> 20));
                 eprint!(
-                    "\r{:>5.0}s  {n} profiles acknowledged  ",
+                    "\r{:>5.0}s  {n} profiles acknowledged{rss}  ",
                     start.elapsed().as_secs_f64()
                 );
             }
@@ -288,14 +349,36 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary> {
         f64::from(lat[i]) / 1000.0
     };
     let profiles = acked.load(Ordering::Relaxed);
+    let mb_per_sec = bytes.load(Ordering::Relaxed) as f64 / seconds / 1e6;
+    let node = match (node_start, node_process(&client, &args.url).await) {
+        (Some((cpu0, rss0)), Some((cpu1, rss1))) => {
+            let cpu_seconds = cpu1 - cpu0;
+            let cores_busy = cpu_seconds / seconds;
+            Some(NodeUsage {
+                cpu_seconds,
+                cpu_ms_per_profile: cpu_seconds * 1e3 / profiles.max(1) as f64,
+                cores_busy,
+                mb_per_sec_per_core: if cores_busy > 0.0 {
+                    mb_per_sec / cores_busy
+                } else {
+                    0.0
+                },
+                rss_start_bytes: rss0,
+                rss_max_bytes: rss_max.load(Ordering::Relaxed).max(rss1),
+                rss_end_bytes: rss1,
+            })
+        }
+        _ => None,
+    };
     let summary = Summary {
         seconds,
         profiles,
         errors: errors.lock().await.clone(),
         profiles_per_sec: profiles as f64 / seconds,
-        mb_per_sec: bytes.load(Ordering::Relaxed) as f64 / seconds / 1e6,
+        mb_per_sec,
         samples_per_sec: (profiles * samples_per_profile) as f64 / seconds,
         latency_ms: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
+        node,
     };
     if profiles == 0 {
         bail!("no profile was acknowledged: {:?}", summary.errors);
@@ -316,6 +399,25 @@ pub fn print(s: &Summary) {
         "ack latency (ms)    p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         s.latency_ms[0], s.latency_ms[1], s.latency_ms[2], s.latency_ms[3]
     );
+    match &s.node {
+        Some(n) => {
+            println!(
+                "node CPU            {:.1} s ({:.2} cores busy), {:.3} ms per acknowledged profile",
+                n.cpu_seconds, n.cores_busy, n.cpu_ms_per_profile
+            );
+            println!(
+                "per node core       {:.2} MB/s gzipped pprof",
+                n.mb_per_sec_per_core
+            );
+            println!(
+                "node RSS (MiB)      start {}  max {}  end {}",
+                n.rss_start_bytes >> 20,
+                n.rss_max_bytes >> 20,
+                n.rss_end_bytes >> 20
+            );
+        }
+        None => println!("node CPU            unknown (its /metrics could not be read)"),
+    }
     println!("errors              {:?}", s.errors);
 }
 

@@ -35,13 +35,13 @@ impl Touched {
 
     fn add_head(&mut self, h: &Head) {
         let s = h.stats();
-        let tables = ignis_storage::head::approx_tables_bytes(h.symbols(), h.series());
+        let rows = ignis_storage::head::approx_row_bytes(s.profiles, s.samples, s.span_samples);
         self.blocks += 1;
         self.series += s.series;
         self.profiles += s.profiles;
         self.samples += s.samples;
-        self.symbol_bytes += tables;
-        self.profile_bytes += h.approx_bytes().saturating_sub(tables);
+        self.symbol_bytes += h.approx_bytes().saturating_sub(rows);
+        self.profile_bytes += rows;
     }
 
     fn add_block(&mut self, m: &BlockMeta) {

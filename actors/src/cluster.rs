@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -23,7 +22,7 @@ use tracing::Instrument;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::hints::Hints;
-use crate::ingester::{AppendStats, Ingester, IngesterError};
+use crate::ingester::{AppendStats, IngesterError, IngesterShards};
 use crate::metrics::Metrics;
 use crate::peer::{Batch, PROTOCOL_VERSION, Peer, PeerSlice, Replica, SelectRequest, Transport};
 use crate::querier::QueryFailure;
@@ -222,7 +221,7 @@ impl ClusterContext {
         tenant: &str,
         profiles: Arc<Vec<SplitProfile>>,
         record: Bytes,
-        local: Option<Addr<Ingester>>,
+        local: Option<IngesterShards>,
     ) -> Result<AppendStats, IngesterError> {
         let view = self.ring();
         if view.members.is_empty() {

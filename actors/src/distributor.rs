@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ignis_storage::{SplitProfile, encode_record};
 
 use crate::cluster::ClusterContext;
-use crate::ingester::{AppendStats, Ingester, IngesterError};
+use crate::ingester::{AppendStats, IngesterError, IngesterShards};
 use crate::metrics::Metrics;
 use crate::rate::{IngestRate, TokenBucket};
 use crate::series_limit::ActiveSeries;
@@ -57,7 +57,7 @@ impl SetLimits {
 /// quorum); on a standalone node, a ring of one, that is its own ingester.
 pub struct Distributor {
     tenant: String,
-    ingester: Option<Addr<Ingester>>,
+    ingester: Option<IngesterShards>,
     cluster: Arc<ClusterContext>,
     metrics: Metrics,
     backoff: Backoff,
@@ -72,7 +72,7 @@ impl Distributor {
     /// node's, if it runs one (its replica writes are in-process calls).
     pub fn new(
         tenant: String,
-        ingester: Option<Addr<Ingester>>,
+        ingester: Option<IngesterShards>,
         cluster: Arc<ClusterContext>,
         metrics: Metrics,
     ) -> Self {
@@ -144,25 +144,24 @@ impl Handler<Distribute> for Distributor {
     type Result = ResponseFuture<Result<AppendStats, IngesterError>>;
 
     fn handle(&mut self, msg: Distribute, _ctx: &mut Self::Context) -> Self::Result {
+        let plain: u64 = msg
+            .profiles
+            .iter()
+            .map(|p| p.profile.plain_len() as u64)
+            .sum();
         if let Some(bucket) = &mut self.bucket {
             // What a push weighs against the rate, as Pyroscope counts it:
             // the decompressed profiles and their series labels (the
             // record holds the client's compressed bytes, which would let
             // a well-compressed push pass for a fraction of its size).
-            let bytes: u64 = msg
+            let labels: u64 = msg
                 .profiles
                 .iter()
-                .map(|p| {
-                    let labels: usize = p
-                        .series
-                        .iter()
-                        .flat_map(|s| s.labels.iter())
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum();
-                    (p.profile.plain_len() + labels) as u64
-                })
+                .flat_map(|p| &p.series)
+                .flat_map(|s| s.labels.iter())
+                .map(|(k, v)| (k.len() + v.len()) as u64)
                 .sum();
-            if let Err(over) = bucket.take(bytes, std::time::Instant::now()) {
+            if let Err(over) = bucket.take(plain + labels, std::time::Instant::now()) {
                 return Box::pin(async move { Err(IngesterError::RateLimited(over)) });
             }
         }
@@ -211,6 +210,10 @@ impl Handler<Distribute> for Distributor {
                 .ingested_samples
                 .get_or_create(&labels)
                 .inc_by(stats.samples);
+            metrics
+                .ingested_decompressed_bytes
+                .get_or_create(&labels)
+                .inc_by(plain);
             Ok(stats)
         })
     }

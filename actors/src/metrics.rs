@@ -25,8 +25,10 @@ pub struct Metrics {
     pub ingested_profiles: Family<LabelSet, Counter>,
     /// `(stack, value)` samples accepted, by tenant and endpoint.
     pub ingested_samples: Family<LabelSet, Counter>,
-    /// Request body bytes accepted, by tenant and endpoint.
+    /// Request body bytes accepted (as received), by tenant and endpoint.
     pub ingested_bytes: Family<LabelSet, Counter>,
+    /// Profile bytes accepted, decompressed, by tenant and endpoint.
+    pub ingested_decompressed_bytes: Family<LabelSet, Counter>,
     /// Requests refused, by endpoint and reason.
     pub rejected_requests: Family<LabelSet, Counter>,
     /// HTTP request latency, by route, method and status.
@@ -37,6 +39,8 @@ pub struct Metrics {
     pub head_series: Family<LabelSet, Gauge>,
     /// Distinct stacks in the ingester heads, by tenant.
     pub head_stacks: Family<LabelSet, Gauge>,
+    /// Memory the ingester heads hold (cut heads not included), by tenant.
+    pub head_bytes: Family<LabelSet, Gauge>,
     /// WAL records appended, by tenant.
     pub wal_appends: Family<LabelSet, Counter>,
     /// WAL bytes appended, by tenant.
@@ -138,11 +142,13 @@ impl Metrics {
         let ingested_profiles = Family::default();
         let ingested_samples = Family::default();
         let ingested_bytes = Family::default();
+        let ingested_decompressed_bytes = Family::default();
         let rejected_requests = Family::default();
         let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let actor_restarts = Family::default();
         let head_series = Family::default();
         let head_stacks = Family::default();
+        let head_bytes = Family::default();
         let wal_appends = Family::default();
         let wal_bytes = Family::default();
         let wal_replayed_records = Counter::default();
@@ -387,20 +393,26 @@ impl Metrics {
             "WAL records replayed at startup",
             wal_replayed_records.clone(),
         );
+        // The ingest rates: rate() of these is profiles, samples and bytes per second.
         registry.register(
-            "ingested_profiles",
+            "ingest_profiles",
             "Profiles accepted, per series and sample type",
             ingested_profiles.clone(),
         );
         registry.register(
-            "ingested_samples",
+            "ingest_samples",
             "Stack samples accepted",
             ingested_samples.clone(),
         );
         registry.register(
-            "ingested_bytes",
-            "Request body bytes accepted",
+            "ingest_bytes",
+            "Request body bytes accepted, as received (compressed)",
             ingested_bytes.clone(),
+        );
+        registry.register(
+            "ingest_decompressed_bytes",
+            "Profile bytes accepted, decompressed (what the ingestion rate limit weighs)",
+            ingested_decompressed_bytes.clone(),
         );
         registry.register(
             "rejected_requests",
@@ -427,16 +439,23 @@ impl Metrics {
             "Distinct stacks in the ingester head",
             head_stacks.clone(),
         );
+        registry.register(
+            "head_bytes",
+            "Memory the ingester heads hold, before they are cut",
+            head_bytes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ingested_profiles,
             ingested_samples,
             ingested_bytes,
+            ingested_decompressed_bytes,
             rejected_requests,
             request_duration,
             actor_restarts,
             head_series,
             head_stacks,
+            head_bytes,
             wal_appends,
             wal_bytes,
             wal_replayed_records,
@@ -487,6 +506,86 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        // The process metrics every Prometheus client library exports,
+        // before OpenMetrics' closing line.
+        let eof = out.strip_suffix("# EOF\n").map(str::len);
+        if let Some(len) = eof {
+            out.truncate(len);
+        }
+        process_metrics(&mut out);
+        if eof.is_some() {
+            out.push_str("# EOF\n");
+        }
         out
+    }
+}
+
+/// `process_cpu_seconds_total` and `process_resident_memory_bytes`, from
+/// `/proc/self` (nothing where there is none).
+fn process_metrics(out: &mut String) {
+    use std::fmt::Write;
+    if let Some(cpu) = process_cpu_seconds() {
+        let _ = write!(
+            out,
+            "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds counter\n\
+             process_cpu_seconds_total {cpu}\n"
+        );
+    }
+    if let Some(rss) = process_resident_bytes() {
+        let _ = write!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\n\
+             process_resident_memory_bytes {rss}\n"
+        );
+    }
+}
+
+/// User and system CPU time of this process, seconds (`/proc/self/stat`,
+/// whose times are in USER_HZ, 100 per second on Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident memory of this process, bytes (`VmRSS` of `/proc/self/status`).
+pub fn process_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_process_metrics_before_its_end() {
+        // Busy until the kernel has counted a tick of CPU (10 ms) for us.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while process_cpu_seconds() == Some(0.0) && started.elapsed().as_secs() < 10 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        let text = Metrics::new().encode();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        let value = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing from {text}"));
+            line[name.len() + 1..].parse().unwrap()
+        };
+        // This test process has run and holds memory.
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        assert!(value("process_resident_memory_bytes") > 1e6);
     }
 }

@@ -16,17 +16,25 @@ pub struct Sealed {
     pub ulid: String,
     /// The last WAL sequence number whose data it holds.
     pub wal_last_seq: Option<u64>,
+    /// The WAL stream those sequence numbers are of.
+    pub wal_stream: String,
     /// When its block was stored (unset until then).
     uploaded_at: OnceLock<Instant>,
 }
 
 impl Sealed {
     /// A sealed head not yet uploaded.
-    pub fn new(heads: Vec<Arc<Head>>, ulid: String, wal_last_seq: Option<u64>) -> Self {
+    pub fn new(
+        heads: Vec<Arc<Head>>,
+        ulid: String,
+        wal_last_seq: Option<u64>,
+        wal_stream: String,
+    ) -> Self {
         Self {
             heads,
             ulid,
             wal_last_seq,
+            wal_stream,
             uploaded_at: OnceLock::new(),
         }
     }

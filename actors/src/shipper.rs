@@ -49,61 +49,13 @@ impl Tenants {
             return stats;
         };
         for (tenant, actors) in self.all() {
-            let cut = Cut {
-                force,
-                max_age: self.blocks.max_block_duration,
-                max_samples: self.blocks.max_head_samples,
-            };
-            let Some(ingester) = &actors.ingester else {
+            let Some(shards) = &actors.ingester else {
                 continue;
             };
-            if let Ok(Some(_)) = ingester.send(cut).await {
-                stats.cut += 1;
+            for ingester in shards.all() {
+                self.flush_ingester(&store, &tenant, ingester, force, &mut stats)
+                    .await;
             }
-            // Ship in cut order: a later block must not truncate the WAL under an earlier one.
-            let pending: Vec<Arc<Sealed>> = match ingester.send(SealedHeads).await {
-                Ok(sealed) => sealed.into_iter().filter(|s| !s.is_uploaded()).collect(),
-                Err(e) => {
-                    tracing::warn!(tenant, error = %e, "ingester unavailable; its heads ship next round");
-                    continue;
-                }
-            };
-            let mut handed_over = Vec::new();
-            for sealed in pending {
-                match self.ship(&store, &tenant, &sealed).await {
-                    Ok(meta) => {
-                        // A store-gateway on this node serves the block from
-                        // now on, so the ingester lets go of it; otherwise it
-                        // keeps it until store-gateways have indexed it.
-                        if let Some(sg) = &self.store_gateway {
-                            match sg.add_uploaded(&meta) {
-                                Ok(()) => handed_over.push(meta.ulid.clone()),
-                                Err(e) => {
-                                    tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "indexing an uploaded block failed");
-                                }
-                            }
-                        }
-                        stats.uploaded += 1;
-                        self.metrics
-                            .blocks_uploaded
-                            .get_or_create(&vec![("tenant", tenant.clone())])
-                            .inc();
-                    }
-                    Err(e) => {
-                        stats.failed += 1;
-                        self.metrics
-                            .block_upload_failures
-                            .get_or_create(&vec![("tenant", tenant.clone())])
-                            .inc();
-                        tracing::warn!(tenant, ulid = %sealed.ulid, error = %e, "block upload failed; the data stays in the WAL and is retried");
-                        break;
-                    }
-                }
-            }
-            ingester.do_send(ReleaseSealed {
-                handed_over,
-                keep: self.blocks.keep_shipped,
-            });
         }
         if let Some(sg) = &self.store_gateway {
             for tenant in sg.tenants() {
@@ -124,6 +76,70 @@ impl Tenants {
         stats
     }
 
+    /// One round for one ingester (a shard of `tenant`): cut its head if
+    /// due, ship its sealed heads in cut order, release those stored.
+    async fn flush_ingester(
+        &self,
+        store: &ignis_storage::block::BlockStore,
+        tenant: &String,
+        ingester: &actix::Addr<crate::ingester::Ingester>,
+        force: bool,
+        stats: &mut FlushStats,
+    ) {
+        let cut = Cut {
+            force,
+            max_age: self.blocks.max_block_duration,
+            max_samples: self.blocks.max_head_samples,
+        };
+        if let Ok(Some(_)) = ingester.send(cut).await {
+            stats.cut += 1;
+        }
+        // Ship in cut order: a later block must not truncate the WAL under an earlier one.
+        let pending: Vec<Arc<Sealed>> = match ingester.send(SealedHeads).await {
+            Ok(sealed) => sealed.into_iter().filter(|s| !s.is_uploaded()).collect(),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "ingester unavailable; its heads ship next round");
+                return;
+            }
+        };
+        let mut handed_over = Vec::new();
+        for sealed in pending {
+            match self.ship(store, tenant, &sealed).await {
+                Ok(meta) => {
+                    // A store-gateway on this node serves the block from
+                    // now on, so the ingester lets go of it; otherwise it
+                    // keeps it until store-gateways have indexed it.
+                    if let Some(sg) = &self.store_gateway {
+                        match sg.add_uploaded(&meta) {
+                            Ok(()) => handed_over.push(meta.ulid.clone()),
+                            Err(e) => {
+                                tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "indexing an uploaded block failed");
+                            }
+                        }
+                    }
+                    stats.uploaded += 1;
+                    self.metrics
+                        .blocks_uploaded
+                        .get_or_create(&vec![("tenant", tenant.clone())])
+                        .inc();
+                }
+                Err(e) => {
+                    stats.failed += 1;
+                    self.metrics
+                        .block_upload_failures
+                        .get_or_create(&vec![("tenant", tenant.clone())])
+                        .inc();
+                    tracing::warn!(tenant, ulid = %sealed.ulid, error = %e, "block upload failed; the data stays in the WAL and is retried");
+                    break;
+                }
+            }
+        }
+        ingester.do_send(ReleaseSealed {
+            handed_over,
+            keep: self.blocks.keep_shipped,
+        });
+    }
+
     async fn ship(
         &self,
         store: &ignis_storage::block::BlockStore,
@@ -138,6 +154,7 @@ impl Tenants {
                 (Some(w), Some(seq)) => Some(WalPosition {
                     epoch: w.epoch().to_string(),
                     last_seq: seq,
+                    stream: (s.wal_stream != t).then(|| s.wal_stream.clone()),
                 }),
                 _ => None,
             };
@@ -149,8 +166,8 @@ impl Tenants {
         sealed.mark_uploaded();
         tracing::info!(tenant, ulid = %sealed.ulid, profiles = block.meta.stats.profiles, bytes = block.files.iter().map(|f| f.1.len()).sum::<usize>(), "block uploaded");
         if let (Some(wal), Some(seq)) = (self.wal.clone(), sealed.wal_last_seq) {
-            let t = tenant.to_string();
-            let removed = tokio::task::spawn_blocking(move || wal.truncate_through(&t, seq))
+            let stream = sealed.wal_stream.clone();
+            let removed = tokio::task::spawn_blocking(move || wal.truncate_through(&stream, seq))
                 .await
                 .map_err(|e| BlockError::Corrupt(format!("WAL task failed: {e}")))?;
             if let Err(e) = removed {
@@ -192,7 +209,8 @@ impl Tenants {
             if let (Some(pos), Some(wal)) = (&meta.wal, &self.wal)
                 && pos.epoch == wal.epoch()
             {
-                let seq = covered.entry(meta.tenant.clone()).or_insert(0);
+                let stream = pos.stream_of(&meta.tenant).to_string();
+                let seq = covered.entry(stream).or_insert(0);
                 *seq = (*seq).max(pos.last_seq);
             }
         }
@@ -200,24 +218,24 @@ impl Tenants {
         let Some(wal) = self.wal.clone() else {
             return Ok((loaded, ReplayStats::default()));
         };
-        for (tenant, seq) in &covered {
-            wal.truncate_through(tenant, *seq)?;
+        for (stream, seq) in &covered {
+            wal.truncate_through(stream, *seq)?;
         }
-        // Rebuilt off the actors, then handed to each tenant's ingester,
-        // which owns it from then on.
+        // Rebuilt off the actors, then handed to the ingester of each WAL
+        // stream (a tenant's shard), which owns it from then on.
         let (stats, heads) = tokio::task::spawn_blocking(move || {
             let mut heads: HashMap<String, (Head, u64)> = HashMap::new();
-            let stats = wal.replay(|seq, tenant, profiles| {
-                if covered.get(tenant).is_some_and(|&c| seq <= c) {
+            let stats = wal.replay(|seq, stream, profiles| {
+                if covered.get(stream).is_some_and(|&c| seq <= c) {
                     return;
                 }
                 let (head, last) = heads
-                    .entry(tenant.to_string())
+                    .entry(stream.to_string())
                     .or_insert_with(|| (Head::new(), seq));
                 *last = (*last).max(seq);
                 for p in &profiles {
                     if let Err(e) = head.insert(p) {
-                        tracing::error!(seq, tenant, error = %e, "skipping a WAL profile the head refuses");
+                        tracing::error!(seq, stream, error = %e, "skipping a WAL profile the head refuses");
                     }
                 }
             })?;
@@ -226,18 +244,22 @@ impl Tenants {
         .await
         .map_err(|e| LoadError::Replay(format!("replay task failed: {e}")))??;
         self.metrics.wal_replayed_records.inc_by(stats.records);
-        for (tenant, (head, last_seq)) in heads {
-            let Some(ingester) = self.get_or_start(&tenant).ingester else {
+        for (stream, (head, last_seq)) in heads {
+            let Some((tenant, shard)) = ignis_storage::wal::parse_stream(&stream) else {
+                tracing::warn!(stream, "skipping a WAL stream of no tenant shard");
+                continue;
+            };
+            let Some(shards) = self.get_or_start_shards(tenant, shard + 1).ingester else {
                 tracing::warn!(
                     tenant,
                     "WAL records of a node without the ingester role are not served"
                 );
                 continue;
             };
-            ingester
+            shards.all()[shard]
                 .send(Replayed { head, last_seq })
                 .await
-                .map_err(|e| LoadError::Replay(format!("ingester of {tenant} unavailable: {e}")))?;
+                .map_err(|e| LoadError::Replay(format!("ingester of {stream} unavailable: {e}")))?;
         }
         Ok((loaded, stats))
     }

@@ -19,7 +19,7 @@ use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
 use crate::cluster::ClusterContext;
 use crate::distributor::{Distributor, SetLimits};
 use crate::fair::FairSlots;
-use crate::ingester::{Ingester, Snapshot, TakeSnapshot};
+use crate::ingester::{Ingester, IngesterShards, Snapshot};
 use crate::metrics::Metrics;
 use crate::overrides::TenantLimits;
 use crate::peer::PeerSlice;
@@ -32,8 +32,9 @@ use crate::store_gateway::StoreGateway;
 pub struct TenantActors {
     /// Entry point for writes (nodes with the distributor role).
     pub distributor: Option<Addr<Distributor>>,
-    /// Holder of the head (nodes with the ingester role).
-    pub ingester: Option<Addr<Ingester>>,
+    /// Holders of the head, the tenant's series spread over them (nodes
+    /// with the ingester role).
+    pub ingester: Option<IngesterShards>,
     /// Entry point for reads (nodes with the querier role).
     pub querier: Option<Addr<Querier>>,
 }
@@ -47,6 +48,9 @@ pub struct BlockSettings {
     pub max_block_duration: Duration,
     /// Cut a head holding this many samples (0: no size limit).
     pub max_head_samples: u64,
+    /// Cut a tenant's head (on this node) as soon as it holds this many
+    /// bytes, each shard its share (0: no bound).
+    pub max_head_bytes: u64,
     /// Delete blocks whose newest profile is older than this (zero: keep forever).
     pub retention: Duration,
     /// Per-tenant retention overrides.
@@ -76,6 +80,8 @@ pub struct Tenants {
     scheduler: Option<Arc<Scheduler>>,
     /// How the query-frontend splits a query into sub-queries.
     pub(crate) split: SplitSettings,
+    /// Ingesters each tenant's series are spread over (at least one).
+    ingester_shards: usize,
 }
 
 /// How the query-frontend hands the parts of a query to querier workers.
@@ -166,7 +172,20 @@ impl Tenants {
             results_cache: None,
             scheduler: None,
             split: SplitSettings::default(),
+            ingester_shards: 1,
         }
+    }
+
+    /// Spreads each tenant's series over `n` ingesters (0: one per actor
+    /// thread), each on its own thread with its own head and WAL stream.
+    pub fn with_ingester_shards(mut self, n: usize) -> Self {
+        self.ingester_shards = if n == 0 { self.arbiters.len() } else { n }.max(1);
+        self
+    }
+
+    /// Ingesters each tenant's series are spread over.
+    pub fn ingester_shards(&self) -> usize {
+        self.ingester_shards
     }
 
     /// Runs a query-scheduler on this node ([`crate::scheduler`]).
@@ -421,11 +440,11 @@ impl Tenants {
     /// What this node's ingester holds of `tenant` (its head and sealed
     /// heads, immutable), if it runs one for the tenant.
     pub async fn snapshot(&self, tenant: &str) -> Result<Option<Snapshot>, QueryFailure> {
-        let Some(ingester) = self.get(tenant).and_then(|t| t.ingester) else {
+        let Some(shards) = self.get(tenant).and_then(|t| t.ingester) else {
             return Ok(None);
         };
-        let snapshot = ingester
-            .send(TakeSnapshot)
+        let snapshot = shards
+            .snapshot()
             .await
             .map_err(|e| QueryFailure::Unavailable(format!("ingester of {tenant}: {e}")))?;
         Ok(Some(snapshot))
@@ -450,18 +469,32 @@ impl Tenants {
 
     /// The actors of `tenant`, started on first use.
     pub fn get_or_start(&self, tenant: &str) -> TenantActors {
+        self.get_or_start_shards(tenant, 0)
+    }
+
+    /// The actors of `tenant`, started on first use, with at least `shards`
+    /// ingesters (WAL replay starts one for every stream it found; those
+    /// beyond [`Tenants::ingester_shards`] hold replayed data and take no
+    /// new profiles).
+    pub fn get_or_start_shards(&self, tenant: &str, shards: usize) -> TenantActors {
         let mut tenants = self.tenants.lock();
-        if let Some(t) = tenants.get(tenant) {
+        if let Some(t) = tenants.get_mut(tenant) {
+            if let Some(have) = &t.ingester
+                && have.all().len() < shards
+            {
+                let extra = (have.all().len()..shards)
+                    .map(|k| self.start_ingester(tenant, k))
+                    .collect();
+                t.ingester = Some(have.with_extra(extra));
+            }
             return t.clone();
         }
-        let idx = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes())
-            % self.arbiters.len().max(1) as u64) as usize;
-        let arbiter = &self.arbiters[idx];
-        let (t, w, m) = (tenant.to_string(), self.wal.clone(), self.metrics.clone());
-        let ingester = self
-            .roles
-            .has(INGESTER)
-            .then(|| Supervisor::start_in_arbiter(arbiter, move |_| Ingester::new(t, w, m)));
+        let arbiter = &self.arbiters[self.arbiter_of(tenant, 0)];
+        let ingester = self.roles.has(INGESTER).then(|| {
+            let n = self.ingester_shards.max(shards);
+            let addrs = (0..n).map(|k| self.start_ingester(tenant, k)).collect();
+            IngesterShards::new(tenant, addrs, self.ingester_shards)
+        });
         let (t, i, c, m, l) = (
             tenant.to_string(),
             ingester.clone(),
@@ -488,6 +521,29 @@ impl Tenants {
         };
         tenants.insert(tenant.to_string(), actors.clone());
         actors
+    }
+
+    /// The arbiter of shard `shard` of `tenant` (shard 0 also runs its
+    /// distributor and querier): tenants spread by hash, a tenant's shards
+    /// over consecutive arbiters.
+    fn arbiter_of(&self, tenant: &str, shard: usize) -> usize {
+        let n = self.arbiters.len().max(1);
+        let first = (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes()) % n as u64) as usize;
+        (first + shard) % n
+    }
+
+    /// Starts ingester shard `shard` of `tenant`, appending to its WAL
+    /// stream, its head bounded by its share of `max_head_bytes`.
+    fn start_ingester(&self, tenant: &str, shard: usize) -> Addr<Ingester> {
+        let arbiter = &self.arbiters[self.arbiter_of(tenant, shard)];
+        let (t, w, m) = (tenant.to_string(), self.wal.clone(), self.metrics.clone());
+        let stream = ignis_storage::wal::stream_name(tenant, shard);
+        let max_bytes = self.blocks.max_head_bytes / self.ingester_shards.max(1) as u64;
+        Supervisor::start_in_arbiter(arbiter, move |_| {
+            Ingester::new(t, w, m)
+                .with_stream(stream)
+                .with_max_bytes(max_bytes)
+        })
     }
 
     /// Runs `f` against all of the tenant's data; a tenant without data gets an empty engine.
@@ -687,6 +743,10 @@ mod tests {
     use ignis_storage::{Labels, SeriesSplit, SplitProfile};
 
     fn profile(ts: i64) -> SplitProfile {
+        profile_of("svc", ts)
+    }
+
+    fn profile_of(service: &str, ts: i64) -> SplitProfile {
         SplitProfile {
             profile_id: ignis_storage::new_profile_id(),
             profile: ignis_storage::FlatProfile::from_proto(&pprof::Profile {
@@ -715,13 +775,152 @@ mod tests {
             timestamp_ns: ts,
             series: vec![SeriesSplit {
                 labels: Labels::from_pairs([
-                    ("service_name", "svc"),
+                    ("service_name", service),
                     ("__profile_type__", "a:b:c:d:e"),
                 ]),
                 value_index: 0,
                 samples: vec![0],
             }],
         }
+    }
+
+    #[actix::test]
+    async fn a_tenant_spread_over_shards_keeps_a_series_on_one_and_a_wal_stream_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(
+            Wal::open(
+                dir.path(),
+                ignis_storage::WalSync::Batched,
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        let tenants = Tenants::new(
+            vec![actix::Arbiter::current()],
+            Some(wal.clone()),
+            BlockSettings::default(),
+            Metrics::new(),
+            QueryLimits::default(),
+            2,
+        )
+        .with_ingester_shards(3);
+        let t = tenants.get_or_start("t1");
+        let shards = t.ingester.clone().unwrap();
+        assert_eq!((shards.all().len(), shards.routing()), (3, 3));
+        let distributor = t.distributor.clone().unwrap();
+        // 30 single-profile pushes over 10 series, then one push of 10
+        // profiles of 10 more series (split over the shards it spans).
+        for i in 0..30 {
+            let p = profile_of(&format!("svc-{}", i % 10), 1_000 + i);
+            distributor
+                .send(Distribute {
+                    profiles: vec![p],
+                    record: None,
+                    endpoint: "test",
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let batch: Vec<SplitProfile> = (0..10)
+            .map(|i| profile_of(&format!("other-{i}"), 5_000 + i))
+            .collect();
+        let stats = distributor
+            .send(Distribute {
+                profiles: batch,
+                record: None,
+                endpoint: "test",
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.profiles, 10);
+
+        // Every profile is held once; a series lives on one shard only.
+        let mut held = 0;
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for (k, addr) in shards.all().iter().enumerate() {
+            let snap = addr.send(crate::ingester::TakeSnapshot).await.unwrap();
+            held += snap.profiles();
+            for h in snap.all_heads() {
+                for s in h.series() {
+                    let svc = s.labels.get("service_name").unwrap().to_string();
+                    assert_eq!(
+                        *owner.entry(svc.clone()).or_insert(k),
+                        k,
+                        "{svc} on two shards"
+                    );
+                }
+            }
+        }
+        assert_eq!(held, 40);
+        assert_eq!(owner.len(), 20);
+        let used: std::collections::HashSet<usize> = owner.values().copied().collect();
+        assert!(used.len() >= 2, "20 series all on one shard: {owner:?}");
+        assert_eq!(
+            tenants.snapshot("t1").await.unwrap().unwrap().profiles(),
+            40
+        );
+
+        // Each shard wrote its own WAL stream, which holds exactly its profiles.
+        let mut by_stream: HashMap<String, u64> = HashMap::new();
+        wal.replay(|_, stream, profiles| {
+            *by_stream.entry(stream.to_string()).or_default() += profiles.len() as u64;
+        })
+        .unwrap();
+        for (stream, n) in &by_stream {
+            let (tenant, shard) = ignis_storage::wal::parse_stream(stream).unwrap();
+            assert_eq!(tenant, "t1");
+            let on_shard = owner.values().filter(|&&k| k == shard).count() as u64;
+            assert!(on_shard > 0, "stream {stream} of a shard holding nothing");
+            assert!(
+                *n >= on_shard,
+                "{stream}: {n} profiles for {on_shard} series"
+            );
+        }
+        assert_eq!(by_stream.values().sum::<u64>(), 40);
+    }
+
+    #[actix::test]
+    async fn a_head_is_cut_at_its_byte_bound_not_after() {
+        let tenants = Tenants::new(
+            vec![actix::Arbiter::current()],
+            None,
+            BlockSettings {
+                max_head_bytes: 64 << 10,
+                ..BlockSettings::default()
+            },
+            Metrics::new(),
+            QueryLimits::default(),
+            2,
+        );
+        let t = tenants.get_or_start("t1");
+        let distributor = t.distributor.clone().unwrap();
+        let ingester = t.ingester.clone().unwrap().all()[0].clone();
+        let mut cuts = 0;
+        for i in 0..400 {
+            distributor
+                .send(Distribute {
+                    profiles: vec![profile_of(&format!("svc-{i}"), 1_000 + i)],
+                    record: None,
+                    endpoint: "test",
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let snap = ingester.send(crate::ingester::TakeSnapshot).await.unwrap();
+            let head: u64 = snap.heads.iter().map(|h| h.approx_bytes()).sum();
+            assert!(head < 64 << 10, "head of {head} bytes past its bound");
+            cuts = snap.sealed.len();
+        }
+        assert!(cuts >= 2, "400 series in 64 KiB heads cut {cuts} times");
+        let snap = tenants.snapshot("t1").await.unwrap().unwrap();
+        assert_eq!(snap.profiles(), 400, "cut heads are still served");
+        let metrics = tenants.metrics().encode();
+        assert!(
+            metrics.contains("ignis_head_bytes{tenant=\"t1\"}"),
+            "{metrics}"
+        );
     }
 
     #[actix::test]
@@ -747,7 +946,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.profiles, 1);
-        t.ingester.clone().unwrap().send(Restart).await.unwrap();
+        t.ingester.clone().unwrap().all()[0]
+            .send(Restart)
+            .await
+            .unwrap();
         // The supervisor restarts the ingester after a backoff; the next append waits for it.
         let stats = distributor
             .send(Distribute {

@@ -247,6 +247,17 @@ pub struct Head {
     series: Vec<Series>,
     by_fingerprint: HashMap<u64, u32>,
     stats: HeadStats,
+    /// Memory of the series' labels, in bytes ([`series_bytes`]).
+    label_bytes: u64,
+}
+
+/// Memory one series' labels and bookkeeping take, in bytes (an estimate).
+fn series_bytes(labels: &Labels) -> u64 {
+    labels
+        .iter()
+        .map(|(k, v)| (k.len() + v.len() + 48) as u64)
+        .sum::<u64>()
+        + 96
 }
 
 impl Head {
@@ -262,8 +273,10 @@ impl Head {
             ..HeadStats::default()
         };
         let mut by_fingerprint = HashMap::with_capacity(series.len());
+        let mut label_bytes = 0;
         for (i, s) in series.iter().enumerate() {
             by_fingerprint.insert(s.fingerprint, i as u32);
+            label_bytes += series_bytes(&s.labels);
             stats.profiles += s.profiles.len() as u64;
             for p in &s.profiles {
                 stats.samples += p.stacks.len() as u64;
@@ -285,6 +298,7 @@ impl Head {
             series,
             by_fingerprint,
             stats,
+            label_bytes,
         }
     }
 
@@ -294,12 +308,16 @@ impl Head {
     pub fn take_series(&mut self) -> Vec<Series> {
         self.by_fingerprint.clear();
         self.stats = HeadStats::default();
+        self.label_bytes = 0;
         std::mem::take(&mut self.series)
     }
 
-    /// An estimate of the memory the head takes, in bytes (for cache budgets).
+    /// The memory the head takes, in bytes: its symbol tables as held,
+    /// its rows and labels as estimated. Kept as it grows, so asking costs
+    /// nothing (the ingester cuts a head by it, cache budgets weigh by it).
     pub fn approx_bytes(&self) -> u64 {
-        approx_tables_bytes(&self.symbols, &self.series)
+        self.symbols.memory_bytes() as u64
+            + self.label_bytes
             + approx_row_bytes(
                 self.stats.profiles,
                 self.stats.samples,
@@ -333,12 +351,17 @@ impl Head {
     /// Appends a split profile. Either every series row is appended or none is.
     pub fn insert(&mut self, p: &SplitProfile) -> Result<InsertStats, SymbolError> {
         let import = self.symbols.import_pprof(&p.profile)?;
-        // Resolve every referenced sample's stack before touching any series.
-        let mut stack_of: HashMap<u32, u32> = HashMap::new();
+        // Resolve every referenced sample's stack before touching any series
+        // (by sample index; a stack seen before costs a lookup, no allocation).
+        const UNRESOLVED: u32 = u32::MAX;
+        let mut stack_of = vec![UNRESOLVED; p.profile.sample_count()];
         let mut locs = Vec::new();
         for split in &p.series {
             for &si in &split.samples {
-                if stack_of.contains_key(&si) {
+                let Some(slot) = stack_of.get_mut(si as usize) else {
+                    continue;
+                };
+                if *slot != UNRESOLVED {
                     continue;
                 }
                 let Some(sample) = p.profile.sample(si as usize) else {
@@ -348,8 +371,11 @@ impl Head {
                 for &l in sample.location_ids {
                     locs.push(import.location(l)?);
                 }
-                let stack = self.symbols.stacks.intern(locs.as_slice().into());
-                stack_of.insert(si, stack);
+                *slot = self.symbols.stacks.intern_by(
+                    locs.as_slice(),
+                    |have, key| **have == *key,
+                    |key| key.into(),
+                );
             }
         }
 
@@ -370,7 +396,7 @@ impl Head {
                                 .get(split.value_index)?;
                             (span_id != 0 && value != 0).then(|| SpanSample {
                                 span_id,
-                                stack: stack_of[&si],
+                                stack: stack_of[si as usize],
                                 value,
                             })
                         })
@@ -386,7 +412,7 @@ impl Head {
                         .sample(si as usize)?
                         .values
                         .get(split.value_index)?;
-                    (v != 0).then(|| (stack_of[&si], v))
+                    (v != 0).then(|| (stack_of[si as usize], v))
                 })
                 .collect();
             if pairs.is_empty() {
@@ -448,6 +474,7 @@ impl Head {
             return (&mut self.series[i as usize], false);
         }
         let i = self.series.len();
+        self.label_bytes += series_bytes(labels);
         self.series.push(Series {
             labels: labels.clone(),
             fingerprint: fp,

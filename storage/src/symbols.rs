@@ -6,7 +6,7 @@
 use hashbrown::HashMap;
 
 use crate::flat::FlatProfile;
-use crate::interner::Interner;
+use crate::interner::{Interner, Weigh};
 
 /// A function, with its strings as string-table ids.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +56,24 @@ pub struct Location {
     pub address: u64,
     /// Lines, innermost (inlined callee) first, as in pprof.
     pub lines: Box<[Line]>,
+}
+
+impl Weigh for Function {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Weigh for Mapping {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Weigh for Location {
+    fn heap_bytes(&self) -> usize {
+        self.lines.heap_bytes()
+    }
 }
 
 /// A malformed pprof symbol reference.
@@ -109,7 +127,7 @@ impl Default for SymbolTable {
 
 /// Translation of one pprof's ids into a [`SymbolTable`]'s ids.
 pub struct PprofImport {
-    locations: HashMap<u64, u32>,
+    locations: IdMap,
 }
 
 impl PprofImport {
@@ -119,10 +137,61 @@ impl PprofImport {
             return Err(SymbolError::LocationIdZero);
         }
         self.locations
-            .get(&id)
-            .copied()
+            .get(id)
             .ok_or(SymbolError::UnknownLocation(id))
     }
+}
+
+/// pprof ids (functions, mappings, locations) to table ids: an array when
+/// the ids are about dense (as every pprof writer numbers them, 1..=n),
+/// a map otherwise; a lookup per stack frame stays an index.
+struct IdMap {
+    dense: Vec<u32>,
+    sparse: HashMap<u64, u32>,
+}
+
+impl IdMap {
+    /// Absent from `dense`.
+    const NONE: u32 = u32::MAX;
+
+    /// A map for `count` ids, the largest `max_id`.
+    fn new(count: usize, max_id: u64) -> Self {
+        let dense_len = if max_id <= (count as u64).saturating_mul(2).saturating_add(64) {
+            max_id as usize + 1
+        } else {
+            0
+        };
+        Self {
+            dense: vec![Self::NONE; dense_len],
+            sparse: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, id: u64, to: u32) {
+        match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
+            Some(slot) => *slot = to,
+            None => {
+                self.sparse.insert(id, to);
+            }
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<u32> {
+        match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
+            Some(&v) if v != Self::NONE => Some(v),
+            Some(_) => None,
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+}
+
+/// A [`Location`] borrowed from a profile being imported: hashes as the
+/// `Location` it stands for, so a known one is found without allocating.
+#[derive(Hash)]
+struct LocationKey<'a> {
+    mapping: u32,
+    address: u64,
+    lines: &'a [Line],
 }
 
 impl SymbolTable {
@@ -135,6 +204,15 @@ impl SymbolTable {
             locations: Interner::default(),
             stacks: Interner::default(),
         }
+    }
+
+    /// Memory the table holds, in bytes (every interner's values and index).
+    pub fn memory_bytes(&self) -> usize {
+        self.strings.memory_bytes()
+            + self.functions.memory_bytes()
+            + self.mappings.memory_bytes()
+            + self.locations.memory_bytes()
+            + self.stacks.memory_bytes()
     }
 
     /// The string with this id (`""` if unknown).
@@ -178,7 +256,11 @@ impl SymbolTable {
                 .get_or_insert_with(|| st.lookup(s).unwrap_or_else(|| st.intern(s.to_string()))))
         };
 
-        let mut functions = HashMap::with_capacity(p.functions().len());
+        let max_id = |ids: &mut dyn Iterator<Item = u64>| ids.max().unwrap_or(0);
+        let mut functions = IdMap::new(
+            p.functions().len(),
+            max_id(&mut p.functions().iter().map(|f| f.id)),
+        );
         for f in p.functions() {
             if f.id == 0 {
                 return Err(SymbolError::FunctionIdZero);
@@ -191,7 +273,10 @@ impl SymbolTable {
             };
             functions.insert(f.id, self.functions.intern(func));
         }
-        let mut mappings = HashMap::with_capacity(p.mappings().len());
+        let mut mappings = IdMap::new(
+            p.mappings().len(),
+            max_id(&mut p.mappings().iter().map(|m| m.id)),
+        );
         for m in p.mappings() {
             let mapping = Mapping {
                 memory_start: m.memory_start,
@@ -206,35 +291,46 @@ impl SymbolTable {
             };
             mappings.insert(m.id, self.mappings.intern(mapping) + 1);
         }
-        let mut locations = HashMap::with_capacity(p.location_count());
+        let mut locations =
+            IdMap::new(p.location_count(), max_id(&mut p.locations().map(|l| l.id)));
+        let mut lines = Vec::new();
         for l in p.locations() {
             if l.id == 0 {
                 return Err(SymbolError::LocationIdZero);
             }
-            let lines = l
-                .lines
-                .iter()
-                .map(|line| {
-                    if line.function_id == 0 {
-                        return Err(SymbolError::FunctionIdZero);
-                    }
-                    Ok(Line {
-                        function: *functions
-                            .get(&line.function_id)
-                            .ok_or(SymbolError::UnknownFunction(line.function_id))?,
-                        line: line.line,
-                    })
-                })
-                .collect::<Result<Box<[Line]>, _>>()?;
+            lines.clear();
+            for line in l.lines {
+                if line.function_id == 0 {
+                    return Err(SymbolError::FunctionIdZero);
+                }
+                lines.push(Line {
+                    function: functions
+                        .get(line.function_id)
+                        .ok_or(SymbolError::UnknownFunction(line.function_id))?,
+                    line: line.line,
+                });
+            }
             // Symbolized locations do not need their address: dropping it dedups
             // the same code across processes with different load addresses.
-            let address = if lines.is_empty() { l.address } else { 0 };
-            let location = Location {
-                mapping: mappings.get(&l.mapping_id).copied().unwrap_or(0),
-                address,
-                lines,
+            let key = LocationKey {
+                mapping: mappings.get(l.mapping_id).unwrap_or(0),
+                address: if lines.is_empty() { l.address } else { 0 },
+                lines: &lines,
             };
-            locations.insert(l.id, self.locations.intern(location));
+            let id = self.locations.intern_by(
+                &key,
+                |have, key| {
+                    have.mapping == key.mapping
+                        && have.address == key.address
+                        && *have.lines == *key.lines
+                },
+                |key| Location {
+                    mapping: key.mapping,
+                    address: key.address,
+                    lines: key.lines.into(),
+                },
+            );
+            locations.insert(l.id, id);
         }
         Ok(PprofImport { locations })
     }

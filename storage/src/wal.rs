@@ -179,6 +179,34 @@ impl Durable {
 
 const TREE_PREFIX: &str = "tenant/";
 
+/// Separates a tenant from its shard in a stream name (`#` is not valid in
+/// a tenant id).
+const SHARD_SEPARATOR: char = '#';
+
+/// The WAL stream of shard `shard` of `tenant`'s ingesters: the tenant
+/// itself for the first (so a WAL written before tenants had shards is the
+/// first shard's), `<tenant>#<shard>` for the others. Each stream is
+/// truncated on its own, so one shard's cut never drops another's records.
+pub fn stream_name(tenant: &str, shard: usize) -> String {
+    if shard == 0 {
+        tenant.to_string()
+    } else {
+        format!("{tenant}{SHARD_SEPARATOR}{shard}")
+    }
+}
+
+/// The tenant and shard a stream name stands for ([`stream_name`]);
+/// `None` when it names no shard.
+pub fn parse_stream(stream: &str) -> Option<(&str, usize)> {
+    match stream.rsplit_once(SHARD_SEPARATOR) {
+        None => Some((stream, 0)),
+        Some((tenant, shard)) => {
+            let shard: usize = shard.parse().ok()?;
+            (shard > 0 && !tenant.is_empty()).then_some((tenant, shard))
+        }
+    }
+}
+
 impl Wal {
     /// Opens (or creates) the WAL in `dir`.
     pub fn open(dir: &Path, sync: WalSync, flush_interval: Duration) -> Result<Self, WalError> {
@@ -242,7 +270,8 @@ impl Wal {
         Ok(self.db.open_tree(format!("{TREE_PREFIX}{tenant}"))?)
     }
 
-    /// Appends one push of `tenant`; returns its sequence number and size.
+    /// Appends one push of `tenant` to its first stream; returns its
+    /// sequence number and size.
     /// With [`WalSync::Always`] the record is on disk when this returns.
     pub fn append(
         &self,
@@ -257,14 +286,15 @@ impl Wal {
         Ok((seq, bytes.len()))
     }
 
-    /// Appends a record already encoded with [`encode_record`] for `tenant`
-    /// (so the encoding can happen off the caller's thread) without waiting
+    /// Appends a record already encoded with [`encode_record`] to `stream`
+    /// (a tenant's [`stream_name`]; the encoding can happen off the
+    /// caller's thread) without waiting
     /// for the disk: returns its sequence number and a [`Durable`] to await
     /// before acknowledging. With [`WalSync::Always`] concurrent appends
     /// share one fsync (group commit); with [`WalSync::Batched`] it resolves
     /// at once.
-    pub fn append_record(&self, tenant: &str, record: &[u8]) -> Result<(u64, Durable), WalError> {
-        let seq = self.insert(tenant, record)?;
+    pub fn append_record(&self, stream: &str, record: &[u8]) -> Result<(u64, Durable), WalError> {
+        let seq = self.insert(stream, record)?;
         Ok((seq, self.durable()))
     }
 
@@ -290,8 +320,9 @@ impl Wal {
         Ok(())
     }
 
-    /// Calls `f(seq, tenant, profiles)` for every record, tenant by tenant in
-    /// append order, logging progress every few seconds.
+    /// Calls `f(seq, stream, profiles)` for every record, stream by stream
+    /// ([`stream_name`]: a tenant, or a shard of one) in append order,
+    /// logging progress every few seconds.
     pub fn replay(
         &self,
         mut f: impl FnMut(u64, &str, Vec<SplitProfile>),
@@ -300,7 +331,7 @@ impl Wal {
         let started = Instant::now();
         let mut last_log = Instant::now();
         for name in self.db.tree_names() {
-            let Some(tenant) = std::str::from_utf8(&name)
+            let Some(stream) = std::str::from_utf8(&name)
                 .ok()
                 .and_then(|n| n.strip_prefix(TREE_PREFIX))
             else {
@@ -320,19 +351,20 @@ impl Wal {
                 stats.records += 1;
                 stats.profiles += profiles.len() as u64;
                 stats.bytes += v.len() as u64;
-                f(seq, tenant, profiles);
+                f(seq, stream, profiles);
                 if last_log.elapsed() > Duration::from_secs(2) {
                     last_log = Instant::now();
-                    tracing::info!(records = stats.records, tenant, elapsed = ?started.elapsed(), "replaying WAL");
+                    tracing::info!(records = stats.records, stream, elapsed = ?started.elapsed(), "replaying WAL");
                 }
             }
         }
         Ok(stats)
     }
 
-    /// Deletes `tenant`'s records up to and including `seq` (once they are in a block).
-    pub fn truncate_through(&self, tenant: &str, seq: u64) -> Result<u64, WalError> {
-        let tree = self.tree(tenant)?;
+    /// Deletes the records of `stream` (a tenant's [`stream_name`]) up to
+    /// and including `seq` (once they are in a block).
+    pub fn truncate_through(&self, stream: &str, seq: u64) -> Result<u64, WalError> {
+        let tree = self.tree(stream)?;
         let mut removed = 0;
         for item in tree.range(..=seq.to_be_bytes()) {
             let (k, _) = item?;
@@ -367,6 +399,21 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_names_round_trip_and_the_first_is_the_tenant() {
+        assert_eq!(stream_name("acme", 0), "acme");
+        assert_eq!(stream_name("acme", 3), "acme#3");
+        for (tenant, shard) in [("acme", 0), ("acme", 3), ("a.b-c", 12)] {
+            assert_eq!(
+                parse_stream(&stream_name(tenant, shard)),
+                Some((tenant, shard))
+            );
+        }
+        for bad in ["acme#0", "acme#x", "#2", "acme#"] {
+            assert_eq!(parse_stream(bad), None, "{bad}");
+        }
+    }
     use crate::head::SeriesSplit;
     use crate::labels::Labels;
     use crate::proto::google::v1 as pprof;

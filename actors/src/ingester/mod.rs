@@ -4,6 +4,7 @@
 //! reach it through its messages.
 
 mod segments;
+mod shards;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::sealed::Sealed;
 use crate::supervisor::Backoff;
 
 pub use segments::{MergeJob, Segments, Snapshot};
+pub use shards::IngesterShards;
 
 /// Counters of one append.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +115,16 @@ pub struct ReleaseSealed {
     pub keep: Duration,
 }
 
-/// Holds a tenant's head.
+/// Holds a tenant's head (or, when the tenant is spread over several
+/// ingesters, the head of its share of the series: [`IngesterShards`]).
 pub struct Ingester {
     tenant: String,
+    /// The WAL stream it appends to ([`ignis_storage::wal::stream_name`]).
+    stream: String,
+    /// Cut the head once it holds this many bytes (0: no bound).
+    max_bytes: u64,
+    /// What it last added to the tenant's head gauges (its share of them).
+    reported: HeadGauges,
     segments: Segments,
     sealed: Vec<Arc<Sealed>>,
     wal: Option<Arc<Wal>>,
@@ -139,11 +148,22 @@ pub struct Cut {
     pub max_samples: u64,
 }
 
+/// An ingester's share of its tenant's head gauges.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadGauges {
+    series: i64,
+    stacks: i64,
+    bytes: i64,
+}
+
 impl Ingester {
     /// An empty ingester appending to `wal` (when given), then to its head.
     pub fn new(tenant: String, wal: Option<Arc<Wal>>, metrics: Metrics) -> Self {
         Self {
+            stream: tenant.clone(),
             tenant,
+            max_bytes: 0,
+            reported: HeadGauges::default(),
             segments: Segments::default(),
             sealed: Vec::new(),
             wal,
@@ -152,6 +172,20 @@ impl Ingester {
             metrics,
             backoff: Backoff::default(),
         }
+    }
+
+    /// Appends to WAL stream `stream` (a tenant's shard other than its
+    /// first has its own, so each shard's cuts truncate only its records).
+    pub fn with_stream(mut self, stream: String) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// Cuts the head as soon as it holds `bytes` ([`Head::approx_bytes`];
+    /// 0: only the shipper's rounds cut it).
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
     }
 }
 
@@ -228,7 +262,7 @@ impl Ingester {
             }
         };
         let (seq, durable) = wal
-            .append_record(&self.tenant, record)
+            .append_record(&self.stream, record)
             .map_err(|e| fail(e.to_string()))?;
         let tenant = vec![("tenant", self.tenant.clone())];
         self.metrics.wal_appends.get_or_create(&tenant).inc();
@@ -264,17 +298,62 @@ impl Ingester {
                 }
             }
         }
-        let hs = self.segments.stats();
-        let tenant = vec![("tenant", self.tenant.clone())];
-        self.metrics
-            .head_series
-            .get_or_create(&tenant)
-            .set(hs.series as i64);
-        self.metrics
-            .head_stacks
-            .get_or_create(&tenant)
-            .set(hs.stacks as i64);
+        let bytes = self.segments.approx_bytes();
+        if self.max_bytes > 0 && bytes >= self.max_bytes {
+            // Bounded memory: cut here, at the bound, not at the shipper's
+            // next round (which may come after many more pushes).
+            self.cut("size");
+        }
+        self.report_gauges();
         Ok(stats)
+    }
+
+    /// Moves the tenant's head gauges by what changed in this ingester's
+    /// share (shards of one tenant add up).
+    fn report_gauges(&mut self) {
+        let hs = self.segments.stats();
+        let now = HeadGauges {
+            series: hs.series as i64,
+            stacks: hs.stacks as i64,
+            bytes: self.segments.approx_bytes() as i64,
+        };
+        let tenant = vec![("tenant", self.tenant.clone())];
+        let m = &self.metrics;
+        m.head_series
+            .get_or_create(&tenant)
+            .inc_by(now.series - self.reported.series);
+        m.head_stacks
+            .get_or_create(&tenant)
+            .inc_by(now.stacks - self.reported.stacks);
+        m.head_bytes
+            .get_or_create(&tenant)
+            .inc_by(now.bytes - self.reported.bytes);
+        self.reported = now;
+    }
+
+    /// Cuts the head into a [`Sealed`] one, now (it must hold a profile).
+    fn cut(&mut self, why: &'static str) -> Arc<Sealed> {
+        let profiles = self.segments.stats().profiles;
+        let cut = Arc::new(Sealed::new(
+            self.segments.take_all(),
+            new_ulid(),
+            self.last_seq,
+            self.stream.clone(),
+        ));
+        self.sealed.push(cut.clone());
+        self.head_since = None;
+        self.report_gauges();
+        tracing::info!(tenant = %self.tenant, stream = %self.stream, ulid = %cut.ulid, profiles, why, "cut head");
+        cut
+    }
+}
+
+impl Drop for Ingester {
+    fn drop(&mut self) {
+        // Its share of the gauges leaves with it (a restarted ingester
+        // starts from an empty head and reports afresh).
+        self.segments = Segments::default();
+        self.report_gauges();
     }
 }
 
@@ -291,15 +370,14 @@ impl Handler<Cut> for Ingester {
         if !(msg.force || old || big) {
             return None;
         }
-        let cut = Arc::new(Sealed::new(
-            self.segments.take_all(),
-            new_ulid(),
-            self.last_seq,
-        ));
-        self.sealed.push(cut.clone());
-        self.head_since = None;
-        tracing::info!(tenant = %self.tenant, ulid = %cut.ulid, profiles = stats.profiles, "cut head");
-        Some(cut)
+        let why = if msg.force {
+            "forced"
+        } else if old {
+            "age"
+        } else {
+            "samples"
+        };
+        Some(self.cut(why))
     }
 }
 
@@ -369,6 +447,7 @@ impl Handler<Replayed> for Ingester {
             // max_block_duration like one filled by pushes.
             self.head_since.get_or_insert_with(Instant::now);
         }
+        self.report_gauges();
     }
 }
 

@@ -64,6 +64,11 @@ impl Segments {
         out
     }
 
+    /// Memory every segment holds, in bytes ([`Head::approx_bytes`]).
+    pub fn approx_bytes(&self) -> u64 {
+        self.active.approx_bytes() + self.frozen.iter().map(|h| h.approx_bytes()).sum::<u64>()
+    }
+
     /// Freezes the active head (when it holds anything) and returns every
     /// segment: what a reader may keep as long as it likes.
     pub fn freeze(&mut self) -> Vec<Arc<Head>> {

@@ -23,14 +23,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use ignis_cluster::{Member, RpcError};
 use ignis_query::{MergedStacks, Scope, Seen, Selection, Source};
 use ignis_storage::{Head, Labels, RowParts, SplitProfile};
 
-use crate::ingester::{Append, AppendStats, Ingester};
+use crate::ingester::{AppendStats, IngesterShards};
 #[cfg(any(test, feature = "testing"))]
 pub use mem_transport::MemTransport;
 pub use protocol::{PROTOCOL_VERSION, PushReply, SelectRequest};
@@ -103,19 +102,15 @@ pub trait Replica: Send + Sync {
     fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>>;
 }
 
-/// This node's ingester of a tenant: an in-process actor call.
-impl Replica for Addr<Ingester> {
+/// This node's ingesters of a tenant: in-process actor calls.
+impl Replica for IngesterShards {
     fn append(&self, batch: Batch) -> BoxFuture<'static, Result<AppendStats, PeerError>> {
-        let ingester = self.clone();
+        let shards = self.clone();
         Box::pin(async move {
-            ingester
-                .send(Append {
-                    profiles: batch.profiles,
-                    record: Some(batch.record),
-                })
+            shards
+                .append(batch.profiles, batch.record)
                 .await
-                .map_err(|e| PeerError::Unavailable(format!("local ingester unavailable: {e}")))?
-                .map_err(|e| PeerError::Unavailable(e.to_string()))
+                .map_err(|e| PeerError::Unavailable(format!("local ingester: {e}")))
         })
     }
 }

@@ -14,7 +14,6 @@ use super::protocol::{
     self, CancelledRequest, DoneRequest, NextReply, NextRequest, PushReply, SelectRequest, SubQuery,
 };
 use super::{PeerError, PeerSlice};
-use crate::ingester::Append;
 use crate::{Tenants, validate_tenant_id};
 
 /// Answers the internal call `method` with request `body`.
@@ -43,17 +42,13 @@ async fn push(tenants: &Tenants, body: Bytes) -> Result<Bytes, PeerError> {
         .map_err(|e| PeerError::Internal(e.to_string()))?
         .map_err(|e| PeerError::BadRequest(format!("push record: {e}")))?;
     validate_tenant_id(&tenant).map_err(PeerError::BadRequest)?;
-    let ingester = tenants
+    let shards = tenants
         .get_or_start(&tenant)
         .ingester
         .ok_or_else(|| PeerError::BadRequest("this node does not run the ingester role".into()))?;
-    let stats = ingester
-        .send(Append {
-            profiles: Arc::new(profiles),
-            record: Some(record),
-        })
+    let stats = shards
+        .append(Arc::new(profiles), record)
         .await
-        .map_err(|e| PeerError::Unavailable(format!("ingester unavailable: {e}")))?
         .map_err(|e| PeerError::Unavailable(e.to_string()))?;
     let reply = protocol::encode(&PushReply {
         profiles: stats.profiles,

@@ -32,7 +32,7 @@ async fn binary_serves_replayed_sdk_requests() -> Result<()> {
     }
     let metrics = client.get("/metrics").await?.text().await?;
     ensure!(
-        metrics.contains("ignis_ingested_profiles_total"),
+        metrics.contains("ignis_ingest_profiles_total"),
         "metrics: {metrics}"
     );
     ensure!(

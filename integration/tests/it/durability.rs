@@ -47,8 +47,29 @@ async fn totals_by_service(client: &Client) -> Result<Vec<(String, f64)>> {
 
 #[tokio::test]
 async fn kill_9_mid_stream_loses_no_acknowledged_profile() -> Result<()> {
+    kill_9_and_restart([None, None, None]).await
+}
+
+/// A tenant's series spread over 3 ingesters (3 WAL streams), killed, then
+/// started with 1 ingester per tenant (the other streams replayed into
+/// ingesters that take no new profiles), stopped, started with 2: the
+/// same exact answers, and nothing replayed twice.
+#[tokio::test]
+async fn kill_9_then_restart_with_fewer_ingester_shards() -> Result<()> {
+    kill_9_and_restart([Some(3), Some(1), Some(2)]).await
+}
+
+/// Kills a node mid-stream and starts it twice on the same data, each
+/// start with its `server.ingester_shards` (None: the default).
+async fn kill_9_and_restart(shards: [Option<usize>; 3]) -> Result<()> {
+    let env = |i: usize| -> Vec<(String, String)> {
+        shards[i]
+            .map(|n| ("IGNIS_SERVER__INGESTER_SHARDS".to_string(), n.to_string()))
+            .into_iter()
+            .collect()
+    };
     let data = tempfile::tempdir()?;
-    let mut node = ChildNode::start_in(data.path(), &[]).await?;
+    let mut node = ChildNode::start_with(data.path(), &[], &env(0)).await?;
     let client = Client::new(&node.url);
     let raw = read_fixture("go/cpu.pb.gz")?;
     let per_profile = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
@@ -94,7 +115,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_profile() -> Result<()> {
     }
     let acked = acked.lock().await.clone();
 
-    let mut node = ChildNode::start_in(data.path(), &[]).await?;
+    let mut node = ChildNode::start_with(data.path(), &[], &env(1)).await?;
     let client = Client::new(&node.url);
     let totals = totals_by_service(&client).await?;
     for (service, total) in &totals {
@@ -125,7 +146,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_profile() -> Result<()> {
     // position, so the WAL is truncated behind it: the next start replays
     // nothing and answers the same from the block.
     ensure!(node.terminate()?.success(), "SIGTERM stop failed");
-    let node = ChildNode::start_in(data.path(), &[]).await?;
+    let node = ChildNode::start_with(data.path(), &[], &env(2)).await?;
     let client = Client::new(&node.url);
     let metrics = client.get("/metrics").await?.text().await?;
     let replayed: f64 = metrics

@@ -78,6 +78,17 @@ pub struct WalPosition {
     pub epoch: String,
     /// The last sequence number included.
     pub last_seq: u64,
+    /// The WAL stream it is of ([`crate::wal::stream_name`]); absent: the
+    /// tenant's first stream (the only one before tenants had shards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+impl WalPosition {
+    /// The WAL stream of a block of `tenant` at this position.
+    pub fn stream_of<'a>(&'a self, tenant: &'a str) -> &'a str {
+        self.stream.as_deref().unwrap_or(tenant)
+    }
 }
 
 /// Row counts of a block.
