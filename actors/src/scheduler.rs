@@ -26,6 +26,10 @@ use crate::metrics::Metrics;
 use crate::peer::protocol::{SubAnswer, SubQuery, WireFailure};
 use crate::querier::QueryFailure;
 
+/// How long a job handed out may wait for its worker to say it runs it
+/// before it is queued again ([`Scheduler::requeue_unconfirmed`]).
+const HANDOUT_CONFIRM_WAIT: Duration = Duration::from_secs(10);
+
 /// One sub-query at the scheduler.
 struct Job {
     tenant: String,
@@ -34,6 +38,10 @@ struct Job {
     reply: Option<oneshot::Sender<SubAnswer>>,
     /// The worker running it, once handed out.
     worker: Option<String>,
+    /// When it was handed out, until its worker says it runs it (asks
+    /// whether it is still wanted, [`Scheduler::cancelled`], the first
+    /// thing a worker does with a job).
+    unconfirmed_since: Option<std::time::Instant>,
     /// Set to true when the frontend waiting for it goes away.
     gone: watch::Sender<bool>,
 }
@@ -51,8 +59,11 @@ struct State {
     running: HashMap<String, usize>,
     /// Workers waiting for a job now.
     idle: usize,
-    /// The worker id last seen of each querier node.
+    /// The process ([`crate::worker::worker_process`]) last seen of each
+    /// querier node.
     processes: HashMap<String, String>,
+    /// The job each worker holds (was handed and has not answered).
+    held: HashMap<String, u64>,
 }
 
 impl State {
@@ -235,11 +246,13 @@ impl Scheduler {
                     query,
                     reply: Some(tx),
                     worker: None,
+                    unconfirmed_since: None,
                     gone: watch::channel(false).0,
                 },
             );
             s.push(id, &tenant, false);
             self.publish(&s);
+            tracing::debug!(id, tenant, "query-scheduler: job queued");
             rx
         };
         let _waiter = Waiter {
@@ -256,21 +269,28 @@ impl Scheduler {
     }
 
     /// The next job for `worker`, waiting at most `wait` for one. A worker
-    /// of a node that restarted (same node, another nonce) first gets back
-    /// the jobs its node's previous process held.
+    /// of a node that restarted (same node, another process) first gets
+    /// back the jobs its node's previous process held; a worker asking
+    /// again while it holds a job never got that job (the reply was lost
+    /// on the way, or the worker gave up waiting for it), which is queued
+    /// again: a worker runs one job at a time and asks for the next only
+    /// once it answered the last.
     pub async fn next(&self, worker: &str, wait: Duration) -> Option<(u64, SubQuery)> {
         let node = crate::worker::worker_node(worker);
-        // A process's workers share one id: a new id of a node means its
-        // previous process is gone, with the jobs it held.
-        let previous = {
+        let process = crate::worker::worker_process(worker);
+        let (previous, lost) = {
             let mut s = self.state.lock();
-            match s.processes.get(node) {
-                Some(id) if id == worker => None,
-                _ => s.processes.insert(node.to_string(), worker.to_string()),
-            }
+            let previous = match s.processes.get(node) {
+                Some(p) if p == process => None,
+                _ => s.processes.insert(node.to_string(), process.to_string()),
+            };
+            (previous, s.held.remove(worker))
         };
         if let Some(gone) = previous {
-            self.requeue_where(|w| w == gone);
+            self.requeue_where(|w| crate::worker::worker_process(w) == gone);
+        }
+        if lost.is_some() {
+            self.requeue_where(|w| w == worker);
         }
         let deadline = tokio::time::Instant::now() + wait;
         let _idle = Idle::new(self);
@@ -283,8 +303,11 @@ impl Scheduler {
                 while let Some((id, tenant)) = s.pop() {
                     // A cancelled job may still be listed: skip it.
                     if let Some(job) = s.jobs.get_mut(&id) {
+                        tracing::debug!(id, worker, "query-scheduler: job handed out");
                         job.worker = Some(worker.to_string());
+                        job.unconfirmed_since = Some(std::time::Instant::now());
                         let query = job.query.clone();
+                        s.held.insert(worker.to_string(), id);
                         self.publish(&s);
                         return Some((id, query));
                     }
@@ -305,6 +328,7 @@ impl Scheduler {
             return;
         };
         if job.worker.as_deref() != Some(worker) {
+            tracing::debug!(id, worker, holder = ?job.worker, "query-scheduler: an answer from a worker not holding the job, ignored");
             return;
         }
         if let Some(tx) = job.reply.take() {
@@ -314,8 +338,10 @@ impl Scheduler {
                 SubAnswer::Failed(_) => "failed",
             };
             let _ = tx.send(answer);
+            s.held.remove(worker);
             s.stopped(&tenant);
             drop(s);
+            tracing::debug!(id, worker, outcome, "query-scheduler: job answered");
             self.count(outcome);
             // A tenant at its running limit may take the next job.
             self.work.notify_waiters();
@@ -326,7 +352,11 @@ impl Scheduler {
     /// or it was answered): a worker running it stops. At once for a job
     /// the scheduler does not hold.
     pub async fn cancelled(&self, id: u64) {
-        let gone = self.state.lock().jobs.get(&id).map(|j| j.gone.subscribe());
+        let gone = self.state.lock().jobs.get_mut(&id).map(|j| {
+            // Its worker has it: the handout reached it.
+            j.unconfirmed_since = None;
+            j.gone.subscribe()
+        });
         if let Some(mut gone) = gone {
             // An error means the job was dropped: gone too.
             let _ = gone.wait_for(|g| *g).await;
@@ -337,26 +367,61 @@ impl Scheduler {
     /// front of their tenants' queues; returns how many.
     pub fn requeue_lost(&self, alive: &HashSet<String>) -> usize {
         self.requeue_where(|w| !alive.contains(crate::worker::worker_node(w)))
+            + self.requeue_unconfirmed(HANDOUT_CONFIRM_WAIT)
+    }
+
+    /// Puts back the jobs handed out more than `wait` ago whose worker
+    /// never said it runs them: the reply carrying the job was lost (the
+    /// worker's call was dropped mid-way, or timed out), and the worker
+    /// may never ask this scheduler again.
+    pub fn requeue_unconfirmed(&self, wait: Duration) -> usize {
+        let now = std::time::Instant::now();
+        let stale: HashSet<u64> = self
+            .state
+            .lock()
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.reply.is_some() && j.unconfirmed_since.is_some_and(|t| now - t >= wait)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        if stale.is_empty() {
+            return 0;
+        }
+        self.requeue_jobs(|id, _| stale.contains(&id))
     }
 
     /// Puts the jobs of workers `lost` names back at the front of their
     /// tenants' queues; returns how many.
     fn requeue_where(&self, lost: impl Fn(&str) -> bool) -> usize {
+        self.requeue_jobs(|_, worker| lost(worker))
+    }
+
+    /// Puts the running jobs `lost(id, worker)` picks back at the front of
+    /// their tenants' queues; returns how many.
+    fn requeue_jobs(&self, lost: impl Fn(u64, &str) -> bool) -> usize {
         let mut s = self.state.lock();
         let lost: Vec<(u64, String)> = s
             .jobs
             .iter()
-            .filter(|(_, j)| j.reply.is_some() && j.worker.as_deref().is_some_and(&lost))
+            .filter(|(id, j)| {
+                j.reply.is_some() && j.worker.as_deref().is_some_and(|w| lost(**id, w))
+            })
             .map(|(&id, j)| (id, j.tenant.clone()))
             .collect();
         for (id, tenant) in &lost {
             if let Some(job) = s.jobs.get_mut(id) {
+                job.unconfirmed_since = None;
+                let worker = job.worker.take().unwrap_or_default();
                 tracing::warn!(
                     tenant,
-                    worker = job.worker.as_deref().unwrap_or_default(),
-                    "query-scheduler: a querier left with a sub-query; queued again"
+                    worker,
+                    "query-scheduler: a sub-query's querier left or never got it; queued again"
                 );
-                job.worker = None;
+                if s.held.get(&worker) == Some(id) {
+                    s.held.remove(&worker);
+                }
             }
             s.stopped(tenant);
             s.push(*id, tenant, true);
@@ -577,13 +642,61 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
         };
-        let (id, _) = s.next("n#1", Duration::from_secs(5)).await.unwrap();
-        // The same process asks again: its running job stays with it.
-        assert!(s.next("n#1", Duration::from_millis(10)).await.is_none());
-        let (again, _) = s.next("n#2", Duration::from_secs(5)).await.unwrap();
+        let (id, _) = s.next("n#1/0", Duration::from_secs(5)).await.unwrap();
+        // Another worker of the same process asks: the running job stays
+        // with the worker running it.
+        assert!(s.next("n#1/1", Duration::from_millis(10)).await.is_none());
+        let (again, _) = s.next("n#2/0", Duration::from_secs(5)).await.unwrap();
         assert_eq!(again, id);
-        s.done(id, "n#2", merged(3));
+        s.done(id, "n#2/0", merged(3));
         assert_eq!(waiting.await.unwrap(), merged(3));
+    }
+
+    #[tokio::test]
+    async fn a_handout_its_worker_never_confirms_is_queued_again() {
+        let s = Scheduler::new(0, Metrics::new());
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
+        };
+        let wait = Duration::from_secs(5);
+        // Confirmed (the worker asks whether the job is still wanted): it stays.
+        let (id, _) = s.next("n#1/0", wait).await.unwrap();
+        let confirm = {
+            let s = s.clone();
+            tokio::spawn(async move { s.cancelled(id).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.requeue_unconfirmed(Duration::ZERO), 0);
+        confirm.abort();
+        // Handed out again (as after a lost reply) and never confirmed: the
+        // job goes to the next worker that asks, whose answer counts.
+        assert_eq!(s.requeue_where(|_| true), 1);
+        let (again, _) = s.next("m#1/0", wait).await.unwrap();
+        assert_eq!(again, id);
+        assert_eq!(s.requeue_unconfirmed(Duration::ZERO), 1);
+        let (third, _) = s.next("k#1/0", wait).await.unwrap();
+        assert_eq!(third, id);
+        s.done(id, "m#1/0", merged(1));
+        s.done(id, "k#1/0", merged(2));
+        assert_eq!(waiting.await.unwrap(), merged(2));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_handout_never_reached_its_worker_is_handed_out_again() {
+        let s = Scheduler::new(0, Metrics::new());
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
+        };
+        // The reply carrying the job is lost (the worker's call timed out):
+        // the worker asks again, holding nothing, and gets the job again.
+        let (id, _) = s.next("n#1/0", Duration::from_secs(5)).await.unwrap();
+        let (again, _) = s.next("n#1/0", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(again, id);
+        s.done(id, "n#1/0", merged(4));
+        assert_eq!(waiting.await.unwrap(), merged(4));
+        assert_eq!(s.queued(), 0);
     }
 
     #[tokio::test]

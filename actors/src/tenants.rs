@@ -641,6 +641,7 @@ impl Tenants {
             .acquire(tenant)
             .await
             .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
+        tracing::debug!(tenant, "query: slot taken");
         let ids: Vec<&str> = tenant_ids(tenant).collect();
         let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
         let parts = futures::future::try_join_all(
@@ -648,6 +649,7 @@ impl Tenants {
                 .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
         )
         .await?;
+        tracing::debug!(tenant, "query: sources read");
         let mut query = RunQuery {
             query: Box::new(f),
             local: Vec::new(),

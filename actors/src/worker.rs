@@ -289,10 +289,16 @@ async fn answer(tenants: &Tenants, query: SubQuery) -> Result<SubAnswer, QueryFa
     Ok(SubAnswer::Merged(parts))
 }
 
-/// This process's worker id: the node id and a nonce, so a scheduler tells
-/// a restarted querier from the one it handed jobs to.
-pub fn worker_id(node_id: &str) -> String {
+/// This process's id among queriers: the node id and a nonce, so a
+/// scheduler tells a restarted querier from the one it handed jobs to.
+pub fn process_id(node_id: &str) -> String {
     format!("{node_id}#{:x}", crate::now_ns())
+}
+
+/// The id of worker `k` of process `process` ([`process_id`]): each worker
+/// its own, so a scheduler knows which one holds a job.
+pub fn worker_id(process: &str, k: usize) -> String {
+    format!("{process}/{k}")
 }
 
 /// The node id of worker `id`.
@@ -300,23 +306,31 @@ pub fn worker_node(id: &str) -> &str {
     id.rsplit_once('#').map_or(id, |(node, _)| node)
 }
 
+/// The process ([`process_id`]) of worker `id`.
+pub fn worker_process(id: &str) -> &str {
+    id.rsplit_once('/').map_or(id, |(process, _)| process)
+}
+
 /// One worker: pulls jobs from `link` and runs them, until aborted.
 async fn pull(tenants: Arc<Tenants>, link: Arc<dyn SchedulerLink>, worker: String) {
     loop {
         match link.next(&worker, POLL_WAIT).await {
             Ok(Some((id, query))) => {
+                tracing::debug!(id, worker, "querier: running a sub-query");
                 // A job whose frontend went away stops: its block reads
                 // and peer calls are dropped.
                 let work = std::pin::pin!(run(&tenants, query));
                 let gone = link.cancelled(id);
                 match futures::future::select(work, gone).await {
                     futures::future::Either::Left((answer, _)) => {
+                        tracing::debug!(id, worker, "querier: sub-query ran");
                         tenants.metrics().querier_sub_queries.inc();
                         if let Err(e) = link.done(id, &worker, answer).await {
                             tracing::warn!(error = %e, "querier: the scheduler took no answer");
                         }
                     }
                     futures::future::Either::Right(_) => {
+                        tracing::debug!(id, worker, "querier: sub-query cancelled");
                         tenants.metrics().querier_sub_queries_cancelled.inc();
                     }
                 }
@@ -344,7 +358,7 @@ impl Drop for Workers {
 /// scheduler itself, re-queues the jobs of queriers that left.
 pub fn spawn(tenants: Arc<Tenants>, per_scheduler: usize, every: Duration) -> JoinHandle<()> {
     let cluster = tenants.cluster().clone();
-    let worker = worker_id(&cluster.node_id);
+    let process = process_id(&cluster.node_id);
     let runs_querier = tenants.roles().has(QUERIER);
     actix::spawn(async move {
         // Aborting this task drops the workers, which stops them.
@@ -373,8 +387,12 @@ pub fn spawn(tenants: Arc<Tenants>, per_scheduler: usize, every: Duration) -> Jo
             for m in members.iter() {
                 if m.has_role(QUERY_SCHEDULER) && m.serving() && m.node_id != cluster.node_id {
                     let peer = cluster.peer(m.clone());
+                    // Keyed by process (node and generation): a node that
+                    // restarted, perhaps on another address, gets workers
+                    // of its own instead of the old process's, which would
+                    // poll an address nobody answers on.
                     links.insert(
-                        m.node_id.clone(),
+                        format!("{}/{}", m.node_id, m.generation),
                         Arc::new(RemoteScheduler {
                             peer,
                             timeout: POLL_WAIT,
@@ -387,8 +405,9 @@ pub fn spawn(tenants: Arc<Tenants>, per_scheduler: usize, every: Duration) -> Jo
                 running.entry(node).or_insert_with(|| {
                     Workers(
                         (0..per_scheduler.max(1))
-                            .map(|_| {
-                                actix::spawn(pull(tenants.clone(), link.clone(), worker.clone()))
+                            .map(|k| {
+                                let worker = worker_id(&process, k);
+                                actix::spawn(pull(tenants.clone(), link.clone(), worker))
                             })
                             .collect(),
                     )

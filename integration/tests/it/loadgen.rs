@@ -32,6 +32,20 @@ async fn loadgen_acknowledged_profiles_are_all_stored() -> Result<()> {
         "{summary:?}"
     );
     ensure!(summary.latency_ms[0] > 0.0 && summary.latency_ms[3] >= summary.latency_ms[2]);
+    // The node's own usage, from its /metrics (in-process here, so the
+    // load generator's CPU is in it too).
+    let usage = summary
+        .node
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no node usage read: {summary:?}"))?;
+    ensure!(
+        usage.cpu_seconds > 0.0
+            && usage.cpu_ms_per_profile > 0.0
+            && usage.mb_per_sec_per_core > 0.0
+            && usage.rss_end_bytes > 0
+            && usage.rss_max_bytes >= usage.rss_end_bytes,
+        "{usage:?}"
+    );
     let per_profile = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
         .as_f64()
         .unwrap_or(-1.0);
