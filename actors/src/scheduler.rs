@@ -509,13 +509,22 @@ mod tests {
         SubAnswer::Merged(vec![vec![n]])
     }
 
+    /// A frontend waiting for the answer to `sub(tenant, start)`.
+    fn frontend(
+        s: &Arc<Scheduler>,
+        tenant: &str,
+        start: i64,
+    ) -> tokio::task::JoinHandle<SubAnswer> {
+        let (s, q) = (s.clone(), sub(tenant, start));
+        tokio::spawn(async move { s.enqueue(q).await })
+    }
+
     #[tokio::test]
     async fn workers_take_tenants_in_turn_and_answers_reach_the_frontend() {
         let s = Scheduler::new(0, Metrics::new());
         let mut waiting = Vec::new();
         for (t, start) in [("a", 1), ("a", 2), ("a", 3), ("b", 10)] {
-            let s = s.clone();
-            waiting.push(tokio::spawn(async move { s.enqueue(sub(t, start)).await }));
+            waiting.push(frontend(&s, t, start));
         }
         while s.queued() < 4 {
             tokio::task::yield_now().await;
@@ -539,14 +548,8 @@ mod tests {
     #[tokio::test]
     async fn a_tenant_past_its_outstanding_limit_is_refused_and_cancelled_jobs_leave() {
         let s = Scheduler::new(2, Metrics::new());
-        let first = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 1)).await })
-        };
-        let second = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 2)).await })
-        };
+        let first = frontend(&s, "a", 1);
+        let second = frontend(&s, "a", 2);
         while s.outstanding("a") < 2 {
             tokio::task::yield_now().await;
         }
@@ -558,10 +561,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Another tenant is not refused.
-        let other = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("b", 5)).await })
-        };
+        let other = frontend(&s, "b", 5);
         // The first frontend goes away: its job leaves the queue.
         first.abort();
         let _ = first.await;
@@ -582,10 +582,7 @@ mod tests {
     #[tokio::test]
     async fn a_lost_workers_job_runs_again_and_only_its_worker_answers() {
         let s = Scheduler::new(0, Metrics::new());
-        let waiting = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
-        };
+        let waiting = frontend(&s, "a", 7);
         let (id, _) = s.next("gone", Duration::from_secs(5)).await.unwrap();
         // Another worker cannot answer for it.
         s.done(id, "other", merged(9));
@@ -601,10 +598,7 @@ mod tests {
     #[tokio::test]
     async fn a_tenant_on_all_workers_but_one_leaves_the_last_to_another() {
         let s = Scheduler::new(0, Metrics::new());
-        let spawn = |t: &'static str, start: i64| {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub(t, start)).await })
-        };
+        let spawn = |t: &'static str, start: i64| frontend(&s, t, start);
         let a: Vec<_> = (0..3).map(|i| spawn("a", i)).collect();
         while s.queued() < 3 {
             tokio::task::yield_now().await;
@@ -638,10 +632,7 @@ mod tests {
     #[tokio::test]
     async fn a_restarted_querier_gets_back_the_jobs_of_its_previous_process() {
         let s = Scheduler::new(0, Metrics::new());
-        let waiting = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
-        };
+        let waiting = frontend(&s, "a", 7);
         let (id, _) = s.next("n#1/0", Duration::from_secs(5)).await.unwrap();
         // Another worker of the same process asks: the running job stays
         // with the worker running it.
@@ -655,10 +646,7 @@ mod tests {
     #[tokio::test]
     async fn a_handout_its_worker_never_confirms_is_queued_again() {
         let s = Scheduler::new(0, Metrics::new());
-        let waiting = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
-        };
+        let waiting = frontend(&s, "a", 7);
         let wait = Duration::from_secs(5);
         // Confirmed (the worker asks whether the job is still wanted): it stays.
         let (id, _) = s.next("n#1/0", wait).await.unwrap();
@@ -685,10 +673,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_whose_handout_never_reached_its_worker_is_handed_out_again() {
         let s = Scheduler::new(0, Metrics::new());
-        let waiting = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 7)).await })
-        };
+        let waiting = frontend(&s, "a", 7);
         // The reply carrying the job is lost (the worker's call timed out):
         // the worker asks again, holding nothing, and gets the job again.
         let (id, _) = s.next("n#1/0", Duration::from_secs(5)).await.unwrap();
@@ -702,10 +687,7 @@ mod tests {
     #[tokio::test]
     async fn a_running_job_whose_frontend_went_away_is_cancelled() {
         let s = Scheduler::new(0, Metrics::new());
-        let frontend = {
-            let s = s.clone();
-            tokio::spawn(async move { s.enqueue(sub("a", 1)).await })
-        };
+        let frontend = frontend(&s, "a", 1);
         let (id, _) = s.next("w", Duration::from_secs(5)).await.unwrap();
         let cancelled = {
             let s = s.clone();

@@ -93,9 +93,16 @@ async fn attack_corpus_is_refused_and_leaves_stored_data_unchanged() -> Result<(
         if (400..500).contains(&status) && body.len() > 16 << 10 {
             failures.push(format!("{}: a {} byte error body", a.name, body.len()));
         }
-        let ready = client.get("/ready").await;
-        if !ready.is_ok_and(|r| r.status().is_success()) {
-            bail!("the node stopped serving after {:?}", a.name);
+        // On a fresh connection too: a kept-alive one the server closed
+        // while the attack ran would fail for that reason alone.
+        match http.get(format!("{}/ready", node.url)).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => bail!(
+                "the node stopped serving after {:?}: {}",
+                a.name,
+                r.status()
+            ),
+            Err(e) => bail!("the node stopped serving after {:?}: {e}", a.name),
         }
         let now = node.peak_rss_bytes()?;
         // Saturating: the kernel's RSS counters are approximate per thread.
