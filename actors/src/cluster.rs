@@ -16,7 +16,7 @@ use futures::stream::FuturesUnordered;
 use ignis_cluster::roles::{COMPACTOR, INGESTER, STORE_GATEWAY};
 use ignis_cluster::{Member, MemberState, Membership, Ring};
 use ignis_query::Scope;
-use ignis_storage::{SplitProfile, encode_record};
+use ignis_storage::SplitProfile;
 use parking_lot::Mutex;
 use tracing::Instrument;
 use xxhash_rust::xxh3::xxh3_64;
@@ -252,15 +252,8 @@ impl ClusterContext {
             let batch = match batches.get(&idx) {
                 Some(b) => b.clone(),
                 None => {
-                    let subset: Vec<SplitProfile> =
-                        idx.iter().map(|&i| profiles[i].clone()).collect();
-                    let record = encode_record(tenant, subset.iter())
-                        .map(Bytes::from)
+                    let b = Batch::subset(tenant, &profiles, &idx)
                         .map_err(|e| IngesterError::Storage(e.to_string()))?;
-                    let b = Batch {
-                        profiles: Arc::new(subset),
-                        record,
-                    };
                     batches.insert(idx.clone(), b.clone());
                     b
                 }

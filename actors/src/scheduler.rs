@@ -376,38 +376,23 @@ impl Scheduler {
     /// may never ask this scheduler again.
     pub fn requeue_unconfirmed(&self, wait: Duration) -> usize {
         let now = std::time::Instant::now();
-        let stale: HashSet<u64> = self
-            .state
-            .lock()
-            .jobs
-            .iter()
-            .filter(|(_, j)| {
-                j.reply.is_some() && j.unconfirmed_since.is_some_and(|t| now - t >= wait)
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        if stale.is_empty() {
-            return 0;
-        }
-        self.requeue_jobs(|id, _| stale.contains(&id))
+        self.requeue_jobs(|j| j.unconfirmed_since.is_some_and(|t| now - t >= wait))
     }
 
     /// Puts the jobs of workers `lost` names back at the front of their
     /// tenants' queues; returns how many.
     fn requeue_where(&self, lost: impl Fn(&str) -> bool) -> usize {
-        self.requeue_jobs(|_, worker| lost(worker))
+        self.requeue_jobs(|j| j.worker.as_deref().is_some_and(&lost))
     }
 
-    /// Puts the running jobs `lost(id, worker)` picks back at the front of
-    /// their tenants' queues; returns how many.
-    fn requeue_jobs(&self, lost: impl Fn(u64, &str) -> bool) -> usize {
+    /// Puts the running jobs `lost` picks back at the front of their
+    /// tenants' queues; returns how many.
+    fn requeue_jobs(&self, lost: impl Fn(&Job) -> bool) -> usize {
         let mut s = self.state.lock();
         let lost: Vec<(u64, String)> = s
             .jobs
             .iter()
-            .filter(|(id, j)| {
-                j.reply.is_some() && j.worker.as_deref().is_some_and(|w| lost(**id, w))
-            })
+            .filter(|(_, j)| j.reply.is_some() && j.worker.is_some() && lost(j))
             .map(|(&id, j)| (id, j.tenant.clone()))
             .collect();
         for (id, tenant) in &lost {

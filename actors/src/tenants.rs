@@ -641,7 +641,6 @@ impl Tenants {
             .acquire(tenant)
             .await
             .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
-        tracing::debug!(tenant, "query: slot taken");
         let ids: Vec<&str> = tenant_ids(tenant).collect();
         let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
         let parts = futures::future::try_join_all(
@@ -649,7 +648,6 @@ impl Tenants {
                 .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
         )
         .await?;
-        tracing::debug!(tenant, "query: sources read");
         let mut query = RunQuery {
             query: Box::new(f),
             local: Vec::new(),
@@ -748,6 +746,18 @@ mod tests {
         profile_of("svc", ts)
     }
 
+    /// Tenants on this thread's arbiter, with two query slots.
+    fn one_thread(wal: Option<Arc<Wal>>, blocks: BlockSettings) -> Tenants {
+        Tenants::new(
+            vec![actix::Arbiter::current()],
+            wal,
+            blocks,
+            Metrics::new(),
+            QueryLimits::default(),
+            2,
+        )
+    }
+
     fn profile_of(service: &str, ts: i64) -> SplitProfile {
         SplitProfile {
             profile_id: ignis_storage::new_profile_id(),
@@ -797,15 +807,8 @@ mod tests {
             )
             .unwrap(),
         );
-        let tenants = Tenants::new(
-            vec![actix::Arbiter::current()],
-            Some(wal.clone()),
-            BlockSettings::default(),
-            Metrics::new(),
-            QueryLimits::default(),
-            2,
-        )
-        .with_ingester_shards(3);
+        let tenants =
+            one_thread(Some(wal.clone()), BlockSettings::default()).with_ingester_shards(3);
         let t = tenants.get_or_start("t1");
         let shards = t.ingester.clone().unwrap();
         assert_eq!((shards.all().len(), shards.routing()), (3, 3));
@@ -885,16 +888,12 @@ mod tests {
 
     #[actix::test]
     async fn a_head_is_cut_at_its_byte_bound_not_after() {
-        let tenants = Tenants::new(
-            vec![actix::Arbiter::current()],
+        let tenants = one_thread(
             None,
             BlockSettings {
                 max_head_bytes: 64 << 10,
                 ..BlockSettings::default()
             },
-            Metrics::new(),
-            QueryLimits::default(),
-            2,
         );
         let t = tenants.get_or_start("t1");
         let distributor = t.distributor.clone().unwrap();

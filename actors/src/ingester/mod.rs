@@ -298,13 +298,13 @@ impl Ingester {
                 }
             }
         }
-        let bytes = self.segments.approx_bytes();
-        if self.max_bytes > 0 && bytes >= self.max_bytes {
+        if self.max_bytes > 0 && self.segments.approx_bytes() >= self.max_bytes {
             // Bounded memory: cut here, at the bound, not at the shipper's
             // next round (which may come after many more pushes).
             self.cut("size");
+        } else {
+            self.report_gauges();
         }
-        self.report_gauges();
         Ok(stats)
     }
 

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 use futures::future::join_all;
-use ignis_storage::{SplitProfile, encode_record};
+use ignis_storage::SplitProfile;
 
 use super::{Append, AppendStats, Ingester, IngesterError, Snapshot, TakeSnapshot};
+use crate::peer::Batch;
 
 /// The ingesters of one tenant on this node; cheap to clone.
 #[derive(Clone)]
@@ -71,7 +72,7 @@ impl IngesterShards {
         (crate::cluster::routing_key(&self.tenant, p) % self.routing as u64) as usize
     }
 
-    /// Appends `profiles` (whose WAL record, [`encode_record`] for this
+    /// Appends `profiles` (whose WAL record, `encode_record` for this
     /// tenant, is `record`): each to its shard, all at once. A batch whose
     /// profiles go to several shards is split, each part with its own
     /// record; it fails if any part fails (the parts stored stay stored, as
@@ -97,13 +98,11 @@ impl IngesterShards {
             many => {
                 let mut sends = Vec::with_capacity(many.len());
                 for &s in many {
-                    let part: Vec<SplitProfile> =
-                        parts[s].iter().map(|&i| profiles[i].clone()).collect();
-                    let record = encode_record(&self.tenant, part.iter())
+                    let part = Batch::subset(&self.tenant, &profiles, &parts[s])
                         .map_err(|e| IngesterError::Storage(e.to_string()))?;
                     sends.push(self.addrs[s].send(Append {
-                        profiles: Arc::new(part),
-                        record: Some(Bytes::from(record)),
+                        profiles: part.profiles,
+                        record: Some(part.record),
                     }));
                 }
                 sends

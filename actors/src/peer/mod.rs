@@ -96,6 +96,23 @@ pub struct Batch {
     pub record: Bytes,
 }
 
+impl Batch {
+    /// The profiles of `profiles` at `idx`, with a record of their own
+    /// (for `tenant`).
+    pub fn subset(
+        tenant: &str,
+        profiles: &[SplitProfile],
+        idx: &[usize],
+    ) -> Result<Self, ignis_storage::RecordError> {
+        let subset: Vec<SplitProfile> = idx.iter().map(|&i| profiles[i].clone()).collect();
+        let record = ignis_storage::encode_record(tenant, subset.iter())?;
+        Ok(Self {
+            profiles: Arc::new(subset),
+            record: Bytes::from(record),
+        })
+    }
+}
+
 /// Stores pushes on one ingester.
 pub trait Replica: Send + Sync {
     /// Appends `batch`; resolves once it is durable there.
