@@ -157,12 +157,14 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// The scope a path needs (`None`: open).
 pub fn scope_of(path: &str) -> Option<Scope> {
-    const WRITE: [&str; 5] = [
+    const WRITE: [&str; 7] = [
         "/push.v1.PusherService/Push",
         "/ingest",
         "/pyroscope/ingest",
         "/v1development/profiles",
         crate::grpc::EXPORT_PATH,
+        "/settings.v1.SettingsService/Set",
+        "/settings.v1.SettingsService/Delete",
     ];
     const ADMIN: [&str; 4] = ["/metrics", "/api/v1/status/config", "/cluster", "/scrape"];
     // The web UI's page and code hold no data (its API calls are checked),

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/types/v1/types.proto",
         "proto/push/v1/push.proto",
         "proto/querier/v1/querier.proto",
+        "proto/settings/v1/setting.proto",
         "proto/opentelemetry/proto/common/v1/common.proto",
         "proto/opentelemetry/proto/resource/v1/resource.proto",
         "proto/opentelemetry/proto/profiles/v1development/profiles.proto",
@@ -37,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".types.v1",
             ".push.v1",
             ".querier.v1",
+            ".settings.v1",
             ".opentelemetry.proto",
         ])?;
     Ok(())

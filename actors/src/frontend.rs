@@ -38,7 +38,7 @@ pub(crate) struct Cacheable {
 }
 
 /// What a query planned as `scope` needs to be split, when it may: it only
-/// merges stacks (no per-profile totals, no span selection), reads one
+/// merges stacks (no per-profile totals, no span or profile selector), reads one
 /// tenant, and this node keeps a results cache (and a block index) or its
 /// sub-queries can go to querier workers.
 pub(crate) fn cacheable(
@@ -59,7 +59,7 @@ pub(crate) fn cacheable(
     let merges_only = scope.stacks
         && !scope.per_profile
         && !scope.selections.is_empty()
-        && scope.selections.iter().all(|s| s.spans.is_none());
+        && scope.selections.iter().all(|s| !s.narrowed());
     (merges_only && !tenant.contains('|') && limits.max_query_lookback_secs == 0).then(|| {
         Cacheable {
             cache,
@@ -538,12 +538,7 @@ mod tests {
         assert_eq!(cut_point((0, 999), (500, 505), 10), None);
         assert_eq!(cut_point((0, 999), (2000, 3000), 10), None);
         assert_eq!(cut_point((i64::MIN, i64::MAX), (0, 40), 10), Some(20));
-        let sel = |a: i64, b: i64| Selection {
-            matchers: Vec::new(),
-            start_ns: a,
-            end_ns: b,
-            spans: None,
-        };
+        let sel = |a: i64, b: i64| Selection::new(Vec::new(), a, b);
         let piece = |of: usize, a: i64, b: i64| Piece {
             of,
             sel: sel(a, b),

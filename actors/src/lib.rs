@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod scrape;
 pub mod sealed;
 pub mod series_limit;
+pub mod settings;
 pub mod shipper;
 pub mod store_gateway;
 pub mod supervisor;

@@ -310,11 +310,12 @@ mod tests {
             metrics.clone(),
         )
         .unwrap();
-        let sel = |start: i64| Selection {
-            matchers: ignis_query::selector::parse_selector("{a=\"b\"}").unwrap(),
-            start_ns: start,
-            end_ns: start + 10,
-            spans: None,
+        let sel = |start: i64| {
+            Selection::new(
+                ignis_query::selector::parse_selector("{a=\"b\"}").unwrap(),
+                start,
+                start + 10,
+            )
         };
         let k1 = key("t", &sel(0), &["01A".into()]);
         assert_ne!(

@@ -25,6 +25,7 @@ use crate::overrides::TenantLimits;
 use crate::peer::PeerSlice;
 use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::scheduler::Scheduler;
+use crate::settings::SettingsStore;
 use crate::store_gateway::StoreGateway;
 
 /// The running actors of one tenant: those of the node's roles.
@@ -82,6 +83,8 @@ pub struct Tenants {
     pub(crate) split: SplitSettings,
     /// Ingesters each tenant's series are spread over (at least one).
     ingester_shards: usize,
+    /// Tenants' settings, kept in the bucket (none without one).
+    settings: Option<Arc<SettingsStore>>,
 }
 
 /// How the query-frontend hands the parts of a query to querier workers.
@@ -150,10 +153,15 @@ impl Tenants {
         query_limits: QueryLimits,
         max_concurrent_queries: usize,
     ) -> Self {
+        let settings = blocks
+            .store
+            .clone()
+            .map(|store| Arc::new(SettingsStore::new(store)));
         Self {
             tenants: Mutex::new(HashMap::new()),
             arbiters,
             wal,
+            settings,
             blocks,
             metrics: metrics.clone(),
             query_slots: FairSlots::new(max_concurrent_queries, 0, 0),
@@ -358,6 +366,11 @@ impl Tenants {
     pub fn with_store_gateway(mut self, sg: Arc<StoreGateway>) -> Self {
         self.store_gateway = Some(sg);
         self
+    }
+
+    /// Tenants' settings, when this node has a bucket.
+    pub fn settings(&self) -> Option<&Arc<SettingsStore>> {
+        self.settings.as_ref()
     }
 
     /// The store-gateway, when this node runs one.

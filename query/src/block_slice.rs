@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::head_source::{merge_series_stacks, select_series, series_profile_totals};
-use crate::source::{MergedStacks, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
 
 /// Some series of a block with their rows in a time range, over the block's
 /// whole symbol table (shared, not copied). It answers the selections it was
@@ -76,7 +76,7 @@ impl Source for BlockSlice {
         &self,
         sel: &Selection,
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         series_profile_totals(&self.series, sel, seen, None, f);
     }
@@ -124,7 +124,7 @@ impl Source for Claimed {
         &self,
         sel: &Selection,
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.inner.profile_totals(sel, seen, f);
     }

@@ -13,9 +13,12 @@ use crate::budget::MemoryBudget;
 use crate::diff::diff_flamegraph;
 use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
+use crate::heatmap::HeatmapBuilder;
 use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
-use crate::source::{MergedStacks, Seen, Selection, Source, SpanSelector};
+use crate::source::{
+    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector,
+};
 use crate::timeseries::{Aggregation, SeriesBuilder, SeriesPlan};
 
 /// Query limits. `0` disables a limit.
@@ -204,15 +207,7 @@ impl<'a> Engine<'a> {
         }
         let mut matchers = parse_selector(label_selector)?;
         matchers.push(Matcher::equal(names::PROFILE_TYPE, pt.id()));
-        Ok((
-            pt,
-            Selection {
-                matchers,
-                start_ns,
-                end_ns,
-                spans: None,
-            },
-        ))
+        Ok((pt, Selection::new(matchers, start_ns, end_ns)))
     }
 
     /// `ProfileTypes`: distinct profile types in range, sorted by id.
@@ -227,12 +222,7 @@ impl<'a> Engine<'a> {
             (req.start, req.end)
         };
         let (start_ns, end_ns) = self.range(start, end)?;
-        let sel = Selection {
-            matchers: vec![],
-            start_ns,
-            end_ns,
-            spans: None,
-        };
+        let sel = Selection::new(vec![], start_ns, end_ns);
         let ids: BTreeSet<String> = self
             .series_labels(&sel)
             .iter()
@@ -252,12 +242,7 @@ impl<'a> Engine<'a> {
         req: &types::LabelNamesRequest,
     ) -> Result<types::LabelNamesResponse, QueryError> {
         let (start_ns, end_ns) = self.range(req.start, req.end)?;
-        let sel = Selection {
-            matchers: Self::matchers(&req.matchers)?,
-            start_ns,
-            end_ns,
-            spans: None,
-        };
+        let sel = Selection::new(Self::matchers(&req.matchers)?, start_ns, end_ns);
         let names: BTreeSet<String> = self
             .series_labels(&sel)
             .iter()
@@ -277,12 +262,7 @@ impl<'a> Engine<'a> {
         if req.name.is_empty() {
             return Err(QueryError::invalid("name is required"));
         }
-        let sel = Selection {
-            matchers: Self::matchers(&req.matchers)?,
-            start_ns,
-            end_ns,
-            spans: None,
-        };
+        let sel = Selection::new(Self::matchers(&req.matchers)?, start_ns, end_ns);
         let values: BTreeSet<String> = self
             .series_labels(&sel)
             .iter()
@@ -296,12 +276,7 @@ impl<'a> Engine<'a> {
     /// `Series`: matching label sets, projected onto `label_names` when given.
     pub fn series(&self, req: &q::SeriesRequest) -> Result<q::SeriesResponse, QueryError> {
         let (start_ns, end_ns) = self.range(req.start, req.end)?;
-        let sel = Selection {
-            matchers: Self::matchers(&req.matchers)?,
-            start_ns,
-            end_ns,
-            spans: None,
-        };
+        let sel = Selection::new(Self::matchers(&req.matchers)?, start_ns, end_ns);
         let mut sets: Vec<Labels> = self
             .series_labels(&sel)
             .into_iter()
@@ -348,46 +323,43 @@ impl<'a> Engine<'a> {
     }
 
     /// Validates a typed selection and merges its stacks (only those of
-    /// `spans` when given, only those under the call site of
-    /// `stack_trace_selector` when given: every output of the merge obeys
+    /// the spans and profiles `ids` selects, only those under the call site
+    /// of `stack_trace_selector` when given: every output of the merge obeys
     /// it): the profile type, the selection's end (ns) and the merged stacks.
     fn select_merged(
         &self,
         profile_type: &str,
         label_selector: &str,
         (start_ms, end_ms): (i64, i64),
-        spans: Option<SpanSelector>,
+        ids: IdSelectors,
         stack_trace_selector: Option<&types::StackTraceSelector>,
     ) -> Result<(ProfileType, i64, MergedStacks), QueryError> {
         let (pt, mut sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
-        sel.spans = spans;
+        let call_site = call_site(stack_trace_selector)?;
+        sel.spans = ids.spans;
+        sel.profiles = ids.profiles;
         let mut merged = self.merge(&sel);
         if let Some(budget) = self.budget {
             budget.charge(merged.approx_bytes(), "the merged stacks")?;
         }
-        merged.keep_call_site(&call_site(stack_trace_selector));
+        merged.keep_call_site(&call_site);
         Ok((pt, sel.end_ns, merged))
     }
 
-    /// The span filter of a `SelectMergeStacktracesRequest`: `None` without
-    /// `span_selector`; refused with `trace_id_selector` or a bad span id.
-    fn stacktraces_spans(
-        req: &q::SelectMergeStacktracesRequest,
-    ) -> Result<Option<SpanSelector>, QueryError> {
-        refuse_id_selectors(
-            &req.profile_id_selector,
-            &req.trace_id_selector,
-            &req.span_selector,
-        )?;
-        if req.span_selector.is_empty() {
-            return Ok(None);
-        }
-        if !req.trace_id_selector.is_empty() {
+    /// The span and profile filters of a `SelectMergeStacktracesRequest`
+    /// (`span_selector`, `profile_id_selector`); refused with
+    /// `trace_id_selector` or a bad id.
+    fn stacktraces_ids(req: &q::SelectMergeStacktracesRequest) -> Result<IdSelectors, QueryError> {
+        if !req.span_selector.is_empty() && !req.trace_id_selector.is_empty() {
             return Err(QueryError::invalid(
                 "span_selector and trace_id_selector cannot be combined",
             ));
         }
-        SpanSelector::parse(&req.span_selector).map(Some)
+        IdSelectors::parse(
+            &req.span_selector,
+            &req.profile_id_selector,
+            &req.trace_id_selector,
+        )
     }
 
     /// `SelectMergeStacktraces`: a flame graph (or tree bytes, or pprof);
@@ -397,12 +369,12 @@ impl<'a> Engine<'a> {
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
         let max_nodes = self.max_nodes(req.max_nodes)?;
-        let spans = Self::stacktraces_spans(req)?;
+        let ids = Self::stacktraces_ids(req)?;
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             (req.start, req.end),
-            spans,
+            ids,
             req.stack_trace_selector.as_ref(),
         )?;
         let mut resp = q::SelectMergeStacktracesResponse::default();
@@ -450,7 +422,10 @@ impl<'a> Engine<'a> {
             &req.profile_type_id,
             &req.label_selector,
             (req.start, req.end),
-            Some(spans),
+            IdSelectors {
+                spans: Some(spans),
+                profiles: None,
+            },
             None,
         )?;
         let tree = FlameTree::build(&merged);
@@ -494,7 +469,7 @@ impl<'a> Engine<'a> {
                 &r.profile_type_id,
                 &r.label_selector,
                 (r.start, r.end),
-                Self::stacktraces_spans(r)?,
+                Self::stacktraces_ids(r)?,
                 r.stack_trace_selector.as_ref(),
             )?;
             Ok(FlameTree::build(&merged))
@@ -511,12 +486,12 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
-        refuse_id_selectors(&req.profile_id_selector, &req.trace_id_selector, &[])?;
+        let ids = IdSelectors::parse(&[], &req.profile_id_selector, &req.trace_id_selector)?;
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             (req.start, req.end),
-            None,
+            ids,
             req.stack_trace_selector.as_ref(),
         )?;
         Ok(to_pprof(&merged, &pt, end_ns))
@@ -533,16 +508,11 @@ impl<'a> Engine<'a> {
             req.start,
             req.end,
         )?;
-        if req.step.is_nan() || req.step < 0.001 {
-            return Err(QueryError::invalid("step must be >= 1ms"));
-        }
-        if !req.step.is_finite() {
-            return Err(QueryError::invalid(
-                "step must be a finite number of seconds",
-            ));
-        }
+        let step_ms = step_ms(req.step)?;
         if req.exemplar_type == types::ExemplarType::Span as i32 {
-            return Err(QueryError::invalid("exemplar type span is not implemented"));
+            return Err(QueryError::Unimplemented(
+                "exemplar type span is not implemented".into(),
+            ));
         }
         let aggregation = match req.aggregation {
             Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => {
@@ -554,8 +524,9 @@ impl<'a> Engine<'a> {
             sel,
             group_by: req.group_by.clone(),
             start_ms: req.start,
-            step_ms: (req.step * 1000.0).round() as i64,
-            call_site: call_site(req.stack_trace_selector.as_ref()),
+            step_ms,
+            call_site: call_site(req.stack_trace_selector.as_ref())?,
+            exemplars: req.exemplar_type == types::ExemplarType::Individual as i32,
         };
         let mut builder = SeriesBuilder::of(&plan, aggregation);
         let mut seen = Seen::default();
@@ -564,6 +535,40 @@ impl<'a> Engine<'a> {
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
         Ok(q::SelectSeriesResponse {
+            series: builder.finish(limit),
+        })
+    }
+
+    /// `SelectHeatmap`: the distribution of individual profiles' totals
+    /// per time slot and value bucket ([`crate::heatmap`]), grouped by
+    /// `group_by`; with `EXEMPLAR_TYPE_INDIVIDUAL`, each cell's highest
+    /// profile. Span heatmaps are not implemented.
+    pub fn select_heatmap(
+        &self,
+        req: &q::SelectHeatmapRequest,
+    ) -> Result<q::SelectHeatmapResponse, QueryError> {
+        let (_, sel) = self.typed_selection(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+        )?;
+        let step_ms = step_ms(req.step)?;
+        if req.query_type == q::HeatmapQueryType::Span as i32 {
+            return Err(QueryError::Unimplemented(
+                "heatmap query type span is not implemented".into(),
+            ));
+        }
+        if req.exemplar_type == types::ExemplarType::Span as i32 {
+            return Err(QueryError::Unimplemented(
+                "exemplar type span is not implemented".into(),
+            ));
+        }
+        let exemplars = req.exemplar_type == types::ExemplarType::Individual as i32;
+        let mut builder = HeatmapBuilder::new(req.group_by.clone(), req.start, step_ms, exemplars);
+        self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
+        let limit = req.limit.and_then(|l| usize::try_from(l).ok());
+        Ok(q::SelectHeatmapResponse {
             series: builder.finish(limit),
         })
     }
@@ -579,8 +584,8 @@ impl<'a> Engine<'a> {
         builder.into_groups()
     }
 
-    /// Calls `f(labels, timestamp_ns, total)` for every profile of a selection.
-    pub fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, i64, i64)) {
+    /// Calls `f(labels, total)` for every profile of a selection.
+    pub fn profile_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, ProfileTotal)) {
         let mut seen = Seen::default();
         for s in self.sources {
             s.profile_totals(sel, &mut seen, f);
@@ -588,30 +593,64 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// `profile_id_selector` and `trace_id_selector` are not applied yet: a
-/// request with them is refused (`unimplemented`) instead of answered over
-/// every profile. (`trace_id_selector` with `span_selector` is invalid.)
-fn refuse_id_selectors(
-    profile_ids: &[String],
-    trace_ids: &[String],
-    span_ids: &[String],
-) -> Result<(), QueryError> {
-    if !profile_ids.is_empty() {
-        return Err(QueryError::Unimplemented(
-            "profile_id_selector is not supported by Ignis yet".into(),
+/// A `step` in seconds as whole milliseconds: at least 1 ms, finite.
+fn step_ms(step: f64) -> Result<i64, QueryError> {
+    if step.is_nan() || step < 0.001 {
+        return Err(QueryError::invalid("step must be >= 1ms"));
+    }
+    if !step.is_finite() {
+        return Err(QueryError::invalid(
+            "step must be a finite number of seconds",
         ));
     }
-    if !trace_ids.is_empty() && span_ids.is_empty() {
-        return Err(QueryError::Unimplemented(
-            "trace_id_selector is not supported by Ignis yet".into(),
-        ));
-    }
-    Ok(())
+    Ok((step * 1000.0).round() as i64)
 }
 
-fn call_site(sel: Option<&types::StackTraceSelector>) -> Vec<String> {
-    sel.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect())
-        .unwrap_or_default()
+/// The spans and profiles a merge keeps (all of them when `None`).
+#[derive(Debug, Default)]
+struct IdSelectors {
+    spans: Option<SpanSelector>,
+    profiles: Option<ProfileSelector>,
+}
+
+impl IdSelectors {
+    /// A request's `span_selector` and `profile_id_selector` (an empty list
+    /// selects all). `trace_id_selector` is not applied yet: a request with
+    /// one is refused (`unimplemented`), never answered over every profile.
+    fn parse(
+        span_ids: &[String],
+        profile_ids: &[String],
+        trace_ids: &[String],
+    ) -> Result<Self, QueryError> {
+        if !trace_ids.is_empty() {
+            return Err(QueryError::Unimplemented(
+                "trace_id_selector is not supported by Ignis yet".into(),
+            ));
+        }
+        Ok(Self {
+            spans: (!span_ids.is_empty())
+                .then(|| SpanSelector::parse(span_ids))
+                .transpose()?,
+            profiles: (!profile_ids.is_empty())
+                .then(|| ProfileSelector::parse(profile_ids))
+                .transpose()?,
+        })
+    }
+}
+
+/// The root-first frames of a `stack_trace_selector`'s call site (empty:
+/// every stack). `go_pgo` is not applied yet: refused (`unimplemented`),
+/// never answered as if it were absent.
+fn call_site(sel: Option<&types::StackTraceSelector>) -> Result<Vec<String>, QueryError> {
+    let Some(sel) = sel else {
+        return Ok(Vec::new());
+    };
+    if sel.go_pgo.is_some() {
+        return Err(QueryError::Unimplemented(
+            "stack_trace_selector.go_pgo is not supported by Ignis yet".into(),
+        ));
+    }
+    Ok(sel.call_site.iter().map(|l| l.name.clone()).collect())
 }
 
 #[cfg(test)]

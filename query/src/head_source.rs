@@ -5,7 +5,7 @@ use ignis_storage::symbols::ImportMemo;
 use ignis_storage::{Head, Labels, ProfileRow, Series, SymbolTable};
 
 use crate::selector::matches_all;
-use crate::source::{MergedStacks, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
 
 /// [`Source::series`] over `series`.
 pub(crate) fn select_series(series: &[Series], sel: &Selection) -> Vec<Labels> {
@@ -66,8 +66,8 @@ pub(crate) fn merge_series_stacks(
     }
 }
 
-/// The rows of `series` a selection takes: matching series, in range, not
-/// yet `seen`.
+/// The rows of `series` a selection takes: matching series, in range, of
+/// the selected profiles (all without a profile selector), not yet `seen`.
 fn selected_rows<'a>(
     series: &'a [Series],
     sel: &'a Selection,
@@ -81,6 +81,7 @@ fn selected_rows<'a>(
                 .iter()
                 .map(move |r| (s, r))
         })
+        .filter(move |(_, r)| sel.keeps_profile(r.profile_id))
         .filter(move |(s, r)| seen.first(s.fingerprint, r.timestamp_ns, r.profile_id))
 }
 
@@ -93,12 +94,17 @@ pub(crate) fn series_profile_totals(
     sel: &Selection,
     seen: &mut Seen,
     mut keep: Option<&mut dyn FnMut(u32) -> bool>,
-    f: &mut dyn FnMut(&Labels, i64, i64),
+    f: &mut dyn FnMut(&Labels, ProfileTotal),
 ) {
     for (s, row) in selected_rows(series, sel, seen) {
-        let total = match (&sel.spans, keep.as_mut()) {
+        let total = |value| ProfileTotal {
+            timestamp_ns: row.timestamp_ns,
+            profile_id: row.profile_id,
+            value,
+        };
+        let value = match (&sel.spans, keep.as_mut()) {
             (None, None) => {
-                f(&s.labels, row.timestamp_ns, row.total);
+                f(&s.labels, total(row.total));
                 continue;
             }
             (None, Some(keep)) => (row.stacks.iter().zip(row.values.iter()))
@@ -109,8 +115,8 @@ pub(crate) fn series_profile_totals(
                 .filter(|sp| keep.as_mut().is_none_or(|k| k(sp.stack)))
                 .fold(0i64, |a, sp| a.saturating_add(sp.value)),
         };
-        if total != 0 {
-            f(&s.labels, row.timestamp_ns, total);
+        if value != 0 {
+            f(&s.labels, total(value));
         }
     }
 }
@@ -122,7 +128,7 @@ pub(crate) fn series_call_site_totals(
     sel: &Selection,
     call_site: &[String],
     seen: &mut Seen,
-    f: &mut dyn FnMut(&Labels, i64, i64),
+    f: &mut dyn FnMut(&Labels, ProfileTotal),
 ) {
     // Whether a stack is under the call site, resolved once per stack.
     let mut under: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
@@ -158,7 +164,7 @@ impl Source for Head {
         &self,
         sel: &Selection,
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         series_profile_totals(self.series(), sel, seen, None, f);
     }

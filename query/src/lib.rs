@@ -16,6 +16,7 @@ pub mod error;
 pub mod executor;
 pub mod flamegraph;
 pub mod head_source;
+pub mod heatmap;
 pub mod pprof_export;
 pub mod premerged;
 pub mod preseries;
@@ -34,4 +35,6 @@ pub use error::QueryError;
 pub use premerged::Premerged;
 pub use preseries::PreSeries;
 pub use scope::Scope;
-pub use source::{MergedStacks, Seen, Selection, Source, SpanSelector};
+pub use source::{
+    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector,
+};

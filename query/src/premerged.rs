@@ -48,12 +48,13 @@ impl Premerged {
     }
 }
 
-/// True when `a` and `b` select the same (matchers, range, no spans).
+/// True when `a` and `b` select the same (matchers, range, neither
+/// narrowed to spans or profiles).
 pub fn same_selection(a: &Selection, b: &Selection) -> bool {
     a.start_ns == b.start_ns
         && a.end_ns == b.end_ns
-        && a.spans.is_none()
-        && b.spans.is_none()
+        && !a.narrowed()
+        && !b.narrowed()
         && a.matchers.len() == b.matchers.len()
         && a.matchers
             .iter()
@@ -155,12 +156,7 @@ mod tests {
 
     #[test]
     fn premerged_hands_out_in_order_and_only_for_the_same_selection() {
-        let sel = |s: &str, start| Selection {
-            matchers: parse_selector(s).unwrap(),
-            start_ns: start,
-            end_ns: 10,
-            spans: None,
-        };
+        let sel = |s: &str, start| Selection::new(parse_selector(s).unwrap(), start, 10);
         let p = Premerged::new(vec![
             (sel("{a=\"1\"}", 0), merged(&[(&["x"], 1)])),
             (sel("{a=\"2\"}", 0), merged(&[(&["y"], 2)])),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ignis_storage::Labels;
 
 use crate::premerged::same_selection;
-use crate::source::{MergedStacks, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
 use crate::timeseries::{SeriesBuilder, SeriesGroups, SeriesPlan};
 
 /// Bucketed totals by series plan, taken in the order the query asks.
@@ -48,6 +48,7 @@ fn same_plan(a: &SeriesPlan, b: &SeriesPlan) -> bool {
         && a.start_ms == b.start_ms
         && a.step_ms == b.step_ms
         && a.call_site == b.call_site
+        && a.exemplars == b.exemplars
 }
 
 impl Source for PreSeries {
@@ -64,7 +65,7 @@ impl Source for PreSeries {
         &self,
         _sel: &Selection,
         _seen: &mut Seen,
-        _f: &mut dyn FnMut(&Labels, i64, i64),
+        _f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.miss();
     }
@@ -74,7 +75,7 @@ impl Source for PreSeries {
         _sel: &Selection,
         _call_site: &[String],
         _seen: &mut Seen,
-        _f: &mut dyn FnMut(&Labels, i64, i64),
+        _f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.miss();
     }
@@ -164,10 +165,13 @@ mod tests {
     fn series_bucketed_in_parts_add_up_to_the_whole() {
         let head = head();
         let limits = QueryLimits::default();
-        for (group_by, aggregation, limit) in [
-            (vec![], 1, None),
-            (vec!["pod".to_string()], 2, None),
-            (vec!["pod".to_string()], 1, Some(2)),
+        let individual = ignis_storage::proto::types::v1::ExemplarType::Individual as i32;
+        for (group_by, aggregation, limit, exemplar_type) in [
+            (vec![], 1, None, 0),
+            (vec!["pod".to_string()], 2, None, 0),
+            (vec!["pod".to_string()], 1, Some(2), 0),
+            (vec![], 0, None, individual),
+            (vec!["pod".to_string()], 1, Some(2), individual),
         ] {
             let req = q::SelectSeriesRequest {
                 profile_type_id: CPU.into(),
@@ -178,6 +182,7 @@ mod tests {
                 group_by,
                 aggregation: Some(aggregation),
                 limit,
+                exemplar_type,
                 ..Default::default()
             };
             let sources: [&dyn Source; 1] = [&head];
@@ -207,6 +212,18 @@ mod tests {
             assert!(pre.complete());
             assert_eq!(parts, whole);
             assert!(!whole.series.is_empty());
+            // With exemplars, every point names one profile of its bucket.
+            let want = usize::from(exemplar_type == individual);
+            let points = whole.series.iter().flat_map(|s| &s.points);
+            assert!(points.clone().all(|p| p.exemplars.len() == want));
+            // A summed point is at least its exemplar's total.
+            if want == 1 && aggregation == 0 {
+                assert!(
+                    points
+                        .clone()
+                        .all(|p| p.exemplars[0].value as f64 <= p.value)
+                );
+            }
         }
     }
 }

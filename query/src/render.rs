@@ -265,7 +265,8 @@ fn timelines(
     let mut total = Timeline::new(req.from_ms, req.until_ms, step);
     let mut groups: BTreeMap<String, Timeline> = BTreeMap::new();
     let group_by = req.group_by.first();
-    engine.profile_totals(sel, &mut |labels, ts, v| {
+    engine.profile_totals(sel, &mut |labels, t| {
+        let (ts, v) = (t.timestamp_ns, t.value);
         total.add(ts, v);
         if let Some(g) = group_by {
             let key = labels.get(g).unwrap_or("*").to_string();

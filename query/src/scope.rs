@@ -14,7 +14,7 @@ use ignis_storage::Labels;
 use crate::engine::{Engine, QueryLimits};
 use crate::error::QueryError;
 use crate::selector::matches_all;
-use crate::source::{MergedStacks, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
 
 /// The selections a query reads, and whether it needs stacks.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +64,7 @@ impl Source for Recorder {
         &self,
         sel: &Selection,
         _seen: &mut Seen,
-        _f: &mut dyn FnMut(&Labels, i64, i64),
+        _f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.note(sel, false, true);
     }
@@ -74,7 +74,7 @@ impl Source for Recorder {
         sel: &Selection,
         _call_site: &[String],
         _seen: &mut Seen,
-        _f: &mut dyn FnMut(&Labels, i64, i64),
+        _f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.note(sel, true, true);
     }
@@ -121,14 +121,14 @@ impl Scope {
 
     /// The time segments (inclusive ns, ascending) over which blocks may
     /// answer this scope from their rollups, when it only merges stacks (no
-    /// per-profile totals, no span selector): every selection's range cut at
+    /// per-profile totals, no span or profile selector): every selection's range cut at
     /// every other's ends, so a window wholly inside a segment is wholly
     /// inside or wholly outside each selection (a diff's two ranges too).
     pub fn rollup_segments(&self) -> Option<Vec<(i64, i64)>> {
         if !self.rollups || !self.stacks || self.per_profile || self.selections.is_empty() {
             return None;
         }
-        if self.selections.iter().any(|s| s.spans.is_some()) {
+        if self.selections.iter().any(Selection::narrowed) {
             return None;
         }
         // Boundaries as the first instant of a segment (i128: ends may be i64::MAX).
@@ -156,12 +156,7 @@ impl Scope {
     /// which forwards whole slices of data).
     pub fn everything(start_ns: i64, end_ns: i64) -> Self {
         Self {
-            selections: vec![Selection {
-                matchers: Vec::new(),
-                start_ns,
-                end_ns,
-                spans: None,
-            }],
+            selections: vec![Selection::new(Vec::new(), start_ns, end_ns)],
             stacks: true,
             per_profile: true,
             rollups: false,

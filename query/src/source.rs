@@ -53,6 +53,40 @@ impl SpanSelector {
     }
 }
 
+/// The profiles a query keeps (`profile_id_selector`): only their samples
+/// count. An empty selector keeps nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileSelector(HashSet<u64>);
+
+impl ProfileSelector {
+    /// Parses profile ids (UUIDs, [`ignis_storage::parse_profile_id`]); a
+    /// UUID that names no stored profile selects nothing.
+    pub fn parse(ids: &[String]) -> Result<Self, QueryError> {
+        let mut out = HashSet::new();
+        for s in ids {
+            let id = ignis_storage::parse_profile_id(s)
+                .map_err(|e| QueryError::invalid(format!("invalid profile_id_selector: {e}")))?;
+            out.extend(id);
+        }
+        Ok(Self(out))
+    }
+
+    /// A selector of exactly `ids`.
+    pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> Self {
+        Self(ids.into_iter().collect())
+    }
+
+    /// The selected profile ids, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// True when the profile with id `profile_id` is selected.
+    pub fn contains(&self, profile_id: u64) -> bool {
+        self.0.contains(&profile_id)
+    }
+}
+
 /// Which series and time range a query covers.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -64,6 +98,35 @@ pub struct Selection {
     pub end_ns: i64,
     /// When set, only the samples of these spans count.
     pub spans: Option<SpanSelector>,
+    /// When set, only these profiles count.
+    pub profiles: Option<ProfileSelector>,
+}
+
+impl Selection {
+    /// The selection of the series `matchers` pick in `[start_ns, end_ns]`,
+    /// every profile and sample of them.
+    pub fn new(matchers: Vec<Matcher>, start_ns: i64, end_ns: i64) -> Self {
+        Self {
+            matchers,
+            start_ns,
+            end_ns,
+            spans: None,
+            profiles: None,
+        }
+    }
+
+    /// True when it keeps only some profiles or samples of its series
+    /// (a span or profile selector): pre-merged data cannot answer it.
+    pub fn narrowed(&self) -> bool {
+        self.spans.is_some() || self.profiles.is_some()
+    }
+
+    /// True when it keeps the row of profile `profile_id`.
+    pub fn keeps_profile(&self, profile_id: u64) -> bool {
+        self.profiles
+            .as_ref()
+            .is_none_or(|p| p.contains(profile_id))
+    }
 }
 
 /// Stack values merged from any number of sources, with their own symbols.
@@ -106,6 +169,18 @@ pub fn starts_with_call_site(frames: &[String], call_site: &[String]) -> bool {
     frames.len() >= call_site.len() && frames.iter().rev().zip(call_site).all(|(f, c)| f == c)
 }
 
+/// One profile's total, as a source reports it to a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileTotal {
+    /// The profile's timestamp, nanoseconds.
+    pub timestamp_ns: i64,
+    /// Its id (0: unknown).
+    pub profile_id: u64,
+    /// Sum of the values counted (all of the profile's, or those a span
+    /// selector or call site keeps).
+    pub value: i64,
+}
+
 /// Profiles already counted while reading several sources: a replica (same
 /// series, timestamp and profile id) of a counted profile is skipped, so data
 /// held by several ingesters, or by an ingester and a block, counts once.
@@ -126,13 +201,13 @@ pub trait Source: Send + Sync {
     fn series(&self, sel: &Selection) -> Vec<Labels>;
     /// Adds the stacks of every matching profile in range not yet `seen` to `into`.
     fn merge_stacks(&self, sel: &Selection, seen: &mut Seen, into: &mut MergedStacks);
-    /// Calls `f(labels, timestamp_ns, total)` for every matching profile in
-    /// range not yet `seen`.
+    /// Calls `f(labels, total)` for every matching profile in range not yet
+    /// `seen`.
     fn profile_totals(
         &self,
         sel: &Selection,
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     );
     /// [`Source::profile_totals`] counting of each profile only its stacks
     /// whose root-first frames start with `call_site` (a
@@ -143,7 +218,7 @@ pub trait Source: Send + Sync {
         sel: &Selection,
         call_site: &[String],
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         if let Some((symbols, series)) = self.rows() {
             crate::head_source::series_call_site_totals(symbols, series, sel, call_site, seen, f);
@@ -159,7 +234,7 @@ pub trait Source: Send + Sync {
         seen: &mut Seen,
         into: &mut crate::timeseries::SeriesBuilder,
     ) {
-        let mut add = |labels: &Labels, ts, v| into.add(labels, ts, v);
+        let mut add = |labels: &Labels, t: ProfileTotal| into.add(labels, t);
         if plan.call_site.is_empty() {
             self.profile_totals(&plan.sel, seen, &mut add);
         } else {

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use ignis_storage::Labels;
 use ignis_storage::proto::types::v1 as types;
 
+use crate::source::ProfileTotal;
+
 /// How points in one step are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregation {
@@ -29,11 +31,110 @@ pub struct SeriesPlan {
     pub step_ms: i64,
     /// Root-first frames a stack must start with to count (empty: all).
     pub call_site: Vec<String>,
+    /// True when each point names its exemplar (`EXEMPLAR_TYPE_INDIVIDUAL`).
+    pub exemplars: bool,
 }
 
-/// Bucketed totals by group: per label set, per bucket end (ms), the sum
-/// of the profile totals in it and how many profiles.
-pub type SeriesGroups = BTreeMap<Labels, BTreeMap<i64, (f64, u64)>>;
+/// The profile a point shows as its exemplar: the one with the highest
+/// total in the bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The profile's timestamp, nanoseconds.
+    pub timestamp_ns: i64,
+    /// Its id.
+    pub profile_id: u64,
+    /// Its total (what the point counted of it).
+    pub value: i64,
+    /// Its series' labels.
+    pub labels: Labels,
+}
+
+impl Exemplar {
+    /// The exemplar a bucket keeps of two: the higher value, then the
+    /// earlier, then the smaller id and labels (a total order, so buckets
+    /// built in parts keep the one a single pass keeps).
+    pub(crate) fn better(&self, other: &Exemplar) -> bool {
+        beats(
+            self.value,
+            self.timestamp_ns,
+            self.profile_id,
+            &self.labels,
+            other,
+        )
+    }
+
+    /// Keeps the profile `t` of series `labels` in `slot` if it beats the
+    /// exemplar there (its labels are copied only then).
+    pub(crate) fn offer(slot: &mut Option<Exemplar>, t: ProfileTotal, labels: &Labels) {
+        let wins = slot
+            .as_ref()
+            .is_none_or(|cur| beats(t.value, t.timestamp_ns, t.profile_id, labels, cur));
+        if wins {
+            *slot = Some(Exemplar {
+                timestamp_ns: t.timestamp_ns,
+                profile_id: t.profile_id,
+                value: t.value,
+                labels: labels.clone(),
+            });
+        }
+    }
+
+    /// Its protobuf form; labels private to Ignis (`__…__`) are left out.
+    pub fn to_proto(&self) -> types::Exemplar {
+        types::Exemplar {
+            timestamp: self.timestamp_ns.div_euclid(1_000_000),
+            profile_id: ignis_storage::format_profile_id(self.profile_id),
+            span_id: String::new(),
+            value: self.value,
+            labels: self
+                .labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with("__"))
+                .map(|(k, v)| types::LabelPair {
+                    name: k.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            trace_id: String::new(),
+        }
+    }
+}
+
+/// True when a profile `(value, timestamp_ns, profile_id, labels)` is a
+/// better exemplar than `cur` ([`Exemplar::better`]'s order).
+fn beats(value: i64, timestamp_ns: i64, profile_id: u64, labels: &Labels, cur: &Exemplar) -> bool {
+    (cur.value, timestamp_ns, profile_id, labels)
+        < (value, cur.timestamp_ns, cur.profile_id, &cur.labels)
+}
+
+/// One bucket of a series: the sum of the profile totals in it, how many
+/// profiles, and (when asked for) its exemplar.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bucket {
+    /// Sum of the totals.
+    pub sum: f64,
+    /// Number of profiles.
+    pub count: u64,
+    /// The profile with the highest total, when exemplars are asked for.
+    pub exemplar: Option<Exemplar>,
+}
+
+impl Bucket {
+    /// Adds another bucket's profiles (of other sources or parts of the range).
+    pub fn absorb(&mut self, other: Bucket) {
+        self.sum += other.sum;
+        self.count += other.count;
+        if let Some(e) = other.exemplar
+            && self.exemplar.as_ref().is_none_or(|cur| e.better(cur))
+        {
+            self.exemplar = Some(e);
+        }
+    }
+}
+
+/// Bucketed totals by group: per label set, per bucket end (ms), the
+/// bucket.
+pub type SeriesGroups = BTreeMap<Labels, BTreeMap<i64, Bucket>>;
 
 /// Buckets profile totals into series grouped by `group_by` labels.
 pub struct SeriesBuilder {
@@ -41,7 +142,8 @@ pub struct SeriesBuilder {
     start_ms: i64,
     step_ms: i64,
     aggregation: Aggregation,
-    groups: BTreeMap<Labels, BTreeMap<i64, (f64, u64)>>,
+    exemplars: bool,
+    groups: SeriesGroups,
 }
 
 impl SeriesBuilder {
@@ -58,8 +160,15 @@ impl SeriesBuilder {
             start_ms,
             step_ms: step_ms.max(1),
             aggregation,
+            exemplars: false,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// The same builder, keeping an exemplar per point.
+    pub fn with_exemplars(mut self, exemplars: bool) -> Self {
+        self.exemplars = exemplars;
+        self
     }
 
     /// A builder bucketing as `plan` says.
@@ -70,6 +179,7 @@ impl SeriesBuilder {
             plan.step_ms,
             aggregation,
         )
+        .with_exemplars(plan.exemplars)
     }
 
     /// Adds bucketed totals built apart (over other profiles, with the same
@@ -78,10 +188,8 @@ impl SeriesBuilder {
     pub fn absorb(&mut self, groups: SeriesGroups) {
         for (labels, points) in groups {
             let into = self.groups.entry(labels).or_default();
-            for (ts, (sum, n)) in points {
-                let slot = into.entry(ts).or_insert((0.0, 0));
-                slot.0 += sum;
-                slot.1 += n;
+            for (ts, bucket) in points {
+                into.entry(ts).or_default().absorb(bucket);
             }
         }
     }
@@ -92,28 +200,29 @@ impl SeriesBuilder {
     }
 
     /// Adds one profile's total.
-    pub fn add(&mut self, labels: &Labels, timestamp_ns: i64, value: i64) {
+    pub fn add(&mut self, labels: &Labels, total: ProfileTotal) {
+        let ProfileTotal {
+            timestamp_ns,
+            value,
+            ..
+        } = total;
         let key = Labels::from_pairs(
             self.group_by
                 .iter()
                 .filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_string()))),
         );
-        let ts_ms = timestamp_ns.div_euclid(1_000_000);
-        // Saturating: a start near the ends of time must not wrap.
-        let origin = self.start_ms.saturating_sub(self.step_ms);
-        let k = ts_ms
-            .saturating_sub(origin)
-            .saturating_add(self.step_ms - 1)
-            .div_euclid(self.step_ms);
-        let bucket_end = origin.saturating_add(k.saturating_mul(self.step_ms));
+        let bucket_end = bucket_end(timestamp_ns, self.start_ms, self.step_ms);
         let slot = self
             .groups
             .entry(key)
             .or_default()
             .entry(bucket_end)
-            .or_insert((0.0, 0));
-        slot.0 += value as f64;
-        slot.1 += 1;
+            .or_default();
+        slot.sum += value as f64;
+        slot.count += 1;
+        if self.exemplars {
+            Exemplar::offer(&mut slot.exemplar, total, labels);
+        }
     }
 
     /// The series, sorted by labels; with `limit`, the top-N by total.
@@ -125,17 +234,17 @@ impl SeriesBuilder {
                 let mut total = 0.0;
                 let points = points
                     .into_iter()
-                    .map(|(ts, (sum, n))| {
-                        total += sum;
+                    .map(|(ts, b)| {
+                        total += b.sum;
                         let value = match self.aggregation {
-                            Aggregation::Sum => sum,
-                            Aggregation::Average => sum / n as f64,
+                            Aggregation::Sum => b.sum,
+                            Aggregation::Average => b.sum / b.count as f64,
                         };
                         types::Point {
                             value,
                             timestamp: ts,
                             annotations: vec![],
-                            exemplars: vec![],
+                            exemplars: b.exemplar.iter().map(Exemplar::to_proto).collect(),
                         }
                     })
                     .collect();
@@ -160,6 +269,19 @@ impl SeriesBuilder {
         }
         series.into_iter().map(|(_, s)| s).collect()
     }
+}
+
+/// The end (ms) of the right-closed bucket `(t − step, t]` holding
+/// `timestamp_ns`, buckets aligned to `start_ms − step_ms` (`step_ms` ≥ 1).
+pub fn bucket_end(timestamp_ns: i64, start_ms: i64, step_ms: i64) -> i64 {
+    let ts_ms = timestamp_ns.div_euclid(1_000_000);
+    // Saturating: a start near the ends of time must not wrap.
+    let origin = start_ms.saturating_sub(step_ms);
+    let k = ts_ms
+        .saturating_sub(origin)
+        .saturating_add(step_ms - 1)
+        .div_euclid(step_ms);
+    origin.saturating_add(k.saturating_mul(step_ms))
 }
 
 /// The legacy timeline step in seconds for a range (reference §7.4): range/1500,
@@ -252,12 +374,109 @@ impl Timeline {
 mod tests {
     use super::*;
 
+    fn total(timestamp_ns: i64, value: i64) -> ProfileTotal {
+        ProfileTotal {
+            timestamp_ns,
+            profile_id: value as u64,
+            value,
+        }
+    }
+
+    #[test]
+    fn each_point_names_its_highest_profile_and_parts_agree_with_one_pass() {
+        let (a, b) = (
+            Labels::from_pairs([("pod", "a"), ("__type__", "cpu")]),
+            Labels::from_pairs([("pod", "b")]),
+        );
+        // (labels, timestamp ms, id, value); ties on value go to the earlier.
+        let profiles = [
+            (&a, 1_000, 11, 5),
+            (&b, 2_000, 12, 9),
+            (&a, 3_000, 13, 9),
+            (&b, 12_000, 14, 4),
+            (&a, 15_000, 15, 6),
+        ];
+        let builder = || SeriesBuilder::new(Vec::new(), 0, 10_000, Aggregation::Sum);
+        let add = |b: &mut SeriesBuilder, (l, ms, id, v): (&Labels, i64, u64, i64)| {
+            b.add(
+                l,
+                ProfileTotal {
+                    timestamp_ns: ms * 1_000_000,
+                    profile_id: id,
+                    value: v,
+                },
+            )
+        };
+        let mut one = builder().with_exemplars(true);
+        for p in profiles {
+            add(&mut one, p);
+        }
+        // The same profiles bucketed in two parts (in another order).
+        let (mut x, mut y) = (
+            builder().with_exemplars(true),
+            builder().with_exemplars(true),
+        );
+        for (i, p) in profiles.into_iter().rev().enumerate() {
+            add(if i % 2 == 0 { &mut x } else { &mut y }, p);
+        }
+        x.absorb(y.into_groups());
+        let series = one.finish(None);
+        assert_eq!(series, x.finish(None));
+        let points = &series[0].points;
+        let ex: Vec<(i64, &str, i64)> = points
+            .iter()
+            .map(|p| {
+                (
+                    p.exemplars[0].timestamp,
+                    p.exemplars[0].profile_id.as_str(),
+                    p.exemplars[0].value,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ex,
+            vec![
+                (2_000, "00000000-0000-0000-0000-00000000000c", 9),
+                (15_000, "00000000-0000-0000-0000-00000000000f", 6),
+            ]
+        );
+        // An exemplar has its profile's labels, without those private to Ignis.
+        let names = |p: &types::Point| -> Vec<(String, String)> {
+            p.exemplars[0]
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        };
+        assert_eq!(
+            names(&points[0]),
+            vec![("pod".to_string(), "b".to_string())]
+        );
+        assert_eq!(
+            names(&points[1]),
+            vec![("pod".to_string(), "a".to_string())]
+        );
+        let mut none = builder();
+        for p in profiles {
+            add(&mut none, p);
+        }
+        let plain = none.finish(None);
+        assert!(plain[0].points.iter().all(|p| p.exemplars.is_empty()));
+        assert_eq!(
+            plain[0].points.iter().map(|p| p.value).collect::<Vec<_>>(),
+            points.iter().map(|p| p.value).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn a_step_longer_than_time_gives_a_point_at_or_after_the_start() {
         for start_ms in [1, 1_700_000_000_000, i64::MAX / 2] {
             let mut b = SeriesBuilder::new(Vec::new(), start_ms, i64::MAX, Aggregation::Sum);
-            b.add(&Labels::new(), start_ms.saturating_mul(1_000_000), 5);
-            b.add(&Labels::new(), (start_ms + 1).saturating_mul(1_000_000), 7);
+            b.add(&Labels::new(), total(start_ms.saturating_mul(1_000_000), 5));
+            b.add(
+                &Labels::new(),
+                total((start_ms + 1).saturating_mul(1_000_000), 7),
+            );
             let series = b.finish(None);
             let points = &series[0].points;
             assert!(points.iter().all(|p| p.timestamp >= start_ms), "{points:?}");
@@ -279,9 +498,9 @@ mod tests {
     fn series_buckets_are_right_closed() {
         let mut b = SeriesBuilder::new(vec!["a".into()], 10_000, 10_000, Aggregation::Sum);
         let l = Labels::from_pairs([("a", "x"), ("b", "y")]);
-        b.add(&l, 10_000_000_000, 1); // exactly start: bucket (0, 10000]
-        b.add(&l, 10_001_000_000, 2); // bucket (10000, 20000]
-        b.add(&l, 20_000_000_000, 3);
+        b.add(&l, total(10_000_000_000, 1)); // exactly start: bucket (0, 10000]
+        b.add(&l, total(10_001_000_000, 2)); // bucket (10000, 20000]
+        b.add(&l, total(20_000_000_000, 3));
         let s = b.finish(None);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].labels.len(), 1);

@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod page;
 pub mod query;
 pub mod scrape;
+pub mod settings;
 pub mod sql;
 pub mod state;
 pub mod ui;
@@ -43,6 +44,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::post().to(internal::call))
                 .default_service(web::to(method_not_allowed)),
         );
+    cfg.service(
+        web::resource("/settings.v1.SettingsService/{method}")
+            .route(web::post().to(settings::settings))
+            .default_service(web::to(method_not_allowed)),
+    );
     for service in unimplemented::SERVICES {
         cfg.route(
             &format!("/{service}/{{procedure:.*}}"),
@@ -55,12 +61,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::post().to(ingest::push))
                 .default_service(web::to(method_not_allowed)),
         );
-        for service in unimplemented::SERVICES {
-            cfg.route(
-                &format!("/{service}/{{procedure:.*}}"),
-                web::route().to(unimplemented::procedure),
-            );
-        }
         for path in ["/v1development/profiles", crate::grpc::EXPORT_PATH] {
             cfg.service(
                 web::resource(path)
@@ -98,23 +98,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::get().to(legacy::label_values))
                 .default_service(web::to(method_not_allowed)),
         );
-        for service in unimplemented::SERVICES {
-            cfg.route(
-                &format!("/{service}/{{procedure:.*}}"),
-                web::route().to(unimplemented::procedure),
-            );
-        }
         cfg.service(
             web::resource("/api/v1/sql")
                 .route(web::post().to(sql::sql))
                 .default_service(web::to(method_not_allowed)),
         );
-        for service in unimplemented::SERVICES {
-            cfg.route(
-                &format!("/{service}/{{procedure:.*}}"),
-                web::route().to(unimplemented::procedure),
-            );
-        }
         if ui {
             cfg.route("/", web::get().to(ui::index))
                 .route("/ui/{path:.*}", web::get().to(ui::asset));

@@ -127,6 +127,10 @@ async fn dispatch(
             call.run(|e, r: &q::SelectSeriesRequest| e.select_series(r))
                 .await
         }
+        "SelectHeatmap" => {
+            call.run(|e, r: &q::SelectHeatmapRequest| e.select_heatmap(r))
+                .await
+        }
         "Diff" => call.run(|e, r: &q::DiffRequest| e.diff(r)).await,
         "AnalyzeQuery" => analyze(codec, body, state, &call.tenant).await,
         "GetProfileStats" if federated => Err(ApiError::bad_request(
@@ -136,9 +140,6 @@ async fn dispatch(
             call.run(|e, _: &types::GetProfileStatsRequest| Ok(e.profile_stats()))
                 .await
         }
-        known if super::unimplemented::QUERIER_METHODS.contains(&known) => Err(
-            super::unimplemented::error(&format!("querier.v1.QuerierService/{known}")),
-        ),
         other => Err(ApiError::not_found(format!(
             "querier.v1.QuerierService/{other} is not implemented by this server"
         ))),
@@ -169,7 +170,8 @@ ranged!(
     q::SelectMergeStacktracesRequest,
     q::SelectMergeSpanProfileRequest,
     q::SelectMergeProfileRequest,
-    q::SelectSeriesRequest
+    q::SelectSeriesRequest,
+    q::SelectHeatmapRequest
 );
 
 impl FetchRange for q::ProfileTypesRequest {

@@ -9,7 +9,6 @@ use super::error::ApiError;
 
 /// Services whose every procedure is answered `unimplemented`.
 pub const SERVICES: &[&str] = &[
-    "settings.v1.SettingsService",
     "settings.v1.RecordingRulesService",
     "capabilities.v1.FeatureFlagsService",
     "version.v1.Version",
@@ -17,9 +16,6 @@ pub const SERVICES: &[&str] = &[
     "adhocprofiles.v1.AdHocProfileService",
     "debuginfo.v1alpha1.DebuginfoService",
 ];
-
-/// `querier.v1.QuerierService` procedures Ignis does not implement yet.
-pub const QUERIER_METHODS: &[&str] = &["SelectHeatmap"];
 
 /// The 501 for procedure `path` (`/service/method`).
 pub fn error(path: &str) -> ApiError {

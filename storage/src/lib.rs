@@ -12,6 +12,7 @@ pub mod flat;
 pub mod head;
 pub mod interner;
 pub mod labels;
+pub mod profile_id;
 pub mod profile_type;
 pub mod proto;
 pub mod record;
@@ -26,6 +27,7 @@ pub use head::{
     Head, HeadStats, InsertStats, ProfileRow, RowParts, Series, SeriesSplit, SplitProfile,
 };
 pub use labels::{Labels, names};
+pub use profile_id::{ProfileIdError, format_profile_id, parse_profile_id};
 pub use profile_type::{ProfileType, ProfileTypeError};
 pub use record::{RecordError, decode_record, encode_record, new_profile_id};
 pub use symbols::{SymbolError, SymbolTable};

@@ -1,5 +1,5 @@
 //! Generated protobuf messages: pprof (`google.v1`), `types.v1`, `push.v1`,
-//! `querier.v1` and OTLP profiles, each with its protojson (serde) mapping.
+//! `querier.v1`, `settings.v1` and OTLP profiles, each with its protojson (serde) mapping.
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
 /// pprof, as served by Pyroscope under `google.v1`.
@@ -35,6 +35,15 @@ pub mod querier {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/querier.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/querier.v1.serde.rs"));
+    }
+}
+
+/// Tenant settings (`settings.v1.SettingsService`).
+pub mod settings {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/settings.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/settings.v1.serde.rs"));
     }
 }
 

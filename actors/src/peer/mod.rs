@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use ignis_cluster::{Member, RpcError};
-use ignis_query::{MergedStacks, Scope, Seen, Selection, Source};
+use ignis_query::{MergedStacks, ProfileTotal, Scope, Seen, Selection, Source};
 use ignis_storage::{Head, Labels, RowParts, SplitProfile};
 
 use crate::ingester::{AppendStats, IngesterShards};
@@ -282,7 +282,7 @@ impl Source for PeerSlice {
         &self,
         sel: &Selection,
         seen: &mut Seen,
-        f: &mut dyn FnMut(&Labels, i64, i64),
+        f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.head.profile_totals(sel, seen, f);
     }

@@ -11,9 +11,11 @@
 //! | [`DONE`] | [`DoneRequest`] (querier worker → scheduler) | empty |
 //! | [`CANCELLED`] | [`CancelledRequest`] (querier worker → scheduler; waits) | `bool`: the job is no longer wanted |
 
+use std::collections::BTreeMap;
+
 use ignis_query::selector::{MatchOp, Matcher};
-use ignis_query::timeseries::{SeriesGroups, SeriesPlan};
-use ignis_query::{Scope, Selection, SpanSelector};
+use ignis_query::timeseries::{Bucket, Exemplar, SeriesGroups, SeriesPlan};
+use ignis_query::{ProfileSelector, Scope, Selection, SpanSelector};
 use ignis_storage::{Head, decode_head, encode_head};
 
 use super::{PeerError, PeerSlice};
@@ -26,7 +28,9 @@ use super::{PeerError, PeerSlice};
 /// 6: `select` says whether a merge-only query lets peers answer from
 /// rollups (blocks no other block or ingester can duplicate); a sub-query
 /// may bucket a `SelectSeries` part.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: selections carry profile ids (`profile_id_selector`); a `SelectSeries`
+/// part may keep an exemplar per bucket.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -83,6 +87,8 @@ pub struct WireSelection {
     pub end_ns: i64,
     /// Selected span ids, when the selection has a span selector.
     pub spans: Option<Vec<u64>>,
+    /// Selected profile ids, when the selection has a profile selector.
+    pub profiles: Option<Vec<u64>>,
 }
 
 /// A label [`Matcher`] on the wire (its regex is compiled again on arrival).
@@ -175,11 +181,8 @@ impl WireSelection {
                 .collect(),
             start_ns: sel.start_ns,
             end_ns: sel.end_ns,
-            spans: sel.spans.as_ref().map(|sp| {
-                let mut ids: Vec<u64> = sp.ids().collect();
-                ids.sort_unstable();
-                ids
-            }),
+            spans: sel.spans.as_ref().map(|sp| sorted(sp.ids())),
+            profiles: sel.profiles.as_ref().map(|p| sorted(p.ids())),
         }
     }
 
@@ -211,8 +214,20 @@ impl WireSelection {
                 .spans
                 .as_ref()
                 .map(|ids| SpanSelector::from_ids(ids.iter().copied())),
+            profiles: self
+                .profiles
+                .as_ref()
+                .map(|ids| ProfileSelector::from_ids(ids.iter().copied())),
         })
     }
+}
+
+/// `ids` in ascending order (a selection's wire form does not depend on
+/// hash order).
+fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut ids: Vec<u64> = ids.collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// Part of a query the query-frontend hands a query-scheduler: the merges of
@@ -244,6 +259,8 @@ pub struct WireSeriesPlan {
     pub step_ms: i64,
     /// Root-first frames a stack must start with to count.
     pub call_site: Vec<String>,
+    /// Whether each bucket keeps its exemplar.
+    pub exemplars: bool,
 }
 
 impl WireSeriesPlan {
@@ -254,6 +271,7 @@ impl WireSeriesPlan {
             start_ms: plan.start_ms,
             step_ms: plan.step_ms,
             call_site: plan.call_site.clone(),
+            exemplars: plan.exemplars,
         }
     }
 
@@ -265,6 +283,7 @@ impl WireSeriesPlan {
             start_ms: self.start_ms,
             step_ms: self.step_ms,
             call_site: self.call_site,
+            exemplars: self.exemplars,
         }
     }
 }
@@ -276,6 +295,28 @@ pub struct WireSeriesGroup {
     pub labels: Vec<(String, String)>,
     /// `(bucket end ms, sum of totals, profiles)` per bucket.
     pub points: Vec<(i64, f64, u64)>,
+    /// The buckets' exemplars, `(bucket end ms, exemplar)`, ascending.
+    pub exemplars: Vec<(i64, WireExemplar)>,
+}
+
+/// An [`Exemplar`] on the wire.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct WireExemplar {
+    /// The profile's timestamp, ns.
+    pub timestamp_ns: i64,
+    /// Its id.
+    pub profile_id: u64,
+    /// Its total.
+    pub value: i64,
+    /// Its series' labels.
+    pub labels: Vec<(String, String)>,
+}
+
+fn wire_labels(labels: &ignis_storage::Labels) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl WireSeriesGroup {
@@ -283,15 +324,26 @@ impl WireSeriesGroup {
     pub fn of(groups: SeriesGroups) -> Vec<Self> {
         groups
             .into_iter()
-            .map(|(labels, points)| Self {
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                points: points
-                    .into_iter()
-                    .map(|(ts, (sum, n))| (ts, sum, n))
-                    .collect(),
+            .map(|(labels, buckets)| {
+                let mut points = Vec::with_capacity(buckets.len());
+                let mut exemplars = Vec::new();
+                for (ts, b) in buckets {
+                    points.push((ts, b.sum, b.count));
+                    if let Some(e) = b.exemplar {
+                        let e = WireExemplar {
+                            timestamp_ns: e.timestamp_ns,
+                            profile_id: e.profile_id,
+                            value: e.value,
+                            labels: wire_labels(&e.labels),
+                        };
+                        exemplars.push((ts, e));
+                    }
+                }
+                Self {
+                    labels: wire_labels(&labels),
+                    points,
+                    exemplars,
+                }
             })
             .collect()
     }
@@ -300,13 +352,27 @@ impl WireSeriesGroup {
     pub fn into_groups(wire: Vec<Self>) -> SeriesGroups {
         wire.into_iter()
             .map(|g| {
-                (
-                    ignis_storage::Labels::from_pairs(g.labels),
-                    g.points
-                        .into_iter()
-                        .map(|(ts, sum, n)| (ts, (sum, n)))
-                        .collect(),
-                )
+                let mut buckets: BTreeMap<i64, Bucket> = g
+                    .points
+                    .into_iter()
+                    .map(|(ts, sum, count)| {
+                        let b = Bucket {
+                            sum,
+                            count,
+                            exemplar: None,
+                        };
+                        (ts, b)
+                    })
+                    .collect();
+                for (ts, e) in g.exemplars {
+                    buckets.entry(ts).or_default().exemplar = Some(Exemplar {
+                        timestamp_ns: e.timestamp_ns,
+                        profile_id: e.profile_id,
+                        value: e.value,
+                        labels: ignis_storage::Labels::from_pairs(e.labels),
+                    });
+                }
+                (ignis_storage::Labels::from_pairs(g.labels), buckets)
             })
             .collect()
     }
@@ -454,6 +520,7 @@ mod tests {
                 start_ns: 1,
                 end_ns: 2,
                 spans: Some(SpanSelector::from_ids([7, 3])),
+                profiles: Some(ProfileSelector::from_ids([9, 4])),
             }],
             stacks: true,
             per_profile: false,
@@ -475,10 +542,12 @@ mod tests {
         );
         assert!(!again.rollups, "a peer copies rows, never rollups");
         // A merge-only query lets safe blocks answer from rollups; one
-        // with a span selector does not.
+        // with a span or profile selector does not.
         assert!(!req.rollups && back.rollup_scope().unwrap().is_none());
         let mut merge_only = scope.clone();
         merge_only.selections[0].spans = None;
+        assert!(!SelectRequest::new("t", &merge_only, 0, 10).rollups);
+        merge_only.selections[0].profiles = None;
         let req = SelectRequest::new("t", &merge_only, 0, 10);
         let rs = req.rollup_scope().unwrap().expect("a rollup scope");
         assert!(req.rollups && rs.rollups && !rs.per_profile && rs.stacks);
@@ -514,5 +583,43 @@ mod tests {
         flag[0] = 7;
         assert!(decode_answer(&flag).is_err());
         assert!(decode_answer(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn series_groups_round_trip_with_their_exemplars() {
+        let labels = ignis_storage::Labels::from_pairs([("pod", "a")]);
+        let exemplar = Exemplar {
+            timestamp_ns: 1_500_000_000,
+            profile_id: 42,
+            value: 7,
+            labels: ignis_storage::Labels::from_pairs([("pod", "a"), ("region", "r1")]),
+        };
+        let buckets: BTreeMap<i64, Bucket> = [
+            (
+                1_000,
+                Bucket {
+                    sum: 7.0,
+                    count: 1,
+                    exemplar: None,
+                },
+            ),
+            (
+                2_000,
+                Bucket {
+                    sum: 12.5,
+                    count: 2,
+                    exemplar: Some(exemplar),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let groups: SeriesGroups = [(labels, buckets)].into_iter().collect();
+        let answer = SubAnswer::Series(WireSeriesGroup::of(groups.clone()));
+        let back = decode::<SubAnswer>(&encode(&answer).unwrap()).unwrap();
+        let SubAnswer::Series(wire) = back else {
+            panic!("not a series answer");
+        };
+        assert_eq!(WireSeriesGroup::into_groups(wire), groups);
     }
 }

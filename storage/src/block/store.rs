@@ -212,6 +212,31 @@ impl BlockStore {
         Ok(())
     }
 
+    /// A small file of `tenant` outside its blocks (`<tenant>/<name>`, e.g.
+    /// its settings), or `None` when there is none.
+    pub async fn read_tenant_file(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, BlockError> {
+        match self.op.read(&format!("{tenant}/{name}")).await {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the file `<tenant>/<name>`, replacing it.
+    pub async fn write_tenant_file(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), BlockError> {
+        self.op.write(&format!("{tenant}/{name}"), bytes).await?;
+        Ok(())
+    }
+
     /// Tenants that have a `blocks/` directory.
     pub async fn tenants(&self) -> Result<Vec<String>, BlockError> {
         let mut out: Vec<String> = self
