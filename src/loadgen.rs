@@ -525,7 +525,7 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
         for template in &mut templates {
             for p in template.iter_mut() {
                 p.timestamp_ns = t;
-                p.profile_id = ignis_storage::new_profile_id();
+                p.profile_id = ignis_storage::ProfileId::generate();
                 for (head, _) in heads.iter_mut() {
                     head.insert(p)?;
                 }

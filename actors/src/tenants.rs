@@ -773,7 +773,7 @@ mod tests {
 
     fn profile_of(service: &str, ts: i64) -> SplitProfile {
         SplitProfile {
-            profile_id: ignis_storage::new_profile_id(),
+            profile_id: ignis_storage::ProfileId::generate(),
             profile: ignis_storage::FlatProfile::from_proto(&pprof::Profile {
                 string_table: vec!["".into(), "main".into()],
                 function: vec![pprof::Function {

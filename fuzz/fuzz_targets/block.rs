@@ -60,7 +60,7 @@ fn valid() -> &'static Valid {
             let labels =
                 |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
             head.insert(&SplitProfile {
-                profile_id: ignis_storage::new_profile_id(),
+                profile_id: ignis_storage::ProfileId::generate(),
                 profile: ignis_storage::FlatProfile::from_proto(&p).expect("encodes"),
                 timestamp_ns: ts,
                 series: vec![

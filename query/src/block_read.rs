@@ -284,15 +284,28 @@ impl BlockReader {
         let filter = RowFilter::new(refs, start, end);
         let with_ids = meta.format_version >= 2;
         let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
+        // Whole ids (their high half, format 5) where an answer shows them
+        // (time series' exemplars, from `profiles`) or a copy keeps them
+        // (a compaction's read of `samples`).
+        let hi_col: &[&str] = if meta.format_version >= 5 && (!scope.stacks || scope.all_spans) {
+            &["profile_id_hi"]
+        } else {
+            &[]
+        };
         let (file, columns): (&str, Vec<&str>) = if scope.stacks {
             (
                 "samples.parquet",
-                [&["series_ref", "timestamp_ns", "stack_id", "value"], id_col].concat(),
+                [
+                    &["series_ref", "timestamp_ns", "stack_id", "value"],
+                    id_col,
+                    hi_col,
+                ]
+                .concat(),
             )
         } else {
             (
                 "profiles.parquet",
-                [&["series_ref", "timestamp_ns", "total"], id_col].concat(),
+                [&["series_ref", "timestamp_ns", "total"], id_col, hi_col].concat(),
             )
         };
         let (batches, scanned) =
@@ -562,7 +575,9 @@ mod tests {
                     (names::PROFILE_TYPE, PT),
                 ]);
                 head.insert(&SplitProfile {
-                    profile_id: 1 + (i as u64) * 1000 + s as u64,
+                    profile_id: ignis_storage::ProfileId::from_key(
+                        1 + (i as u64) * 1000 + s as u64,
+                    ),
                     profile: ignis_storage::FlatProfile::from_proto(&profile(i as u64 + s as u64))
                         .unwrap(),
                     timestamp_ns: (START_MS + i * 10_000) * 1_000_000,

@@ -502,18 +502,12 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectSeriesRequest,
     ) -> Result<q::SelectSeriesResponse, QueryError> {
-        let (_, sel) = self.typed_selection(
-            &req.profile_type_id,
-            &req.label_selector,
-            req.start,
-            req.end,
+        let (sel, step_ms, exemplars) = self.bucketed_selection(
+            (&req.profile_type_id, &req.label_selector),
+            (req.start, req.end),
+            req.step,
+            req.exemplar_type,
         )?;
-        let step_ms = step_ms(req.step)?;
-        if req.exemplar_type == types::ExemplarType::Span as i32 {
-            return Err(QueryError::Unimplemented(
-                "exemplar type span is not implemented".into(),
-            ));
-        }
         let aggregation = match req.aggregation {
             Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => {
                 Aggregation::Average
@@ -526,7 +520,7 @@ impl<'a> Engine<'a> {
             start_ms: req.start,
             step_ms,
             call_site: call_site(req.stack_trace_selector.as_ref())?,
-            exemplars: req.exemplar_type == types::ExemplarType::Individual as i32,
+            exemplars,
         };
         let mut builder = SeriesBuilder::of(&plan, aggregation);
         let mut seen = Seen::default();
@@ -547,30 +541,47 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectHeatmapRequest,
     ) -> Result<q::SelectHeatmapResponse, QueryError> {
-        let (_, sel) = self.typed_selection(
-            &req.profile_type_id,
-            &req.label_selector,
-            req.start,
-            req.end,
-        )?;
-        let step_ms = step_ms(req.step)?;
         if req.query_type == q::HeatmapQueryType::Span as i32 {
             return Err(QueryError::Unimplemented(
                 "heatmap query type span is not implemented".into(),
             ));
         }
-        if req.exemplar_type == types::ExemplarType::Span as i32 {
-            return Err(QueryError::Unimplemented(
-                "exemplar type span is not implemented".into(),
-            ));
-        }
-        let exemplars = req.exemplar_type == types::ExemplarType::Individual as i32;
+        let (sel, step_ms, exemplars) = self.bucketed_selection(
+            (&req.profile_type_id, &req.label_selector),
+            (req.start, req.end),
+            req.step,
+            req.exemplar_type,
+        )?;
         let mut builder = HeatmapBuilder::new(req.group_by.clone(), req.start, step_ms, exemplars);
         self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
         Ok(q::SelectHeatmapResponse {
             series: builder.finish(limit),
         })
+    }
+
+    /// The typed selection, step (ms) and whether exemplars are asked for
+    /// of a query bucketing profiles over time (`SelectSeries`,
+    /// `SelectHeatmap`); span exemplars are not implemented.
+    fn bucketed_selection(
+        &self,
+        (profile_type, label_selector): (&str, &str),
+        (start_ms, end_ms): (i64, i64),
+        step: f64,
+        exemplar_type: i32,
+    ) -> Result<(Selection, i64, bool), QueryError> {
+        let (_, sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
+        let step_ms = step_ms(step)?;
+        if exemplar_type == types::ExemplarType::Span as i32 {
+            return Err(QueryError::Unimplemented(
+                "exemplar type span is not implemented".into(),
+            ));
+        }
+        Ok((
+            sel,
+            step_ms,
+            exemplar_type == types::ExemplarType::Individual as i32,
+        ))
     }
 
     /// The bucketed totals of `plan` over the sources (a part of a
@@ -739,7 +750,7 @@ mod tests {
         };
         let mut head = Head::new();
         head.insert(&SplitProfile {
-            profile_id,
+            profile_id: ignis_storage::ProfileId::from_key(profile_id),
             profile: ignis_storage::FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 5_000_000,
             series: vec![SeriesSplit {

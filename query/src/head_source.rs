@@ -81,8 +81,8 @@ fn selected_rows<'a>(
                 .iter()
                 .map(move |r| (s, r))
         })
-        .filter(move |(_, r)| sel.keeps_profile(r.profile_id))
-        .filter(move |(s, r)| seen.first(s.fingerprint, r.timestamp_ns, r.profile_id))
+        .filter(move |(_, r)| sel.keeps_profile(r.profile_id.key()))
+        .filter(move |(s, r)| seen.first(s.fingerprint, r.timestamp_ns, r.profile_id.key()))
 }
 
 /// [`Source::profile_totals`] over `series`: each selected profile's total

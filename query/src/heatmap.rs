@@ -169,7 +169,7 @@ mod tests {
         let mut h = HeatmapBuilder::new(vec!["pod".into()], 0, 10_000, true);
         let t = |ms: i64, id: u64, value: i64| ProfileTotal {
             timestamp_ns: ms * 1_000_000,
-            profile_id: id,
+            profile_id: ignis_storage::ProfileId::from_key(id),
             value,
         };
         // pod a: two profiles in one cell, one in the next slot.

@@ -80,7 +80,7 @@ impl MergedStacks {
         pairs.sort_unstable();
         let row = ProfileRow {
             timestamp_ns: 0,
-            profile_id: 0,
+            profile_id: ignis_storage::ProfileId::default(),
             total: self.total(),
             stacks: pairs.iter().map(|p| p.0).collect(),
             values: pairs.iter().map(|p| p.1).collect(),

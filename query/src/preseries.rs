@@ -141,7 +141,7 @@ mod tests {
                     ..Default::default()
                 };
                 head.insert(&SplitProfile {
-                    profile_id: id,
+                    profile_id: ignis_storage::ProfileId::from_key(id),
                     profile: ignis_storage::FlatProfile::from_proto(&profile).unwrap(),
                     timestamp_ns: (1_000_000_000 + i * every) * 1_000_000,
                     series: vec![SeriesSplit {

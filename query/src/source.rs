@@ -59,14 +59,16 @@ impl SpanSelector {
 pub struct ProfileSelector(HashSet<u64>);
 
 impl ProfileSelector {
-    /// Parses profile ids (UUIDs, [`ignis_storage::parse_profile_id`]); a
-    /// UUID that names no stored profile selects nothing.
+    /// Parses profile ids (UUIDs, [`ignis_storage::ProfileId`]); profiles
+    /// are matched by their key (the low 64 bits), as replicas are.
     pub fn parse(ids: &[String]) -> Result<Self, QueryError> {
         let mut out = HashSet::new();
         for s in ids {
-            let id = ignis_storage::parse_profile_id(s)
+            let id = ignis_storage::ProfileId::parse(s)
                 .map_err(|e| QueryError::invalid(format!("invalid profile_id_selector: {e}")))?;
-            out.extend(id);
+            if id.key() != 0 {
+                out.insert(id.key());
+            }
         }
         Ok(Self(out))
     }
@@ -76,14 +78,14 @@ impl ProfileSelector {
         Self(ids.into_iter().collect())
     }
 
-    /// The selected profile ids, in no particular order.
+    /// The selected profiles' keys, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.iter().copied()
     }
 
-    /// True when the profile with id `profile_id` is selected.
-    pub fn contains(&self, profile_id: u64) -> bool {
-        self.0.contains(&profile_id)
+    /// True when the profile with key `key` is selected.
+    pub fn contains(&self, key: u64) -> bool {
+        self.0.contains(&key)
     }
 }
 
@@ -121,11 +123,9 @@ impl Selection {
         self.spans.is_some() || self.profiles.is_some()
     }
 
-    /// True when it keeps the row of profile `profile_id`.
-    pub fn keeps_profile(&self, profile_id: u64) -> bool {
-        self.profiles
-            .as_ref()
-            .is_none_or(|p| p.contains(profile_id))
+    /// True when it keeps the row of the profile whose key is `key`.
+    pub fn keeps_profile(&self, key: u64) -> bool {
+        self.profiles.as_ref().is_none_or(|p| p.contains(key))
     }
 }
 
@@ -174,8 +174,8 @@ pub fn starts_with_call_site(frames: &[String], call_site: &[String]) -> bool {
 pub struct ProfileTotal {
     /// The profile's timestamp, nanoseconds.
     pub timestamp_ns: i64,
-    /// Its id (0: unknown).
-    pub profile_id: u64,
+    /// Its id (key 0: unknown).
+    pub profile_id: ignis_storage::ProfileId,
     /// Sum of the values counted (all of the profile's, or those a span
     /// selector or call site keeps).
     pub value: i64,

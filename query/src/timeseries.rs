@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use ignis_storage::Labels;
 use ignis_storage::proto::types::v1 as types;
+use ignis_storage::{Labels, ProfileId};
 
 use crate::source::ProfileTotal;
 
@@ -42,7 +42,7 @@ pub struct Exemplar {
     /// The profile's timestamp, nanoseconds.
     pub timestamp_ns: i64,
     /// Its id.
-    pub profile_id: u64,
+    pub profile_id: ProfileId,
     /// Its total (what the point counted of it).
     pub value: i64,
     /// Its series' labels.
@@ -83,7 +83,7 @@ impl Exemplar {
     pub fn to_proto(&self) -> types::Exemplar {
         types::Exemplar {
             timestamp: self.timestamp_ns.div_euclid(1_000_000),
-            profile_id: ignis_storage::format_profile_id(self.profile_id),
+            profile_id: self.profile_id.to_string(),
             span_id: String::new(),
             value: self.value,
             labels: self
@@ -102,7 +102,13 @@ impl Exemplar {
 
 /// True when a profile `(value, timestamp_ns, profile_id, labels)` is a
 /// better exemplar than `cur` ([`Exemplar::better`]'s order).
-fn beats(value: i64, timestamp_ns: i64, profile_id: u64, labels: &Labels, cur: &Exemplar) -> bool {
+fn beats(
+    value: i64,
+    timestamp_ns: i64,
+    profile_id: ProfileId,
+    labels: &Labels,
+    cur: &Exemplar,
+) -> bool {
     (cur.value, timestamp_ns, profile_id, labels)
         < (value, cur.timestamp_ns, cur.profile_id, &cur.labels)
 }
@@ -377,7 +383,7 @@ mod tests {
     fn total(timestamp_ns: i64, value: i64) -> ProfileTotal {
         ProfileTotal {
             timestamp_ns,
-            profile_id: value as u64,
+            profile_id: ProfileId::from_key(value as u64),
             value,
         }
     }
@@ -402,7 +408,7 @@ mod tests {
                 l,
                 ProfileTotal {
                     timestamp_ns: ms * 1_000_000,
-                    profile_id: id,
+                    profile_id: ProfileId::from_key(id),
                     value: v,
                 },
             )

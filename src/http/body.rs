@@ -36,6 +36,17 @@ pub fn inflate(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, ApiErro
     })
 }
 
+/// Reads the whole body ([`read_body`]) and undoes its `Content-Encoding`
+/// ([`decode_content_encoding`]), `limit` bytes at most each way.
+pub async fn read_decoded(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let raw = read_body(payload, limit).await?;
+    decode_content_encoding(req, raw, limit)
+}
+
 /// Undoes `Content-Encoding` (gzip or identity), inflating at most `limit` bytes.
 pub fn decode_content_encoding(
     req: &HttpRequest,

@@ -8,7 +8,7 @@ use ignis_storage::proto::types::v1 as types;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::body::{decode_content_encoding, read_body};
+use super::body::read_decoded;
 use super::connect::Codec;
 use super::error::ApiError;
 use super::state::{AppState, fetch_range, now_ns};
@@ -25,8 +25,7 @@ pub async fn querier(
 ) -> Result<HttpResponse, ApiError> {
     let codec = Codec::from_request(&req)?;
     let tenant = state.read_tenants(&req)?;
-    let raw = read_body(payload, MAX_QUERY_BODY).await?;
-    let body = decode_content_encoding(&req, raw, MAX_QUERY_BODY)?;
+    let body = read_decoded(&req, payload, MAX_QUERY_BODY).await?;
     within_deadline(&req, dispatch(&method, codec, &body, &state, tenant)).await
 }
 

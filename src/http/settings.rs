@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use ignis_actors::settings::{Setting, SettingsError};
 use ignis_storage::proto::settings::v1 as pb;
 
-use super::body::{decode_content_encoding, read_body};
+use super::body::read_decoded;
 use super::connect::Codec;
 use super::error::ApiError;
 use super::state::{AppState, now_ns};
@@ -23,8 +23,7 @@ pub async fn settings(
 ) -> Result<HttpResponse, ApiError> {
     let codec = Codec::from_request(&req)?;
     let tenant = state.tenant(&req)?;
-    let raw = read_body(payload, MAX_BODY).await?;
-    let body = decode_content_encoding(&req, raw, MAX_BODY)?;
+    let body = read_decoded(&req, payload, MAX_BODY).await?;
     let store = state.tenants.settings().ok_or_else(|| {
         ApiError::unavailable("tenant settings need a bucket, and this node has none")
     })?;

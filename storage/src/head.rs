@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use hashbrown::HashMap;
 
 use crate::flat::FlatProfile;
+use crate::profile_id::ProfileId;
 use crate::symbols::ImportMemo;
 
 use crate::labels::{Labels, names};
@@ -21,8 +22,9 @@ use crate::symbols::{SymbolError, SymbolTable};
 /// One decoded pprof and the series its samples belong to: the unit the ingester appends.
 #[derive(Debug, Clone)]
 pub struct SplitProfile {
-    /// Identity of this profile ([`crate::new_profile_id`]); replicas share it.
-    pub profile_id: u64,
+    /// Identity of this profile (the client's, or [`ProfileId::generate`]);
+    /// replicas share it.
+    pub profile_id: ProfileId,
     /// The validated pprof, decoded in place (its bytes are what the WAL keeps).
     pub profile: FlatProfile,
     /// Profile timestamp in nanoseconds.
@@ -147,8 +149,8 @@ pub fn merge_span_samples(mut v: Vec<SpanSample>) -> Option<Box<[SpanSample]>> {
 pub struct ProfileRow {
     /// Timestamp in nanoseconds.
     pub timestamp_ns: i64,
-    /// The id of the profile this row came from (0: unknown, format-1 blocks).
-    pub profile_id: u64,
+    /// The id of the profile this row came from (key 0: unknown, format-1 blocks).
+    pub profile_id: ProfileId,
     /// Sum of `values`.
     pub total: i64,
     /// Stack ids (into the head's symbol table), ascending.
@@ -543,9 +545,8 @@ impl Head {
             }
             let mut new_rows = Vec::with_capacity(rows.len());
             for row in rows {
-                if row.profile_id != 0
-                    && !seen.insert((s.fingerprint, row.timestamp_ns, row.profile_id))
-                {
+                let key = row.profile_id.key();
+                if key != 0 && !seen.insert((s.fingerprint, row.timestamp_ns, key)) {
                     continue;
                 }
                 let stacks = if parts.stacks { &row.stacks[..] } else { &[] };
@@ -633,8 +634,11 @@ impl Head {
 /// An estimate of the memory rows hold, in bytes: `profiles` profile rows
 /// with `samples` `(stack, value)` pairs and `span_samples` span samples.
 pub fn approx_row_bytes(profiles: u64, samples: u64, span_samples: u64) -> u64 {
-    profiles * 72 + samples * 12 + span_samples * 24
+    profiles * ROW_BYTES + samples * 12 + span_samples * 24
 }
+
+/// The size of a [`ProfileRow`] itself (its stacks and spans are apart).
+const ROW_BYTES: u64 = std::mem::size_of::<ProfileRow>() as u64;
 
 /// An estimate of the memory `series` (rows included) and `symbols` hold,
 /// in bytes, for query budgets.
@@ -744,7 +748,7 @@ mod tests {
         let mut head = Head::new();
         let labels = Labels::from_pairs([("service_name", "a")]);
         let split = SplitProfile {
-            profile_id: 1,
+            profile_id: ProfileId::from_key(1),
             profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
             timestamp_ns: 10,
             series: vec![SeriesSplit {
@@ -774,7 +778,7 @@ mod tests {
         let mut a = Head::new();
         for (id, ts, svc) in [(1, 10, "x"), (2, 20, "x"), (3, 20, "y"), (4, 90, "x")] {
             a.insert(&SplitProfile {
-                profile_id: id,
+                profile_id: ProfileId::from_key(id),
                 profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
                 timestamp_ns: ts,
                 series: vec![SeriesSplit {
@@ -858,7 +862,7 @@ mod tests {
         label(&mut p, 2, "span_id", "nope");
         let mut head = Head::new();
         let split = SplitProfile {
-            profile_id: 1,
+            profile_id: ProfileId::from_key(1),
             profile: FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 10,
             series: vec![SeriesSplit {
@@ -884,7 +888,7 @@ mod tests {
 
         // Import (a cluster answer) keeps them; a profile without spans pays nothing.
         head.insert(&SplitProfile {
-            profile_id: 2,
+            profile_id: ProfileId::from_key(2),
             profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
             ..split.clone()
         })
@@ -904,7 +908,7 @@ mod tests {
         let mut p = tiny_profile();
         p.sample[2].location_id = vec![99];
         let split = SplitProfile {
-            profile_id: 1,
+            profile_id: ProfileId::from_key(1),
             profile: FlatProfile::from_proto(&p).unwrap(),
             timestamp_ns: 1,
             series: vec![SeriesSplit {

@@ -27,9 +27,9 @@ pub use head::{
     Head, HeadStats, InsertStats, ProfileRow, RowParts, Series, SeriesSplit, SplitProfile,
 };
 pub use labels::{Labels, names};
-pub use profile_id::{ProfileIdError, format_profile_id, parse_profile_id};
+pub use profile_id::{ProfileId, ProfileIdError};
 pub use profile_type::{ProfileType, ProfileTypeError};
-pub use record::{RecordError, decode_record, encode_record, new_profile_id};
+pub use record::{RecordError, decode_record, encode_record};
 pub use symbols::{SymbolError, SymbolTable};
 #[cfg(feature = "blocks")]
 pub use wal::{ReplayStats, Wal, WalError, WalSync};

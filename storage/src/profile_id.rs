@@ -1,47 +1,111 @@
-//! Profile ids as clients see them: Ignis's 64-bit profile id written and
-//! read as a UUID (`00000000-0000-0000-xxxx-xxxxxxxxxxxx`, the id in its low
-//! 64 bits), the form of Pyroscope's exemplars and `profile_id_selector`.
+//! [`ProfileId`]: the 128-bit id of a profile, written and read as a UUID
+//! (the form of exemplars and `profile_id_selector`). The distributor draws
+//! one for every profile it receives, as Pyroscope does (a client's
+//! `RawSample.ID` only names the profile in error messages). Its low 64 bits
+//! are the profile's key: replicas of a profile share it, queries count a
+//! `(series, timestamp, key)` once, and blocks join their tables by it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A profile id that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("profile id {0:?} is not a UUID (8-4-4-4-12 hex digits)")]
 pub struct ProfileIdError(pub String);
 
-/// The UUID form of a profile id ([`parse_profile_id`]'s inverse).
-pub fn format_profile_id(id: u64) -> String {
-    let hex = format!("{id:016x}");
-    format!("00000000-0000-0000-{}-{}", &hex[..4], &hex[4..])
+/// A profile's id: a UUID, whose low 64 bits are its key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProfileId {
+    /// The UUID's first 8 bytes, big-endian (0 for ids stored before
+    /// Ignis kept whole UUIDs).
+    pub hi: u64,
+    /// Its last 8 bytes, big-endian: the key.
+    pub lo: u64,
 }
 
-/// The profile id a UUID names: its low 64 bits. A UUID whose high 64 bits
-/// are not zero names no profile Ignis stores (`None`). Accepts the
-/// hyphenated form in either case, and 32 bare hex digits.
-pub fn parse_profile_id(s: &str) -> Result<Option<u64>, ProfileIdError> {
-    let bad = || ProfileIdError(s.chars().take(64).collect());
-    let b = s.as_bytes();
-    let digits: Vec<u8> = match b.len() {
-        36 => {
-            if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-                return Err(bad());
-            }
-            b.iter().copied().filter(|&c| c != b'-').collect()
-        }
-        32 => b.to_vec(),
-        _ => return Err(bad()),
-    };
-    if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(bad());
+impl ProfileId {
+    /// The id whose key is `key` and high half 0 (rows written before
+    /// Ignis kept whole UUIDs; 0 is "no id", format-1 blocks).
+    pub const fn from_key(key: u64) -> Self {
+        Self { hi: 0, lo: key }
     }
-    // All ASCII hex digits: both halves parse.
-    let half = |d: &[u8]| {
-        std::str::from_utf8(d)
-            .ok()
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-    };
-    let (Some(hi), Some(lo)) = (half(&digits[..16]), half(&digits[16..])) else {
-        return Err(bad());
-    };
-    Ok((hi == 0 && lo != 0).then_some(lo))
+
+    /// The key: the low 64 bits.
+    pub const fn key(self) -> u64 {
+        self.lo
+    }
+
+    /// A new id, unique across nodes and restarts with overwhelming
+    /// probability (a per-process random seed, the clock and a counter,
+    /// hashed), shaped as a version-4 UUID. Replicas of a profile share it.
+    pub fn generate() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let stack = 0u8;
+            let entropy = format!(
+                "{now}/{}/{:p}/{:?}",
+                std::process::id(),
+                &stack,
+                std::thread::current().id()
+            );
+            xxhash_rust::xxh3::xxh3_64(entropy.as_bytes())
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let bits = xxhash_rust::xxh3::xxh3_128_with_seed(&n.to_le_bytes(), seed);
+        // Version 4 (random) and the RFC 4122 variant, as UUID tools expect.
+        let hi = ((bits >> 64) as u64 & !0xf000) | 0x4000;
+        let lo = (bits as u64 & !(0xc000_0000_0000_0000)) | 0x8000_0000_0000_0000;
+        Self { hi, lo }
+    }
+
+    /// Parses a UUID: the hyphenated form in either case, or 32 bare hex
+    /// digits.
+    pub fn parse(s: &str) -> Result<Self, ProfileIdError> {
+        let bad = || ProfileIdError(s.chars().take(64).collect());
+        let b = s.as_bytes();
+        let digits: Vec<u8> = match b.len() {
+            36 => {
+                if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+                    return Err(bad());
+                }
+                b.iter().copied().filter(|&c| c != b'-').collect()
+            }
+            32 => b.to_vec(),
+            _ => return Err(bad()),
+        };
+        if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad());
+        }
+        // All ASCII hex digits: both halves parse.
+        let half = |d: &[u8]| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+        };
+        match (half(&digits[..16]), half(&digits[16..])) {
+            (Some(hi), Some(lo)) => Ok(Self { hi, lo }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for ProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (hi, lo) = (self.hi, self.lo);
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xffff,
+            hi & 0xffff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        )
+    }
 }
 
 #[cfg(test)]
@@ -50,30 +114,38 @@ mod tests {
 
     #[test]
     fn ids_round_trip_through_their_uuid() {
-        for id in [1, 0x1234_5678_9abc_def0, u64::MAX, crate::new_profile_id()] {
-            let s = format_profile_id(id);
-            assert_eq!(s.len(), 36, "{s}");
-            assert_eq!(parse_profile_id(&s), Ok(Some(id)), "{s}");
-            assert_eq!(parse_profile_id(&s.to_uppercase()), Ok(Some(id)));
-            assert_eq!(parse_profile_id(&s.replace('-', "")), Ok(Some(id)));
+        let client = "734fd599-6865-419e-9475-932762d8f469";
+        let id = ProfileId::parse(client).unwrap();
+        assert_eq!(id.to_string(), client);
+        assert_eq!(id.key(), 0x9475_9327_62d8_f469);
+        assert_eq!(ProfileId::parse(&client.to_uppercase()), Ok(id));
+        assert_eq!(ProfileId::parse(&client.replace('-', "")), Ok(id));
+        for id in [
+            ProfileId::from_key(1),
+            ProfileId::from_key(u64::MAX),
+            ProfileId::generate(),
+        ] {
+            assert_eq!(ProfileId::parse(&id.to_string()), Ok(id), "{id}");
         }
         assert_eq!(
-            format_profile_id(0x1234_5678_9abc_def0),
+            ProfileId::from_key(0x1234_5678_9abc_def0).to_string(),
             "00000000-0000-0000-1234-56789abcdef0"
         );
     }
 
     #[test]
-    fn uuids_of_no_stored_profile_and_garbage() {
-        // A client's random UUID names no profile; id 0 is "no id".
-        assert_eq!(
-            parse_profile_id("9f1c2b3a-4d5e-4f60-8a7b-6c5d4e3f2a1b"),
-            Ok(None)
-        );
-        assert_eq!(
-            parse_profile_id("00000000-0000-0000-0000-000000000000"),
-            Ok(None)
-        );
+    fn generated_ids_are_distinct_version_4_uuids() {
+        let (a, b) = (ProfileId::generate(), ProfileId::generate());
+        assert_ne!(a, b);
+        assert_ne!(a.key(), b.key());
+        let s = a.to_string();
+        assert_eq!(&s[14..15], "4", "{s}");
+        assert!("89ab".contains(&s[19..20]), "{s}");
+        assert_ne!(a.key(), 0);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
         for bad in [
             "",
             "not-a-uuid",
@@ -82,7 +154,7 @@ mod tests {
             "000000000000000000000000000000001",
             "é0000000-0000-0000-0000-00000000001",
         ] {
-            assert!(parse_profile_id(bad).is_err(), "{bad:?}");
+            assert!(ProfileId::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -9,7 +9,6 @@
 //! replayed or replicated profile is the one that was acknowledged.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use rkyv::rancor;
@@ -17,12 +16,17 @@ use rkyv::rancor;
 use crate::flat::{FlatProfile, Truncation};
 use crate::head::{SeriesSplit, SplitProfile};
 use crate::labels::Labels;
+use crate::profile_id::ProfileId;
 
 /// Leading bytes of every record: the format and its version.
-pub const RECORD_MAGIC: &[u8; 8] = b"IGNREC03";
+/// 04: a profile's whole id (128 bits), not only its key.
+pub const RECORD_MAGIC: &[u8; 8] = b"IGNREC04";
 
-/// The previous format (the pprof re-encoded by prost), still read so a WAL
-/// written by an older Ignis replays.
+/// The previous format (ids of 64 bits), still read so a WAL written by
+/// an older Ignis replays.
+const RECORD_MAGIC_V3: &[u8; 8] = b"IGNREC03";
+
+/// The format before (the pprof re-encoded by prost), still read.
 const RECORD_MAGIC_V2: &[u8; 8] = b"IGNREC02";
 
 /// A record that cannot be encoded or decoded.
@@ -32,7 +36,7 @@ pub enum RecordError {
     #[error("record encoding failed: {0}")]
     Encode(String),
     /// The bytes are not a record of this version.
-    #[error("record is not in format IGNREC03 or IGNREC02: {0}")]
+    #[error("record is not in format IGNREC04, IGNREC03 or IGNREC02: {0}")]
     Version(String),
     /// The bytes are damaged.
     #[error("record is corrupt: {0}")]
@@ -47,11 +51,31 @@ struct Record {
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct RecordProfile {
+    /// The id's key (low 64 bits).
     profile_id: u64,
+    /// The id's high 64 bits.
+    profile_id_hi: u64,
     timestamp_ns: i64,
     /// The client's pprof bytes, gzip or not.
     pprof: Vec<u8>,
     /// Length of the uncompressed pprof.
+    plain_len: u64,
+    stack_depth: u32,
+    symbol_bytes: u32,
+    series: Vec<RecordSeries>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct RecordV3 {
+    tenant: String,
+    profiles: Vec<RecordProfileV3>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct RecordProfileV3 {
+    profile_id: u64,
+    timestamp_ns: i64,
+    pprof: Vec<u8>,
     plain_len: u64,
     stack_depth: u32,
     symbol_bytes: u32,
@@ -91,7 +115,8 @@ pub fn encode_record<'a>(
             .map(|p| {
                 let t = p.profile.truncation();
                 RecordProfile {
-                    profile_id: p.profile_id,
+                    profile_id: p.profile_id.lo,
+                    profile_id_hi: p.profile_id.hi,
                     timestamp_ns: p.timestamp_ns,
                     pprof: p.profile.wire().to_vec(),
                     plain_len: p.profile.plain_len() as u64,
@@ -135,14 +160,34 @@ pub fn decode_record(bytes: &[u8]) -> Result<(String, Vec<SplitProfile>), Record
     if let Some(body) = bytes.strip_prefix(RECORD_MAGIC_V2.as_slice()) {
         return decode_v2(body);
     }
-    let Some(body) = bytes.strip_prefix(RECORD_MAGIC.as_slice()) else {
+    let record: Record = if let Some(body) = bytes.strip_prefix(RECORD_MAGIC_V3.as_slice()) {
+        let old: RecordV3 = from_rkyv(body)?;
+        Record {
+            tenant: old.tenant,
+            profiles: old
+                .profiles
+                .into_iter()
+                .map(|p| RecordProfile {
+                    profile_id: p.profile_id,
+                    profile_id_hi: 0,
+                    timestamp_ns: p.timestamp_ns,
+                    pprof: p.pprof,
+                    plain_len: p.plain_len,
+                    stack_depth: p.stack_depth,
+                    symbol_bytes: p.symbol_bytes,
+                    series: p.series,
+                })
+                .collect(),
+        }
+    } else if let Some(body) = bytes.strip_prefix(RECORD_MAGIC.as_slice()) {
+        from_rkyv(body)?
+    } else {
         let head = &bytes[..bytes.len().min(8)];
         return Err(RecordError::Version(format!(
             "it starts with {:?} (written by an older or newer Ignis?)",
             String::from_utf8_lossy(head)
         )));
     };
-    let record: Record = from_rkyv(body)?;
     let mut profiles = Vec::with_capacity(record.profiles.len());
     for p in record.profiles {
         let wire = Bytes::from(p.pprof);
@@ -155,7 +200,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<(String, Vec<SplitProfile>), Record
         });
         profile.set_time_nanos(p.timestamp_ns);
         profiles.push(SplitProfile {
-            profile_id: p.profile_id,
+            profile_id: ProfileId {
+                hi: p.profile_id_hi,
+                lo: p.profile_id,
+            },
             profile,
             timestamp_ns: p.timestamp_ns,
             series: p.series.into_iter().map(split_series).collect(),
@@ -211,38 +259,13 @@ fn decode_v2(body: &[u8]) -> Result<(String, Vec<SplitProfile>), RecordError> {
         let profile = FlatProfile::decode_plain(Bytes::from(p.pprof))
             .map_err(|e| RecordError::Corrupt(format!("pprof: {e}")))?;
         profiles.push(SplitProfile {
-            profile_id: p.profile_id,
+            profile_id: ProfileId::from_key(p.profile_id),
             profile,
             timestamp_ns: p.timestamp_ns,
             series: p.series.into_iter().map(split_series).collect(),
         });
     }
     Ok((record.tenant, profiles))
-}
-
-/// A new profile id: unique across nodes and restarts with overwhelming
-/// probability (a per-process random seed, the clock and a counter, hashed).
-/// Replicas of one profile share it, so queries count each profile once.
-pub fn new_profile_id() -> u64 {
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let stack = 0u8;
-        let entropy = format!(
-            "{now}/{}/{:p}/{:?}",
-            std::process::id(),
-            &stack,
-            std::thread::current().id()
-        );
-        xxhash_rust::xxh3::xxh3_64(entropy.as_bytes())
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), seed);
-    // 0 means "no id" (profiles from format-1 blocks).
-    id.max(1)
 }
 
 #[cfg(test)]
@@ -280,8 +303,9 @@ mod tests {
 
     #[test]
     fn round_trip_and_refusals() {
+        let id = ProfileId::parse("734fd599-6865-419e-9475-932762d8f469").unwrap();
         let p = SplitProfile {
-            profile_id: 42,
+            profile_id: id,
             profile: FlatProfile::from_proto(&tiny()).unwrap(),
             timestamp_ns: 7,
             series: series(),
@@ -289,7 +313,7 @@ mod tests {
         let bytes = encode_record("t", std::slice::from_ref(&p)).unwrap();
         let (tenant, back) = decode_record(&bytes).unwrap();
         assert_eq!(tenant, "t");
-        assert_eq!(back[0].profile_id, 42);
+        assert_eq!(back[0].profile_id, id);
         assert_eq!(back[0].series[0].samples, vec![0, 2]);
         let mut expected = tiny();
         expected.time_nanos = 7;
@@ -301,8 +325,6 @@ mod tests {
         let mut cut = bytes.clone();
         cut.truncate(bytes.len() / 2);
         assert!(matches!(decode_record(&cut), Err(RecordError::Corrupt(_))));
-        let a = new_profile_id();
-        assert_ne!(a, new_profile_id());
     }
 
     /// The record keeps the client's gzipped bytes, not a re-encoding, and
@@ -321,7 +343,7 @@ mod tests {
         profile.truncate(t);
         profile.set_time_nanos(9);
         let p = SplitProfile {
-            profile_id: 1,
+            profile_id: ProfileId::from_key(1),
             profile,
             timestamp_ns: 9,
             series: series(),
@@ -358,5 +380,27 @@ mod tests {
         assert_eq!(tenant, "t");
         assert_eq!(back[0].profile.to_proto(), expected);
         assert_eq!(back[0].series[0].samples, vec![0, 2]);
+        assert_eq!(back[0].profile_id, ProfileId::from_key(3));
+
+        // IGNREC03: the client's bytes, an id of 64 bits.
+        let plain = expected.encode_to_vec();
+        let v3 = RecordV3 {
+            tenant: "u".into(),
+            profiles: vec![RecordProfileV3 {
+                profile_id: 4,
+                timestamp_ns: 5,
+                plain_len: plain.len() as u64,
+                pprof: plain,
+                stack_depth: 0,
+                symbol_bytes: 0,
+                series: vec![record_series(&series()[0])],
+            }],
+        };
+        let mut bytes = RECORD_MAGIC_V3.to_vec();
+        bytes.extend_from_slice(&rkyv::to_bytes::<rancor::Error>(&v3).unwrap());
+        let (tenant, back) = decode_record(&bytes).unwrap();
+        assert_eq!(tenant, "u");
+        assert_eq!(back[0].profile_id, ProfileId::from_key(4));
+        assert_eq!(back[0].profile.to_proto(), expected);
     }
 }

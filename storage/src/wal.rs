@@ -195,6 +195,12 @@ pub fn stream_name(tenant: &str, shard: usize) -> String {
     }
 }
 
+/// Bytes of the WAL's pages sled keeps in memory. The WAL is written and
+/// then only read back on replay: sled's default (1 GiB) held every
+/// record since the last cut in memory, which under sustained ingest was
+/// most of the node's resident memory.
+const WAL_CACHE_BYTES: u64 = 32 << 20;
+
 /// The tenant and shard a stream name stands for ([`stream_name`]);
 /// `None` when it names no shard.
 pub fn parse_stream(stream: &str) -> Option<(&str, usize)> {
@@ -212,6 +218,7 @@ impl Wal {
     pub fn open(dir: &Path, sync: WalSync, flush_interval: Duration) -> Result<Self, WalError> {
         let config = sled::Config::new()
             .path(dir)
+            .cache_capacity(WAL_CACHE_BYTES)
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64));
         // A WAL of this directory dropped a moment ago in this process (a
         // node restarted in process) may still hold the lock until sled's
@@ -420,7 +427,7 @@ mod tests {
 
     fn profile(ts: i64, value: i64) -> SplitProfile {
         SplitProfile {
-            profile_id: crate::record::new_profile_id(),
+            profile_id: crate::ProfileId::generate(),
             profile: crate::FlatProfile::from_proto(&pprof::Profile {
                 string_table: vec!["".into(), "f".into()],
                 function: vec![pprof::Function {

@@ -6,12 +6,14 @@ use rkyv::rancor;
 
 use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
+use crate::profile_id::ProfileId;
 use crate::record::RecordError;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
 /// Leading bytes of an encoded head.
 /// 03: rows carry their total, so a slice may leave stacks out.
-pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED03";
+/// 04: rows carry their profile's whole id.
+pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED04";
 
 /// A location: mapping, address, lines as (function, line).
 type WireLocation = (u32, u64, Vec<(u32, i64)>);
@@ -38,7 +40,10 @@ struct WireSeries {
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct WireRow {
     timestamp_ns: i64,
+    /// The profile id's key (low 64 bits).
     profile_id: u64,
+    /// The profile id's high 64 bits.
+    profile_id_hi: u64,
     /// Sum of the profile's values; rows sent without stacks keep only it.
     total: i64,
     stacks: Vec<u32>,
@@ -100,7 +105,8 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
                     .iter()
                     .map(|r| WireRow {
                         timestamp_ns: r.timestamp_ns,
-                        profile_id: r.profile_id,
+                        profile_id: r.profile_id.lo,
+                        profile_id_hi: r.profile_id.hi,
                         total: r.total,
                         stacks: r.stacks.to_vec(),
                         values: r.values.to_vec(),
@@ -127,7 +133,7 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
 pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
     let Some(body) = bytes.strip_prefix(HEAD_MAGIC.as_slice()) else {
         return Err(RecordError::Version(
-            "not an encoded head of format IGNHED03".into(),
+            "not an encoded head of format IGNHED04".into(),
         ));
     };
     let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
@@ -220,7 +226,10 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
             }
             profiles.push(ProfileRow {
                 timestamp_ns: r.timestamp_ns,
-                profile_id: r.profile_id,
+                profile_id: ProfileId {
+                    hi: r.profile_id_hi,
+                    lo: r.profile_id,
+                },
                 total: if r.values.is_empty() {
                     r.total
                 } else {
@@ -297,7 +306,7 @@ mod tests {
         });
         for (id, ts, profile) in [(5, 100, &profile), (6, 100, &with_span)] {
             head.insert(&SplitProfile {
-                profile_id: id,
+                profile_id: ProfileId { hi: 77, lo: id },
                 profile: crate::FlatProfile::from_proto(profile).unwrap(),
                 timestamp_ns: ts,
                 series: vec![SeriesSplit {
@@ -314,7 +323,7 @@ mod tests {
         let rows = &back.series()[0].profiles;
         assert_eq!(
             rows.iter().map(|r| r.profile_id).collect::<Vec<_>>(),
-            vec![5, 6]
+            vec![ProfileId { hi: 77, lo: 5 }, ProfileId { hi: 77, lo: 6 }]
         );
         assert!(rows[0].spans.is_none());
         assert_eq!(

@@ -7,7 +7,7 @@
 use hashbrown::{HashMap, HashSet};
 
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::{FlatProfile, Labels, SeriesSplit, SplitProfile, Truncation, names};
+use ignis_storage::{FlatProfile, Labels, ProfileId, SeriesSplit, SplitProfile, Truncation, names};
 
 use super::error::{IngestError, Reason};
 use super::limits::Limits;
@@ -172,7 +172,7 @@ pub fn split_profile(
     }
     p.set_time_nanos(timestamp_ns);
     Ok(Some(SplitProfile {
-        profile_id: ignis_storage::new_profile_id(),
+        profile_id: ProfileId::generate(),
         profile: p,
         timestamp_ns,
         series,

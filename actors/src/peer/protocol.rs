@@ -5,7 +5,7 @@
 //! | method | request | answer |
 //! |---|---|---|
 //! | [`PUSH`] | an `ignis_storage::record` (the tenant's WAL record) | [`PushReply`] |
-//! | [`SELECT`] | [`SelectRequest`]: tenant, range and the query's [`Scope`] | [`encode_answer`]: time bounds + a head slice (`IGNHED03`) |
+//! | [`SELECT`] | [`SelectRequest`]: tenant, range and the query's [`Scope`] | [`encode_answer`]: time bounds + a head slice (`IGNHED04`) |
 //! | [`ENQUEUE`] | [`SubQuery`] (frontend → scheduler) | [`SubAnswer`]: the merges or why not, once a querier ran it |
 //! | [`NEXT`] | [`NextRequest`] (querier worker → scheduler; waits for work) | [`NextReply`]: a job or none |
 //! | [`DONE`] | [`DoneRequest`] (querier worker → scheduler) | empty |
@@ -30,7 +30,9 @@ use super::{PeerError, PeerSlice};
 /// may bucket a `SelectSeries` part.
 /// 7: selections carry profile ids (`profile_id_selector`); a `SelectSeries`
 /// part may keep an exemplar per bucket.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: records (`IGNREC04`), head slices (`IGNHED04`) and exemplars carry
+/// whole 128-bit profile ids.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -304,8 +306,10 @@ pub struct WireSeriesGroup {
 pub struct WireExemplar {
     /// The profile's timestamp, ns.
     pub timestamp_ns: i64,
-    /// Its id.
+    /// Its id's key (low 64 bits).
     pub profile_id: u64,
+    /// Its id's high 64 bits.
+    pub profile_id_hi: u64,
     /// Its total.
     pub value: i64,
     /// Its series' labels.
@@ -332,7 +336,8 @@ impl WireSeriesGroup {
                     if let Some(e) = b.exemplar {
                         let e = WireExemplar {
                             timestamp_ns: e.timestamp_ns,
-                            profile_id: e.profile_id,
+                            profile_id: e.profile_id.lo,
+                            profile_id_hi: e.profile_id.hi,
                             value: e.value,
                             labels: wire_labels(&e.labels),
                         };
@@ -367,7 +372,10 @@ impl WireSeriesGroup {
                 for (ts, e) in g.exemplars {
                     buckets.entry(ts).or_default().exemplar = Some(Exemplar {
                         timestamp_ns: e.timestamp_ns,
-                        profile_id: e.profile_id,
+                        profile_id: ignis_storage::ProfileId {
+                            hi: e.profile_id_hi,
+                            lo: e.profile_id,
+                        },
                         value: e.value,
                         labels: ignis_storage::Labels::from_pairs(e.labels),
                     });
@@ -590,7 +598,7 @@ mod tests {
         let labels = ignis_storage::Labels::from_pairs([("pod", "a")]);
         let exemplar = Exemplar {
             timestamp_ns: 1_500_000_000,
-            profile_id: 42,
+            profile_id: ignis_storage::ProfileId { hi: 9, lo: 42 },
             value: 7,
             labels: ignis_storage::Labels::from_pairs([("pod", "a"), ("region", "r1")]),
         };

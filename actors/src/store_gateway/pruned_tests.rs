@@ -36,7 +36,7 @@ fn head() -> Head {
             for f in FIXTURES {
                 for p in &splits[f] {
                     let mut p = p.clone();
-                    p.profile_id = ignis_storage::new_profile_id();
+                    p.profile_id = ignis_storage::ProfileId::generate();
                     p.timestamp_ns = (START_MS + i * 10_000) * 1_000_000;
                     for series in &mut p.series {
                         series

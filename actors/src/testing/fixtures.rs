@@ -46,7 +46,8 @@ pub fn go_cpu_history(
         for s in 0..services {
             for p in &template {
                 let mut p = p.clone();
-                p.profile_id = ((i as u64) << 8) | s as u64 | (1 << 40);
+                p.profile_id =
+                    ignis_storage::ProfileId::from_key(((i as u64) << 8) | s as u64 | (1 << 40));
                 p.timestamp_ns = (start_ms + i * every_ms) * 1_000_000;
                 for series in &mut p.series {
                     series

@@ -5,6 +5,7 @@ use anyhow::{Result, ensure};
 use ignis_integration::client::{Client, as_i64, fg_total};
 use ignis_integration::fixtures::{load_captures, read_fixture, read_json};
 use ignis_integration::node::TestNode;
+use ignis_storage::ProfileId;
 use ignis_storage::proto::querier::v1 as q;
 use prost::Message;
 use serde_json::{Value, json};
@@ -32,10 +33,24 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Pushes the Go CPU fixture for `service` over JSON, under a new id as
+/// SDKs send one (a UUID per profile).
 async fn push_json(client: &Client, service: &str) -> Result<()> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    push_json_with_id(
+        client,
+        service,
+        &format!("734FD599-6865-419E-9475-{n:012X}"),
+    )
+    .await
+}
+
+/// [`push_json`] under the profile id `id`.
+async fn push_json_with_id(client: &Client, service: &str, id: &str) -> Result<()> {
     let body = json!({"series": [{
         "labels": [{"name": "__name__", "value": "process_cpu"}, {"name": "service_name", "value": service}],
-        "samples": [{"ID": "734FD599-6865-419E-9475-932762D8F469", "rawProfile": base64(&read_fixture("go/cpu.pb.gz")?)}]
+        "samples": [{"ID": id, "rawProfile": base64(&read_fixture("go/cpu.pb.gz")?)}]
     }]});
     let r = client
         .post(
@@ -744,17 +759,9 @@ async fn totals_of_ids(client: &Client, selector: &str, ids: &[&str]) -> Result<
             .connect_json("SelectMergeStacktraces", req.clone())
             .await?,
     );
-    let r = client
-        .post(
-            "/querier.v1.QuerierService/SelectMergeProfile",
-            &[("content-type", "application/json")],
-            serde_json::to_vec(&req)?,
-        )
+    let pprof = client
+        .connect_json("SelectMergeProfile", req.clone())
         .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    ensure!(status.is_success(), "SelectMergeProfile: {status}: {text}");
-    let pprof: Value = serde_json::from_str(&text)?;
     let pprof_total: i64 = pprof["sample"]
         .as_array()
         .into_iter()
@@ -787,16 +794,23 @@ async fn exemplars_name_stored_profiles_that_profile_ids_select_exactly() -> Res
     let sel = "{service_name=\"exemplars\"}";
     let node = TestNode::start_in(data.path(), |_| {})?;
     let client = Client::new(&node.url);
-    for _ in 0..3 {
-        push_json(&client, "exemplars").await?;
+    // Three equal profiles; the same client id twice and none: ids are
+    // Ignis's own, as Pyroscope's (a re-sent push counts again).
+    let client_id = "3e9f2f79-962b-4e10-8e05-56ac5c5b25de";
+    for id in [client_id, client_id, ""] {
+        push_json_with_id(&client, "exemplars", id).await?;
     }
     push_json(&client, "exemplars-other").await?;
     ensure!(total_of(&client, CPU, "exemplars").await? == 3 * go_total);
     // Three equal profiles in one point: the exemplar is one of them, with
-    // its own total and its series' labels (not Ignis's private ones).
+    // its own total, its id and its series' labels (not Ignis's private ones).
     let ex = exemplars(&client, sel).await?;
     ensure!(ex.len() == 1 && ex[0].1 == go_total, "{ex:?}");
     let (id, _, labels) = &ex[0];
+    ensure!(
+        ProfileId::parse(id).is_ok_and(|p| p.key() != 0),
+        "exemplar id {id} is a UUID"
+    );
     let names: Vec<&str> = labels
         .as_array()
         .into_iter()
@@ -814,6 +828,10 @@ async fn exemplars_name_stored_profiles_that_profile_ids_select_exactly() -> Res
     let stranger = "734fd599-6865-419e-9475-932762d8f469";
     ensure!(totals_of_ids(&client, sel, &[stranger]).await? == 0);
     ensure!(totals_of_ids(&client, sel, &[id, stranger]).await? == go_total);
+    // Ids are read in either case; a client's own id names no profile.
+    let upper = id.to_uppercase();
+    ensure!(totals_of_ids(&client, sel, &[upper.as_str()]).await? == go_total);
+    ensure!(totals_of_ids(&client, sel, &[client_id]).await? == 0);
     let r = client
         .post(
             "/querier.v1.QuerierService/SelectMergeStacktraces",

@@ -264,7 +264,7 @@ async fn profiles_held_by(cluster: &Cluster, i: usize, prefix: &str) -> Result<u
                 .get("service_name")
                 .is_some_and(|v| v.starts_with(prefix))
         })
-        .flat_map(|s| s.profiles.iter().map(|r| r.profile_id))
+        .flat_map(|s| s.profiles.iter().map(|r| r.profile_id.key()))
         .collect();
     Ok(ids.len())
 }

@@ -19,6 +19,7 @@ use super::BlockError;
 use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, row_files};
 use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
+use crate::profile_id::ProfileId;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 
 /// The symbol files of a block (all read whole by [`decode_symbols`]).
@@ -71,6 +72,19 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, file: &str, name: &str) -> Result<&'a
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| wrong_type(file, name))
+}
+
+/// The high half of each row's profile id (`profile_id_hi`, format 5),
+/// when the batch has it: rows of older blocks, or read without it, have 0.
+fn id_his<'a>(b: &'a RecordBatch, file: &str) -> Result<Option<&'a UInt64Array>, BlockError> {
+    match b.column_by_name("profile_id_hi") {
+        None => Ok(None),
+        Some(c) => c
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .map(Some)
+            .ok_or_else(|| wrong_type(file, "profile_id_hi")),
+    }
 }
 
 /// The `(series_ref, timestamp_ns, profile_id)` key of each row of a
@@ -262,23 +276,23 @@ pub fn decode_series(data: &Bytes) -> Result<Vec<Series>, BlockError> {
 }
 
 /// Groups rows of `samples` (columns `series_ref`, `timestamp_ns`,
-/// `stack_id`, `value`, and `profile_id` when `with_ids`; in file order)
-/// into profile rows: consecutive rows with the same key are one profile.
-/// `push(series_ref, row)` receives each row in order.
+/// `stack_id`, `value`, `profile_id` when `with_ids`, `profile_id_hi` when
+/// read; in file order) into profile rows: consecutive rows with the same
+/// key are one profile. `push(series_ref, row)` receives each row in order.
 pub fn group_sample_rows(
     batches: &[RecordBatch],
     with_ids: bool,
     push: &mut dyn FnMut(u32, ProfileRow) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
-    type Pending = (RowKey, Vec<u32>, Vec<i64>);
+    type Pending = (RowKey, u64, Vec<u32>, Vec<i64>);
     let mut current: Option<Pending> = None;
     let mut flush = |cur: Option<Pending>| -> Result<(), BlockError> {
         match cur {
-            Some(((s, ts, id), stacks, values)) => push(
+            Some(((s, ts, id), hi, stacks, values)) => push(
                 s,
                 ProfileRow {
                     timestamp_ns: ts,
-                    profile_id: id,
+                    profile_id: ProfileId { hi, lo: id },
                     total: values.iter().fold(0i64, |a, &v| a.saturating_add(v)),
                     stacks: stacks.into_boxed_slice(),
                     values: values.into_boxed_slice(),
@@ -291,6 +305,7 @@ pub fn group_sample_rows(
     for b in batches {
         let f = "samples";
         let key_of = row_keys(b, f, with_ids)?;
+        let his = id_his(b, f)?;
         let (stack, value) = (
             col::<UInt32Array>(b, f, "stack_id")?,
             col::<Int64Array>(b, f, "value")?,
@@ -298,13 +313,14 @@ pub fn group_sample_rows(
         for i in 0..b.num_rows() {
             let key = key_of(i);
             match &mut current {
-                Some((k, stacks, values)) if *k == key => {
+                Some((k, _, stacks, values)) if *k == key => {
                     stacks.push(stack.value(i));
                     values.push(value.value(i));
                 }
                 _ => {
                     flush(current.take())?;
-                    current = Some((key, vec![stack.value(i)], vec![value.value(i)]));
+                    let hi = his.map_or(0, |h| h.value(i));
+                    current = Some((key, hi, vec![stack.value(i)], vec![value.value(i)]));
                 }
             }
         }
@@ -313,7 +329,8 @@ pub fn group_sample_rows(
 }
 
 /// Groups rows of `profiles` (columns `series_ref`, `timestamp_ns`, `total`,
-/// and `profile_id` when `with_ids`; in file order) into profile rows without
+/// `profile_id` when `with_ids`, `profile_id_hi` when read; in file order)
+/// into profile rows without
 /// stacks, keyed as [`group_sample_rows`] keys them (consecutive rows with the
 /// same key are one row, their totals summed): enough to list series and
 /// profile totals without reading `samples`.
@@ -322,14 +339,14 @@ pub fn group_profile_rows(
     with_ids: bool,
     push: &mut dyn FnMut(u32, ProfileRow) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
-    let mut current: Option<(RowKey, i64)> = None;
-    let mut flush = |cur: Option<(RowKey, i64)>| -> Result<(), BlockError> {
+    let mut current: Option<(RowKey, u64, i64)> = None;
+    let mut flush = |cur: Option<(RowKey, u64, i64)>| -> Result<(), BlockError> {
         match cur {
-            Some(((s, ts, id), total)) => push(
+            Some(((s, ts, id), hi, total)) => push(
                 s,
                 ProfileRow {
                     timestamp_ns: ts,
-                    profile_id: id,
+                    profile_id: ProfileId { hi, lo: id },
                     total,
                     stacks: Box::default(),
                     values: Box::default(),
@@ -342,14 +359,16 @@ pub fn group_profile_rows(
     for b in batches {
         let f = "profiles";
         let key_of = row_keys(b, f, with_ids)?;
+        let his = id_his(b, f)?;
         let total = col::<Int64Array>(b, f, "total")?;
         for i in 0..b.num_rows() {
             let key = key_of(i);
             match &mut current {
-                Some((k, sum)) if *k == key => *sum = sum.saturating_add(total.value(i)),
+                Some((k, _, sum)) if *k == key => *sum = sum.saturating_add(total.value(i)),
                 _ => {
                     flush(current.take())?;
-                    current = Some((key, total.value(i)));
+                    let hi = his.map_or(0, |h| h.value(i));
+                    current = Some((key, hi, total.value(i)));
                 }
             }
         }
@@ -410,7 +429,7 @@ pub fn attach_spans(
                 se.profiles[lo..]
                     .iter_mut()
                     .take_while(|r| r.timestamp_ns == ts)
-                    .find(|r| r.profile_id == id)
+                    .find(|r| r.profile_id.key() == id)
             })
             .ok_or_else(|| {
                 BlockError::Corrupt(format!(

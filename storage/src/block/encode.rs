@@ -156,6 +156,7 @@ fn row_tables(
     let (mut p_series, mut p_ts, mut p_total, mut p_n) = (vec![], vec![], vec![], vec![]);
     let (mut s_series, mut s_ts, mut s_stack, mut s_value) = (vec![], vec![], vec![], vec![]);
     let (mut p_id, mut s_id) = (vec![], vec![]);
+    let (mut p_id_hi, mut s_id_hi) = (vec![], vec![]);
     // spans: (span, series_ref, timestamp_ns, profile_id, stack, value)
     let mut spans: Vec<SpanRow> = Vec::new();
     for (s, i) in series.iter().zip(first_ref..) {
@@ -165,7 +166,7 @@ fn row_tables(
                     sp.span_id,
                     i,
                     row.timestamp_ns,
-                    row.profile_id,
+                    row.profile_id.key(),
                     sp.stack,
                     sp.value,
                 ));
@@ -174,9 +175,11 @@ fn row_tables(
             p_ts.push(row.timestamp_ns);
             p_total.push(row.total);
             p_n.push(row.stacks.len() as u32);
-            p_id.push(row.profile_id);
+            p_id.push(row.profile_id.key());
+            p_id_hi.push(row.profile_id.hi);
             for (&stack, &v) in row.stacks.iter().zip(row.values.iter()) {
-                s_id.push(row.profile_id);
+                s_id.push(row.profile_id.key());
+                s_id_hi.push(row.profile_id.hi);
                 s_series.push(i);
                 s_ts.push(row.timestamp_ns);
                 s_stack.push(stack);
@@ -192,6 +195,7 @@ fn row_tables(
             ("total", Arc::new(Int64Array::from(p_total))),
             ("num_samples", Arc::new(UInt32Array::from(p_n))),
             ("profile_id", Arc::new(UInt64Array::from(p_id))),
+            ("profile_id_hi", Arc::new(UInt64Array::from(p_id_hi))),
         ])?,
         sorted_by: vec![0, 1],
     };
@@ -203,6 +207,7 @@ fn row_tables(
             ("stack_id", Arc::new(UInt32Array::from(s_stack))),
             ("value", Arc::new(Int64Array::from(s_value))),
             ("profile_id", Arc::new(UInt64Array::from(s_id))),
+            ("profile_id_hi", Arc::new(UInt64Array::from(s_id_hi))),
         ])?,
         // Stacks are sorted within a profile; two profiles of one series may
         // share a timestamp, so only these two columns are declared sorted.
@@ -413,10 +418,21 @@ fn symbol_tables(sym: &SymbolTable) -> Result<Vec<BlockTable>, BlockError> {
     Ok(tables)
 }
 
-/// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the head's.
+/// Encodes a whole head as block `ulid` of `tenant`. Symbol ids are the
+/// head's. Series are written a row group's worth at a time, so encoding
+/// holds about one row group of columns beside the head, not a copy of it.
 pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBlock, BlockError> {
     let mut w = BlockWriter::new(tenant, ulid)?;
-    w.push_series(head.series(), head.symbols().stacks.len())?;
+    let (series, stacks) = (head.series(), head.symbols().stacks.len());
+    let (mut first, mut rows) = (0, 0);
+    for (i, s) in series.iter().enumerate() {
+        rows += s.profiles.iter().map(|p| p.stacks.len()).sum::<usize>();
+        if rows >= SAMPLES_ROW_GROUP {
+            w.push_series(&series[first..=i], stacks)?;
+            (first, rows) = (i + 1, 0);
+        }
+    }
+    w.push_series(&series[first..], stacks)?;
     w.finish(
         head.symbols(),
         Compaction {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The Parquet files of a block of the current format, in the order they are written.
 pub const BLOCK_FILES: [&str; 10] = [

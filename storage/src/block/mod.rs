@@ -163,7 +163,7 @@ mod tests {
             let labels =
                 |t: &str| Labels::from_pairs([("service_name", svc), ("__profile_type__", t)]);
             head.insert(&SplitProfile {
-                profile_id: crate::new_profile_id(),
+                profile_id: crate::ProfileId::generate(),
                 profile: crate::FlatProfile::from_proto(&p).unwrap(),
                 timestamp_ns: ts,
                 series: vec![
@@ -278,7 +278,7 @@ mod tests {
             },
         )
         .unwrap();
-        let whole: Vec<(u32, i64, u64, i64)> = head
+        let whole: Vec<(u32, i64, crate::ProfileId, i64)> = head
             .series()
             .iter()
             .enumerate()
