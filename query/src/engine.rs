@@ -369,6 +369,7 @@ impl<'a> Engine<'a> {
         req: &q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
         let max_nodes = self.max_nodes(req.max_nodes)?;
+        let format = profile_format(req.format)?;
         let ids = Self::stacktraces_ids(req)?;
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
@@ -378,7 +379,7 @@ impl<'a> Engine<'a> {
             req.stack_trace_selector.as_ref(),
         )?;
         let mut resp = q::SelectMergeStacktracesResponse::default();
-        match q::ProfileFormat::try_from(req.format).unwrap_or_default() {
+        match format {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
                 resp.flamegraph = Some(FlameTree::build(&merged).flamegraph(max_nodes));
             }
@@ -408,7 +409,7 @@ impl<'a> Engine<'a> {
     ) -> Result<q::SelectMergeSpanProfileResponse, QueryError> {
         let max_nodes = self.max_nodes(req.max_nodes)?;
         let spans = SpanSelector::parse(&req.span_selector)?;
-        let format = q::ProfileFormat::try_from(req.format).unwrap_or_default();
+        let format = profile_format(req.format)?;
         if !matches!(
             format,
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph | q::ProfileFormat::Tree
@@ -602,6 +603,17 @@ impl<'a> Engine<'a> {
             s.profile_totals(sel, &mut seen, f);
         }
     }
+}
+
+/// A request's `format`; a value this build does not know (a newer
+/// `PROFILE_FORMAT_*` sent in protobuf) is refused (`unimplemented`), never
+/// answered as a flame graph.
+fn profile_format(format: i32) -> Result<q::ProfileFormat, QueryError> {
+    q::ProfileFormat::try_from(format).map_err(|_| {
+        QueryError::Unimplemented(format!(
+            "profile format {format} is not supported by Ignis yet"
+        ))
+    })
 }
 
 /// A `step` in seconds as whole milliseconds: at least 1 ms, finite.

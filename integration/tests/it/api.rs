@@ -718,6 +718,29 @@ async fn unapplied_selectors_are_refused_not_ignored() -> Result<()> {
             "{method} {field}: {status} {v}"
         );
     }
+    // A format newer than Ignis's protos, sent in protobuf, is refused,
+    // not answered as a flame graph.
+    let req = q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{service_name=\"ids\"}".into(),
+        start: WIDE.0,
+        end: WIDE.1,
+        format: 9,
+        ..Default::default()
+    };
+    let r = client
+        .post(
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            &[("content-type", "application/proto")],
+            req.encode_to_vec(),
+        )
+        .await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    ensure!(
+        status == 501 && text.contains("profile format 9"),
+        "format 9: {status} {text}"
+    );
     Ok(())
 }
 
