@@ -11,7 +11,7 @@ use ignis_storage::Labels;
 use ignis_storage::proto::types::v1 as types;
 
 use crate::source::ProfileTotal;
-use crate::timeseries::{Exemplar, bucket_end};
+use crate::timeseries::{Exemplar, bucket_end, group_key};
 
 /// Value buckets per doubling.
 const PER_DOUBLING: f64 = 4.0;
@@ -83,11 +83,7 @@ impl HeatmapBuilder {
 
     /// Adds one profile.
     pub fn add(&mut self, labels: &Labels, t: ProfileTotal) {
-        let key = Labels::from_pairs(
-            self.group_by
-                .iter()
-                .filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_string()))),
-        );
+        let key = group_key(&self.group_by, labels);
         let slot = bucket_end(t.timestamp_ns, self.start_ms, self.step_ms);
         let group = self.groups.entry(key).or_default();
         group.sum += t.value as f64;

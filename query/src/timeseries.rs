@@ -212,11 +212,7 @@ impl SeriesBuilder {
             value,
             ..
         } = total;
-        let key = Labels::from_pairs(
-            self.group_by
-                .iter()
-                .filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_string()))),
-        );
+        let key = group_key(&self.group_by, labels);
         let bucket_end = bucket_end(timestamp_ns, self.start_ms, self.step_ms);
         let slot = self
             .groups
@@ -275,6 +271,16 @@ impl SeriesBuilder {
         }
         series.into_iter().map(|(_, s)| s).collect()
     }
+}
+
+/// The labels of `labels` a grouping by `group_by` keeps: the key of the
+/// series (or heatmap) a profile of that series adds to.
+pub fn group_key(group_by: &[String], labels: &Labels) -> Labels {
+    Labels::from_pairs(
+        group_by
+            .iter()
+            .filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_string()))),
+    )
 }
 
 /// The end (ms) of the right-closed bucket `(t − step, t]` holding

@@ -33,6 +33,21 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Calls a querier method with a protobuf body.
+async fn post_proto(
+    client: &Client,
+    method: &str,
+    req: &impl Message,
+) -> Result<reqwest::Response> {
+    client
+        .post(
+            &format!("/querier.v1.QuerierService/{method}"),
+            &[("content-type", "application/proto")],
+            req.encode_to_vec(),
+        )
+        .await
+}
+
 /// Pushes the Go CPU fixture for `service` over JSON, under a new id as
 /// SDKs send one (a UUID per profile).
 async fn push_json(client: &Client, service: &str) -> Result<()> {
@@ -176,13 +191,7 @@ async fn json_codec_grouping_truncation_and_tree() -> Result<()> {
         format: q::ProfileFormat::Tree as i32,
         ..Default::default()
     };
-    let r = client
-        .post(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &[("content-type", "application/proto")],
-            req.encode_to_vec(),
-        )
-        .await?;
+    let r = post_proto(&client, "SelectMergeStacktraces", &req).await?;
     ensure!(
         r.headers()
             .get("content-type")
@@ -728,13 +737,7 @@ async fn unapplied_selectors_are_refused_not_ignored() -> Result<()> {
         format: 9,
         ..Default::default()
     };
-    let r = client
-        .post(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &[("content-type", "application/proto")],
-            req.encode_to_vec(),
-        )
-        .await?;
+    let r = post_proto(&client, "SelectMergeStacktraces", &req).await?;
     let status = r.status().as_u16();
     let text = r.text().await?;
     ensure!(
