@@ -171,6 +171,10 @@ pub struct StorageConfig {
     pub wal_sync: WalSync,
     /// How often the WAL is fsynced in the background (and in `batched` mode).
     pub wal_flush_interval_ms: u64,
+    /// `always`: under load, the least time between two group-commit
+    /// fsyncs, in microseconds (each then serves every push of its window;
+    /// a push after a quiet spell is synced at once). 0: sync at once.
+    pub wal_commit_window_us: u64,
     /// Cut a tenant's head into a block once its first profile is this old.
     pub max_block_duration_secs: u64,
     /// Cut a tenant's head into a block once it holds this many samples (0: no limit).
@@ -204,6 +208,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             wal_sync: WalSync::Always,
             wal_flush_interval_ms: 200,
+            wal_commit_window_us: 1000,
             max_block_duration_secs: 3600,
             max_head_samples: 10_000_000,
             max_head_bytes: 256 << 20,

@@ -285,11 +285,15 @@ where
     let wal = if runs_ingester {
         let wal_dir = config.storage.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
-        Some(Arc::new(ignis_storage::Wal::open(
+        let wal = ignis_storage::Wal::open(
             &wal_dir,
             config.storage.wal_sync,
             std::time::Duration::from_millis(config.storage.wal_flush_interval_ms),
-        )?))
+        )?;
+        wal.set_commit_window(std::time::Duration::from_micros(
+            config.storage.wal_commit_window_us,
+        ));
+        Some(Arc::new(wal))
     } else {
         None
     };

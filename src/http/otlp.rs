@@ -11,7 +11,7 @@ use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1developme
 
 use super::body::{decode_content_encoding, read_body};
 use super::error::ApiError;
-use super::ingest::{store, with_record};
+use super::ingest::{decode_beside, store, with_record};
 use super::state::{AppState, now_ns};
 
 /// The endpoint name of OTLP requests in the metrics.
@@ -74,13 +74,12 @@ pub async fn export(
 ) -> Result<ExportProfilesServiceResponse, ApiError> {
     let limits = state.tenants.limits(tenant);
     let t = tenant.to_string();
-    let (profiles, record) = tokio::task::spawn_blocking(move || {
+    let (profiles, record) = decode_beside(raw_len, move || {
         let decoded =
             decode_request(&body, encoding).and_then(|req| decode_otlp(&req, &limits, now_ns()));
         with_record(&t, decoded)
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await??;
     let profiles = profiles.map_err(|e| ApiError::from_ingest(e, StatusCode::BAD_REQUEST))?;
     store(state, tenant, profiles, record, ENDPOINT, raw_len).await?;
     Ok(ExportProfilesServiceResponse::default())

@@ -28,7 +28,9 @@ impl<T> Weigh for Box<[T]> {
 pub struct Interner<T> {
     items: Vec<T>,
     index: HashTable<u32>,
-    hasher: xxhash_rust::xxh3::Xxh3DefaultBuilder,
+    /// In-memory only (ids, not hashes, leave the interner): the fast
+    /// seeded hasher of hashbrown, not the streaming xxh3 (costly on short keys).
+    hasher: hashbrown::DefaultHashBuilder,
     /// Sum of the items' [`Weigh::heap_bytes`].
     heap: usize,
 }
@@ -46,7 +48,7 @@ impl<T> Default for Interner<T> {
         Self {
             items: Vec::new(),
             index: HashTable::new(),
-            hasher: xxhash_rust::xxh3::Xxh3DefaultBuilder::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             heap: 0,
         }
     }

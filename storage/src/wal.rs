@@ -3,6 +3,7 @@
 //! acknowledged, and replayed into the heads when a node starts.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,12 +68,20 @@ pub struct Wal {
 /// Group commit: appends wait for the next fsync that starts after they
 /// were written, and one fsync serves every append waiting for it, so
 /// concurrent pushes share disk syncs and no actor thread blocks on one.
+///
+/// Under load, syncs start at most once per commit window (see
+/// [`Wal::set_commit_window`]): each sync then covers every append of its
+/// window. A sync costs far more than its disk write (sled seals a buffer
+/// and wakes its IO threads), so a sync per push would spend a fifth of the
+/// node's CPU on it. An append after a quiet spell is synced at once.
 struct GroupCommit {
     state: Mutex<GroupState>,
     /// Wakes the sync thread.
     kick: Condvar,
     /// Number of completed syncs; waiters watch it.
     done: tokio::sync::watch::Sender<GroupDone>,
+    /// The least time between the starts of two syncs, in microseconds.
+    window_us: AtomicU64,
 }
 
 #[derive(Default)]
@@ -98,6 +107,7 @@ impl GroupCommit {
             state: Mutex::new(GroupState::default()),
             kick: Condvar::new(),
             done: tokio::sync::watch::Sender::new(GroupDone::default()),
+            window_us: AtomicU64::new(DEFAULT_COMMIT_WINDOW.as_micros() as u64),
         }
     }
 
@@ -112,18 +122,27 @@ impl GroupCommit {
 
     /// The sync thread: waits for requests and runs one flush for all of them.
     fn run(&self, db: &sled::Db) {
+        let mut last_start: Option<Instant> = None;
         loop {
+            if !self.wait_wanted() {
+                return;
+            }
+            // Under load, let the window since the last sync fill up:
+            // appends arriving meanwhile join this sync (they ask for the
+            // one numbered `started + 1`, which is the one about to start).
+            let window = Duration::from_micros(self.window_us.load(Ordering::Relaxed));
+            if let Some(rest) = last_start.and_then(|t| window.checked_sub(t.elapsed())) {
+                std::thread::sleep(rest);
+            }
             {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                while !st.wanted && !st.closed {
-                    st = self.kick.wait(st).unwrap_or_else(|e| e.into_inner());
-                }
                 if st.closed {
                     return;
                 }
                 st.wanted = false;
                 st.started += 1;
             }
+            last_start = Some(Instant::now());
             let error = db.flush().err().map(|e| e.to_string());
             if let Some(e) = &error {
                 tracing::error!(error = %e, "WAL sync failed");
@@ -133,6 +152,15 @@ impl GroupCommit {
                 d.error = error;
             });
         }
+    }
+
+    /// Blocks until a sync is wanted (true) or the WAL closed (false).
+    fn wait_wanted(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.wanted && !st.closed {
+            st = self.kick.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        !st.closed
     }
 
     fn close(&self) {
@@ -201,6 +229,10 @@ pub fn stream_name(tenant: &str, shard: usize) -> String {
 /// most of the node's resident memory.
 const WAL_CACHE_BYTES: u64 = 32 << 20;
 
+/// The default commit window of [`WalSync::Always`]: at most one sync per
+/// millisecond under load (an acknowledgement waits at most this much longer).
+pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(1);
+
 /// The tenant and shard a stream name stands for ([`stream_name`]);
 /// `None` when it names no shard.
 pub fn parse_stream(stream: &str) -> Option<(&str, usize)> {
@@ -266,6 +298,13 @@ impl Wal {
             group,
             sync_thread,
         })
+    }
+
+    /// Sets the least time between the starts of two group-commit syncs
+    /// ([`WalSync::Always`]); zero syncs as soon as asked.
+    pub fn set_commit_window(&self, window: Duration) {
+        let us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        self.group.window_us.store(us, Ordering::Relaxed);
     }
 
     /// Identifies this WAL: sequence numbers are only comparable within one epoch.

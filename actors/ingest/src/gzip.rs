@@ -26,20 +26,38 @@ pub fn maybe_gunzip<'a>(
     gunzip(data, limit, what).map(Cow::Owned)
 }
 
-/// Inflates gzip `data`, refusing output larger than `limit` bytes. The
-/// output is gathered in 1 MiB parts and joined once it is known to fit, so
-/// a bomb costs at most `limit` bytes (a growing buffer would double past
-/// it), and a body within the limit twice its size for a moment.
+/// Inflates gzip `data`, refusing output larger than `limit` bytes.
+///
+/// The output starts in one buffer of the size the gzip trailer states
+/// (when that is within `limit` and within deflate's largest ratio of the
+/// input, so a forged trailer cannot make a small body reserve much): a
+/// well-formed body costs one allocation and no copy. Output past that
+/// buffer is gathered in 1 MiB parts and joined once it is known to fit,
+/// so a bomb costs at most `limit` bytes (a doubling buffer would reach
+/// twice that), and a body within the limit twice its size for a moment.
 pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestError> {
     const PART: usize = 1 << 20;
+    let bad =
+        |e: std::io::Error| IngestError::malformed(format!("invalid gzip data in {what}: {e}"));
+    let cap = match stated_size(data) {
+        Some(n) if n <= limit && n <= data.len().saturating_mul(MAX_DEFLATE_RATIO) => n,
+        _ => data.len().saturating_mul(4).clamp(4096, PART).min(limit),
+    };
     let mut decoder = flate2::read::MultiGzDecoder::new(data);
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    let mut total = 0usize;
+    let mut first = Vec::with_capacity(cap);
+    // Reads at most `cap` bytes: the buffer never grows.
+    (&mut decoder)
+        .take(cap as u64)
+        .read_to_end(&mut first)
+        .map_err(bad)?;
+    if first.len() < cap {
+        return Ok(first);
+    }
+    let mut total = first.len();
+    let mut parts = vec![first];
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = decoder
-            .read(&mut buf)
-            .map_err(|e| IngestError::malformed(format!("invalid gzip data in {what}: {e}")))?;
+        let n = decoder.read(&mut buf).map_err(bad)?;
         if n == 0 {
             break;
         }
@@ -49,17 +67,11 @@ pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestEr
         }
         let mut rest = &buf[..n];
         while !rest.is_empty() {
-            if parts.last().is_none_or(|p| p.len() == PART) {
-                // The first part starts small (most bodies are), later ones whole.
-                let cap = if parts.is_empty() {
-                    data.len().saturating_mul(4).clamp(4096, PART)
-                } else {
-                    PART
-                };
-                parts.push(Vec::with_capacity(cap.min(limit)));
+            if parts.last().is_none_or(|p| p.len() == p.capacity()) {
+                parts.push(Vec::with_capacity(PART.min(limit)));
             }
             let Some(part) = parts.last_mut() else { break };
-            let take = rest.len().min(PART - part.len());
+            let take = rest.len().min(part.capacity() - part.len());
             part.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
         }
@@ -72,6 +84,16 @@ pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestEr
         out.extend_from_slice(&p);
     }
     Ok(out)
+}
+
+/// Deflate's largest expansion: 258 bytes from every 2 bits, about 1032:1.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
+/// The uncompressed size a gzip member's trailer states (ISIZE, modulo
+/// 2^32; the last member's only): a hint, never trusted for a bound.
+fn stated_size(data: &[u8]) -> Option<usize> {
+    let tail: [u8; 4] = data.get(data.len().checked_sub(4)?..)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(tail)).ok()
 }
 
 fn too_large(what: &str, actual: Option<usize>, limit: usize) -> IngestError {
@@ -122,5 +144,24 @@ mod tests {
         assert_eq!(out.len(), 2 * data.len());
         assert_eq!(&out[data.len()..], &data[..]);
         assert!(gunzip(&two, 2 * data.len() - 1, "x").is_err());
+    }
+
+    #[test]
+    fn sizes_the_output_from_the_trailer_and_refuses_a_forged_one() {
+        let data: Vec<u8> = (0..70_000).map(|i| (i % 97) as u8).collect();
+        let out = gunzip(&gz(&data), 1 << 20, "x").unwrap();
+        assert_eq!(out, data);
+        assert_eq!(
+            out.capacity(),
+            data.len(),
+            "one allocation of the stated size"
+        );
+        // A trailer claiming more than the body can hold is not believed,
+        // and the stream's own check rejects it.
+        let mut forged = gz(b"hello");
+        let n = forged.len();
+        forged[n - 4..].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let e = gunzip(&forged, usize::MAX, "x").unwrap_err();
+        assert_eq!(e.reason, Reason::MalformedProfile);
     }
 }
