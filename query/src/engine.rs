@@ -488,14 +488,33 @@ impl<'a> Engine<'a> {
         req: &q::SelectMergeProfileRequest,
     ) -> Result<pprof::Profile, QueryError> {
         let ids = IdSelectors::parse(&[], &req.profile_id_selector, &req.trace_id_selector)?;
+        // With `go_pgo` the call site is ignored (as in Pyroscope): the
+        // whole merge, then cut to the Go PGO shape.
+        let (selector, go_pgo) = match req.stack_trace_selector.as_ref() {
+            Some(sel) => match &sel.go_pgo {
+                Some(g) => (
+                    None,
+                    Some(crate::pgo::GoPgo {
+                        keep_locations: g.keep_locations,
+                        aggregate_callees: g.aggregate_callees,
+                    }),
+                ),
+                None => (Some(sel), None),
+            },
+            None => (None, None),
+        };
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,
             (req.start, req.end),
             ids,
-            req.stack_trace_selector.as_ref(),
+            selector,
         )?;
-        Ok(to_pprof(&merged, &pt, end_ns))
+        let mut profile = to_pprof(&merged, &pt, end_ns);
+        if let Some(pgo) = go_pgo {
+            crate::pgo::apply(&mut profile, pgo);
+        }
+        Ok(profile)
     }
 
     /// `SelectSeries`: profile totals bucketed by `step`, grouped by `group_by`.
@@ -662,15 +681,15 @@ impl IdSelectors {
 }
 
 /// The root-first frames of a `stack_trace_selector`'s call site (empty:
-/// every stack). `go_pgo` is not applied yet: refused (`unimplemented`),
-/// never answered as if it were absent.
+/// every stack). `go_pgo` shapes a pprof (`SelectMergeProfile`) only:
+/// elsewhere it is refused (`unimplemented`), never answered as if absent.
 fn call_site(sel: Option<&types::StackTraceSelector>) -> Result<Vec<String>, QueryError> {
     let Some(sel) = sel else {
         return Ok(Vec::new());
     };
     if sel.go_pgo.is_some() {
         return Err(QueryError::Unimplemented(
-            "stack_trace_selector.go_pgo is not supported by Ignis yet".into(),
+            "stack_trace_selector.go_pgo applies to SelectMergeProfile (a pprof) only".into(),
         ));
     }
     Ok(sel.call_site.iter().map(|l| l.name.clone()).collect())

@@ -1,6 +1,8 @@
 //! API details clients rely on: the JSON codec, sample labels as series
 //! labels, grouping, truncation, tree bytes and the legacy endpoints.
 
+use std::io::Read;
+
 use anyhow::{Result, ensure};
 use ignis_integration::client::{Client, as_i64, fg_total};
 use ignis_integration::fixtures::{load_captures, read_fixture, read_json};
@@ -692,27 +694,31 @@ async fn select_series_applies_the_call_site() -> Result<()> {
 
 #[tokio::test]
 async fn unapplied_selectors_are_refused_not_ignored() -> Result<()> {
-    // Ignis does not apply trace ids and Go PGO yet: a 501 says so, where
-    // answering over every profile would be silently wrong.
+    // Ignis does not apply trace ids yet, and Go PGO shapes a pprof only:
+    // a 501 says so, where answering over every profile would be silently
+    // wrong.
     let node = TestNode::start(|_| {})?;
     let client = Client::new(&node.url);
     push_json(&client, "ids").await?;
     let base = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"ids\"}",
                       "start": WIDE.0, "end": WIDE.1});
-    let unapplied = [
-        (
-            "traceIdSelector",
-            json!(["0af7651916cd43dd8448eb211c80319c"]),
-        ),
-        ("stackTraceSelector", json!({"goPgo": {"keepLocations": 5}})),
+    let trace = (
+        "traceIdSelector",
+        json!(["0af7651916cd43dd8448eb211c80319c"]),
+    );
+    let pgo = ("stackTraceSelector", json!({"goPgo": {"keepLocations": 5}}));
+    let cases = [
+        ("SelectMergeStacktraces", &trace),
+        ("SelectMergeProfile", &trace),
+        ("SelectMergeStacktraces", &pgo),
+        ("SelectSeries", &pgo),
     ];
-    let methods = ["SelectMergeStacktraces", "SelectMergeProfile"];
-    for (method, (field, value)) in methods
-        .iter()
-        .flat_map(|m| unapplied.iter().map(move |u| (m, u)))
-    {
+    for (method, (field, value)) in cases {
         let mut req = base.clone();
         req[*field] = value.clone();
+        if method == "SelectSeries" {
+            req["step"] = json!(60.0);
+        }
         let r = client
             .post(
                 &format!("/querier.v1.QuerierService/{method}"),
@@ -1221,5 +1227,137 @@ async fn status_config_shows_the_effective_config_without_secrets() -> Result<()
         v["cluster"]["tokens_per_ingester"].is_number(),
         "not a secret: {v}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn go_pgo_profile_is_cut_to_its_leaf_frames_and_go_build_pgo_accepts_it() -> Result<()> {
+    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::proto::types::v1 as types;
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url);
+    let ask = |service: &str, go_pgo: Option<(u32, bool)>| q::SelectMergeProfileRequest {
+        profile_type_id: CPU.into(),
+        label_selector: format!("{{service_name=\"{service}\"}}"),
+        start: WIDE.0,
+        end: WIDE.1,
+        stack_trace_selector: go_pgo.map(|(keep, agg)| types::StackTraceSelector {
+            // Ignored with go_pgo, as in Pyroscope.
+            call_site: vec![types::Location {
+                name: "no such frame".into(),
+            }],
+            go_pgo: Some(types::GoPgo {
+                keep_locations: keep,
+                aggregate_callees: agg,
+            }),
+        }),
+        ..Default::default()
+    };
+    let fetch = |req: q::SelectMergeProfileRequest| {
+        let client = &client;
+        async move {
+            let r = post_proto(client, "SelectMergeProfile", &req).await?;
+            ensure!(r.status().is_success(), "{}", r.status());
+            Ok::<_, anyhow::Error>(pprof::Profile::decode(r.bytes().await?)?)
+        }
+    };
+    let sum = |p: &pprof::Profile| p.sample.iter().map(|s| s.value[0]).sum::<i64>();
+    // The self value of every function (a cut keeps every leaf).
+    let self_of = |p: &pprof::Profile| {
+        let locs: std::collections::HashMap<u64, &pprof::Location> =
+            p.location.iter().map(|l| (l.id, l)).collect();
+        let funcs: std::collections::HashMap<u64, &str> = p
+            .function
+            .iter()
+            .map(|f| (f.id, p.string_table[f.name as usize].as_str()))
+            .collect();
+        let mut out: std::collections::BTreeMap<String, i64> = Default::default();
+        for s in &p.sample {
+            let f = locs[&s.location_id[0]].line[0].function_id;
+            *out.entry(funcs[&f].to_string()).or_default() += s.value[0];
+        }
+        out
+    };
+
+    // The shape, on the Go CPU fixture's ground truth.
+    push_json(&client, "pgo").await?;
+    let truth = read_json("go/cpu.expected.json")?["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    let whole = fetch(ask("pgo", None)).await?;
+    let cut = fetch(ask("pgo", Some((5, true)))).await?;
+    ensure!(
+        sum(&whole) == truth && sum(&cut) == truth,
+        "totals {} {} want {truth}",
+        sum(&whole),
+        sum(&cut)
+    );
+    ensure!(
+        cut.sample
+            .iter()
+            .all(|s| !s.location_id.is_empty() && s.location_id.len() <= 5)
+    );
+    ensure!(
+        cut.sample.len() < whole.sample.len() && cut.location.len() < whole.location.len(),
+        "cut {} samples / {} locations, whole {} / {}",
+        cut.sample.len(),
+        cut.location.len(),
+        whole.sample.len(),
+        whole.location.len()
+    );
+    let by_id: std::collections::HashMap<u64, &pprof::Location> =
+        cut.location.iter().map(|l| (l.id, l)).collect();
+    ensure!(
+        cut.sample
+            .iter()
+            .all(|s| by_id[&s.location_id[0]].line[0].line == 0),
+        "aggregate_callees drops the leaf's line"
+    );
+    ensure!(self_of(&cut) == self_of(&whole), "self values moved");
+    ensure!(self_of(&cut).get("crypto/sha256.block") == Some(&5_640_000_000));
+
+    // The toolchain: the fixture comes from Go 1.19, whose profiles lack
+    // `Function.start_line`, which PGO needs (Go 1.20+ writes it). So
+    // profile pprofdemo built by Go 1.22 for 3 s, push that, and build
+    // the same program with what Ignis exports.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgo-test");
+    std::fs::create_dir_all(&dir)?;
+    let plain = ignis_integration::go::build_pprofdemo_module(&dir, "plain", None)?;
+    let demo = ignis_integration::go::PprofDemo::spawn(&plain).await?;
+    let live = reqwest::get(format!("{}/debug/pprof/profile?seconds=3", demo.url))
+        .await?
+        .bytes()
+        .await?
+        .to_vec();
+    drop(demo);
+    let mut plain_pprof = Vec::new();
+    flate2::read::GzDecoder::new(&live[..]).read_to_end(&mut plain_pprof)?;
+    let sent = pprof::Profile::decode(&plain_pprof[..])?;
+    let cpu = sent
+        .sample_type
+        .iter()
+        .position(|t| sent.string_table[t.r#type as usize] == "cpu")
+        .unwrap_or(1);
+    let sent_total: i64 = sent.sample.iter().map(|s| s.value[cpu]).sum();
+    ensure!(sent_total > 0, "the live profile is empty");
+    let r = client
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            ignis_integration::fixtures::push_request("pgo-live", live),
+        )
+        .await?;
+    ensure!(r.status().is_success(), "push: {}", r.status());
+    let pgo = fetch(ask("pgo-live", Some((5, true)))).await?;
+    ensure!(sum(&pgo) == sent_total, "{} want {sent_total}", sum(&pgo));
+    ensure!(
+        pgo.function.iter().any(|f| f.start_line > 0),
+        "start lines kept"
+    );
+    let file = dir.join("ignis.pgo.pprof");
+    std::fs::write(&file, pgo.encode_to_vec())?;
+    let bin = ignis_integration::go::build_pprofdemo_module(&dir, "with-pgo", Some(&file))?;
+    let info = ignis_integration::go::build_info(&bin)?;
+    ensure!(info.contains("-pgo="), "not a PGO build: {info}");
     Ok(())
 }
