@@ -490,19 +490,9 @@ impl<'a> Engine<'a> {
         let ids = IdSelectors::parse(&[], &req.profile_id_selector, &req.trace_id_selector)?;
         // With `go_pgo` the call site is ignored (as in Pyroscope): the
         // whole merge, then cut to the Go PGO shape.
-        let (selector, go_pgo) = match req.stack_trace_selector.as_ref() {
-            Some(sel) => match &sel.go_pgo {
-                Some(g) => (
-                    None,
-                    Some(crate::pgo::GoPgo {
-                        keep_locations: g.keep_locations,
-                        aggregate_callees: g.aggregate_callees,
-                    }),
-                ),
-                None => (Some(sel), None),
-            },
-            None => (None, None),
-        };
+        let sel = req.stack_trace_selector.as_ref();
+        let go_pgo = sel.and_then(|s| s.go_pgo.as_ref());
+        let selector = if go_pgo.is_some() { None } else { sel };
         let (pt, end_ns, merged) = self.select_merged(
             &req.profile_type_id,
             &req.label_selector,

@@ -10,15 +10,7 @@
 use std::collections::HashMap;
 
 use ignis_storage::proto::google::v1 as pprof;
-
-/// What `go_pgo` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GoPgo {
-    /// Leaf-most locations kept per stack; 0 keeps them all.
-    pub keep_locations: u32,
-    /// Ignore the leaf location's line number, so samples of one callee merge.
-    pub aggregate_callees: bool,
-}
+use ignis_storage::proto::types::v1::GoPgo;
 
 /// A location by content: mapping, address and (function, line) of each line.
 type LocationKey = (u64, u64, Vec<(u64, i64)>);
@@ -28,20 +20,12 @@ type LocationKey = (u64, u64, Vec<(u64, i64)>);
 /// `aggregate_callees`, equal stacks merged (values summed, first
 /// occurrence's order kept), and locations, functions and mappings no
 /// sample uses any more removed.
-pub fn apply(p: &mut pprof::Profile, pgo: GoPgo) {
-    let mut by_key: HashMap<LocationKey, u64> = HashMap::new();
-    let index: HashMap<u64, usize> = p
-        .location
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id, i))
-        .collect();
-    for l in &p.location {
-        by_key.entry(location_key(l)).or_insert(l.id);
-    }
-    let mut next_id = p.location.iter().map(|l| l.id).max().unwrap_or(0);
-    // The line-less copy of each leaf location, made once.
-    let mut leaf_of: HashMap<u64, u64> = HashMap::new();
+pub fn apply(p: &mut pprof::Profile, pgo: &GoPgo) {
+    let twin = if pgo.aggregate_callees {
+        line_less_twins(p)
+    } else {
+        HashMap::new()
+    };
     let mut merged: Vec<pprof::Sample> = Vec::with_capacity(p.sample.len());
     let mut slot: HashMap<Vec<u64>, usize> = HashMap::new();
     for s in std::mem::take(&mut p.sample) {
@@ -49,32 +33,10 @@ pub fn apply(p: &mut pprof::Profile, pgo: GoPgo) {
         if pgo.keep_locations > 0 {
             locs.truncate(pgo.keep_locations as usize);
         }
-        if pgo.aggregate_callees
-            && let Some(leaf) = locs.first_mut()
+        if let Some(leaf) = locs.first_mut()
+            && let Some(&bare) = twin.get(leaf)
         {
-            let old = *leaf;
-            *leaf = match leaf_of.get(&old) {
-                Some(&id) => id,
-                None => {
-                    let id = match index.get(&old).and_then(|&i| p.location.get(i)) {
-                        Some(l) => {
-                            let mut bare = l.clone();
-                            if let Some(first) = bare.line.first_mut() {
-                                first.line = 0;
-                            }
-                            *by_key.entry(location_key(&bare)).or_insert_with(|| {
-                                next_id += 1;
-                                bare.id = next_id;
-                                p.location.push(bare);
-                                next_id
-                            })
-                        }
-                        None => old,
-                    };
-                    leaf_of.insert(old, id);
-                    id
-                }
-            };
+            *leaf = bare;
         }
         match slot.get(&locs) {
             Some(&i) => {
@@ -93,6 +55,30 @@ pub fn apply(p: &mut pprof::Profile, pgo: GoPgo) {
     }
     p.sample = merged;
     drop_unused(p);
+}
+
+/// For every location, the id of the same location with its first line's
+/// number 0 (an existing equal location, or one added to `p`). Those no
+/// sample ends up using are dropped with the rest.
+fn line_less_twins(p: &mut pprof::Profile) -> HashMap<u64, u64> {
+    let mut by_key: HashMap<LocationKey, u64> =
+        p.location.iter().map(|l| (location_key(l), l.id)).collect();
+    let mut next_id = p.location.iter().map(|l| l.id).max().unwrap_or(0);
+    let mut twin = HashMap::with_capacity(p.location.len());
+    for i in 0..p.location.len() {
+        let mut bare = p.location[i].clone();
+        if let Some(first) = bare.line.first_mut() {
+            first.line = 0;
+        }
+        let id = *by_key.entry(location_key(&bare)).or_insert_with(|| {
+            next_id += 1;
+            bare.id = next_id;
+            p.location.push(bare);
+            next_id
+        });
+        twin.insert(p.location[i].id, id);
+    }
+    twin
 }
 
 fn location_key(l: &pprof::Location) -> LocationKey {
@@ -192,7 +178,7 @@ mod tests {
         let mut p = profile();
         apply(
             &mut p,
-            GoPgo {
+            &GoPgo {
                 keep_locations: 2,
                 aggregate_callees: false,
             },
@@ -215,7 +201,7 @@ mod tests {
         let mut p = profile();
         apply(
             &mut p,
-            GoPgo {
+            &GoPgo {
                 keep_locations: 2,
                 aggregate_callees: true,
             },
@@ -233,7 +219,7 @@ mod tests {
         let mut p = profile();
         apply(
             &mut p,
-            GoPgo {
+            &GoPgo {
                 keep_locations: 0,
                 aggregate_callees: false,
             },

@@ -146,7 +146,7 @@ pub(crate) async fn decode_beside<T: Send + 'static>(
 }
 
 /// The decoded profiles and, when they decoded, their WAL record, encoded
-/// here on the blocking pool rather than on the tenant's actor thread.
+/// beside the decode ([`decode_beside`]) rather than on the tenant's actor thread.
 #[allow(clippy::type_complexity)]
 pub(crate) fn with_record(
     tenant: &str,

@@ -122,20 +122,18 @@ impl Labels {
 
     /// A stable 64-bit hash of the label set, used to identify a series.
     pub fn fingerprint(&self) -> u64 {
-        // xxh3 of `k 0xff v 0xff` for every pair, in one shot over a buffer
-        // (the same hash as streaming it, without the streaming state).
-        let mut buf = [0u8; 512];
+        // xxh3 of `k 0xff v 0xff` for every pair, in one shot over one
+        // buffer (the same hash as streaming it, without the streaming
+        // state); on the stack unless the labels are long.
         let len: usize = self.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        if len > buf.len() {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for (k, v) in &self.0 {
-                h.update(k.as_bytes());
-                h.update(&[0xff]);
-                h.update(v.as_bytes());
-                h.update(&[0xff]);
-            }
-            return h.digest();
-        }
+        let mut stack = [0u8; 512];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
         let mut at = 0;
         for (k, v) in &self.0 {
             for part in [k.as_bytes(), &[0xff], v.as_bytes(), &[0xff]] {
@@ -143,7 +141,7 @@ impl Labels {
                 at += part.len();
             }
         }
-        xxhash_rust::xxh3::xxh3_64(&buf[..at])
+        xxhash_rust::xxh3::xxh3_64(buf)
     }
 
     /// Converts to proto label pairs.

@@ -53,24 +53,13 @@ pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestEr
     if first.len() < cap {
         return Ok(first);
     }
-    // Full: a small read tells the usual end (the trailer was right) from
-    // more output, before any larger buffer is made.
-    let mut probe = [0u8; 256];
-    let n = decoder.read(&mut probe).map_err(bad)?;
-    if n == 0 {
-        return Ok(first);
-    }
+    // Full: a small first read tells the usual end (the trailer was
+    // right) from more output, before a larger buffer is made.
     let mut total = first.len();
     let mut parts = vec![first];
-    let mut buf = vec![0u8; 64 << 10];
-    buf[..n].copy_from_slice(&probe[..n]);
-    let mut pending = n;
+    let mut buf = vec![0u8; 256];
     loop {
-        let n = if pending > 0 {
-            std::mem::take(&mut pending)
-        } else {
-            decoder.read(&mut buf).map_err(bad)?
-        };
+        let n = decoder.read(&mut buf).map_err(bad)?;
         if n == 0 {
             break;
         }
@@ -88,6 +77,7 @@ pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestEr
             part.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
         }
+        buf.resize(64 << 10, 0);
     }
     if parts.len() == 1 {
         return Ok(parts.pop().unwrap_or_default());
