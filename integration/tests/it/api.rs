@@ -1320,6 +1320,7 @@ async fn go_pgo_profile_is_cut_to_its_leaf_frames_and_go_build_pgo_accepts_it() 
     // `Function.start_line`, which PGO needs (Go 1.20+ writes it). So
     // profile pprofdemo built by Go 1.22 for 3 s, push that, and build
     // the same program with what Ignis exports.
+    let _alone = crate::common::CORE_HEAVY.lock().await;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgo-test");
     std::fs::create_dir_all(&dir)?;
     let plain = ignis_integration::go::build_pprofdemo_module(&dir, "plain", None)?;

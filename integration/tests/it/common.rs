@@ -5,6 +5,12 @@ use ignis_integration::client::{Client, as_i64, fg_total, self_by_name};
 use ignis_integration::fixtures::ExpectedProfile;
 use serde_json::{Value, json};
 
+/// Held by the tests that burn every core for a while (the Go PGO test's
+/// toolchain builds) and by the test that compares an SDK's sampled CPU
+/// with the CPU its program spent (a sampler starved by such a build
+/// under-counts), so the two never overlap.
+pub static CORE_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Query window (ms) that covers exactly one profile timestamp.
 pub fn window(time_ns: i64) -> (i64, i64) {
     let ms = time_ns / 1_000_000;

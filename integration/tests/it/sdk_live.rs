@@ -180,6 +180,7 @@ async fn python_sdk_live_profile_matches_its_cpu_time() -> Result<()> {
 
 #[tokio::test]
 async fn rust_sdk_live_profile_matches_its_cpu_time() -> Result<()> {
+    let _alone = crate::common::CORE_HEAVY.lock().await;
     // `cargo test` builds the examples: target/<profile>/examples/rust_sdk_app.
     let exe = std::env::current_exe()?;
     let app = exe
