@@ -92,11 +92,9 @@ impl ResultsCache {
             path: dir.display().to_string(),
             reason: e.to_string(),
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .open()
-            .map_err(err)?;
+        let db =
+            ignis_storage::sled_open::open(&sled::Config::new().path(dir).cache_capacity(16 << 20))
+                .map_err(err)?;
         let (entries_name, order_name) = (format!("entries-v{LAYOUT}"), format!("order-v{LAYOUT}"));
         for name in db.tree_names() {
             let other = [b"entries".as_slice(), b"order"]

@@ -17,6 +17,8 @@ pub mod profile_type;
 pub mod proto;
 pub mod record;
 pub mod selector;
+#[cfg(feature = "blocks")]
+pub mod sled_open;
 pub mod symbols;
 #[cfg(feature = "blocks")]
 pub mod wal;

@@ -252,21 +252,7 @@ impl Wal {
             .path(dir)
             .cache_capacity(WAL_CACHE_BYTES)
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64));
-        // A WAL of this directory dropped a moment ago in this process (a
-        // node restarted in process) may still hold the lock until sled's
-        // flusher thread wakes up and exits: wait for it, briefly.
-        let mut tries = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if tries < 50 && e.to_string().contains("could not acquire lock") =>
-                {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
+        let db = crate::sled_open::open(&config)?;
         let epoch = match db.get("epoch")? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => {

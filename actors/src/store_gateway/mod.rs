@@ -144,11 +144,9 @@ impl StoreGateway {
         };
         // The index is read whole into memory at start; sled's own cache
         // (1 GiB by default) need not hold it again.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .open()
-            .map_err(|e| BlockError::Corrupt(format!("block index {}: {e}", dir.display())))?;
+        let db =
+            ignis_storage::sled_open::open(&sled::Config::new().path(dir).cache_capacity(16 << 20))
+                .map_err(|e| BlockError::Corrupt(format!("block index {}: {e}", dir.display())))?;
         let index = db.open_tree("blocks").map_err(Self::index_err)?;
         let uploaded_here = db.open_tree("uploaded-here").map_err(Self::index_err)?;
         let mut mem = MemIndex::default();
