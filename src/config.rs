@@ -301,6 +301,11 @@ pub struct QueryConfig {
     /// Sub-queries one tenant may have queued or running at a
     /// query-scheduler; more get 429 at once (0: no limit).
     pub max_outstanding_per_tenant: usize,
+    /// The `nice` value (0–19) of the threads that run a tenant's queries
+    /// beyond its first (a flood, or a long range split into parts), so
+    /// another tenant's single query and ingest get the CPU first (0: the
+    /// same priority as any).
+    pub bulk_nice: i32,
     /// Workers a querier runs per query-scheduler, each pulling one
     /// sub-query at a time (0: `max_concurrent_queries`).
     pub querier_workers: usize,
@@ -331,6 +336,7 @@ impl Default for QueryConfig {
             results_cache_interval_secs: 3600,
             max_query_parallelism: 4,
             max_outstanding_per_tenant: 256,
+            bulk_nice: ignis_query::lane::DEFAULT_BULK_NICE,
             querier_workers: 0,
             sub_query_timeout_secs: 300,
             sql_max_rows: 10_000,
@@ -536,6 +542,12 @@ impl Config {
                     "{key}: {n} threads; at most {MAX_THREADS} (0: one per core)"
                 )));
             }
+        }
+        if !(0..=19).contains(&self.query.bulk_nice) {
+            return Err(ConfigError::Invalid(format!(
+                "query.bulk_nice: {}; a nice value from 0 (same priority) to 19 (lowest)",
+                self.query.bulk_nice
+            )));
         }
         if self.query.max_query_parallelism > 1024 {
             return Err(ConfigError::Invalid(format!(

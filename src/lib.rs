@@ -370,6 +370,7 @@ where
         sub_query_timeout: secs(config.query.sub_query_timeout_secs.max(1)),
         interval: secs(config.query.results_cache_interval_secs.max(60)),
     });
+    ignis_query::lane::set_bulk_nice(config.query.bulk_nice);
     if roles.has(roles::QUERY_SCHEDULER) {
         tenants = tenants.with_scheduler(ignis_actors::scheduler::Scheduler::new(
             config.query.max_outstanding_per_tenant,

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use ignis_query::lane::Lane;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -49,6 +50,26 @@ pub struct Slot {
     slots: Arc<FairSlots>,
     tenant: String,
     armed: bool,
+    lane: Lane,
+}
+
+impl Slot {
+    /// The lane the query runs in: bulk when its tenant had another query
+    /// running or waiting as this one got its slot (a flood, or a long
+    /// range split into parts), interactive otherwise.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+}
+
+/// The lane of a query of a tenant that now runs `running` queries (this
+/// one included) and has `queued` more waiting.
+fn lane_of(running: usize, queued: usize) -> Lane {
+    if running > 1 || queued > 0 {
+        Lane::Bulk
+    } else {
+        Lane::Interactive
+    }
 }
 
 impl Drop for Slot {
@@ -91,7 +112,7 @@ impl FairSlots {
             if s.free > 0 && running < max_running && queued == 0 && s.turns.is_empty() {
                 s.free -= 1;
                 *s.running.entry(tenant.to_string()).or_default() += 1;
-                return Ok(self.slot(tenant));
+                return Ok(self.slot(tenant, lane_of(running + 1, 0)));
             }
             if max_queued > 0 && queued >= max_queued {
                 return Err(TooManyQueued {
@@ -117,14 +138,16 @@ impl FairSlots {
             slots: self.clone(),
             tenant: tenant.to_string(),
             armed: false,
+            lane: Lane::Interactive,
         }))
     }
 
-    fn slot(self: &Arc<Self>, tenant: &str) -> Slot {
+    fn slot(self: &Arc<Self>, tenant: &str, lane: Lane) -> Slot {
         Slot {
             slots: self.clone(),
             tenant: tenant.to_string(),
             armed: true,
+            lane,
         }
     }
 
@@ -200,7 +223,7 @@ impl FairSlots {
     }
 
     /// Takes free slots for waiting tenants in turn; returns whom to send them.
-    fn hand_out(&self, s: &mut State) -> Vec<(oneshot::Sender<Slot>, String)> {
+    fn hand_out(&self, s: &mut State) -> Vec<(oneshot::Sender<Slot>, String, Lane)> {
         let mut handed = Vec::new();
         while s.free > 0 {
             let Some(next) = s.turns.pop_front() else {
@@ -222,7 +245,9 @@ impl FairSlots {
                 *n += 1;
                 *n
             };
-            if s.queues.get(&next).is_some_and(|q| !q.is_empty()) {
+            let queued = s.queues.get(&next).map_or(0, VecDeque::len);
+            let lane = lane_of(running, queued);
+            if queued > 0 {
                 if running < max_running {
                     s.turns.push_back(next.clone());
                 } else {
@@ -231,7 +256,7 @@ impl FairSlots {
             } else {
                 s.queues.remove(&next);
             }
-            handed.push((tx, next));
+            handed.push((tx, next, lane));
         }
         handed
     }
@@ -239,9 +264,9 @@ impl FairSlots {
     /// Sends slots taken by [`FairSlots::hand_out`], outside the lock: for
     /// a waiter gone (its client closed) the send fails and the slot it
     /// returns is dropped, which hands it on.
-    fn send(self: &Arc<Self>, handed: Vec<(oneshot::Sender<Slot>, String)>) {
-        for (tx, next) in handed {
-            drop(tx.send(self.slot(&next)));
+    fn send(self: &Arc<Self>, handed: Vec<(oneshot::Sender<Slot>, String, Lane)>) {
+        for (tx, next, lane) in handed {
+            drop(tx.send(self.slot(&next, lane)));
         }
     }
 
@@ -252,6 +277,55 @@ impl FairSlots {
             s.running.values().sum(),
             s.queues.values().map(VecDeque::len).sum(),
         )
+    }
+}
+
+/// The queries each tenant has in flight on this node, counted where they
+/// enter (before the results cache, the split and the slots): the lane of
+/// a query is bulk when its tenant has another one in flight.
+#[derive(Default)]
+pub struct InFlight {
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+/// One query in flight; it leaves the count when dropped.
+pub struct Entered {
+    in_flight: Arc<InFlight>,
+    tenant: String,
+    lane: Lane,
+}
+
+impl Entered {
+    /// The query's lane: bulk when its tenant had another query in flight
+    /// as it entered.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let mut counts = self.in_flight.counts.lock();
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    /// Counts a query of `tenant` in until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>, tenant: &str) -> Entered {
+        let mut counts = self.counts.lock();
+        let n = counts.entry(tenant.to_string()).or_default();
+        *n += 1;
+        Entered {
+            in_flight: self.clone(),
+            tenant: tenant.to_string(),
+            lane: lane_of(*n, 0),
+        }
     }
 }
 
@@ -281,6 +355,49 @@ mod tests {
             .unwrap();
         drop(b1);
         assert_eq!(slots.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_other_queries_running_or_waiting_runs_in_the_bulk_lane() {
+        let slots = FairSlots::new(4, 2, 0);
+        let a1 = slots.acquire("a").await.unwrap();
+        assert_eq!(a1.lane(), Lane::Interactive, "alone");
+        let a2 = slots.acquire("a").await.unwrap();
+        assert_eq!(a2.lane(), Lane::Bulk, "a second one at once");
+        let b1 = slots.acquire("b").await.unwrap();
+        assert_eq!(b1.lane(), Lane::Interactive, "another tenant's first");
+        // a's third and fourth wait; the third gets a slot with the fourth
+        // still waiting: bulk.
+        let (s3, s4) = (slots.clone(), slots.clone());
+        let a3 = tokio::spawn(async move { s3.acquire("a").await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let a4 = tokio::spawn(async move { s4.acquire("a").await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(a1);
+        let a3 = a3.await.unwrap().unwrap();
+        assert_eq!(a3.lane(), Lane::Bulk);
+        drop(a2);
+        let a4 = a4.await.unwrap().unwrap();
+        assert_eq!(a4.lane(), Lane::Bulk, "with a3 running");
+        drop((a3, a4, b1));
+        // Alone again.
+        let a5 = slots.acquire("c").await.unwrap();
+        assert_eq!(a5.lane(), Lane::Interactive);
+    }
+
+    #[test]
+    fn a_tenants_queries_beyond_its_first_in_flight_are_bulk() {
+        let in_flight = Arc::new(InFlight::default());
+        let a1 = in_flight.enter("a");
+        let b1 = in_flight.enter("b");
+        let a2 = in_flight.enter("a");
+        assert_eq!(
+            (a1.lane(), b1.lane(), a2.lane()),
+            (Lane::Interactive, Lane::Interactive, Lane::Bulk)
+        );
+        drop((a1, a2));
+        assert_eq!(in_flight.enter("a").lane(), Lane::Interactive);
+        assert!(in_flight.counts.lock().keys().eq(["b"].iter()));
     }
 
     #[tokio::test]

@@ -186,7 +186,9 @@ where
 {
     let f = Arc::new(f);
     let run = f.clone();
-    let answer = tokio::task::spawn_blocking(move || prepared(&run))
+    let answer = ignis_query::lane::current()
+        .spawn_blocking(move || prepared(&run))
+        .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
         .await
         .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
     match answer {
@@ -242,6 +244,8 @@ struct Piece {
     /// Its cache key (settled intervals only).
     key: Option<[u8; 16]>,
     merged: Option<MergedStacks>,
+    /// Merged by this query (not read from the cache): stored once done.
+    fresh: bool,
 }
 
 /// Runs `f` (which only merges `selections`) from cached and fresh
@@ -334,16 +338,17 @@ where
             None => direct.push((sel.start_ns, sel.end_ns)),
         }
         for (part, ulids) in cached {
-            let Some((cache, _)) = &cache else { break };
+            if cache.is_none() {
+                break;
+            }
             let sel = sub(part);
             let k = key(tenant, &sel, &ulids);
-            let merged = cache.get(&k);
-            cache.count(merged.is_some());
             pieces.push(Piece {
                 of,
                 sel,
                 key: Some(k),
-                merged,
+                merged: None,
+                fresh: false,
             });
         }
         for part in coalesce(direct) {
@@ -352,7 +357,40 @@ where
                 sel: sub(part),
                 key: None,
                 merged: None,
+                fresh: false,
             });
+        }
+    }
+    // Cached intervals are read (and, below, stored and added up) on a
+    // blocking thread of the query's lane, not on the async workers that
+    // serve every other request.
+    let lane = ignis_query::lane::current();
+    let cache = cache.map(|(c, _)| c);
+    let lookups: Vec<(usize, [u8; 16])> = pieces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.key.map(|k| (i, k)))
+        .collect();
+    if let Some(c) = cache.clone().filter(|_| !lookups.is_empty()) {
+        let keys: Vec<[u8; 16]> = lookups.iter().map(|&(_, k)| k).collect();
+        let task = |e: &dyn std::fmt::Display| {
+            QueryFailure::Internal(format!("reading the results cache: {e}"))
+        };
+        let found = lane
+            .spawn_blocking(move || {
+                keys.iter()
+                    .map(|k| {
+                        let m = c.get(k);
+                        c.count(m.is_some());
+                        m
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| task(&e))?
+            .await
+            .map_err(|e| task(&e))?;
+        for ((i, _), m) in lookups.into_iter().zip(found) {
+            pieces[i].merged = m;
         }
     }
     // What the cache did not hold: one direct query per run of adjacent
@@ -395,28 +433,29 @@ where
     let fresh = futures::future::try_join_all(runs).await?;
     for ((_, _, members), merged) in groups.iter().zip(fresh) {
         for (&i, m) in members.iter().zip(merged) {
-            if let (Some(k), Some((cache, _))) = (&pieces[i].key, &cache) {
-                cache.put(k, &m);
-            }
             pieces[i].merged = Some(m);
+            pieces[i].fresh = true;
         }
     }
-    let mut combined: Vec<Option<MergedStacks>> = selections.iter().map(|_| None).collect();
-    for p in pieces {
-        let m = p.merged.unwrap_or_default();
-        match &mut combined[p.of] {
-            Some(all) => all.absorb(&m),
-            slot @ None => *slot = Some(m),
-        }
-    }
-    let premerged = Premerged::new(
-        selections
-            .iter()
-            .cloned()
-            .zip(combined.into_iter().map(Option::unwrap_or_default))
-            .collect(),
-    );
     answer_prepared(tenants, tenant, (start_ns, end_ns), f, "merges", move |f| {
+        let mut combined: Vec<Option<MergedStacks>> = selections.iter().map(|_| None).collect();
+        for p in pieces {
+            let m = p.merged.unwrap_or_default();
+            if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
+                c.put(k, &m);
+            }
+            match &mut combined[p.of] {
+                Some(all) => all.absorb(&m),
+                slot @ None => *slot = Some(m),
+            }
+        }
+        let premerged = Premerged::new(
+            selections
+                .iter()
+                .cloned()
+                .zip(combined.into_iter().map(Option::unwrap_or_default))
+                .collect(),
+        );
         let budget = MemoryBudget::new(limits.max_query_memory_bytes);
         let engine = Engine::new(&[], &limits)
             .with_budget(&budget)
@@ -485,6 +524,7 @@ fn parallelize(
                     sel,
                     key: None,
                     merged: None,
+                    fresh: false,
                 });
             }
         }
@@ -544,6 +584,7 @@ mod tests {
             sel: sel(a, b),
             key: None,
             merged: None,
+            fresh: false,
         };
         // Two selections over [0, 79] (as a diff has), one group.
         let mut pieces = vec![piece(0, 0, 79), piece(1, 0, 79)];

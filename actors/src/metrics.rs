@@ -106,6 +106,8 @@ pub struct Metrics {
     pub scheduler_sub_queries: Family<LabelSet, Counter>,
     /// Sub-queries this node's querier workers ran.
     pub querier_sub_queries: Counter,
+    /// Queries that entered this node, by lane (interactive, bulk).
+    pub query_lanes: Family<LabelSet, Counter>,
     /// Sub-queries this node's querier workers stopped because their
     /// frontend went away.
     pub querier_sub_queries_cancelled: Counter,
@@ -172,6 +174,12 @@ impl Metrics {
         let scheduler_queued = Gauge::default();
         let scheduler_sub_queries = Family::<LabelSet, Counter>::default();
         let querier_sub_queries = Counter::default();
+        let query_lanes = Family::<LabelSet, Counter>::default();
+        registry.register(
+            "query_lanes",
+            "Queries that entered this node, by lane: bulk when their tenant had another query in flight (run at query.bulk_nice), interactive otherwise",
+            query_lanes.clone(),
+        );
         let querier_sub_queries_cancelled = Counter::default();
         registry.register(
             "querier_sub_queries_cancelled",
@@ -489,6 +497,7 @@ impl Metrics {
             scheduler_queued,
             scheduler_sub_queries,
             querier_sub_queries,
+            query_lanes,
             querier_sub_queries_cancelled,
             block_file_cache_misses,
             block_file_cache_evictions,

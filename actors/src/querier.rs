@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use ignis_query::lane::Lane;
 use ignis_query::{Engine, MemoryBudget, QueryError, QueryLimits, Source};
 
 use crate::ingester::Snapshot;
@@ -64,6 +65,8 @@ pub struct RunQuery<R> {
     pub budget: Arc<MemoryBudget>,
     /// The tenant's query limits.
     pub limits: Arc<QueryLimits>,
+    /// The lane the merge runs in.
+    pub lane: Lane,
 }
 
 impl<R: Send + 'static> Message for RunQuery<R> {
@@ -85,16 +88,18 @@ pub(crate) fn with_sources<T>(
     f(&sources)
 }
 
-/// Runs `msg` on the blocking pool.
+/// Runs `msg` on a blocking thread of its lane.
 pub(crate) async fn merge<R: Send + 'static>(msg: RunQuery<R>) -> Result<R, QueryFailure> {
-    tokio::task::spawn_blocking(move || {
-        with_sources(&msg.local, &msg.blocks, &msg.remote, |sources| {
-            let engine = Engine::new(sources, &msg.limits).with_budget(&msg.budget);
-            (msg.query)(&engine).map_err(QueryFailure::from)
+    msg.lane
+        .spawn_blocking(move || {
+            with_sources(&msg.local, &msg.blocks, &msg.remote, |sources| {
+                let engine = Engine::new(sources, &msg.limits).with_budget(&msg.budget);
+                (msg.query)(&engine).map_err(QueryFailure::from)
+            })
         })
-    })
-    .await
-    .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
+        .map_err(|e| QueryFailure::Internal(format!("no thread for the merge: {e}")))?
+        .await
+        .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
 }
 
 /// Merges a tenant's queries over its ingester's snapshot, the blocks and

@@ -487,6 +487,7 @@ mod tests {
             end_ns: start + 1,
             selections: Vec::new(),
             series: None,
+            bulk: false,
         }
     }
 

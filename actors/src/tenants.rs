@@ -18,7 +18,7 @@ use ignis_cluster::roles::{DISTRIBUTOR, INGESTER};
 
 use crate::cluster::ClusterContext;
 use crate::distributor::{Distributor, SetLimits};
-use crate::fair::FairSlots;
+use crate::fair::{Entered, FairSlots, InFlight};
 use crate::ingester::{Ingester, IngesterShards, Snapshot};
 use crate::metrics::Metrics;
 use crate::overrides::TenantLimits;
@@ -27,6 +27,7 @@ use crate::querier::{Querier, QueryFailure, RunQuery};
 use crate::scheduler::Scheduler;
 use crate::settings::SettingsStore;
 use crate::store_gateway::StoreGateway;
+use ignis_query::lane::Lane;
 
 /// The running actors of one tenant: those of the node's roles.
 #[derive(Clone)]
@@ -70,6 +71,8 @@ pub struct Tenants {
     pub(crate) metrics: Metrics,
     /// The node's query slots, shared fairly among tenants.
     query_slots: Arc<FairSlots>,
+    /// Queries in flight per tenant (their lanes).
+    in_flight: Arc<InFlight>,
     cluster: Arc<ClusterContext>,
     pub(crate) store_gateway: Option<Arc<StoreGateway>>,
     roles: Roles,
@@ -165,6 +168,7 @@ impl Tenants {
             blocks,
             metrics: metrics.clone(),
             query_slots: FairSlots::new(max_concurrent_queries, 0, 0),
+            in_flight: Arc::default(),
             cluster: Arc::new(ClusterContext::standalone(
                 "local",
                 "",
@@ -585,19 +589,52 @@ impl Tenants {
     {
         let limits = self.limits.query(tenant);
         let scope = Scope::record(&limits, &f)?;
-        if let Some(plans) = crate::frontend::splittable_series(self, tenant, &limits, &scope) {
-            return crate::frontend::query_series(self, tenant, plans, limits, start_ns, end_ns, f)
+        // Its work, and its sub-queries' on the queriers, run in its lane
+        // (the caller's, when it entered the query itself).
+        let entered = match ignis_query::lane::scoped() {
+            Some(_) => None,
+            None => Some(self.enter_query(tenant)),
+        };
+        let lane = entered
+            .as_ref()
+            .map_or(Lane::Interactive, Entered::lane)
+            .max(ignis_query::lane::current());
+        ignis_query::lane::in_lane(lane, async move {
+            if let Some(plans) = crate::frontend::splittable_series(self, tenant, &limits, &scope) {
+                return crate::frontend::query_series(
+                    self, tenant, plans, limits, start_ns, end_ns, f,
+                )
                 .await;
-        }
-        match crate::frontend::cacheable(self, tenant, &limits, &scope) {
-            Some(cacheable) => {
-                crate::frontend::query_cached(self, cacheable, tenant, start_ns, end_ns, f).await
             }
-            None => {
-                self.query_planned(tenant, limits, &scope, start_ns, end_ns, f)
-                    .await
+            match crate::frontend::cacheable(self, tenant, &limits, &scope) {
+                Some(cacheable) => {
+                    crate::frontend::query_cached(self, cacheable, tenant, start_ns, end_ns, f)
+                        .await
+                }
+                None => {
+                    self.query_planned(tenant, limits, &scope, start_ns, end_ns, f)
+                        .await
+                }
             }
-        }
+        })
+        .await
+    }
+
+    /// Counts a query of `tenant` in flight until the guard is dropped; its
+    /// lane is bulk when the tenant has another query in flight. A caller
+    /// that runs the query inside [`ignis_query::lane::in_lane`] with that
+    /// lane (and on that lane's threads) enters it itself.
+    pub fn enter_query(&self, tenant: &str) -> Entered {
+        let entered = self.in_flight.enter(tenant);
+        let lane = match entered.lane() {
+            Lane::Interactive => "interactive",
+            Lane::Bulk => "bulk",
+        };
+        self.metrics
+            .query_lanes
+            .get_or_create(&vec![("lane", lane.to_string())])
+            .inc();
+        entered
     }
 
     /// [`Tenants::query_range`] without the results cache: plans `f` and
@@ -649,16 +686,20 @@ impl Tenants {
         F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
     {
         // A federated read (`a|b`) takes its turns as one tenant.
-        let _slot = self
+        let slot = self
             .query_slots
             .acquire(tenant)
             .await
             .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
+        let lane = slot.lane().max(ignis_query::lane::current());
         let ids: Vec<&str> = tenant_ids(tenant).collect();
         let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
-        let parts = futures::future::try_join_all(
-            ids.iter()
-                .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
+        let parts = ignis_query::lane::in_lane(
+            lane,
+            futures::future::try_join_all(
+                ids.iter()
+                    .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
+            ),
         )
         .await?;
         let mut query = RunQuery {
@@ -668,6 +709,7 @@ impl Tenants {
             remote: Vec::new(),
             budget,
             limits,
+            lane,
         };
         for (remote, blocks, local) in parts {
             query.remote.extend(remote);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use ignis_cluster::roles::{QUERIER, QUERY_SCHEDULER};
+use ignis_query::lane::{self, Lane};
 use ignis_query::timeseries::{SeriesGroups, SeriesPlan};
 use ignis_query::{MergedStacks, Selection};
 use tokio::task::JoinHandle;
@@ -175,17 +176,17 @@ pub(crate) async fn merges_of(
 ) -> Result<Vec<MergedStacks>, QueryFailure> {
     match answer {
         SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
-        SubAnswer::Merged(parts) if parts.len() == selections => {
-            tokio::task::spawn_blocking(move || {
+        SubAnswer::Merged(parts) if parts.len() == selections => lane::current()
+            .spawn_blocking(move || {
                 parts
                     .iter()
                     .map(|p| MergedStacks::decode(p))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| QueryFailure::Internal(format!("a querier's merge: {e}")))
             })
-            .await
             .map_err(|e| QueryFailure::Internal(format!("decoding merges: {e}")))?
-        }
+            .await
+            .map_err(|e| QueryFailure::Internal(format!("decoding merges: {e}")))?,
         SubAnswer::Merged(parts) => Err(QueryFailure::Internal(format!(
             "a querier answered {} merges for {selections} selections",
             parts.len()
@@ -215,6 +216,7 @@ pub(crate) fn series_query(tenant: &str, plan: &SeriesPlan) -> SubQuery {
         end_ns: plan.sel.end_ns,
         selections: vec![WireSelection::of(&plan.sel)],
         series: Some(WireSeriesPlan::of(plan)),
+        bulk: lane::current() == Lane::Bulk,
     }
 }
 
@@ -231,12 +233,18 @@ pub(crate) fn sub_query(
         end_ns,
         selections: selections.iter().map(WireSelection::of).collect(),
         series: None,
+        bulk: lane::current() == Lane::Bulk,
     }
 }
 
-/// Runs one sub-query on this node, as a querier.
+/// Runs one sub-query on this node, as a querier, in the lane it names.
 pub async fn run(tenants: &Tenants, query: SubQuery) -> SubAnswer {
-    answer(tenants, query)
+    let lane = if query.bulk {
+        Lane::Bulk
+    } else {
+        Lane::Interactive
+    };
+    lane::in_lane(lane, answer(tenants, query))
         .await
         .unwrap_or_else(|f| SubAnswer::Failed(WireFailure::from(&f)))
 }
@@ -277,15 +285,17 @@ async fn answer(tenants: &Tenants, query: SubQuery) -> Result<SubAnswer, QueryFa
         .await?;
     let encoding =
         |e: &dyn std::fmt::Display| QueryFailure::Internal(format!("encoding merges: {e}"));
-    let parts = tokio::task::spawn_blocking(move || {
-        merged
-            .iter()
-            .map(MergedStacks::encode)
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| encoding(&e))?
-    .map_err(|e| encoding(&e))?;
+    let parts = lane::current()
+        .spawn_blocking(move || {
+            merged
+                .iter()
+                .map(MergedStacks::encode)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| encoding(&e))?
+        .await
+        .map_err(|e| encoding(&e))?
+        .map_err(|e| encoding(&e))?;
     Ok(SubAnswer::Merged(parts))
 }
 

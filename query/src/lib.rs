@@ -17,6 +17,7 @@ pub mod executor;
 pub mod flamegraph;
 pub mod head_source;
 pub mod heatmap;
+pub mod lane;
 pub mod pgo;
 pub mod pprof_export;
 pub mod premerged;

@@ -62,6 +62,19 @@ impl Codec {
         }
     }
 
+    /// Encodes a message: its content type and bytes.
+    pub fn encode<T: prost::Message + Serialize>(
+        self,
+        msg: &T,
+    ) -> Result<(&'static str, Vec<u8>), ApiError> {
+        match self {
+            Self::Proto => Ok(("application/proto", msg.encode_to_vec())),
+            Self::Json => serde_json::to_vec(msg)
+                .map(|body| ("application/json", body))
+                .map_err(|e| ApiError::internal(format!("failed to encode the response: {e}"))),
+        }
+    }
+
     /// Encodes a 200 response.
     pub fn respond<T: prost::Message + Serialize>(self, msg: &T) -> HttpResponse {
         match self {

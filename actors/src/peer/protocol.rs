@@ -32,7 +32,8 @@ use super::{PeerError, PeerSlice};
 /// part may keep an exemplar per bucket.
 /// 8: records (`IGNREC04`), head slices (`IGNHED04`) and exemplars carry
 /// whole 128-bit profile ids.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: a sub-query says whether it runs in the bulk lane.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -247,6 +248,9 @@ pub struct SubQuery {
     /// When set, the sub-query buckets the totals of its one selection as
     /// this `SelectSeries` part says, instead of merging stacks.
     pub series: Option<WireSeriesPlan>,
+    /// Runs in the bulk lane (`ignis_query::lane`): its tenant had another
+    /// query in flight at the frontend.
+    pub bulk: bool,
 }
 
 /// A `SelectSeries` part on the wire (`ignis_query::timeseries::SeriesPlan`

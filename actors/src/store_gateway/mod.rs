@@ -421,7 +421,9 @@ impl StoreGateway {
             None => self.store.fetch(&meta).await?,
         };
         let (tenant, ulid) = (meta.tenant.clone(), meta.ulid.clone());
-        let head = tokio::task::spawn_blocking(move || decode_block(&meta, &files))
+        let head = ignis_query::lane::current()
+            .spawn_blocking(move || decode_block(&meta, &files))
+            .map_err(|e| BlockError::Read(format!("no thread for the decoder: {e}")))?
             .await
             .map_err(|e| BlockError::Corrupt(format!("decoder task failed: {e}")))??;
         let head = Arc::new(head);

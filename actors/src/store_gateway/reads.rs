@@ -41,7 +41,6 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use ignis_query::block_read::{BlockTables, ReadStats};
 use ignis_query::block_slice::Claimed;
-use ignis_query::executor::executor;
 use ignis_query::{BlockSlice, MemoryBudget, Scope, Source};
 use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP};
 use ignis_storage::head::approx_row_bytes;
@@ -322,13 +321,15 @@ fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
         .then_some(plan)
 }
 
-/// Runs `fut` on the DataFusion executor (Parquet decoding stays off the
-/// HTTP workers).
+/// Runs `fut` on the DataFusion executor of the current query lane
+/// ([`ignis_query::lane`]): Parquet decoding stays off the HTTP workers,
+/// and a bulk query's yields the CPU to interactive ones.
 pub(crate) async fn on_executor<T: Send + 'static>(
     fut: impl std::future::Future<Output = Result<T, BlockError>> + Send + 'static,
 ) -> Result<T, BlockError> {
-    let rt = executor().map_err(|e| BlockError::Read(format!("no executor: {e}")))?;
-    rt.spawn(fut)
+    ignis_query::lane::current()
+        .spawn(fut)
+        .map_err(|e| BlockError::Read(format!("no executor: {e}")))?
         .await
         .map_err(|e| BlockError::Read(format!("block read task failed: {e}")))?
 }

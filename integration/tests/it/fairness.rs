@@ -101,3 +101,43 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     );
     Ok(())
 }
+
+/// A tenant's queries beyond its first in flight run in the bulk lane, on
+/// threads of their own: their answers equal the answer of one query alone.
+#[tokio::test]
+async fn concurrent_queries_of_a_tenant_answer_as_one_alone() -> Result<()> {
+    let node = TestNode::start(|_| {})?;
+    let client = Client::new(&node.url).with_tenant("busy");
+    let go_total = ignis_integration::fixtures::read_json("go/cpu.expected.json")?["value_sums"]
+        ["cpu/nanoseconds"]
+        .as_i64()
+        .unwrap_or(-1);
+    let r = client
+        .post(
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            push_go_cpu("busy.app")?,
+        )
+        .await?;
+    ensure!(r.status().is_success());
+    let ask = |client: Client| async move {
+        client
+            .flamegraph(CPU, "{service_name=\"busy.app\"}", 1, 4_000_000_000_000)
+            .await
+    };
+    let alone = ask(client.clone()).await?;
+    ensure!(alone["flamegraph"]["total"] == json!(go_total.to_string()));
+    let together: Vec<_> = (0..8).map(|_| tokio::spawn(ask(client.clone()))).collect();
+    for answer in together {
+        let answer = answer.await??;
+        ensure!(answer == alone, "a concurrent answer differs: {answer}");
+    }
+    let metrics = client.get("/metrics").await?.text().await?;
+    let bulk = metrics
+        .lines()
+        .find(|l| l.starts_with("ignis_query_lanes_total{lane=\"bulk\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    ensure!(bulk > 0, "no query ran in the bulk lane:\n{metrics}");
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Query lanes: a tenant's concurrent queries yield the CPU to single ones.
+//!
+//! Every query's CPU work (block reads and decodes, the merge) runs in one
+//! of two lanes. [`Lane::Interactive`] is the process's usual threads.
+//! [`Lane::Bulk`] is a runtime of its own whose threads run at a lower
+//! scheduling priority (`nice`, [`set_bulk_nice`]): the work of a tenant
+//! that already has queries running, whether a flood of dashboards or one
+//! long range split into parts, goes there, so on a busy node the kernel
+//! gives the CPU to another tenant's single query (and to ingest) first.
+//! On an idle node a bulk query runs as fast as any: priority only decides
+//! who runs when both want a core.
+//!
+//! The lane of the running task is a task-local ([`in_lane`],
+//! [`current`]), so the reads of a query find it without threading it
+//! through every call.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// Where a query's CPU work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Lane {
+    /// The usual threads: a tenant's only running query.
+    #[default]
+    Interactive,
+    /// Threads at a lower priority: a tenant's queries beyond its first.
+    Bulk,
+}
+
+tokio::task_local! {
+    static LANE: Lane;
+}
+
+/// The `nice` value of the bulk lane's threads (0: the same priority).
+static BULK_NICE: AtomicI32 = AtomicI32::new(DEFAULT_BULK_NICE);
+
+/// The bulk lane's default `nice`: about a tenth of the CPU of a normal
+/// thread when both want a core (Linux's CFS weights 110 against 1024).
+pub const DEFAULT_BULK_NICE: i32 = 10;
+
+/// Sets the `nice` value (0–19) of the bulk lane's threads started from now
+/// on; call it before the first query (the node does, from its config).
+pub fn set_bulk_nice(nice: i32) {
+    BULK_NICE.store(nice.clamp(0, 19), Ordering::Relaxed);
+}
+
+/// Runs `fut` with `lane` as its lane ([`current`]).
+pub async fn in_lane<F: Future>(lane: Lane, fut: F) -> F::Output {
+    LANE.scope(lane, fut).await
+}
+
+/// The lane of the running task (interactive outside [`in_lane`]).
+pub fn current() -> Lane {
+    scoped().unwrap_or_default()
+}
+
+/// The lane of the running task, if it runs inside [`in_lane`].
+pub fn scoped() -> Option<Lane> {
+    LANE.try_with(|l| *l).ok()
+}
+
+impl Lane {
+    /// The runtime the lane's async CPU work (Parquet decoding) runs on.
+    pub fn runtime(self) -> std::io::Result<&'static Runtime> {
+        match self {
+            Lane::Interactive => crate::executor::executor(),
+            Lane::Bulk => bulk_runtime(),
+        }
+    }
+
+    /// Runs `fut` on the lane's runtime, in the lane.
+    pub fn spawn<F>(self, fut: F) -> std::io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Ok(self.runtime()?.spawn(in_lane(self, fut)))
+    }
+
+    /// Runs `f` on a blocking thread of the lane: the current runtime's
+    /// pool for the interactive lane, the bulk runtime's (low priority)
+    /// for the bulk lane.
+    pub fn spawn_blocking<F, R>(self, f: F) -> std::io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(match self {
+            Lane::Interactive => tokio::task::spawn_blocking(f),
+            Lane::Bulk => bulk_runtime()?.spawn_blocking(f),
+        })
+    }
+}
+
+/// The bulk lane's runtime, started on first use (one per process, built
+/// by one caller only, like [`crate::executor::executor`]).
+fn bulk_runtime() -> std::io::Result<&'static Runtime> {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("ignis-bulk")
+        .on_thread_start(lower_this_threads_priority)
+        .enable_all()
+        .build()?;
+    Ok(RT.get_or_init(|| rt))
+}
+
+/// Gives the calling thread the bulk lane's `nice` (Linux: a per-thread
+/// value; lowering one's own priority needs no privilege). Best effort: a
+/// refusal leaves the thread as it was.
+fn lower_this_threads_priority() {
+    let nice = BULK_NICE.load(Ordering::Relaxed);
+    if nice > 0 {
+        sys::set_nice(nice);
+    }
+}
+
+/// The calling thread's `nice` value (0 where threads have none).
+pub fn this_threads_nice() -> i32 {
+    sys::nice()
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    /// Sets the calling thread's `nice`.
+    pub(super) fn set_nice(nice: i32) {
+        // SAFETY: gettid and setpriority take plain integers and touch no
+        // memory of ours.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+        }
+    }
+
+    /// The calling thread's `nice`.
+    pub(super) fn nice() -> i32 {
+        // SAFETY: as above (getpriority's -1 is a valid value; an error is
+        // read as it).
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    pub(super) fn set_nice(_nice: i32) {}
+    pub(super) fn nice() -> i32 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bulk_work_runs_at_the_lower_priority_and_knows_its_lane() {
+        let base = this_threads_nice();
+        let expected = if cfg!(target_os = "linux") {
+            base.max(DEFAULT_BULK_NICE)
+        } else {
+            base
+        };
+        let bulk = Lane::Bulk
+            .spawn(async { (current(), this_threads_nice()) })
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(bulk, (Lane::Bulk, expected));
+        let blocking = Lane::Bulk
+            .spawn_blocking(this_threads_nice)
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(blocking, expected);
+        let here = Lane::Interactive
+            .spawn_blocking(this_threads_nice)
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(here, base);
+        assert_eq!((current(), scoped()), (Lane::Interactive, None));
+        assert_eq!(
+            in_lane(Lane::Bulk, async { (current(), scoped()) }).await,
+            (Lane::Bulk, Some(Lane::Bulk))
+        );
+    }
+}
