@@ -10,21 +10,27 @@
 //! query-scheduler ([`crate::scheduler`]) and run by querier workers
 //! ([`crate::worker`]) at once (on a node without queriers, here).
 //!
+//! `SelectSeries` goes the same way: each part's buckets (keyed by their end
+//! time) are cached per settled interval, under the grouping, step and
+//! where buckets start within a step, and sums and counts add up.
+//!
 //! Every answer equals the direct one: an interval's merge is the merge of
 //! all sources restricted to it (a profile has one timestamp, so it falls in
-//! one interval), and merges add up. Other queries (series, label names,
-//! per-profile totals, span selections) and federated reads go directly.
+//! one interval), and merges add up. Other queries (label names, series
+//! lists, per-profile totals, span selections) and federated reads go
+//! directly.
 
 use std::sync::Arc;
 
-use ignis_query::timeseries::{Aggregation, SeriesBuilder, SeriesPlan};
+use ignis_query::timeseries::{Aggregation, SeriesBuilder, SeriesGroups, SeriesPlan};
 use ignis_query::{
     Engine, MemoryBudget, MergedStacks, PreSeries, Premerged, QueryError, QueryLimits, Scope,
     Selection,
 };
 
+use crate::peer::protocol::WireSeriesGroup;
 use crate::querier::QueryFailure;
-use crate::results_cache::{ResultsCache, key, split};
+use crate::results_cache::{ResultsCache, key, series_key, split};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
@@ -70,8 +76,8 @@ pub(crate) fn cacheable(
 }
 
 /// The series plans of a query the frontend may split: one that only
-/// buckets series (`SelectSeries`), of one tenant, whose sub-queries go to
-/// querier workers.
+/// buckets series (`SelectSeries`), of one tenant, on a node with a results
+/// cache or whose sub-queries go to querier workers.
 pub(crate) fn splittable_series(
     tenants: &Tenants,
     tenant: &str,
@@ -80,22 +86,26 @@ pub(crate) fn splittable_series(
 ) -> Option<Vec<SeriesPlan>> {
     let plans = scope.series_only()?;
     let one_tenant = !tenant.contains('|') && limits.max_query_lookback_secs == 0;
-    (one_tenant && tenants.has_queriers(tenant)).then(|| plans.to_vec())
+    let cache = tenants.results_cache.is_some() && tenants.store_gateway().is_some();
+    (one_tenant && (cache || tenants.has_queriers(tenant))).then(|| plans.to_vec())
 }
 
 /// `range` cut at interval boundaries into at most `parts` pieces, the
 /// largest (within `live`) first ([`parallelize`] with no parts inside).
+#[cfg(test)]
 fn cut_range(range: (i64, i64), live: (i64, i64), interval: i64, parts: usize) -> Vec<(i64, i64)> {
     let mut groups = vec![(range.0, range.1, Vec::new())];
-    parallelize(&mut groups, &mut Vec::new(), parts, live, interval);
+    parallelize::<()>(&mut groups, &mut Vec::new(), parts, live, interval);
     groups.into_iter().map(|(lo, hi, _)| (lo, hi)).collect()
 }
 
 /// Runs `f`, which only buckets the series of `plans`, from parts of their
-/// ranges bucketed apart by querier workers (at most
-/// `max_query_parallelism` per plan, cut at interval boundaries where data
-/// may be): the buckets' sums and counts add up, so the answer equals the
-/// direct one. Falls back to the direct path if `f` asks for anything else.
+/// ranges bucketed apart: settled intervals over blocks from the results
+/// cache (or bucketed once and stored), the rest by querier workers (at
+/// most `max_query_parallelism` sub-queries per plan, cut at interval
+/// boundaries where data may be). Buckets are keyed by their end time and
+/// their sums and counts add up, so the answer equals the direct one.
+/// Falls back to the direct path if `f` asks for anything else.
 pub(crate) async fn query_series<R, F>(
     tenants: &Tenants,
     tenant: &str,
@@ -110,50 +120,107 @@ where
     F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
 {
     let now = crate::now_ns();
-    let interval = i64::try_from(tenants.split.interval.as_nanos())
+    let cache = tenants
+        .results_cache
+        .clone()
+        .zip(tenants.store_gateway().cloned());
+    let (settle, interval) = match &cache {
+        Some((c, _)) => (c.settle, c.interval),
+        None => (std::time::Duration::ZERO, tenants.split.interval),
+    };
+    let settled = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
+    let interval = i64::try_from(interval.as_nanos())
         .unwrap_or(i64::MAX)
         .max(1);
-    // Cuts fall from the oldest indexed block to now (recent data alone,
-    // in the ingesters' memory, is bucketed in one part); without a block
-    // index, anywhere.
-    let mut parts: Vec<(usize, SeriesPlan)> = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let (lo, hi) = (plan.sel.start_ns, plan.sel.end_ns);
-        let live_lo = match tenants.store_gateway() {
-            Some(sg) => sg
-                .indexed_spans(tenant, lo, hi)
-                .iter()
-                .map(|b| b.1)
-                .min()
-                .unwrap_or(now),
-            None => lo,
-        };
-        for (a, b) in cut_range(
-            (lo, hi),
-            (live_lo, now),
-            interval,
-            tenants.split.max_query_parallelism,
-        ) {
-            let mut part = plan.clone();
-            part.sel.start_ns = a;
-            part.sel.end_ns = b;
-            parts.push((i, part));
-        }
-    }
-    let answers = futures::future::try_join_all(parts.iter().map(|(_, part)| async move {
-        crate::worker::groups_of(
-            tenants
-                .ask(crate::worker::series_query(tenant, part))
-                .await?,
-        )
-    }))
-    .await?;
     let mut builders: Vec<SeriesBuilder> = plans
         .iter()
         .map(|p| SeriesBuilder::of(p, Aggregation::Sum))
         .collect();
-    for ((i, _), groups) in parts.iter().zip(answers) {
-        builders[*i].absorb(groups);
+    for (builder, plan) in builders.iter_mut().zip(&plans) {
+        // Cuts fall from the oldest indexed block to now (recent data
+        // alone, in the ingesters' memory, is bucketed in one part);
+        // without a block index, anywhere.
+        let mut live = (now, now);
+        let with_sel = |sel: Selection| SeriesPlan {
+            sel,
+            ..plan.clone()
+        };
+        let sub = |(a, b): (i64, i64)| Selection {
+            start_ns: a,
+            end_ns: b,
+            ..plan.sel.clone()
+        };
+        let Cuts { cached, direct } = cuts(
+            tenant,
+            &plan.sel,
+            cache.as_ref(),
+            interval,
+            settled,
+            &mut live,
+        );
+        if cache.is_none() {
+            live.0 = match tenants.store_gateway() {
+                Some(sg) => sg
+                    .indexed_spans(tenant, plan.sel.start_ns, plan.sel.end_ns)
+                    .iter()
+                    .map(|b| b.1)
+                    .min()
+                    .unwrap_or(now),
+                None => plan.sel.start_ns,
+            };
+        }
+        let mut pieces: Vec<Piece<SeriesGroups>> = Vec::new();
+        for (part, ulids) in cached {
+            let k = series_key(tenant, &with_sel(sub(part)), &ulids);
+            pieces.push(Piece::new(0, sub(part), Some(k)));
+        }
+        for part in coalesce(direct) {
+            pieces.push(Piece::new(0, sub(part), None));
+        }
+        let cache = cache.as_ref().map(|(c, _)| c.clone());
+        read_cached(cache.as_ref(), &mut pieces, decode_groups).await?;
+        let mut groups = missing_runs(&pieces, plan.sel.start_ns, plan.sel.end_ns);
+        parallelize(
+            &mut groups,
+            &mut pieces,
+            tenants.split.max_query_parallelism,
+            live,
+            interval,
+        );
+        let runs = groups.iter().map(|(lo, hi, members)| {
+            let sels: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
+            let query = crate::worker::series_query(tenant, *lo, *hi, plan, &sels);
+            async move { crate::worker::groups_of(tenants.ask(query).await?, sels.len()) }
+        });
+        let fresh = futures::future::try_join_all(runs).await?;
+        for ((_, _, members), parts) in groups.iter().zip(fresh) {
+            for (&i, g) in members.iter().zip(parts) {
+                pieces[i].merged = Some(g);
+                pieces[i].fresh = true;
+            }
+        }
+        // Stored and added up off the async workers, in the query's lane.
+        let done = ignis_query::lane::current()
+            .spawn_blocking(move || {
+                let mut all = Vec::with_capacity(pieces.len());
+                for p in pieces {
+                    let g = p.merged.unwrap_or_default();
+                    if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
+                        let wire = WireSeriesGroup::of(g.clone());
+                        if let Ok(bytes) = crate::peer::protocol::encode(&wire) {
+                            c.put_bytes(k, bytes);
+                        }
+                    }
+                    all.push(g);
+                }
+                all
+            })
+            .map_err(|e| QueryFailure::Internal(format!("series parts: {e}")))?
+            .await
+            .map_err(|e| QueryFailure::Internal(format!("series parts: {e}")))?;
+        for g in done {
+            builder.absorb(g);
+        }
     }
     let pre = PreSeries::new(
         plans
@@ -167,6 +234,13 @@ where
         (answer, pre.complete())
     })
     .await
+}
+
+/// A cached `SelectSeries` part (its groups as the wire carries them).
+fn decode_groups(bytes: &[u8]) -> Result<SeriesGroups, String> {
+    crate::peer::protocol::decode::<Vec<WireSeriesGroup>>(bytes)
+        .map(WireSeriesGroup::into_groups)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs `prepared` (which runs `f` over parts prepared before, and says
@@ -235,17 +309,168 @@ fn coalesce(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
-/// One part of a selection's range: a cached interval or a direct part.
-struct Piece {
+/// One part of a selection's range: a cached interval or a direct part,
+/// and its answer `T` (merged stacks, or bucketed series) once known.
+struct Piece<T> {
     /// Which selection it belongs to.
     of: usize,
     /// The selection restricted to the part.
     sel: Selection,
     /// Its cache key (settled intervals only).
     key: Option<[u8; 16]>,
-    merged: Option<MergedStacks>,
-    /// Merged by this query (not read from the cache): stored once done.
+    merged: Option<T>,
+    /// Answered by this query (not read from the cache): stored once done.
     fresh: bool,
+}
+
+impl<T> Piece<T> {
+    fn new(of: usize, sel: Selection, key: Option<[u8; 16]>) -> Self {
+        Self {
+            of,
+            sel,
+            key,
+            merged: None,
+            fresh: false,
+        }
+    }
+}
+
+/// Where a selection's range is cut: settled intervals over blocks, which
+/// the results cache may hold (with the blocks under each, which key it),
+/// and the rest, read directly.
+struct Cuts {
+    cached: Vec<((i64, i64), Vec<String>)>,
+    direct: Vec<(i64, i64)>,
+}
+
+/// The cuts of `sel`'s range for `tenant`, widening `live` (where
+/// sub-queries may be cut) to the oldest indexed block: only where blocks
+/// are may an interval be cached; the rest of the range (a wide range's
+/// empty years too) is one direct part.
+fn cuts(
+    tenant: &str,
+    sel: &Selection,
+    cache: Option<&(Arc<ResultsCache>, Arc<StoreGateway>)>,
+    interval: i64,
+    settled: i64,
+    live: &mut (i64, i64),
+) -> Cuts {
+    let blocks = match cache {
+        Some((_, sg)) => sg.indexed_spans(tenant, sel.start_ns, sel.end_ns),
+        None => Vec::new(),
+    };
+    live.0 = live.0.min(match cache {
+        Some(_) => blocks.iter().map(|b| b.1).min().unwrap_or(i64::MAX),
+        None => sel.start_ns,
+    });
+    let covered = blocks
+        .iter()
+        .map(|b| b.1)
+        .min()
+        .zip(blocks.iter().map(|b| b.2).max());
+    let mut out = Cuts {
+        cached: Vec::new(),
+        direct: Vec::new(),
+    };
+    let Some((lo, hi)) = covered else {
+        out.direct.push((sel.start_ns, sel.end_ns));
+        return out;
+    };
+    // Widened to whole intervals: a block ends at its last profile, not at
+    // an interval's end.
+    let lo = lo.div_euclid(interval).saturating_mul(interval);
+    let hi = hi
+        .div_euclid(interval)
+        .saturating_add(1)
+        .saturating_mul(interval)
+        .saturating_sub(1);
+    let (lo, hi) = (lo.max(sel.start_ns), hi.min(sel.end_ns));
+    if sel.start_ns < lo {
+        out.direct.push((sel.start_ns, lo - 1));
+    }
+    // A settled edge is cached too, under its exact range: the same query
+    // repeated is answered from the cache alone.
+    let parts = split(lo, hi, interval, settled);
+    out.direct.extend(parts.direct);
+    for part in parts.cached {
+        let ulids = overlapping(&blocks, part);
+        if ulids.is_empty() {
+            out.direct.push(part);
+        } else {
+            out.cached.push((part, ulids));
+        }
+    }
+    if hi < sel.end_ns {
+        out.direct.push((hi + 1, sel.end_ns));
+    }
+    out
+}
+
+/// The runs of adjacent pieces not answered yet: one direct query each (a
+/// repeat misses only the range's edges: two small queries, not one over
+/// the whole range), all in one past [`MAX_DIRECT_QUERIES`].
+fn missing_runs<T>(pieces: &[Piece<T>], start_ns: i64, end_ns: i64) -> Vec<(i64, i64, Vec<usize>)> {
+    let mut missing: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].merged.is_none())
+        .collect();
+    missing.sort_by_key(|&i| pieces[i].sel.start_ns);
+    let mut groups: Vec<(i64, i64, Vec<usize>)> = Vec::new();
+    for i in missing {
+        let (a, b) = (pieces[i].sel.start_ns, pieces[i].sel.end_ns);
+        match groups.last_mut() {
+            Some(g) if g.1.checked_add(1).is_none_or(|n| n >= a) => {
+                g.1 = g.1.max(b);
+                g.2.push(i);
+            }
+            _ => groups.push((a, b, vec![i])),
+        }
+    }
+    if groups.len() > MAX_DIRECT_QUERIES {
+        let all: Vec<usize> = groups.iter().flat_map(|g| g.2.clone()).collect();
+        let lo = groups.iter().map(|g| g.0).min().unwrap_or(start_ns);
+        let hi = groups.iter().map(|g| g.1).max().unwrap_or(end_ns);
+        groups = vec![(lo, hi, all)];
+    }
+    groups
+}
+
+/// Reads the cached pieces' entries (decoded by `decode`) on a blocking
+/// thread of the query's lane: not on the async workers that serve every
+/// other request.
+async fn read_cached<T: Send + 'static>(
+    cache: Option<&Arc<ResultsCache>>,
+    pieces: &mut [Piece<T>],
+    decode: fn(&[u8]) -> Result<T, String>,
+) -> Result<(), QueryFailure> {
+    let lookups: Vec<(usize, [u8; 16])> = pieces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.key.map(|k| (i, k)))
+        .collect();
+    let Some(c) = cache.cloned().filter(|_| !lookups.is_empty()) else {
+        return Ok(());
+    };
+    let keys: Vec<[u8; 16]> = lookups.iter().map(|&(_, k)| k).collect();
+    let task = |e: &dyn std::fmt::Display| {
+        QueryFailure::Internal(format!("reading the results cache: {e}"))
+    };
+    let found = ignis_query::lane::current()
+        .spawn_blocking(move || {
+            keys.iter()
+                .map(|k| {
+                    let m = c.get_with(k, decode);
+                    c.count(m.is_some());
+                    m
+                })
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| task(&e))?
+        .await
+        .map_err(|e| task(&e))?;
+    for ((i, _), m) in lookups.into_iter().zip(found) {
+        pieces[i].merged = m;
+    }
+    Ok(())
 }
 
 /// Runs `f` (which only merges `selections`) from cached and fresh
@@ -281,142 +506,30 @@ where
     // a block index, anywhere in the range. Every part of the range is
     // read either way.
     let mut live = (now, now);
-    let mut pieces = Vec::new();
+    let mut pieces: Vec<Piece<MergedStacks>> = Vec::new();
     for (of, sel) in selections.iter().enumerate() {
         let sub = |(a, b): (i64, i64)| Selection {
             start_ns: a,
             end_ns: b,
             ..sel.clone()
         };
-        // Only where blocks are may an interval be cached; the rest of the
-        // range (a wide range's empty years too) is one direct part.
-        let blocks = match &cache {
-            Some((_, sg)) => sg.indexed_spans(tenant, sel.start_ns, sel.end_ns),
-            None => Vec::new(),
-        };
-        live.0 = live.0.min(match &cache {
-            Some(_) => blocks.iter().map(|b| b.1).min().unwrap_or(i64::MAX),
-            None => sel.start_ns,
-        });
-        let covered = blocks
-            .iter()
-            .map(|b| b.1)
-            .min()
-            .zip(blocks.iter().map(|b| b.2).max());
-        let mut direct = Vec::new();
-        let mut cached = Vec::new();
-        match covered {
-            Some((lo, hi)) => {
-                // Widened to whole intervals: a block ends at its last
-                // profile, not at an interval's end.
-                let lo = lo.div_euclid(interval).saturating_mul(interval);
-                let hi = hi
-                    .div_euclid(interval)
-                    .saturating_add(1)
-                    .saturating_mul(interval)
-                    .saturating_sub(1);
-                let (lo, hi) = (lo.max(sel.start_ns), hi.min(sel.end_ns));
-                if sel.start_ns < lo {
-                    direct.push((sel.start_ns, lo - 1));
-                }
-                // A settled edge is cached too, under its exact range: the
-                // same query repeated is answered from the cache alone.
-                let parts = split(lo, hi, interval, settled);
-                direct.extend(parts.direct);
-                for part in parts.cached {
-                    let ulids = overlapping(&blocks, part);
-                    if ulids.is_empty() {
-                        direct.push(part);
-                    } else {
-                        cached.push((part, ulids));
-                    }
-                }
-                if hi < sel.end_ns {
-                    direct.push((hi + 1, sel.end_ns));
-                }
-            }
-            None => direct.push((sel.start_ns, sel.end_ns)),
-        }
+        let Cuts { cached, direct } =
+            cuts(tenant, sel, cache.as_ref(), interval, settled, &mut live);
         for (part, ulids) in cached {
-            if cache.is_none() {
-                break;
-            }
             let sel = sub(part);
             let k = key(tenant, &sel, &ulids);
-            pieces.push(Piece {
-                of,
-                sel,
-                key: Some(k),
-                merged: None,
-                fresh: false,
-            });
+            pieces.push(Piece::new(of, sel, Some(k)));
         }
         for part in coalesce(direct) {
-            pieces.push(Piece {
-                of,
-                sel: sub(part),
-                key: None,
-                merged: None,
-                fresh: false,
-            });
+            pieces.push(Piece::new(of, sub(part), None));
         }
     }
-    // Cached intervals are read (and, below, stored and added up) on a
-    // blocking thread of the query's lane, not on the async workers that
-    // serve every other request.
-    let lane = ignis_query::lane::current();
     let cache = cache.map(|(c, _)| c);
-    let lookups: Vec<(usize, [u8; 16])> = pieces
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| p.key.map(|k| (i, k)))
-        .collect();
-    if let Some(c) = cache.clone().filter(|_| !lookups.is_empty()) {
-        let keys: Vec<[u8; 16]> = lookups.iter().map(|&(_, k)| k).collect();
-        let task = |e: &dyn std::fmt::Display| {
-            QueryFailure::Internal(format!("reading the results cache: {e}"))
-        };
-        let found = lane
-            .spawn_blocking(move || {
-                keys.iter()
-                    .map(|k| {
-                        let m = c.get(k);
-                        c.count(m.is_some());
-                        m
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|e| task(&e))?
-            .await
-            .map_err(|e| task(&e))?;
-        for ((i, _), m) in lookups.into_iter().zip(found) {
-            pieces[i].merged = m;
-        }
-    }
-    // What the cache did not hold: one direct query per run of adjacent
-    // missing parts (a repeat misses only the range's edges: two small
-    // queries, not one over the whole range), one merge per part.
-    let mut missing: Vec<usize> = (0..pieces.len())
-        .filter(|&i| pieces[i].merged.is_none())
-        .collect();
-    missing.sort_by_key(|&i| pieces[i].sel.start_ns);
-    let mut groups: Vec<(i64, i64, Vec<usize>)> = Vec::new();
-    for i in missing {
-        let (a, b) = (pieces[i].sel.start_ns, pieces[i].sel.end_ns);
-        match groups.last_mut() {
-            Some(g) if g.1.checked_add(1).is_none_or(|n| n >= a) => {
-                g.1 = g.1.max(b);
-                g.2.push(i);
-            }
-            _ => groups.push((a, b, vec![i])),
-        }
-    }
-    if groups.len() > MAX_DIRECT_QUERIES {
-        let all: Vec<usize> = groups.iter().flat_map(|g| g.2.clone()).collect();
-        let lo = groups.iter().map(|g| g.0).min().unwrap_or(start_ns);
-        let hi = groups.iter().map(|g| g.1).max().unwrap_or(end_ns);
-        groups = vec![(lo, hi, all)];
-    }
+    read_cached(cache.as_ref(), &mut pieces, |b| {
+        MergedStacks::decode(b).map_err(|e| e.to_string())
+    })
+    .await?;
+    let mut groups = missing_runs(&pieces, start_ns, end_ns);
     parallelize(
         &mut groups,
         &mut pieces,
@@ -487,9 +600,9 @@ fn cut_point((lo, hi): (i64, i64), live: (i64, i64), interval: i64) -> Option<i6
 /// there are `parallelism` of them (or no group can be cut inside `live`),
 /// splitting the direct parts a cut crosses (cached parts lie within one
 /// interval, so no cut crosses them).
-fn parallelize(
+fn parallelize<T>(
     groups: &mut Vec<(i64, i64, Vec<usize>)>,
-    pieces: &mut Vec<Piece>,
+    pieces: &mut Vec<Piece<T>>,
     parallelism: usize,
     live: (i64, i64),
     interval: i64,
@@ -519,13 +632,7 @@ fn parallelize(
                 pieces[i].sel.end_ns = cut - 1;
                 left.push(i);
                 right.push(pieces.len());
-                pieces.push(Piece {
-                    of: pieces[i].of,
-                    sel,
-                    key: None,
-                    merged: None,
-                    fresh: false,
-                });
+                pieces.push(Piece::new(pieces[i].of, sel, None));
             }
         }
         groups.insert(at, (cut, hi, right));
@@ -579,13 +686,7 @@ mod tests {
         assert_eq!(cut_point((0, 999), (2000, 3000), 10), None);
         assert_eq!(cut_point((i64::MIN, i64::MAX), (0, 40), 10), Some(20));
         let sel = |a: i64, b: i64| Selection::new(Vec::new(), a, b);
-        let piece = |of: usize, a: i64, b: i64| Piece {
-            of,
-            sel: sel(a, b),
-            key: None,
-            merged: None,
-            fresh: false,
-        };
+        let piece = |of: usize, a: i64, b: i64| Piece::<MergedStacks>::new(of, sel(a, b), None);
         // Two selections over [0, 79] (as a diff has), one group.
         let mut pieces = vec![piece(0, 0, 79), piece(1, 0, 79)];
         let mut groups = vec![(0, 79, vec![0, 1])];

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ignis_query::timeseries::SeriesPlan;
 use ignis_query::{MergedStacks, Selection};
 use parking_lot::Mutex;
 
@@ -70,6 +71,33 @@ pub fn key(tenant: &str, sel: &Selection, blocks: &[String]) -> [u8; 16] {
     for b in blocks {
         field(b.as_bytes());
     }
+    h.digest128().to_le_bytes()
+}
+
+/// The cache key of a `SelectSeries` part: [`key`] of its selection and
+/// blocks, and what decides its buckets (grouping, step, where buckets
+/// start within a step), call site and exemplars. Parts of queries whose
+/// starts differ by whole steps share entries: buckets are keyed by their
+/// end time.
+pub fn series_key(tenant: &str, plan: &SeriesPlan, blocks: &[String]) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut field = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(b"series");
+    field(&key(tenant, &plan.sel, blocks));
+    field(&(plan.group_by.len() as u64).to_le_bytes());
+    for g in &plan.group_by {
+        field(g.as_bytes());
+    }
+    field(&plan.step_ms.to_le_bytes());
+    field(&plan.start_ms.rem_euclid(plan.step_ms.max(1)).to_le_bytes());
+    field(&(plan.call_site.len() as u64).to_le_bytes());
+    for c in &plan.call_site {
+        field(c.as_bytes());
+    }
+    field(&[u8::from(plan.exemplars)]);
     h.digest128().to_le_bytes()
 }
 
@@ -137,8 +165,18 @@ impl ResultsCache {
     /// The merged stacks stored under `key`, if any (a damaged entry is
     /// dropped and missed; its bytes go when its order record does).
     pub fn get(&self, key: &[u8]) -> Option<MergedStacks> {
+        self.get_with(key, |b| MergedStacks::decode(b).map_err(|e| e.to_string()))
+    }
+
+    /// The entry under `key` decoded by `decode`, if any (a damaged entry
+    /// is dropped and missed, as [`ResultsCache::get`] does).
+    pub fn get_with<T>(
+        &self,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Option<T> {
         let bytes = self.entries.get(key).ok()??;
-        MergedStacks::decode(&bytes)
+        decode(&bytes)
             .inspect_err(|e| {
                 tracing::warn!(error = %e, "dropping a damaged results cache entry");
                 let _ = self.entries.remove(key);
@@ -152,9 +190,16 @@ impl ResultsCache {
         if self.entries.contains_key(key).unwrap_or(true) {
             return;
         }
-        let Ok(value) = merged.encode() else {
+        if let Ok(value) = merged.encode() {
+            self.put_bytes(key, value);
+        }
+    }
+
+    /// Stores `value` (an encoded entry) under `key`, as [`ResultsCache::put`].
+    pub fn put_bytes(&self, key: &[u8], value: Vec<u8>) {
+        if self.entries.contains_key(key).unwrap_or(true) {
             return;
-        };
+        }
         let size = (key.len() + value.len()) as u64;
         if size > self.max_bytes / 2 {
             return; // One entry may not push out most of the others.
@@ -293,6 +338,41 @@ mod tests {
         assert!(!s.cached.is_empty());
         let s = split(i64::MAX - 5, i64::MAX, H, i64::MAX);
         assert_eq!(s.direct, Some((i64::MAX - 5, i64::MAX)));
+    }
+
+    #[test]
+    fn series_keys_name_what_decides_the_buckets() {
+        let plan = |start_ms: i64, step_ms: i64, group_by: &[&str]| SeriesPlan {
+            sel: Selection::new(
+                ignis_query::selector::parse_selector("{a=\"b\"}").unwrap(),
+                0,
+                3_599_999_999_999,
+            ),
+            group_by: group_by.iter().map(|g| g.to_string()).collect(),
+            start_ms,
+            step_ms,
+            call_site: Vec::new(),
+            exemplars: false,
+        };
+        let k = |p: &SeriesPlan| series_key("t", p, &["01A".into()]);
+        let base = k(&plan(1_000, 300_000, &["pod"]));
+        // A start a whole number of steps later: the same buckets.
+        assert_eq!(base, k(&plan(1_000 + 7 * 300_000, 300_000, &["pod"])));
+        assert_ne!(
+            base,
+            k(&plan(2_000, 300_000, &["pod"])),
+            "other bucket edges"
+        );
+        assert_ne!(base, k(&plan(1_000, 60_000, &["pod"])), "another step");
+        assert_ne!(base, k(&plan(1_000, 300_000, &[])), "another grouping");
+        let mut exemplars = plan(1_000, 300_000, &["pod"]);
+        exemplars.exemplars = true;
+        assert_ne!(base, k(&exemplars));
+        assert_ne!(
+            base,
+            key("t", &plan(1_000, 300_000, &["pod"]).sel, &["01A".into()]),
+            "apart from the merges' entries"
+        );
     }
 
     #[test]

@@ -197,24 +197,42 @@ pub(crate) async fn merges_of(
     }
 }
 
-/// The bucketed totals in a scheduler's answer to a series sub-query.
-pub(crate) fn groups_of(answer: SubAnswer) -> Result<SeriesGroups, QueryFailure> {
+/// The bucketed totals in a scheduler's answer to a series sub-query, one
+/// set per of its `selections`.
+pub(crate) fn groups_of(
+    answer: SubAnswer,
+    selections: usize,
+) -> Result<Vec<SeriesGroups>, QueryFailure> {
     match answer {
         SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
-        SubAnswer::Series(groups) => Ok(WireSeriesGroup::into_groups(groups)),
+        SubAnswer::Series(parts) if parts.len() == selections => Ok(parts
+            .into_iter()
+            .map(WireSeriesGroup::into_groups)
+            .collect()),
+        SubAnswer::Series(parts) => Err(QueryFailure::Internal(format!(
+            "a querier answered {} series parts for {selections} selections",
+            parts.len()
+        ))),
         SubAnswer::Merged(_) => Err(QueryFailure::Internal(
             "a querier answered merges for a series".into(),
         )),
     }
 }
 
-/// The series sub-query of `tenant` bucketing `plan`'s selection.
-pub(crate) fn series_query(tenant: &str, plan: &SeriesPlan) -> SubQuery {
+/// The series sub-query of `tenant` bucketing each of `selections` (within
+/// `[start_ns, end_ns]`) as `plan` does.
+pub(crate) fn series_query(
+    tenant: &str,
+    start_ns: i64,
+    end_ns: i64,
+    plan: &SeriesPlan,
+    selections: &[Selection],
+) -> SubQuery {
     SubQuery {
         tenant: tenant.to_string(),
-        start_ns: plan.sel.start_ns,
-        end_ns: plan.sel.end_ns,
-        selections: vec![WireSelection::of(&plan.sel)],
+        start_ns,
+        end_ns,
+        selections: selections.iter().map(WireSelection::of).collect(),
         series: Some(WireSeriesPlan::of(plan)),
         bulk: lane::current() == Lane::Bulk,
     }
@@ -260,20 +278,18 @@ async fn answer(tenants: &Tenants, query: SubQuery) -> Result<SubAnswer, QueryFa
         .map_err(|e| invalid(e.to_string()))?;
     let (tenant, start_ns, end_ns) = (&query.tenant, query.start_ns, query.end_ns);
     if let Some(wire) = query.series {
-        let sel = selections
+        let plans: Vec<SeriesPlan> = selections
             .into_iter()
-            .next()
-            .ok_or_else(|| invalid("a series sub-query without its selection".into()))?;
-        let plan = wire.plan(sel);
+            .map(|sel| wire.clone().plan(sel))
+            .collect();
         let groups = tenants
-            .query_direct(
-                tenant,
-                start_ns,
-                end_ns,
-                move |e| Ok(e.series_groups(&plan)),
-            )
+            .query_direct(tenant, start_ns, end_ns, move |e| {
+                Ok(plans.iter().map(|p| e.series_groups(p)).collect::<Vec<_>>())
+            })
             .await?;
-        return Ok(SubAnswer::Series(WireSeriesGroup::of(groups)));
+        return Ok(SubAnswer::Series(
+            groups.into_iter().map(WireSeriesGroup::of).collect(),
+        ));
     }
     let merged = tenants
         .query_direct(tenant, start_ns, end_ns, move |e| {

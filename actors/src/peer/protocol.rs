@@ -32,7 +32,8 @@ use super::{PeerError, PeerSlice};
 /// part may keep an exemplar per bucket.
 /// 8: records (`IGNREC04`), head slices (`IGNHED04`) and exemplars carry
 /// whole 128-bit profile ids.
-/// 9: a sub-query says whether it runs in the bulk lane.
+/// 9: a sub-query says whether it runs in the bulk lane; a series sub-query
+/// buckets each of its selections apart.
 pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Stores a replica of a push.
@@ -406,8 +407,8 @@ pub struct WireFailure {
 pub enum SubAnswer {
     /// One encoded merge per selection of the sub-query.
     Merged(Vec<Vec<u8>>),
-    /// A `SelectSeries` part's bucketed totals.
-    Series(Vec<WireSeriesGroup>),
+    /// A `SelectSeries` part's bucketed totals, one set per selection.
+    Series(Vec<Vec<WireSeriesGroup>>),
     /// The sub-query failed, or no querier could run it.
     Failed(WireFailure),
 }
@@ -627,11 +628,12 @@ mod tests {
         .into_iter()
         .collect();
         let groups: SeriesGroups = [(labels, buckets)].into_iter().collect();
-        let answer = SubAnswer::Series(WireSeriesGroup::of(groups.clone()));
+        let answer = SubAnswer::Series(vec![WireSeriesGroup::of(groups.clone())]);
         let back = decode::<SubAnswer>(&encode(&answer).unwrap()).unwrap();
-        let SubAnswer::Series(wire) = back else {
+        let SubAnswer::Series(mut wire) = back else {
             panic!("not a series answer");
         };
-        assert_eq!(WireSeriesGroup::into_groups(wire), groups);
+        assert_eq!(wire.len(), 1);
+        assert_eq!(WireSeriesGroup::into_groups(wire.remove(0)), groups);
     }
 }
