@@ -179,26 +179,15 @@ where
         }
         let cache = cache.as_ref().map(|(c, _)| c.clone());
         read_cached(cache.as_ref(), &mut pieces, decode_groups).await?;
-        let mut groups = missing_runs(&pieces, plan.sel.start_ns, plan.sel.end_ns);
-        parallelize(
-            &mut groups,
-            &mut pieces,
-            tenants.split.max_query_parallelism,
-            live,
-            interval,
-        );
+        let range = (plan.sel.start_ns, plan.sel.end_ns);
+        let groups = runs_to_ask(tenants, &mut pieces, range, live, interval);
         let runs = groups.iter().map(|(lo, hi, members)| {
             let sels: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
             let query = crate::worker::series_query(tenant, *lo, *hi, plan, &sels);
             async move { crate::worker::groups_of(tenants.ask(query).await?, sels.len()) }
         });
         let fresh = futures::future::try_join_all(runs).await?;
-        for ((_, _, members), parts) in groups.iter().zip(fresh) {
-            for (&i, g) in members.iter().zip(parts) {
-                pieces[i].merged = Some(g);
-                pieces[i].fresh = true;
-            }
-        }
+        fill(&mut pieces, &groups, fresh);
         // Stored and added up off the async workers, in the query's lane.
         let done = ignis_query::lane::current()
             .spawn_blocking(move || {
@@ -434,6 +423,37 @@ fn missing_runs<T>(pieces: &[Piece<T>], start_ns: i64, end_ns: i64) -> Vec<(i64,
     groups
 }
 
+/// The sub-queries that answer `pieces` not answered yet ([`missing_runs`],
+/// cut to `max_query_parallelism` by [`parallelize`]).
+fn runs_to_ask<T>(
+    tenants: &Tenants,
+    pieces: &mut Vec<Piece<T>>,
+    (start_ns, end_ns): (i64, i64),
+    live: (i64, i64),
+    interval: i64,
+) -> Vec<(i64, i64, Vec<usize>)> {
+    let mut groups = missing_runs(pieces, start_ns, end_ns);
+    parallelize(
+        &mut groups,
+        pieces,
+        tenants.split.max_query_parallelism,
+        live,
+        interval,
+    );
+    groups
+}
+
+/// Puts the sub-queries' answers (one per member piece, in order) into
+/// their pieces, marked fresh (to be stored).
+fn fill<T>(pieces: &mut [Piece<T>], groups: &[(i64, i64, Vec<usize>)], answers: Vec<Vec<T>>) {
+    for ((_, _, members), answer) in groups.iter().zip(answers) {
+        for (&i, a) in members.iter().zip(answer) {
+            pieces[i].merged = Some(a);
+            pieces[i].fresh = true;
+        }
+    }
+}
+
 /// Reads the cached pieces' entries (decoded by `decode`) on a blocking
 /// thread of the query's lane: not on the async workers that serve every
 /// other request.
@@ -529,14 +549,7 @@ where
         MergedStacks::decode(b).map_err(|e| e.to_string())
     })
     .await?;
-    let mut groups = missing_runs(&pieces, start_ns, end_ns);
-    parallelize(
-        &mut groups,
-        &mut pieces,
-        tenants.split.max_query_parallelism,
-        live,
-        interval,
-    );
+    let groups = runs_to_ask(tenants, &mut pieces, (start_ns, end_ns), live, interval);
     let runs = groups.iter().map(|(lo, hi, members)| {
         let subs: Vec<Selection> = members.iter().map(|&i| pieces[i].sel.clone()).collect();
         let n = subs.len();
@@ -544,12 +557,7 @@ where
         async move { crate::worker::merges_of(tenants.ask(query).await?, n).await }
     });
     let fresh = futures::future::try_join_all(runs).await?;
-    for ((_, _, members), merged) in groups.iter().zip(fresh) {
-        for (&i, m) in members.iter().zip(merged) {
-            pieces[i].merged = Some(m);
-            pieces[i].fresh = true;
-        }
-    }
+    fill(&mut pieces, &groups, fresh);
     answer_prepared(tenants, tenant, (start_ns, end_ns), f, "merges", move |f| {
         let mut combined: Vec<Option<MergedStacks>> = selections.iter().map(|_| None).collect();
         for p in pieces {

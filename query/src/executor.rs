@@ -16,18 +16,32 @@ use tokio::runtime::Runtime;
 pub fn executor() -> std::io::Result<&'static Runtime> {
     static RT: OnceLock<Runtime> = OnceLock::new();
     static BUILDING: Mutex<()> = Mutex::new(());
-    if let Some(rt) = RT.get() {
+    runtime_once(&RT, &BUILDING, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("ignis-datafusion")
+            .enable_all()
+            .build()
+    })
+}
+
+/// The runtime in `cell`, built by `build` on first use by one caller only
+/// (holding `building`): a second runtime built by a concurrent first
+/// caller would be dropped, and dropping a runtime inside an async context
+/// panics.
+pub(crate) fn runtime_once(
+    cell: &'static OnceLock<Runtime>,
+    building: &'static Mutex<()>,
+    build: impl FnOnce() -> std::io::Result<Runtime>,
+) -> std::io::Result<&'static Runtime> {
+    if let Some(rt) = cell.get() {
         return Ok(rt);
     }
-    let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(rt) = RT.get() {
+    let _one = building.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(rt) = cell.get() {
         return Ok(rt);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("ignis-datafusion")
-        .enable_all()
-        .build()?;
-    Ok(RT.get_or_init(|| rt))
+    let rt = build()?;
+    Ok(cell.get_or_init(|| rt))
 }
 
 #[cfg(test)]

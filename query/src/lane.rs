@@ -15,7 +15,7 @@
 //! through every call.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
@@ -100,19 +100,13 @@ impl Lane {
 fn bulk_runtime() -> std::io::Result<&'static Runtime> {
     static RT: OnceLock<Runtime> = OnceLock::new();
     static BUILDING: Mutex<()> = Mutex::new(());
-    if let Some(rt) = RT.get() {
-        return Ok(rt);
-    }
-    let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(rt) = RT.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("ignis-bulk")
-        .on_thread_start(lower_this_threads_priority)
-        .enable_all()
-        .build()?;
-    Ok(RT.get_or_init(|| rt))
+    crate::executor::runtime_once(&RT, &BUILDING, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("ignis-bulk")
+            .on_thread_start(lower_this_threads_priority)
+            .enable_all()
+            .build()
+    })
 }
 
 /// Gives the calling thread the bulk lane's `nice` (Linux: a per-thread
