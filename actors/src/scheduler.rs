@@ -12,7 +12,9 @@
 //!   its queued sub-queries with it, and the workers running the others
 //!   learn it ([`Scheduler::cancelled`]) and stop them.
 //! - A job whose worker leaves the cluster (killed, partitioned) goes back
-//!   to the front of its tenant's queue ([`Scheduler::requeue_lost`]).
+//!   to the front of its tenant's queue ([`Scheduler::requeue_lost`]), and
+//!   so does one whose worker stopped watching it for [`JOB_LEASE`] (a
+//!   worker keeps a [`Scheduler::cancelled`] call open while it runs a job).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -30,6 +32,13 @@ use crate::querier::QueryFailure;
 /// before it is queued again ([`Scheduler::requeue_unconfirmed`]).
 const HANDOUT_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a confirmed job may go without its worker watching it (a
+/// worker keeps a [`Scheduler::cancelled`] call open while it runs a job,
+/// renewed every few seconds) before it is queued again
+/// ([`Scheduler::requeue_silent`]): the worker hangs, or cannot reach this
+/// scheduler any more, though gossip still lists its node.
+pub const JOB_LEASE: Duration = Duration::from_secs(30);
+
 /// One sub-query at the scheduler.
 struct Job {
     tenant: String,
@@ -44,6 +53,13 @@ struct Job {
     unconfirmed_since: Option<std::time::Instant>,
     /// Set to true when the frontend waiting for it goes away.
     gone: watch::Sender<bool>,
+    /// Calls of its worker watching it now ([`Scheduler::cancelled`]).
+    watchers: usize,
+    /// When its worker last started or ended watching it.
+    heard: Option<std::time::Instant>,
+    /// Times it was handed out: a watching call of an earlier holder does
+    /// not count for the current one.
+    handouts: u64,
 }
 
 #[derive(Default)]
@@ -158,6 +174,25 @@ impl Drop for Idle<'_> {
     }
 }
 
+/// One call of a worker watching its job; when it ends (answered, timed
+/// out, or the connection dropped) the job's lease runs from then.
+struct Watching<'a> {
+    scheduler: &'a Scheduler,
+    id: u64,
+    handout: u64,
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        if let Some(j) = self.scheduler.state.lock().jobs.get_mut(&self.id)
+            && j.handouts == self.handout
+        {
+            j.watchers = j.watchers.saturating_sub(1);
+            j.heard = Some(std::time::Instant::now());
+        }
+    }
+}
+
 /// Removes a job when the frontend waiting for it goes away.
 struct Waiter<'a> {
     scheduler: &'a Scheduler,
@@ -248,6 +283,9 @@ impl Scheduler {
                     worker: None,
                     unconfirmed_since: None,
                     gone: watch::channel(false).0,
+                    watchers: 0,
+                    heard: None,
+                    handouts: 0,
                 },
             );
             s.push(id, &tenant, false);
@@ -306,6 +344,7 @@ impl Scheduler {
                         tracing::debug!(id, worker, "query-scheduler: job handed out");
                         job.worker = Some(worker.to_string());
                         job.unconfirmed_since = Some(std::time::Instant::now());
+                        job.handouts += 1;
                         let query = job.query.clone();
                         s.held.insert(worker.to_string(), id);
                         self.publish(&s);
@@ -353,14 +392,33 @@ impl Scheduler {
     /// the scheduler does not hold.
     pub async fn cancelled(&self, id: u64) {
         let gone = self.state.lock().jobs.get_mut(&id).map(|j| {
-            // Its worker has it: the handout reached it.
+            // Its worker has it: the handout reached it, and it watches.
             j.unconfirmed_since = None;
-            j.gone.subscribe()
+            j.watchers += 1;
+            j.heard = Some(std::time::Instant::now());
+            (j.gone.subscribe(), j.handouts)
         });
-        if let Some(mut gone) = gone {
+        if let Some((mut gone, handout)) = gone {
+            let _watching = Watching {
+                scheduler: self,
+                id,
+                handout,
+            };
             // An error means the job was dropped: gone too.
             let _ = gone.wait_for(|g| *g).await;
         }
+    }
+
+    /// Puts back the running jobs whose worker has not watched them
+    /// ([`Scheduler::cancelled`]) for `lease`: the worker hangs or lost
+    /// its way to this scheduler.
+    pub fn requeue_silent(&self, lease: Duration) -> usize {
+        let now = std::time::Instant::now();
+        self.requeue_jobs(|j| {
+            j.unconfirmed_since.is_none()
+                && j.watchers == 0
+                && j.heard.is_some_and(|t| now - t >= lease)
+        })
     }
 
     /// Puts the jobs of workers whose node is not in `alive` back at the
@@ -368,6 +426,7 @@ impl Scheduler {
     pub fn requeue_lost(&self, alive: &HashSet<String>) -> usize {
         self.requeue_where(|w| !alive.contains(crate::worker::worker_node(w)))
             + self.requeue_unconfirmed(HANDOUT_CONFIRM_WAIT)
+            + self.requeue_silent(JOB_LEASE)
     }
 
     /// Puts back the jobs handed out more than `wait` ago whose worker
@@ -398,6 +457,8 @@ impl Scheduler {
         for (id, tenant) in &lost {
             if let Some(job) = s.jobs.get_mut(id) {
                 job.unconfirmed_since = None;
+                job.watchers = 0;
+                job.heard = None;
                 let worker = job.worker.take().unwrap_or_default();
                 tracing::warn!(
                     tenant,
@@ -654,6 +715,36 @@ mod tests {
         s.done(id, "m#1/0", merged(1));
         s.done(id, "k#1/0", merged(2));
         assert_eq!(waiting.await.unwrap(), merged(2));
+    }
+
+    #[tokio::test]
+    async fn a_job_its_worker_stops_watching_is_queued_again_after_the_lease() {
+        let s = Scheduler::new(0, Metrics::new());
+        let waiting = frontend(&s, "a", 7);
+        let wait = Duration::from_secs(5);
+        let (id, _) = s.next("n#1/0", wait).await.unwrap();
+        let watch = {
+            let s = s.clone();
+            tokio::spawn(async move { s.cancelled(id).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Watched: no lease runs out, however short.
+        assert_eq!(s.requeue_silent(Duration::ZERO), 0);
+        // The watching call ends (its connection dropped) and no other
+        // comes: within the lease the job stays, past it it is queued again.
+        watch.abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.requeue_silent(Duration::from_secs(60)), 0);
+        assert_eq!(s.requeue_silent(Duration::from_millis(10)), 1);
+        let (again, _) = s.next("m#1/0", wait).await.unwrap();
+        assert_eq!(again, id);
+        s.done(id, "n#1/0", merged(1));
+        s.done(id, "m#1/0", merged(2));
+        assert_eq!(
+            waiting.await.unwrap(),
+            merged(2),
+            "the silent worker's late answer is ignored"
+        );
     }
 
     #[tokio::test]
