@@ -124,14 +124,7 @@ where
         .results_cache
         .clone()
         .zip(tenants.store_gateway().cloned());
-    let (settle, interval) = match &cache {
-        Some((c, _)) => (c.settle, c.interval),
-        None => (std::time::Duration::ZERO, tenants.split.interval),
-    };
-    let settled = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
-    let interval = i64::try_from(interval.as_nanos())
-        .unwrap_or(i64::MAX)
-        .max(1);
+    let (settled, interval) = settled_and_interval(tenants, cache.as_ref(), now);
     let mut builders: Vec<SeriesBuilder> = plans
         .iter()
         .map(|p| SeriesBuilder::of(p, Aggregation::Sum))
@@ -195,10 +188,9 @@ where
                 for p in pieces {
                     let g = p.merged.unwrap_or_default();
                     if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
-                        let wire = WireSeriesGroup::of(g.clone());
-                        if let Ok(bytes) = crate::peer::protocol::encode(&wire) {
-                            c.put_bytes(k, bytes);
-                        }
+                        c.put_with(k, || {
+                            crate::peer::protocol::encode(&WireSeriesGroup::of(g.clone())).ok()
+                        });
                     }
                     all.push(g);
                 }
@@ -322,6 +314,24 @@ impl<T> Piece<T> {
             fresh: false,
         }
     }
+}
+
+/// Where intervals end settled (before it, ns) and their length (ns):
+/// the cache's, else the split's with nothing settled.
+fn settled_and_interval(
+    tenants: &Tenants,
+    cache: Option<&(Arc<ResultsCache>, Arc<StoreGateway>)>,
+    now: i64,
+) -> (i64, i64) {
+    let (settle, interval) = match cache {
+        Some((c, _)) => (c.settle, c.interval),
+        None => (std::time::Duration::ZERO, tenants.split.interval),
+    };
+    let settled = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
+    let interval = i64::try_from(interval.as_nanos())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    (settled, interval)
 }
 
 /// Where a selection's range is cut: settled intervals over blocks, which
@@ -513,14 +523,7 @@ where
     F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
 {
     let now = crate::now_ns();
-    let (settle, interval) = match &cache {
-        Some((c, _)) => (c.settle, c.interval),
-        None => (std::time::Duration::ZERO, tenants.split.interval),
-    };
-    let settled = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
-    let interval = i64::try_from(interval.as_nanos())
-        .unwrap_or(i64::MAX)
-        .max(1);
+    let (settled, interval) = settled_and_interval(tenants, cache.as_ref(), now);
     // Where cuts may fall: from the oldest indexed block to now (recent
     // data alone, in the ingesters' memory, is merged in one part); without
     // a block index, anywhere in the range. Every part of the range is
@@ -563,7 +566,7 @@ where
         for p in pieces {
             let m = p.merged.unwrap_or_default();
             if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
-                c.put(k, &m);
+                c.put_with(k, || m.encode().ok());
             }
             match &mut combined[p.of] {
                 Some(all) => all.absorb(&m),

@@ -187,19 +187,18 @@ impl ResultsCache {
     /// Stores `merged` under `key` (once: an entry never changes, its key
     /// names what it came from); the oldest entries go past the bound.
     pub fn put(&self, key: &[u8], merged: &MergedStacks) {
-        if self.entries.contains_key(key).unwrap_or(true) {
-            return;
-        }
-        if let Ok(value) = merged.encode() {
-            self.put_bytes(key, value);
-        }
+        self.put_with(key, || merged.encode().ok());
     }
 
-    /// Stores `value` (an encoded entry) under `key`, as [`ResultsCache::put`].
-    pub fn put_bytes(&self, key: &[u8], value: Vec<u8>) {
+    /// Stores the entry `encode` makes under `key`, as [`ResultsCache::put`]
+    /// (`encode` runs only when `key` holds nothing yet).
+    pub fn put_with(&self, key: &[u8], encode: impl FnOnce() -> Option<Vec<u8>>) {
         if self.entries.contains_key(key).unwrap_or(true) {
             return;
         }
+        let Some(value) = encode() else {
+            return;
+        };
         let size = (key.len() + value.len()) as u64;
         if size > self.max_bytes / 2 {
             return; // One entry may not push out most of the others.

@@ -626,13 +626,9 @@ impl Tenants {
     /// lane (and on that lane's threads) enters it itself.
     pub fn enter_query(&self, tenant: &str) -> Entered {
         let entered = self.in_flight.enter(tenant);
-        let lane = match entered.lane() {
-            Lane::Interactive => "interactive",
-            Lane::Bulk => "bulk",
-        };
         self.metrics
             .query_lanes
-            .get_or_create(&vec![("lane", lane.to_string())])
+            .get_or_create(&vec![("lane", entered.lane().name().to_string())])
             .inc();
         entered
     }

@@ -63,6 +63,14 @@ pub fn scoped() -> Option<Lane> {
 }
 
 impl Lane {
+    /// Its name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Interactive => "interactive",
+            Lane::Bulk => "bulk",
+        }
+    }
+
     /// The runtime the lane's async CPU work (Parquet decoding) runs on.
     pub fn runtime(self) -> std::io::Result<&'static Runtime> {
         match self {
@@ -120,7 +128,8 @@ fn lower_this_threads_priority() {
 }
 
 /// The calling thread's `nice` value (0 where threads have none).
-pub fn this_threads_nice() -> i32 {
+#[cfg(test)]
+fn this_threads_nice() -> i32 {
     sys::nice()
 }
 
@@ -136,6 +145,7 @@ mod sys {
     }
 
     /// The calling thread's `nice`.
+    #[cfg(test)]
     pub(super) fn nice() -> i32 {
         // SAFETY: as above (getpriority's -1 is a valid value; an error is
         // read as it).
@@ -146,6 +156,7 @@ mod sys {
 #[cfg(not(target_os = "linux"))]
 mod sys {
     pub(super) fn set_nice(_nice: i32) {}
+    #[cfg(test)]
     pub(super) fn nice() -> i32 {
         0
     }
