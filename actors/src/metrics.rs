@@ -75,6 +75,9 @@ pub struct Metrics {
     pub pruned_reads: Counter,
     /// Block reads answered from the block's rollups.
     pub rollup_reads: Counter,
+    /// `(series, window)` cells of blocks overlapping others, by how they
+    /// were answered (`rollup`, `skipped` for a replica, `raw`).
+    pub replica_cells: Family<LabelSet, Counter>,
     /// Blocks the compactor wrote.
     pub compactions: Counter,
     /// Compaction jobs that failed.
@@ -218,6 +221,12 @@ impl Metrics {
         );
         let pruned_reads = Counter::default();
         let rollup_reads = Counter::default();
+        let replica_cells = Family::<LabelSet, Counter>::default();
+        registry.register(
+            "store_gateway_replica_cells",
+            "Series windows of blocks overlapping others, by how they were answered: rollup, skipped (a replica holds them), raw (profiles read)",
+            replica_cells.clone(),
+        );
         let compactions = Counter::default();
         let compaction_failures = Counter::default();
         let overrides_reload_failures = Counter::default();
@@ -482,6 +491,7 @@ impl Metrics {
             hints_pending_bytes,
             pruned_reads,
             rollup_reads,
+            replica_cells,
             compactions,
             compaction_failures,
             overrides_reload_failures,

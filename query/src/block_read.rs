@@ -19,9 +19,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
-    BlockError, BlockMeta, BlockStore, ROLLUPS_FILE, RollupPlan, SPANS_FILE, SYMBOL_FILES,
-    attach_spans, decode_series, decode_symbols, group_profile_rows, group_sample_rows, row_keys,
-    span_samples,
+    BlockError, BlockMeta, BlockStore, SPANS_FILE, SYMBOL_FILES, attach_spans, decode_series,
+    decode_symbols, group_profile_rows, group_sample_rows, span_samples,
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
 
@@ -101,8 +100,8 @@ pub struct ReadStats {
 
 /// Reads block slices through DataFusion over one [`Bucket`].
 pub struct BlockReader {
-    bucket: Arc<Bucket>,
-    ctx: SessionContext,
+    pub(crate) bucket: Arc<Bucket>,
+    pub(crate) ctx: SessionContext,
 }
 
 impl std::fmt::Debug for BlockReader {
@@ -123,7 +122,7 @@ fn block_range(meta: &BlockMeta, scope: &Scope) -> Option<(i64, i64)> {
 /// Keeps the rows of `batches` whose series is wanted and whose timestamp
 /// lies in `[start, end]` (and, for spans, whose span is in `spans`; for
 /// rollups, whose resolution is `resolution`).
-fn keep_exact(
+pub(crate) fn keep_exact(
     batches: Vec<RecordBatch>,
     wanted: &[bool],
     start: i64,
@@ -187,7 +186,7 @@ fn keep_exact(
 /// Empty series for the sorted `refs` of `tables`: which refs are wanted,
 /// each ref's position in the returned series, and the series.
 #[allow(clippy::type_complexity)]
-fn slice_series(
+pub(crate) fn slice_series(
     meta: &BlockMeta,
     tables: &BlockTables,
     refs: &[u32],
@@ -214,7 +213,7 @@ fn slice_series(
 }
 
 /// Appends a row to the series at `position[series_ref]`.
-fn pusher<'a>(
+pub(crate) fn pusher<'a>(
     position: &'a [Option<usize>],
     series: &'a mut [Series],
 ) -> impl FnMut(u32, ProfileRow) -> Result<(), BlockError> + 'a {
@@ -357,146 +356,6 @@ impl BlockReader {
             BlockSlice::new(tables.symbols.clone(), series, bounds),
             stats,
         ))
-    }
-
-    /// Reads the stacks of the series `refs` as `plan` splits a scope's
-    /// segments (see [`RollupPlan`]): one pre-merged row per series and
-    /// window from the rollup table, and the profiles of the edges from
-    /// `samples`. The slice answers stack merges over the scope's ranges
-    /// exactly as the whole block would; the block must have rollups
-    /// ([`BlockMeta::has_rollups`]).
-    pub async fn read_rollup_slice(
-        &self,
-        meta: &BlockMeta,
-        tables: &BlockTables,
-        plan: &RollupPlan,
-        refs: &[u32],
-    ) -> Result<(BlockSlice, ReadStats), BlockError> {
-        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
-        let mut stats = ReadStats::default();
-        let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
-        let in_block = |(lo, hi): (i64, i64)| {
-            bounds
-                .map(|(a, b)| (lo.max(a), hi.min(b)))
-                .filter(|(lo, hi)| lo <= hi)
-        };
-        let mut spans = Vec::new();
-        for run in &plan.windows {
-            let Some((lo, hi)) = in_block(run.span()) else {
-                continue;
-            };
-            spans.push(run.span());
-            // Windows that start before the block's first profile hold it too.
-            let first = lo.div_euclid(run.resolution_ns) * run.resolution_ns;
-            let filter = RowFilter {
-                resolution_ns: Some(run.resolution_ns),
-                ..RowFilter::new(refs, first.max(run.first_start_ns), hi)
-            };
-            let columns = [
-                "resolution_ns",
-                "series_ref",
-                "timestamp_ns",
-                "stack_id",
-                "value",
-            ];
-            let (batches, scanned) = scan(
-                &self.ctx,
-                &self.bucket,
-                meta,
-                ROLLUPS_FILE,
-                &columns,
-                &filter,
-            )
-            .await?;
-            stats.scan.add(&scanned);
-            stats.files += 1;
-            let batches = keep_exact(
-                batches,
-                &wanted,
-                filter.start_ns,
-                filter.end_ns,
-                None,
-                Some(run.resolution_ns),
-            )?;
-            group_sample_rows(&batches, false, &mut pusher(&position, &mut series))?;
-        }
-        let with_ids = meta.format_version >= 2;
-        let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
-        let columns = [&["series_ref", "timestamp_ns", "stack_id", "value"], id_col].concat();
-        for &edge in &plan.raw {
-            let Some((lo, hi)) = in_block(edge) else {
-                continue;
-            };
-            let filter = RowFilter::new(refs, lo, hi);
-            let (batches, scanned) = scan(
-                &self.ctx,
-                &self.bucket,
-                meta,
-                "samples.parquet",
-                &columns,
-                &filter,
-            )
-            .await?;
-            stats.scan.add(&scanned);
-            stats.files += 1;
-            let batches = keep_exact(batches, &wanted, lo, hi, None, None)?;
-            group_sample_rows(&batches, with_ids, &mut pusher(&position, &mut series))?;
-        }
-        // Windows and edges were read in turn: put each series' rows back in time order.
-        for s in &mut series {
-            s.profiles.sort_by_key(|p| p.timestamp_ns);
-        }
-        let slice =
-            BlockSlice::new(tables.symbols.clone(), series, bounds).with_rollup_spans(spans);
-        Ok((slice, stats))
-    }
-
-    /// The profiles (`(series fingerprint, timestamp_ns, profile_id)`) of
-    /// the series `refs` that a rollup read of `spans` pre-merged: what
-    /// its slice claims when another source overlaps it.
-    pub async fn rollup_claims(
-        &self,
-        meta: &BlockMeta,
-        tables: &BlockTables,
-        spans: &[(i64, i64)],
-        refs: &[u32],
-    ) -> Result<Vec<(u64, i64, u64)>, BlockError> {
-        let Some((lo, hi)) = spans
-            .iter()
-            .copied()
-            .reduce(|(a, b), (lo, hi)| (a.min(lo), b.max(hi)))
-        else {
-            return Ok(Vec::new());
-        };
-        let (wanted, _, _) = slice_series(meta, tables, refs)?;
-        let filter = RowFilter::new(refs, lo, hi);
-        let columns = ["series_ref", "timestamp_ns", "profile_id"];
-        let (batches, _) = scan(
-            &self.ctx,
-            &self.bucket,
-            meta,
-            "profiles.parquet",
-            &columns,
-            &filter,
-        )
-        .await?;
-        let mut keys = Vec::new();
-        for b in keep_exact(batches, &wanted, lo, hi, None, None)? {
-            let key_of = row_keys(&b, "profiles", true)?;
-            for i in 0..b.num_rows() {
-                let (series, t, id) = key_of(i);
-                if !spans.iter().any(|&(a, b)| (a..=b).contains(&t)) {
-                    continue;
-                }
-                let fingerprint = tables
-                    .series
-                    .get(series as usize)
-                    .map(|s| s.fingerprint)
-                    .ok_or_else(|| BlockError::Corrupt("profiles: unknown series".into()))?;
-                keys.push((fingerprint, t, id));
-            }
-        }
-        Ok(keys)
     }
 }
 

@@ -1,8 +1,10 @@
 //! [`BlockSlice`]: the part of a block one query needs, read without
 //! decoding the rest (see `store_gateway` in `ignis-actors`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use ignis_storage::block::RollupPlan;
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::head_source::{merge_series_stacks, select_series, series_profile_totals};
@@ -23,6 +25,20 @@ pub struct BlockSlice {
     series: Vec<Series>,
     bounds: Option<(i64, i64)>,
     rollup_spans: Vec<(i64, i64)>,
+    cells: Option<(RollupPlan, Arc<RollupCells>)>,
+}
+
+/// The `(series, window)` cells of a block's rollup read that its rollup
+/// rows do not answer, when other blocks hold replicas of its profiles
+/// there: another block's rollups count them, or (`raw`) the block's own
+/// profiles are read, each counted once across the blocks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RollupCells {
+    /// `(series fingerprint, window start)` of the cells whose rollup rows
+    /// are left out.
+    pub excluded: HashSet<(u64, i64)>,
+    /// The excluded cells whose profiles are read one by one.
+    pub raw: HashSet<(u64, i64)>,
 }
 
 impl BlockSlice {
@@ -34,7 +50,14 @@ impl BlockSlice {
             series,
             bounds,
             rollup_spans: Vec::new(),
+            cells: None,
         }
+    }
+
+    /// The same slice, read by `plan` without the rollup rows of `cells`.
+    pub fn with_rollup_cells(mut self, plan: RollupPlan, cells: Arc<RollupCells>) -> Self {
+        self.cells = Some((plan, cells));
+        self
     }
 
     /// The same slice, whose rows within `spans` are rollup windows.
@@ -90,6 +113,14 @@ impl Source for BlockSlice {
         &self.rollup_spans
     }
 
+    fn rolls_up(&self, fingerprint: u64, t: i64) -> bool {
+        self.rollup_spans.iter().any(|&(a, b)| (a..=b).contains(&t))
+            && self.cells.as_ref().is_none_or(|(plan, cells)| {
+                plan.window_of(t)
+                    .is_none_or(|(start, _)| !cells.excluded.contains(&(fingerprint, start)))
+            })
+    }
+
     fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
         Some((&self.symbols, &self.series))
     }
@@ -137,7 +168,12 @@ impl Source for Claimed {
         self.inner.rollup_spans()
     }
 
+    fn rolls_up(&self, fingerprint: u64, t: i64) -> bool {
+        self.inner.rolls_up(fingerprint, t)
+    }
+
     fn claim(&self, seen: &mut Seen) {
+        self.inner.claim(seen);
         for &(fingerprint, ts, id) in &self.keys {
             seen.first(fingerprint, ts, id);
         }

@@ -23,6 +23,7 @@ pub mod pprof_export;
 pub mod premerged;
 pub mod preseries;
 pub mod render;
+pub mod rollup_read;
 pub mod scope;
 pub mod selector;
 pub mod source;

@@ -248,6 +248,14 @@ pub trait Source: Send + Sync {
     fn rollup_spans(&self) -> &[(i64, i64)] {
         &[]
     }
+    /// Whether its rollups answer the profile of the series `fingerprint`
+    /// at `t` (a block read beside replicas reads some windows' profiles,
+    /// or leaves them to a replica).
+    fn rolls_up(&self, _fingerprint: u64, t: i64) -> bool {
+        self.rollup_spans()
+            .iter()
+            .any(|&(a, b)| (a..=b).contains(&t))
+    }
     /// Marks as seen the profiles its rollups answer, before any source
     /// merges (so another source's replica of one is skipped). Only
     /// sources whose rollups overlap another source's data know them.

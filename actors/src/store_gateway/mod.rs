@@ -12,6 +12,7 @@
 //! [`StoreGateway::set_owner`]).
 
 pub mod reads;
+mod replicas;
 
 #[cfg(test)]
 mod pruned_tests;

@@ -20,15 +20,15 @@
 //!      samples: then the block is decoded whole and cached (the read would
 //!      decode most of it anyway, and the next query over it is free).
 //!
-//! Before all this, a block with rollups (format 4) that no other block of
-//! the query overlaps in time answers a query that only merges stacks from
-//! its rollups ([`RollupPlan`] over [`Scope::rollup_segments`]): a
-//! pre-merged row per series and window wholly inside a segment, and the
-//! profiles of the edges,
-//! instead of every profile. Small blocks (one row group) are still decoded
-//! whole. When an ingester or a peer holds data in a span the rollups
-//! answer, the profiles there are read too ([`StoreGateway::claim_overlaps`])
-//! so their replicas count once.
+//! Before all this, a block with rollups (format 4) answers a query that
+//! only merges stacks from its rollups ([`RollupPlan`] over
+//! [`Scope::rollup_segments`]): a pre-merged row per series and window
+//! wholly inside a segment, and the profiles of the edges, instead of every
+//! profile. Blocks that overlap in time (replicas) share the windows out
+//! among themselves (see [`super::replicas`]). Small blocks (one row group)
+//! are still decoded whole. When an ingester or a peer holds data in a span
+//! the rollups answer, the profiles there are read too
+//! ([`StoreGateway::claim_overlaps`]) so their replicas count once.
 //!
 //! Pruned reads (`ignis_query::block_read`) run on the DataFusion executor
 //! and are not cached: they are small, and a different query needs
@@ -38,7 +38,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use ignis_query::block_read::{BlockTables, ReadStats};
 use ignis_query::block_slice::Claimed;
 use ignis_query::{BlockSlice, MemoryBudget, Scope, Source};
@@ -46,6 +46,7 @@ use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP}
 use ignis_storage::head::approx_row_bytes;
 use tracing::Instrument;
 
+use super::replicas::overlap_groups;
 use super::{Entry, StoreGateway, tables_key};
 use crate::querier::QueryFailure;
 
@@ -62,6 +63,15 @@ fn whole_decode_bytes(meta: &BlockMeta) -> u64 {
 
 /// Blocks one query reads at once.
 pub const CONCURRENT_BLOCK_READS: usize = 4;
+
+/// What [`StoreGateway::sources_within`] reads as one: a block (by index),
+/// from its rollups by the plan when there is one, or the blocks of an
+/// overlap group that answer from rollups together, beside the bounds of
+/// the group's other blocks.
+enum Unit {
+    One(usize, Option<RollupPlan>),
+    Group(Vec<usize>, Vec<(i64, i64)>, RollupPlan),
+}
 
 /// How one block answered a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,41 +108,99 @@ impl StoreGateway {
         scope: &Scope,
         budget: &MemoryBudget,
     ) -> Result<Vec<Arc<dyn Source>>, QueryFailure> {
-        let alone: Vec<bool> = metas
+        let bounds: Vec<(i64, i64)> = metas
             .iter()
-            .map(|m| {
-                !metas.iter().any(|o| {
-                    o.ulid != m.ulid
-                        && o.min_time_ns <= m.max_time_ns
-                        && m.min_time_ns <= o.max_time_ns
-                })
-            })
+            .map(|m| (m.min_time_ns, m.max_time_ns))
             .collect();
-        futures::stream::iter(metas.into_iter().zip(alone))
-            .map(|(meta, alone)| {
-                let span =
-                    tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
-                async move {
-                    let what = format!("block {}", meta.ulid);
-                    if alone && let Some(plan) = rollup_plan(&meta, scope) {
-                        let source = self
-                            .rollup_source(meta, scope, &plan)
-                            .instrument(span)
-                            .await?;
-                        budget.charge(source.held_bytes(), &what)?;
-                        return Ok(source);
-                    }
-                    let (source, _, reserved) = self
-                        .source_within(meta, scope, budget)
-                        .instrument(span)
-                        .await?;
-                    budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
-                    Ok::<_, QueryFailure>(source)
+        let mut plans: Vec<Option<RollupPlan>> =
+            metas.iter().map(|m| rollup_plan(m, scope)).collect();
+        let mut units = Vec::new();
+        for group in overlap_groups(&bounds) {
+            // Blocks of a group answer from rollups together when they
+            // share resolutions (see `replicas`); the others read rows.
+            let resolutions = group
+                .iter()
+                .find(|&&i| plans[i].is_some())
+                .map(|&i| metas[i].rollup_resolutions_ns.clone());
+            let (rolled, raw): (Vec<usize>, Vec<usize>) = group.into_iter().partition(|&i| {
+                plans[i].is_some() && Some(&metas[i].rollup_resolutions_ns) == resolutions.as_ref()
+            });
+            for &i in &raw {
+                units.push(Unit::One(i, None));
+            }
+            match rolled.as_slice() {
+                [] => {}
+                [i] if raw.is_empty() => units.push(Unit::One(*i, plans[*i].take())),
+                _ => {
+                    let plan = plans[rolled[0]].take().unwrap_or_default();
+                    let raw = raw.iter().map(|&i| bounds[i]).collect();
+                    units.push(Unit::Group(rolled, raw, plan));
                 }
-            })
+            }
+        }
+        let metas = &metas;
+        let mut out: Vec<(usize, Arc<dyn Source>)> = futures::stream::iter(units)
+            .map(|unit| self.read_unit(unit, metas, scope, budget).boxed())
             .buffered(CONCURRENT_BLOCK_READS)
-            .try_collect()
-            .await
+            .try_collect::<Vec<Vec<_>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// The sources of one [`Unit`], with their blocks' indexes.
+    async fn read_unit(
+        &self,
+        unit: Unit,
+        metas: &[BlockMeta],
+        scope: &Scope,
+        budget: &MemoryBudget,
+    ) -> Result<Vec<(usize, Arc<dyn Source>)>, QueryFailure> {
+        match unit {
+            Unit::One(i, plan) => {
+                let source = self.block_source(metas[i].clone(), plan, scope, budget);
+                Ok(vec![(i, source.await?)])
+            }
+            Unit::Group(members, raw, plan) => {
+                let these = members.iter().map(|&i| metas[i].clone()).collect();
+                let span = tracing::debug_span!("read_replicas", blocks = members.len());
+                let sources = self
+                    .replica_sources(these, &raw, scope, &plan, budget)
+                    .instrument(span)
+                    .await?;
+                Ok(members.into_iter().zip(sources).collect())
+            }
+        }
+    }
+
+    /// One block's source: from its rollups by `plan` when it has one, else
+    /// by the rule of this module, charged to `budget`.
+    async fn block_source(
+        &self,
+        meta: BlockMeta,
+        plan: Option<RollupPlan>,
+        scope: &Scope,
+        budget: &MemoryBudget,
+    ) -> Result<Arc<dyn Source>, QueryFailure> {
+        let span = tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
+        let what = format!("block {}", meta.ulid);
+        if let Some(plan) = plan {
+            let source = self
+                .rollup_source(meta, scope, &plan)
+                .instrument(span)
+                .await?;
+            budget.charge(source.held_bytes(), &what)?;
+            return Ok(source);
+        }
+        let (source, _, reserved) = self
+            .source_within(meta, scope, budget)
+            .instrument(span)
+            .await?;
+        budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
+        Ok(source)
     }
 
     /// One block's source for `scope`, and how it was read.
@@ -205,7 +273,7 @@ impl StoreGateway {
     }
 
     /// Counts what a read's scans skipped and read.
-    fn record_scans(&self, stats: &ReadStats) {
+    pub(super) fn record_scans(&self, stats: &ReadStats) {
         let m = &self.metrics;
         m.pruned_row_groups_skipped
             .inc_by(stats.scan.row_groups_pruned);
@@ -238,11 +306,12 @@ impl StoreGateway {
             )));
         }
         let (reader, plan) = (self.reader.clone(), plan.clone());
-        let (slice, stats) =
-            on_executor(
-                async move { reader.read_rollup_slice(&meta, &tables, &plan, &refs).await },
-            )
-            .await?;
+        let (slice, stats) = on_executor(async move {
+            reader
+                .read_rollup_slice(&meta, &tables, &plan, &refs, None)
+                .await
+        })
+        .await?;
         self.metrics.rollup_reads.inc();
         self.record_scans(&stats);
         Ok(Arc::new(slice))
@@ -274,17 +343,21 @@ impl StoreGateway {
             }
             let tables = self.tables(meta).await?;
             let refs = tables.wanted(scope);
-            let (reader, m) = (self.reader.clone(), meta.clone());
-            let keys =
-                on_executor(async move { reader.rollup_claims(&m, &tables, &spans, &refs).await })
-                    .await?;
+            let (reader, m, b) = (self.reader.clone(), meta.clone(), block.clone());
+            let keys = on_executor(async move {
+                let rolled_up = move |f: u64, t: i64| b.rolls_up(f, t);
+                reader
+                    .rollup_claims(&m, &tables, &spans, &refs, &rolled_up)
+                    .await
+            })
+            .await?;
             out.push(Arc::new(Claimed::new(block, keys)));
         }
         Ok(out)
     }
 
     /// A block's symbol tables and series, cached (read whole on a miss).
-    async fn tables(&self, meta: &BlockMeta) -> Result<Arc<BlockTables>, BlockError> {
+    pub(super) async fn tables(&self, meta: &BlockMeta) -> Result<Arc<BlockTables>, BlockError> {
         let k = tables_key(&meta.tenant, &meta.ulid);
         if let Some(Entry::Tables(t)) = self.cached(&k) {
             return Ok(t);

@@ -209,25 +209,107 @@ async fn profiles_another_source_also_holds_count_once() {
     assert_ne!(answer(&got, &query), answer(&[&f.whole], &query));
 }
 
-#[tokio::test]
-async fn overlapping_blocks_and_per_profile_queries_read_the_profiles() {
-    // Two replicas' blocks of the same hour and a half: neither pre-merges.
-    let a = head_of(0..270);
-    let f = fixture(&[&a, &a]).await;
-    let (start, end) = ranges()[0];
-    let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
-    let sources =
-        f.sg.sources(f.metas.clone(), &scope_of(&query))
-            .await
-            .expect("read");
-    assert!(sources.iter().all(|s| s.rollup_spans().is_empty()));
-    let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
-    assert_eq!(answer(&got, &query), answer(&[&a], &query));
-    assert_eq!(
-        metric(&f.metrics, "ignis_store_gateway_rollup_reads_total"),
-        0.0
-    );
+/// Profiles `range` of the history without those in `missing` (writes a
+/// replica missed).
+fn replica_of(range: std::ops::Range<i64>, missing: &[i64]) -> Head {
+    let mut cuts: Vec<i64> = missing
+        .iter()
+        .copied()
+        .filter(|m| range.contains(m))
+        .collect();
+    cuts.sort_unstable();
+    let (mut parts, mut from) = (Vec::new(), range.start);
+    for m in cuts {
+        parts.push(head_of(from..m));
+        from = m + 1;
+    }
+    parts.push(head_of(from..range.end));
+    Head::merged(parts.iter())
+}
 
+#[tokio::test]
+async fn replicas_answer_from_rollups_each_profile_once() {
+    // Three ingesters' blocks of the same profiles, cut at other moments
+    // (the first of the second replica small enough to be decoded whole),
+    // two of them missing a profile each that the others hold.
+    let blocks = [
+        replica_of(0..225, &[]),
+        replica_of(225..PROFILES, &[]),
+        replica_of(0..60, &[]),
+        replica_of(60..285, &[100]),
+        replica_of(285..PROFILES, &[]),
+        replica_of(0..120, &[]),
+        replica_of(120..345, &[]),
+        replica_of(345..PROFILES, &[300, 400]),
+    ];
+    let f = fixture(&blocks.iter().collect::<Vec<_>>()).await;
+    let whole = head_of(0..PROFILES);
+    let cells = |how: &str| {
+        metric(
+            &f.metrics,
+            &format!("ignis_store_gateway_replica_cells_total{{how=\"{how}\"}}"),
+        )
+    };
+    let samples: u64 = f.metas.iter().map(|m| m.stats.samples).sum();
+    for (start, end) in ranges() {
+        for (selector, format) in [
+            ("{}", q::ProfileFormat::Flamegraph),
+            ("{service_name=\"svc-1\"}", q::ProfileFormat::Pprof),
+        ] {
+            let query = flamegraph(selector, start, end, format);
+            let scope = scope_of(&query);
+            let before = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total");
+            let sources = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+            let read = metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total") - before;
+            let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+            assert_eq!(
+                answer(&got, &query),
+                answer(&[&whole], &query),
+                "{selector} over {start}..{end}"
+            );
+            if (start, end) == ranges()[1] {
+                // Keys and rollup rows, not every sample of three copies.
+                assert!(read * 8.0 < samples as f64, "rows read {read} of {samples}");
+            }
+        }
+    }
+    assert!(cells("skipped") > 0.0 && cells("rollup") > 0.0);
+    // The missing profiles make a few windows read their profiles.
+    assert!(cells("raw") > 0.0 && cells("raw") < cells("skipped") / 4.0);
+
+    // The fixture's ground truth over the whole history, and with an
+    // ingester still holding the last 40 minutes beside the blocks.
+    let per = truth("go/cpu")["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .expect("truth");
+    let recent = head_of(PROFILES - 120..PROFILES);
+    let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
+    for (start, end) in [ranges()[1], ranges()[5], ranges()[9]] {
+        let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
+        let scope = scope_of(&query);
+        let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+        let claimed =
+            f.sg.claim_overlaps(&f.metas, blocks, &scope, &others)
+                .await
+                .expect("claims");
+        let mut got: Vec<&dyn Source> = vec![&recent];
+        got.extend(claimed.iter().map(|s| s.as_ref()));
+        let bytes = answer(&got, &query);
+        assert_eq!(bytes, answer(&[&whole], &query), "{start}..{end}");
+        if (start, end) == ranges()[1] {
+            let fg = q::SelectMergeStacktracesResponse::decode(bytes.as_slice())
+                .expect("response")
+                .flamegraph
+                .expect("flame graph");
+            assert_eq!(fg.total, PROFILES * SERVICES as i64 * per);
+        }
+    }
+}
+
+#[tokio::test]
+async fn per_profile_queries_read_the_profiles() {
+    let a = head_of(0..270);
+    let (start, end) = ranges()[0];
     // Time series need each profile: they read profiles.
     let f = fixture(&[&a]).await;
     let series: Query = Arc::new(move |e| {

@@ -253,9 +253,35 @@ impl RollupPlan {
 
     /// Whether `t` lies in a window of the plan.
     pub fn covers(&self, t: i64) -> bool {
-        self.windows.iter().any(|w| {
+        self.window_of(t).is_some()
+    }
+
+    /// The window of the plan that holds `t`: its inclusive span. Windows
+    /// of a plan never overlap, so a window's start names it.
+    pub fn window_of(&self, t: i64) -> Option<(i64, i64)> {
+        let run = self.windows.iter().find(|w| {
             let (lo, hi) = w.span();
             (lo..=hi).contains(&t)
+        })?;
+        let r = run.resolution_ns;
+        let start = run.first_start_ns + (t - run.first_start_ns).div_euclid(r) * r;
+        Some((start, start + (r - 1)))
+    }
+
+    /// The windows of the plan that meet `[lo, hi]`, in time order:
+    /// inclusive spans.
+    pub fn windows_meeting(&self, lo: i64, hi: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.windows.iter().flat_map(move |run| {
+            let r = run.resolution_ns;
+            let (first, last) = (run.first_start_ns, run.last_start_ns);
+            // i128: windows may reach the ends of i64.
+            let k = |t: i64| (i128::from(t) - i128::from(first)).div_euclid(i128::from(r));
+            let n = k(last);
+            let (from, to) = (k(lo).max(0), k(hi).min(n));
+            (from..=to).map(move |k| {
+                let start = first + (k as i64) * r;
+                (start, start + (r - 1))
+            })
         })
     }
 }
@@ -303,7 +329,25 @@ mod tests {
                 .filter(|w| (w.span().0..=w.span().1).contains(&t))
                 .count();
             assert_eq!(raw + win, 1, "t = {t}");
+            if win == 1 {
+                let (lo, hi) = plan.window_of(t).expect("in a window");
+                assert!(lo <= t && t <= hi && plan.windows_meeting(t, t).eq([(lo, hi)]));
+            } else {
+                assert_eq!(plan.window_of(t), None);
+            }
         }
+        // 1 + 3 hours + 2 ten-minute windows + 5 minutes.
+        assert_eq!(plan.windows_meeting(i64::MIN, i64::MAX).count(), 11);
+        let met: Vec<_> = plan.windows_meeting(6 * H + 1, 8 * H + 5 * M).collect();
+        assert_eq!(
+            met,
+            vec![
+                (6 * H, 7 * H - 1),
+                (7 * H, 8 * H - 1),
+                (8 * H, 8 * H + 10 * M - 1)
+            ]
+        );
+        assert_eq!(plan.window_of(6 * H + 7), Some((6 * H, 7 * H - 1)));
     }
 
     #[test]
