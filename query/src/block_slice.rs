@@ -39,6 +39,9 @@ pub struct RollupCells {
     pub excluded: HashSet<(u64, i64)>,
     /// The excluded cells whose profiles are read one by one.
     pub raw: HashSet<(u64, i64)>,
+    /// Starts of the windows where every cell is excluded: their rollup
+    /// rows are not read at all.
+    pub skipped_windows: HashSet<i64>,
 }
 
 impl BlockSlice {

@@ -75,11 +75,24 @@ impl BlockReader {
                 continue;
             };
             spans.push(run.span());
-            // Windows that start before the block's first profile hold it too.
-            let first = lo.div_euclid(run.resolution_ns) * run.resolution_ns;
+            // Windows that start before the block's first profile hold it
+            // too; those left to replicas are not read.
+            let r = run.resolution_ns;
+            let first = lo.div_euclid(r) * r;
+            let (mut from, mut to) = (first.max(run.first_start_ns), hi);
+            if let Some(cells) = &cells {
+                let kept: Vec<(i64, i64)> = plan
+                    .windows_meeting(from, to)
+                    .filter(|(start, _)| !cells.skipped_windows.contains(start))
+                    .collect();
+                let (Some(a), Some(b)) = (kept.first(), kept.last()) else {
+                    continue;
+                };
+                (from, to) = (a.0.max(from), b.1.min(to));
+            }
             let filter = RowFilter {
-                resolution_ns: Some(run.resolution_ns),
-                ..RowFilter::new(refs, first.max(run.first_start_ns), hi)
+                resolution_ns: Some(r),
+                ..RowFilter::new(refs, from, to)
             };
             let columns = [
                 "resolution_ns",
@@ -105,7 +118,7 @@ impl BlockReader {
                 filter.start_ns,
                 filter.end_ns,
                 None,
-                Some(run.resolution_ns),
+                Some(r),
             )?;
             let mut push = pusher(&position, &mut series);
             match &cells {

@@ -205,6 +205,8 @@ pub(super) fn decide(
     }
     let mut out: Vec<Decision> = keys.iter().map(|_| Decision::default()).collect();
     let mut tally = Tally::default();
+    // (member, window) where the member answers some cell from rollups.
+    let mut answering: HashSet<(usize, i64)> = HashSet::new();
     for ((fingerprint, start), mut entries) in cells {
         let Some(ranks) = contest.ranks.get(&start) else {
             continue;
@@ -219,6 +221,7 @@ pub(super) fn decide(
             let new = ks.iter().filter(|k| !taken.contains(k)).count();
             if new == ks.len() {
                 tally.rollup += 1;
+                answering.insert((m, start));
                 taken.extend(ks.iter().copied());
                 rolled.push((m, ks));
                 continue;
@@ -238,6 +241,15 @@ pub(super) fn decide(
                 out[m]
                     .claims
                     .extend(ks.into_iter().map(|(t, id)| (fingerprint, t, id)));
+            }
+        }
+    }
+    // A block ranked after the first holds all its keys of the window: if
+    // it answers no cell there, none of its rollup rows there is read.
+    for (&start, ranks) in &contest.ranks {
+        for &m in &ranks[1..] {
+            if !answering.contains(&(m, start)) {
+                out[m].cells.skipped_windows.insert(start);
             }
         }
     }
@@ -395,6 +407,7 @@ mod tests {
         let skip = |hours: &[i64]| RollupCells {
             excluded: hours.iter().map(|h| (99, h * H)).collect(),
             raw: HashSet::new(),
+            skipped_windows: hours.iter().map(|h| h * H).collect(),
         };
         assert_eq!(d[1].cells, skip(&[0, 1, 2]));
         assert_eq!(d[2].cells, skip(&[0, 1]));
@@ -418,6 +431,7 @@ mod tests {
         let (d, tally) = decide(&contest, &keys, &plan);
         assert_eq!(d[1].cells.raw, HashSet::from([(99, 2 * H)]));
         assert!(d[1].cells.excluded.contains(&(99, 2 * H)));
+        assert!(d[1].cells.skipped_windows.contains(&(2 * H)));
         assert_eq!(d[2].claims.len(), 19);
         assert_eq!(tally.raw, 1);
     }
