@@ -13,9 +13,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
@@ -24,7 +21,7 @@ use ignis_storage::block::{
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
 
-use crate::block_scan::{RowFilter, ScanStats, candidate_rows, scan};
+use crate::block_scan::{Exact, RowFilter, ScanStats, candidate_rows, scan};
 use crate::block_slice::BlockSlice;
 use crate::bucket::Bucket;
 use crate::scope::Scope;
@@ -117,70 +114,6 @@ fn block_range(meta: &BlockMeta, scope: &Scope) -> Option<(i64, i64)> {
     let (start, end) = scope.time_range()?;
     let (start, end) = (start.max(meta.min_time_ns), end.min(meta.max_time_ns));
     (start <= end && meta.stats.profiles > 0).then_some((start, end))
-}
-
-/// Keeps the rows of `batches` whose series is wanted and whose timestamp
-/// lies in `[start, end]` (and, for spans, whose span is in `spans`; for
-/// rollups, whose resolution is `resolution`).
-pub(crate) fn keep_exact(
-    batches: Vec<RecordBatch>,
-    wanted: &[bool],
-    start: i64,
-    end: i64,
-    spans: Option<&HashSet<u64>>,
-    resolution: Option<i64>,
-) -> Result<Vec<RecordBatch>, BlockError> {
-    let mut out = Vec::with_capacity(batches.len());
-    for b in batches {
-        let series = b
-            .column_by_name("series_ref")
-            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>());
-        let ts = b
-            .column_by_name("timestamp_ns")
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
-        let (Some(series), Some(ts)) = (series, ts) else {
-            return Err(BlockError::Corrupt(
-                "series_ref or timestamp_ns is missing or has the wrong type".into(),
-            ));
-        };
-        let span = match spans {
-            Some(ids) => Some((
-                ids,
-                b.column_by_name("span_id")
-                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-                    .ok_or_else(|| BlockError::Corrupt("spans: span_id is missing".into()))?,
-            )),
-            None => None,
-        };
-        let res = match resolution {
-            Some(r) => Some((
-                r,
-                b.column_by_name("resolution_ns")
-                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                    .ok_or_else(|| {
-                        BlockError::Corrupt("rollups: resolution_ns is missing".into())
-                    })?,
-            )),
-            None => None,
-        };
-        let mask: BooleanArray = (0..b.num_rows())
-            .map(|i| {
-                let t = ts.value(i);
-                Some(
-                    wanted.get(series.value(i) as usize) == Some(&true)
-                        && (start..=end).contains(&t)
-                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i)))
-                        && res.is_none_or(|(r, col)| col.value(i) == r),
-                )
-            })
-            .collect();
-        if mask.true_count() == b.num_rows() {
-            out.push(b);
-        } else if mask.true_count() > 0 {
-            out.push(filter_record_batch(&b, &mask)?);
-        }
-    }
-    Ok(out)
 }
 
 /// Empty series for the sorted `refs` of `tables`: which refs are wanted,
@@ -307,11 +240,19 @@ impl BlockReader {
                 [&["series_ref", "timestamp_ns", "total"], id_col, hi_col].concat(),
             )
         };
-        let (batches, scanned) =
-            scan(&self.ctx, &self.bucket, meta, file, &columns, &filter).await?;
+        let exact = Exact::new(&wanted, start, end);
+        let (batches, scanned) = scan(
+            &self.ctx,
+            &self.bucket,
+            meta,
+            file,
+            &columns,
+            &filter,
+            &exact,
+        )
+        .await?;
         stats.scan.add(&scanned);
         stats.files += 1;
-        let batches = keep_exact(batches, &wanted, start, end, None, None)?;
         {
             let mut push = pusher(&position, &mut series);
             if scope.stacks {
@@ -341,12 +282,23 @@ impl BlockReader {
                 "stack_id",
                 "value",
             ];
-            let (batches, scanned) =
-                scan(&self.ctx, &self.bucket, meta, SPANS_FILE, &columns, &filter).await?;
+            let ids: Option<HashSet<u64>> = ids.map(|ids| ids.into_iter().collect());
+            let exact = Exact {
+                spans: ids.as_ref(),
+                ..Exact::new(&wanted, start, end)
+            };
+            let (batches, scanned) = scan(
+                &self.ctx,
+                &self.bucket,
+                meta,
+                SPANS_FILE,
+                &columns,
+                &filter,
+                &exact,
+            )
+            .await?;
             stats.scan.add(&scanned);
             stats.files += 1;
-            let ids: Option<HashSet<u64>> = ids.map(|ids| ids.into_iter().collect());
-            let batches = keep_exact(batches, &wanted, start, end, ids.as_ref(), None)?;
             let by_row = span_samples(&batches, tables.symbols.stacks.len())?;
             attach_spans(by_row, &mut series, &|s| {
                 position.get(s as usize).copied().flatten()
@@ -617,11 +569,13 @@ mod tests {
         let s = stats.scan;
         assert!(s.row_groups >= 3, "{s:?}");
         assert!(s.row_groups_pruned >= s.row_groups - 1, "{s:?}");
-        // Within the row group left, pages and rows outside the series and
-        // range are skipped too: only 11 profiles of 200 stacks come back.
-        assert!(s.page_rows_pruned + s.rows_filtered > 0, "{s:?}");
-        assert_eq!(s.rows, 11 * STACKS);
+        // Within the row group left, pages outside the series and range are
+        // skipped too (the rows of the pages decoded are then cut exactly):
+        // 11 profiles of 200 stacks are kept.
+        assert!(s.page_rows_pruned > 0, "{s:?}");
+        assert!(s.rows >= 11 * STACKS && s.rows < 65_536, "{s:?}");
         assert_eq!(slice.profiles(), 11);
+        assert_eq!(slice.samples() as u64, 11 * STACKS);
         // Nothing selected: nothing read.
         let none = Scope::record(&limits, |e| {
             e.select_merge_stacktraces(&stacktraces("{service_name=\"nope\"}", 0, 49, &[]))

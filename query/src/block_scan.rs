@@ -8,8 +8,11 @@
 //! remaining rows while decoding (`pushdown_filters`), and decodes only the
 //! projected columns. Footers come from the [`Bucket`]'s shared cache.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -25,6 +28,7 @@ use datafusion::parquet::file::statistics::Statistics;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{col, lit};
+use futures::StreamExt;
 use ignis_storage::block::{BlockError, BlockMeta};
 
 use crate::bucket::Bucket;
@@ -150,6 +154,88 @@ fn read_err(meta: &BlockMeta, file: &str, e: impl std::fmt::Display) -> BlockErr
     BlockError::Read(format!("{file} of block {}: {e}", meta.ulid))
 }
 
+/// Exactly which rows a caller keeps of what a scan reads ([`RowFilter`]
+/// only prunes row groups and pages): the wanted series (indexed by
+/// `series_ref`) with a timestamp in `[start, end]`, and, for spans, a span
+/// in `spans`; for rollups, of resolution `resolution`.
+#[derive(Debug, Clone, Copy)]
+pub struct Exact<'a> {
+    /// Whether each `series_ref` is wanted.
+    pub wanted: &'a [bool],
+    /// Inclusive start, ns.
+    pub start: i64,
+    /// Inclusive end, ns.
+    pub end: i64,
+    /// Span ids kept (the `spans` table), or `None`.
+    pub spans: Option<&'a HashSet<u64>>,
+    /// The window length kept (the `rollups` table), or `None`.
+    pub resolution: Option<i64>,
+}
+
+impl<'a> Exact<'a> {
+    /// The rows of the `wanted` series in `[start, end]`.
+    pub fn new(wanted: &'a [bool], start: i64, end: i64) -> Self {
+        Self {
+            wanted,
+            start,
+            end,
+            spans: None,
+            resolution: None,
+        }
+    }
+
+    /// The rows of `b` it keeps (`None`: none).
+    pub fn keep(&self, b: RecordBatch) -> Result<Option<RecordBatch>, BlockError> {
+        let series = b
+            .column_by_name("series_ref")
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>());
+        let ts = b
+            .column_by_name("timestamp_ns")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        let (Some(series), Some(ts)) = (series, ts) else {
+            return Err(BlockError::Corrupt(
+                "series_ref or timestamp_ns is missing or has the wrong type".into(),
+            ));
+        };
+        let span = match self.spans {
+            Some(ids) => Some((
+                ids,
+                b.column_by_name("span_id")
+                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                    .ok_or_else(|| BlockError::Corrupt("spans: span_id is missing".into()))?,
+            )),
+            None => None,
+        };
+        let res = match self.resolution {
+            Some(r) => Some((
+                r,
+                b.column_by_name("resolution_ns")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| {
+                        BlockError::Corrupt("rollups: resolution_ns is missing".into())
+                    })?,
+            )),
+            None => None,
+        };
+        let mask: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                let t = ts.value(i);
+                Some(
+                    self.wanted.get(series.value(i) as usize) == Some(&true)
+                        && (self.start..=self.end).contains(&t)
+                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i)))
+                        && res.is_none_or(|(r, col)| col.value(i) == r),
+                )
+            })
+            .collect();
+        Ok(match mask.true_count() {
+            0 => None,
+            n if n == b.num_rows() => Some(b),
+            _ => Some(filter_record_batch(&b, &mask)?),
+        })
+    }
+}
+
 /// The footer (and page index) of a block file, from the shared cache.
 pub async fn footer(
     bucket: &Bucket,
@@ -236,9 +322,11 @@ fn collect_stats(plan: &dyn ExecutionPlan, row_groups: u64) -> ScanStats {
     stats
 }
 
-/// Reads `columns` of the rows of `file` that `filter` may keep, in file
-/// order, with what was skipped. `ctx` must run over `bucket`'s runtime
-/// ([`Bucket::runtime`]).
+/// Reads `columns` of the rows of `file` that `exact` keeps, in file
+/// order, with what was skipped: `filter` prunes row groups and pages, and
+/// each batch decoded is cut to `exact` as it comes (so a scan holds what
+/// it keeps, not every row of the pages it decodes). `ctx` must run over
+/// `bucket`'s runtime ([`Bucket::runtime`]).
 pub async fn scan(
     ctx: &SessionContext,
     bucket: &Bucket,
@@ -246,6 +334,7 @@ pub async fn scan(
     file: &str,
     columns: &[&str],
     filter: &RowFilter,
+    exact: &Exact<'_>,
 ) -> Result<(Vec<RecordBatch>, ScanStats), BlockError> {
     let object = Bucket::object(meta, file)
         .ok_or_else(|| BlockError::Corrupt(format!("block {} lists no {file}", meta.ulid)))?;
@@ -268,8 +357,12 @@ pub async fn scan(
         .map_err(|e| read_err(meta, file, e))?;
     let df_schema = DFSchema::try_from(schema.clone()).map_err(err)?;
     let predicate = ctx.create_physical_expr(expr, &df_schema).map_err(err)?;
+    // Blocks have no bloom filters; the predicate prunes row groups and
+    // pages, and the caller keeps exactly the rows it wants (`RowFilter` is
+    // coarse), so rows are not filtered a second time while decoding.
     let source = ParquetSource::new(schema)
-        .with_pushdown_filters(true)
+        .with_pushdown_filters(false)
+        .with_bloom_filter_on_read(false)
         .with_enable_page_index(true)
         .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
             bucket.store(),
@@ -282,9 +375,15 @@ pub async fn scan(
         .map_err(err)?
         .build();
     let plan = DataSourceExec::from_data_source(config);
-    let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
-        .await
-        .map_err(err)?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).map_err(err)?;
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next().await {
+        if let Some(b) = exact.keep(b.map_err(err)?)? {
+            batches.push(b);
+        }
+    }
+    drop(stream);
     let stats = collect_stats(plan.as_ref(), footer.num_row_groups() as u64);
     Ok((batches, stats))
 }

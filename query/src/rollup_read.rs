@@ -10,8 +10,8 @@ use ignis_storage::block::{
     BlockError, BlockMeta, ROLLUPS_FILE, RollupPlan, group_sample_rows, row_keys,
 };
 
-use crate::block_read::{BlockReader, BlockTables, ReadStats, keep_exact, pusher, slice_series};
-use crate::block_scan::{RowFilter, scan};
+use crate::block_read::{BlockReader, BlockTables, ReadStats, pusher, slice_series};
+use crate::block_scan::{Exact, RowFilter, scan};
 use crate::block_slice::{BlockSlice, RollupCells};
 
 /// A profile's key in a block: `(series_ref, series fingerprint,
@@ -101,6 +101,10 @@ impl BlockReader {
                 "stack_id",
                 "value",
             ];
+            let exact = Exact {
+                resolution: Some(r),
+                ..Exact::new(&wanted, from, to)
+            };
             let (batches, scanned) = scan(
                 &self.ctx,
                 &self.bucket,
@@ -108,18 +112,11 @@ impl BlockReader {
                 ROLLUPS_FILE,
                 &columns,
                 &filter,
+                &exact,
             )
             .await?;
             stats.scan.add(&scanned);
             stats.files += 1;
-            let batches = keep_exact(
-                batches,
-                &wanted,
-                filter.start_ns,
-                filter.end_ns,
-                None,
-                Some(r),
-            )?;
             let mut push = pusher(&position, &mut series);
             match &cells {
                 None => group_sample_rows(&batches, false, &mut push)?,
@@ -176,11 +173,11 @@ impl BlockReader {
                 "samples.parquet",
                 &columns,
                 &filter,
+                &Exact::new(&mask, lo, hi),
             )
             .await?;
             stats.scan.add(&scanned);
             stats.files += 1;
-            let batches = keep_exact(batches, &mask, lo, hi, None, None)?;
             group_sample_rows(&batches, with_ids, &mut pusher(&position, &mut series))?;
         }
         // Windows and edges were read in turn: put each series' rows back in time order.
@@ -216,9 +213,10 @@ impl BlockReader {
                 "profiles.parquet",
                 &columns,
                 &filter,
+                &Exact::new(&wanted, lo, hi),
             )
             .await?;
-            for b in keep_exact(batches, &wanted, lo, hi, None, None)? {
+            for b in batches {
                 let key_of = row_keys(&b, "profiles", true)?;
                 for i in 0..b.num_rows() {
                     let (series, t, id) = key_of(i);
