@@ -219,16 +219,23 @@ mod tests {
             (block.meta.min_time_ns, block.meta.max_time_ns),
             (1_000, 2_000)
         );
-        let store = BlockStore::memory().unwrap();
-        store.upload(&block).await.unwrap();
-        assert_eq!(store.tenants().await.unwrap(), vec!["t1".to_string()]);
-        let metas = store.blocks("t1").await.unwrap();
-        assert_eq!(metas, vec![block.meta.clone()]);
-        let files = store.fetch(&metas[0]).await.unwrap();
-        let decoded = decode_block(&metas[0], &files).unwrap();
-        same(&head, &decoded);
-        store.delete("t1", &ulid).await.unwrap();
-        assert!(store.blocks("t1").await.unwrap().is_empty());
+        // In memory, and on a filesystem bucket (whose files are read in place).
+        let dir = tempfile::tempdir().unwrap();
+        let fs = BlockStore::open(&ObjectStoreConfig::default(), dir.path()).unwrap();
+        for store in [BlockStore::memory().unwrap(), fs] {
+            store.upload(&block).await.unwrap();
+            assert_eq!(store.tenants().await.unwrap(), vec!["t1".to_string()]);
+            let metas = store.blocks("t1").await.unwrap();
+            assert_eq!(metas, vec![block.meta.clone()]);
+            let files = store.fetch(&metas[0]).await.unwrap();
+            let decoded = decode_block(&metas[0], &files).unwrap();
+            same(&head, &decoded);
+            let series = store.fetch_file(&metas[0], "series.parquet").await.unwrap();
+            assert_eq!(Some(&series), files.get("series.parquet"));
+            store.delete("t1", &ulid).await.unwrap();
+            assert!(store.blocks("t1").await.unwrap().is_empty());
+            assert!(store.fetch_file(&metas[0], "series.parquet").await.is_err());
+        }
     }
 
     #[test]

@@ -63,11 +63,15 @@ impl Default for ObjectStoreConfig {
 pub struct BlockStore {
     op: Operator,
     local: bool,
+    /// The directory of a filesystem bucket: block files are read from it
+    /// directly (see [`BlockStore::read_file`]).
+    root: Option<std::path::PathBuf>,
 }
 
 impl BlockStore {
     /// Opens the configured store; `data_dir` anchors the default filesystem bucket.
     pub fn open(cfg: &ObjectStoreConfig, data_dir: &Path) -> Result<Self, BlockError> {
+        let mut fs_root = None;
         let op = match cfg.backend.as_str() {
             "filesystem" | "fs" => {
                 let path = if cfg.path.is_empty() {
@@ -78,6 +82,7 @@ impl BlockStore {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| BlockError::Config(format!("{}: {e}", path.display())))?;
                 let root = path.canonicalize().unwrap_or(path);
+                fs_root = Some(root.clone());
                 Operator::new(services::Fs::default().root(&root.to_string_lossy()))?
             }
             "s3" => {
@@ -153,7 +158,11 @@ impl BlockStore {
                     .with_jitter(),
             );
         let local = matches!(cfg.backend.as_str(), "filesystem" | "fs");
-        Ok(Self { op, local })
+        Ok(Self {
+            op,
+            local,
+            root: fs_root,
+        })
     }
 
     /// A store over an in-memory operator (tests; feature `testing`).
@@ -162,6 +171,7 @@ impl BlockStore {
         Ok(Self {
             op: Operator::new(services::Memory::default())?,
             local: true,
+            root: None,
         })
     }
 
@@ -173,7 +183,23 @@ impl BlockStore {
     /// Downloads one file of a block.
     pub async fn fetch_file(&self, meta: &BlockMeta, name: &str) -> Result<Bytes, BlockError> {
         let dir = Self::dir(&meta.tenant, &meta.ulid);
-        Ok(self.op.read(&format!("{dir}{name}")).await?.to_bytes())
+        self.read_file(&format!("{dir}{name}")).await
+    }
+
+    /// Reads a whole object. A filesystem bucket's file is read in one
+    /// call on the blocking pool: opendal's filesystem reader zero-fills a
+    /// fresh buffer of its read size for every chunk, which cost more than
+    /// the read.
+    async fn read_file(&self, path: &str) -> Result<Bytes, BlockError> {
+        let Some(root) = &self.root else {
+            return Ok(self.op.read(path).await?.to_bytes());
+        };
+        let file = root.join(path);
+        tokio::task::spawn_blocking(move || std::fs::read(&file).map_err(|e| (file, e)))
+            .await
+            .map_err(|e| BlockError::Read(format!("read task failed: {e}")))?
+            .map(Bytes::from)
+            .map_err(|(file, e)| BlockError::Read(format!("{}: {e}", file.display())))
     }
 
     /// The opendal operator over the bucket (for readers such as DataFusion).
@@ -310,8 +336,8 @@ impl BlockStore {
             .iter()
             .filter(|f| wanted.contains(&f.name.as_str()))
         {
-            let buf = self.op.read(&format!("{dir}{}", f.name)).await?;
-            files.insert(f.name.clone(), buf.to_bytes());
+            let buf = self.read_file(&format!("{dir}{}", f.name)).await?;
+            files.insert(f.name.clone(), buf);
         }
         Ok(files)
     }
