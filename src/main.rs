@@ -88,7 +88,26 @@ fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Turns transparent huge pages off for this process (unless
+/// `IGNIS_TRANSPARENT_HUGE_PAGES=1`): mimalloc asks for them on its
+/// regions, and then every first touch of a 2 MiB page (a new thread's
+/// heap, memory purged and reused) zero-fills all of it. That was over half
+/// of a cold long-range query's CPU (BENCHMARKS.md); the TLB savings are
+/// small for a heap of many short-lived objects.
+fn no_transparent_huge_pages() {
+    if std::env::var("IGNIS_TRANSPARENT_HUGE_PAGES").is_ok_and(|v| v == "1") {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches
+    // no memory of ours; it only sets a flag of the process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    no_transparent_huge_pages();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     match cli.command.unwrap_or(Command::Server(cli.server)) {
         Command::Config(args) => {
