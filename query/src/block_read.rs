@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
@@ -175,6 +176,24 @@ impl BlockReader {
         &self.bucket
     }
 
+    /// [`scan`]s `columns` of `file` over this reader's runtime, adding
+    /// what it read to `stats`.
+    pub(crate) async fn scan_counted(
+        &self,
+        meta: &BlockMeta,
+        file: &str,
+        columns: &[&str],
+        filter: &RowFilter,
+        exact: &Exact<'_>,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<RecordBatch>, BlockError> {
+        let (batches, scanned) =
+            scan(&self.ctx, &self.bucket, meta, file, columns, filter, exact).await?;
+        stats.scan.add(&scanned);
+        stats.files += 1;
+        Ok(batches)
+    }
+
     /// Rows of `samples` in the row groups a pruned read of `refs` in the
     /// scope's range would scan, and the block's sample rows (from the cached
     /// footer; `(0, n)` when the block has nothing in range).
@@ -241,18 +260,9 @@ impl BlockReader {
             )
         };
         let exact = Exact::new(&wanted, start, end);
-        let (batches, scanned) = scan(
-            &self.ctx,
-            &self.bucket,
-            meta,
-            file,
-            &columns,
-            &filter,
-            &exact,
-        )
-        .await?;
-        stats.scan.add(&scanned);
-        stats.files += 1;
+        let batches = self
+            .scan_counted(meta, file, &columns, &filter, &exact, &mut stats)
+            .await?;
         {
             let mut push = pusher(&position, &mut series);
             if scope.stacks {
@@ -287,18 +297,9 @@ impl BlockReader {
                 spans: ids.as_ref(),
                 ..Exact::new(&wanted, start, end)
             };
-            let (batches, scanned) = scan(
-                &self.ctx,
-                &self.bucket,
-                meta,
-                SPANS_FILE,
-                &columns,
-                &filter,
-                &exact,
-            )
-            .await?;
-            stats.scan.add(&scanned);
-            stats.files += 1;
+            let batches = self
+                .scan_counted(meta, SPANS_FILE, &columns, &filter, &exact, &mut stats)
+                .await?;
             let by_row = span_samples(&batches, tables.symbols.stacks.len())?;
             attach_spans(by_row, &mut series, &|s| {
                 position.get(s as usize).copied().flatten()

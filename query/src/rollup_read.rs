@@ -105,18 +105,9 @@ impl BlockReader {
                 resolution: Some(r),
                 ..Exact::new(&wanted, from, to)
             };
-            let (batches, scanned) = scan(
-                &self.ctx,
-                &self.bucket,
-                meta,
-                ROLLUPS_FILE,
-                &columns,
-                &filter,
-                &exact,
-            )
-            .await?;
-            stats.scan.add(&scanned);
-            stats.files += 1;
+            let batches = self
+                .scan_counted(meta, ROLLUPS_FILE, &columns, &filter, &exact, &mut stats)
+                .await?;
             let mut push = pusher(&position, &mut series);
             match &cells {
                 None => group_sample_rows(&batches, false, &mut push)?,
@@ -166,18 +157,16 @@ impl BlockReader {
                 None => (refs, wanted.clone()),
             };
             let filter = RowFilter::new(these, lo, hi);
-            let (batches, scanned) = scan(
-                &self.ctx,
-                &self.bucket,
-                meta,
-                "samples.parquet",
-                &columns,
-                &filter,
-                &Exact::new(&mask, lo, hi),
-            )
-            .await?;
-            stats.scan.add(&scanned);
-            stats.files += 1;
+            let batches = self
+                .scan_counted(
+                    meta,
+                    "samples.parquet",
+                    &columns,
+                    &filter,
+                    &Exact::new(&mask, lo, hi),
+                    &mut stats,
+                )
+                .await?;
             group_sample_rows(&batches, with_ids, &mut pusher(&position, &mut series))?;
         }
         // Windows and edges were read in turn: put each series' rows back in time order.

@@ -68,6 +68,22 @@ fn answer(sources: &[&dyn Source], query: &Query) -> Vec<u8> {
     query(&Engine::new(sources, &QueryLimits::default()))
 }
 
+/// `query` over the fixture's blocks and `recent` (an ingester's data),
+/// the blocks claiming the profiles they pre-merged where `recent`
+/// overlaps them.
+async fn answer_beside(f: &Fixture, query: &Query, recent: &Head) -> Vec<u8> {
+    let scope = scope_of(query);
+    let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
+    let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
+    let claimed =
+        f.sg.claim_overlaps(&f.metas, blocks, &scope, &others)
+            .await
+            .expect("claims");
+    let mut got: Vec<&dyn Source> = vec![recent];
+    got.extend(claimed.iter().map(|s| s.as_ref()));
+    answer(&got, query)
+}
+
 fn scope_of(query: &Query) -> Scope {
     Scope::record(&QueryLimits::default(), |e| {
         query(e);
@@ -182,17 +198,8 @@ async fn profiles_another_source_also_holds_count_once() {
     let recent = head_of(PROFILES - 120..PROFILES);
     for (start, end) in ranges() {
         let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
-        let scope = scope_of(&query);
-        let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
-        let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
-        let claimed =
-            f.sg.claim_overlaps(&f.metas, blocks, &scope, &others)
-                .await
-                .expect("claims");
-        let mut got: Vec<&dyn Source> = vec![&recent];
-        got.extend(claimed.iter().map(|s| s.as_ref()));
         assert_eq!(
-            answer(&got, &query),
+            answer_beside(&f, &query, &recent).await,
             answer(&[&f.whole], &query),
             "{start}..{end}"
         );
@@ -283,18 +290,9 @@ async fn replicas_answer_from_rollups_each_profile_once() {
         .as_i64()
         .expect("truth");
     let recent = head_of(PROFILES - 120..PROFILES);
-    let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
     for (start, end) in [ranges()[1], ranges()[5], ranges()[9]] {
         let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
-        let scope = scope_of(&query);
-        let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
-        let claimed =
-            f.sg.claim_overlaps(&f.metas, blocks, &scope, &others)
-                .await
-                .expect("claims");
-        let mut got: Vec<&dyn Source> = vec![&recent];
-        got.extend(claimed.iter().map(|s| s.as_ref()));
-        let bytes = answer(&got, &query);
+        let bytes = answer_beside(&f, &query, &recent).await;
         assert_eq!(bytes, answer(&[&whole], &query), "{start}..{end}");
         if (start, end) == ranges()[1] {
             let fg = q::SelectMergeStacktracesResponse::decode(bytes.as_slice())
