@@ -740,7 +740,13 @@ impl Tenants {
         end_ns: i64,
         budget: &MemoryBudget,
     ) -> Result<(Vec<PeerSlice>, Vec<Arc<dyn Source>>, Option<Snapshot>), QueryFailure> {
-        let here = self.local_blocks(tenant, start_ns, end_ns);
+        // A merge that rollups can answer reads overlapping blocks (replicas
+        // before compaction) here, whoever serves them: together they
+        // answer from rollups, apart their owners would send rows.
+        let here = match (&self.store_gateway, scope.rollup_segments()) {
+            (Some(sg), Some(_)) => sg.metas_with_replicas(tenant, start_ns, end_ns),
+            _ => self.local_blocks(tenant, start_ns, end_ns),
+        };
         let read_here: Vec<String> = here.iter().map(|m| m.ulid.clone()).collect();
         let (remote, blocks, local) = futures::try_join!(
             self.cluster

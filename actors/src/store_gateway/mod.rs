@@ -302,6 +302,38 @@ impl StoreGateway {
     /// The indexed blocks of `tenant` this node serves that overlap
     /// `[start_ns, end_ns]`, but those compacted blocks replaced.
     pub fn metas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
+        self.served(tenant, start_ns, end_ns)
+            .into_iter()
+            .filter(|m| self.owns(tenant, &m.ulid))
+            .collect()
+    }
+
+    /// [`StoreGateway::metas`] and, of the blocks other store-gateways
+    /// serve, those that overlap another served block in time (replicas
+    /// not yet compacted): a merge reads a group of overlapping blocks in
+    /// one place, from their rollups ([`replicas`]), instead of each owner
+    /// sending its blocks' rows.
+    pub fn metas_with_replicas(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
+        let all = self.served(tenant, start_ns, end_ns);
+        let bounds: Vec<(i64, i64)> = all.iter().map(|m| (m.min_time_ns, m.max_time_ns)).collect();
+        let mut shared = vec![false; all.len()];
+        for group in replicas::overlap_groups(&bounds) {
+            if group.len() > 1 {
+                for i in group {
+                    shared[i] = true;
+                }
+            }
+        }
+        all.into_iter()
+            .zip(shared)
+            .filter(|(m, shared)| *shared || self.owns(tenant, &m.ulid))
+            .map(|(m, _)| m)
+            .collect()
+    }
+
+    /// The indexed blocks of `tenant` overlapping `[start_ns, end_ns]`, but
+    /// those compacted blocks replaced, whoever serves them.
+    fn served(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
         let overlapping: Vec<BlockMeta> = {
             let mem = self.mem.read();
             let replaced = mem.replaced.get(tenant);
@@ -317,9 +349,6 @@ impl StoreGateway {
                 .unwrap_or_default()
         };
         overlapping
-            .into_iter()
-            .filter(|m| self.owns(tenant, &m.ulid))
-            .collect()
     }
 
     /// Lists the bucket: indexes new complete blocks, drops deleted ones.
