@@ -690,6 +690,13 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), merged(3));
     }
 
+    /// A worker's open call asking whether job `id` is still wanted (it
+    /// confirms the handout and watches the job while it runs).
+    fn watching(s: &Arc<Scheduler>, id: u64) -> tokio::task::JoinHandle<()> {
+        let s = s.clone();
+        tokio::spawn(async move { s.cancelled(id).await })
+    }
+
     #[tokio::test]
     async fn a_handout_its_worker_never_confirms_is_queued_again() {
         let s = Scheduler::new(0, Metrics::new());
@@ -697,10 +704,7 @@ mod tests {
         let wait = Duration::from_secs(5);
         // Confirmed (the worker asks whether the job is still wanted): it stays.
         let (id, _) = s.next("n#1/0", wait).await.unwrap();
-        let confirm = {
-            let s = s.clone();
-            tokio::spawn(async move { s.cancelled(id).await })
-        };
+        let confirm = watching(&s, id);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(s.requeue_unconfirmed(Duration::ZERO), 0);
         confirm.abort();
@@ -723,10 +727,7 @@ mod tests {
         let waiting = frontend(&s, "a", 7);
         let wait = Duration::from_secs(5);
         let (id, _) = s.next("n#1/0", wait).await.unwrap();
-        let watch = {
-            let s = s.clone();
-            tokio::spawn(async move { s.cancelled(id).await })
-        };
+        let watch = watching(&s, id);
         tokio::time::sleep(Duration::from_millis(20)).await;
         // Watched: no lease runs out, however short.
         assert_eq!(s.requeue_silent(Duration::ZERO), 0);

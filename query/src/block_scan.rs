@@ -4,9 +4,10 @@
 //! `spans`) with a predicate on the columns the files are sorted and have
 //! statistics by (`series_ref`, `timestamp_ns`, and `span_id` for spans).
 //! DataFusion's Parquet source skips the row groups whose statistics cannot
-//! match, then the pages the page index excludes, then filters the
-//! remaining rows while decoding (`pushdown_filters`), and decodes only the
-//! projected columns. Footers come from the [`Bucket`]'s shared cache.
+//! match, then the pages the page index excludes, and decodes only the
+//! projected columns of the rest; each batch is then cut to the caller's
+//! exact rows ([`Exact`]) as it streams in. Footers come from the
+//! [`Bucket`]'s shared cache.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -130,9 +131,7 @@ pub struct ScanStats {
     pub row_groups_pruned: u64,
     /// Rows skipped by the page index.
     pub page_rows_pruned: u64,
-    /// Rows decoded and then dropped by the predicate.
-    pub rows_filtered: u64,
-    /// Rows returned.
+    /// Rows decoded (before the exact cut).
     pub rows: u64,
     /// Bytes read from the file (footer excluded).
     pub bytes: u64,
@@ -144,7 +143,6 @@ impl ScanStats {
         self.row_groups += o.row_groups;
         self.row_groups_pruned += o.row_groups_pruned;
         self.page_rows_pruned += o.page_rows_pruned;
-        self.rows_filtered += o.rows_filtered;
         self.rows += o.rows;
         self.bytes += o.bytes;
     }
@@ -310,11 +308,9 @@ fn collect_stats(plan: &dyn ExecutionPlan, row_groups: u64) -> ScanStats {
                 }
                 _ => {}
             },
-            MetricValue::Count { name, count } => match name.as_ref() {
-                "pushdown_rows_pruned" => stats.rows_filtered += count.value() as u64,
-                "bytes_scanned" => stats.bytes += count.value() as u64,
-                _ => {}
-            },
+            MetricValue::Count { name, count } if name.as_ref() == "bytes_scanned" => {
+                stats.bytes += count.value() as u64
+            }
             MetricValue::OutputRows(count) => stats.rows += count.value() as u64,
             _ => {}
         }

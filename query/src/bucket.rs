@@ -241,8 +241,7 @@ impl Bucket {
     /// Parquet footers (and page indexes).
     pub fn new(op: opendal::Operator, footer_cache_bytes: usize) -> Self {
         let counters = Arc::new(ReadCounters::default());
-        let info = op.info();
-        let local_root = (info.scheme() == "fs").then(|| PathBuf::from(info.root()));
+        let local_root = ignis_storage::block::local_root(&op);
         let store = Arc::new(ImmutableStore {
             inner: Arc::new(object_store_opendal::OpendalStore::new(op)),
             counters: counters.clone(),

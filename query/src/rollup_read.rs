@@ -1,6 +1,7 @@
 //! Reads of a block's rollups: the [`BlockSlice`] a stack merge needs from
 //! pre-merged windows and raw edges ([`RollupPlan`]), and the keys of the
-//! profiles those windows hold (so replicas elsewhere count once).
+//! profiles those windows hold ([`BlockReader::profile_keys`]: what replicas
+//! compare and claim, so each profile counts once).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use crate::block_read::{BlockReader, BlockTables, ReadStats, pusher, slice_serie
 use crate::block_scan::{Exact, RowFilter, scan};
 use crate::block_slice::{BlockSlice, RollupCells};
 
-/// A profile's key in a block: `(series_ref, series fingerprint,
+/// A profile's key, as replicas share it: `(series fingerprint,
 /// timestamp_ns, profile_id)`.
-pub type ProfileKey = (u32, u64, i64, u64);
+pub type ProfileKey = (u64, i64, u64);
 
 /// The columns of `samples` a stack merge reads.
 fn sample_columns(meta: &BlockMeta) -> Vec<&'static str> {
@@ -62,6 +63,10 @@ impl BlockReader {
     ) -> Result<(BlockSlice, ReadStats), BlockError> {
         let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
         let mut stats = ReadStats::default();
+        if refs.is_empty() {
+            let empty = BlockSlice::new(tables.symbols.clone(), Vec::new(), bounds);
+            return Ok((empty, stats));
+        }
         let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
         let fingerprint = |s: u32| tables.series.get(s as usize).map(|s| s.fingerprint);
         let in_block = |(lo, hi): (i64, i64)| {
@@ -109,16 +114,13 @@ impl BlockReader {
                 .scan_counted(meta, ROLLUPS_FILE, &columns, &filter, &exact, &mut stats)
                 .await?;
             let mut push = pusher(&position, &mut series);
-            match &cells {
-                None => group_sample_rows(&batches, false, &mut push)?,
-                Some(cells) => group_sample_rows(&batches, false, &mut |s, row: ProfileRow| {
-                    let cell = (fingerprint(s).unwrap_or_default(), row.timestamp_ns);
-                    if cells.excluded.contains(&cell) {
-                        return Ok(());
-                    }
-                    push(s, row)
-                })?,
-            }
+            group_sample_rows(&batches, false, &mut |s, row: ProfileRow| {
+                let cell = (fingerprint(s).unwrap_or_default(), row.timestamp_ns);
+                if cells.as_ref().is_some_and(|c| c.excluded.contains(&cell)) {
+                    return Ok(());
+                }
+                push(s, row)
+            })?;
         }
         let columns = sample_columns(meta);
         let with_ids = meta.format_version >= 2;
@@ -182,7 +184,8 @@ impl BlockReader {
     }
 
     /// The keys of the profiles of the series `refs` in `spans` (inclusive
-    /// time ranges), from `profiles.parquet`, in series then time order.
+    /// time ranges), from `profiles.parquet`, sorted (so by series, then
+    /// time).
     pub async fn profile_keys(
         &self,
         meta: &BlockMeta,
@@ -214,34 +217,12 @@ impl BlockReader {
                         .get(series as usize)
                         .map(|s| s.fingerprint)
                         .ok_or_else(|| BlockError::Corrupt("profiles: unknown series".into()))?;
-                    keys.push((series, fingerprint, t, id));
+                    keys.push((fingerprint, t, id));
                 }
             }
         }
         keys.sort_unstable();
         Ok(keys)
-    }
-
-    /// The profiles (`(series fingerprint, timestamp_ns, profile_id)`) of
-    /// the series `refs` that a rollup read of `spans` pre-merged and
-    /// `rolled_up(fingerprint, timestamp_ns)` confirms (a block read beside
-    /// its replicas reads some windows' profiles instead): what its slice
-    /// claims when another source overlaps it.
-    pub async fn rollup_claims(
-        &self,
-        meta: &BlockMeta,
-        tables: &BlockTables,
-        spans: &[(i64, i64)],
-        refs: &[u32],
-        rolled_up: &(dyn Fn(u64, i64) -> bool + Send + Sync),
-    ) -> Result<Vec<(u64, i64, u64)>, BlockError> {
-        Ok(self
-            .profile_keys(meta, tables, spans, refs)
-            .await?
-            .into_iter()
-            .filter(|&(_, f, t, _)| rolled_up(f, t))
-            .map(|(_, f, t, id)| (f, t, id))
-            .collect())
     }
 }
 

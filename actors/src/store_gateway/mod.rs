@@ -282,19 +282,9 @@ impl StoreGateway {
         start_ns: i64,
         end_ns: i64,
     ) -> Vec<(String, i64, i64)> {
-        let mem = self.mem.read();
-        let replaced = mem.replaced.get(tenant);
-        let mut spans: Vec<(String, i64, i64)> = mem
-            .blocks
-            .get(tenant)
-            .map(|b| {
-                b.values()
-                    .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
-                    .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
-                    .map(|m| (m.ulid.clone(), m.min_time_ns, m.max_time_ns))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut spans = self.served_as(tenant, start_ns, end_ns, |m| {
+            (m.ulid.clone(), m.min_time_ns, m.max_time_ns)
+        });
         spans.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         spans
     }
@@ -334,21 +324,29 @@ impl StoreGateway {
     /// The indexed blocks of `tenant` overlapping `[start_ns, end_ns]`, but
     /// those compacted blocks replaced, whoever serves them.
     fn served(&self, tenant: &str, start_ns: i64, end_ns: i64) -> Vec<BlockMeta> {
-        let overlapping: Vec<BlockMeta> = {
-            let mem = self.mem.read();
-            let replaced = mem.replaced.get(tenant);
-            mem.blocks
-                .get(tenant)
-                .map(|b| {
-                    b.values()
-                        .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
-                        .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        overlapping
+        self.served_as(tenant, start_ns, end_ns, BlockMeta::clone)
+    }
+
+    /// `f` of each block [`StoreGateway::served`] lists, oldest ULID first.
+    fn served_as<T>(
+        &self,
+        tenant: &str,
+        start_ns: i64,
+        end_ns: i64,
+        f: impl Fn(&BlockMeta) -> T,
+    ) -> Vec<T> {
+        let mem = self.mem.read();
+        let replaced = mem.replaced.get(tenant);
+        mem.blocks
+            .get(tenant)
+            .map(|b| {
+                b.values()
+                    .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+                    .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
+                    .map(f)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Lists the bucket: indexes new complete blocks, drops deleted ones.

@@ -64,13 +64,13 @@ fn whole_decode_bytes(meta: &BlockMeta) -> u64 {
 /// Blocks one query reads at once.
 pub const CONCURRENT_BLOCK_READS: usize = 4;
 
-/// What [`StoreGateway::sources_within`] reads as one: a block (by index),
-/// from its rollups by the plan when there is one, or the blocks of an
-/// overlap group that answer from rollups together, beside the bounds of
-/// the group's other blocks.
+/// What [`StoreGateway::sources_within`] reads as one: a block by the rule
+/// of this module (by index), or the blocks of an overlap group that
+/// answer from their rollups by the plan (a lone block is a group of one),
+/// beside the bounds of the group's blocks read the other way.
 enum Unit {
-    One(usize, Option<RollupPlan>),
-    Group(Vec<usize>, Vec<(i64, i64)>, RollupPlan),
+    Rows(usize),
+    Rollups(Vec<usize>, Vec<(i64, i64)>, RollupPlan),
 }
 
 /// How one block answered a query.
@@ -122,20 +122,14 @@ impl StoreGateway {
                 .iter()
                 .find(|&&i| plans[i].is_some())
                 .map(|&i| metas[i].rollup_resolutions_ns.clone());
-            let (rolled, raw): (Vec<usize>, Vec<usize>) = group.into_iter().partition(|&i| {
+            let (rolled, rows): (Vec<usize>, Vec<usize>) = group.into_iter().partition(|&i| {
                 plans[i].is_some() && Some(&metas[i].rollup_resolutions_ns) == resolutions.as_ref()
             });
-            for &i in &raw {
-                units.push(Unit::One(i, None));
-            }
-            match rolled.as_slice() {
-                [] => {}
-                [i] if raw.is_empty() => units.push(Unit::One(*i, plans[*i].take())),
-                _ => {
-                    let plan = plans[rolled[0]].take().unwrap_or_default();
-                    let raw = raw.iter().map(|&i| bounds[i]).collect();
-                    units.push(Unit::Group(rolled, raw, plan));
-                }
+            units.extend(rows.iter().map(|&i| Unit::Rows(i)));
+            if let Some(&first) = rolled.first() {
+                let plan = plans[first].take().unwrap_or_default();
+                let beside = rows.iter().map(|&i| bounds[i]).collect();
+                units.push(Unit::Rollups(rolled, beside, plan));
             }
         }
         let metas = &metas;
@@ -160,47 +154,28 @@ impl StoreGateway {
         budget: &MemoryBudget,
     ) -> Result<Vec<(usize, Arc<dyn Source>)>, QueryFailure> {
         match unit {
-            Unit::One(i, plan) => {
-                let source = self.block_source(metas[i].clone(), plan, scope, budget);
-                Ok(vec![(i, source.await?)])
+            Unit::Rows(i) => {
+                let meta = metas[i].clone();
+                let span =
+                    tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
+                let what = format!("block {}", meta.ulid);
+                let (source, _, reserved) = self
+                    .source_within(meta, scope, budget)
+                    .instrument(span)
+                    .await?;
+                budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
+                Ok(vec![(i, source)])
             }
-            Unit::Group(members, raw, plan) => {
+            Unit::Rollups(members, beside, plan) => {
                 let these = members.iter().map(|&i| metas[i].clone()).collect();
-                let span = tracing::debug_span!("read_replicas", blocks = members.len());
+                let span = tracing::debug_span!("read_rollups", blocks = members.len());
                 let sources = self
-                    .replica_sources(these, &raw, scope, &plan, budget)
+                    .rollup_sources(these, &beside, scope, &plan, budget)
                     .instrument(span)
                     .await?;
                 Ok(members.into_iter().zip(sources).collect())
             }
         }
-    }
-
-    /// One block's source: from its rollups by `plan` when it has one, else
-    /// by the rule of this module, charged to `budget`.
-    async fn block_source(
-        &self,
-        meta: BlockMeta,
-        plan: Option<RollupPlan>,
-        scope: &Scope,
-        budget: &MemoryBudget,
-    ) -> Result<Arc<dyn Source>, QueryFailure> {
-        let span = tracing::debug_span!("read_block", tenant = %meta.tenant, ulid = %meta.ulid);
-        let what = format!("block {}", meta.ulid);
-        if let Some(plan) = plan {
-            let source = self
-                .rollup_source(meta, scope, &plan)
-                .instrument(span)
-                .await?;
-            budget.charge(source.held_bytes(), &what)?;
-            return Ok(source);
-        }
-        let (source, _, reserved) = self
-            .source_within(meta, scope, budget)
-            .instrument(span)
-            .await?;
-        budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
-        Ok(source)
     }
 
     /// One block's source for `scope`, and how it was read.
@@ -288,35 +263,6 @@ impl StoreGateway {
             .set(self.reader.bucket().cached_footers() as i64);
     }
 
-    /// One block's source from its rollups (see the module docs).
-    async fn rollup_source(
-        &self,
-        meta: BlockMeta,
-        scope: &Scope,
-        plan: &RollupPlan,
-    ) -> Result<Arc<dyn Source>, BlockError> {
-        let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
-        let tables = self.tables(&meta).await?;
-        let refs = tables.wanted(scope);
-        if refs.is_empty() {
-            return Ok(Arc::new(BlockSlice::new(
-                tables.symbols.clone(),
-                Vec::new(),
-                bounds,
-            )));
-        }
-        let (reader, plan) = (self.reader.clone(), plan.clone());
-        let (slice, stats) = on_executor(async move {
-            reader
-                .read_rollup_slice(&meta, &tables, &plan, &refs, None)
-                .await
-        })
-        .await?;
-        self.metrics.rollup_reads.inc();
-        self.record_scans(&stats);
-        Ok(Arc::new(slice))
-    }
-
     /// `blocks` (the sources [`StoreGateway::sources`] read for `metas`, in
     /// their order), where a block answering from rollups in a span that
     /// `others` (the time bounds of the query's other sources: ingesters,
@@ -343,14 +289,13 @@ impl StoreGateway {
             }
             let tables = self.tables(meta).await?;
             let refs = tables.wanted(scope);
-            let (reader, m, b) = (self.reader.clone(), meta.clone(), block.clone());
-            let keys = on_executor(async move {
-                let rolled_up = move |f: u64, t: i64| b.rolls_up(f, t);
-                reader
-                    .rollup_claims(&m, &tables, &spans, &refs, &rolled_up)
-                    .await
-            })
-            .await?;
+            let (reader, m) = (self.reader.clone(), meta.clone());
+            let mut keys =
+                on_executor(async move { reader.profile_keys(&m, &tables, &spans, &refs).await })
+                    .await?;
+            // Only what its rollups answer: a replica's skipped or raw cell
+            // is counted by another block or by its own rows.
+            keys.retain(|&(f, t, _)| block.rolls_up(f, t));
             out.push(Arc::new(Claimed::new(block, keys)));
         }
         Ok(out)

@@ -192,7 +192,7 @@ pub(super) fn decide(
     type Entries = Vec<(usize, Vec<(i64, u64)>)>;
     let mut cells: HashMap<(u64, i64), Entries> = HashMap::new();
     for (m, keys) in keys.iter().enumerate() {
-        for &(_, fingerprint, t, id) in keys {
+        for &(fingerprint, t, id) in keys {
             let Some((start, _)) = plan.window_of(t) else {
                 continue;
             };
@@ -257,10 +257,11 @@ pub(super) fn decide(
 }
 
 impl StoreGateway {
-    /// The sources of `metas`, blocks of one overlap group that answer
-    /// `plan` from their rollups, beside the group's blocks that do not
-    /// (`raw`: their time bounds). One source per block, in their order.
-    pub(super) async fn replica_sources(
+    /// The sources of `metas`, blocks of one overlap group (or a lone
+    /// block) that answer `plan` from their rollups, beside the group's
+    /// blocks that do not (`raw`: their time bounds). One source per block,
+    /// in their order.
+    pub(super) async fn rollup_sources(
         &self,
         metas: Vec<BlockMeta>,
         raw: &[(i64, i64)],
@@ -304,11 +305,12 @@ impl StoreGateway {
         budget.charge(key_bytes, "the profile keys of overlapping blocks")?;
         let (decisions, tally) = decide(&contest, &keys, plan);
         drop(keys);
-        for (how, n) in [
+        let counts = [
             ("rollup", tally.rollup),
             ("skipped", tally.skipped),
             ("raw", tally.raw),
-        ] {
+        ];
+        for (how, n) in counts.into_iter().filter(|&(_, n)| n > 0) {
             self.metrics
                 .replica_cells
                 .get_or_create(&vec![("how", how.to_string())])
@@ -320,10 +322,12 @@ impl StoreGateway {
                 let plan = plan.clone();
                 async move {
                     let what = format!("block {}", meta.ulid);
-                    let cells = Arc::new(decision.cells);
+                    // A block no other contests reads all its windows' rows.
+                    let cells = (decision.cells != RollupCells::default())
+                        .then(|| Arc::new(decision.cells));
                     let (slice, stats) = on_executor(async move {
                         reader
-                            .read_rollup_slice(&meta, &tables, &plan, &refs, Some(cells))
+                            .read_rollup_slice(&meta, &tables, &plan, &refs, cells)
                             .await
                     })
                     .await?;
@@ -388,12 +392,12 @@ mod tests {
         let contest = Contest::new(&members, &[], &plan);
         assert_eq!(contest.ranks[&0], vec![0, 1, 2]);
         assert_eq!(contest.ranks[&(2 * H)], vec![2, 1]);
-        let profile = |minute: i64| (7u32, 99u64, minute * M, 1000 + minute as u64);
+        let profile = |minute: i64| (99u64, minute * M, 1000 + minute as u64);
         let keys_in = |lo: i64, hi: i64, spans: &[(i64, i64)], skip: Option<i64>| {
             (lo..hi)
                 .filter(|&m| Some(m) != skip)
                 .map(profile)
-                .filter(|k| spans.iter().any(|&(a, b)| (a..=b).contains(&k.2)))
+                .filter(|k| spans.iter().any(|&(a, b)| (a..=b).contains(&k.1)))
                 .collect::<Vec<_>>()
         };
         let keys = vec![

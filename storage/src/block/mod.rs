@@ -22,7 +22,7 @@ pub use meta::{
 };
 pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, WindowRun};
 #[cfg(feature = "blocks")]
-pub use store::{BlockStore, ObjectStoreConfig};
+pub use store::{BlockStore, ObjectStoreConfig, local_root};
 pub use ulid::{new_ulid, ulid_time_ms};
 
 /// A block that cannot be written, read or stored.

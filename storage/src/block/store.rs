@@ -58,6 +58,14 @@ impl Default for ObjectStoreConfig {
     }
 }
 
+/// The directory of a filesystem bucket's operator (`None` for any other
+/// service): its files are read with the standard library, which is much
+/// cheaper than opendal's filesystem reader for whole files and ranges.
+pub fn local_root(op: &Operator) -> Option<std::path::PathBuf> {
+    let info = op.info();
+    (info.scheme() == "fs").then(|| info.root().into())
+}
+
 /// Blocks in an object store.
 #[derive(Clone)]
 pub struct BlockStore {
@@ -71,7 +79,6 @@ pub struct BlockStore {
 impl BlockStore {
     /// Opens the configured store; `data_dir` anchors the default filesystem bucket.
     pub fn open(cfg: &ObjectStoreConfig, data_dir: &Path) -> Result<Self, BlockError> {
-        let mut fs_root = None;
         let op = match cfg.backend.as_str() {
             "filesystem" | "fs" => {
                 let path = if cfg.path.is_empty() {
@@ -82,7 +89,6 @@ impl BlockStore {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| BlockError::Config(format!("{}: {e}", path.display())))?;
                 let root = path.canonicalize().unwrap_or(path);
-                fs_root = Some(root.clone());
                 Operator::new(services::Fs::default().root(&root.to_string_lossy()))?
             }
             "s3" => {
@@ -158,11 +164,8 @@ impl BlockStore {
                     .with_jitter(),
             );
         let local = matches!(cfg.backend.as_str(), "filesystem" | "fs");
-        Ok(Self {
-            op,
-            local,
-            root: fs_root,
-        })
+        let root = local_root(&op);
+        Ok(Self { op, local, root })
     }
 
     /// A store over an in-memory operator (tests; feature `testing`).
