@@ -75,6 +75,8 @@ pub struct Metrics {
     pub pruned_reads: Counter,
     /// Block reads answered from the block's rollups.
     pub rollup_reads: Counter,
+    /// Block reads answering a time series from the block's window totals.
+    pub totals_reads: Counter,
     /// `(series, window)` cells of blocks overlapping others, by how they
     /// were answered (`rollup`, `skipped` for a replica, `raw`).
     pub replica_cells: Family<LabelSet, Counter>,
@@ -221,6 +223,12 @@ impl Metrics {
         );
         let pruned_reads = Counter::default();
         let rollup_reads = Counter::default();
+        let totals_reads = Counter::default();
+        registry.register(
+            "store_gateway_totals_reads",
+            "Block reads answering a time series from the block's window totals (summed per series and window)",
+            totals_reads.clone(),
+        );
         let replica_cells = Family::<LabelSet, Counter>::default();
         registry.register(
             "store_gateway_replica_cells",
@@ -491,6 +499,7 @@ impl Metrics {
             hints_pending_bytes,
             pruned_reads,
             rollup_reads,
+            totals_reads,
             replica_cells,
             compactions,
             compaction_failures,

@@ -168,6 +168,15 @@ pub struct Exact<'a> {
     pub spans: Option<&'a HashSet<u64>>,
     /// The window length kept (the `rollups` table), or `None`.
     pub resolution: Option<i64>,
+    /// When set, only rows whose timestamp lies in one of these sorted,
+    /// disjoint inclusive spans are kept (within `[start, end]`).
+    pub times: Option<&'a [(i64, i64)]>,
+}
+
+/// Whether sorted, disjoint inclusive `spans` hold `t` (binary search).
+pub fn in_spans(spans: &[(i64, i64)], t: i64) -> bool {
+    let i = spans.partition_point(|&(lo, _)| lo <= t);
+    i > 0 && t <= spans[i - 1].1
 }
 
 impl<'a> Exact<'a> {
@@ -179,6 +188,7 @@ impl<'a> Exact<'a> {
             end,
             spans: None,
             resolution: None,
+            times: None,
         }
     }
 
@@ -221,6 +231,7 @@ impl<'a> Exact<'a> {
                 Some(
                     self.wanted.get(series.value(i) as usize) == Some(&true)
                         && (self.start..=self.end).contains(&t)
+                        && self.times.is_none_or(|spans| in_spans(spans, t))
                         && span.is_none_or(|(ids, col)| ids.contains(&col.value(i)))
                         && res.is_none_or(|(r, col)| col.value(i) == r),
                 )

@@ -8,7 +8,9 @@ use ignis_storage::block::RollupPlan;
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::head_source::{merge_series_stacks, select_series, series_profile_totals};
+use crate::selector::matches_all;
 use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
+use crate::timeseries::{SeriesBuilder, SeriesPlan};
 
 /// Some series of a block with their rows in a time range, over the block's
 /// whole symbol table (shared, not copied). It answers the selections it was
@@ -26,6 +28,21 @@ pub struct BlockSlice {
     bounds: Option<(i64, i64)>,
     rollup_spans: Vec<(i64, i64)>,
     cells: Option<(RollupPlan, Arc<RollupCells>)>,
+    windows: Vec<SliceWindow>,
+}
+
+/// A window of a block's totals table held by a slice: its series (index
+/// into the slice's series), start, summed totals and profile count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceWindow {
+    /// Index of the series in the slice.
+    pub series: usize,
+    /// Window start, ns.
+    pub start_ns: i64,
+    /// Sum of the window's profile totals.
+    pub total: i64,
+    /// Profiles in the window.
+    pub profiles: u64,
 }
 
 /// The `(series, window)` cells of a block's rollup read that its rollup
@@ -54,7 +71,15 @@ impl BlockSlice {
             bounds,
             rollup_spans: Vec::new(),
             cells: None,
+            windows: Vec::new(),
         }
+    }
+
+    /// The same slice answering time series from `windows` (a block's
+    /// window totals) within its rollup spans, and from its rows elsewhere.
+    pub fn with_windows(mut self, windows: Vec<SliceWindow>) -> Self {
+        self.windows = windows;
+        self
     }
 
     /// The same slice, read by `plan` without the rollup rows of `cells`.
@@ -107,6 +132,29 @@ impl Source for BlockSlice {
         series_profile_totals(&self.series, sel, seen, None, f);
     }
 
+    /// Its rows' totals (the profiles at the buckets' edges) and its
+    /// windows' (pre-summed, not counted through `seen`: the profiles they
+    /// hold were claimed where another source overlaps them).
+    fn series_totals(&self, plan: &SeriesPlan, seen: &mut Seen, into: &mut SeriesBuilder) {
+        let mut add = |labels: &Labels, t: ProfileTotal| into.add(labels, t);
+        if plan.call_site.is_empty() {
+            self.profile_totals(&plan.sel, seen, &mut add);
+        } else {
+            self.profile_call_site_totals(&plan.sel, &plan.call_site, seen, &mut add);
+        }
+        let sel = &plan.sel;
+        for w in &self.windows {
+            let Some(s) = self.series.get(w.series) else {
+                continue;
+            };
+            if (sel.start_ns..=sel.end_ns).contains(&w.start_ns)
+                && matches_all(&sel.matchers, &s.labels)
+            {
+                into.add_window(&s.labels, w.start_ns, w.total, w.profiles);
+            }
+        }
+    }
+
     /// The whole block's bounds: a slice answers `GetProfileStats` as the block does.
     fn time_bounds(&self) -> Option<(i64, i64)> {
         self.bounds
@@ -126,6 +174,11 @@ impl Source for BlockSlice {
 
     fn rows(&self) -> Option<(&SymbolTable, &[Series])> {
         Some((&self.symbols, &self.series))
+    }
+
+    fn held_bytes(&self) -> u64 {
+        ignis_storage::head::approx_rows_bytes(&self.symbols, &self.series)
+            + (self.windows.len() * std::mem::size_of::<SliceWindow>()) as u64
     }
 }
 
@@ -161,6 +214,10 @@ impl Source for Claimed {
         f: &mut dyn FnMut(&Labels, ProfileTotal),
     ) {
         self.inner.profile_totals(sel, seen, f);
+    }
+
+    fn series_totals(&self, plan: &SeriesPlan, seen: &mut Seen, into: &mut SeriesBuilder) {
+        self.inner.series_totals(plan, seen, into);
     }
 
     fn time_bounds(&self) -> Option<(i64, i64)> {

@@ -535,6 +535,9 @@ impl<'a> Engine<'a> {
         let mut builder = SeriesBuilder::of(&plan, aggregation);
         let mut seen = Seen::default();
         for s in self.sources {
+            s.claim(&mut seen);
+        }
+        for s in self.sources {
             s.series_totals(&plan, &mut seen, &mut builder);
         }
         let limit = req.limit.and_then(|l| usize::try_from(l).ok());
@@ -599,6 +602,9 @@ impl<'a> Engine<'a> {
     pub fn series_groups(&self, plan: &SeriesPlan) -> crate::timeseries::SeriesGroups {
         let mut builder = SeriesBuilder::of(plan, Aggregation::Sum);
         let mut seen = Seen::default();
+        for s in self.sources {
+            s.claim(&mut seen);
+        }
         for s in self.sources {
             s.series_totals(plan, &mut seen, &mut builder);
         }

@@ -30,6 +30,7 @@ pub mod source;
 pub mod sql;
 pub mod sql_sum;
 pub mod timeseries;
+pub mod totals_read;
 
 pub use block_slice::BlockSlice;
 pub use budget::MemoryBudget;

@@ -16,6 +16,10 @@ use crate::error::QueryError;
 use crate::selector::matches_all;
 use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
 
+/// The most buckets a time series may have for blocks to answer it from
+/// their window totals ([`Scope::totals_segments`]): a month of 1-minute steps.
+pub const MAX_TOTALS_SEGMENTS: usize = 50_000;
+
 /// The selections a query reads, and whether it needs stacks.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -137,6 +141,61 @@ impl Scope {
             .iter()
             .flat_map(|s| [i128::from(s.start_ns), i128::from(s.end_ns) + 1])
             .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let inside = |lo: i128, hi: i128| {
+            self.selections
+                .iter()
+                .any(|s| i128::from(s.start_ns) <= lo && hi <= i128::from(s.end_ns))
+        };
+        let segments = cuts
+            .windows(2)
+            .filter(|w| inside(w[0], w[1] - 1))
+            .filter_map(|w| Some((i64::try_from(w[0]).ok()?, i64::try_from(w[1] - 1).ok()?)))
+            .collect();
+        Some(segments)
+    }
+
+    /// The time segments (inclusive ns, ascending) over which blocks may
+    /// answer this scope from their window totals, when it only buckets
+    /// profile totals (`SelectSeries` without exemplars, call site, span
+    /// or profile selector): every selection's range cut at its own and
+    /// the others' ends and bucket edges, so a window wholly inside a
+    /// segment is wholly inside one bucket of each series plan. `None` too
+    /// when the buckets are more than [`MAX_TOTALS_SEGMENTS`] (steps so
+    /// short that profiles are cheaper).
+    pub fn totals_segments(&self) -> Option<Vec<(i64, i64)>> {
+        let plans = self.series_only()?;
+        if !self.rollups || self.stacks {
+            return None;
+        }
+        let plain = |p: &crate::timeseries::SeriesPlan| {
+            !p.exemplars && p.call_site.is_empty() && !p.sel.narrowed()
+        };
+        if !plans.iter().all(plain) {
+            return None;
+        }
+        // Boundaries as the first instant of a segment (i128: ends may be
+        // i64::MAX). A bucket `(e − step, e]` (ms) starts at `e − step + 1` ms.
+        let mut cuts: Vec<i128> = Vec::new();
+        for p in plans {
+            let (lo, hi) = (i128::from(p.sel.start_ns), i128::from(p.sel.end_ns) + 1);
+            cuts.extend([lo, hi]);
+            let step = i128::from(p.step_ms.max(1));
+            let origin = i128::from(p.start_ms) - step;
+            let ms = 1_000_000i128;
+            let first = (lo.div_euclid(ms) - origin).div_euclid(step);
+            let last = ((hi - 1).div_euclid(ms) - origin).div_euclid(step) + 1;
+            if last - first > MAX_TOTALS_SEGMENTS as i128 {
+                return None;
+            }
+            for k in first..=last {
+                let edge = (origin + k * step + 1) * ms;
+                if lo < edge && edge < hi {
+                    cuts.push(edge);
+                }
+            }
+        }
         cuts.sort_unstable();
         cuts.dedup();
         let inside = |lo: i128, hi: i128| {

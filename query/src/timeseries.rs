@@ -227,6 +227,23 @@ impl SeriesBuilder {
         }
     }
 
+    /// Adds the totals of `profiles` profiles of series `labels` summed
+    /// over a window starting at `start_ns` that lies wholly inside one
+    /// bucket (a block's window totals): the bucket gains them as if each
+    /// profile were added. No exemplar: a plan with exemplars reads profiles.
+    pub fn add_window(&mut self, labels: &Labels, start_ns: i64, total: i64, profiles: u64) {
+        let key = group_key(&self.group_by, labels);
+        let bucket_end = bucket_end(start_ns, self.start_ms, self.step_ms);
+        let slot = self
+            .groups
+            .entry(key)
+            .or_default()
+            .entry(bucket_end)
+            .or_default();
+        slot.sum += total as f64;
+        slot.count += profiles;
+    }
+
     /// The series, sorted by labels; with `limit`, the top-N by total.
     pub fn finish(self, limit: Option<usize>) -> Vec<types::Series> {
         let mut series: Vec<(f64, types::Series)> = self

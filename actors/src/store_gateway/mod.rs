@@ -18,6 +18,8 @@ mod replicas;
 mod pruned_tests;
 #[cfg(test)]
 mod rollup_tests;
+#[cfg(test)]
+mod totals_tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

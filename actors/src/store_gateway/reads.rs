@@ -71,6 +71,7 @@ pub const CONCURRENT_BLOCK_READS: usize = 4;
 enum Unit {
     Rows(usize),
     Rollups(Vec<usize>, Vec<(i64, i64)>, RollupPlan),
+    Totals(usize, Arc<RollupPlan>),
 }
 
 /// How one block answered a query.
@@ -115,7 +116,16 @@ impl StoreGateway {
         let mut plans: Vec<Option<RollupPlan>> =
             metas.iter().map(|m| rollup_plan(m, scope)).collect();
         let mut units = Vec::new();
+        let mut totals = TotalsPlans::new(scope);
         for group in overlap_groups(&bounds) {
+            // A block no other overlaps answers a time series from its
+            // window totals (replicas read their profiles, counted once).
+            if let [i] = group[..]
+                && let Some(plan) = totals.plan(&metas[i])
+            {
+                units.push(Unit::Totals(i, plan));
+                continue;
+            }
             // Blocks of a group answer from rollups together when they
             // share resolutions (see `replicas`); the others read rows.
             let resolutions = group
@@ -175,7 +185,42 @@ impl StoreGateway {
                     .await?;
                 Ok(members.into_iter().zip(sources).collect())
             }
+            Unit::Totals(i, plan) => {
+                let meta = metas[i].clone();
+                let span =
+                    tracing::debug_span!("read_totals", tenant = %meta.tenant, ulid = %meta.ulid);
+                let source = self
+                    .totals_source(meta, scope, plan)
+                    .instrument(span)
+                    .await?;
+                budget.charge(source.held_bytes(), &format!("block {}", metas[i].ulid))?;
+                Ok(vec![(i, source)])
+            }
         }
+    }
+
+    /// A block's source for a time series from its window totals (from
+    /// memory when the block is decoded whole in the cache).
+    async fn totals_source(
+        &self,
+        meta: BlockMeta,
+        scope: &Scope,
+        plan: Arc<RollupPlan>,
+    ) -> Result<Arc<dyn Source>, QueryFailure> {
+        if let Some(head) = self.cached_whole(&meta) {
+            return Ok(head);
+        }
+        let tables = self.tables(&meta).await?;
+        let refs = tables.wanted(scope);
+        let reader = self.reader.clone();
+        let (slice, stats) =
+            on_executor(
+                async move { reader.read_totals_slice(&meta, &tables, &plan, &refs).await },
+            )
+            .await?;
+        self.metrics.totals_reads.inc();
+        self.record_scans(&stats);
+        Ok(Arc::new(slice))
     }
 
     /// One block's source for `scope`, and how it was read.
@@ -337,6 +382,45 @@ fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
             lo <= meta.max_time_ns && meta.min_time_ns <= hi
         })
         .then_some(plan)
+}
+
+/// The plans by which blocks answer a scope from their window totals
+/// ([`Scope::totals_segments`]), made once per set of resolutions.
+struct TotalsPlans {
+    segments: Option<Vec<(i64, i64)>>,
+    plans: Vec<(Vec<i64>, Arc<RollupPlan>)>,
+}
+
+impl TotalsPlans {
+    fn new(scope: &Scope) -> Self {
+        Self {
+            segments: scope.totals_segments(),
+            plans: Vec::new(),
+        }
+    }
+
+    /// How `meta` answers from its window totals, when it can: it has
+    /// them and more than one row group of samples (smaller blocks are
+    /// decoded whole), and a window of the plan meets its time.
+    fn plan(&mut self, meta: &BlockMeta) -> Option<Arc<RollupPlan>> {
+        let segments = self.segments.as_ref()?;
+        if !meta.has_totals() || meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
+            return None;
+        }
+        let resolutions = &meta.rollup_resolutions_ns;
+        let plan = match self.plans.iter().find(|(r, _)| r == resolutions) {
+            Some((_, plan)) => plan.clone(),
+            None => {
+                let plan = Arc::new(RollupPlan::over(segments, resolutions));
+                self.plans.push((resolutions.clone(), plan.clone()));
+                plan
+            }
+        };
+        (!plan
+            .windows_within(meta.min_time_ns, meta.max_time_ns)
+            .is_empty())
+        .then_some(plan)
+    }
 }
 
 /// Runs `fut` on the DataFusion executor of the current query lane

@@ -15,28 +15,28 @@ use crate::metrics::Metrics;
 use crate::testing::fixtures::{go_cpu_history, truth};
 use crate::testing::metric;
 
-const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-const SERVICES: usize = 3;
+pub(super) const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+pub(super) const SERVICES: usize = 3;
 /// A profile every 20 s for 2.5 hours, from 7 s past an hour minus 10 min.
-const EVERY_MS: i64 = 20_000;
-const PROFILES: i64 = 450;
-const HOUR_MS: i64 = 3_600_000;
-const START_MS: i64 = 498_611 * HOUR_MS - 600_000 + 7_000;
+pub(super) const EVERY_MS: i64 = 20_000;
+pub(super) const PROFILES: i64 = 450;
+pub(super) const HOUR_MS: i64 = 3_600_000;
+pub(super) const START_MS: i64 = 498_611 * HOUR_MS - 600_000 + 7_000;
 
-fn head_of(profiles: std::ops::Range<i64>) -> Head {
+pub(super) fn head_of(profiles: std::ops::Range<i64>) -> Head {
     go_cpu_history(profiles, SERVICES, START_MS, EVERY_MS)
 }
 
-struct Fixture {
-    whole: Head,
-    sg: StoreGateway,
-    metas: Vec<BlockMeta>,
-    metrics: Metrics,
+pub(super) struct Fixture {
+    pub(super) whole: Head,
+    pub(super) sg: StoreGateway,
+    pub(super) metas: Vec<BlockMeta>,
+    pub(super) metrics: Metrics,
     _dir: tempfile::TempDir,
 }
 
 /// One block per head, on a filesystem bucket, served by a store-gateway.
-async fn fixture(heads: &[&Head]) -> Fixture {
+pub(super) async fn fixture(heads: &[&Head]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = BlockStore::open(&ObjectStoreConfig::default(), dir.path()).expect("store");
     let mut metas = Vec::new();
@@ -62,16 +62,16 @@ async fn fixture(heads: &[&Head]) -> Fixture {
     }
 }
 
-type Query = Arc<dyn Fn(&Engine<'_>) -> Vec<u8> + Send + Sync>;
+pub(super) type Query = Arc<dyn Fn(&Engine<'_>) -> Vec<u8> + Send + Sync>;
 
-fn answer(sources: &[&dyn Source], query: &Query) -> Vec<u8> {
+pub(super) fn answer(sources: &[&dyn Source], query: &Query) -> Vec<u8> {
     query(&Engine::new(sources, &QueryLimits::default()))
 }
 
 /// `query` over the fixture's blocks and `recent` (an ingester's data),
 /// the blocks claiming the profiles they pre-merged where `recent`
 /// overlaps them.
-async fn answer_beside(f: &Fixture, query: &Query, recent: &Head) -> Vec<u8> {
+pub(super) async fn answer_beside(f: &Fixture, query: &Query, recent: &Head) -> Vec<u8> {
     let scope = scope_of(query);
     let blocks = f.sg.sources(f.metas.clone(), &scope).await.expect("read");
     let others: Vec<(i64, i64)> = recent.time_bounds().into_iter().collect();
@@ -84,7 +84,7 @@ async fn answer_beside(f: &Fixture, query: &Query, recent: &Head) -> Vec<u8> {
     answer(&got, query)
 }
 
-fn scope_of(query: &Query) -> Scope {
+pub(super) fn scope_of(query: &Query) -> Scope {
     Scope::record(&QueryLimits::default(), |e| {
         query(e);
         Ok(())
@@ -110,7 +110,7 @@ fn flamegraph(selector: &'static str, start: i64, end: i64, format: q::ProfileFo
 
 /// Ranges (ms) around the block: aligned and not, inside one minute, on
 /// window edges to the millisecond, past either end.
-fn ranges() -> Vec<(i64, i64)> {
+pub(super) fn ranges() -> Vec<(i64, i64)> {
     let first = START_MS;
     let last = START_MS + (PROFILES - 1) * EVERY_MS;
     let hour = (START_MS / HOUR_MS + 1) * HOUR_MS; // the first whole hour

@@ -15,8 +15,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use super::BlockError;
 use super::meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
+    TOTALS_FILE,
 };
 use super::rollup::{ROLLUP_RESOLUTIONS_NS, RollupWriter};
+use super::totals::TotalsWriter;
 use crate::head::{Head, Series};
 use crate::labels::{Labels, names};
 use crate::symbols::SymbolTable;
@@ -445,7 +447,7 @@ pub fn encode_block(tenant: &str, ulid: &str, head: &Head) -> Result<EncodedBloc
 
 /// Writes a block series by series, in memory bounded by what one push
 /// holds (plus the symbols and span samples, which are written last): the
-/// `profiles`, `samples` and `rollups` files are streamed as row groups
+/// `profiles`, `samples`, `rollups` and `totals` files are streamed as row groups
 /// fill. Series must be pushed in the order they are numbered.
 pub struct BlockWriter {
     tenant: String,
@@ -453,6 +455,7 @@ pub struct BlockWriter {
     profiles: ArrowWriter<Vec<u8>>,
     samples: ArrowWriter<Vec<u8>>,
     rollups: RollupWriter,
+    totals: TotalsWriter,
     spans: Vec<SpanRow>,
     series: Vec<(Labels, u64)>,
     stats: BlockStats,
@@ -477,6 +480,7 @@ impl BlockWriter {
             profiles: writer(&profiles)?,
             samples: writer(&samples)?,
             rollups: RollupWriter::new(&ROLLUP_RESOLUTIONS_NS)?,
+            totals: TotalsWriter::new(&ROLLUP_RESOLUTIONS_NS)?,
             spans: Vec::new(),
             series: Vec::new(),
             stats: BlockStats::default(),
@@ -497,6 +501,7 @@ impl BlockWriter {
         self.spans.extend(spans);
         for (s, r) in series.iter().zip(first..) {
             self.rollups.push_series(r, &s.profiles, stacks)?;
+            self.totals.push_series(r, &s.profiles)?;
             self.series.push((s.labels.clone(), s.fingerprint));
             if let (Some(a), Some(b)) = (s.profiles.first(), s.profiles.last()) {
                 let (lo, hi) = (a.timestamp_ns, b.timestamp_ns);
@@ -544,6 +549,9 @@ impl BlockWriter {
         let (bytes, rows) = self.rollups.finish()?;
         stats.rollup_rows = rows;
         files.push((ROLLUPS_FILE.to_string(), bytes, rows));
+        let (bytes, rows) = self.totals.finish()?;
+        stats.total_rows = rows;
+        files.push((TOTALS_FILE.to_string(), bytes, rows));
         files.sort_by_key(|(name, _, _)| {
             BLOCK_FILES
                 .iter()

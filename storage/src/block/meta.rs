@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The Parquet files of a block of the current format, in the order they are written.
-pub const BLOCK_FILES: [&str; 10] = [
+pub const BLOCK_FILES: [&str; 11] = [
     "series.parquet",
     "profiles.parquet",
     "samples.parquet",
@@ -18,6 +18,7 @@ pub const BLOCK_FILES: [&str; 10] = [
     "mappings.parquet",
     "strings.parquet",
     "rollups.parquet",
+    "totals.parquet",
 ];
 
 /// The span table, present from format 3 on.
@@ -27,19 +28,24 @@ pub const SPANS_FILE: &str = "spans.parquet";
 /// from format 4 on.
 pub const ROLLUPS_FILE: &str = "rollups.parquet";
 
+/// The window totals table (profile totals summed per series and time
+/// window), present from format 6 on.
+pub const TOTALS_FILE: &str = "totals.parquet";
+
 /// The Parquet files a block of format `version` holds.
 pub fn block_files(version: u32) -> impl Iterator<Item = &'static str> {
     BLOCK_FILES.into_iter().filter(move |&f| match f {
         SPANS_FILE => version >= 3,
         ROLLUPS_FILE => version >= 4,
+        TOTALS_FILE => version >= 6,
         _ => true,
     })
 }
 
 /// The files a whole decode of a block of format `version` reads: all but
-/// the rollups, which only pruned reads use.
+/// the rollups and window totals, which only pruned reads use.
 pub fn row_files(version: u32) -> impl Iterator<Item = &'static str> {
-    block_files(version).filter(|&f| f != ROLLUPS_FILE)
+    block_files(version).filter(|&f| f != ROLLUPS_FILE && f != TOTALS_FILE)
 }
 
 /// Description of one block.
@@ -116,6 +122,9 @@ pub struct BlockStats {
     /// Rows of the rollup table (0 before format 4).
     #[serde(default)]
     pub rollup_rows: u64,
+    /// Rows of the window totals table (0 before format 6).
+    #[serde(default)]
+    pub total_rows: u64,
 }
 
 impl BlockMeta {
@@ -124,6 +133,14 @@ impl BlockMeta {
         self.format_version >= 4
             && !self.rollup_resolutions_ns.is_empty()
             && self.files.iter().any(|f| f.name == ROLLUPS_FILE)
+    }
+
+    /// True when the block has a window totals table (format 6 on), at
+    /// its rollup resolutions.
+    pub fn has_totals(&self) -> bool {
+        self.format_version >= 6
+            && !self.rollup_resolutions_ns.is_empty()
+            && self.files.iter().any(|f| f.name == TOTALS_FILE)
     }
 }
 

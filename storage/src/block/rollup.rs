@@ -246,6 +246,14 @@ impl RollupPlan {
         }
     }
 
+    /// The window runs that meet `[lo, hi]`, found by binary search (runs
+    /// are disjoint and in time order).
+    pub fn windows_within(&self, lo: i64, hi: i64) -> &[WindowRun] {
+        let a = self.windows.partition_point(|w| w.span().1 < lo);
+        let b = self.windows.partition_point(|w| w.first_start_ns <= hi);
+        &self.windows[a..b.max(a)]
+    }
+
     /// True when no window is used (the whole range is raw).
     pub fn is_raw(&self) -> bool {
         self.windows.is_empty()

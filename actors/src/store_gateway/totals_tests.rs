@@ -1,0 +1,201 @@
+//! Time series from blocks' window totals against the real Go CPU fixture:
+//! every range, step, grouping and aggregation answers byte-identically to
+//! the whole decoded block, reading a fraction of the profiles, and
+//! profiles another source also holds count once.
+
+use std::sync::Arc;
+
+use ignis_query::Source;
+use ignis_storage::proto::querier::v1 as q;
+use ignis_storage::proto::types::v1 as types;
+use prost::Message;
+
+use super::rollup_tests::{
+    CPU, Fixture, HOUR_MS, PROFILES, Query, SERVICES, answer, answer_beside, fixture, head_of,
+    ranges, scope_of,
+};
+use crate::testing::fixtures::truth;
+use crate::testing::metric;
+
+/// How a series query asks: step (s), grouping, aggregation, exemplars,
+/// call site.
+#[derive(Clone)]
+struct Ask {
+    step: f64,
+    group_by: Vec<String>,
+    average: bool,
+    exemplars: bool,
+    call_site: Vec<String>,
+}
+
+impl Ask {
+    fn plain(step: f64) -> Self {
+        Self {
+            step,
+            group_by: Vec::new(),
+            average: false,
+            exemplars: false,
+            call_site: Vec::new(),
+        }
+    }
+}
+
+fn series(selector: &'static str, start: i64, end: i64, ask: Ask) -> Query {
+    Arc::new(move |e| {
+        let aggregation = if ask.average {
+            types::TimeSeriesAggregationType::Average
+        } else {
+            types::TimeSeriesAggregationType::Sum
+        };
+        let exemplar_type = if ask.exemplars {
+            types::ExemplarType::Individual
+        } else {
+            types::ExemplarType::Unspecified
+        };
+        let stack_trace_selector = (!ask.call_site.is_empty()).then(|| types::StackTraceSelector {
+            call_site: ask
+                .call_site
+                .iter()
+                .map(|name| types::Location { name: name.clone() })
+                .collect(),
+            ..Default::default()
+        });
+        e.select_series(&q::SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: selector.into(),
+            start,
+            end,
+            step: ask.step,
+            group_by: ask.group_by.clone(),
+            aggregation: Some(aggregation as i32),
+            exemplar_type: exemplar_type as i32,
+            stack_trace_selector,
+            ..Default::default()
+        })
+        .expect("query")
+        .encode_to_vec()
+    })
+}
+
+/// `query` from the fixture's store-gateway: (answer, rows read, blocks
+/// read from window totals).
+async fn read(f: &Fixture, query: &Query) -> (Vec<u8>, f64, f64) {
+    let rows = || metric(&f.metrics, "ignis_store_gateway_pruned_rows_read_total");
+    let totals = || metric(&f.metrics, "ignis_store_gateway_totals_reads_total");
+    let (rows_before, totals_before) = (rows(), totals());
+    let sources =
+        f.sg.sources(f.metas.clone(), &scope_of(query))
+            .await
+            .expect("read");
+    let got: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
+    (
+        answer(&got, query),
+        rows() - rows_before,
+        totals() - totals_before,
+    )
+}
+
+#[tokio::test]
+async fn every_series_answers_from_window_totals_as_from_the_profiles() {
+    let head = head_of(0..PROFILES);
+    let f = fixture(&[&head]).await;
+    assert!(f.metas[0].has_totals(), "{:?}", f.metas[0]);
+    let asks = [
+        Ask::plain(60.0),
+        Ask::plain(3600.0),
+        Ask {
+            group_by: vec!["service_name".into()],
+            ..Ask::plain(300.0)
+        },
+        Ask {
+            average: true,
+            ..Ask::plain(600.0)
+        },
+        Ask {
+            average: true,
+            group_by: vec!["service_name".into()],
+            ..Ask::plain(15.0)
+        },
+        Ask::plain(7.3),
+        Ask::plain(86_400.0),
+    ];
+    for (start, end) in ranges() {
+        for ask in &asks {
+            for selector in ["{}", "{service_name=\"svc-1\"}"] {
+                let query = series(selector, start, end, ask.clone());
+                let (got, _, _) = read(&f, &query).await;
+                assert_eq!(
+                    got,
+                    answer(&[&f.whole], &query),
+                    "{selector} over {start}..{end} step {}",
+                    ask.step
+                );
+            }
+        }
+    }
+    // A day of steps over the whole block: a few rows per series and hour,
+    // not its 1 350 profiles.
+    let all = ranges()[1];
+    let (_, rows, totals) = read(&f, &series("{}", all.0, all.1, Ask::plain(3600.0))).await;
+    assert_eq!(totals, 1.0);
+    let profiles = f.metas[0].stats.profiles as f64;
+    assert!(rows * 5.0 < profiles, "rows read {rows} of {profiles}");
+    // Ground truth: every profile of the fixture, counted once.
+    let per = truth("go/cpu")["value_sums"]["cpu/nanoseconds"]
+        .as_i64()
+        .expect("truth");
+    let (got, _, _) = read(&f, &series("{}", all.0, all.1, Ask::plain(600.0))).await;
+    let response = q::SelectSeriesResponse::decode(got.as_slice()).expect("response");
+    let sum: f64 = response.series[0].points.iter().map(|p| p.value).sum();
+    assert_eq!(sum as i64, PROFILES * SERVICES as i64 * per);
+}
+
+#[tokio::test]
+async fn series_needing_each_profile_read_profiles() {
+    let head = head_of(0..PROFILES);
+    let f = fixture(&[&head]).await;
+    let (start, end) = ranges()[0];
+    for ask in [
+        Ask {
+            exemplars: true,
+            ..Ask::plain(600.0)
+        },
+        Ask {
+            call_site: vec!["runtime.goexit".into()],
+            ..Ask::plain(600.0)
+        },
+    ] {
+        let query = series("{}", start, end, ask);
+        let (got, _, totals) = read(&f, &query).await;
+        assert_eq!(totals, 0.0, "exemplars and call sites need profiles");
+        assert_eq!(got, answer(&[&f.whole], &query));
+    }
+}
+
+#[tokio::test]
+async fn series_count_profiles_another_source_also_holds_once() {
+    let head = head_of(0..PROFILES);
+    let f = fixture(&[&head]).await;
+    // An ingester still holding the last 40 minutes (replicas of the block's).
+    let recent = head_of(PROFILES - 120..PROFILES);
+    for (start, end) in ranges() {
+        for step in [60.0, 900.0] {
+            let query = series("{}", start, end, Ask::plain(step));
+            assert_eq!(
+                answer_beside(&f, &query, &recent).await,
+                answer(&[&f.whole], &query),
+                "{start}..{end} step {step}"
+            );
+        }
+    }
+    // Without the claims, the overlap would count twice.
+    let (start, end) = ranges()[0];
+    let query = series("{}", start, end, Ask::plain(HOUR_MS as f64 / 1000.0));
+    let blocks =
+        f.sg.sources(f.metas.clone(), &scope_of(&query))
+            .await
+            .expect("read");
+    let mut got: Vec<&dyn Source> = vec![&recent];
+    got.extend(blocks.iter().map(|s| s.as_ref()));
+    assert_ne!(answer(&got, &query), answer(&[&f.whole], &query));
+}

@@ -1,0 +1,245 @@
+//! Window totals: each series' profile totals summed per time window, with
+//! the number of profiles, at the rollup resolutions, so a time series
+//! (`SelectSeries`) over days reads one row per series and window instead
+//! of every profile (see `storage/FORMAT.md`).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+
+use super::BlockError;
+use super::encode::{SAMPLES_ROW_GROUP, writer_props};
+use crate::head::ProfileRow;
+
+/// One row of the window totals table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowTotal {
+    /// The series (`series_ref` of the block).
+    pub series_ref: u32,
+    /// Window length, ns.
+    pub resolution_ns: i64,
+    /// Window start, ns.
+    pub start_ns: i64,
+    /// Sum of the totals of the series' profiles in the window.
+    pub total: i64,
+    /// How many profiles.
+    pub profiles: u64,
+}
+
+/// Writes a block's window totals as series are pushed, in bounded memory:
+/// per resolution, one row per `(series, window)` holding a profile. Each
+/// resolution's rows are written as row groups of that resolution only;
+/// within one, rows follow `series_ref`, then window.
+pub struct TotalsWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    resolutions: Vec<i64>,
+    pending: Vec<Vec<WindowTotal>>,
+    rows: u64,
+}
+
+impl TotalsWriter {
+    /// A writer of window totals at `resolutions` (ns, finest first).
+    pub fn new(resolutions: &[i64]) -> Result<Self, BlockError> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("resolution_ns", DataType::Int64, false),
+            Field::new("series_ref", DataType::UInt32, false),
+            Field::new("timestamp_ns", DataType::Int64, false),
+            Field::new("total", DataType::Int64, false),
+            Field::new("profiles", DataType::UInt64, false),
+        ]));
+        let props = writer_props(&[], SAMPLES_ROW_GROUP)?;
+        Ok(Self {
+            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?,
+            schema,
+            resolutions: resolutions.to_vec(),
+            pending: resolutions.iter().map(|_| Vec::new()).collect(),
+            rows: 0,
+        })
+    }
+
+    /// Adds the windows of one series, whose `profiles` are in time order;
+    /// series must come in ascending `series_ref`. Consecutive rows of the
+    /// same timestamp and id are one profile, as the `profiles` table reads
+    /// them.
+    pub fn push_series(
+        &mut self,
+        series_ref: u32,
+        profiles: &[ProfileRow],
+    ) -> Result<(), BlockError> {
+        for i in 0..self.resolutions.len() {
+            let r = self.resolutions[i];
+            let mut last_key = None;
+            for p in profiles {
+                let start_ns = p.timestamp_ns.div_euclid(r) * r;
+                let key = (p.timestamp_ns, p.profile_id);
+                let new_profile = last_key != Some(key);
+                last_key = Some(key);
+                let rows = &mut self.pending[i];
+                match rows.last_mut() {
+                    Some(w) if w.series_ref == series_ref && w.start_ns == start_ns => {
+                        w.total = w.total.saturating_add(p.total);
+                        w.profiles += u64::from(new_profile);
+                    }
+                    _ => rows.push(WindowTotal {
+                        series_ref,
+                        resolution_ns: r,
+                        start_ns,
+                        total: p.total,
+                        profiles: 1,
+                    }),
+                }
+            }
+            if self.pending[i].len() >= SAMPLES_ROW_GROUP {
+                self.write(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes resolution `i`'s buffered rows as one row group.
+    fn write(&mut self, i: usize) -> Result<(), BlockError> {
+        let rows = std::mem::take(&mut self.pending[i]);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|w| w.resolution_ns),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|w| w.series_ref),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|w| w.start_ns),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|w| w.total))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|w| w.profiles),
+            )),
+        ];
+        self.writer
+            .write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
+        self.writer.flush()?;
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes the file: its bytes and rows.
+    pub fn finish(mut self) -> Result<(Vec<u8>, u64), BlockError> {
+        for i in 0..self.resolutions.len() {
+            self.write(i)?;
+        }
+        let bytes = self.writer.into_inner()?;
+        Ok((bytes, self.rows))
+    }
+}
+
+/// Calls `f` for every row of `batches` of the window totals table.
+pub fn group_window_totals(
+    batches: &[RecordBatch],
+    f: &mut dyn FnMut(WindowTotal) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
+    for b in batches {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| BlockError::Corrupt(format!("totals: no column {name}")))
+        };
+        let typed = |name: &str| BlockError::Corrupt(format!("totals: {name} has the wrong type"));
+        let resolution = col("resolution_ns")?
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| typed("resolution_ns"))?;
+        let series = col("series_ref")?
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| typed("series_ref"))?;
+        let start = col("timestamp_ns")?
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| typed("timestamp_ns"))?;
+        let total = col("total")?
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| typed("total"))?;
+        let profiles = col("profiles")?
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| typed("profiles"))?;
+        for i in 0..b.num_rows() {
+            f(WindowTotal {
+                series_ref: series.value(i),
+                resolution_ns: resolution.value(i),
+                start_ns: start.value(i),
+                total: total.value(i),
+                profiles: profiles.value(i),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProfileId;
+    use crate::block::read_parquet;
+
+    fn row(t: i64, id: u64, total: i64) -> ProfileRow {
+        ProfileRow {
+            timestamp_ns: t,
+            profile_id: ProfileId::from_key(id),
+            total,
+            stacks: Box::default(),
+            values: Box::default(),
+            spans: None,
+        }
+    }
+
+    #[test]
+    fn windows_sum_totals_and_count_profiles_per_resolution() {
+        let mut w = TotalsWriter::new(&[10, 100]).unwrap();
+        // Series 0: profiles at 1, 5 (two rows of one profile), 12, 150.
+        w.push_series(
+            0,
+            &[
+                row(1, 1, 3),
+                row(5, 2, 4),
+                row(5, 2, 1),
+                row(12, 3, 7),
+                row(150, 4, 2),
+            ],
+        )
+        .unwrap();
+        w.push_series(1, &[row(99, 5, 10)]).unwrap();
+        let (bytes, rows) = w.finish().unwrap();
+        let batches = read_parquet(&bytes::Bytes::from(bytes)).unwrap();
+        let mut got = Vec::new();
+        group_window_totals(&batches, &mut |t| {
+            got.push((
+                t.resolution_ns,
+                t.series_ref,
+                t.start_ns,
+                t.total,
+                t.profiles,
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (10, 0, 0, 8, 2),
+                (10, 0, 10, 7, 1),
+                (10, 0, 150, 2, 1),
+                (10, 1, 90, 10, 1),
+                (100, 0, 0, 15, 3),
+                (100, 0, 100, 2, 1),
+                (100, 1, 0, 10, 1),
+            ]
+        );
+        assert_eq!(rows, 7);
+    }
+}
