@@ -301,18 +301,21 @@ where
         ignis_storage::block::BlockStore::open(&config.storage.bucket, &config.storage.data_dir)?;
     let blocks_store = Some(store.clone());
     let secs = std::time::Duration::from_secs;
-    let blocks = ignis_actors::BlockSettings {
-        store: Some(store),
-        max_block_duration: secs(config.storage.max_block_duration_secs),
-        max_head_samples: config.storage.max_head_samples,
-        max_head_bytes: config.storage.max_head_bytes,
-        retention: secs(config.storage.retention_secs),
-        tenant_retention: config
+    let retention = ignis_actors::retention::Retention {
+        default: secs(config.storage.retention_secs),
+        per_tenant: config
             .storage
             .tenant_retention_secs
             .iter()
             .map(|(t, s)| (t.clone(), secs(*s)))
             .collect(),
+    };
+    let blocks = ignis_actors::BlockSettings {
+        store: Some(store),
+        max_block_duration: secs(config.storage.max_block_duration_secs),
+        max_head_samples: config.storage.max_head_samples,
+        max_head_bytes: config.storage.max_head_bytes,
+        retention: retention.clone(),
         keep_shipped: secs(
             config
                 .storage
@@ -387,6 +390,7 @@ where
                 config.storage.parquet_footer_cache_bytes,
                 metrics.clone(),
             )?);
+            sg.set_retention(retention.clone());
             let c = cluster.clone();
             sg.set_owner(Arc::new(move |tenant: &str, ulid: &str| {
                 c.owns_block(tenant, ulid)
@@ -453,14 +457,17 @@ where
                         .unwrap_or(usize::MAX),
                 )),
             };
-            let compactor = Arc::new(ignis_actors::compactor::Compactor::new(
-                store.clone(),
-                Arc::new(ignis_query::block_read::BlockReader::new(bucket)?),
-                cluster.clone(),
-                config.compactor.settings(),
-                store_gateway.clone(),
-                metrics.clone(),
-            ));
+            let compactor = Arc::new(
+                ignis_actors::compactor::Compactor::new(
+                    store.clone(),
+                    Arc::new(ignis_query::block_read::BlockReader::new(bucket)?),
+                    cluster.clone(),
+                    config.compactor.settings(),
+                    store_gateway.clone(),
+                    metrics.clone(),
+                )
+                .with_retention(retention.clone()),
+            );
             Some(ignis_actors::compactor::spawn_loop(
                 compactor,
                 secs(config.compactor.interval_secs.max(1)),

@@ -20,6 +20,7 @@ pub mod peer;
 pub mod querier;
 pub mod rate;
 pub mod results_cache;
+pub mod retention;
 pub mod scheduler;
 pub mod scrape;
 pub mod sealed;

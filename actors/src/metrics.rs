@@ -89,6 +89,8 @@ pub struct Metrics {
     pub overrides_reload_failures: Counter,
     /// Replaced blocks the compactor deleted.
     pub compaction_deleted_blocks: Counter,
+    /// Blocks the compactor deleted past retention.
+    pub compaction_expired_blocks: Counter,
     /// Row groups pruned reads skipped by their statistics.
     pub pruned_row_groups_skipped: Counter,
     /// Row groups pruned reads opened.
@@ -244,6 +246,12 @@ impl Metrics {
             overrides_reload_failures.clone(),
         );
         let compaction_deleted_blocks = Counter::default();
+        let compaction_expired_blocks = Counter::default();
+        registry.register(
+            "compactor_blocks_expired",
+            "Blocks the compactor deleted past retention",
+            compaction_expired_blocks.clone(),
+        );
         registry.register(
             "compactor_blocks_written",
             "Blocks the compactor wrote (each replaces overlapping blocks of a window)",
@@ -505,6 +513,7 @@ impl Metrics {
             compaction_failures,
             overrides_reload_failures,
             compaction_deleted_blocks,
+            compaction_expired_blocks,
             pruned_row_groups_skipped,
             pruned_row_groups_read,
             pruned_rows_read,

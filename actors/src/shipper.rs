@@ -1,6 +1,5 @@
 //! Heads to blocks and back: cutting heads, shipping them to the object store
-//! in order, truncating the WAL behind them, loading blocks at start, and
-//! retention.
+//! in order, truncating the WAL behind them, and loading blocks at start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +21,6 @@ pub struct FlushStats {
     pub uploaded: u64,
     /// Uploads that failed (retried next round).
     pub failed: u64,
-    /// Blocks deleted by retention.
-    pub expired: u64,
 }
 
 /// A failure while loading blocks at start.
@@ -42,7 +39,7 @@ pub enum LoadError {
 
 impl Tenants {
     /// One round: cut heads that are due (all non-empty ones with `force`),
-    /// ship every sealed head not yet stored, then apply retention.
+    /// ship every sealed head not yet stored (retention is the compactor's).
     pub async fn flush(&self, force: bool) -> FlushStats {
         let mut stats = FlushStats::default();
         let Some(store) = self.blocks.store.clone() else {
@@ -55,22 +52,6 @@ impl Tenants {
             for ingester in shards.all() {
                 self.flush_ingester(&store, &tenant, ingester, force, &mut stats)
                     .await;
-            }
-        }
-        if let Some(sg) = &self.store_gateway {
-            for tenant in sg.tenants() {
-                let retention = self
-                    .blocks
-                    .tenant_retention
-                    .get(&tenant)
-                    .copied()
-                    .unwrap_or(self.blocks.retention);
-                if retention.is_zero() {
-                    continue;
-                }
-                let cutoff = crate::now_ns()
-                    .saturating_sub(retention.as_nanos().min(i64::MAX as u128) as i64);
-                stats.expired += sg.expire(&tenant, cutoff).await;
             }
         }
         stats

@@ -53,10 +53,9 @@ pub struct BlockSettings {
     /// Cut a tenant's head (on this node) as soon as it holds this many
     /// bytes, each shard its share (0: no bound).
     pub max_head_bytes: u64,
-    /// Delete blocks whose newest profile is older than this (zero: keep forever).
-    pub retention: Duration,
-    /// Per-tenant retention overrides.
-    pub tenant_retention: HashMap<String, Duration>,
+    /// How long blocks are kept (store-gateways stop serving expired
+    /// blocks; the compactor deletes them).
+    pub retention: crate::retention::Retention,
     /// Without a store-gateway on this node, an ingester keeps a shipped
     /// head in memory this long (until store-gateways have indexed it).
     pub keep_shipped: Duration,

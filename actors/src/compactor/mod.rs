@@ -1,6 +1,7 @@
 //! The compactor: merges a tenant's blocks that overlap in time (replicas
 //! from several ingesters, ingesters holding different series) into one
-//! block per window, each profile once, and deletes what it replaced.
+//! block per window, each profile once, deletes what it replaced, and
+//! applies retention (deletes blocks past it).
 //! [`plan`] decides from block metas alone; [`merge`] writes an output in
 //! bounded memory.
 
@@ -17,6 +18,7 @@ use parking_lot::Mutex;
 
 use crate::cluster::ClusterContext;
 use crate::metrics::Metrics;
+use crate::retention::Retention;
 use crate::store_gateway::StoreGateway;
 use crate::store_gateway::reads::on_executor;
 
@@ -32,6 +34,8 @@ pub struct RoundStats {
     pub deleted: u64,
     /// Jobs that failed (their sources are intact; the next round retries).
     pub failed: u64,
+    /// Blocks deleted past retention.
+    pub expired: u64,
 }
 
 /// Runs compaction rounds over the bucket: the jobs the compactor ring
@@ -43,6 +47,7 @@ pub struct Compactor {
     settings: Settings,
     store_gateway: Option<Arc<StoreGateway>>,
     metrics: Metrics,
+    retention: Retention,
     /// Metas read so far, by tenant then ULID (a block never changes).
     known: Mutex<HashMap<String, BTreeMap<String, BlockMeta>>>,
 }
@@ -65,8 +70,16 @@ impl Compactor {
             settings,
             store_gateway,
             metrics,
+            retention: Retention::default(),
             known: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same compactor deleting blocks past `retention` (a deletion
+    /// delay after store-gateways stopped serving them).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// One round at `now_ns` (Unix ns). A tenant whose blocks cannot be
@@ -87,15 +100,22 @@ impl Compactor {
         Ok(stats)
     }
 
-    /// One round over `tenant`'s blocks: its jobs this node owns, then the
-    /// deletion of what was replaced long enough ago.
+    /// One round over `tenant`'s blocks: the deletion of those past
+    /// retention, its jobs this node owns, then the deletion of what was
+    /// replaced long enough ago.
     async fn run_tenant(
         &self,
         tenant: &str,
         now_ns: i64,
         stats: &mut RoundStats,
     ) -> Result<(), BlockError> {
-        let metas = self.metas(tenant).await?;
+        self.expire(tenant, now_ns, stats).await?;
+        let metas: Vec<BlockMeta> = self
+            .metas(tenant)
+            .await?
+            .into_iter()
+            .filter(|m| !self.retention.expired(tenant, m.max_time_ns, now_ns))
+            .collect();
         for job in plan::jobs(tenant, &metas, now_ns, &self.settings) {
             if !self
                 .cluster
@@ -142,6 +162,47 @@ impl Compactor {
             }
             stats.deleted += 1;
             self.metrics.compaction_deleted_blocks.inc();
+        }
+        Ok(())
+    }
+
+    /// Deletes `tenant`'s blocks whose newest profile was past retention a
+    /// deletion delay ago (store-gateways stopped serving them at once),
+    /// those of them this node's ring share holds.
+    async fn expire(
+        &self,
+        tenant: &str,
+        now_ns: i64,
+        stats: &mut RoundStats,
+    ) -> Result<(), BlockError> {
+        let Some(cutoff) = self.retention.cutoff_ns(tenant, now_ns) else {
+            return Ok(());
+        };
+        let cutoff = cutoff.saturating_sub(self.settings.deletion_delay_ns);
+        for meta in self.metas(tenant).await? {
+            let ulid = &meta.ulid;
+            if meta.max_time_ns >= cutoff
+                || !self
+                    .cluster
+                    .owns_compaction(tenant, &format!("delete/{ulid}"))
+            {
+                continue;
+            }
+            let deleted = match &self.store_gateway {
+                Some(sg) => sg.delete_block(tenant, ulid).await,
+                None => self.store.delete(tenant, ulid).await,
+            };
+            if let Err(e) = deleted {
+                stats.failed += 1;
+                tracing::warn!(tenant, ulid, error = %e, "deleting a block past retention failed; retried next round");
+                continue;
+            }
+            if let Some(b) = self.known.lock().get_mut(tenant) {
+                b.remove(ulid);
+            }
+            stats.expired += 1;
+            self.metrics.compaction_expired_blocks.inc();
+            tracing::info!(tenant, ulid, "deleted block past retention");
         }
         Ok(())
     }
@@ -211,7 +272,7 @@ pub fn spawn_loop(compactor: Arc<Compactor>, every: Duration) -> tokio::task::Jo
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
             match compactor.run_once(now).await {
-                Ok(s) if s.compacted + s.deleted + s.failed > 0 => {
+                Ok(s) if s.compacted + s.deleted + s.failed + s.expired > 0 => {
                     tracing::info!(?s, "compaction round")
                 }
                 Ok(_) => {}

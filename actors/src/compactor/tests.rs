@@ -294,6 +294,52 @@ async fn an_interrupted_compaction_leaves_the_sources_and_is_redone() {
 }
 
 #[tokio::test]
+async fn blocks_past_retention_stop_being_served_at_once_and_are_deleted_after_the_delay() {
+    let newer = history(200..PROFILES);
+    let f = fixture(&[history(0..200), history(200..PROFILES)], hourly()).await;
+    let (start, end) = ranges()[0];
+    let q = flamegraph(start, end, "{}");
+    let first_of_newer = (start_ms() + 200 * EVERY_MS) * 1_000_000;
+    // Keep what is newer than 15 s before the newer block's first profile.
+    let keep = now_ns() - (first_of_newer - 15_000_000_000);
+    let retention = crate::retention::Retention {
+        default: std::time::Duration::from_nanos(keep as u64),
+        per_tenant: Default::default(),
+    };
+    f.sg.set_retention(retention.clone());
+    assert_eq!(served(&f.sg, &q).await, direct(&newer, &q));
+    let compactor = f.compactor.with_retention(retention);
+    let blocks = || async { f.store.block_ids("t1").await.expect("list").len() };
+    // Deleted only a deletion delay after it expired.
+    let round = compactor.run_once(now_ns()).await.expect("round");
+    assert_eq!((round.expired, round.failed), (0, 0), "{round:?}");
+    assert_eq!(
+        blocks().await,
+        2,
+        "{round:?} {:?}",
+        f.store.block_ids("t1").await
+    );
+    let later = now_ns() + Settings::default().deletion_delay_ns + 60_000_000_000;
+    let round = compactor.run_once(later).await.expect("round");
+    assert_eq!((round.expired, round.failed), (1, 0));
+    assert_eq!(blocks().await, 1);
+    assert_eq!(
+        metric(&f.metrics, "ignis_compactor_blocks_expired_total"),
+        1.0
+    );
+    assert_eq!(served(&f.sg, &q).await, direct(&newer, &q));
+    // A tenant kept forever loses nothing.
+    let forever = crate::retention::Retention {
+        per_tenant: [("t1".to_string(), std::time::Duration::ZERO)].into(),
+        ..crate::retention::Retention::default()
+    };
+    let compactor = compactor.with_retention(forever);
+    let round = compactor.run_once(later * 2).await.expect("round");
+    assert_eq!(round.expired, 0);
+    assert_eq!(blocks().await, 1);
+}
+
+#[tokio::test]
 async fn a_settled_day_becomes_one_block_that_long_ranges_read_from_its_day_rollups() {
     // One ingester: hourly blocks one after another over 30 hours, a
     // profile every 10 minutes, from 7 s past midnight three days ago.

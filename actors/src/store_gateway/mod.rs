@@ -33,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
+use crate::retention::Retention;
 
 /// Decides whether this node serves a block (by tenant and block id).
 pub type Ownership = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -109,6 +110,7 @@ pub struct StoreGateway {
     cache: Mutex<Cache>,
     budget: u64,
     owner: Mutex<Option<Ownership>>,
+    retention: RwLock<Retention>,
     files: Option<FileCache>,
     reader: Arc<BlockReader>,
     metrics: Metrics,
@@ -191,6 +193,7 @@ impl StoreGateway {
             cache: Mutex::new(Cache::default()),
             budget: cache_bytes,
             owner: Mutex::new(None),
+            retention: RwLock::new(Retention::default()),
             files,
             reader,
             metrics,
@@ -205,6 +208,12 @@ impl StoreGateway {
     /// Serves only the blocks `owner` accepts (the ring's choice in a cluster).
     pub fn set_owner(&self, owner: Ownership) {
         *self.owner.lock() = Some(owner);
+    }
+
+    /// Stops serving blocks past `retention` (the compactor deletes them
+    /// a deletion delay later).
+    pub fn set_retention(&self, retention: Retention) {
+        *self.retention.write() = retention;
     }
 
     fn owns(&self, tenant: &str, ulid: &str) -> bool {
@@ -329,7 +338,8 @@ impl StoreGateway {
         self.served_as(tenant, start_ns, end_ns, BlockMeta::clone)
     }
 
-    /// `f` of each block [`StoreGateway::served`] lists, oldest ULID first.
+    /// `f` of each block [`StoreGateway::served`] lists, oldest ULID first
+    /// (blocks past retention are not served).
     fn served_as<T>(
         &self,
         tenant: &str,
@@ -337,6 +347,7 @@ impl StoreGateway {
         end_ns: i64,
         f: impl Fn(&BlockMeta) -> T,
     ) -> Vec<T> {
+        let cutoff = self.retention.read().cutoff_ns(tenant, crate::now_ns());
         let mem = self.mem.read();
         let replaced = mem.replaced.get(tenant);
         mem.blocks
@@ -344,6 +355,7 @@ impl StoreGateway {
             .map(|b| {
                 b.values()
                     .filter(|m| m.max_time_ns >= start_ns && m.min_time_ns <= end_ns)
+                    .filter(|m| cutoff.is_none_or(|c| m.max_time_ns >= c))
                     .filter(|m| replaced.is_none_or(|r| !r.contains(&m.ulid)))
                     .map(f)
                     .collect()
@@ -507,28 +519,11 @@ impl StoreGateway {
         self.metrics.block_cache_bytes.set(cache.used as i64);
     }
 
-    /// Deletes `tenant`'s blocks whose newest profile is older than
-    /// `cutoff_ns` from the bucket, the index and the cache.
-    pub async fn expire(&self, tenant: &str, cutoff_ns: i64) -> u64 {
-        let mut n = 0;
-        for meta in self.all_metas(tenant) {
-            if meta.max_time_ns >= cutoff_ns {
-                continue;
-            }
-            match self.store.delete(tenant, &meta.ulid).await {
-                Ok(()) => {
-                    if let Err(e) = self.forget(tenant, &meta.ulid) {
-                        tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "block deleted but still indexed");
-                    }
-                    n += 1;
-                    tracing::info!(tenant, ulid = %meta.ulid, "deleted block past retention");
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, ulid = %meta.ulid, error = %e, "deleting an expired block failed")
-                }
-            }
-        }
-        n
+    /// Deletes a block from the bucket, then from the index and the
+    /// caches (the compactor's retention; nothing reads it any more).
+    pub async fn delete_block(&self, tenant: &str, ulid: &str) -> Result<(), BlockError> {
+        self.store.delete(tenant, ulid).await?;
+        self.forget(tenant, ulid)
     }
 
     /// Bytes of decoded blocks (and block tables) held in memory.

@@ -283,14 +283,16 @@ impl BlockStore {
 
     /// The ids of `tenant`'s block directories (complete or not), sorted.
     pub async fn block_ids(&self, tenant: &str) -> Result<Vec<String>, BlockError> {
-        let entries = match self.op.list(&format!("{tenant}/blocks/")).await {
+        let prefix = format!("{tenant}/blocks/");
+        let entries = match self.op.list(&prefix).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
         let mut out: Vec<String> = entries
             .into_iter()
-            .filter(|e| e.metadata().is_dir())
+            // Listings include the directory listed itself.
+            .filter(|e| e.metadata().is_dir() && e.path() != prefix)
             .map(|e| e.name().trim_end_matches('/').to_string())
             .filter(|n| !n.is_empty())
             .collect();
