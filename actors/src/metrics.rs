@@ -91,6 +91,8 @@ pub struct Metrics {
     pub compaction_deleted_blocks: Counter,
     /// Blocks the compactor deleted past retention.
     pub compaction_expired_blocks: Counter,
+    /// Compaction jobs running now (merging, uploading or indexing).
+    pub compaction_jobs_running: Gauge,
     /// Row groups pruned reads skipped by their statistics.
     pub pruned_row_groups_skipped: Counter,
     /// Row groups pruned reads opened.
@@ -247,6 +249,12 @@ impl Metrics {
         );
         let compaction_deleted_blocks = Counter::default();
         let compaction_expired_blocks = Counter::default();
+        let compaction_jobs_running = Gauge::default();
+        registry.register(
+            "compactor_jobs_running",
+            "Compaction jobs running now (merging, uploading or indexing their output)",
+            compaction_jobs_running.clone(),
+        );
         registry.register(
             "compactor_blocks_expired",
             "Blocks the compactor deleted past retention",
@@ -514,6 +522,7 @@ impl Metrics {
             overrides_reload_failures,
             compaction_deleted_blocks,
             compaction_expired_blocks,
+            compaction_jobs_running,
             pruned_row_groups_skipped,
             pruned_row_groups_read,
             pruned_rows_read,

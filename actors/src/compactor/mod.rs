@@ -123,7 +123,10 @@ impl Compactor {
             {
                 continue;
             }
-            match self.compact(&job).await {
+            self.metrics.compaction_jobs_running.inc();
+            let done = self.compact(&job).await;
+            self.metrics.compaction_jobs_running.dec();
+            match done {
                 Ok(meta) => {
                     stats.compacted += 1;
                     self.metrics.compactions.inc();

@@ -11,6 +11,7 @@ mod blocks;
 mod cluster;
 mod cluster_security;
 mod common;
+mod compactor;
 mod config_edges;
 mod durability;
 mod fairness;
