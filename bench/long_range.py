@@ -60,6 +60,9 @@ def main():
                     help="programs the pods are spread over (loadgen --variants)")
     ap.add_argument("--query", choices=["flamegraph", "series"], default="flamegraph",
                     help="SelectMergeStacktraces, or SelectSeries (5-minute steps, by pod)")
+    ap.add_argument("--last", default="",
+                    help="comma-separated hours: query the last H hours of the history "
+                         "for each H (default: the whole history)")
     ap.add_argument("--compact", action="store_true",
                     help="compact the history first (settled days become day blocks)")
     a = ap.parse_args()
@@ -79,48 +82,23 @@ def main():
             seconds, written, deleted, rss = compact_until_idle(a.bin, bucket, work, log)
             compaction = {"seconds": round(seconds, 1), "blocks_written": written,
                           "blocks_deleted": deleted, "peak_rss_mb": round(rss, 1)}
-        start_ms = backfill["min_time_ns"] // 1_000_000
-        end_ms = backfill["max_time_ns"] // 1_000_000 + 1
+        every_ns = 10_000_000_000
+        per_pod = backfill["profiles"] // PODS
+        first_ns, last_ns = backfill["min_time_ns"], backfill["max_time_ns"]
+        spans = [(first_ns, last_ns, "all")]
+        if a.last:
+            spans = [(max(first_ns, last_ns - int(float(h) * 3_600_000_000_000)), last_ns, f"{h} h")
+                     for h in a.last.split(",")]
         rows = []
-        for name, selector, pods in SELECTIONS:
-            env = {"IGNIS_QUERY__RESULTS_CACHE_BYTES": "0"} if a.no_results_cache else {}
-            proc, url = serve(a.bin, bucket, work, log, **env)
-            time.sleep(2)  # the store-gateway indexes the bucket on start
-            try:
-                if a.query == "series":
-                    method = "SelectSeries"
-                    req = {"profileTypeID": CPU, "labelSelector": selector,
-                           "start": start_ms, "end": end_ms, "step": 300, "groupBy": ["pod"]}
-                else:
-                    method = "SelectMergeStacktraces"
-                    req = {"profileTypeID": CPU, "labelSelector": selector,
-                           "start": start_ms, "end": end_ms, "maxNodes": 1024}
-                want = backfill["profiles"] // PODS * pods * per_profile
-                times = []
-                for run in range(a.runs + 1):
-                    t0 = time.perf_counter()
-                    _, body = http("POST", url + "/querier.v1.QuerierService/" + method, req)
-                    times.append((time.perf_counter() - t0) * 1e3)
-                    answer = json.loads(body)
-                    if a.query == "series":
-                        total = int(sum(float(p.get("value", 0))
-                                        for s in answer.get("series", [])
-                                        for p in s.get("points", [])))
-                        if len(answer.get("series", [])) != pods:
-                            sys.exit(f"{name}: {len(answer.get('series', []))} series, {pods} pods")
-                    else:
-                        total = int(answer["flamegraph"]["total"])
-                    if total != want:
-                        sys.exit(f"{name}, run {run}: total {total}, ground truth {want}")
-                rows.append({
-                    "selection": name,
-                    "cold_ms": round(times[0], 1),
-                    "warm_ms_median": round(statistics.median(times[1:]), 1),
-                    "peak_rss_mb": round(peak_rss_mb(proc.pid), 1),
-                    "total": want,
-                })
-            finally:
-                stop(proc)
+        for lo_ns, hi_ns, label in spans:
+            # Profiles per pod in [lo, hi]: every pod has one at first + k·10 s.
+            k_lo = max(0, -(-(lo_ns - first_ns) // every_ns))
+            k_hi = min(per_pod - 1, (hi_ns - first_ns) // every_ns)
+            in_range = max(0, k_hi - k_lo + 1)
+            start_ms = lo_ns // 1_000_000
+            end_ms = hi_ns // 1_000_000 + 1
+            rows.extend(measure(a, bucket, work, log, label, start_ms, end_ms,
+                                in_range * per_profile))
         out = {"bin": a.bin, "backfill": backfill, "compaction": compaction, "queries": rows}
         if a.json:
             print(json.dumps(out))
@@ -130,11 +108,58 @@ def main():
             if compaction:
                 print(f"compaction: {compaction}")
             for r in rows:
-                print(f"{r['selection']:22} cold {r['cold_ms']:9.1f} ms  "
+                print(f"{r['range']:>6} {r['selection']:22} cold {r['cold_ms']:9.1f} ms  "
                       f"warm {r['warm_ms_median']:9.1f} ms  peak RSS {r['peak_rss_mb']:8.1f} MB")
     finally:
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(a, bucket, work, log, label, start_ms, end_ms, per_pod_total):
+    """Each selection over [start_ms, end_ms) on a fresh node: cold, then
+    warm runs; every total checked against the ground truth."""
+    rows = []
+    for name, selector, pods in SELECTIONS:
+        env = {"IGNIS_QUERY__RESULTS_CACHE_BYTES": "0"} if a.no_results_cache else {}
+        proc, url = serve(a.bin, bucket, work, log, **env)
+        time.sleep(2)  # the store-gateway indexes the bucket on start
+        try:
+            if a.query == "series":
+                method = "SelectSeries"
+                req = {"profileTypeID": CPU, "labelSelector": selector,
+                       "start": start_ms, "end": end_ms, "step": 300, "groupBy": ["pod"]}
+            else:
+                method = "SelectMergeStacktraces"
+                req = {"profileTypeID": CPU, "labelSelector": selector,
+                       "start": start_ms, "end": end_ms, "maxNodes": 1024}
+            want = per_pod_total * pods
+            times = []
+            for run in range(a.runs + 1):
+                t0 = time.perf_counter()
+                _, body = http("POST", url + "/querier.v1.QuerierService/" + method, req)
+                times.append((time.perf_counter() - t0) * 1e3)
+                answer = json.loads(body)
+                if a.query == "series":
+                    total = int(sum(float(p.get("value", 0))
+                                    for s in answer.get("series", [])
+                                    for p in s.get("points", [])))
+                    if len(answer.get("series", [])) != pods:
+                        sys.exit(f"{name}: {len(answer.get('series', []))} series, {pods} pods")
+                else:
+                    total = int(answer["flamegraph"]["total"])
+                if total != want:
+                    sys.exit(f"{name}, run {run}: total {total}, ground truth {want}")
+            rows.append({
+                "range": label,
+                "selection": name,
+                "cold_ms": round(times[0], 1),
+                "warm_ms_median": round(statistics.median(times[1:]), 1),
+                "peak_rss_mb": round(peak_rss_mb(proc.pid), 1),
+                "total": want,
+            })
+        finally:
+            stop(proc)
+    return rows
 
 
 if __name__ == "__main__":

@@ -136,24 +136,12 @@ impl Scope {
             return None;
         }
         // Boundaries as the first instant of a segment (i128: ends may be i64::MAX).
-        let mut cuts: Vec<i128> = self
+        let cuts: Vec<i128> = self
             .selections
             .iter()
             .flat_map(|s| [i128::from(s.start_ns), i128::from(s.end_ns) + 1])
             .collect();
-        cuts.sort_unstable();
-        cuts.dedup();
-        let inside = |lo: i128, hi: i128| {
-            self.selections
-                .iter()
-                .any(|s| i128::from(s.start_ns) <= lo && hi <= i128::from(s.end_ns))
-        };
-        let segments = cuts
-            .windows(2)
-            .filter(|w| inside(w[0], w[1] - 1))
-            .filter_map(|w| Some((i64::try_from(w[0]).ok()?, i64::try_from(w[1] - 1).ok()?)))
-            .collect();
-        Some(segments)
+        Some(self.segments_between(cuts))
     }
 
     /// The time segments (inclusive ns, ascending) over which blocks may
@@ -196,6 +184,12 @@ impl Scope {
                 }
             }
         }
+        Some(self.segments_between(cuts))
+    }
+
+    /// The segments between consecutive `cuts` (first instants, i128: ends
+    /// may be i64::MAX) that lie inside some selection's range.
+    fn segments_between(&self, mut cuts: Vec<i128>) -> Vec<(i64, i64)> {
         cuts.sort_unstable();
         cuts.dedup();
         let inside = |lo: i128, hi: i128| {
@@ -203,12 +197,10 @@ impl Scope {
                 .iter()
                 .any(|s| i128::from(s.start_ns) <= lo && hi <= i128::from(s.end_ns))
         };
-        let segments = cuts
-            .windows(2)
+        cuts.windows(2)
             .filter(|w| inside(w[0], w[1] - 1))
             .filter_map(|w| Some((i64::try_from(w[0]).ok()?, i64::try_from(w[1] - 1).ok()?)))
-            .collect();
-        Some(segments)
+            .collect()
     }
 
     /// Every series with stacks in `[start_ns, end_ns]` (a peer's fetch,

@@ -212,19 +212,20 @@ impl SeriesBuilder {
             value,
             ..
         } = total;
-        let key = group_key(&self.group_by, labels);
-        let bucket_end = bucket_end(timestamp_ns, self.start_ms, self.step_ms);
-        let slot = self
-            .groups
-            .entry(key)
-            .or_default()
-            .entry(bucket_end)
-            .or_default();
+        let exemplars = self.exemplars;
+        let slot = self.slot(labels, timestamp_ns);
         slot.sum += value as f64;
         slot.count += 1;
-        if self.exemplars {
+        if exemplars {
             Exemplar::offer(&mut slot.exemplar, total, labels);
         }
+    }
+
+    /// The bucket of series `labels` (grouped) holding `timestamp_ns`.
+    fn slot(&mut self, labels: &Labels, timestamp_ns: i64) -> &mut Bucket {
+        let key = group_key(&self.group_by, labels);
+        let end = bucket_end(timestamp_ns, self.start_ms, self.step_ms);
+        self.groups.entry(key).or_default().entry(end).or_default()
     }
 
     /// Adds the totals of `profiles` profiles of series `labels` summed
@@ -232,14 +233,7 @@ impl SeriesBuilder {
     /// bucket (a block's window totals): the bucket gains them as if each
     /// profile were added. No exemplar: a plan with exemplars reads profiles.
     pub fn add_window(&mut self, labels: &Labels, start_ns: i64, total: i64, profiles: u64) {
-        let key = group_key(&self.group_by, labels);
-        let bucket_end = bucket_end(start_ns, self.start_ms, self.step_ms);
-        let slot = self
-            .groups
-            .entry(key)
-            .or_default()
-            .entry(bucket_end)
-            .or_default();
+        let slot = self.slot(labels, start_ns);
         slot.sum += total as f64;
         slot.count += profiles;
     }

@@ -84,6 +84,18 @@ pub(super) async fn answer_beside(f: &Fixture, query: &Query, recent: &Head) -> 
     answer(&got, query)
 }
 
+/// `query` over the fixture's blocks and `recent` without claims: an
+/// overlap counts twice.
+pub(super) async fn answer_unclaimed(f: &Fixture, query: &Query, recent: &Head) -> Vec<u8> {
+    let blocks =
+        f.sg.sources(f.metas.clone(), &scope_of(query))
+            .await
+            .expect("read");
+    let mut got: Vec<&dyn Source> = vec![recent];
+    got.extend(blocks.iter().map(|s| s.as_ref()));
+    answer(&got, query)
+}
+
 pub(super) fn scope_of(query: &Query) -> Scope {
     Scope::record(&QueryLimits::default(), |e| {
         query(e);
@@ -207,13 +219,10 @@ async fn profiles_another_source_also_holds_count_once() {
     // Without the claims, the overlap would count twice.
     let (start, end) = ranges()[0];
     let query = flamegraph("{}", start, end, q::ProfileFormat::Flamegraph);
-    let blocks =
-        f.sg.sources(f.metas.clone(), &scope_of(&query))
-            .await
-            .expect("read");
-    let mut got: Vec<&dyn Source> = vec![&recent];
-    got.extend(blocks.iter().map(|s| s.as_ref()));
-    assert_ne!(answer(&got, &query), answer(&[&f.whole], &query));
+    assert_ne!(
+        answer_unclaimed(&f, &query, &recent).await,
+        answer(&[&f.whole], &query)
+    );
 }
 
 /// Profiles `range` of the history without those in `missing` (writes a

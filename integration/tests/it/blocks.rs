@@ -11,7 +11,7 @@ use ignis_integration::fixtures::{ExpectedProfile, expectations, load_captures, 
 use ignis_integration::node::TestNode;
 use serde_json::{Value, json};
 
-use crate::common::{total_of, verify, window};
+use crate::common::{metric, total_of, verify, window};
 
 async fn ingest_all(client: &Client) -> Result<Vec<ExpectedProfile>> {
     let mut expected = Vec::new();
@@ -54,15 +54,6 @@ fn block_dirs(data: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     dirs.sort();
     Ok(dirs)
-}
-
-async fn metric(client: &Client, name: &str) -> Result<f64> {
-    let text = client.get("/metrics").await?.text().await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 #[tokio::test]

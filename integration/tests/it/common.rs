@@ -163,3 +163,13 @@ pub async fn replicated_history(
     };
     ignis::loadgen::backfill(&args, end_ns).await
 }
+
+/// The sum of the samples of metric `name` (all its label sets) on `/metrics`.
+pub async fn metric(client: &Client, name: &str) -> Result<f64> {
+    let text = client.get("/metrics").await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}

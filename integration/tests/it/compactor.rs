@@ -13,6 +13,8 @@ use ignis_integration::fixtures::{fixtures_dir, read_json};
 use ignis_integration::node::{ChildNode, ignis_binary};
 use serde_json::{Value, json};
 
+use crate::common::metric;
+
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// The complete blocks in the node's bucket: `(ulid, compaction level,
@@ -35,14 +37,6 @@ fn blocks(data: &Path) -> Result<Vec<(String, u64, i64)>> {
     }
     out.sort();
     Ok(out)
-}
-
-async fn metric(client: &Client, name: &str) -> Result<f64> {
-    let text = client.get("/metrics").await?.text().await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0))
 }
 
 /// The flame graph and the hourly series of the whole history.

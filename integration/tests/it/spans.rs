@@ -17,7 +17,7 @@ use ignis_storage::proto::querier::v1 as q;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::common::window;
+use crate::common::{metric, window};
 
 pub(crate) const SERVICE: &str = "spans.app";
 pub(crate) const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -252,15 +252,6 @@ async fn check(client: &Client, l: &Labelled, phase: &str) -> Result<Vec<Value>>
         );
     }
     Ok(answers)
-}
-
-async fn metric(client: &Client, name: &str) -> Result<f64> {
-    let text = client.get("/metrics").await?.text().await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 pub(crate) async fn push(client: &Client, l: &Labelled) -> Result<()> {

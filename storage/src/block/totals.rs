@@ -137,37 +137,24 @@ impl TotalsWriter {
     }
 }
 
+/// Column `name` of a totals batch as an `A`.
+fn typed<'a, A: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a A, BlockError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<A>())
+        .ok_or_else(|| BlockError::Corrupt(format!("totals: {name} is missing or mistyped")))
+}
+
 /// Calls `f` for every row of `batches` of the window totals table.
 pub fn group_window_totals(
     batches: &[RecordBatch],
     f: &mut dyn FnMut(WindowTotal) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
     for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .ok_or_else(|| BlockError::Corrupt(format!("totals: no column {name}")))
-        };
-        let typed = |name: &str| BlockError::Corrupt(format!("totals: {name} has the wrong type"));
-        let resolution = col("resolution_ns")?
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| typed("resolution_ns"))?;
-        let series = col("series_ref")?
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .ok_or_else(|| typed("series_ref"))?;
-        let start = col("timestamp_ns")?
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| typed("timestamp_ns"))?;
-        let total = col("total")?
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| typed("total"))?;
-        let profiles = col("profiles")?
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or_else(|| typed("profiles"))?;
+        let resolution = typed::<Int64Array>(b, "resolution_ns")?;
+        let series = typed::<UInt32Array>(b, "series_ref")?;
+        let start = typed::<Int64Array>(b, "timestamp_ns")?;
+        let total = typed::<Int64Array>(b, "total")?;
+        let profiles = typed::<UInt64Array>(b, "profiles")?;
         for i in 0..b.num_rows() {
             f(WindowTotal {
                 series_ref: series.value(i),
