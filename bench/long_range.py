@@ -19,7 +19,7 @@ the cache off to measure the merge itself.
 
 Usage: python3 bench/long_range.py --bin target/release/ignis [--hours 24]
        [--runs 5] [--data DIR] [--variants K] [--compact] [--no-results-cache]
-       [--query flamegraph|series]
+       [--query flamegraph|series] [--step SECONDS] [--last H1,H2,…]
        [--fixtures ../shared/fixtures] [--json]
 Stdlib only. The same script measures an older build (its binary) unchanged.
 """
@@ -60,6 +60,8 @@ def main():
                     help="programs the pods are spread over (loadgen --variants)")
     ap.add_argument("--query", choices=["flamegraph", "series"], default="flamegraph",
                     help="SelectMergeStacktraces, or SelectSeries (5-minute steps, by pod)")
+    ap.add_argument("--step", type=float, default=300,
+                    help="SelectSeries step, seconds (--query series)")
     ap.add_argument("--last", default="",
                     help="comma-separated hours: query the last H hours of the history "
                          "for each H (default: the whole history)")
@@ -127,7 +129,7 @@ def measure(a, bucket, work, log, label, start_ms, end_ms, per_pod_total):
             if a.query == "series":
                 method = "SelectSeries"
                 req = {"profileTypeID": CPU, "labelSelector": selector,
-                       "start": start_ms, "end": end_ms, "step": 300, "groupBy": ["pod"]}
+                       "start": start_ms, "end": end_ms, "step": a.step, "groupBy": ["pod"]}
             else:
                 method = "SelectMergeStacktraces"
                 req = {"profileTypeID": CPU, "labelSelector": selector,

@@ -30,7 +30,7 @@ use ignis_query::{
 
 use crate::peer::protocol::WireSeriesGroup;
 use crate::querier::QueryFailure;
-use crate::results_cache::{ResultsCache, key, series_key, split};
+use crate::results_cache::{ResultsCache, key, series_key, split_days};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
@@ -389,7 +389,7 @@ fn cuts(
     }
     // A settled edge is cached too, under its exact range: the same query
     // repeated is answered from the cache alone.
-    let parts = split(lo, hi, interval, settled);
+    let parts = split_days(lo, hi, interval, settled);
     out.direct.extend(parts.direct);
     for part in parts.cached {
         let ulids = overlapping(&blocks, part);
@@ -607,10 +607,28 @@ fn cut_point((lo, hi): (i64, i64), live: (i64, i64), interval: i64) -> Option<i6
         .and_then(|c| i64::try_from(c).ok())
 }
 
+/// `cut` of group `g`, moved out of the cached piece it falls inside (to
+/// the piece's start, or past its end), if it can stay inside the group.
+fn around_cached<T>(cut: i64, g: &(i64, i64, Vec<usize>), pieces: &[Piece<T>]) -> Option<i64> {
+    let inside =
+        g.2.iter()
+            .map(|&i| &pieces[i])
+            .find(|p| p.key.is_some() && p.sel.start_ns < cut && cut <= p.sel.end_ns);
+    let Some(p) = inside else {
+        return Some(cut);
+    };
+    let (a, b) = (p.sel.start_ns, p.sel.end_ns);
+    if a > g.0 {
+        Some(a)
+    } else {
+        b.checked_add(1).filter(|&c| c <= g.1)
+    }
+}
+
 /// Cuts the largest groups of missing parts at interval boundaries until
 /// there are `parallelism` of them (or no group can be cut inside `live`),
-/// splitting the direct parts a cut crosses (cached parts lie within one
-/// interval, so no cut crosses them).
+/// splitting the direct parts a cut crosses; a cut inside a cached part
+/// (a whole day) moves to its start or end, so cached parts stay whole.
 fn parallelize<T>(
     groups: &mut Vec<(i64, i64, Vec<usize>)>,
     pieces: &mut Vec<Piece<T>>,
@@ -624,7 +642,10 @@ fn parallelize<T>(
         let Some((at, cut)) = groups
             .iter()
             .enumerate()
-            .filter_map(|(i, g)| Some((i, cut_point((g.0, g.1), live, interval)?)))
+            .filter_map(|(i, g)| {
+                let cut = cut_point((g.0, g.1), live, interval)?;
+                Some((i, around_cached(cut, g, pieces)?))
+            })
             .max_by_key(|&(i, _)| span(&groups[i]))
         else {
             return;
@@ -687,6 +708,34 @@ mod tests {
             cut_range((0, 79), (50, 79), 10, 3),
             vec![(0, 59), (60, 69), (70, 79)]
         );
+    }
+
+    #[test]
+    fn cuts_never_split_a_cached_day() {
+        let sel = |a: i64, b: i64| Selection::new(Vec::new(), a, b);
+        let cached = |a: i64, b: i64| Piece::<MergedStacks>::new(0, sel(a, b), Some([0; 16]));
+        // Three cached "days" of 30 and a direct edge: cuts at their ends.
+        let mut pieces = vec![
+            cached(0, 29),
+            cached(30, 59),
+            cached(60, 89),
+            Piece::new(0, sel(90, 94), None),
+        ];
+        let mut groups = vec![(0, 94, vec![0, 1, 2, 3])];
+        parallelize(&mut groups, &mut pieces, 4, (0, 94), 10);
+        assert_eq!(pieces.len(), 4, "no piece was split");
+        for (lo, hi, members) in &groups {
+            for &i in members {
+                let p = &pieces[i].sel;
+                assert!(*lo <= p.start_ns && p.end_ns <= *hi, "{lo}..{hi} {p:?}");
+            }
+        }
+        assert!(groups.len() >= 3, "{groups:?}");
+        // One cached day alone is never cut.
+        let mut pieces = vec![cached(0, 29)];
+        let mut groups = vec![(0, 29, vec![0])];
+        parallelize(&mut groups, &mut pieces, 4, (0, 29), 10);
+        assert_eq!(groups, vec![(0, 29, vec![0])]);
     }
 
     #[test]

@@ -298,11 +298,76 @@ pub fn split(start_ns: i64, end_ns: i64, interval_ns: i64, settled_ns: i64) -> S
     }
 }
 
+/// A day, ns: settled whole days are cached as one interval each.
+pub const DAY_NS: i64 = 86_400_000_000_000;
+
+/// [`split`], with every whole day (aligned) that ends before `settled_ns`
+/// one cached part instead of its intervals: a month reads about 30 day
+/// merges (from compacted day blocks, their day rollups) and at most two
+/// days of intervals at its ends, not 720 hourly ones. Days are cut only
+/// when `interval_ns` divides a day.
+pub fn split_days(start_ns: i64, end_ns: i64, interval_ns: i64, settled_ns: i64) -> Split {
+    if interval_ns <= 0 || interval_ns >= DAY_NS || DAY_NS % interval_ns != 0 {
+        return split(start_ns, end_ns, interval_ns, settled_ns);
+    }
+    // Whole days inside the range and settled: [first, end_excl).
+    let first = start_ns
+        .div_euclid(DAY_NS)
+        .saturating_add(i64::from(start_ns.rem_euclid(DAY_NS) != 0))
+        .saturating_mul(DAY_NS);
+    let last = end_ns.min(settled_ns.saturating_sub(1));
+    let end_excl = last
+        .saturating_add(1)
+        .div_euclid(DAY_NS)
+        .saturating_mul(DAY_NS);
+    if first >= end_excl {
+        return split(start_ns, end_ns, interval_ns, settled_ns);
+    }
+    let mut out = split(start_ns, first - 1, interval_ns, settled_ns);
+    let mut day = first;
+    while day < end_excl {
+        out.cached.push((day, day + (DAY_NS - 1)));
+        day += DAY_NS;
+    }
+    if end_excl <= end_ns {
+        let rest = split(end_excl, end_ns, interval_ns, settled_ns);
+        out.cached.extend(rest.cached);
+        out.direct = rest.direct;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const H: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn settled_whole_days_are_one_part_each() {
+        // Day 0 from 22:00, days 1 and 2, day 3 to 05:00, settled up to
+        // day 3 04:00: 2 hours, 2 days, 4 hours cached, the rest direct.
+        let s = split_days(22 * H, 3 * DAY_NS + 5 * H, H, 3 * DAY_NS + 4 * H);
+        let mut want = vec![(22 * H, 23 * H - 1), (23 * H, DAY_NS - 1)];
+        want.push((DAY_NS, 2 * DAY_NS - 1));
+        want.push((2 * DAY_NS, 3 * DAY_NS - 1));
+        want.extend((0..4).map(|h| (3 * DAY_NS + h * H, 3 * DAY_NS + (h + 1) * H - 1)));
+        assert_eq!(s.cached, want);
+        assert_eq!(s.direct, Some((3 * DAY_NS + 4 * H, 3 * DAY_NS + 5 * H)));
+        // No whole settled day: as `split`.
+        let short = split_days(H / 2, 5 * H + H / 4, H, 4 * H);
+        assert_eq!(short, split(H / 2, 5 * H + H / 4, H, 4 * H));
+        // A range of exactly one settled day, and an interval not dividing a day.
+        assert_eq!(
+            split_days(DAY_NS, 2 * DAY_NS - 1, H, 3 * DAY_NS).cached,
+            vec![(DAY_NS, 2 * DAY_NS - 1)]
+        );
+        let odd = 7 * H;
+        assert_eq!(
+            split_days(0, 3 * DAY_NS, odd, 4 * DAY_NS),
+            split(0, 3 * DAY_NS, odd, 4 * DAY_NS)
+        );
+    }
 
     #[test]
     fn ranges_split_into_settled_hours_and_the_rest() {

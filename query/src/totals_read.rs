@@ -16,13 +16,15 @@ use crate::block_slice::{BlockSlice, SliceWindow};
 /// over their hull, the rows between them dropped as batches stream in.
 const RAW_SCANS: usize = 4;
 
-/// Whether `t` starts a window of one of `runs` (of one resolution, sorted
-/// by start).
-fn starts_window(runs: &[WindowRun], t: i64) -> bool {
+/// Whether a window of `resolution` starting at `t` is one of `runs`'
+/// (disjoint, sorted by start).
+fn starts_window(runs: &[WindowRun], resolution: i64, t: i64) -> bool {
     let i = runs.partition_point(|w| w.first_start_ns <= t);
     i > 0 && {
         let w = &runs[i - 1];
-        t <= w.last_start_ns && (t - w.first_start_ns) % w.resolution_ns == 0
+        w.resolution_ns == resolution
+            && t <= w.last_start_ns
+            && (t - w.first_start_ns) % w.resolution_ns == 0
     }
 }
 
@@ -47,33 +49,17 @@ impl BlockReader {
             return Ok((empty, stats));
         };
         let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
-        let meeting = plan.windows_within(min_t, max_t);
-        let mut resolutions: Vec<i64> = meeting.iter().map(|w| w.resolution_ns).collect();
-        resolutions.sort_unstable();
-        resolutions.dedup();
+        let runs = plan.windows_within(min_t, max_t);
         let mut windows = Vec::new();
-        let mut spans = Vec::new();
-        for r in resolutions {
-            let runs: Vec<WindowRun> = meeting
-                .iter()
-                .filter(|w| w.resolution_ns == r)
-                .copied()
-                .collect();
-            let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
-                continue;
-            };
-            spans.extend(runs.iter().map(WindowRun::span));
-            // Windows that start before the block's first profile hold it too.
-            let from = first.first_start_ns.max(min_t.div_euclid(r) * r);
+        let spans: Vec<(i64, i64)> = runs.iter().map(WindowRun::span).collect();
+        if let (Some(first), Some(last)) = (runs.first(), runs.last()) {
+            // One scan of every resolution: the rows of windows the plan
+            // does not use are dropped as they are grouped.
+            let coarsest = runs.iter().map(|w| w.resolution_ns).max().unwrap_or(1);
+            let from = first
+                .first_start_ns
+                .max(min_t.div_euclid(coarsest) * coarsest);
             let to = last.last_start_ns.min(max_t);
-            let filter = RowFilter {
-                resolution_ns: Some(r),
-                ..RowFilter::new(refs, from, to)
-            };
-            let exact = Exact {
-                resolution: Some(r),
-                ..Exact::new(&wanted, from, to)
-            };
             let columns = [
                 "resolution_ns",
                 "series_ref",
@@ -82,10 +68,17 @@ impl BlockReader {
                 "profiles",
             ];
             let batches = self
-                .scan_counted(meta, TOTALS_FILE, &columns, &filter, &exact, &mut stats)
+                .scan_counted(
+                    meta,
+                    TOTALS_FILE,
+                    &columns,
+                    &RowFilter::new(refs, from, to),
+                    &Exact::new(&wanted, from, to),
+                    &mut stats,
+                )
                 .await?;
             group_window_totals(&batches, &mut |w| {
-                if starts_window(&runs, w.start_ns) {
+                if starts_window(runs, w.resolution_ns, w.start_ns) {
                     let s = position
                         .get(w.series_ref as usize)
                         .copied()
@@ -170,7 +163,8 @@ mod tests {
                 last_start_ns: 200,
             },
         ];
-        let starts: Vec<i64> = (90..220).filter(|&t| starts_window(&runs, t)).collect();
+        let starts: Vec<i64> = (90..220).filter(|&t| starts_window(&runs, 10, t)).collect();
         assert_eq!(starts, vec![100, 110, 120, 130, 200]);
+        assert!(!starts_window(&runs, 100, 100), "another resolution");
     }
 }

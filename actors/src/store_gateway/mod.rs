@@ -111,6 +111,8 @@ pub struct StoreGateway {
     budget: u64,
     owner: Mutex<Option<Ownership>>,
     retention: RwLock<Retention>,
+    /// [`reads::TOTALS_MIN_PROFILES`], or what a test sets.
+    totals_min_profiles: std::sync::atomic::AtomicU64,
     files: Option<FileCache>,
     reader: Arc<BlockReader>,
     metrics: Metrics,
@@ -194,6 +196,7 @@ impl StoreGateway {
             budget: cache_bytes,
             owner: Mutex::new(None),
             retention: RwLock::new(Retention::default()),
+            totals_min_profiles: reads::TOTALS_MIN_PROFILES.into(),
             files,
             reader,
             metrics,
@@ -214,6 +217,13 @@ impl StoreGateway {
     /// a deletion delay later).
     pub fn set_retention(&self, retention: Retention) {
         *self.retention.write() = retention;
+    }
+
+    /// Reads window totals for blocks whose selected series hold at least
+    /// `profiles` profiles (tests use small blocks).
+    pub fn set_totals_min_profiles(&self, profiles: u64) {
+        self.totals_min_profiles
+            .store(profiles, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn owns(&self, tenant: &str, ulid: &str) -> bool {

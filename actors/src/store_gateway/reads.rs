@@ -61,6 +61,11 @@ fn whole_decode_bytes(meta: &BlockMeta) -> u64 {
         + st.strings * 80
 }
 
+/// The profiles (estimated from the block's stats) the series a time
+/// series selects of a block must hold for it to read the block's window
+/// totals rather than the profiles.
+pub const TOTALS_MIN_PROFILES: u64 = 16_384;
+
 /// Blocks one query reads at once.
 pub const CONCURRENT_BLOCK_READS: usize = 4;
 
@@ -189,29 +194,43 @@ impl StoreGateway {
                 let meta = metas[i].clone();
                 let span =
                     tracing::debug_span!("read_totals", tenant = %meta.tenant, ulid = %meta.ulid);
-                let source = self
-                    .totals_source(meta, scope, plan)
+                let (source, reserved) = self
+                    .totals_source(meta, scope, plan, budget)
                     .instrument(span)
                     .await?;
-                budget.charge(source.held_bytes(), &format!("block {}", metas[i].ulid))?;
+                let what = format!("block {}", metas[i].ulid);
+                budget.charge(source.held_bytes().saturating_sub(reserved), &what)?;
                 Ok(vec![(i, source)])
             }
         }
     }
 
     /// A block's source for a time series from its window totals (from
-    /// memory when the block is decoded whole in the cache).
+    /// memory when the block is decoded whole in the cache; from its
+    /// profiles when the series selected hold few, fewer than
+    /// [`TOTALS_MIN_PROFILES`]: a scan of them costs less than the totals'
+    /// scans), and the bytes reserved in `budget`.
     async fn totals_source(
         &self,
         meta: BlockMeta,
         scope: &Scope,
         plan: Arc<RollupPlan>,
-    ) -> Result<Arc<dyn Source>, QueryFailure> {
+        budget: &MemoryBudget,
+    ) -> Result<(Arc<dyn Source>, u64), QueryFailure> {
         if let Some(head) = self.cached_whole(&meta) {
-            return Ok(head);
+            return Ok((head, 0));
         }
         let tables = self.tables(&meta).await?;
         let refs = tables.wanted(scope);
+        let selected =
+            meta.stats.profiles.saturating_mul(refs.len() as u64) / meta.stats.series.max(1);
+        let least = self
+            .totals_min_profiles
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if selected < least {
+            let (source, _, reserved) = self.source_within(meta, scope, budget).await?;
+            return Ok((source, reserved));
+        }
         let reader = self.reader.clone();
         let (slice, stats) =
             on_executor(
@@ -220,7 +239,7 @@ impl StoreGateway {
             .await?;
         self.metrics.totals_reads.inc();
         self.record_scans(&stats);
-        Ok(Arc::new(slice))
+        Ok((Arc::new(slice), 0))
     }
 
     /// One block's source for `scope`, and how it was read.

@@ -99,6 +99,7 @@ async fn read(f: &Fixture, query: &Query) -> (Vec<u8>, f64, f64) {
 async fn every_series_answers_from_window_totals_as_from_the_profiles() {
     let head = head_of(0..PROFILES);
     let f = fixture(&[&head]).await;
+    f.sg.set_totals_min_profiles(0);
     assert!(f.metas[0].has_totals(), "{:?}", f.metas[0]);
     let asks = [
         Ask::plain(60.0),
@@ -148,12 +149,18 @@ async fn every_series_answers_from_window_totals_as_from_the_profiles() {
     let response = q::SelectSeriesResponse::decode(got.as_slice()).expect("response");
     let sum: f64 = response.series[0].points.iter().map(|p| p.value).sum();
     assert_eq!(sum as i64, PROFILES * SERVICES as i64 * per);
+    // Series holding few profiles read them: the same answer.
+    f.sg.set_totals_min_profiles(u64::MAX);
+    let query = series("{}", all.0, all.1, Ask::plain(600.0));
+    let (few, _, totals) = read(&f, &query).await;
+    assert_eq!((few, totals), (got, 0.0));
 }
 
 #[tokio::test]
 async fn series_needing_each_profile_read_profiles() {
     let head = head_of(0..PROFILES);
     let f = fixture(&[&head]).await;
+    f.sg.set_totals_min_profiles(0);
     let (start, end) = ranges()[0];
     for ask in [
         Ask {
@@ -176,6 +183,7 @@ async fn series_needing_each_profile_read_profiles() {
 async fn series_count_profiles_another_source_also_holds_once() {
     let head = head_of(0..PROFILES);
     let f = fixture(&[&head]).await;
+    f.sg.set_totals_min_profiles(0);
     // An ingester still holding the last 40 minutes (replicas of the block's).
     let recent = head_of(PROFILES - 120..PROFILES);
     for (start, end) in ranges() {
