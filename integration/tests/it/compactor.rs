@@ -173,3 +173,109 @@ async fn a_compactor_killed_mid_job_leaves_its_sources_and_the_redone_job_answer
     node.terminate()?;
     Ok(())
 }
+
+/// The profiles in the complete blocks of every tenant under `bucket`.
+fn stored_profiles(bucket: &Path) -> Result<u64> {
+    let mut n = 0;
+    for tenant in std::fs::read_dir(bucket)? {
+        let blocks = tenant?.path().join("blocks");
+        let Ok(dirs) = std::fs::read_dir(&blocks) else {
+            continue;
+        };
+        for d in dirs {
+            if let Ok(meta) = std::fs::read(d?.path().join("meta.json")) {
+                let meta: Value = serde_json::from_slice(&meta)?;
+                n += meta["stats"]["profiles"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The flame graph of each profile type of every expectation.
+async fn fixture_answers(
+    client: &Client,
+    expected: &[ignis_integration::fixtures::ExpectedProfile],
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for exp in expected {
+        let (start, end) = crate::common::window(exp.time_ns);
+        for profile_type in exp.types.keys() {
+            out.push(
+                client
+                    .flamegraph(profile_type, &exp.selector, start, end)
+                    .await?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_replicated_cluster_compacts_to_one_copy_that_answers_the_same() -> Result<()> {
+    use ignis_integration::cluster::Cluster;
+    use ignis_integration::fixtures::{expectations, load_captures, sdk_captures};
+    let shared = tempfile::tempdir()?;
+    let bucket = shared.path().to_string_lossy().to_string();
+    let env = [
+        ("IGNIS_STORAGE__BUCKET__PATH", bucket.as_str()),
+        ("IGNIS_COMPACTOR__INTERVAL_SECS", "3600"),
+    ];
+    // Three nodes at replication factor 3 on one bucket ingest every SDK
+    // capture, then stop: each uploads its copy.
+    let mut cluster = Cluster::start_with_env(&["all", "all", "all"], &env).await?;
+    let mut expected = Vec::new();
+    let mut n = 0;
+    for (dir, metrics) in sdk_captures() {
+        for (i, c) in load_captures(dir)?.iter().enumerate() {
+            let client = Client::new(&cluster.url(n % 3)?);
+            n += 1;
+            let r = client.replay(c).await?;
+            ensure!(r.status().is_success(), "{}: {}", c.name, r.status());
+            let metric = metrics.get(i).copied().unwrap_or("");
+            expected.extend(expectations(c, metric).with_context(|| c.name.clone())?);
+        }
+    }
+    let before = fixture_answers(&Client::new(&cluster.url(0)?), &expected).await?;
+    for i in 0..3 {
+        cluster.terminate(i)?;
+    }
+    let copies = stored_profiles(shared.path())?;
+    ensure!(copies > 0 && copies % 3 == 0, "{copies} profiles stored");
+
+    // One node compacts the bucket: one copy, the same answers.
+    let data = tempfile::tempdir()?;
+    let mut env = compacting();
+    env.push(("IGNIS_STORAGE__BUCKET__PATH".into(), bucket.clone()));
+    let mut node = ChildNode::start_with(data.path(), &[], &env).await?;
+    let client = Client::new(&node.url);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut during = 0;
+    while stored_profiles(shared.path())? != copies / 3
+        || metric(&client, "ignis_compactor_jobs_running").await? != 0.0
+    {
+        // Queries while the jobs run count each profile once.
+        ensure!(
+            fixture_answers(&client, &expected).await? == before,
+            "an answer during compaction differs"
+        );
+        during += 1;
+        ensure!(
+            Instant::now() < deadline,
+            "{} profiles stored, want one copy: {}",
+            stored_profiles(shared.path())?,
+            copies / 3
+        );
+    }
+    ensure!(metric(&client, "ignis_compactor_blocks_written_total").await? > 0.0);
+    println!("{during} rounds of queries ran while the compactor worked");
+    ensure!(
+        fixture_answers(&client, &expected).await? == before,
+        "answers changed"
+    );
+    for exp in &expected {
+        crate::common::verify(&client, exp).await?;
+    }
+    node.terminate()?;
+    Ok(())
+}
