@@ -109,10 +109,9 @@ impl Compactor {
         now_ns: i64,
         stats: &mut RoundStats,
     ) -> Result<(), BlockError> {
-        self.expire(tenant, now_ns, stats).await?;
-        let metas: Vec<BlockMeta> = self
-            .metas(tenant)
-            .await?
+        let all = self.metas(tenant).await?;
+        self.expire(tenant, &all, now_ns, stats).await;
+        let metas: Vec<BlockMeta> = all
             .into_iter()
             .filter(|m| !self.retention.expired(tenant, m.max_time_ns, now_ns))
             .collect();
@@ -169,20 +168,15 @@ impl Compactor {
         Ok(())
     }
 
-    /// Deletes `tenant`'s blocks whose newest profile was past retention a
+    /// Deletes those of `tenant`'s blocks `metas` whose newest profile was past retention a
     /// deletion delay ago (store-gateways stopped serving them at once),
     /// those of them this node's ring share holds.
-    async fn expire(
-        &self,
-        tenant: &str,
-        now_ns: i64,
-        stats: &mut RoundStats,
-    ) -> Result<(), BlockError> {
+    async fn expire(&self, tenant: &str, metas: &[BlockMeta], now_ns: i64, stats: &mut RoundStats) {
         let Some(cutoff) = self.retention.cutoff_ns(tenant, now_ns) else {
-            return Ok(());
+            return;
         };
         let cutoff = cutoff.saturating_sub(self.settings.deletion_delay_ns);
-        for meta in self.metas(tenant).await? {
+        for meta in metas {
             let ulid = &meta.ulid;
             if meta.max_time_ns >= cutoff
                 || !self
@@ -207,7 +201,6 @@ impl Compactor {
             self.metrics.compaction_expired_blocks.inc();
             tracing::info!(tenant, ulid, "deleted block past retention");
         }
-        Ok(())
     }
 
     /// Merges, uploads and indexes one job's output.

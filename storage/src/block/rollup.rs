@@ -56,19 +56,33 @@ struct Pending {
     values: Vec<i64>,
 }
 
+/// A Parquet writer of a per-resolution table (rollups, window totals):
+/// `(resolution_ns, series_ref, timestamp_ns)` then `rest`, one resolution
+/// per row group.
+pub(super) fn resolution_writer(
+    rest: [Field; 2],
+) -> Result<(ArrowWriter<Vec<u8>>, SchemaRef), BlockError> {
+    let mut fields = vec![
+        Field::new("resolution_ns", DataType::Int64, false),
+        Field::new("series_ref", DataType::UInt32, false),
+        Field::new("timestamp_ns", DataType::Int64, false),
+    ];
+    fields.extend(rest);
+    let schema = Arc::new(Schema::new(fields));
+    let props = writer_props(&[], SAMPLES_ROW_GROUP)?;
+    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
+    Ok((writer, schema))
+}
+
 impl RollupWriter {
     /// A writer of rollups at `resolutions` (ns, finest first).
     pub fn new(resolutions: &[i64]) -> Result<Self, BlockError> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("resolution_ns", DataType::Int64, false),
-            Field::new("series_ref", DataType::UInt32, false),
-            Field::new("timestamp_ns", DataType::Int64, false),
+        let (writer, schema) = resolution_writer([
             Field::new("stack_id", DataType::UInt32, false),
             Field::new("value", DataType::Int64, false),
-        ]));
-        let props = writer_props(&[], SAMPLES_ROW_GROUP)?;
+        ])?;
         Ok(Self {
-            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?,
+            writer,
             schema,
             resolutions: resolutions.to_vec(),
             pending: resolutions.iter().map(|_| Pending::default()).collect(),

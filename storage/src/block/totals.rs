@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use super::BlockError;
-use super::encode::{SAMPLES_ROW_GROUP, writer_props};
+use super::encode::SAMPLES_ROW_GROUP;
+use super::rollup::resolution_writer;
 use crate::head::ProfileRow;
 
 /// One row of the window totals table.
@@ -43,16 +44,12 @@ pub struct TotalsWriter {
 impl TotalsWriter {
     /// A writer of window totals at `resolutions` (ns, finest first).
     pub fn new(resolutions: &[i64]) -> Result<Self, BlockError> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("resolution_ns", DataType::Int64, false),
-            Field::new("series_ref", DataType::UInt32, false),
-            Field::new("timestamp_ns", DataType::Int64, false),
+        let (writer, schema) = resolution_writer([
             Field::new("total", DataType::Int64, false),
             Field::new("profiles", DataType::UInt64, false),
-        ]));
-        let props = writer_props(&[], SAMPLES_ROW_GROUP)?;
+        ])?;
         Ok(Self {
-            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?,
+            writer,
             schema,
             resolutions: resolutions.to_vec(),
             pending: resolutions.iter().map(|_| Vec::new()).collect(),
