@@ -407,7 +407,12 @@ type SampleGroup = (Vec<(i64, i64)>, Vec<u32>);
 
 fn group_by_sample_labels(p: &FlatProfile) -> Vec<SampleGroup> {
     let s = |i: i64| p.str(i);
-    let mut groups: HashMap<Vec<(i64, i64)>, Vec<u32>> = HashMap::new();
+    // Groups in the order of their first sample; most profiles have one
+    // group, and neighbouring samples mostly share theirs: compare with the
+    // last sample's group before hashing.
+    let mut groups: Vec<SampleGroup> = Vec::new();
+    let mut index: HashMap<Vec<(i64, i64)>, usize> = HashMap::new();
+    let mut last = usize::MAX;
     let mut key = Vec::new();
     for (i, sample) in p.samples().enumerate() {
         key.clear();
@@ -417,19 +422,27 @@ fn group_by_sample_labels(p: &FlatProfile) -> Vec<SampleGroup> {
             }
             key.push((l.key, l.str));
         }
-        key.sort_by(|a, b| s(a.0).cmp(s(b.0)));
-        key.dedup_by(|a, b| s(a.0) == s(b.0));
-        // Most profiles have one group: look up before cloning the key.
-        match groups.get_mut(&key) {
-            Some(samples) => samples.push(i as u32),
-            None => {
-                groups.insert(key.clone(), vec![i as u32]);
-            }
+        if key.len() > 1 {
+            key.sort_by(|a, b| s(a.0).cmp(s(b.0)));
+            key.dedup_by(|a, b| s(a.0) == s(b.0));
         }
+        if let Some((k, samples)) = groups.get_mut(last)
+            && *k == key
+        {
+            samples.push(i as u32);
+            continue;
+        }
+        last = match index.get(&key) {
+            Some(&g) => g,
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key.clone(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[last].1.push(i as u32);
     }
-    let mut out: Vec<_> = groups.into_iter().collect();
-    out.sort_by_key(|(_, samples)| samples[0]);
-    out
+    groups
 }
 
 /// Longest label name or value quoted whole in an error message.
