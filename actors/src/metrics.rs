@@ -77,6 +77,8 @@ pub struct Metrics {
     pub rollup_reads: Counter,
     /// Block reads answering a time series from the block's window totals.
     pub totals_reads: Counter,
+    /// Block reads answering a series listing from the block's series table alone.
+    pub series_table_reads: Counter,
     /// `(series, window)` cells of blocks overlapping others, by how they
     /// were answered (`rollup`, `skipped` for a replica, `raw`).
     pub replica_cells: Family<LabelSet, Counter>,
@@ -232,6 +234,12 @@ impl Metrics {
             "store_gateway_totals_reads",
             "Block reads answering a time series from the block's window totals (summed per series and window)",
             totals_reads.clone(),
+        );
+        let series_table_reads = Counter::default();
+        registry.register(
+            "store_gateway_series_table_reads",
+            "Block reads answering label names, label values or series lists from the block's series table alone (the query's range holds the whole block)",
+            series_table_reads.clone(),
         );
         let replica_cells = Family::<LabelSet, Counter>::default();
         registry.register(
@@ -516,6 +524,7 @@ impl Metrics {
             pruned_reads,
             rollup_reads,
             totals_reads,
+            series_table_reads,
             replica_cells,
             compactions,
             compaction_failures,

@@ -26,6 +26,7 @@ pub mod render;
 pub mod rollup_read;
 pub mod scope;
 pub mod selector;
+pub mod series_labels;
 pub mod source;
 pub mod sql;
 pub mod sql_sum;

@@ -233,6 +233,9 @@ pub struct PeerSlice {
     pub head: Head,
     /// Oldest and newest profile timestamps the peer holds, ns.
     pub bounds: Option<(i64, i64)>,
+    /// For a listing ([`SelectRequest::listing`]): the label sets of the
+    /// series its one selection finds, sorted and unique (no rows then).
+    pub listed: Vec<Labels>,
 }
 
 impl PeerSlice {
@@ -247,8 +250,24 @@ impl PeerSlice {
             .reduce(|(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
         let mut head = Head::new();
         let Some((lo, hi)) = scope.time_range() else {
-            return Self { head, bounds };
+            return Self {
+                head,
+                bounds,
+                listed: Vec::new(),
+            };
         };
+        if let [sel] = &scope.selections[..]
+            && scope.labels_only()
+        {
+            let mut listed: Vec<Labels> = sources.iter().flat_map(|s| s.series(sel)).collect();
+            listed.sort();
+            listed.dedup();
+            return Self {
+                head,
+                bounds,
+                listed,
+            };
+        }
         let range = (lo.max(start_ns), hi.min(end_ns));
         let parts = RowParts {
             stacks: scope.stacks,
@@ -265,13 +284,26 @@ impl PeerSlice {
                 &mut seen,
             );
         }
-        Self { head, bounds }
+        Self {
+            head,
+            bounds,
+            listed: Vec::new(),
+        }
     }
 }
 
 impl Source for PeerSlice {
+    /// The rows' series, and for a listing the label sets the peer found
+    /// for the request's one selection (`sel`).
     fn series(&self, sel: &Selection) -> Vec<Labels> {
-        Source::series(&self.head, sel)
+        let mut all = Source::series(&self.head, sel);
+        all.extend(
+            self.listed
+                .iter()
+                .filter(|l| ignis_query::selector::matches_all(&sel.matchers, l))
+                .cloned(),
+        );
+        all
     }
 
     fn merge_stacks(&self, sel: &Selection, seen: &mut Seen, into: &mut MergedStacks) {

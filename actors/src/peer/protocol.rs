@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use ignis_query::selector::{MatchOp, Matcher};
 use ignis_query::timeseries::{Bucket, Exemplar, SeriesGroups, SeriesPlan};
 use ignis_query::{ProfileSelector, Scope, Selection, SpanSelector};
-use ignis_storage::{Head, decode_head, encode_head};
+use ignis_storage::{Head, Labels, decode_head, encode_head};
 
 use super::{PeerError, PeerSlice};
 
@@ -34,7 +34,7 @@ use super::{PeerError, PeerSlice};
 /// whole 128-bit profile ids.
 /// 9: a sub-query says whether it runs in the bulk lane; a series sub-query
 /// buckets each of its selections apart.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -78,6 +78,10 @@ pub struct SelectRequest {
     /// no other block overlaps, older than any ingester still holds, may
     /// answer from its rollups ([`SelectRequest::rollup_scope`]).
     pub rollups: bool,
+    /// The query only lists the series of its one selection
+    /// ([`Scope::labels_only`]: label names and values, series, profile
+    /// types): the peer answers with the label sets, not rows.
+    pub listing: bool,
 }
 
 /// A [`Selection`] on the wire.
@@ -117,6 +121,7 @@ impl SelectRequest {
             stacks: scope.stacks,
             skip_blocks: Vec::new(),
             rollups: scope.rollup_segments().is_some(),
+            listing: scope.labels_only() && scope.selections.len() == 1,
         }
     }
 
@@ -134,12 +139,14 @@ impl SelectRequest {
             .iter()
             .map(WireSelection::selection)
             .collect::<Result<Vec<_>, PeerError>>()?;
-        // A peer copies rows for the asking node to merge: never rollups.
+        // A listing is answered as a local query would (blocks its range
+        // holds whole answer from their series tables); otherwise a peer
+        // copies rows for the asking node to merge: never rollups.
         Ok(Scope {
             selections,
-            stacks: self.stacks,
-            per_profile: true,
-            rollups: false,
+            stacks: self.stacks && !self.listing,
+            per_profile: !self.listing,
+            rollups: self.listing,
             all_spans: false,
             series: Vec::new(),
         })
@@ -482,17 +489,31 @@ const BOUNDS_LEN: usize = 17;
 
 /// A [`SELECT`] answer: one byte (1 when bounds follow), the oldest and
 /// newest profile timestamps the peer holds (two little-endian `i64`,
-/// zero without bounds), then the selected rows as an encoded head.
+/// zero without bounds), the length of the listed label sets (`u64`) and
+/// them (rkyv, empty unless the request was a listing), then the selected
+/// rows as an encoded head.
 pub fn encode_answer(slice: &PeerSlice) -> Result<Vec<u8>, PeerError> {
     let head = encode_head(&slice.head).map_err(|e| PeerError::Internal(e.to_string()))?;
+    let listed: Vec<Vec<(String, String)>> = slice
+        .listed
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
+    let listed = encode(&listed)?;
     let (flag, (lo, hi)) = match slice.bounds {
         Some(b) => (1u8, b),
         None => (0u8, (0, 0)),
     };
-    let mut out = Vec::with_capacity(BOUNDS_LEN + head.len());
+    let mut out = Vec::with_capacity(BOUNDS_LEN + 8 + listed.len() + head.len());
     out.push(flag);
     out.extend_from_slice(&lo.to_le_bytes());
     out.extend_from_slice(&hi.to_le_bytes());
+    out.extend_from_slice(&(listed.len() as u64).to_le_bytes());
+    out.extend_from_slice(&listed);
     out.extend_from_slice(&head);
     Ok(out)
 }
@@ -500,7 +521,7 @@ pub fn encode_answer(slice: &PeerSlice) -> Result<Vec<u8>, PeerError> {
 /// Decodes a [`SELECT`] answer, checking every reference.
 pub fn decode_answer(bytes: &[u8]) -> Result<PeerSlice, PeerError> {
     let bad = |what: &str| PeerError::Decode(format!("select answer: {what}"));
-    if bytes.len() < BOUNDS_LEN {
+    if bytes.len() < BOUNDS_LEN + 8 {
         return Err(bad("shorter than its header"));
     }
     let word = |at: usize| {
@@ -513,9 +534,20 @@ pub fn decode_answer(bytes: &[u8]) -> Result<PeerSlice, PeerError> {
         1 => Some((word(1), word(9))),
         _ => return Err(bad("bad bounds flag")),
     };
+    let listed_len = usize::try_from(word(BOUNDS_LEN) as u64)
+        .ok()
+        .filter(|&n| n <= bytes.len() - BOUNDS_LEN - 8)
+        .ok_or_else(|| bad("listed label sets past its end"))?;
+    let at = BOUNDS_LEN + 8;
+    let listed: Vec<Vec<(String, String)>> = decode(&bytes[at..at + listed_len])?;
+    let listed = listed.into_iter().map(Labels::from_pairs).collect();
     let head: Head =
-        decode_head(&bytes[BOUNDS_LEN..]).map_err(|e| PeerError::Decode(e.to_string()))?;
-    Ok(PeerSlice { head, bounds })
+        decode_head(&bytes[at + listed_len..]).map_err(|e| PeerError::Decode(e.to_string()))?;
+    Ok(PeerSlice {
+        head,
+        bounds,
+        listed,
+    })
 }
 
 #[cfg(test)]
@@ -583,14 +615,23 @@ mod tests {
 
     #[test]
     fn answers_round_trip_and_bad_bytes_fail() {
+        let listed = vec![
+            Labels::from_pairs([("pod", "a"), ("service_name", "s")]),
+            Labels::from_pairs([("pod", "b")]),
+        ];
         let slice = PeerSlice {
             head: Head::new(),
             bounds: Some((-5, 9)),
+            listed: listed.clone(),
         };
         let bytes = encode_answer(&slice).unwrap();
         let back = decode_answer(&bytes).unwrap();
         assert_eq!(back.bounds, Some((-5, 9)));
         assert!(back.head.is_empty());
+        assert_eq!(back.listed, listed);
+        let mut long = bytes.clone();
+        long[17] = 0xff;
+        assert!(decode_answer(&long).is_err(), "listed length past the end");
         assert!(decode_answer(&bytes[..10]).is_err());
         let mut flag = bytes.clone();
         flag[0] = 7;

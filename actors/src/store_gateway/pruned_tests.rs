@@ -322,3 +322,117 @@ async fn a_block_deleted_from_the_bucket_leaves_no_footers_behind() {
     assert_eq!(f.sg.bucket().cached_footers(), 0);
     assert_eq!(f.sg.cached_bytes(), 0);
 }
+
+/// Label names and values, series lists and profile types over a range
+/// that holds the whole block come from its series table alone (no
+/// profile read), answering exactly as the whole block; a range cutting
+/// the block still reads its profiles.
+#[tokio::test]
+async fn series_listings_over_the_whole_block_read_only_its_series_table() {
+    let f = fixture().await;
+    let listings = |from: i64, to: i64| -> Vec<(&'static str, Query)> {
+        let (start, end) = (ms(from), ms(to));
+        vec![
+            (
+                "label names",
+                Arc::new(move |e| {
+                    e.label_names(&types::LabelNamesRequest {
+                        matchers: vec!["{service_name=~\"svc-0[3-5]\"}".into()],
+                        start,
+                        end,
+                    })
+                    .expect("query")
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "label values",
+                Arc::new(move |e| {
+                    e.label_values(&types::LabelValuesRequest {
+                        name: "service_name".into(),
+                        matchers: vec![format!("{{__profile_type__=\"{CPU}\"}}")],
+                        start,
+                        end,
+                    })
+                    .expect("query")
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "series",
+                Arc::new(move |e| {
+                    e.series(&q::SeriesRequest {
+                        matchers: vec!["{service_name=\"svc-11\"}".into()],
+                        label_names: vec!["__profile_type__".into()],
+                        start,
+                        end,
+                    })
+                    .expect("query")
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "profile types",
+                Arc::new(move |e| {
+                    e.profile_types(&q::ProfileTypesRequest { start, end }, end)
+                        .expect("query")
+                        .encode_to_vec()
+                }),
+            ),
+        ]
+    };
+    let limits = QueryLimits::default();
+    let rows_read = |m: &Metrics| metric(m, "ignis_store_gateway_rows_read_total");
+    // The whole block and more, exactly its bounds, and a range cutting it.
+    for (from, to, whole) in [
+        (-100, 200, true),
+        (0, 59, true),
+        (0, 58, false),
+        (1, 59, false),
+    ] {
+        for (name, query) in listings(from, to) {
+            let scope = Scope::record(&limits, |e| {
+                query(e);
+                Ok(())
+            })
+            .expect("scope");
+            assert!(scope.labels_only(), "{name}");
+            let before = rows_read(&f.metrics);
+            let (source, how) = f.sg.source(f.meta.clone(), &scope).await.expect("read");
+            let want = answer(&[&f.whole], &query);
+            assert_ne!(
+                answer(&[], &query),
+                want,
+                "{name}: the block holds data for it"
+            );
+            assert_eq!(
+                answer(&[source.as_ref()], &query),
+                want,
+                "{name} {from}..{to}"
+            );
+            assert_eq!(
+                answer(&[&f.head, source.as_ref()], &query),
+                want,
+                "{name}: replicas"
+            );
+            if whole {
+                assert_eq!(how, BlockRead::SeriesTable, "{name} {from}..{to}");
+                assert_eq!(rows_read(&f.metrics), before, "{name}: no profile read");
+            } else {
+                assert_eq!(how, BlockRead::Pruned, "{name} {from}..{to}");
+                assert!(rows_read(&f.metrics) > before, "{name}: profiles read");
+            }
+        }
+    }
+    assert_eq!(
+        metric(&f.metrics, "ignis_store_gateway_series_table_reads_total"),
+        8.0
+    );
+    // A query that reads profile totals is not answered from the table.
+    let scope = Scope::record(&limits, |e| {
+        flamegraph("{}", -100, 200)(e);
+        Ok(())
+    })
+    .expect("scope");
+    assert!(!scope.labels_only());
+}

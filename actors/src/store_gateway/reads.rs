@@ -20,6 +20,11 @@
 //!      samples: then the block is decoded whole and cached (the read would
 //!      decode most of it anyway, and the next query over it is free).
 //!
+//! A local query that only lists series (label names and values, series,
+//! profile types) over a range that holds a block whole reads only the
+//! block's series table ([`SeriesLabels`]): every series there has a
+//! profile in the block.
+//!
 //! Before all this, a block with rollups (format 4) answers a query that
 //! only merges stacks from its rollups ([`RollupPlan`] over
 //! [`Scope::rollup_segments`]): a pre-merged row per series and window
@@ -41,6 +46,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use ignis_query::block_read::{BlockTables, ReadStats};
 use ignis_query::block_slice::Claimed;
+use ignis_query::series_labels::SeriesLabels;
 use ignis_query::{BlockSlice, MemoryBudget, Scope, Source};
 use ignis_storage::block::{BlockError, BlockMeta, RollupPlan, SAMPLES_ROW_GROUP};
 use ignis_storage::head::approx_row_bytes;
@@ -88,6 +94,9 @@ pub enum BlockRead {
     Pruned,
     /// Nothing was needed from it.
     Nothing,
+    /// From its series table alone (a query listing series over a range
+    /// that holds the whole block).
+    SeriesTable,
 }
 
 impl StoreGateway {
@@ -272,6 +281,20 @@ impl StoreGateway {
         if scope.is_empty() {
             let empty = BlockSlice::new(Arc::default(), Vec::new(), bounds);
             return Ok((Arc::new(empty), BlockRead::Nothing, 0));
+        }
+        // A local query that only lists series, over a block its range
+        // holds whole: the series table answers.
+        if let (true, Some(b)) = (scope.rollups && scope.labels_only(), bounds) {
+            let tables = self.tables(&meta).await?;
+            let labels = tables
+                .wanted(scope)
+                .iter()
+                .map(|&r| tables.series[r as usize].labels.clone())
+                .collect();
+            if let Some(source) = SeriesLabels::for_scope(scope, labels, b) {
+                self.metrics.series_table_reads.inc();
+                return Ok((Arc::new(source), BlockRead::SeriesTable, 0));
+            }
         }
         let what = format!("block {}", meta.ulid);
         let whole = whole_decode_bytes(&meta);

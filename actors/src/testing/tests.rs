@@ -322,6 +322,14 @@ async fn twenty_services(sb: &Sandbox) -> Vec<SplitProfile> {
 
 /// What a standalone node answers for the same profiles.
 async fn standalone_answer(profiles: Vec<SplitProfile>, selector: &'static str) -> Vec<u8> {
+    standalone(profiles, move |e| flamegraph(e, selector)).await
+}
+
+/// What a standalone node holding `profiles` answers to `query`.
+async fn standalone<F>(profiles: Vec<SplitProfile>, query: F) -> Vec<u8>
+where
+    F: Fn(&Engine<'_>) -> Result<Vec<u8>, ignis_query::QueryError> + Send + Sync + 'static,
+{
     let node = Tenants::new(
         vec![actix::Arbiter::current()],
         None,
@@ -339,9 +347,7 @@ async fn standalone_answer(profiles: Vec<SplitProfile>, selector: &'static str) 
     .await
     .expect("sent")
     .expect("stored");
-    node.query(TENANT, move |e| flamegraph(e, selector))
-        .await
-        .expect("standalone answer")
+    node.query(TENANT, query).await.expect("standalone answer")
 }
 
 #[actix::test]
@@ -391,6 +397,98 @@ async fn peers_answer_only_the_query_scope_and_the_answer_equals_a_single_node()
             "{stage}: scoped {scoped} bytes, unscoped {unscoped}"
         );
     }
+}
+
+/// Label values, label names and series lists from peers: each peer sends
+/// the label sets its data holds for the query's one selection (not rows),
+/// and the answer equals a single node's, from heads and from blocks.
+#[actix::test]
+async fn a_listing_from_peers_moves_label_sets_and_equals_a_single_node() {
+    use ignis_storage::proto::types::v1 as types;
+    let sb = Sandbox::start(3, 1).await.expect("sandbox");
+    let profiles = twenty_services(&sb).await;
+    let values = |e: &Engine<'_>| {
+        e.label_values(&types::LabelValuesRequest {
+            name: "service_name".into(),
+            matchers: vec!["{service_name=~\"svc-1.*\"}".into()],
+            start: 1,
+            end: i64::MAX / 2_000_000,
+        })
+        .map(|r| r.encode_to_vec())
+    };
+    let names = |e: &Engine<'_>| {
+        e.label_names(&types::LabelNamesRequest {
+            matchers: vec![],
+            start: 1,
+            end: i64::MAX / 2_000_000,
+        })
+        .map(|r| r.encode_to_vec())
+    };
+    let series = |e: &Engine<'_>| {
+        e.series(&q::SeriesRequest {
+            matchers: vec!["{service_name=\"svc-3\"}".into()],
+            start: 1,
+            end: i64::MAX / 2_000_000,
+            ..Default::default()
+        })
+        .map(|r| r.encode_to_vec())
+    };
+    let want = [
+        standalone(profiles.clone(), values).await,
+        standalone(profiles.clone(), names).await,
+        standalone(profiles, series).await,
+    ];
+    let decoded = types::LabelValuesResponse::decode(want[0].as_slice()).expect("values");
+    assert_eq!(decoded.names.len(), 11, "svc-1 and svc-10 … svc-19");
+    for stage in ["heads", "blocks"] {
+        if stage == "blocks" {
+            sb.flush_to_blocks().await.expect("blocks");
+        }
+        for via in 0..3 {
+            let got = [
+                sb.query(via, TENANT, values).await.expect("values"),
+                sb.query(via, TENANT, names).await.expect("names"),
+                sb.query(via, TENANT, series).await.expect("series"),
+            ];
+            assert_eq!(got, want, "{stage} via node {via}");
+        }
+    }
+    // A peer asked for the listing sends its label sets, however many
+    // profiles they hold; asked for rows, it sends every profile in range.
+    let scope = Scope::record(&QueryLimits::default(), |e| values(e).map(|_| ())).expect("scope");
+    let listing = SelectRequest::new(TENANT, &scope, i64::MIN, i64::MAX);
+    assert!(listing.listing);
+    let rows = SelectRequest {
+        listing: false,
+        ..listing.clone()
+    };
+    let peer = sb.nodes[0]
+        .cluster
+        .peer(sb.nodes[0].cluster.membership.members()[1].clone());
+    let mut moved = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // Twice the profiles, the same series.
+            twenty_services(&sb).await;
+        }
+        let before = sb.transport.bytes_moved();
+        let listed = peer.select(&listing).await.expect("select");
+        let listed_bytes = sb.transport.bytes_moved() - before;
+        let before = sb.transport.bytes_moved();
+        let with_rows = peer.select(&rows).await.expect("select");
+        let row_bytes = sb.transport.bytes_moved() - before;
+        assert!(!listed.listed.is_empty() && listed.head.is_empty());
+        assert!(with_rows.listed.is_empty() && !with_rows.head.is_empty());
+        moved.push((listed_bytes, row_bytes));
+    }
+    let [(listed, rows), (listed_again, rows_again)] = moved[..] else {
+        unreachable!()
+    };
+    assert_eq!(listed, listed_again, "label sets do not grow with profiles");
+    assert!(
+        rows_again > rows && listed < rows,
+        "rows grow with profiles: {rows} -> {rows_again} (listing {listed})"
+    );
 }
 
 /// The root function of the first sample of `p` (a call site to select).
