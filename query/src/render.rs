@@ -11,7 +11,7 @@ use crate::error::QueryError;
 use crate::flamegraph::{FlameTree, Levels};
 use crate::selector::{MatchOp, parse_selector};
 use crate::source::Selection;
-use crate::timeseries::{Timeline, timeline_step_secs};
+use crate::timeseries::{SeriesPlan, Timeline, timeline_step_secs};
 
 /// A parsed render request.
 #[derive(Debug, Clone)]
@@ -256,6 +256,13 @@ pub fn render_json(
     })
 }
 
+/// The timeline of `sel` (and one per value of the first `group_by`
+/// label, `*` for series without it): each step's slot `[t, t + step)`
+/// holds the sum of the totals of its profiles. Counted as a time series
+/// (`SeriesPlan`) whose right-closed buckets `(e − step, e]` in ms, starting
+/// a millisecond before the timeline, are exactly those slots; blocks then
+/// answer from their window totals and the query-frontend splits and
+/// caches it like `SelectSeries`.
 fn timelines(
     engine: &Engine<'_>,
     sel: &Selection,
@@ -263,23 +270,178 @@ fn timelines(
     step: i64,
 ) -> (Timeline, Value) {
     let mut total = Timeline::new(req.from_ms, req.until_ms, step);
-    let mut groups: BTreeMap<String, Timeline> = BTreeMap::new();
     let group_by = req.group_by.first();
-    engine.profile_totals(sel, &mut |labels, t| {
-        let (ts, v) = (t.timestamp_ns, t.value);
-        total.add(ts, v);
-        if let Some(g) = group_by {
-            let key = labels.get(g).unwrap_or("*").to_string();
+    let start_ms = total.start_time.saturating_mul(1000);
+    let step_ms = step.saturating_mul(1000);
+    let plan = SeriesPlan {
+        sel: sel.clone(),
+        group_by: group_by.into_iter().cloned().collect(),
+        start_ms: start_ms.saturating_sub(1),
+        step_ms,
+        call_site: Vec::new(),
+        exemplars: false,
+    };
+    let mut groups: BTreeMap<String, Timeline> = BTreeMap::new();
+    for (key, points) in engine.series_groups(&plan) {
+        let mut group = group_by.map(|g| {
+            let name = key.get(g).unwrap_or("*").to_string();
             groups
-                .entry(key)
+                .entry(name)
                 .or_insert_with(|| Timeline::new(req.from_ms, req.until_ms, step))
-                .add(ts, v);
+        });
+        for (end_ms, bucket) in points {
+            // The bucket ending at `e` is the slot starting at `e + 1 − step`.
+            let slot = (end_ms.saturating_add(1).saturating_sub(start_ms)).div_euclid(step_ms) - 1;
+            let value = bucket.sum.max(0.0) as u64;
+            total.add_slot(slot, value);
+            if let Some(g) = group.as_mut() {
+                g.add_slot(slot, value);
+            }
         }
-    });
+    }
     let groups = if group_by.is_some() {
         json!(groups)
     } else {
         Value::Null
     };
     (total, groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::QueryLimits;
+    use crate::source::Source;
+    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::{Head, Labels, SeriesSplit, SplitProfile};
+
+    const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+    /// One-sample profiles of value `v` at `ts_ns`, in series `labels`.
+    fn insert(head: &mut Head, labels: &Labels, ts_ns: i64, v: i64) {
+        let p = pprof::Profile {
+            string_table: vec!["".into(), "main".into()],
+            function: vec![pprof::Function {
+                id: 1,
+                name: 1,
+                ..Default::default()
+            }],
+            location: vec![pprof::Location {
+                id: 1,
+                line: vec![pprof::Line {
+                    function_id: 1,
+                    line: 1,
+                }],
+                ..Default::default()
+            }],
+            sample: vec![pprof::Sample {
+                location_id: vec![1],
+                value: vec![v],
+                label: vec![],
+            }],
+            ..Default::default()
+        };
+        head.insert(&SplitProfile {
+            profile_id: ignis_storage::ProfileId::generate(),
+            profile: ignis_storage::FlatProfile::from_proto(&p).unwrap(),
+            timestamp_ns: ts_ns,
+            series: vec![SeriesSplit {
+                labels: labels.clone(),
+                value_index: 0,
+                samples: vec![0],
+            }],
+        })
+        .unwrap();
+    }
+
+    /// The timelines as counted profile by profile (each total into the
+    /// slot of its second).
+    fn by_profile(e: &Engine<'_>, req: &RenderRequest) -> (Timeline, Value) {
+        let (_, sel) = selection(e, "query", &req.query, req.from_ms, req.until_ms).unwrap();
+        let step = timeline_step_secs(req.from_ms, req.until_ms);
+        let mut total = Timeline::new(req.from_ms, req.until_ms, step);
+        let mut groups: BTreeMap<String, Timeline> = BTreeMap::new();
+        e.profile_totals(&sel, &mut |labels, t| {
+            total.add(t.timestamp_ns, t.value);
+            let key = labels.get("pod").unwrap_or("*").to_string();
+            groups
+                .entry(key)
+                .or_insert_with(|| Timeline::new(req.from_ms, req.until_ms, step))
+                .add(t.timestamp_ns, t.value);
+        });
+        (total, json!(groups))
+    }
+
+    /// Timelines bucketed as a time series equal those counted profile by
+    /// profile, for profiles on, just before and just after slot edges and
+    /// ranges whose steps are 10 s to 1 d.
+    #[test]
+    fn timelines_as_series_equal_profile_by_profile() {
+        let base: i64 = 1_700_006_400_000; // a multiple of a day, in ms
+        let labels = |pod: Option<&str>| {
+            let mut l = Labels::from_pairs([
+                ("service_name", "svc"),
+                (names::PROFILE_TYPE, PT),
+                (names::METRIC_NAME, "process_cpu"),
+            ]);
+            if let Some(p) = pod {
+                l.insert("pod", p);
+            }
+            l
+        };
+        let mut head = Head::new();
+        let mut v = 1;
+        for k in 0..400i64 {
+            // Every 7 min 13 s, with offsets hitting edges of every step.
+            let at_ms = base + k * 433_000;
+            for (offset_ns, pod) in [
+                (0, Some("a")),
+                (-1, Some("b")),
+                (1, None),
+                (-1_000_000, Some("a")),
+                (999_999, None),
+            ] {
+                let minute_edge = (at_ms / 60_000) * 60_000;
+                for t in [at_ms, minute_edge] {
+                    insert(&mut head, &labels(pod), t * 1_000_000 + offset_ns, v);
+                    v += 1;
+                }
+            }
+        }
+        let limits = QueryLimits::default();
+        let sources: [&dyn Source; 1] = [&head];
+        let e = Engine::new(&sources, &limits);
+        let span_ms = 400 * 433_000;
+        for (from, until) in [
+            (base, base + 120_000),
+            (base + 17_000, base + 1_500_000),
+            (base, base + 3 * 3_600_000),
+            (base - 1, base + 20 * 3_600_000 + 1),
+            (base + 59_999, base + span_ms),
+            (base - 86_400_000, base + span_ms + 86_400_000),
+        ] {
+            for group_by in [vec![], vec!["pod".to_string()]] {
+                let req = RenderRequest {
+                    query: format!("{PT}{{service_name=\"svc\"}}"),
+                    from_ms: from,
+                    until_ms: until,
+                    max_nodes: None,
+                    group_by: group_by.clone(),
+                };
+                let (want_total, want_groups) = by_profile(&e, &req);
+                let (total, groups) = render_timelines(&e, &req).unwrap();
+                assert!(want_total.samples.iter().any(|&s| s > 0), "{from}..{until}");
+                assert_eq!(
+                    total, want_total,
+                    "{from}..{until}, step {}",
+                    total.duration_delta
+                );
+                if group_by.is_empty() {
+                    assert_eq!(groups, Value::Null);
+                } else {
+                    assert_eq!(groups, want_groups, "{from}..{until}");
+                }
+            }
+        }
+    }
 }

@@ -385,10 +385,16 @@ impl Timeline {
     pub fn add(&mut self, timestamp_ns: i64, value: i64) {
         let t = timestamp_ns.div_euclid(1_000_000_000);
         let i = (t - self.start_time).div_euclid(self.duration_delta);
-        if i >= 0
-            && let Some(slot) = self.samples.get_mut(i as usize)
+        self.add_slot(i, value.max(0) as u64);
+    }
+
+    /// Adds a value to the `i`-th step; outside the range it is dropped.
+    pub fn add_slot(&mut self, i: i64, value: u64) {
+        if let Some(slot) = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.samples.get_mut(i))
         {
-            *slot = slot.saturating_add(value.max(0) as u64);
+            *slot = slot.saturating_add(value);
         }
     }
 }
