@@ -14,23 +14,28 @@
 //! time) are cached per settled interval, under the grouping, step and
 //! where buckets start within a step, and sums and counts add up.
 //!
+//! Listings (label names and values, series lists, profile types) go the
+//! same way: each part's label sets are cached per settled interval, and
+//! the range's are their union.
+//!
 //! Every answer equals the direct one: an interval's merge is the merge of
 //! all sources restricted to it (a profile has one timestamp, so it falls in
-//! one interval), and merges add up. Other queries (label names, series
-//! lists, per-profile totals, span selections) and federated reads go
-//! directly.
+//! one interval), and merges add up. Other queries (per-profile totals,
+//! span selections) and federated reads go directly.
 
 use std::sync::Arc;
 
+use ignis_query::prelisted::PreListed;
 use ignis_query::timeseries::{Aggregation, SeriesBuilder, SeriesGroups, SeriesPlan};
 use ignis_query::{
     Engine, MemoryBudget, MergedStacks, PreSeries, Premerged, QueryError, QueryLimits, Scope,
     Selection,
 };
+use ignis_storage::Labels;
 
 use crate::peer::protocol::WireSeriesGroup;
 use crate::querier::QueryFailure;
-use crate::results_cache::{ResultsCache, key, series_key, split_days};
+use crate::results_cache::{ResultsCache, key, listing_key, series_key, split_days};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
@@ -215,6 +220,137 @@ where
         (answer, pre.complete())
     })
     .await
+}
+
+/// The selection of a listing the frontend may answer in parts (label
+/// names and values, series lists, profile types: [`Scope::labels_only`]
+/// with one selection), of one tenant, on a node with a results cache.
+pub(crate) fn listable(
+    tenants: &Tenants,
+    tenant: &str,
+    limits: &QueryLimits,
+    scope: &Scope,
+) -> Option<Selection> {
+    let cache = tenants.results_cache.is_some() && tenants.store_gateway().is_some();
+    let one_tenant = !tenant.contains('|') && limits.max_query_lookback_secs == 0;
+    match &scope.selections[..] {
+        [sel] if cache && one_tenant && scope.labels_only() => Some(sel.clone()),
+        _ => None,
+    }
+}
+
+/// Sub-queries of one listing read at once.
+const LISTING_PARTS_AT_ONCE: usize = 2;
+
+/// Runs `f`, which lists the series `sel` finds, from the label sets of
+/// parts of its range: settled intervals over blocks from the results
+/// cache (or listed once and stored), the rest read directly. The union of
+/// the parts' label sets is the whole range's (a series with a profile in
+/// the range has one in some part), so the answer equals the direct one.
+/// Falls back to the direct path if `f` asks for anything else.
+pub(crate) async fn query_listing<R, F>(
+    tenants: &Tenants,
+    tenant: &str,
+    sel: Selection,
+    limits: Arc<QueryLimits>,
+    (start_ns, end_ns): (i64, i64),
+    f: F,
+) -> Result<R, QueryFailure>
+where
+    R: Send + 'static,
+    F: Fn(&Engine<'_>) -> Result<R, QueryError> + Send + Sync + 'static,
+{
+    let now = crate::now_ns();
+    let cache = tenants
+        .results_cache
+        .clone()
+        .zip(tenants.store_gateway().cloned());
+    let (settled, interval) = settled_and_interval(tenants, cache.as_ref(), now);
+    let sub = |(a, b): (i64, i64)| Selection {
+        start_ns: a,
+        end_ns: b,
+        ..sel.clone()
+    };
+    let mut live = (now, now);
+    let Cuts { cached, direct } = cuts(tenant, &sel, cache.as_ref(), interval, settled, &mut live);
+    let mut pieces: Vec<Piece<Vec<Labels>>> = Vec::new();
+    for (part, ulids) in cached {
+        let k = listing_key(tenant, &sub(part), &ulids);
+        pieces.push(Piece::new(0, sub(part), Some(k)));
+    }
+    for part in coalesce(direct) {
+        pieces.push(Piece::new(0, sub(part), None));
+    }
+    let cache = cache.as_ref().map(|(c, _)| c.clone());
+    read_cached(cache.as_ref(), &mut pieces, decode_listing).await?;
+    // Each missing part is its own one-selection listing, so blocks its
+    // part holds whole answer from their series tables and peers send
+    // label sets.
+    let missing: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].merged.is_none())
+        .collect();
+    let mut fresh: Vec<Vec<Labels>> = Vec::with_capacity(missing.len());
+    for group in missing.chunks(LISTING_PARTS_AT_ONCE) {
+        let runs = group.iter().map(|&i| {
+            let part = pieces[i].sel.clone();
+            let (lo, hi) = (part.start_ns, part.end_ns);
+            tenants.query_direct(tenant, lo, hi, move |e| Ok(e.series_labels(&part)))
+        });
+        fresh.extend(futures::future::try_join_all(runs).await?);
+    }
+    for (&i, labels) in missing.iter().zip(fresh) {
+        pieces[i].merged = Some(labels);
+        pieces[i].fresh = true;
+    }
+    let pre = ignis_query::lane::current()
+        .spawn_blocking(move || {
+            let mut all = Vec::new();
+            for p in pieces {
+                let labels = p.merged.unwrap_or_default();
+                if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
+                    c.put_with(k, || {
+                        crate::peer::protocol::encode(&wire_labels(&labels)).ok()
+                    });
+                }
+                all.extend(labels);
+            }
+            PreListed::new(sel, all)
+        })
+        .map_err(|e| QueryFailure::Internal(format!("listing parts: {e}")))?
+        .await
+        .map_err(|e| QueryFailure::Internal(format!("listing parts: {e}")))?;
+    answer_prepared(
+        tenants,
+        tenant,
+        (start_ns, end_ns),
+        f,
+        "listing",
+        move |f| {
+            let sources: [&dyn ignis_query::Source; 1] = [&pre];
+            let answer = f(&Engine::new(&sources, &limits)).map_err(QueryFailure::from);
+            (answer, pre.complete())
+        },
+    )
+    .await
+}
+
+/// Label sets as the cache stores them.
+fn wire_labels(labels: &[Labels]) -> Vec<Vec<(String, String)>> {
+    labels
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// A cached listing part.
+fn decode_listing(bytes: &[u8]) -> Result<Vec<Labels>, String> {
+    crate::peer::protocol::decode::<Vec<Vec<(String, String)>>>(bytes)
+        .map(|sets| sets.into_iter().map(Labels::from_pairs).collect())
+        .map_err(|e| e.to_string())
 }
 
 /// A cached `SelectSeries` part (its groups as the wire carries them).

@@ -101,6 +101,16 @@ pub fn series_key(tenant: &str, plan: &SeriesPlan, blocks: &[String]) -> [u8; 16
     h.digest128().to_le_bytes()
 }
 
+/// The cache key of a listing part (the label sets of the series its
+/// selection finds): [`key`] of its selection and blocks, apart from a
+/// merge's of the same selection.
+pub fn listing_key(tenant: &str, sel: &Selection, blocks: &[String]) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"listing");
+    h.update(&key(tenant, sel, blocks));
+    h.digest128().to_le_bytes()
+}
+
 /// The key and entry size an `order` record holds.
 fn order_record(value: &[u8]) -> Option<(&[u8], u64)> {
     let (key, size) = value.split_at_checked(value.len().checked_sub(8)?)?;

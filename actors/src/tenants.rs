@@ -599,6 +599,17 @@ impl Tenants {
             .map_or(Lane::Interactive, Entered::lane)
             .max(ignis_query::lane::current());
         ignis_query::lane::in_lane(lane, async move {
+            if let Some(sel) = crate::frontend::listable(self, tenant, &limits, &scope) {
+                return crate::frontend::query_listing(
+                    self,
+                    tenant,
+                    sel,
+                    limits,
+                    (start_ns, end_ns),
+                    f,
+                )
+                .await;
+            }
             if let Some(plans) = crate::frontend::splittable_series(self, tenant, &limits, &scope) {
                 return crate::frontend::query_series(
                     self, tenant, plans, limits, start_ns, end_ns, f,

@@ -176,7 +176,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn series_labels(&self, sel: &Selection) -> Vec<Labels> {
+    /// The label sets of the series `sel` finds over every source, sorted
+    /// and unique (what label names and values, series lists and profile
+    /// types are made of).
+    pub fn series_labels(&self, sel: &Selection) -> Vec<Labels> {
         let mut all: Vec<Labels> = self.sources.iter().flat_map(|s| s.series(sel)).collect();
         all.sort();
         all.dedup();

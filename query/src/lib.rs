@@ -20,6 +20,7 @@ pub mod heatmap;
 pub mod lane;
 pub mod pgo;
 pub mod pprof_export;
+pub mod prelisted;
 pub mod premerged;
 pub mod preseries;
 pub mod render;

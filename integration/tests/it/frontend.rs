@@ -1,5 +1,5 @@
 //! The query-frontend's results cache: answers through it (flame graphs,
-//! trees, pprof, diffs and series) equal direct answers byte for byte (split and unsplit ranges, interval edges, a range
+//! trees, pprof, diffs, series and listings) equal direct answers byte for byte (split and unsplit ranges, interval edges, a range
 //! over blocks and the ingesters' head), a repeated query is answered from
 //! the cache, the cache survives a restart, and an entry is not served once
 //! compaction replaced the blocks under it.
@@ -16,7 +16,7 @@ use crate::common::replicated_history;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const HOUR_MS: i64 = 3_600_000;
 /// Queries [`answers`] asks per range.
-const PER_RANGE: usize = 6;
+const PER_RANGE: usize = 10;
 
 async fn metric(client: &Client, name: &str) -> Result<f64> {
     let text = client.get("/metrics").await?.text().await?;
@@ -63,6 +63,22 @@ async fn answers(client: &Client, ranges: &[(i64, i64)]) -> Result<Vec<Vec<u8>>>
                        "step": 420.0, "aggregation": "TIME_SERIES_AGGREGATION_TYPE_AVERAGE",
                        "exemplarType": "EXEMPLAR_TYPE_INDIVIDUAL"}),
             ),
+            // Listings: the union of their parts' label sets (each with a
+            // selection of its own: listings of one selection share entries).
+            (
+                "LabelValues",
+                json!({"name": "pod", "matchers": ["{pod=~\"pod-00[01].*\"}"], "start": start, "end": end}),
+            ),
+            (
+                "LabelNames",
+                json!({"matchers": ["{pod=~\"pod-000.*\"}"], "start": start, "end": end}),
+            ),
+            (
+                "Series",
+                json!({"matchers": ["{service_name=\"loadgen\"}"], "labelNames": ["pod", "__profile_type__"],
+                       "start": start, "end": end}),
+            ),
+            ("ProfileTypes", json!({"start": start, "end": end})),
         ] {
             let r = client
                 .post(
