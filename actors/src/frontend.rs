@@ -239,9 +239,6 @@ pub(crate) fn listable(
     }
 }
 
-/// Sub-queries of one listing read at once.
-const LISTING_PARTS_AT_ONCE: usize = 2;
-
 /// Runs `f`, which lists the series `sel` finds, from the label sets of
 /// parts of its range: settled intervals over blocks from the results
 /// cache (or listed once and stored), the rest read directly. The union of
@@ -283,21 +280,26 @@ where
     }
     let cache = cache.as_ref().map(|(c, _)| c.clone());
     read_cached(cache.as_ref(), &mut pieces, decode_listing).await?;
-    // Each missing part is its own one-selection listing, so blocks its
-    // part holds whole answer from their series tables and peers send
-    // label sets.
+    // The missing parts in one query of a selection each: a block read
+    // once for all (from its series table where every part holds it whole
+    // or misses it), peers sending label sets per part.
     let missing: Vec<usize> = (0..pieces.len())
         .filter(|&i| pieces[i].merged.is_none())
         .collect();
-    let mut fresh: Vec<Vec<Labels>> = Vec::with_capacity(missing.len());
-    for group in missing.chunks(LISTING_PARTS_AT_ONCE) {
-        let runs = group.iter().map(|&i| {
-            let part = pieces[i].sel.clone();
-            let (lo, hi) = (part.start_ns, part.end_ns);
-            tenants.query_direct(tenant, lo, hi, move |e| Ok(e.series_labels(&part)))
-        });
-        fresh.extend(futures::future::try_join_all(runs).await?);
-    }
+    let fresh: Vec<Vec<Labels>> = match (
+        missing.iter().map(|&i| pieces[i].sel.start_ns).min(),
+        missing.iter().map(|&i| pieces[i].sel.end_ns).max(),
+    ) {
+        (Some(lo), Some(hi)) => {
+            let parts: Vec<Selection> = missing.iter().map(|&i| pieces[i].sel.clone()).collect();
+            tenants
+                .query_direct(tenant, lo, hi, move |e| {
+                    Ok(parts.iter().map(|p| e.series_labels(p)).collect())
+                })
+                .await?
+        }
+        _ => Vec::new(),
+    };
     for (&i, labels) in missing.iter().zip(fresh) {
         pieces[i].merged = Some(labels);
         pieces[i].fresh = true;

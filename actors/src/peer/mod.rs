@@ -233,9 +233,19 @@ pub struct PeerSlice {
     pub head: Head,
     /// Oldest and newest profile timestamps the peer holds, ns.
     pub bounds: Option<(i64, i64)>,
-    /// For a listing ([`SelectRequest::listing`]): the label sets of the
-    /// series its one selection finds, sorted and unique (no rows then).
-    pub listed: Vec<Labels>,
+    /// For a listing ([`SelectRequest::listing`]): per time range of its
+    /// selections, the label sets of the series they find there, sorted
+    /// and unique (no rows then).
+    pub listed: Vec<Listed>,
+}
+
+/// The label sets a peer found over one time range of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// The selections' range, ns (inclusive).
+    pub range: (i64, i64),
+    /// The label sets of the series they find there, sorted and unique.
+    pub labels: Vec<Labels>,
 }
 
 impl PeerSlice {
@@ -256,12 +266,25 @@ impl PeerSlice {
                 listed: Vec::new(),
             };
         };
-        if let [sel] = &scope.selections[..]
-            && scope.labels_only()
-        {
-            let mut listed: Vec<Labels> = sources.iter().flat_map(|s| s.series(sel)).collect();
-            listed.sort();
-            listed.dedup();
+        if scope.labels_only() {
+            // Selections of one range share an entry: the asking node
+            // filters it by each one's matchers.
+            let mut by_range: std::collections::BTreeMap<(i64, i64), Vec<Labels>> =
+                std::collections::BTreeMap::new();
+            for sel in &scope.selections {
+                by_range
+                    .entry((sel.start_ns, sel.end_ns))
+                    .or_default()
+                    .extend(sources.iter().flat_map(|s| s.series(sel)));
+            }
+            let listed = by_range
+                .into_iter()
+                .map(|(range, mut labels)| {
+                    labels.sort();
+                    labels.dedup();
+                    Listed { range, labels }
+                })
+                .collect();
             return Self {
                 head,
                 bounds,
@@ -294,15 +317,20 @@ impl PeerSlice {
 
 impl Source for PeerSlice {
     /// The rows' series, and for a listing the label sets the peer found
-    /// for the request's one selection (`sel`).
+    /// over `sel`'s range that `sel`'s matchers accept (the peer listed
+    /// every selection of the request: those of one range together).
     fn series(&self, sel: &Selection) -> Vec<Labels> {
         let mut all = Source::series(&self.head, sel);
-        all.extend(
-            self.listed
-                .iter()
-                .filter(|l| ignis_query::selector::matches_all(&sel.matchers, l))
-                .cloned(),
-        );
+        for l in &self.listed {
+            if l.range == (sel.start_ns, sel.end_ns) {
+                all.extend(
+                    l.labels
+                        .iter()
+                        .filter(|l| ignis_query::selector::matches_all(&sel.matchers, l))
+                        .cloned(),
+                );
+            }
+        }
         all
     }
 

@@ -18,7 +18,7 @@ use ignis_query::timeseries::{Bucket, Exemplar, SeriesGroups, SeriesPlan};
 use ignis_query::{ProfileSelector, Scope, Selection, SpanSelector};
 use ignis_storage::{Head, Labels, decode_head, encode_head};
 
-use super::{PeerError, PeerSlice};
+use super::{Listed, PeerError, PeerSlice};
 
 /// The internal protocol version; bump on any change to an internal message.
 /// 2: fetch answers carry span samples (head wire `IGNHED02`).
@@ -78,7 +78,7 @@ pub struct SelectRequest {
     /// no other block overlaps, older than any ingester still holds, may
     /// answer from its rollups ([`SelectRequest::rollup_scope`]).
     pub rollups: bool,
-    /// The query only lists the series of its one selection
+    /// The query only lists the series of its selections
     /// ([`Scope::labels_only`]: label names and values, series, profile
     /// types): the peer answers with the label sets, not rows.
     pub listing: bool,
@@ -121,7 +121,7 @@ impl SelectRequest {
             stacks: scope.stacks,
             skip_blocks: Vec::new(),
             rollups: scope.rollup_segments().is_some(),
-            listing: scope.labels_only() && scope.selections.len() == 1,
+            listing: scope.labels_only(),
         }
     }
 
@@ -484,23 +484,39 @@ where
     rkyv::from_bytes::<T, rkyv::rancor::Error>(&buf).map_err(|e| PeerError::Decode(e.to_string()))
 }
 
+/// The label sets a peer found over one range of a listing, on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct WireListed {
+    start_ns: i64,
+    end_ns: i64,
+    labels: Vec<Vec<(String, String)>>,
+}
+
 /// Length of the bounds header of a [`SELECT`] answer.
 const BOUNDS_LEN: usize = 17;
 
 /// A [`SELECT`] answer: one byte (1 when bounds follow), the oldest and
 /// newest profile timestamps the peer holds (two little-endian `i64`,
 /// zero without bounds), the length of the listed label sets (`u64`) and
-/// them (rkyv, empty unless the request was a listing), then the selected
-/// rows as an encoded head.
+/// them (rkyv, per time range; empty unless the request was a listing),
+/// then the selected rows as an encoded head.
 pub fn encode_answer(slice: &PeerSlice) -> Result<Vec<u8>, PeerError> {
     let head = encode_head(&slice.head).map_err(|e| PeerError::Internal(e.to_string()))?;
-    let listed: Vec<Vec<(String, String)>> = slice
+    let listed: Vec<WireListed> = slice
         .listed
         .iter()
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+        .map(|l| WireListed {
+            start_ns: l.range.0,
+            end_ns: l.range.1,
+            labels: l
+                .labels
+                .iter()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .collect(),
         })
         .collect();
     let listed = encode(&listed)?;
@@ -539,8 +555,14 @@ pub fn decode_answer(bytes: &[u8]) -> Result<PeerSlice, PeerError> {
         .filter(|&n| n <= bytes.len() - BOUNDS_LEN - 8)
         .ok_or_else(|| bad("listed label sets past its end"))?;
     let at = BOUNDS_LEN + 8;
-    let listed: Vec<Vec<(String, String)>> = decode(&bytes[at..at + listed_len])?;
-    let listed = listed.into_iter().map(Labels::from_pairs).collect();
+    let listed: Vec<WireListed> = decode(&bytes[at..at + listed_len])?;
+    let listed = listed
+        .into_iter()
+        .map(|l| Listed {
+            range: (l.start_ns, l.end_ns),
+            labels: l.labels.into_iter().map(Labels::from_pairs).collect(),
+        })
+        .collect();
     let head: Head =
         decode_head(&bytes[at + listed_len..]).map_err(|e| PeerError::Decode(e.to_string()))?;
     Ok(PeerSlice {
@@ -616,8 +638,17 @@ mod tests {
     #[test]
     fn answers_round_trip_and_bad_bytes_fail() {
         let listed = vec![
-            Labels::from_pairs([("pod", "a"), ("service_name", "s")]),
-            Labels::from_pairs([("pod", "b")]),
+            Listed {
+                range: (1, 5),
+                labels: vec![
+                    Labels::from_pairs([("pod", "a"), ("service_name", "s")]),
+                    Labels::from_pairs([("pod", "b")]),
+                ],
+            },
+            Listed {
+                range: (6, 9),
+                labels: Vec::new(),
+            },
         ];
         let slice = PeerSlice {
             head: Head::new(),

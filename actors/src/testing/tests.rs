@@ -406,7 +406,23 @@ async fn peers_answer_only_the_query_scope_and_the_answer_equals_a_single_node()
 async fn a_listing_from_peers_moves_label_sets_and_equals_a_single_node() {
     use ignis_storage::proto::types::v1 as types;
     let sb = Sandbox::start(3, 1).await.expect("sandbox");
-    let profiles = twenty_services(&sb).await;
+    let mut profiles = twenty_services(&sb).await;
+    // One service seen only later: parts of a range list different series.
+    let late = cpu_of_own_program("svc-late", 100);
+    profiles.extend(late.iter().cloned());
+    sb.push(2, TENANT, late).await.expect("push");
+    // A listing in three parts (as the query-frontend asks for the parts
+    // its cache misses): one query, a selection per part.
+    let parts = |e: &Engine<'_>| {
+        let part =
+            |a: i64, b: i64| ignis_query::Selection::new(vec![], a * 1_000_000, b * 1_000_000 - 1);
+        let lists = [
+            e.series_labels(&part(START_MS, START_MS + 30_000)),
+            e.series_labels(&part(START_MS + 30_000, START_MS + 990_000)),
+            e.series_labels(&part(START_MS + 990_000, START_MS + 1_100_000)),
+        ];
+        Ok(format!("{:?}", lists.map(|l| (l.len(), l))).into_bytes())
+    };
     let values = |e: &Engine<'_>| {
         e.label_values(&types::LabelValuesRequest {
             name: "service_name".into(),
@@ -436,8 +452,16 @@ async fn a_listing_from_peers_moves_label_sets_and_equals_a_single_node() {
     let want = [
         standalone(profiles.clone(), values).await,
         standalone(profiles.clone(), names).await,
-        standalone(profiles, series).await,
+        standalone(profiles.clone(), series).await,
+        standalone(profiles, parts).await,
     ];
+    let listed = String::from_utf8_lossy(&want[3]);
+    assert!(
+        listed.starts_with("[(40, ")
+            && listed.contains("(0, []), (2, [")
+            && listed.contains("svc-late"),
+        "{listed}"
+    );
     let decoded = types::LabelValuesResponse::decode(want[0].as_slice()).expect("values");
     assert_eq!(decoded.names.len(), 11, "svc-1 and svc-10 … svc-19");
     for stage in ["heads", "blocks"] {
@@ -449,12 +473,16 @@ async fn a_listing_from_peers_moves_label_sets_and_equals_a_single_node() {
                 sb.query(via, TENANT, values).await.expect("values"),
                 sb.query(via, TENANT, names).await.expect("names"),
                 sb.query(via, TENANT, series).await.expect("series"),
+                sb.query(via, TENANT, parts).await.expect("parts"),
             ];
             assert_eq!(got, want, "{stage} via node {via}");
         }
     }
     // A peer asked for the listing sends its label sets, however many
     // profiles they hold; asked for rows, it sends every profile in range.
+    let scope = Scope::record(&QueryLimits::default(), |e| parts(e).map(|_| ())).expect("scope");
+    assert_eq!(scope.selections.len(), 3);
+    assert!(SelectRequest::new(TENANT, &scope, i64::MIN, i64::MAX).listing);
     let scope = Scope::record(&QueryLimits::default(), |e| values(e).map(|_| ())).expect("scope");
     let listing = SelectRequest::new(TENANT, &scope, i64::MIN, i64::MAX);
     assert!(listing.listing);
