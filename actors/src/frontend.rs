@@ -143,12 +143,7 @@ where
             sel,
             ..plan.clone()
         };
-        let sub = |(a, b): (i64, i64)| Selection {
-            start_ns: a,
-            end_ns: b,
-            ..plan.sel.clone()
-        };
-        let Cuts { cached, direct } = cuts(
+        let parts = cuts(
             tenant,
             &plan.sel,
             cache.as_ref(),
@@ -167,14 +162,9 @@ where
                 None => plan.sel.start_ns,
             };
         }
-        let mut pieces: Vec<Piece<SeriesGroups>> = Vec::new();
-        for (part, ulids) in cached {
-            let k = series_key(tenant, &with_sel(sub(part)), &ulids);
-            pieces.push(Piece::new(0, sub(part), Some(k)));
-        }
-        for part in coalesce(direct) {
-            pieces.push(Piece::new(0, sub(part), None));
-        }
+        let mut pieces: Vec<Piece<SeriesGroups>> = parts.pieces(0, &plan.sel, |part, ulids| {
+            series_key(tenant, &with_sel(part.clone()), ulids)
+        });
         let cache = cache.as_ref().map(|(c, _)| c.clone());
         read_cached(cache.as_ref(), &mut pieces, decode_groups).await?;
         let range = (plan.sel.start_ns, plan.sel.end_ns);
@@ -263,21 +253,13 @@ where
         .clone()
         .zip(tenants.store_gateway().cloned());
     let (settled, interval) = settled_and_interval(tenants, cache.as_ref(), now);
-    let sub = |(a, b): (i64, i64)| Selection {
-        start_ns: a,
-        end_ns: b,
-        ..sel.clone()
-    };
     let mut live = (now, now);
-    let Cuts { cached, direct } = cuts(tenant, &sel, cache.as_ref(), interval, settled, &mut live);
-    let mut pieces: Vec<Piece<Vec<Labels>>> = Vec::new();
-    for (part, ulids) in cached {
-        let k = listing_key(tenant, &sub(part), &ulids);
-        pieces.push(Piece::new(0, sub(part), Some(k)));
-    }
-    for part in coalesce(direct) {
-        pieces.push(Piece::new(0, sub(part), None));
-    }
+    let mut pieces: Vec<Piece<Vec<Labels>>> =
+        cuts(tenant, &sel, cache.as_ref(), interval, settled, &mut live).pieces(
+            0,
+            &sel,
+            |part, ulids| listing_key(tenant, part, ulids),
+        );
     let cache = cache.as_ref().map(|(c, _)| c.clone());
     read_cached(cache.as_ref(), &mut pieces, decode_listing).await?;
     // The missing parts in one query of a selection each: a block read
@@ -480,6 +462,34 @@ struct Cuts {
     direct: Vec<(i64, i64)>,
 }
 
+impl Cuts {
+    /// Its parts as pieces of selection `of` (`sel` restricted to each):
+    /// the cached intervals keyed by `key_of(part, blocks under it)`, then
+    /// the direct parts, adjacent ones joined.
+    fn pieces<T>(
+        self,
+        of: usize,
+        sel: &Selection,
+        key_of: impl Fn(&Selection, &[String]) -> [u8; 16],
+    ) -> Vec<Piece<T>> {
+        let sub = |(a, b): (i64, i64)| Selection {
+            start_ns: a,
+            end_ns: b,
+            ..sel.clone()
+        };
+        let mut pieces = Vec::new();
+        for (part, ulids) in self.cached {
+            let part = sub(part);
+            let k = key_of(&part, &ulids);
+            pieces.push(Piece::new(of, part, Some(k)));
+        }
+        for part in coalesce(self.direct) {
+            pieces.push(Piece::new(of, sub(part), None));
+        }
+        pieces
+    }
+}
+
 /// The cuts of `sel`'s range for `tenant`, widening `live` (where
 /// sub-queries may be cut) to the oldest indexed block: only where blocks
 /// are may an interval be cached; the rest of the range (a wide range's
@@ -669,21 +679,8 @@ where
     let mut live = (now, now);
     let mut pieces: Vec<Piece<MergedStacks>> = Vec::new();
     for (of, sel) in selections.iter().enumerate() {
-        let sub = |(a, b): (i64, i64)| Selection {
-            start_ns: a,
-            end_ns: b,
-            ..sel.clone()
-        };
-        let Cuts { cached, direct } =
-            cuts(tenant, sel, cache.as_ref(), interval, settled, &mut live);
-        for (part, ulids) in cached {
-            let sel = sub(part);
-            let k = key(tenant, &sel, &ulids);
-            pieces.push(Piece::new(of, sel, Some(k)));
-        }
-        for part in coalesce(direct) {
-            pieces.push(Piece::new(of, sub(part), None));
-        }
+        let c = cuts(tenant, sel, cache.as_ref(), interval, settled, &mut live);
+        pieces.extend(c.pieces(of, sel, |part, ulids| key(tenant, part, ulids)));
     }
     let cache = cache.map(|(c, _)| c);
     read_cached(cache.as_ref(), &mut pieces, |b| {

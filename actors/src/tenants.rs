@@ -806,7 +806,6 @@ mod tests {
     use super::*;
     use crate::distributor::Distribute;
     use crate::ingester::Restart;
-    use ignis_storage::proto::google::v1 as pprof;
     use ignis_storage::{Labels, SeriesSplit, SplitProfile};
 
     fn profile(ts: i64) -> SplitProfile {
@@ -828,28 +827,9 @@ mod tests {
     fn profile_of(service: &str, ts: i64) -> SplitProfile {
         SplitProfile {
             profile_id: ignis_storage::ProfileId::generate(),
-            profile: ignis_storage::FlatProfile::from_proto(&pprof::Profile {
-                string_table: vec!["".into(), "main".into()],
-                function: vec![pprof::Function {
-                    id: 1,
-                    name: 1,
-                    ..Default::default()
-                }],
-                location: vec![pprof::Location {
-                    id: 1,
-                    line: vec![pprof::Line {
-                        function_id: 1,
-                        line: 1,
-                    }],
-                    ..Default::default()
-                }],
-                sample: vec![pprof::Sample {
-                    location_id: vec![1],
-                    value: vec![7],
-                    label: vec![],
-                }],
-                ..Default::default()
-            })
+            profile: ignis_storage::FlatProfile::from_proto(
+                &ignis_storage::testing::one_frame_profile("main", 1, 7),
+            )
             .expect("encodes"),
             timestamp_ns: ts,
             series: vec![SeriesSplit {

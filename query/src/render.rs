@@ -312,38 +312,17 @@ mod tests {
     use super::*;
     use crate::QueryLimits;
     use crate::source::Source;
-    use ignis_storage::proto::google::v1 as pprof;
+    use ignis_storage::testing::one_frame_profile;
     use ignis_storage::{Head, Labels, SeriesSplit, SplitProfile};
 
     const PT: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
     /// One-sample profiles of value `v` at `ts_ns`, in series `labels`.
     fn insert(head: &mut Head, labels: &Labels, ts_ns: i64, v: i64) {
-        let p = pprof::Profile {
-            string_table: vec!["".into(), "main".into()],
-            function: vec![pprof::Function {
-                id: 1,
-                name: 1,
-                ..Default::default()
-            }],
-            location: vec![pprof::Location {
-                id: 1,
-                line: vec![pprof::Line {
-                    function_id: 1,
-                    line: 1,
-                }],
-                ..Default::default()
-            }],
-            sample: vec![pprof::Sample {
-                location_id: vec![1],
-                value: vec![v],
-                label: vec![],
-            }],
-            ..Default::default()
-        };
         head.insert(&SplitProfile {
             profile_id: ignis_storage::ProfileId::generate(),
-            profile: ignis_storage::FlatProfile::from_proto(&p).unwrap(),
+            profile: ignis_storage::FlatProfile::from_proto(&one_frame_profile("main", 1, v))
+                .unwrap(),
             timestamp_ns: ts_ns,
             series: vec![SeriesSplit {
                 labels: labels.clone(),

@@ -20,6 +20,8 @@ pub mod selector;
 #[cfg(feature = "blocks")]
 pub mod sled_open;
 pub mod symbols;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(feature = "blocks")]
 pub mod wal;
 pub mod wire;

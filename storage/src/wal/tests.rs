@@ -3,7 +3,7 @@ use std::io::Write;
 use super::*;
 use crate::head::SeriesSplit;
 use crate::labels::Labels;
-use crate::proto::google::v1 as pprof;
+use crate::testing::one_frame_profile;
 
 #[test]
 fn stream_names_round_trip_and_the_first_is_the_tenant() {
@@ -23,29 +23,7 @@ fn stream_names_round_trip_and_the_first_is_the_tenant() {
 fn profile(ts: i64, value: i64) -> SplitProfile {
     SplitProfile {
         profile_id: crate::ProfileId::generate(),
-        profile: crate::FlatProfile::from_proto(&pprof::Profile {
-            string_table: vec!["".into(), "f".into()],
-            function: vec![pprof::Function {
-                id: 1,
-                name: 1,
-                ..Default::default()
-            }],
-            location: vec![pprof::Location {
-                id: 1,
-                line: vec![pprof::Line {
-                    function_id: 1,
-                    line: 3,
-                }],
-                ..Default::default()
-            }],
-            sample: vec![pprof::Sample {
-                location_id: vec![1],
-                value: vec![value],
-                label: vec![],
-            }],
-            ..Default::default()
-        })
-        .unwrap(),
+        profile: crate::FlatProfile::from_proto(&one_frame_profile("f", 3, value)).unwrap(),
         timestamp_ns: ts,
         series: vec![SeriesSplit {
             labels: Labels::from_pairs([("a", "b")]),
