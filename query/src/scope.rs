@@ -226,13 +226,13 @@ impl Scope {
     }
 
     /// True when the query only lists series (label names and values,
-    /// series, profile types): no stacks, no profile totals, no span or
-    /// profile selector, so a block's series table may answer it.
+    /// series, profile types): no stacks, no profile totals (time series
+    /// read them too), no span or profile selector, so a block's series
+    /// table may answer it.
     pub fn labels_only(&self) -> bool {
         !self.is_empty()
             && !self.stacks
             && !self.per_profile
-            && self.series.is_empty()
             && self.selections.iter().all(|s| !s.narrowed())
     }
 

@@ -24,19 +24,23 @@ pub struct SeriesLabels {
 }
 
 impl SeriesLabels {
-    /// The answer of a block whose profiles lie in `bounds` (inclusive, ns)
-    /// and whose series table holds `labels`, to `scope`, when the series
-    /// table alone answers it: the scope only lists series
-    /// ([`Scope::labels_only`]) and each selection's range holds the block
-    /// wholly or not at all. `None` otherwise (the block's profiles must be
-    /// read).
-    pub fn for_scope(scope: &Scope, labels: Vec<Labels>, bounds: (i64, i64)) -> Option<Self> {
-        let answers = scope.labels_only()
+    /// True when a block whose profiles lie in `bounds` (inclusive, ns)
+    /// answers `scope` from its series table alone: the scope only lists
+    /// series ([`Scope::labels_only`]) and each selection's range holds the
+    /// block wholly or not at all. Otherwise its profiles must be read.
+    pub fn answers(scope: &Scope, bounds: (i64, i64)) -> bool {
+        scope.labels_only()
             && scope
                 .selections
                 .iter()
-                .all(|s| holds(s, bounds) || misses(s, bounds));
-        answers.then_some(Self { labels, bounds })
+                .all(|s| holds(s, bounds) || misses(s, bounds))
+    }
+
+    /// The answer of a block whose profiles lie in `bounds` and whose
+    /// series table holds `labels` (the series a scope wants), for a scope
+    /// it [`SeriesLabels::answers`].
+    pub fn new(labels: Vec<Labels>, bounds: (i64, i64)) -> Self {
+        Self { labels, bounds }
     }
 }
 
@@ -113,17 +117,18 @@ mod tests {
             Labels::from_pairs([("pod", "b")]),
         ];
         let block = (100, 200);
-        assert!(
-            SeriesLabels::for_scope(&scope(&[(50, 250)], true), labels.clone(), block).is_none()
-        );
+        assert!(!SeriesLabels::answers(&scope(&[(50, 250)], true), block));
         for cutting in [(150, 250), (50, 150), (120, 180)] {
             assert!(
-                SeriesLabels::for_scope(&scope(&[cutting], false), labels.clone(), block).is_none(),
+                !SeriesLabels::answers(&scope(&[cutting], false), block),
                 "{cutting:?}"
             );
         }
-        let s = SeriesLabels::for_scope(&scope(&[(100, 200), (300, 400)], false), labels, block)
-            .unwrap();
+        assert!(SeriesLabels::answers(
+            &scope(&[(100, 200), (300, 400)], false),
+            block
+        ));
+        let s = SeriesLabels::new(labels, block);
         let sels = scope(&[(100, 200), (300, 400)], false).selections;
         assert_eq!(s.series(&sels[0]), [Labels::from_pairs([("pod", "a")])]);
         assert!(s.series(&sels[1]).is_empty());

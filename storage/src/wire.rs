@@ -263,38 +263,19 @@ mod tests {
     use super::*;
     use crate::head::{SeriesSplit, SplitProfile};
     use crate::proto::google::v1 as pprof;
+    use crate::testing::one_frame_profile;
 
     #[test]
     fn round_trip_keeps_ids_and_refuses_damage() {
         let mut head = Head::new();
-        let profile = pprof::Profile {
-            string_table: vec!["".into(), "main".into(), "lib.so".into()],
-            mapping: vec![pprof::Mapping {
-                id: 1,
-                filename: 2,
-                ..Default::default()
-            }],
-            function: vec![pprof::Function {
-                id: 1,
-                name: 1,
-                ..Default::default()
-            }],
-            location: vec![pprof::Location {
-                id: 1,
-                mapping_id: 1,
-                line: vec![pprof::Line {
-                    function_id: 1,
-                    line: 4,
-                }],
-                ..Default::default()
-            }],
-            sample: vec![pprof::Sample {
-                location_id: vec![1],
-                value: vec![9],
-                label: vec![],
-            }],
+        let mut profile = one_frame_profile("main", 4, 9);
+        profile.string_table.push("lib.so".into());
+        profile.mapping = vec![pprof::Mapping {
+            id: 1,
+            filename: 2,
             ..Default::default()
-        };
+        }];
+        profile.location[0].mapping_id = 1;
         let mut with_span = profile.clone();
         with_span
             .string_table

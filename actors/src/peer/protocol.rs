@@ -139,14 +139,14 @@ impl SelectRequest {
             .iter()
             .map(WireSelection::selection)
             .collect::<Result<Vec<_>, PeerError>>()?;
-        // A listing is answered as a local query would (blocks its range
-        // holds whole answer from their series tables); otherwise a peer
-        // copies rows for the asking node to merge: never rollups.
+        // A listing is answered with label sets (blocks its ranges hold
+        // whole answer from their series tables); otherwise a peer copies
+        // rows for the asking node to merge. Never rollups.
         Ok(Scope {
             selections,
             stacks: self.stacks && !self.listing,
             per_profile: !self.listing,
-            rollups: self.listing,
+            rollups: false,
             all_spans: false,
             series: Vec::new(),
         })

@@ -20,7 +20,7 @@
 //!      samples: then the block is decoded whole and cached (the read would
 //!      decode most of it anyway, and the next query over it is free).
 //!
-//! A local query that only lists series (label names and values, series,
+//! A query that only lists series (label names and values, series,
 //! profile types) over a range that holds a block whole reads only the
 //! block's series table ([`SeriesLabels`]): every series there has a
 //! profile in the block.
@@ -282,19 +282,21 @@ impl StoreGateway {
             let empty = BlockSlice::new(Arc::default(), Vec::new(), bounds);
             return Ok((Arc::new(empty), BlockRead::Nothing, 0));
         }
-        // A local query that only lists series, over a block its range
-        // holds whole: the series table answers.
-        if let (true, Some(b)) = (scope.rollups && scope.labels_only(), bounds) {
+        // A query that only lists series, over a block its range holds
+        // whole: the series table answers.
+        if let Some(b) = bounds.filter(|&b| SeriesLabels::answers(scope, b)) {
             let tables = self.tables(&meta).await?;
             let labels = tables
                 .wanted(scope)
                 .iter()
                 .map(|&r| tables.series[r as usize].labels.clone())
                 .collect();
-            if let Some(source) = SeriesLabels::for_scope(scope, labels, b) {
-                self.metrics.series_table_reads.inc();
-                return Ok((Arc::new(source), BlockRead::SeriesTable, 0));
-            }
+            self.metrics.series_table_reads.inc();
+            return Ok((
+                Arc::new(SeriesLabels::new(labels, b)),
+                BlockRead::SeriesTable,
+                0,
+            ));
         }
         let what = format!("block {}", meta.ulid);
         let whole = whole_decode_bytes(&meta);
