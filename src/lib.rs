@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::middleware::Compress;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use ignis_actors::{Metrics, Tenants};
 use tracing::Instrument;
 
@@ -562,7 +562,9 @@ where
     let tls_loop = tls
         .as_ref()
         .map(|t| t.spawn_reloader(secs(config.server.tls_reload_secs.max(1))));
-    let server = HttpServer::new(move || {
+    // The App the main port serves: HTTP/1.1 through actix-http, HTTP/2
+    // (h2c or TLS; gRPC needs its trailers) through hyper (src/grpc).
+    let app = move || {
         let metrics = metrics.clone();
         let auth = auth.clone();
         let roles = roles.clone();
@@ -615,14 +617,16 @@ where
                 .instrument(span)
             })
             .wrap(Compress::default())
-    })
-    .workers(workers)
-    .disable_signals();
-    let server = match &tls {
-        Some(cert) => server.listen_rustls_0_23(listener, cert.server_config())?,
-        None => server.listen(listener)?,
-    }
-    .run();
+            .wrap(grpc::web::GrpcWeb)
+    };
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let server = grpc::mux::server(
+        listener,
+        workers,
+        app,
+        tls.as_ref().map(|cert| Arc::new(cert.server_config())),
+        stop_rx,
+    )?;
     let handle = server.handle();
     cluster.membership.set_ready(true).await;
     let _ = ready.send(());
@@ -631,6 +635,7 @@ where
         shutdown.await;
         // Leave the ring first, so peers stop sending before this node stops.
         leaving.membership.leave().await;
+        let _ = stopping.send(true);
         handle.stop(true).await;
     });
     server.await?;

@@ -35,6 +35,11 @@ impl Codec {
                 Ok(Self::Proto)
             }
             "application/json" => Ok(Self::Json),
+            grpc if grpc == "application/grpc" || grpc.starts_with("application/grpc+") => {
+                Err(ApiError::unsupported_media_type(format!(
+                    "{grpc} needs HTTP/2: send gRPC with prior knowledge (h2c) to this port, or use application/grpc-web, application/proto or application/json"
+                )))
+            }
             "" => Err(ApiError::unsupported_media_type(
                 "missing Content-Type: use application/proto or application/json",
             )),

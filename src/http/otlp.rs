@@ -43,7 +43,7 @@ async fn export_http_inner(
         .unwrap_or("");
     let encoding = Encoding::from_content_type(content_type).ok_or_else(|| {
         let hint = if content_type.starts_with("application/grpc") {
-            " (OTLP gRPC is served on server.otlp_grpc_listen_address)"
+            " (gRPC needs HTTP/2: send it with prior knowledge (h2c) to this port, or to server.otlp_grpc_listen_address)"
         } else {
             ""
         };

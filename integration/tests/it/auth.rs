@@ -16,7 +16,12 @@ use crate::tenants::{go_cpu_total, push_go_cpu};
 const PROTO: (&str, &str) = ("content-type", "application/proto");
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-fn credential(name: &str, tenants: &[&str], scopes: &[Scope], secret: &str) -> Credential {
+pub(crate) fn credential(
+    name: &str,
+    tenants: &[&str],
+    scopes: &[Scope],
+    secret: &str,
+) -> Credential {
     Credential::new(name, tenants, scopes, name, secret)
 }
 

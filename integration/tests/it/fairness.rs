@@ -36,7 +36,12 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     let data = tempfile::tempdir()?;
     // Tenant "heavy": two hours of 30 pods, stored twice.
     let history = replicated_history(data.path(), Some("heavy"), 1_794_999_600_000_000_000).await?;
-    let node = TestNode::start_in(data.path(), |c| c.query.max_concurrent_queries = 2)?;
+    // No results cache: every heavy query must be heavy (a cached answer
+    // takes milliseconds and would stand for "the heavy query" below).
+    let node = TestNode::start_in(data.path(), |c| {
+        c.query.max_concurrent_queries = 2;
+        c.query.results_cache_bytes = 0;
+    })?;
     let light = Client::new(&node.url).with_tenant("light");
     let r = light
         .post(

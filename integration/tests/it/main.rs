@@ -17,6 +17,7 @@ mod durability;
 mod fairness;
 mod formats;
 mod frontend;
+mod grpc;
 mod loadgen;
 mod otlp;
 mod query_memory;

@@ -30,7 +30,7 @@ fn script() -> PathBuf {
 }
 
 /// Installs the official OTLP protos and grpcio for Python when missing.
-fn python_packages() -> Result<()> {
+pub(crate) fn python_packages() -> Result<()> {
     let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
     let check =
         "import opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2, grpc";
@@ -199,6 +199,16 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
         "--gzip",
     ])?;
     ensure!(out.trim() == "{}", "gRPC response {out}");
+    // The same over gRPC on the main port (h2c beside HTTP/1.1).
+    let out = export_script(&[
+        "--service",
+        "otlp-grpc-main",
+        "--grpc",
+        node.url.trim_start_matches("http://"),
+        "--tenant",
+        "otlp-tenant",
+    ])?;
+    ensure!(out.trim() == "{}", "gRPC (main port) response {out}");
 
     let truth = read_json("go/cpu.expected.json")?;
     let total = truth["value_sums"]["cpu/nanoseconds"]
@@ -214,6 +224,7 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
         (&client, "otlp-proto"),
         (&client, "otlp-json"),
         (&tenant, "otlp-grpc"),
+        (&tenant, "otlp-grpc-main"),
     ] {
         for pt in [CPU, CPU_BY_PERIOD] {
             let merged = c

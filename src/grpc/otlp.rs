@@ -1,5 +1,5 @@
-//! A small unary gRPC server (h2c, HTTP/2 with prior knowledge) for OTLP
-//! profiles: `opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export`.
+//! A small unary gRPC server (h2c, HTTP/2 with prior knowledge) on its own
+//! port for OTLP profiles: `opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export`.
 //!
 //! Hand-written on hyper's HTTP/2 server rather than tonic: one unary method
 //! needs only the 5-byte message framing, `grpc-encoding: gzip`, and the
@@ -11,12 +11,10 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures::stream;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ignis_ingest::otlp::Encoding;
@@ -24,6 +22,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use super::{Body, Code, Status, http_error, ok_response, status_response};
 use crate::http::error::ApiError;
 use crate::http::otlp::{ENDPOINT, export};
 use crate::http::state::AppState;
@@ -31,66 +30,6 @@ use crate::http::state::AppState;
 /// The one method served.
 pub const EXPORT_PATH: &str =
     "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export";
-
-/// gRPC status codes used here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    /// 0.
-    Ok = 0,
-    /// 2.
-    Unknown = 2,
-    /// 3.
-    InvalidArgument = 3,
-    /// 7.
-    PermissionDenied = 7,
-    /// 8.
-    ResourceExhausted = 8,
-    /// 12.
-    Unimplemented = 12,
-    /// 13.
-    Internal = 13,
-    /// 14.
-    Unavailable = 14,
-    /// 16.
-    Unauthenticated = 16,
-}
-
-/// A gRPC error: a status code and a message.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// The code.
-    pub code: Code,
-    /// The `grpc-message`.
-    pub message: String,
-}
-
-impl Status {
-    fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<&ApiError> for Status {
-    fn from(e: &ApiError) -> Self {
-        let code = match e.status.as_u16() {
-            400 => Code::InvalidArgument,
-            401 => Code::Unauthenticated,
-            403 => Code::PermissionDenied,
-            413 | 429 => Code::ResourceExhausted,
-            // An unsupported grpc-encoding.
-            415 => Code::Unimplemented,
-            503 => Code::Unavailable,
-            500 => Code::Internal,
-            _ => Code::Unknown,
-        };
-        Self::new(code, e.message.clone())
-    }
-}
-
-type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Serves gRPC on `listener` until the returned task is aborted; aborting it
 /// also ends the connections it accepted. With `tls`, connections are TLS
@@ -276,61 +215,6 @@ pub fn unframe(body: &[u8], gzip: bool, limit: usize) -> Result<Vec<u8>, ApiErro
     }
 }
 
-fn grpc_headers(builder: hyper::http::response::Builder) -> hyper::http::response::Builder {
-    builder
-        .status(StatusCode::OK)
-        .header(CONTENT_TYPE, "application/grpc")
-        .header("grpc-accept-encoding", "gzip,identity")
-}
-
-fn ok_response(msg: Vec<u8>) -> Response<Body> {
-    let mut framed = Vec::with_capacity(msg.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&msg);
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let frames = stream::iter([
-        Ok::<_, Infallible>(Frame::data(Bytes::from(framed))),
-        Ok(Frame::trailers(trailers)),
-    ]);
-    grpc_headers(Response::builder())
-        .body(StreamBody::new(frames).boxed_unsync())
-        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
-}
-
-/// A trailers-only response carrying an error status.
-fn status_response(status: &Status) -> Response<Body> {
-    let message = HeaderValue::from_str(&percent_encode(&status.message))
-        .unwrap_or_else(|_| HeaderValue::from_static("error"));
-    grpc_headers(Response::builder())
-        .header("grpc-status", (status.code as i32).to_string())
-        .header("grpc-message", message)
-        .body(Empty::new().boxed_unsync())
-        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
-}
-
-fn http_error(code: StatusCode, message: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header(CONTENT_TYPE, "text/plain")
-        .body(Full::new(Bytes::from_static(message.as_bytes())).boxed_unsync())
-        .unwrap_or_else(|_| Response::new(Empty::new().boxed_unsync()))
-}
-
-/// `grpc-message` encoding: printable ASCII except `%` as is, the rest `%XX`.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,10 +241,5 @@ mod tests {
         assert_eq!(unframe(&framed, true, 100).unwrap(), msg);
         let e = unframe(&framed, true, 2).unwrap_err();
         assert_eq!(Status::from(&e).code, Code::ResourceExhausted);
-    }
-
-    #[test]
-    fn grpc_message_is_percent_encoded() {
-        assert_eq!(percent_encode("bad: 100% ü\n"), "bad: 100%25 %C3%BC%0A");
     }
 }

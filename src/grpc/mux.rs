@@ -1,0 +1,230 @@
+//! The main listener: HTTP/1.1 and HTTP/2 on one port, as Pyroscope serves
+//! gRPC and HTTP on :4040, in plain text or TLS.
+//!
+//! A plain connection is sniffed for the HTTP/2 client preface
+//! (`PRI * HTTP/2.0…`, what a gRPC client or any h2c client with prior
+//! knowledge sends first); a TLS one is HTTP/2 when ALPN chose `h2`. HTTP/2
+//! goes to [`super::bridge`], the rest to actix-http's HTTP/1.1 dispatcher,
+//! as `HttpServer::listen` would serve it. Both call the same `App`, built
+//! once per worker for each.
+
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_http::{HttpService, Protocol};
+use actix_service::{
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt, fn_factory, fn_service,
+    map_config,
+};
+use actix_web::App;
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// The HTTP/2 client connection preface.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long a new connection may take to send its first bytes.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a TLS handshake may take (actix-web's default).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An actix server on `listener` with `workers` threads serving the `App`
+/// that `factory` builds over HTTP/1.1 and HTTP/2, over TLS with `tls`
+/// (which must offer `h2` and `http/1.1` by ALPN). Setting `stopping` to
+/// true asks HTTP/2 connections to finish (HTTP/1.1 ones end by keep-alive).
+pub fn server<F, T>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    factory: F,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> io::Result<actix_server::Server>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    let addr = listener.local_addr()?;
+    let acceptor = tls.map(TlsAcceptor::from);
+    Ok(actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .listen("ignis-http", listener, move || {
+            let factory = factory.clone();
+            let stopping = stopping.clone();
+            let acceptor = acceptor.clone();
+            fn_factory(move || {
+                let factory = factory.clone();
+                let stopping = stopping.clone();
+                let acceptor = acceptor.clone();
+                async move {
+                    let config = |(): ()| AppConfig::default();
+                    // HttpServer's defaults: a refused body is drained a
+                    // moment before the connection closes.
+                    let http = HttpService::build()
+                        .local_addr(addr)
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .finish(map_config(
+                            factory()
+                                .into_factory()
+                                .map_err(|e: actix_web::Error| e.error_response()),
+                            config,
+                        ))
+                        .new_service(())
+                        .await?;
+                    let app = factory()
+                        .into_factory()
+                        .new_service(AppConfig::default())
+                        .await?;
+                    let http = Rc::new(http);
+                    let app = Rc::new(app);
+                    Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                        let http = http.clone();
+                        let app = app.clone();
+                        let stopping = stopping.clone();
+                        let acceptor = acceptor.clone();
+                        async move {
+                            let peer = io.peer_addr().ok();
+                            let (conn, h2) = match acceptor {
+                                None => {
+                                    let h2 = sniff_h2(&io).await;
+                                    (Conn::Plain(io), h2)
+                                }
+                                Some(acceptor) => {
+                                    match tokio::time::timeout(
+                                        TLS_HANDSHAKE_TIMEOUT,
+                                        acceptor.accept(io),
+                                    )
+                                    .await
+                                    {
+                                        Ok(Ok(tls)) => {
+                                            let h2 = tls.get_ref().1.alpn_protocol()
+                                                == Some(b"h2".as_slice());
+                                            (Conn::Tls(Box::new(tls)), h2)
+                                        }
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(error = %e, "TLS handshake failed");
+                                            return Ok(());
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!("TLS handshake timed out");
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                            };
+                            if h2 {
+                                super::bridge::serve(conn, app, peer, stopping).await;
+                            } else if let Err(e) = http.call((conn, Protocol::Http1, peer)).await {
+                                tracing::debug!(error = ?e, "HTTP/1.1 connection ended");
+                            }
+                            Ok::<(), ()>(())
+                        }
+                    }))
+                }
+            })
+        })?
+        .run())
+}
+
+/// Whether the connection opens with the HTTP/2 preface. Reads nothing: a
+/// connection that does not is HTTP/1.1's, bytes and all.
+async fn sniff_h2(io: &TcpStream) -> bool {
+    let deadline = Instant::now() + SNIFF_TIMEOUT;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = match tokio::time::timeout(left, io.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // A preface split across packets: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A connection on the main port: plain TCP, or TLS over it.
+pub enum Conn {
+    /// Plain text.
+    Plain(TcpStream),
+    /// TLS.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
