@@ -441,14 +441,26 @@ impl Head {
                 values: values.into_boxed_slice(),
                 spans,
             };
-            stats.profiles += 1;
-            stats.samples += row.stacks.len() as u64;
-            stats.span_samples += row.span_count() as u64;
             let (series, created) = self.series_mut(&split.labels);
-            stats.new_series += u64::from(created);
             let at = series
                 .profiles
                 .partition_point(|r| r.timestamp_ns <= row.timestamp_ns);
+            // A profile held already (same series, timestamp and id: a
+            // push re-sent with the ids its client gave) is stored once.
+            let key = row.profile_id.key();
+            if key != 0
+                && series.profiles[..at]
+                    .iter()
+                    .rev()
+                    .take_while(|r| r.timestamp_ns == row.timestamp_ns)
+                    .any(|r| r.profile_id.key() == key)
+            {
+                continue;
+            }
+            stats.profiles += 1;
+            stats.samples += row.stacks.len() as u64;
+            stats.span_samples += row.span_count() as u64;
+            stats.new_series += u64::from(created);
             series.profiles.insert(at, row);
         }
         if stats.profiles > 0 {
@@ -771,6 +783,29 @@ mod tests {
         assert_eq!(head.stats().stacks, 2);
         assert_eq!(head.symbols().functions.len(), 2);
         assert_eq!(s.profiles_in(6, 10).len(), 1);
+    }
+
+    #[test]
+    fn a_profile_sent_again_with_its_id_is_stored_once() {
+        let mut head = Head::new();
+        let split = |id: u64, ts: i64| SplitProfile {
+            profile_id: ProfileId::from_key(id),
+            profile: FlatProfile::from_proto(&tiny_profile()).unwrap(),
+            timestamp_ns: ts,
+            series: vec![SeriesSplit {
+                labels: Labels::from_pairs([("service_name", "a")]),
+                value_index: 0,
+                samples: vec![0, 1, 2],
+            }],
+        };
+        assert_eq!(head.insert(&split(7, 10)).unwrap().profiles, 1);
+        // The same id and time again: nothing added.
+        assert_eq!(head.insert(&split(7, 10)).unwrap(), InsertStats::default());
+        // Another id at that time, or that id at another time: added.
+        assert_eq!(head.insert(&split(8, 10)).unwrap().profiles, 1);
+        assert_eq!(head.insert(&split(7, 11)).unwrap().profiles, 1);
+        assert_eq!(head.series()[0].profiles.len(), 3);
+        assert_eq!(head.stats().profiles, 3);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! [`ProfileId`]: the 128-bit id of a profile, written and read as a UUID
-//! (the form of exemplars and `profile_id_selector`). The distributor draws
-//! one for every profile it receives, as Pyroscope does (a client's
-//! `RawSample.ID` only names the profile in error messages). Its low 64 bits
-//! are the profile's key: replicas of a profile share it, queries count a
-//! `(series, timestamp, key)` once, and blocks join their tables by it.
+//! (the form of exemplars and `profile_id_selector`). A profile keeps the id
+//! its client sent (a Push `RawSample.ID`, an OTLP `profile_id`:
+//! [`ProfileId::from_client`], [`ProfileId::from_bytes`]); the distributor
+//! draws one for a profile sent without ([`ProfileId::generate`]). Its low 64
+//! bits are the profile's key: replicas of a profile share it, queries count
+//! a `(series, timestamp, key)` once (so a push the client re-sends with the
+//! same ids counts once), and blocks join their tables by it.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +64,25 @@ impl ProfileId {
         Self { hi, lo }
     }
 
+    /// The id a client sent as a UUID string, when it is one Ignis keeps: a
+    /// UUID whose key is not 0 (0 is "no id"). Anything else (empty, not a
+    /// UUID) gets a drawn id instead: clients name profiles freely.
+    pub fn from_client(s: &str) -> Option<Self> {
+        Self::parse(s.trim()).ok().filter(|id| id.key() != 0)
+    }
+
+    /// The id a client sent as 16 bytes (OTLP's `profile_id`), when it is
+    /// one Ignis keeps (16 bytes, key not 0).
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        let (hi, lo) = b.split_at(8);
+        let id = Self {
+            hi: u64::from_be_bytes(hi.try_into().ok()?),
+            lo: u64::from_be_bytes(lo.try_into().ok()?),
+        };
+        (id.key() != 0).then_some(id)
+    }
+
     /// Parses a UUID: the hyphenated form in either case, or 32 bare hex
     /// digits.
     pub fn parse(s: &str) -> Result<Self, ProfileIdError> {
@@ -111,6 +132,23 @@ impl fmt::Display for ProfileId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_ids_are_kept_when_they_are_uuids() {
+        let id = ProfileId::from_client(" 6ba7b810-9dad-11d1-80b4-00c04fd430c8 ").unwrap();
+        assert_eq!(id.to_string(), "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+        assert_eq!(ProfileId::from_client(""), None);
+        assert_eq!(ProfileId::from_client("profile-1"), None);
+        assert_eq!(
+            ProfileId::from_client("ffffffff-ffff-ffff-0000-000000000000"),
+            None
+        );
+        let bytes: Vec<u8> = (1..=16).collect();
+        let id = ProfileId::from_bytes(&bytes).unwrap();
+        assert_eq!(id.to_string(), "01020304-0506-0708-090a-0b0c0d0e0f10");
+        assert_eq!(ProfileId::from_bytes(&bytes[..15]), None);
+        assert_eq!(ProfileId::from_bytes(&[0; 16]), None);
+    }
 
     #[test]
     fn ids_round_trip_through_their_uuid() {

@@ -1,7 +1,7 @@
 //! `push.v1.PusherService/Push`: decoding a `PushRequest` into split profiles.
 
 use ignis_storage::proto::push::v1::PushRequest;
-use ignis_storage::{Labels, SplitProfile};
+use ignis_storage::{Labels, ProfileId, SplitProfile};
 
 use super::error::{IngestError, Reason};
 use super::legacy::decode_flat;
@@ -9,7 +9,8 @@ use super::limits::Limits;
 use super::split::{SplitInput, split_profile};
 
 /// Decodes every sample of every series. Fails on the first bad one: a push is
-/// accepted whole or not at all, so a client retry never duplicates data.
+/// accepted whole or not at all, so a client retry never duplicates data. A
+/// sample keeps the `ID` its client sent when it is a UUID.
 pub fn decode_push(
     req: PushRequest,
     limits: &Limits,
@@ -40,7 +41,13 @@ pub fn decode_push(
                 fallback_time_ns: now_ns,
                 now_ns,
             };
-            out.extend(split_profile(p, input, limits)?);
+            let client_id = ProfileId::from_client(&sample.id);
+            out.extend(split_profile(p, input, limits)?.map(|mut split| {
+                if let Some(id) = client_id {
+                    split.profile_id = id;
+                }
+                split
+            }));
         }
     }
     Ok(out)

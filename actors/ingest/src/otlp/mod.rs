@@ -20,7 +20,7 @@ use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1developme
     ExportProfilesServiceRequest, ExportProfilesServiceResponse,
 };
 use ignis_storage::proto::opentelemetry::proto::common::v1::KeyValue;
-use ignis_storage::{Labels, SplitProfile, names};
+use ignis_storage::{Labels, ProfileId, SplitProfile, names};
 use prost::Message;
 
 use super::error::IngestError;
@@ -146,7 +146,17 @@ pub fn decode_otlp(
                         fallback_time_ns: now_ns,
                         now_ns,
                     };
-                    out.extend(split_proto(&converted.profile, input, limits).map_err(at)?);
+                    let client_id = ProfileId::from_bytes(&profile.profile_id);
+                    out.extend(
+                        split_proto(&converted.profile, input, limits)
+                            .map_err(at)?
+                            .map(|mut split| {
+                                if let Some(id) = client_id {
+                                    split.profile_id = id;
+                                }
+                                split
+                            }),
+                    );
                 }
             }
         }

@@ -730,3 +730,26 @@ fn responses_in_both_encodings() {
     );
     assert_eq!(Encoding::from_content_type("text/plain"), None);
 }
+
+#[test]
+fn a_profile_keeps_the_id_its_client_sent() {
+    let mut other = sample(1, 5);
+    other.attribute_indices = vec![2];
+    let mut p = cpu_profile(vec![sample(1, 1), other]);
+    p.profile_id = (1..=16).collect();
+    let out = decode(&request(vec![p])).unwrap();
+    // Every pprof made of it (one per sample service) carries it.
+    assert_eq!(out.len(), 2);
+    for sp in &out {
+        assert_eq!(
+            sp.profile_id.to_string(),
+            "01020304-0506-0708-090a-0b0c0d0e0f10"
+        );
+    }
+    // No id, or all zeros: Ignis draws distinct ones.
+    let mut p = cpu_profile(vec![sample(1, 1)]);
+    p.profile_id = vec![0; 16];
+    let a = decode(&request(vec![p.clone()])).unwrap()[0].profile_id;
+    let b = decode(&request(vec![p])).unwrap()[0].profile_id;
+    assert!(a != b && a.key() != 0);
+}
