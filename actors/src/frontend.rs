@@ -25,6 +25,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use ignis_query::heatmap::HeatmapBuilder;
 use ignis_query::prelisted::PreListed;
 use ignis_query::timeseries::{Aggregation, SeriesBuilder, SeriesGroups, SeriesPlan};
 use ignis_query::{
@@ -32,6 +34,7 @@ use ignis_query::{
     Selection,
 };
 use ignis_storage::Labels;
+use ignis_storage::proto::querier::v1 as q;
 
 use crate::peer::protocol::WireSeriesGroup;
 use crate::querier::QueryFailure;
@@ -210,6 +213,86 @@ where
         (answer, pre.complete())
     })
     .await
+}
+
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Most parts [`profile_parts`] cuts a range into.
+const MAX_PROFILE_PARTS: i64 = 64;
+
+/// Parts of `[start_ns, end_ns]` (inclusive, disjoint, in order) for a
+/// query that reads every profile's total and adds parts up (a heatmap),
+/// so it holds one part's profiles at a time: cut at UTC days (longer
+/// spans of days past [`MAX_PROFILE_PARTS`]) where this node's
+/// store-gateway indexes blocks of the tenant; before and after them (the
+/// ingesters' recent data) no cuts. A federated read, or a node without a
+/// store-gateway, reads in one part.
+pub fn profile_parts(
+    tenants: &Tenants,
+    tenant: &str,
+    start_ns: i64,
+    end_ns: i64,
+) -> Vec<(i64, i64)> {
+    let whole = vec![(start_ns, end_ns)];
+    let Some(sg) = tenants.store_gateway() else {
+        return whole;
+    };
+    if tenant.contains('|') || start_ns >= end_ns {
+        return whole;
+    }
+    let spans = sg.indexed_spans(tenant, start_ns, end_ns);
+    let (Some(lo), Some(hi)) = (
+        spans.iter().map(|s| s.1).min(),
+        spans.iter().map(|s| s.2).max(),
+    ) else {
+        return whole;
+    };
+    let (lo, hi) = (lo.max(start_ns), hi.min(end_ns));
+    let days = (hi - lo) / DAY_NS + 1;
+    let every = DAY_NS.saturating_mul((days + MAX_PROFILE_PARTS - 1) / MAX_PROFILE_PARTS);
+    let mut parts = Vec::new();
+    let mut from = start_ns;
+    let mut cut = (lo.div_euclid(DAY_NS) + 1).saturating_mul(DAY_NS);
+    while cut <= hi && cut > from {
+        parts.push((from, cut - 1));
+        from = cut;
+        cut = cut.saturating_add(every);
+    }
+    parts.push((from, end_ns));
+    parts
+}
+
+/// `SelectHeatmap` over `range` (nanoseconds), in parts of it
+/// ([`profile_parts`]: a day of blocks each), two at a time, each read,
+/// budgeted and released on its own: a heatmap counts every profile, and a
+/// month of them would not fit one query's memory. The parts add up to the
+/// heatmap of the whole range ([`Engine::heatmap_part`]).
+pub async fn query_heatmap(
+    tenants: &Tenants,
+    tenant: &str,
+    req: q::SelectHeatmapRequest,
+    (start_ns, end_ns): (i64, i64),
+) -> Result<q::SelectHeatmapResponse, QueryFailure> {
+    let req = Arc::new(req);
+    let mut answers = futures::stream::iter(profile_parts(tenants, tenant, start_ns, end_ns))
+        .map(|part| {
+            let req = req.clone();
+            tenants.query_range(tenant, part.0, part.1, move |e| e.heatmap_part(&req, part))
+        })
+        .buffered(2);
+    let mut whole = None::<HeatmapBuilder>;
+    while let Some(part) = answers.next().await {
+        let part = part?;
+        match &mut whole {
+            Some(w) => w.absorb(part),
+            None => whole = Some(part),
+        }
+    }
+    let limit = req.limit.and_then(|l| usize::try_from(l).ok());
+    Ok(q::SelectHeatmapResponse {
+        series: whole.map(|w| w.finish(limit)).unwrap_or_default(),
+    })
 }
 
 /// The selection of a listing the frontend may answer in parts (label

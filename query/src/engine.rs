@@ -557,23 +557,40 @@ impl<'a> Engine<'a> {
         &self,
         req: &q::SelectHeatmapRequest,
     ) -> Result<q::SelectHeatmapResponse, QueryError> {
+        let builder = self.heatmap_part(req, (i64::MIN, i64::MAX))?;
+        let limit = req.limit.and_then(|l| usize::try_from(l).ok());
+        Ok(q::SelectHeatmapResponse {
+            series: builder.finish(limit),
+        })
+    }
+
+    /// The heatmap of the profiles of `req` whose timestamps lie in `part`
+    /// (nanoseconds, inclusive), unfinished: parts that cover the range
+    /// without overlapping, absorbed ([`HeatmapBuilder::absorb`]) and
+    /// finished with the request's `limit`, equal [`Engine::select_heatmap`].
+    pub fn heatmap_part(
+        &self,
+        req: &q::SelectHeatmapRequest,
+        (from_ns, to_ns): (i64, i64),
+    ) -> Result<HeatmapBuilder, QueryError> {
         if req.query_type == q::HeatmapQueryType::Span as i32 {
             return Err(QueryError::Unimplemented(
                 "heatmap query type span is not implemented".into(),
             ));
         }
-        let (sel, step_ms, exemplars) = self.bucketed_selection(
+        let (mut sel, step_ms, exemplars) = self.bucketed_selection(
             (&req.profile_type_id, &req.label_selector),
             (req.start, req.end),
             req.step,
             req.exemplar_type,
         )?;
+        sel.start_ns = sel.start_ns.max(from_ns);
+        sel.end_ns = sel.end_ns.min(to_ns);
         let mut builder = HeatmapBuilder::new(req.group_by.clone(), req.start, step_ms, exemplars);
-        self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
-        let limit = req.limit.and_then(|l| usize::try_from(l).ok());
-        Ok(q::SelectHeatmapResponse {
-            series: builder.finish(limit),
-        })
+        if sel.start_ns <= sel.end_ns {
+            self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
+        }
+        Ok(builder)
     }
 
     /// The typed selection, step (ms) and whether exemplars are asked for

@@ -3,7 +3,7 @@
 //! as `SelectSeries` buckets are; values fall into logarithmic buckets, four
 //! per doubling (bucket `k` holds `[2^(k/4), 2^((k+1)/4))`, values ≤ 0 one
 //! bucket of their own at 0), so slots built over parts of a range add up
-//! and every slot shares the same bounds.
+//! ([`HeatmapBuilder::absorb`]) and every slot shares the same bounds.
 
 use std::collections::BTreeMap;
 
@@ -53,11 +53,12 @@ struct Cell {
 }
 
 /// One series of a heatmap: its cells by (slot end ms, value bucket), and
-/// the sum of its profiles' totals (for `limit`).
+/// the sum of its profiles' totals (for `limit`; exact, so parts add up to
+/// the sum of one pass).
 #[derive(Debug, Default)]
 struct Group {
     cells: BTreeMap<(i64, i32), Cell>,
-    sum: f64,
+    sum: i128,
 }
 
 /// Builds the heatmap series of one query.
@@ -86,7 +87,7 @@ impl HeatmapBuilder {
         let key = group_key(&self.group_by, labels);
         let slot = bucket_end(t.timestamp_ns, self.start_ms, self.step_ms);
         let group = self.groups.entry(key).or_default();
-        group.sum += t.value as f64;
+        group.sum += i128::from(t.value);
         let cell = group
             .cells
             .entry((slot, value_bucket(t.value)))
@@ -97,13 +98,31 @@ impl HeatmapBuilder {
         }
     }
 
+    /// Adds the profiles `other` counted (another part of the range, with
+    /// the same slots): counts add up, each cell keeps the better exemplar.
+    pub fn absorb(&mut self, other: HeatmapBuilder) {
+        for (labels, theirs) in other.groups {
+            let group = self.groups.entry(labels).or_default();
+            group.sum += theirs.sum;
+            for (at, cell) in theirs.cells {
+                let mine = group.cells.entry(at).or_default();
+                mine.count += cell.count;
+                if let Some(e) = cell.exemplar
+                    && mine.exemplar.as_ref().is_none_or(|m| e.better(m))
+                {
+                    mine.exemplar = Some(e);
+                }
+            }
+        }
+    }
+
     /// The series, sorted by labels; with `limit`, the `limit` with the
     /// largest sum of profile totals.
     pub fn finish(self, limit: Option<usize>) -> Vec<types::HeatmapSeries> {
         let mut groups: Vec<(Labels, Group)> = self.groups.into_iter().collect();
         if let Some(limit) = limit.filter(|&l| l > 0 && l < groups.len()) {
             // Stable: equal sums keep label order.
-            groups.sort_by(|a, b| b.1.sum.total_cmp(&a.1.sum));
+            groups.sort_by_key(|g| std::cmp::Reverse(g.1.sum));
             groups.truncate(limit);
             groups.sort_by(|a, b| a.0.cmp(&b.0));
         }
@@ -155,6 +174,49 @@ mod tests {
                 lower_bound(k) <= v as f64 && (v as f64) < lower_bound(k + 1),
                 "{v}"
             );
+        }
+    }
+
+    #[test]
+    fn parts_absorbed_equal_one_pass() {
+        let pods = [
+            Labels::from_pairs([("pod", "a")]),
+            Labels::from_pairs([("pod", "b")]),
+            Labels::from_pairs([("pod", "c")]),
+        ];
+        let t = |ms: i64, id: u64, value: i64| ProfileTotal {
+            timestamp_ns: ms * 1_000_000,
+            profile_id: ignis_storage::ProfileId::from_key(id),
+            value,
+        };
+        let profiles: Vec<(usize, ProfileTotal)> = (0..300u64)
+            .map(|i| {
+                let v = (i as i64 * 7919) % 1000 + if i % 3 == 0 { 10_000 } else { 1 };
+                ((i % 3) as usize, t(i as i64 * 997, i + 1, v))
+            })
+            .collect();
+        for limit in [None, Some(1), Some(2)] {
+            let mut whole = HeatmapBuilder::new(vec!["pod".into()], 5, 20_000, true);
+            for (p, total) in &profiles {
+                whole.add(&pods[*p], *total);
+            }
+            // Three parts cut anywhere (not on slot bounds), absorbed in order.
+            let mut parts: Vec<HeatmapBuilder> = (0..3)
+                .map(|_| HeatmapBuilder::new(vec!["pod".into()], 5, 20_000, true))
+                .collect();
+            for (p, total) in &profiles {
+                let part = match total.timestamp_ns / 1_000_000 {
+                    ..=99_999 => 0,
+                    100_000..=200_002 => 1,
+                    _ => 2,
+                };
+                parts[part].add(&pods[*p], *total);
+            }
+            let mut merged = parts.remove(0);
+            for part in parts {
+                merged.absorb(part);
+            }
+            assert_eq!(merged.finish(limit), whole.finish(limit), "{limit:?}");
         }
     }
 

@@ -1,7 +1,12 @@
 //! Read endpoints: `querier.v1.QuerierService/<Method>` (Connect unary).
 
+use std::sync::Arc;
+
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
+use ignis_actors::Tenants;
+use ignis_actors::frontend::query_heatmap;
+use ignis_actors::querier::QueryFailure;
 use ignis_query::lane::{Lane, in_lane};
 use ignis_query::{Engine, QueryError};
 use ignis_storage::proto::querier::v1 as q;
@@ -128,8 +133,10 @@ async fn dispatch(
                 .await
         }
         "SelectHeatmap" => {
-            call.run(|e, r: &q::SelectHeatmapRequest| e.select_heatmap(r))
-                .await
+            call.run_with(|tenants, tenant, req, range| async move {
+                query_heatmap(&tenants, &tenant, req, range).await
+            })
+            .await
         }
         "Diff" => call.run(|e, r: &q::DiffRequest| e.diff(r)).await,
         "AnalyzeQuery" => analyze(codec, body, state, &call.tenant).await,
@@ -205,11 +212,31 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Answers with `f` run over the tenant's data in the request's range.
     async fn run<Req, Resp, F>(self, f: F) -> Result<HttpResponse, ApiError>
     where
         Req: prost::Message + Default + DeserializeOwned + FetchRange + Send + Sync + 'static,
         Resp: prost::Message + Serialize + Send + 'static,
         F: Fn(&Engine<'_>, &Req) -> Result<Resp, QueryError> + Send + Sync + 'static,
+    {
+        self.run_with(
+            move |tenants, tenant, request: Req, (start, end)| async move {
+                tenants
+                    .query_range(&tenant, start, end, move |e| f(e, &request))
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Answers with what `g` makes of the decoded request and its range
+    /// (nanoseconds), in the query's lane.
+    async fn run_with<Req, Resp, G, Fut>(self, g: G) -> Result<HttpResponse, ApiError>
+    where
+        Req: prost::Message + Default + DeserializeOwned + FetchRange + Send + Sync + 'static,
+        Resp: prost::Message + Serialize + Send + 'static,
+        G: FnOnce(Arc<Tenants>, String, Req, (i64, i64)) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Resp, QueryFailure>> + Send + 'static,
     {
         // A tenant with another query in flight runs this one, decoding
         // and encoding included, on the bulk lane's threads: what it costs
@@ -224,10 +251,8 @@ impl Call<'_> {
                 let _entered = entered;
                 let request = request?;
                 let (start_ms, end_ms) = request.range_ms();
-                let (start, end) = fetch_range(start_ms, end_ms);
-                let resp = tenants
-                    .query_range(&tenant, start, end, move |e| f(e, &request))
-                    .await?;
+                let range = fetch_range(start_ms, end_ms);
+                let resp = g(tenants, tenant, request, range).await?;
                 codec.encode(&resp)
             }
         };

@@ -319,3 +319,70 @@ async fn the_jobs_of_a_querier_that_died_run_on_another() {
         4.0
     );
 }
+
+#[actix::test]
+async fn heatmaps_over_days_of_blocks_are_read_a_day_at_a_time_and_add_up() {
+    // Profiles of four services every six hours over four days, in blocks:
+    // the heatmap read in parts (a day each) equals the one-pass heatmap
+    // for every grouping, limit and exemplar setting, through every node.
+    let sb = Sandbox::start(3, 2).await.expect("sandbox");
+    let day_ms = 24 * HOUR_MS;
+    for h in (0..4 * 24).step_by(6) {
+        for s in 0..4 {
+            let p = fixtures::split("go/cpu", &format!("svc-{s}"), START_MS + h * HOUR_MS + s);
+            sb.push(h as usize % 3, TENANT, p).await.expect("push");
+        }
+    }
+    sb.flush_to_blocks().await.expect("blocks");
+    let (start, end) = (START_MS - 5, START_MS + 4 * day_ms);
+    let request =
+        |group_by: &[&str], limit: Option<i64>, exemplars: bool| q::SelectHeatmapRequest {
+            start,
+            end,
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            step: 3600.0 * 5.0,
+            group_by: group_by.iter().map(|g| g.to_string()).collect(),
+            limit,
+            query_type: q::HeatmapQueryType::Individual as i32,
+            exemplar_type: if exemplars {
+                types::ExemplarType::Individual as i32
+            } else {
+                types::ExemplarType::None as i32
+            },
+        };
+    let range = (start * 1_000_000, end * 1_000_000);
+    for node in 0..3 {
+        let parts =
+            crate::frontend::profile_parts(&sb.nodes[node].tenants, TENANT, range.0, range.1);
+        assert!(parts.len() >= 4, "a part per day: {parts:?}");
+        for (group_by, limit, exemplars) in [
+            (&[][..], None, false),
+            (&["service_name"][..], None, true),
+            (&["service_name"][..], Some(2), true),
+        ] {
+            let req = request(group_by, limit, exemplars);
+            let one = req.clone();
+            let expected = sb
+                .query(node, TENANT, move |e| e.select_heatmap(&one))
+                .await
+                .expect("one pass");
+            let counted: i32 = expected
+                .series
+                .iter()
+                .flat_map(|s| &s.slots)
+                .flat_map(|s| &s.counts)
+                .sum();
+            assert_eq!(
+                counted,
+                if limit.is_some() { 32 } else { 64 },
+                "{group_by:?}"
+            );
+            let parted =
+                crate::frontend::query_heatmap(&sb.nodes[node].tenants, TENANT, req, range)
+                    .await
+                    .expect("in parts");
+            assert_eq!(parted, expected, "node {node} {group_by:?} {limit:?}");
+        }
+    }
+}
