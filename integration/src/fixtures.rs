@@ -33,6 +33,58 @@ pub struct Capture {
     pub expected: Value,
 }
 
+impl Capture {
+    /// The same request as new profiles: a Push whose samples' client ids
+    /// (`RawSample.ID`, which name a profile: one sent again with them is
+    /// the same profile) are cleared, so Ignis draws new ones. Other
+    /// requests carry no ids and are returned as they are.
+    pub fn as_new_profiles(&self) -> Result<Capture> {
+        use ignis_storage::proto::push::v1::PushRequest;
+        use prost::Message;
+        if !self
+            .path_and_query
+            .starts_with("/push.v1.PusherService/Push")
+        {
+            return Ok(self.clone());
+        }
+        let encoding = self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+            .map_or("identity", |(_, v)| v.as_str());
+        let gzip = match encoding {
+            "identity" => false,
+            "gzip" => true,
+            other => bail!("{}: Content-Encoding {other}", self.name),
+        };
+        let raw = if gzip {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(self.body.as_slice()),
+                &mut out,
+            )?;
+            out
+        } else {
+            self.body.clone()
+        };
+        let mut req = PushRequest::decode(raw.as_slice())
+            .with_context(|| format!("{}: not a protobuf PushRequest", self.name))?;
+        for sample in req.series.iter_mut().flat_map(|s| s.samples.iter_mut()) {
+            sample.id.clear();
+        }
+        let mut body = req.encode_to_vec();
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &body)?;
+            body = gz.finish()?;
+        }
+        Ok(Capture {
+            body,
+            ..self.clone()
+        })
+    }
+}
+
 /// Loads every `req-NNNN` of a capture directory (relative to the fixtures).
 pub fn load_captures(dir: &str) -> Result<Vec<Capture>> {
     let base = fixtures_dir().join(dir);

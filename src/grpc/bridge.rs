@@ -27,10 +27,18 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::translate::{Chunks, Flavor, answer, flavor, open, to_connect};
 use super::{BoxError, LocalBody, Status, http_error, ok_response, status_response};
+
+/// How often an idle HTTP/2 connection is pinged, and how long the client
+/// has to answer before the connection is closed: a client that vanished
+/// (no FIN, no RST) does not hold a connection forever. Live gRPC
+/// channels, which idle by design, answer and stay.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// See [`KEEP_ALIVE_INTERVAL`].
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves one HTTP/2 connection until the client closes it or `stopping`
 /// turns true (then in-flight calls finish and the connection ends).
@@ -58,6 +66,9 @@ pub async fn serve<IO, S>(
         }
     });
     let conn = hyper::server::conn::http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {

@@ -37,12 +37,7 @@ pub enum Flavor {
 /// at all, an error (answered 415, as gRPC servers answer a content type
 /// they do not take) for a gRPC codec Ignis does not speak.
 pub fn flavor(content_type: &str) -> Option<Result<Flavor, String>> {
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = crate::http::mime_type(content_type);
     let (flavor, codec) = if let Some(rest) = mime.strip_prefix("application/grpc-web") {
         (Flavor::Web, rest)
     } else if let Some(rest) = mime.strip_prefix("application/grpc") {

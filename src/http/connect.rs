@@ -24,12 +24,7 @@ impl Codec {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = super::mime_type(ct);
         match mime.as_str() {
             "application/proto" | "application/protobuf" | "application/x-protobuf" => {
                 Ok(Self::Proto)

@@ -110,6 +110,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
     }
 }
 
+/// The media type of a `Content-Type` value: lower case, without
+/// parameters (`application/grpc+proto; charset=x` → `application/grpc+proto`).
+pub fn mime_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Answers routes that do not exist.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
