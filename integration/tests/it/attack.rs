@@ -85,6 +85,12 @@ async fn attack_corpus_is_refused_and_leaves_stored_data_unchanged() -> Result<(
             Expect::Refused => (400..500).contains(&status),
             Expect::NotFailed => (200..300).contains(&status) || (400..500).contains(&status),
             Expect::Stored => (200..300).contains(&status),
+            Expect::GrpcRefused => {
+                (400..500).contains(&status)
+                    || (status == 200
+                        && body.contains("grpc-status: ")
+                        && !body.contains("grpc-status: 0\r\n"))
+            }
         };
         if !ok {
             let body: String = body.chars().take(300).collect();

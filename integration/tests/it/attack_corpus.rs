@@ -22,6 +22,9 @@ pub enum Expect {
     NotFailed,
     /// A 2xx: valid input that looks hostile (checked by its totals after).
     Stored,
+    /// A gRPC-Web refusal: HTTP 200 whose trailers frame carries a
+    /// `grpc-status` other than 0 (or a 4xx before the call starts).
+    GrpcRefused,
 }
 
 /// One hostile request.
@@ -207,7 +210,64 @@ pub fn corpus() -> Result<Vec<Attack>> {
     otlp_attacks(&mut out)?;
     query_attacks(&mut out);
     header_attacks(&mut out, &good_push);
+    grpc_web_attacks(&mut out, &good_push);
     Ok(out)
+}
+
+/// gRPC-Web framing (the same handlers behind it): bad frames, lengths and
+/// flags, a gzip bomb as a compressed message, junk inside a good frame.
+fn grpc_web_attacks(out: &mut Vec<Attack>, good: &[u8]) {
+    const WEB: &str = "application/grpc-web+proto";
+    let frame = |flag: u8, msg: &[u8]| {
+        let mut f = vec![flag];
+        f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        f.extend_from_slice(msg);
+        f
+    };
+    let web = |name: &str, path: &str, body: Vec<u8>| {
+        let mut a = post(format!("gRPC-Web {name}"), path, WEB, body);
+        a.expect = Expect::GrpcRefused;
+        a
+    };
+    let query = format!("{QUERY}SelectMergeStacktraces");
+    out.push(web("push, 3 bytes", PUSH, vec![0, 0, 0]));
+    out.push(web("push, no body", PUSH, vec![]));
+    let mut long = frame(0, good);
+    long[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+    out.push(web("push, a 4 GiB length", PUSH, long));
+    let mut extra = frame(0, good);
+    extra.extend_from_slice(&frame(0, good));
+    out.push(web("push, two messages", PUSH, extra));
+    out.push(web("push, flag 0x7f", PUSH, frame(0x7f, good)));
+    out.push(web(
+        "push, a trailers frame",
+        PUSH,
+        frame(0x80, b"grpc-status: 0\r\n"),
+    ));
+    out.push(web(
+        "push, compressed without grpc-encoding",
+        PUSH,
+        frame(1, &gzip(good)),
+    ));
+    out.push(
+        web("push, gzip bomb message", PUSH, frame(1, &gzip_bomb()))
+            .header("grpc-encoding", "gzip"),
+    );
+    out.push(
+        web("push, unknown grpc-encoding", PUSH, frame(1, good)).header("grpc-encoding", "br"),
+    );
+    out.push(web("push, junk message", PUSH, frame(0, &noise(7, 4096))));
+    out.push(web("query, junk message", &query, frame(0, &noise(8, 512))));
+    out.push(web("query, empty message", &query, frame(0, &[])));
+    out.push(web("query, bad grpc-timeout", &query, frame(0, &[])).header("grpc-timeout", "-1S"));
+    out.push(web("unknown procedure", "/no.Such/Method", frame(0, &[])));
+    // A gRPC codec Ignis does not speak is refused before the call: 415.
+    out.push(post(
+        "gRPC-Web text",
+        PUSH,
+        "application/grpc-web-text",
+        frame(0, good),
+    ));
 }
 
 /// Truncated, deep and huge-varint protobuf.
