@@ -38,7 +38,7 @@ use ignis_storage::proto::querier::v1 as q;
 
 use crate::peer::protocol::WireSeriesGroup;
 use crate::querier::QueryFailure;
-use crate::results_cache::{ResultsCache, key, listing_key, series_key, split_days};
+use crate::results_cache::{DAY_NS, ResultsCache, key, listing_key, series_key, split_days};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
 
@@ -214,9 +214,6 @@ where
     })
     .await
 }
-
-/// Nanoseconds in a day.
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 /// Most parts [`profile_parts`] cuts a range into.
 const MAX_PROFILE_PARTS: i64 = 64;

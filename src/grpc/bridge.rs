@@ -29,7 +29,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::translate::{Chunks, Flavor, answer, flavor, open, to_connect};
+use super::translate::{Chunks, Flavor, flavor, open, outcome, to_connect};
 use super::{BoxError, LocalBody, Status, http_error, ok_response, status_response};
 
 /// How often an idle HTTP/2 connection is pinged, and how long the client
@@ -163,12 +163,7 @@ where
         let mut req = actix_request(parts, Box::pin(message), peer)
             .map_err(|m| Status::new(super::Code::InvalidArgument, m))?;
         to_connect(&mut req.head_mut().headers, compressed)?;
-        let res = respond(app, req).await;
-        let status = res.status().as_u16();
-        let body = actix_web::body::to_bytes(res.into_body())
-            .await
-            .map_err(|e| Status::new(super::Code::Internal, format!("reading the answer: {e}")))?;
-        answer(status, &body, path)
+        outcome(respond(app, req).await, path).await
     };
     local(match outcome.await {
         Ok(msg) => ok_response(msg),

@@ -37,6 +37,12 @@ pub enum Flavor {
 /// at all, an error (answered 415, as gRPC servers answer a content type
 /// they do not take) for a gRPC codec Ignis does not speak.
 pub fn flavor(content_type: &str) -> Option<Result<Flavor, String>> {
+    // Every request asks: most are not gRPC, and need no lowercase copy.
+    const GRPC: &str = "application/grpc";
+    let head = content_type.trim_start().get(..GRPC.len())?;
+    if !head.eq_ignore_ascii_case(GRPC) {
+        return None;
+    }
     let mime = crate::http::mime_type(content_type);
     let (flavor, codec) = if let Some(rest) = mime.strip_prefix("application/grpc-web") {
         (Flavor::Web, rest)
@@ -216,6 +222,19 @@ impl Stream for Unframed {
             other => other,
         }
     }
+}
+
+/// The gRPC outcome of a handler's Connect response ([`answer`] of its
+/// status and body).
+pub async fn outcome(
+    res: actix_web::HttpResponse<actix_web::body::BoxBody>,
+    path: &str,
+) -> Result<Vec<u8>, Status> {
+    let status = res.status().as_u16();
+    let body = actix_web::body::to_bytes(res.into_body())
+        .await
+        .map_err(|e| Status::new(Code::Internal, format!("reading the answer: {e}")))?;
+    answer(status, &body, path)
 }
 
 /// The gRPC outcome of a handler's Connect answer: its message on success,

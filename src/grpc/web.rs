@@ -14,7 +14,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use futures::future::LocalBoxFuture;
 
-use super::translate::{Chunks, Flavor, answer, flavor, open, to_connect};
+use super::translate::{Chunks, Flavor, flavor, open, outcome, to_connect};
 use super::{Status, frame, percent_encode};
 use crate::http::error::ApiError;
 
@@ -118,14 +118,6 @@ where
             Err(WebStatus(status).into())
         }
     }
-}
-
-async fn outcome(res: HttpResponse<BoxBody>, path: &str) -> Result<Vec<u8>, Status> {
-    let status = res.status().as_u16();
-    let body = actix_web::body::to_bytes(res.into_body())
-        .await
-        .map_err(|e| Status::new(super::Code::Internal, format!("reading the answer: {e}")))?;
-    answer(status, &body, path)
 }
 
 /// A gRPC error answered as gRPC-Web (HTTP 200, status in the trailers).

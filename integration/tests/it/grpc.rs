@@ -317,16 +317,16 @@ async fn grpc_and_grpc_web_on_the_main_port_answer_as_connect() -> Result<()> {
 
 /// A raw gRPC call over h2c: the HTTP status and `grpc-status`/`grpc-message`
 /// of a trailers-only answer.
-async fn raw(
+pub(crate) async fn raw(
     h2c: &reqwest::Client,
     url: &str,
     path: &str,
-    headers: &[(&str, &str)],
+    headers: Vec<(&str, &str)>,
     body: Vec<u8>,
 ) -> Result<(u16, String, String)> {
     let mut req = h2c.post(format!("{url}{path}")).header("te", "trailers");
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        req = req.header(k, v);
     }
     let r = req.body(body).send().await?;
     let header = |k: &str| {
@@ -478,7 +478,7 @@ async fn grpc_errors_are_statuses_and_credentials_are_metadata() -> Result<()> {
             "grpc-timeout",
         ),
     ] {
-        let (status, code, message) = raw(&h2c, &node.url, path, &headers, body).await?;
+        let (status, code, message) = raw(&h2c, &node.url, path, headers, body).await?;
         ensure!(status == 200, "{text}: HTTP {status}");
         ensure!(
             code == want && message.contains(text),
@@ -496,7 +496,7 @@ async fn grpc_errors_are_statuses_and_credentials_are_metadata() -> Result<()> {
             &h2c,
             &node.url,
             path,
-            &[("content-type", ct), auth, tenant],
+            vec![("content-type", ct), auth, tenant],
             frame(0, b"{}"),
         )
         .await?;
