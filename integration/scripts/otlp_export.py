@@ -12,6 +12,11 @@ descriptor of the pprof schema built here.
 Usage:
   otlp_export.py PPROF --service NAME [--proto OUT] [--json OUT]
                  [--grpc HOST:PORT [--tenant T] [--authorization VALUE] [--gzip]]
+                 [--links TRUTH_OUT]
+
+--links links samples to two traces (sample i to link 1 when i % 3 == 0, to
+link 2 when i % 3 == 1, none otherwise) and writes, per trace and per span id
+(hex), the sum of the linked samples' values by sample type to TRUTH_OUT.
 
 --json writes OTLP/JSON: protojson, except that link trace and span ids are
 hex (the OTLP rule). --grpc calls ProfilesService/Export with grpcio and
@@ -94,13 +99,42 @@ def read_pprof(path):
     return p
 
 
-def build_request(p, service):
+LINKS = [
+    (bytes.fromhex("5b8efff798038103d269b633813fc60c"), bytes.fromhex("eee19b7ec3c1b174")),
+    (bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("b7ad6b7169203331")),
+]
+
+
+def link_of(i):
+    """The link (1-based index into the link table) of sample i, 0 for none."""
+    return [1, 2, 0][i % 3]
+
+
+def links_truth(p):
+    """Per trace and span id (hex): the sums of the linked samples by sample type."""
+    truth = {"traces": {}, "spans": {}}
+    for i, s in enumerate(p.sample):
+        link = link_of(i)
+        if link == 0:
+            continue
+        trace, span = LINKS[link - 1]
+        for kind, key in (("traces", trace.hex()), ("spans", span.hex())):
+            sums = truth[kind].setdefault(key, [0] * len(p.sample_type))
+            for t, v in enumerate(s.value):
+                sums[t] += v
+    return truth
+
+
+def build_request(p, service, links=False):
     d = otel.ProfilesDictionary()
     d.string_table.extend(p.string_table)  # pprof string 0 is "" too
     d.mapping_table.add()
     d.location_table.add()
     d.function_table.add()
     d.link_table.add()
+    if links:
+        for trace, span in LINKS:
+            d.link_table.add(trace_id=trace, span_id=span)
     d.attribute_table.add()
     d.stack_table.add()
 
@@ -124,7 +158,7 @@ def build_request(p, service):
     stacks = {}
     attributes = {}
     samples = []
-    for s in p.sample:
+    for n, s in enumerate(p.sample):
         key = tuple(location_index[i] for i in s.location_id)
         if key not in stacks:
             stacks[key] = len(d.stack_table)
@@ -139,7 +173,7 @@ def build_request(p, service):
                 d.attribute_table.add(key_strindex=label.key,
                                       value=common_pb2.AnyValue(string_value=p.string_table[label.str]))
             attrs.append(attributes[k])
-        samples.append((stacks[key], attrs, list(s.value)))
+        samples.append((stacks[key], attrs, list(s.value), link_of(n) if links else 0))
 
     scope = otel.ScopeProfiles(scope=common_pb2.InstrumentationScope(name="ignis-otlp-export-test", version="1"))
     for i, st in enumerate(p.sample_type):
@@ -152,8 +186,9 @@ def build_request(p, service):
         if p.HasField("period_type"):
             prof.period_type.CopyFrom(otel.ValueType(type_strindex=p.period_type.type,
                                                      unit_strindex=p.period_type.unit))
-        for stack, attrs, values in samples:
-            prof.samples.add(stack_index=stack, attribute_indices=attrs, values=[values[i]])
+        for stack, attrs, values, link in samples:
+            prof.samples.add(stack_index=stack, attribute_indices=attrs, values=[values[i]],
+                             link_index=link)
 
     resource = resource_pb2.Resource(attributes=[
         common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value=service)),
@@ -185,8 +220,12 @@ def main():
     ap.add_argument("--authorization")
     ap.add_argument("--gzip", action="store_true")
     ap.add_argument("--ca", help="gRPC over TLS, trusting this PEM certificate")
+    ap.add_argument("--links", help="link samples to traces; write their sums here")
     a = ap.parse_args()
-    req = build_request(read_pprof(a.pprof), a.service)
+    pprof = read_pprof(a.pprof)
+    req = build_request(pprof, a.service, links=bool(a.links))
+    if a.links:
+        open(a.links, "w").write(json.dumps(links_truth(pprof)))
     if a.proto:
         open(a.proto, "wb").write(req.SerializeToString())
     if a.json:

@@ -9,7 +9,7 @@
 //! the same functions a whole decode uses, so the slice answers exactly as
 //! the whole block would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,8 +17,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use ignis_storage::block::{
-    BlockError, BlockMeta, BlockStore, SPANS_FILE, SYMBOL_FILES, attach_spans, decode_series,
-    decode_symbols, group_profile_rows, group_sample_rows, span_samples,
+    BlockError, BlockMeta, BlockStore, SPANS_FILE, SYMBOL_FILES, TRACE_IDS_SINCE, attach_spans,
+    decode_series, decode_symbols, group_profile_rows, group_sample_rows, span_samples,
 };
 use ignis_storage::{ProfileRow, Series, SymbolTable};
 
@@ -271,20 +271,26 @@ impl BlockReader {
                 group_profile_rows(&batches, with_ids, &mut push)?;
             }
         }
-        // `Some(None)`: every span sample; `Some(Some(ids))`: those spans'.
+        // `Some(None)`: every span sample; `Some(Some(sel))`: those of its
+        // spans and traces.
         let wanted_spans = if scope.all_spans {
             Some(None)
         } else {
-            scope.span_ids().filter(|ids| !ids.is_empty()).map(Some)
+            scope.span_selector().filter(|s| !s.is_empty()).map(Some)
         };
-        if let Some(ids) = wanted_spans
+        if let Some(sel) = wanted_spans
             && meta.format_version >= 3
         {
+            // Pruned by span id when only spans are selected (the table is
+            // sorted by span); a trace's samples may be of any span.
             let filter = RowFilter {
-                spans: ids.clone(),
+                spans: sel
+                    .as_ref()
+                    .filter(|s| s.trace_ids().next().is_none())
+                    .map(|s| s.ids().collect()),
                 ..filter
             };
-            let columns = [
+            let mut columns = vec![
                 "series_ref",
                 "timestamp_ns",
                 "profile_id",
@@ -292,9 +298,11 @@ impl BlockReader {
                 "stack_id",
                 "value",
             ];
-            let ids: Option<HashSet<u64>> = ids.map(|ids| ids.into_iter().collect());
+            if meta.format_version >= TRACE_IDS_SINCE {
+                columns.push("trace_id");
+            }
             let exact = Exact {
-                spans: ids.as_ref(),
+                spans: sel.as_ref(),
                 ..Exact::new(&wanted, start, end)
             };
             let batches = self
@@ -334,11 +342,26 @@ mod tests {
     const PROFILES: i64 = 50;
     const STACKS: u64 = 200;
 
+    /// Trace ids of the fixture's samples.
+    const TRACES: [&str; 2] = [
+        "0af7651916cd43dd8448eb211c80319c",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    ];
+
     /// A profile of `STACKS` distinct three-frame stacks, with span ids on
-    /// every tenth sample.
+    /// every tenth sample and one of two trace ids on every seventh.
     fn profile(seed: u64) -> pprof::Profile {
         let mut p = pprof::Profile {
-            string_table: vec!["".into(), "span_id".into(), "0100000000000000".into()],
+            string_table: [
+                "",
+                "span_id",
+                "0100000000000000",
+                "trace_id",
+                TRACES[0],
+                TRACES[1],
+            ]
+            .map(String::from)
+            .to_vec(),
             ..Default::default()
         };
         for f in 1..=40u64 {
@@ -357,16 +380,19 @@ mod tests {
                 ..Default::default()
             });
         }
+        let label = |key, str| pprof::Label {
+            key,
+            str,
+            ..Default::default()
+        };
         for i in 0..STACKS {
-            let span = if i % 10 == 0 {
-                vec![pprof::Label {
-                    key: 1,
-                    str: 2,
-                    ..Default::default()
-                }]
-            } else {
-                vec![]
-            };
+            let mut span = Vec::new();
+            if i % 10 == 0 {
+                span.push(label(1, 2));
+            }
+            if i % 7 == 0 {
+                span.push(label(3, 4 + (i / 7 % 2) as i64));
+            }
             p.sample.push(pprof::Sample {
                 location_id: vec![1 + i % 40, 1 + (i / 40) % 40, 1 + (i + seed) % 40],
                 value: vec![(i + seed) as i64 % 97 + 1],
@@ -520,6 +546,32 @@ mod tests {
                     .encode_to_vec()
                 }),
             ),
+            (
+                "trace flame graph",
+                Box::new(|e| {
+                    e.select_merge_stacktraces(&q::SelectMergeStacktracesRequest {
+                        trace_id_selector: vec![TRACES[1].into()],
+                        ..stacktraces("{service_name=\"svc-05\"}", 0, 49, &[])
+                    })
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
+            (
+                "pprof of a trace",
+                Box::new(|e| {
+                    e.select_merge_profile(&q::SelectMergeProfileRequest {
+                        profile_type_id: PT.into(),
+                        label_selector: "{service_name=\"svc-09\"}".into(),
+                        start: START_MS,
+                        end: START_MS + 3_600_000,
+                        trace_id_selector: vec![TRACES[0].into()],
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .encode_to_vec()
+                }),
+            ),
         ];
         for (name, query) in &queries {
             let scope = Scope::record(&limits, |e| {
@@ -544,6 +596,40 @@ mod tests {
                 f.meta.stats.samples
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_trace_selects_exactly_its_samples_from_a_block() {
+        let f = fixture().await;
+        let limits = QueryLimits::default();
+        // svc-05's profile i has seed i + 5; trace 1 is on samples 7, 21, 35, ...
+        let want: i64 = (0..PROFILES as u64)
+            .flat_map(|i| {
+                (0..STACKS)
+                    .filter(|n| n % 7 == 0 && n / 7 % 2 == 1)
+                    .map(move |n| (n + i + 5) as i64 % 97 + 1)
+            })
+            .sum();
+        let req = q::SelectMergeStacktracesRequest {
+            trace_id_selector: vec![TRACES[1].to_uppercase(), "f".repeat(32)],
+            ..stacktraces("{service_name=\"svc-05\"}", 0, 49, &[])
+        };
+        let scope =
+            Scope::record(&limits, |e| e.select_merge_stacktraces(&req).map(|_| ())).unwrap();
+        let (slice, _) = f
+            .reader
+            .read_slice(&f.meta, &f.tables, &scope, &f.tables.wanted(&scope))
+            .await
+            .unwrap();
+        let sources: [&dyn Source; 1] = [&slice];
+        let got = Engine::new(&sources, &limits)
+            .select_merge_stacktraces(&req)
+            .unwrap()
+            .flamegraph
+            .unwrap()
+            .total;
+        assert_eq!(got, want);
+        assert!(want > 0);
     }
 
     #[tokio::test]

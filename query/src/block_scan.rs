@@ -9,10 +9,11 @@
 //! exact rows ([`Exact`]) as it streams in. Footers come from the
 //! [`Bucket`]'s shared cache.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{
+    Array, BooleanArray, FixedSizeBinaryArray, Int64Array, UInt32Array, UInt64Array,
+};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -31,8 +32,10 @@ use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{col, lit};
 use futures::StreamExt;
 use ignis_storage::block::{BlockError, BlockMeta};
+use ignis_storage::head::TraceId;
 
 use crate::bucket::Bucket;
+use crate::source::SpanSelector;
 
 /// At most this many `series_ref` ranges in a predicate: more precise lists
 /// are widened (the exact set is applied to the rows read).
@@ -164,8 +167,8 @@ pub struct Exact<'a> {
     pub start: i64,
     /// Inclusive end, ns.
     pub end: i64,
-    /// Span ids kept (the `spans` table), or `None`.
-    pub spans: Option<&'a HashSet<u64>>,
+    /// Spans and traces kept (the `spans` table), or `None`.
+    pub spans: Option<&'a SpanSelector>,
     /// The window length kept (the `rollups` table), or `None`.
     pub resolution: Option<i64>,
     /// When set, only rows whose timestamp lies in one of these sorted,
@@ -206,11 +209,23 @@ impl<'a> Exact<'a> {
             ));
         };
         let span = match self.spans {
-            Some(ids) => Some((
-                ids,
+            Some(sel) => Some((
+                sel,
                 b.column_by_name("span_id")
                     .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
                     .ok_or_else(|| BlockError::Corrupt("spans: span_id is missing".into()))?,
+                match b.column_by_name("trace_id") {
+                    // Blocks before format 7 name no traces.
+                    None => None,
+                    Some(c) => Some(
+                        c.as_any()
+                            .downcast_ref::<FixedSizeBinaryArray>()
+                            .filter(|a| a.value_length() == 16)
+                            .ok_or_else(|| {
+                                BlockError::Corrupt("spans: trace_id has the wrong type".into())
+                            })?,
+                    ),
+                },
             )),
             None => None,
         };
@@ -232,7 +247,12 @@ impl<'a> Exact<'a> {
                     self.wanted.get(series.value(i) as usize) == Some(&true)
                         && (self.start..=self.end).contains(&t)
                         && self.times.is_none_or(|spans| in_spans(spans, t))
-                        && span.is_none_or(|(ids, col)| ids.contains(&col.value(i)))
+                        && span.is_none_or(|(sel, spans, traces)| {
+                            let trace = traces
+                                .and_then(|t| TraceId::try_from(t.value(i)).ok())
+                                .unwrap_or_default();
+                            sel.keeps_ids(spans.value(i), &trace)
+                        })
                         && res.is_none_or(|(r, col)| col.value(i) == r),
                 )
             })

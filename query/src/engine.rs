@@ -349,15 +349,10 @@ impl<'a> Engine<'a> {
         Ok((pt, sel.end_ns, merged))
     }
 
-    /// The span and profile filters of a `SelectMergeStacktracesRequest`
-    /// (`span_selector`, `profile_id_selector`); refused with
-    /// `trace_id_selector` or a bad id.
+    /// The span, trace and profile filters of a `SelectMergeStacktracesRequest`
+    /// (`span_selector`, `trace_id_selector`, `profile_id_selector`); refused
+    /// with spans and traces together or a bad id.
     fn stacktraces_ids(req: &q::SelectMergeStacktracesRequest) -> Result<IdSelectors, QueryError> {
-        if !req.span_selector.is_empty() && !req.trace_id_selector.is_empty() {
-            return Err(QueryError::invalid(
-                "span_selector and trace_id_selector cannot be combined",
-            ));
-        }
         IdSelectors::parse(
             &req.span_selector,
             &req.profile_id_selector,
@@ -672,23 +667,26 @@ struct IdSelectors {
 }
 
 impl IdSelectors {
-    /// A request's `span_selector` and `profile_id_selector` (an empty list
-    /// selects all). `trace_id_selector` is not applied yet: a request with
-    /// one is refused (`unimplemented`), never answered over every profile.
+    /// A request's `span_selector` or `trace_id_selector`, and its
+    /// `profile_id_selector` (an empty list selects all); spans and traces
+    /// together are refused.
     fn parse(
         span_ids: &[String],
         profile_ids: &[String],
         trace_ids: &[String],
     ) -> Result<Self, QueryError> {
-        if !trace_ids.is_empty() {
-            return Err(QueryError::Unimplemented(
-                "trace_id_selector is not supported by Ignis yet".into(),
-            ));
-        }
+        let spans = match (span_ids.is_empty(), trace_ids.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(SpanSelector::parse(span_ids)?),
+            (true, false) => Some(SpanSelector::parse_traces(trace_ids)?),
+            (false, false) => {
+                return Err(QueryError::invalid(
+                    "span_selector and trace_id_selector cannot be combined",
+                ));
+            }
+        };
         Ok(Self {
-            spans: (!span_ids.is_empty())
-                .then(|| SpanSelector::parse(span_ids))
-                .transpose()?,
+            spans,
             profiles: (!profile_ids.is_empty())
                 .then(|| ProfileSelector::parse(profile_ids))
                 .transpose()?,
@@ -754,10 +752,22 @@ mod tests {
     const SPAN_A: &str = "0100000000000000";
     const SPAN_B: &str = "0200000000000000";
 
-    /// Stacks main;work (3, span A), main;work (4, span B), main (5, span A
-    /// as `profile_id`), main;work (6, no span).
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    /// Stacks main;work (3, span A, trace), main;work (4, span B), main (5,
+    /// span A as `profile_id`), main;work (6, no span, trace).
     fn head_with_spans(profile_id: u64) -> Head {
-        let strings = ["", "main", "work", "span_id", "profile_id", SPAN_A, SPAN_B];
+        let strings = [
+            "",
+            "main",
+            "work",
+            "span_id",
+            "profile_id",
+            SPAN_A,
+            SPAN_B,
+            "trace_id",
+            TRACE,
+        ];
         let label = |k: i64, v: i64| pprof::Label {
             key: k,
             str: v,
@@ -788,10 +798,10 @@ mod tests {
                 })
                 .collect(),
             sample: vec![
-                sample(vec![2, 1], 3, vec![label(3, 5)]),
+                sample(vec![2, 1], 3, vec![label(3, 5), label(7, 8)]),
                 sample(vec![2, 1], 4, vec![label(3, 6)]),
                 sample(vec![1], 5, vec![label(4, 5)]),
-                sample(vec![2, 1], 6, vec![]),
+                sample(vec![2, 1], 6, vec![label(7, 8)]),
             ],
             ..Default::default()
         };
@@ -878,6 +888,51 @@ mod tests {
             .flamegraph
             .unwrap();
         assert_eq!((d.left_ticks, d.right_ticks), (8, 4));
+    }
+
+    #[test]
+    fn trace_id_selector_keeps_only_that_traces_samples() {
+        let (a, b) = (head_with_spans(7), head_with_spans(7));
+        let limits = QueryLimits::default();
+        let sources: [&dyn Source; 2] = [&a, &b];
+        let e = Engine::new(&sources, &limits);
+        let traced = |traces: &[&str]| q::SelectMergeStacktracesRequest {
+            trace_id_selector: traces.iter().map(|s| s.to_string()).collect(),
+            ..stacktraces(&[])
+        };
+        let t = |traces: &[&str]| total(&e.select_merge_stacktraces(&traced(traces)).unwrap());
+        assert_eq!(t(&[TRACE]), 9);
+        assert_eq!(t(&[&TRACE.to_uppercase()]), 9);
+        assert_eq!(t(&[&"0".repeat(32)]), 0);
+        assert_eq!(t(&[&"e".repeat(32)]), 0);
+        // pprof of the trace.
+        let pprof = e
+            .select_merge_profile(&q::SelectMergeProfileRequest {
+                profile_type_id: PT.into(),
+                label_selector: "{}".into(),
+                start: 1,
+                end: 10,
+                trace_id_selector: vec![TRACE.into()],
+                ..Default::default()
+            })
+            .unwrap();
+        let sum: i64 = pprof.sample.iter().map(|s| s.value[0]).sum();
+        assert_eq!(sum, 9);
+        // And a diff of a trace against a span.
+        let d = e
+            .diff(&q::DiffRequest {
+                left: Some(traced(&[TRACE])),
+                right: Some(stacktraces(&[SPAN_B])),
+            })
+            .unwrap()
+            .flamegraph
+            .unwrap();
+        assert_eq!((d.left_ticks, d.right_ticks), (9, 4));
+        let bad = e.select_merge_stacktraces(&traced(&["abc"])).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "invalid trace_id_selector: trace id \"abc\" is not 32 hex characters"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ignis_storage::Labels;
 use crate::engine::{Engine, QueryLimits};
 use crate::error::QueryError;
 use crate::selector::matches_all;
-use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source, SpanSelector};
 
 /// The most buckets a time series may have for blocks to answer it from
 /// their window totals ([`Scope::totals_segments`]): a month of 1-minute steps.
@@ -258,20 +258,21 @@ impl Scope {
             .any(|s| matches_all(&s.matchers, labels))
     }
 
-    /// The span ids any selection keeps (sorted, unique), or `None` when no
-    /// selection has a span selector (span samples are then never needed).
-    pub fn span_ids(&self) -> Option<Vec<u64>> {
-        let mut any = false;
-        let mut ids: Vec<u64> = Vec::new();
-        for s in &self.selections {
-            if let Some(spans) = &s.spans {
-                any = true;
-                ids.extend(spans.ids());
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        any.then_some(ids)
+    /// The spans and traces any selection keeps, or `None` when no
+    /// selection has a span or trace selector (span samples are then never
+    /// needed).
+    pub fn span_selector(&self) -> Option<SpanSelector> {
+        let sels: Vec<&SpanSelector> = self
+            .selections
+            .iter()
+            .filter_map(|s| s.spans.as_ref())
+            .collect();
+        (!sels.is_empty()).then(|| {
+            SpanSelector::from_ids(
+                sels.iter().flat_map(|s| s.ids()),
+                sels.iter().flat_map(|s| s.trace_ids()),
+            )
+        })
     }
 }
 
@@ -311,7 +312,7 @@ mod tests {
         };
         assert!(scope.wants(&labels("a")));
         assert!(!scope.wants(&labels("b")));
-        assert_eq!(scope.span_ids(), None);
+        assert_eq!(scope.span_selector(), None);
 
         // Both sides of a diff, with the union of their ranges.
         let diff = Scope::record(&limits, |e| {
@@ -326,7 +327,7 @@ mod tests {
         .unwrap();
         assert!(diff.wants(&labels("a")) && diff.wants(&labels("b")));
         assert_eq!(diff.time_range(), Some((1_000_000_000, 6_000_999_999)));
-        assert_eq!(diff.span_ids(), Some(vec![1]));
+        assert_eq!(diff.span_selector(), Some(SpanSelector::from_ids([1], [])));
         // A span selector keeps every block on its profiles.
         assert_eq!(diff.rollup_segments(), None);
         // Without one, the two ranges cut each other into three segments.

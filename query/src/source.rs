@@ -3,16 +3,19 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ignis_storage::head::{SpanSample, parse_span_id};
+use ignis_storage::head::{SpanSample, TraceId, parse_span_id, parse_trace_id};
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::error::QueryError;
 use crate::selector::Matcher;
 
-/// The spans a query keeps (`span_selector`): only samples attributed to one
-/// of them count. An empty selector keeps nothing.
+/// The spans or traces a query keeps (`span_selector`, `trace_id_selector`):
+/// only samples attributed to one of them count. An empty selector keeps nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpanSelector(HashSet<u64>);
+pub struct SpanSelector {
+    spans: HashSet<u64>,
+    traces: HashSet<TraceId>,
+}
 
 impl SpanSelector {
     /// Parses span ids (16 hex characters each, read as little-endian `u64`).
@@ -23,22 +26,62 @@ impl SpanSelector {
                     .map_err(|e| QueryError::invalid(format!("invalid span_selector: {e}")))
             })
             .collect::<Result<HashSet<u64>, _>>()
-            .map(Self)
+            .map(|spans| Self {
+                spans,
+                traces: HashSet::new(),
+            })
     }
 
-    /// A selector of exactly `ids`.
-    pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> Self {
-        Self(ids.into_iter().collect())
+    /// Parses trace ids (32 hex characters each).
+    pub fn parse_traces(ids: &[String]) -> Result<Self, QueryError> {
+        ids.iter()
+            .map(|s| {
+                parse_trace_id(s)
+                    .map_err(|e| QueryError::invalid(format!("invalid trace_id_selector: {e}")))
+            })
+            .collect::<Result<HashSet<TraceId>, _>>()
+            .map(|traces| Self {
+                spans: HashSet::new(),
+                traces,
+            })
+    }
+
+    /// A selector of exactly these spans and traces.
+    pub fn from_ids(
+        spans: impl IntoIterator<Item = u64>,
+        traces: impl IntoIterator<Item = TraceId>,
+    ) -> Self {
+        Self {
+            spans: spans.into_iter().collect(),
+            traces: traces.into_iter().collect(),
+        }
     }
 
     /// The selected span ids, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().copied()
+        self.spans.iter().copied()
     }
 
-    /// True when `span_id` is selected.
-    pub fn contains(&self, span_id: u64) -> bool {
-        self.0.contains(&span_id)
+    /// The selected trace ids, in no particular order.
+    pub fn trace_ids(&self) -> impl Iterator<Item = TraceId> + '_ {
+        self.traces.iter().copied()
+    }
+
+    /// True when it selects no span and no trace.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.traces.is_empty()
+    }
+
+    /// True when the span sample `s` is selected: its span or its trace is.
+    pub fn keeps(&self, s: &SpanSample) -> bool {
+        self.keeps_ids(s.span_id, &s.trace_id)
+    }
+
+    /// True when a sample of span `span_id` (0: none) and trace `trace_id`
+    /// (all zero: none) is selected.
+    pub fn keeps_ids(&self, span_id: u64, trace_id: &TraceId) -> bool {
+        (span_id != 0 && self.spans.contains(&span_id))
+            || (*trace_id != TraceId::default() && self.traces.contains(trace_id))
     }
 
     /// The selected samples of a row's span samples.
@@ -46,10 +89,7 @@ impl SpanSelector {
         &'a self,
         spans: Option<&'a [SpanSample]>,
     ) -> impl Iterator<Item = &'a SpanSample> + 'a {
-        spans
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| self.contains(s.span_id))
+        spans.unwrap_or_default().iter().filter(|s| self.keeps(s))
     }
 }
 

@@ -12,9 +12,11 @@
 //!   timestamp_ns, profile_id, value, leaf_function` — one row per stack of a
 //!   profile, with the innermost function's name;
 //! - `spans`: `block, service_name, profile_type, labels, time,
-//!   timestamp_ns, profile_id, span_id, value, leaf_function` — one row per
-//!   stack of a span in a profile (blocks of format 3 and memory; `span_id`
-//!   is the little-endian `u64` of the 16 hex characters).
+//!   timestamp_ns, profile_id, span_id, trace_id, value, leaf_function` — one
+//!   row per stack of a span or trace in a profile (blocks of format 3 and
+//!   memory; `span_id` is the little-endian `u64` of the 16 hex characters,
+//!   0 for none; `trace_id` the 32 hex characters, NULL for none and in
+//!   blocks before format 7).
 //!
 //! Blocks are chosen by their time range first; DataFusion then prunes
 //! row groups by their statistics. Parquet footers come from the node's
@@ -74,12 +76,19 @@ fn df_err(e: impl std::fmt::Display) -> QueryError {
     QueryError::invalid(format!("SQL: {e}"))
 }
 
-/// One source's part of the `spans` view (format 3 blocks and heads).
-fn spans_part(prefix: &str, block: &str) -> String {
+/// One source's part of the `spans` view (format 3 blocks and heads;
+/// `with_traces`: the table has a `trace_id` column, format 7 on).
+fn spans_part(prefix: &str, block: &str, with_traces: bool) -> String {
+    let trace = if with_traces {
+        // 32 lowercase hex characters, NULL for a sample without a trace.
+        "NULLIF(encode(CAST(s.trace_id AS BYTEA), 'hex'), repeat('0', 32))"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
     format!(
         "SELECT '{block}' AS block, se.service_name, se.profile_type, se.labels, \
          to_timestamp_nanos(s.timestamp_ns) AS time, s.timestamp_ns, s.profile_id, s.span_id, \
-         s.value, st.value AS leaf_function \
+         {trace} AS trace_id, s.value, st.value AS leaf_function \
          FROM {prefix}_spans s JOIN {prefix}_series se ON s.series_ref = se.series_ref \
          LEFT JOIN {prefix}_stacks k ON s.stack_id = k.stack_id \
          LEFT JOIN {prefix}_locations l ON l.location_id = k.location_ids[1] \
@@ -180,7 +189,11 @@ pub async fn run_sql(
         profiles.push(p);
         samples.push(s);
         if with_spans {
-            spans.push(spans_part(&prefix, &meta.ulid));
+            spans.push(spans_part(
+                &prefix,
+                &meta.ulid,
+                meta.format_version >= ignis_storage::block::TRACE_IDS_SINCE,
+            ));
         }
     }
     // Memory: the same tables, as batches. An empty head keeps the views
@@ -205,7 +218,7 @@ pub async fn run_sql(
         let (p, s) = view_parts(&prefix, "memory", true);
         profiles.push(p);
         samples.push(s);
-        spans.push(spans_part(&prefix, "memory"));
+        spans.push(spans_part(&prefix, "memory", true));
     }
     for (name, parts) in [
         ("profiles", &profiles),

@@ -2,9 +2,10 @@
 //!
 //! Memory grows with distinct stacks and series, not with samples: each profile row
 //! holds only `(stack id, value)` pairs for the stacks it saw. Samples that
-//! carry a span id (pprof sample label `span_id`, or `profile_id` as JFR and
-//! older SDKs send it) are also kept per span, beside that aggregate; rows
-//! without spans pay one empty pointer.
+//! carry a span or trace id (pprof sample labels `span_id` — or `profile_id`
+//! as JFR and older SDKs send it — and `trace_id`, [`crate::spans`]) are also
+//! kept per span and trace, beside that aggregate; rows without spans pay one
+//! empty pointer.
 
 use std::collections::HashSet;
 
@@ -17,6 +18,11 @@ use crate::profile_id::ProfileId;
 use crate::symbols::ImportMemo;
 
 use crate::labels::{Labels, names};
+pub use crate::spans::{
+    PROFILE_ID_LABEL, SPAN_ID_LABEL, SpanIdError, SpanSample, TRACE_ID_LABEL, TraceId,
+    format_span_id, format_trace_id, merge_span_samples, parse_span_id, parse_trace_id,
+    sample_span_refs,
+};
 use crate::symbols::{SymbolError, SymbolTable};
 
 /// One decoded pprof and the series its samples belong to: the unit the ingester appends.
@@ -42,106 +48,6 @@ pub struct SeriesSplit {
     pub value_index: usize,
     /// Indexes into `profile.sample`.
     pub samples: Vec<u32>,
-}
-
-/// The pprof sample label that attributes a sample to a trace span.
-pub const SPAN_ID_LABEL: &str = "span_id";
-/// The older spelling of [`SPAN_ID_LABEL`] (JFR, older SDKs); read as a span id.
-pub const PROFILE_ID_LABEL: &str = "profile_id";
-
-/// A span id that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpanIdError {
-    /// Not 16 characters long.
-    #[error("span id {0:?} is not 16 hex characters")]
-    Length(String),
-    /// A character is not a hex digit.
-    #[error("span id {0:?} is not hexadecimal")]
-    NotHex(String),
-}
-
-/// Parses a span id as Pyroscope does: 16 hex characters, decoded to 8 bytes
-/// and read as a little-endian `u64` (the same at ingest and in `span_selector`).
-pub fn parse_span_id(s: &str) -> Result<u64, SpanIdError> {
-    let b = s.as_bytes();
-    if b.len() != 16 {
-        return Err(SpanIdError::Length(s.to_string()));
-    }
-    let mut bytes = [0u8; 8];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(hi), Some(lo)) => bytes[i] = (hi * 16 + lo) as u8,
-            _ => return Err(SpanIdError::NotHex(s.to_string())),
-        }
-    }
-    Ok(u64::from_le_bytes(bytes))
-}
-
-/// The 16 lowercase hex characters of a span id ([`parse_span_id`]'s inverse).
-pub fn format_span_id(id: u64) -> String {
-    id.to_le_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The span id of every sample of `p` (0: none), or `None` when no sample
-/// carries one. `span_id` wins over `profile_id`; unparsable ids and id 0
-/// count as no span.
-pub fn sample_span_ids(p: &FlatProfile) -> Option<Vec<u64>> {
-    if p.samples().all(|s| s.labels.is_empty()) {
-        return None;
-    }
-    let mut out = vec![0u64; p.sample_count()];
-    let mut any = false;
-    for (slot, sample) in out.iter_mut().zip(p.samples()) {
-        let mut fallback = 0;
-        for l in sample.labels {
-            let key = p.str(l.key);
-            if key == SPAN_ID_LABEL {
-                if let Ok(id) = parse_span_id(p.str(l.str)) {
-                    *slot = id;
-                }
-            } else if key == PROFILE_ID_LABEL {
-                fallback = parse_span_id(p.str(l.str)).unwrap_or(0);
-            }
-        }
-        if *slot == 0 {
-            *slot = fallback;
-        }
-        any |= *slot != 0;
-    }
-    any.then_some(out)
-}
-
-/// One span-attributed sample of a profile row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SpanSample {
-    /// The span ([`parse_span_id`]), never 0.
-    pub span_id: u64,
-    /// Stack id (into the head's symbol table).
-    pub stack: u32,
-    /// Value of the span's samples with this stack.
-    pub value: i64,
-}
-
-/// Sorts span samples by `(span, stack)` and sums duplicates; `None` when empty.
-pub fn merge_span_samples(mut v: Vec<SpanSample>) -> Option<Box<[SpanSample]>> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable_by_key(|s| (s.span_id, s.stack));
-    let mut out: Vec<SpanSample> = Vec::with_capacity(v.len());
-    for s in v {
-        match out.last_mut() {
-            Some(last) if last.span_id == s.span_id && last.stack == s.stack => {
-                last.value = last.value.saturating_add(s.value);
-            }
-            _ => out.push(s),
-        }
-    }
-    Some(out.into_boxed_slice())
 }
 
 /// One profile of one series: sorted, unique stack ids with their values.
@@ -381,7 +287,7 @@ impl Head {
             }
         }
 
-        let span_of = sample_span_ids(&p.profile);
+        let span_of = sample_span_refs(&p.profile);
         let mut stats = InsertStats::default();
         for split in &p.series {
             let spans = span_of.as_ref().and_then(|span_of| {
@@ -390,17 +296,19 @@ impl Head {
                         .samples
                         .iter()
                         .filter_map(|&si| {
-                            let span_id = *span_of.get(si as usize)?;
+                            let (span_id, trace_id) = *span_of.get(si as usize)?;
                             let value = *p
                                 .profile
                                 .sample(si as usize)?
                                 .values
                                 .get(split.value_index)?;
-                            (span_id != 0 && value != 0).then(|| SpanSample {
+                            let s = SpanSample {
                                 span_id,
                                 stack: stack_of[si as usize],
                                 value,
-                            })
+                                trace_id,
+                            };
+                            (s.is_attributed() && value != 0).then_some(s)
                         })
                         .collect(),
                 )
@@ -646,8 +554,11 @@ impl Head {
 /// An estimate of the memory rows hold, in bytes: `profiles` profile rows
 /// with `samples` `(stack, value)` pairs and `span_samples` span samples.
 pub fn approx_row_bytes(profiles: u64, samples: u64, span_samples: u64) -> u64 {
-    profiles * ROW_BYTES + samples * 12 + span_samples * 24
+    profiles * ROW_BYTES + samples * 12 + span_samples * SPAN_SAMPLE_BYTES
 }
+
+/// The size of a [`SpanSample`].
+const SPAN_SAMPLE_BYTES: u64 = std::mem::size_of::<SpanSample>() as u64;
 
 /// The size of a [`ProfileRow`] itself (its stacks and spans are apart).
 const ROW_BYTES: u64 = std::mem::size_of::<ProfileRow>() as u64;
@@ -865,25 +776,6 @@ mod tests {
             str,
             ..Default::default()
         });
-    }
-
-    #[test]
-    fn span_ids_parse_little_endian_and_refuse_garbage() {
-        assert_eq!(parse_span_id("0100000000000000"), Ok(1));
-        assert_eq!(parse_span_id("00000000000000ff"), Ok(0xff << 56));
-        assert_eq!(format_span_id(0xff << 56), "00000000000000ff");
-        assert_eq!(
-            parse_span_id("01"),
-            Err(SpanIdError::Length("01".to_string()))
-        );
-        assert!(matches!(
-            parse_span_id("zz00000000000000"),
-            Err(SpanIdError::NotHex(_))
-        ));
-        assert!(matches!(
-            parse_span_id("é000000000000000"),
-            Err(SpanIdError::Length(_) | SpanIdError::NotHex(_))
-        ));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod record;
 pub mod selector;
 #[cfg(feature = "blocks")]
 pub mod sled_open;
+pub mod spans;
 pub mod symbols;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -4,7 +4,7 @@
 
 use rkyv::rancor;
 
-use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
+use crate::head::{Head, ProfileRow, Series, SpanSample, TraceId, merge_span_samples};
 use crate::labels::Labels;
 use crate::profile_id::ProfileId;
 use crate::record::RecordError;
@@ -13,7 +13,8 @@ use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
 /// Leading bytes of an encoded head.
 /// 03: rows carry their total, so a slice may leave stacks out.
 /// 04: rows carry their profile's whole id.
-pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED04";
+/// 05: span samples carry a trace id.
+pub const HEAD_MAGIC: &[u8; 8] = b"IGNHED05";
 
 /// A location: mapping, address, lines as (function, line).
 type WireLocation = (u32, u64, Vec<(u32, i64)>);
@@ -48,8 +49,8 @@ struct WireRow {
     total: i64,
     stacks: Vec<u32>,
     values: Vec<i64>,
-    /// (span id, stack, value); empty when the row has no span.
-    spans: Vec<(u64, u32, i64)>,
+    /// (span id, stack, value, trace id); empty when the row has no span.
+    spans: Vec<(u64, u32, i64, [u8; 16])>,
 }
 
 /// Encodes a whole head.
@@ -114,7 +115,7 @@ pub fn encode_head(head: &Head) -> Result<Vec<u8>, RecordError> {
                             .spans
                             .iter()
                             .flat_map(|s| s.iter())
-                            .map(|s| (s.span_id, s.stack, s.value))
+                            .map(|s| (s.span_id, s.stack, s.value, s.trace_id))
                             .collect(),
                     })
                     .collect(),
@@ -215,8 +216,10 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
             if r.stacks.len() != r.values.len() || r.stacks.iter().any(|&st| st >= nst) {
                 return Err(corrupt("row stack"));
             }
-            if r.spans.iter().any(|&(span, st, _)| span == 0 || st >= nst) {
-                return Err(corrupt("span id 0 or span stack"));
+            if r.spans.iter().any(|&(span, st, _, trace)| {
+                (span == 0 && trace == TraceId::default()) || st >= nst
+            }) {
+                return Err(corrupt("span sample without span and trace, or its stack"));
             }
             if profiles
                 .last()
@@ -240,10 +243,11 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
                 spans: merge_span_samples(
                     r.spans
                         .into_iter()
-                        .map(|(span_id, stack, value)| SpanSample {
+                        .map(|(span_id, stack, value, trace_id)| SpanSample {
                             span_id,
                             stack,
                             value,
+                            trace_id,
                         })
                         .collect(),
                 ),
@@ -277,14 +281,16 @@ mod tests {
         }];
         profile.location[0].mapping_id = 1;
         let mut with_span = profile.clone();
-        with_span
-            .string_table
-            .extend(["span_id".into(), "0300000000000000".into()]);
-        with_span.sample[0].label.push(pprof::Label {
-            key: 3,
-            str: 4,
-            ..Default::default()
-        });
+        with_span.string_table.extend(
+            ["span_id", "0300000000000000", "trace_id", &"ab".repeat(16)].map(String::from),
+        );
+        for (key, str) in [(3, 4), (5, 6)] {
+            with_span.sample[0].label.push(pprof::Label {
+                key,
+                str,
+                ..Default::default()
+            });
+        }
         for (id, ts, profile) in [(5, 100, &profile), (6, 100, &with_span)] {
             head.insert(&SplitProfile {
                 profile_id: ProfileId { hi: 77, lo: id },
@@ -312,6 +318,8 @@ mod tests {
             head.series()[0].profiles[1].spans.as_deref()
         );
         assert_eq!(back.stats().span_samples, 1);
+        let span = rows[1].spans.as_deref().unwrap()[0];
+        assert_eq!((span.span_id, span.trace_id), (3, [0xab; 16]));
         let mut names = Vec::new();
         back.symbols().frame_names(rows[0].stacks[0], &mut names);
         assert_eq!(names, vec!["main".to_string()]);

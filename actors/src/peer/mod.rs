@@ -294,7 +294,7 @@ impl PeerSlice {
         let range = (lo.max(start_ns), hi.min(end_ns));
         let parts = RowParts {
             stacks: scope.stacks,
-            spans: scope.span_ids().is_some(),
+            spans: scope.span_selector().is_some(),
         };
         let mut seen = HashSet::new();
         for (symbols, series) in sources.iter().filter_map(|s| s.rows()) {

@@ -34,7 +34,9 @@ use super::{Listed, PeerError, PeerSlice};
 /// whole 128-bit profile ids.
 /// 9: a sub-query says whether it runs in the bulk lane; a series sub-query
 /// buckets each of its selections apart.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: selections carry trace ids (`trace_id_selector`); span samples of
+/// head slices (`IGNHED05`) carry theirs.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Stores a replica of a push.
 pub const PUSH: &str = "push";
@@ -93,8 +95,10 @@ pub struct WireSelection {
     pub start_ns: i64,
     /// Inclusive end, ns.
     pub end_ns: i64,
-    /// Selected span ids, when the selection has a span selector.
+    /// Selected span ids, when the selection has a span or trace selector.
     pub spans: Option<Vec<u64>>,
+    /// Selected trace ids (with `spans`).
+    pub traces: Vec<[u8; 16]>,
     /// Selected profile ids, when the selection has a profile selector.
     pub profiles: Option<Vec<u64>>,
 }
@@ -193,6 +197,11 @@ impl WireSelection {
             start_ns: sel.start_ns,
             end_ns: sel.end_ns,
             spans: sel.spans.as_ref().map(|sp| sorted(sp.ids())),
+            traces: sel.spans.as_ref().map_or_else(Vec::new, |sp| {
+                let mut ids: Vec<[u8; 16]> = sp.trace_ids().collect();
+                ids.sort_unstable();
+                ids
+            }),
             profiles: sel.profiles.as_ref().map(|p| sorted(p.ids())),
         }
     }
@@ -221,10 +230,9 @@ impl WireSelection {
             matchers,
             start_ns: self.start_ns,
             end_ns: self.end_ns,
-            spans: self
-                .spans
-                .as_ref()
-                .map(|ids| SpanSelector::from_ids(ids.iter().copied())),
+            spans: self.spans.as_ref().map(|ids| {
+                SpanSelector::from_ids(ids.iter().copied(), self.traces.iter().copied())
+            }),
             profiles: self
                 .profiles
                 .as_ref()
@@ -586,7 +594,7 @@ mod tests {
                 ],
                 start_ns: 1,
                 end_ns: 2,
-                spans: Some(SpanSelector::from_ids([7, 3])),
+                spans: Some(SpanSelector::from_ids([7, 3], [[5; 16]])),
                 profiles: Some(ProfileSelector::from_ids([9, 4])),
             }],
             stacks: true,

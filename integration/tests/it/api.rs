@@ -694,25 +694,15 @@ async fn select_series_applies_the_call_site() -> Result<()> {
 
 #[tokio::test]
 async fn unapplied_selectors_are_refused_not_ignored() -> Result<()> {
-    // Ignis does not apply trace ids yet, and Go PGO shapes a pprof only:
-    // a 501 says so, where answering over every profile would be silently
-    // wrong.
+    // Go PGO shapes a pprof only: a 501 says so, where answering over every
+    // profile would be silently wrong.
     let node = TestNode::start(|_| {})?;
     let client = Client::new(&node.url);
     push_json(&client, "ids").await?;
     let base = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"ids\"}",
                       "start": WIDE.0, "end": WIDE.1});
-    let trace = (
-        "traceIdSelector",
-        json!(["0af7651916cd43dd8448eb211c80319c"]),
-    );
     let pgo = ("stackTraceSelector", json!({"goPgo": {"keepLocations": 5}}));
-    let cases = [
-        ("SelectMergeStacktraces", &trace),
-        ("SelectMergeProfile", &trace),
-        ("SelectMergeStacktraces", &pgo),
-        ("SelectSeries", &pgo),
-    ];
+    let cases = [("SelectMergeStacktraces", &pgo), ("SelectSeries", &pgo)];
     for (method, (field, value)) in cases {
         let mut req = base.clone();
         req[*field] = value.clone();

@@ -166,6 +166,24 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
             sums[1]
         );
     }
+    // So do trace ids: the trace selector goes to the peers, the samples'
+    // trace ids come back with their span samples.
+    for (trace, sums) in &spans.trace_sums {
+        let fg = Client::new(&cluster.url(6)?)
+            .connect_json(
+                "SelectMergeStacktraces",
+                serde_json::json!({"profileTypeID": crate::spans::CPU,
+                    "labelSelector": format!("{{service_name=\"{}\"}}", crate::spans::SERVICE),
+                    "start": ms, "end": ms, "traceIdSelector": [trace]}),
+            )
+            .await?;
+        ensure!(
+            fg_total(&fg) == sums[1],
+            "trace {trace} through the cluster: {} != {}",
+            fg_total(&fg),
+            sums[1]
+        );
+    }
     // Each node serves only its roles' routes.
     let http = reqwest::Client::new();
     let r = http

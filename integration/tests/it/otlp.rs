@@ -2,7 +2,8 @@
 //! `opentelemetry-proto` Python package (`integration/scripts/otlp_export.py`)
 //! sent over HTTP protobuf, HTTP JSON and gRPC (grpcio, gzip) reads back as
 //! the same profile as the pprof sent directly, and equals the fixture's
-//! ground truth; bad input gets a 4xx (or a gRPC error status).
+//! ground truth; samples linked to traces are selected by trace and span id;
+//! bad input gets a 4xx (or a gRPC error status).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -167,11 +168,15 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
     ExportProfilesServiceResponse::decode(body.as_ref())?;
 
     // HTTP, OTLP/JSON (hex link ids, string integers), on the Export path, gzip.
+    // Its samples link to two traces (sums per trace and span in `links`).
+    let links_path = dir.path().join("links.json");
     export_script(&[
         "--service",
         "otlp-json",
         "--json",
         &json_path.to_string_lossy(),
+        "--links",
+        &links_path.to_string_lossy(),
     ])?;
     let r = client
         .post(
@@ -207,6 +212,8 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
         node.url.trim_start_matches("http://"),
         "--tenant",
         "otlp-tenant",
+        "--links",
+        &links_path.to_string_lossy(),
     ])?;
     ensure!(out.trim() == "{}", "gRPC (main port) response {out}");
 
@@ -266,6 +273,35 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
             )
             .await?;
         ensure!(fg_total(&fg) == total, "{service}: __otel__ series");
+    }
+    // A trace id (trace_id_selector) or span id (span_selector) of a link
+    // selects exactly the samples linked to it.
+    let links: serde_json::Value = serde_json::from_slice(&std::fs::read(&links_path)?)?;
+    for (c, service) in [(&client, "otlp-json"), (&tenant, "otlp-grpc-main")] {
+        // (Both OTLP profiles are CPU time: samples/count scaled by the period
+        // and cpu/nanoseconds.)
+        for pt in [CPU, CPU_BY_PERIOD] {
+            for (kind, field) in [("traces", "traceIdSelector"), ("spans", "spanSelector")] {
+                let ids = links[kind].as_object().context("links truth")?;
+                ensure!(ids.len() == 2, "links truth {links}");
+                for (id, sums) in ids {
+                    let want = sums[1].as_i64().context("links truth")?;
+                    let fg = c
+                        .connect_json(
+                            "SelectMergeStacktraces",
+                            serde_json::json!({"profileTypeID": pt, "labelSelector": selector(service),
+                                "start": START_MS, "end": END_MS, "maxNodes": 1_000_000,
+                                field: [id]}),
+                        )
+                        .await?;
+                    ensure!(
+                        want > 0 && fg_total(&fg) == want,
+                        "{service} {pt} {field} {id}: {} != {want}",
+                        fg_total(&fg)
+                    );
+                }
+            }
+        }
     }
     // The gRPC export went to its tenant only.
     let fg = client

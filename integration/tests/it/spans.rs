@@ -1,8 +1,9 @@
 //! Span profiles: samples of the Go CPU fixture labelled with span ids (as
 //! the Go SDK's span profiler and, with `profile_id`, JFR and older SDKs
-//! send them) are found again by `SelectMergeSpanProfile` and
-//! `span_selector`, from memory, after a crash (WAL replay) and from a block,
-//! without adding series or changing the profile's totals.
+//! send them) and trace ids are found again by `SelectMergeSpanProfile`,
+//! `span_selector` and `trace_id_selector`, from memory, after a crash (WAL
+//! replay) and from a block, without adding series or changing the
+//! profile's totals.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,12 +26,18 @@ const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds";
 /// Both read as little-endian u64 below `i64::MAX`, so SQL literals stay integers.
 pub(crate) const SPAN_A: &str = "3a5f1c2b9d8e7f60";
 pub(crate) const SPAN_B: &str = "0123456789abcd1f";
+/// Trace ids: the first holds span A's samples and one without a span, the
+/// second span B's and one whose span id does not parse.
+pub(crate) const TRACE_1: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub(crate) const TRACE_2: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// The fixture with span labels on known samples, and per span the exact
 /// sums of those samples' values (by sample type index).
 pub(crate) struct Labelled {
     pub(crate) body: Vec<u8>,
     pub(crate) sums: BTreeMap<&'static str, [i64; 2]>,
+    /// The same per trace id.
+    pub(crate) trace_sums: BTreeMap<&'static str, [i64; 2]>,
     pub(crate) time_ns: i64,
 }
 
@@ -46,44 +53,88 @@ pub(crate) fn labelled_fixture() -> Result<Labelled> {
     };
     let (span_id, profile_id, trace_id) =
         (string("span_id"), string("profile_id"), string("trace_id"));
-    let (a, b, bad, trace) = (
+    let (a, b, bad, t1, t2, bad_trace) = (
         string(SPAN_A),
         string(SPAN_B),
         string("not-a-span-id"),
-        string("4bf92f3577b34da6a3ce929d0e0e4736"),
+        string(TRACE_1),
+        string(TRACE_2),
+        string("not-a-trace-id"),
     );
     let label = |key, str| pprof::Label {
         key,
         str,
         ..Default::default()
     };
-    // (sample, label key, value, span it counts for)
+    // (sample, labels, span it counts for, trace it counts for)
     let plan = [
-        (0, span_id, a, Some(SPAN_A)),
-        (3, span_id, a, Some(SPAN_A)),
-        (5, span_id, a, Some(SPAN_A)),
+        (
+            0,
+            vec![(span_id, a), (trace_id, t1)],
+            Some(SPAN_A),
+            Some(TRACE_1),
+        ),
+        (
+            3,
+            vec![(span_id, a), (trace_id, t1)],
+            Some(SPAN_A),
+            Some(TRACE_1),
+        ),
+        (
+            5,
+            vec![(span_id, a), (trace_id, t1)],
+            Some(SPAN_A),
+            Some(TRACE_1),
+        ),
         // JFR and older SDKs spell it profile_id.
-        (11, profile_id, a, Some(SPAN_A)),
-        (7, span_id, b, Some(SPAN_B)),
-        (8, span_id, b, Some(SPAN_B)),
-        // Unparsable: stored, but in no span.
-        (13, span_id, bad, None),
+        (
+            11,
+            vec![(profile_id, a), (trace_id, t1)],
+            Some(SPAN_A),
+            Some(TRACE_1),
+        ),
+        (
+            7,
+            vec![(span_id, b), (trace_id, t2)],
+            Some(SPAN_B),
+            Some(TRACE_2),
+        ),
+        (
+            8,
+            vec![(span_id, b), (trace_id, t2)],
+            Some(SPAN_B),
+            Some(TRACE_2),
+        ),
+        // Unparsable: stored, but in no span; in its trace still.
+        (
+            13,
+            vec![(span_id, bad), (trace_id, t2)],
+            None,
+            Some(TRACE_2),
+        ),
+        // A trace without a span, and an unparsable trace id.
+        (17, vec![(trace_id, t1)], None, Some(TRACE_1)),
+        (19, vec![(trace_id, bad_trace)], None, None),
     ];
     let mut sums: BTreeMap<&'static str, [i64; 2]> = BTreeMap::new();
-    for (i, key, value, span) in plan {
+    let mut trace_sums: BTreeMap<&'static str, [i64; 2]> = BTreeMap::new();
+    for (i, labels, span, trace) in plan {
         let s = &mut p.sample[i];
-        s.label.push(label(key, value));
-        s.label.push(label(trace_id, trace));
-        if let Some(span) = span {
-            let e = sums.entry(span).or_default();
-            e[0] += s.value[0];
-            e[1] += s.value[1];
+        s.label
+            .extend(labels.into_iter().map(|(key, value)| label(key, value)));
+        for (id, sums) in [(span, &mut sums), (trace, &mut trace_sums)] {
+            if let Some(id) = id {
+                let e = sums.entry(id).or_default();
+                e[0] += s.value[0];
+                e[1] += s.value[1];
+            }
         }
     }
     ensure!(p.string_table[p.sample_type[1].r#type as usize] == "cpu");
     Ok(Labelled {
         body: push_request(SERVICE, p.encode_to_vec()),
         sums,
+        trace_sums,
         time_ns: p.time_nanos,
     })
 }
@@ -114,11 +165,11 @@ async fn status_of(client: &Client, method: &str, body: Value) -> Result<(u16, S
     Ok((r.status().as_u16(), r.text().await?))
 }
 
-async fn sql_span_total(client: &Client, span: &str, win: (i64, i64)) -> Result<i64> {
-    let id = parse_span_id(span)?;
+/// The `spans` view's total of CPU samples that `condition` keeps.
+async fn sql_span_total(client: &Client, condition: &str, win: (i64, i64)) -> Result<i64> {
     let query = format!(
         "SELECT sum(value) AS total FROM spans WHERE service_name = '{SERVICE}' \
-         AND profile_type = '{CPU}' AND span_id = {id}"
+         AND profile_type = '{CPU}' AND {condition}"
     );
     let r = client
         .post(
@@ -220,8 +271,52 @@ async fn check(client: &Client, l: &Labelled, phase: &str) -> Result<Vec<Value>>
     let none = span_profile_json(client, CPU, &["ffffffffffffffff"], win).await?;
     ensure!(fg_total(&none) == 0, "{phase}: unknown span has data");
     // SQL's spans view agrees.
-    let sql = sql_span_total(client, SPAN_A, win).await?;
+    let span_a = format!("span_id = {}", parse_span_id(SPAN_A)?);
+    let sql = sql_span_total(client, &span_a, win).await?;
     ensure!(sql == l.sums[SPAN_A][1], "{phase}: SQL span total {sql}");
+    let trace_2 = format!("trace_id = '{TRACE_2}'");
+    let sql = sql_span_total(client, &trace_2, win).await?;
+    ensure!(
+        sql == l.trace_sums[TRACE_2][1],
+        "{phase}: SQL trace total {sql}"
+    );
+    // Each trace by trace_id_selector: a flame graph and a pprof.
+    for (pt, col) in [(CPU, 1), (SAMPLES, 0)] {
+        for trace in [TRACE_1, TRACE_2] {
+            let want = l.trace_sums[trace][col];
+            let body = json!({"profileTypeID": pt, "labelSelector": selector, "start": win.0,
+                              "end": win.1, "maxNodes": 1_000_000, "traceIdSelector": [trace]});
+            let fg = client.connect_json("SelectMergeStacktraces", body).await?;
+            ensure!(
+                fg_total(&fg) == want,
+                "{phase} {pt} trace {trace}: {} != {want}",
+                fg_total(&fg)
+            );
+            answers.push(fg);
+            let req = q::SelectMergeProfileRequest {
+                profile_type_id: pt.into(),
+                label_selector: selector.clone(),
+                start: win.0,
+                end: win.1,
+                trace_id_selector: vec![trace.into()],
+                ..Default::default()
+            };
+            let r = client
+                .post(
+                    "/querier.v1.QuerierService/SelectMergeProfile",
+                    &[("content-type", "application/proto")],
+                    req.encode_to_vec(),
+                )
+                .await?;
+            ensure!(r.status().is_success(), "{phase} pprof: {}", r.status());
+            let p = pprof::Profile::decode(r.bytes().await?.as_ref())?;
+            let sum: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+            ensure!(
+                sum == want,
+                "{phase} {pt} trace {trace} pprof: {sum} != {want}"
+            );
+        }
+    }
     // The span labels made no series of their own.
     let series = client
         .connect_json(

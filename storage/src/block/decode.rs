@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use arrow::array::{
-    Array, AsArray, BooleanArray, Int64Array, MapArray, StringArray, UInt32Array, UInt64Array,
+    Array, AsArray, BooleanArray, FixedSizeBinaryArray, Int64Array, MapArray, StringArray,
+    UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{Int64Type, UInt32Type};
 use arrow::record_batch::RecordBatch;
@@ -17,7 +18,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 
 use super::BlockError;
 use super::meta::{BlockMeta, FORMAT_VERSION, SPANS_FILE, row_files};
-use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
+use crate::head::{Head, ProfileRow, Series, SpanSample, TraceId, merge_span_samples};
 use crate::labels::Labels;
 use crate::profile_id::ProfileId;
 use crate::symbols::{Function, Line, Location, Mapping, SymbolTable};
@@ -376,6 +377,20 @@ pub fn group_profile_rows(
     flush(current.take())
 }
 
+/// The `trace_id` column of a `spans` batch (format 7), when it has one:
+/// rows of older blocks, or read without it, name no trace.
+fn trace_ids(b: &RecordBatch) -> Result<Option<&FixedSizeBinaryArray>, BlockError> {
+    match b.column_by_name("trace_id") {
+        None => Ok(None),
+        Some(c) => c
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .filter(|a| a.value_length() == 16)
+            .map(Some)
+            .ok_or_else(|| wrong_type("spans", "trace_id")),
+    }
+}
+
 /// The span samples of `spans` batches (format 3), by the row they belong
 /// to; `stacks` is the number of stacks of the block (ids beyond it are refused).
 pub fn span_samples(
@@ -393,21 +408,28 @@ pub fn span_samples(
             col::<UInt32Array>(b, f, "stack_id")?,
             col::<Int64Array>(b, f, "value")?,
         );
+        let traces = trace_ids(b)?;
         for i in 0..b.num_rows() {
-            if span.value(i) == 0 || stack.value(i) as usize >= stacks {
+            let trace_id = match traces {
+                Some(t) => t.value(i).try_into().unwrap_or_default(),
+                None => TraceId::default(),
+            };
+            let sample = SpanSample {
+                span_id: span.value(i),
+                stack: stack.value(i),
+                value: value.value(i),
+                trace_id,
+            };
+            if !sample.is_attributed() || sample.stack as usize >= stacks {
                 return Err(BlockError::Corrupt(format!(
-                    "spans row {i}: span id 0 or stack {} out of range",
-                    stack.value(i)
+                    "spans row {i}: no span or trace id, or stack {} out of range",
+                    sample.stack
                 )));
             }
             by_row
                 .entry((sref.value(i), ts.value(i), pid.value(i)))
                 .or_default()
-                .push(SpanSample {
-                    span_id: span.value(i),
-                    stack: stack.value(i),
-                    value: value.value(i),
-                });
+                .push(sample);
         }
     }
     Ok(by_row)

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, Int64Builder, ListBuilder, MapBuilder, StringArray,
-    StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
+    ArrayRef, BooleanArray, FixedSizeBinaryArray, Int64Array, Int64Builder, ListBuilder,
+    MapBuilder, StringArray, StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
 };
+use arrow::buffer::Buffer;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -19,7 +20,7 @@ use super::meta::{
 };
 use super::rollup::{ROLLUP_RESOLUTIONS_NS, RollupWriter};
 use super::totals::TotalsWriter;
-use crate::head::{Head, Series};
+use crate::head::{Head, Series, TraceId};
 use crate::labels::{Labels, names};
 use crate::symbols::SymbolTable;
 
@@ -102,8 +103,8 @@ pub fn head_tables(head: &Head) -> Result<Vec<BlockTable>, BlockError> {
 }
 
 /// A span sample as the `spans` table holds it: `(span, series_ref,
-/// timestamp_ns, profile_id, stack, value)`.
-type SpanRow = (u64, u32, i64, u64, u32, i64);
+/// timestamp_ns, profile_id, stack, value, trace)`.
+type SpanRow = (u64, u32, i64, u64, u32, i64, TraceId);
 
 /// The `series` table of series `(labels, fingerprint)`, numbered from 0.
 fn series_table(series: &[(&Labels, u64)]) -> Result<BlockTable, BlockError> {
@@ -171,6 +172,7 @@ fn row_tables(
                     row.profile_id.key(),
                     sp.stack,
                     sp.value,
+                    sp.trace_id,
                 ));
             }
             p_series.push(i);
@@ -248,6 +250,14 @@ fn spans_table(mut spans: Vec<SpanRow>) -> Result<BlockTable, BlockError> {
             (
                 "value",
                 Arc::new(Int64Array::from_iter_values(spans.iter().map(|s| s.5))),
+            ),
+            (
+                "trace_id",
+                Arc::new(FixedSizeBinaryArray::new(
+                    16,
+                    Buffer::from_vec(spans.iter().flat_map(|s| s.6).collect::<Vec<u8>>()),
+                    None,
+                )),
             ),
         ])?,
         sorted_by: vec![3, 0, 1, 2, 4],

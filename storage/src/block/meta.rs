@@ -3,8 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 6;
+/// The block format version this code writes and reads (7: span samples
+/// carry a trace id).
+pub const FORMAT_VERSION: u32 = 7;
+
+/// The first format whose span table has a `trace_id` column.
+pub const TRACE_IDS_SINCE: u32 = 7;
 
 /// The Parquet files of a block of the current format, in the order they are written.
 pub const BLOCK_FILES: [&str; 11] = [
@@ -106,7 +110,7 @@ pub struct BlockStats {
     pub profiles: u64,
     /// `(stack, value)` samples.
     pub samples: u64,
-    /// `(span, stack, value)` span samples (0 before format 3).
+    /// `(span, trace, stack, value)` span samples (0 before format 3).
     #[serde(default)]
     pub span_samples: u64,
     /// Distinct stacks.

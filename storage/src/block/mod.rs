@@ -19,7 +19,7 @@ pub use encode::{
 };
 pub use meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
-    SPANS_FILE, TOTALS_FILE, WalPosition, block_files, row_files,
+    SPANS_FILE, TOTALS_FILE, TRACE_IDS_SINCE, WalPosition, block_files, row_files,
 };
 pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, WindowRun};
 #[cfg(feature = "blocks")]
@@ -73,6 +73,8 @@ mod tests {
                 "build-1",
                 "span_id",
                 "00000000000000a1",
+                "trace_id",
+                "000102030405060708090a0b0c0d0e0f",
             ]
             .map(String::from)
             .to_vec(),
@@ -146,7 +148,11 @@ mod tests {
                 pprof::Sample {
                     location_id: vec![3, 1],
                     value: vec![1, 10],
-                    label: vec![],
+                    label: vec![pprof::Label {
+                        key: 9,
+                        str: 10,
+                        ..Default::default()
+                    }],
                 },
                 pprof::Sample {
                     location_id: vec![3, 1],
@@ -215,8 +221,9 @@ mod tests {
         let block = encode_block("t1", &ulid, &head).unwrap();
         assert_eq!(block.meta.stats.series, 4);
         assert_eq!(block.meta.stats.profiles, 6);
-        assert_eq!(block.meta.stats.span_samples, 6);
-        assert_eq!(head.stats().span_samples, 6);
+        // Per profile and series: one span sample, one trace sample.
+        assert_eq!(block.meta.stats.span_samples, 12);
+        assert_eq!(head.stats().span_samples, 12);
         assert_eq!(
             (block.meta.min_time_ns, block.meta.max_time_ns),
             (1_000, 2_000)
@@ -263,6 +270,69 @@ mod tests {
                 .to_string()
                 .contains(SPANS_FILE)
         );
+    }
+
+    #[test]
+    fn format_6_span_tables_without_trace_ids_still_read() {
+        // A format-6 block of the sample head: its span table without the
+        // trace column and the trace-only samples.
+        let src = sample_head();
+        let mut block = encode_block("t1", &new_ulid(), &src).unwrap();
+        let spans = block
+            .files
+            .iter_mut()
+            .find(|(n, _)| n == SPANS_FILE)
+            .unwrap();
+        let batches = read_parquet(&bytes::Bytes::from(spans.1.clone())).unwrap();
+        let mut kept = Vec::new();
+        for b in batches {
+            let traces = b
+                .column_by_name("trace_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+                .unwrap()
+                .clone();
+            let spans_only: arrow::array::BooleanArray = (0..b.num_rows())
+                .map(|i| Some(traces.value(i) == [0; 16]))
+                .collect();
+            let b = arrow::compute::filter_record_batch(&b, &spans_only).unwrap();
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&i| b.schema().field(i).name() != "trace_id")
+                .collect();
+            kept.push(b.project(&keep).unwrap());
+        }
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), kept[0].schema(), None).unwrap();
+        for b in &kept {
+            w.write(b).unwrap();
+        }
+        let out = w.into_inner().unwrap();
+        spans.1 = out;
+        block.meta.format_version = 6;
+        let files: std::collections::HashMap<String, bytes::Bytes> = block
+            .files
+            .iter()
+            .map(|(n, b)| (n.clone(), bytes::Bytes::from(b.clone())))
+            .collect();
+        let decoded = decode_block(&block.meta, &files).unwrap();
+        assert_eq!(decoded.stats().span_samples, 6);
+        for (s, d) in src.series().iter().zip(decoded.series()) {
+            for (p, q) in s.profiles.iter().zip(&d.profiles) {
+                let want: Vec<_> = p
+                    .spans
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .filter(|s| s.trace_id == [0; 16])
+                    .copied()
+                    .collect();
+                assert_eq!(q.spans.as_deref().unwrap(), &want[..]);
+                assert_eq!(
+                    (p.total, &p.stacks, &p.values),
+                    (q.total, &q.stacks, &q.values)
+                );
+            }
+        }
     }
 
     #[test]
