@@ -281,12 +281,12 @@ impl BlockReader {
         if let Some(sel) = wanted_spans
             && meta.format_version >= 3
         {
-            // Pruned by span id when only spans are selected (the table is
-            // sorted by span); a trace's samples may be of any span.
+            // Pruned by span id when only span ids are selected (the table
+            // is sorted by span); a trace's samples may be of any span.
             let filter = RowFilter {
                 spans: sel
                     .as_ref()
-                    .filter(|s| s.trace_ids().next().is_none())
+                    .filter(|s| s.by_span_ids_only())
                     .map(|s| s.ids().collect()),
                 ..filter
             };

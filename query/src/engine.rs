@@ -547,7 +547,8 @@ impl<'a> Engine<'a> {
     /// `SelectHeatmap`: the distribution of individual profiles' totals
     /// per time slot and value bucket ([`crate::heatmap`]), grouped by
     /// `group_by`; with `EXEMPLAR_TYPE_INDIVIDUAL`, each cell's highest
-    /// profile. Span heatmaps are not implemented.
+    /// profile. A span heatmap (`HEATMAP_QUERY_TYPE_SPAN`) counts each span
+    /// of a profile (the sum of its samples) instead, with spans as exemplars.
     pub fn select_heatmap(
         &self,
         req: &q::SelectHeatmapRequest,
@@ -568,22 +569,35 @@ impl<'a> Engine<'a> {
         req: &q::SelectHeatmapRequest,
         (from_ns, to_ns): (i64, i64),
     ) -> Result<HeatmapBuilder, QueryError> {
-        if req.query_type == q::HeatmapQueryType::Span as i32 {
-            return Err(QueryError::Unimplemented(
-                "heatmap query type span is not implemented".into(),
-            ));
-        }
+        let spans = req.query_type == q::HeatmapQueryType::Span as i32;
+        // A span heatmap's exemplars are spans (either exemplar type).
+        let exemplar_type = match req.exemplar_type {
+            t if spans && t == types::ExemplarType::Span as i32 => {
+                types::ExemplarType::Individual as i32
+            }
+            t => t,
+        };
         let (mut sel, step_ms, exemplars) = self.bucketed_selection(
             (&req.profile_type_id, &req.label_selector),
             (req.start, req.end),
             req.step,
-            req.exemplar_type,
+            exemplar_type,
         )?;
         sel.start_ns = sel.start_ns.max(from_ns);
         sel.end_ns = sel.end_ns.min(to_ns);
         let mut builder = HeatmapBuilder::new(req.group_by.clone(), req.start, step_ms, exemplars);
         if sel.start_ns <= sel.end_ns {
-            self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
+            if spans {
+                sel.spans = Some(SpanSelector::every_span());
+                let mut seen = Seen::default();
+                for s in self.sources {
+                    s.span_totals(&sel, &mut seen, &mut |labels, t| {
+                        builder.add_span(labels, t)
+                    });
+                }
+            } else {
+                self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
+            }
         }
         Ok(builder)
     }
@@ -932,6 +946,58 @@ mod tests {
         assert_eq!(
             bad.to_string(),
             "invalid trace_id_selector: trace id \"abc\" is not 32 hex characters"
+        );
+    }
+
+    #[test]
+    fn a_span_heatmap_counts_each_span_of_a_profile_once() {
+        let (a, b) = (head_with_spans(7), head_with_spans(7));
+        let limits = QueryLimits::default();
+        let sources: [&dyn Source; 2] = [&a, &b];
+        let e = Engine::new(&sources, &limits);
+        let heatmap = |exemplar_type: types::ExemplarType| {
+            e.select_heatmap(&q::SelectHeatmapRequest {
+                profile_type_id: PT.into(),
+                label_selector: "{}".into(),
+                start: 1,
+                end: 10,
+                step: 60.0,
+                query_type: q::HeatmapQueryType::Span as i32,
+                exemplar_type: exemplar_type as i32,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        for t in [types::ExemplarType::Individual, types::ExemplarType::Span] {
+            let series = heatmap(t).series;
+            assert_eq!(series.len(), 1);
+            let slot = &series[0].slots[0];
+            // Span A: 3 + 5 (its `profile_id` spelling); span B: 4. The
+            // traced sample without a span is in no span.
+            assert_eq!(slot.counts, vec![1, 1]);
+            let ex: Vec<(String, String, i64)> = slot
+                .exemplars
+                .iter()
+                .map(|x| (x.span_id.clone(), x.trace_id.clone(), x.value))
+                .collect();
+            assert_eq!(
+                ex,
+                vec![
+                    (SPAN_B.to_string(), String::new(), 4),
+                    (SPAN_A.to_string(), TRACE.to_string(), 8)
+                ]
+            );
+            assert!(
+                slot.exemplars
+                    .iter()
+                    .all(|x| x.profile_id == ignis_storage::ProfileId::from_key(7).to_string())
+            );
+            assert!(slot.y_min[0] <= 4.0 && slot.y_min[1] <= 8.0 && slot.y_min[1] > 4.0);
+        }
+        assert!(
+            heatmap(types::ExemplarType::None).series[0].slots[0]
+                .exemplars
+                .is_empty()
         );
     }
 

@@ -1,11 +1,12 @@
 //! [`Source`] over an in-memory [`Head`], and the same logic over any
 //! symbol table and series (block slices use it, so both answer identically).
 
+use ignis_storage::head::TraceId;
 use ignis_storage::symbols::ImportMemo;
 use ignis_storage::{Head, Labels, ProfileRow, Series, SymbolTable};
 
 use crate::selector::matches_all;
-use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source};
+use crate::source::{MergedStacks, ProfileTotal, Seen, Selection, Source, SpanTotal};
 
 /// [`Source::series`] over `series`.
 pub(crate) fn select_series(series: &[Series], sel: &Selection) -> Vec<Labels> {
@@ -117,6 +118,52 @@ pub(crate) fn series_profile_totals(
         };
         if value != 0 {
             f(&s.labels, total(value));
+        }
+    }
+}
+
+/// [`Source::span_totals`] over `series`: per selected profile, the sum of
+/// each span's samples (those the selection's span selector keeps, every
+/// span's without one), with a trace its samples name; spans of zero sum
+/// are not reported.
+pub(crate) fn series_span_totals(
+    series: &[Series],
+    sel: &Selection,
+    seen: &mut Seen,
+    f: &mut dyn FnMut(&Labels, SpanTotal),
+) {
+    for (s, row) in selected_rows(series, sel, seen) {
+        // Span samples are sorted by (span, trace, stack): a span's are together.
+        let mut current: Option<SpanTotal> = None;
+        let kept = row
+            .spans
+            .iter()
+            .flat_map(|sp| sp.iter())
+            .filter(|sp| sp.span_id != 0 && sel.spans.as_ref().is_none_or(|k| k.keeps(sp)));
+        for sp in kept {
+            match current.as_mut() {
+                Some(t) if t.span_id == sp.span_id => {
+                    t.value = t.value.saturating_add(sp.value);
+                    if sp.trace_id != TraceId::default() {
+                        t.trace_id = sp.trace_id;
+                    }
+                }
+                _ => {
+                    if let Some(t) = current.take().filter(|t| t.value != 0) {
+                        f(&s.labels, t);
+                    }
+                    current = Some(SpanTotal {
+                        timestamp_ns: row.timestamp_ns,
+                        profile_id: row.profile_id,
+                        span_id: sp.span_id,
+                        trace_id: sp.trace_id,
+                        value: sp.value,
+                    });
+                }
+            }
+        }
+        if let Some(t) = current.filter(|t| t.value != 0) {
+            f(&s.labels, t);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `SelectHeatmap`: how individual profiles' totals are distributed over
-//! time and value. Each time slot is right-closed, `(t − step, t]`, aligned
+//! `SelectHeatmap`: how individual profiles' totals (or, for a span
+//! heatmap, each span's share of a profile) are distributed over time and
+//! value. Each time slot is right-closed, `(t − step, t]`, aligned
 //! as `SelectSeries` buckets are; values fall into logarithmic buckets, four
 //! per doubling (bucket `k` holds `[2^(k/4), 2^((k+1)/4))`, values ≤ 0 one
 //! bucket of their own at 0), so slots built over parts of a range add up
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use ignis_storage::Labels;
 use ignis_storage::proto::types::v1 as types;
 
-use crate::source::ProfileTotal;
+use crate::source::{ProfileTotal, SpanTotal};
 use crate::timeseries::{Exemplar, bucket_end, group_key};
 
 /// Value buckets per doubling.
@@ -84,6 +85,20 @@ impl HeatmapBuilder {
 
     /// Adds one profile.
     pub fn add(&mut self, labels: &Labels, t: ProfileTotal) {
+        self.add_span(
+            labels,
+            SpanTotal {
+                timestamp_ns: t.timestamp_ns,
+                profile_id: t.profile_id,
+                span_id: 0,
+                trace_id: Default::default(),
+                value: t.value,
+            },
+        );
+    }
+
+    /// Adds one span of a profile (a span heatmap; span 0: a whole profile).
+    pub fn add_span(&mut self, labels: &Labels, t: SpanTotal) {
         let key = group_key(&self.group_by, labels);
         let slot = bucket_end(t.timestamp_ns, self.start_ms, self.step_ms);
         let group = self.groups.entry(key).or_default();
@@ -94,7 +109,7 @@ impl HeatmapBuilder {
             .or_default();
         cell.count += 1;
         if self.exemplars {
-            Exemplar::offer(&mut cell.exemplar, t, labels);
+            Exemplar::offer_span(&mut cell.exemplar, t, labels);
         }
     }
 

@@ -42,5 +42,5 @@ pub use premerged::Premerged;
 pub use preseries::PreSeries;
 pub use scope::Scope;
 pub use source::{
-    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector,
+    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector, SpanTotal,
 };

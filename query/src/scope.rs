@@ -83,6 +83,15 @@ impl Source for Recorder {
         self.note(sel, true, true);
     }
 
+    fn span_totals(
+        &self,
+        sel: &Selection,
+        _seen: &mut Seen,
+        _f: &mut dyn FnMut(&Labels, crate::source::SpanTotal),
+    ) {
+        self.note(sel, false, true);
+    }
+
     fn series_totals(
         &self,
         plan: &crate::timeseries::SeriesPlan,
@@ -272,6 +281,7 @@ impl Scope {
                 sels.iter().flat_map(|s| s.ids()),
                 sels.iter().flat_map(|s| s.trace_ids()),
             )
+            .with_every_span(sels.iter().any(|s| s.keeps_every_span()))
         })
     }
 }

@@ -15,6 +15,8 @@ use crate::selector::Matcher;
 pub struct SpanSelector {
     spans: HashSet<u64>,
     traces: HashSet<TraceId>,
+    /// Keeps every sample that names a span (a span heatmap).
+    every_span: bool,
 }
 
 impl SpanSelector {
@@ -28,7 +30,7 @@ impl SpanSelector {
             .collect::<Result<HashSet<u64>, _>>()
             .map(|spans| Self {
                 spans,
-                traces: HashSet::new(),
+                ..Self::default()
             })
     }
 
@@ -41,8 +43,8 @@ impl SpanSelector {
             })
             .collect::<Result<HashSet<TraceId>, _>>()
             .map(|traces| Self {
-                spans: HashSet::new(),
                 traces,
+                ..Self::default()
             })
     }
 
@@ -54,7 +56,34 @@ impl SpanSelector {
         Self {
             spans: spans.into_iter().collect(),
             traces: traces.into_iter().collect(),
+            every_span: false,
         }
+    }
+
+    /// The selector of every sample that names a span.
+    pub fn every_span() -> Self {
+        Self {
+            every_span: true,
+            ..Self::default()
+        }
+    }
+
+    /// This selector, also keeping every sample that names a span when
+    /// `every_span` is set.
+    pub fn with_every_span(mut self, every_span: bool) -> Self {
+        self.every_span |= every_span;
+        self
+    }
+
+    /// True when it keeps every sample that names a span.
+    pub fn keeps_every_span(&self) -> bool {
+        self.every_span
+    }
+
+    /// True when only span ids decide what it keeps (no trace ids, not
+    /// every span), so a read may prune by them.
+    pub fn by_span_ids_only(&self) -> bool {
+        !self.every_span && self.traces.is_empty()
     }
 
     /// The selected span ids, in no particular order.
@@ -67,9 +96,9 @@ impl SpanSelector {
         self.traces.iter().copied()
     }
 
-    /// True when it selects no span and no trace.
+    /// True when it selects no sample.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty() && self.traces.is_empty()
+        !self.every_span && self.spans.is_empty() && self.traces.is_empty()
     }
 
     /// True when the span sample `s` is selected: its span or its trace is.
@@ -80,7 +109,7 @@ impl SpanSelector {
     /// True when a sample of span `span_id` (0: none) and trace `trace_id`
     /// (all zero: none) is selected.
     pub fn keeps_ids(&self, span_id: u64, trace_id: &TraceId) -> bool {
-        (span_id != 0 && self.spans.contains(&span_id))
+        (span_id != 0 && (self.every_span || self.spans.contains(&span_id)))
             || (*trace_id != TraceId::default() && self.traces.contains(trace_id))
     }
 
@@ -221,6 +250,22 @@ pub struct ProfileTotal {
     pub value: i64,
 }
 
+/// One span's samples in one profile, as a source reports them to a span
+/// heatmap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanTotal {
+    /// The profile's timestamp, nanoseconds.
+    pub timestamp_ns: i64,
+    /// The profile's id (key 0: unknown).
+    pub profile_id: ignis_storage::ProfileId,
+    /// The span ([`parse_span_id`]), never 0.
+    pub span_id: u64,
+    /// The trace its samples name (all zero: none).
+    pub trace_id: TraceId,
+    /// Sum of the span's samples in the profile.
+    pub value: i64,
+}
+
 /// Profiles already counted while reading several sources: a replica (same
 /// series, timestamp and profile id) of a counted profile is skipped, so data
 /// held by several ingesters, or by an ingester and a block, counts once.
@@ -262,6 +307,15 @@ pub trait Source: Send + Sync {
     ) {
         if let Some((symbols, series)) = self.rows() {
             crate::head_source::series_call_site_totals(symbols, series, sel, call_site, seen, f);
+        }
+    }
+    /// Calls `f(labels, span)` for every span (a sample's span id) of every
+    /// matching profile in range not yet `seen`: the span samples its
+    /// selection's span selector keeps (every span's when it has none).
+    /// Sources that hold their rows ([`Source::rows`]) answer it from them.
+    fn span_totals(&self, sel: &Selection, seen: &mut Seen, f: &mut dyn FnMut(&Labels, SpanTotal)) {
+        if let Some((_, series)) = self.rows() {
+            crate::head_source::series_span_totals(series, sel, seen, f);
         }
     }
     /// Adds the totals of the profiles `plan` selects, not yet `seen`, to

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use ignis_storage::proto::types::v1 as types;
 use ignis_storage::{Labels, ProfileId};
 
-use crate::source::ProfileTotal;
+use crate::source::{ProfileTotal, SpanTotal};
+use ignis_storage::head::{TraceId, format_span_id, format_trace_id};
 
 /// How points in one step are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct Exemplar {
     pub value: i64,
     /// Its series' labels.
     pub labels: Labels,
+    /// The span it stands for in a span heatmap (0: the whole profile).
+    pub span_id: u64,
+    /// The trace of that span's samples (all zero: none).
+    pub trace_id: TraceId,
 }
 
 impl Exemplar {
@@ -55,9 +60,7 @@ impl Exemplar {
     /// built in parts keep the one a single pass keeps).
     pub(crate) fn better(&self, other: &Exemplar) -> bool {
         beats(
-            self.value,
-            self.timestamp_ns,
-            self.profile_id,
+            (self.value, self.timestamp_ns, self.profile_id, self.span_id),
             &self.labels,
             other,
         )
@@ -66,15 +69,37 @@ impl Exemplar {
     /// Keeps the profile `t` of series `labels` in `slot` if it beats the
     /// exemplar there (its labels are copied only then).
     pub(crate) fn offer(slot: &mut Option<Exemplar>, t: ProfileTotal, labels: &Labels) {
-        let wins = slot
-            .as_ref()
-            .is_none_or(|cur| beats(t.value, t.timestamp_ns, t.profile_id, labels, cur));
+        Self::offer_span(
+            slot,
+            SpanTotal {
+                timestamp_ns: t.timestamp_ns,
+                profile_id: t.profile_id,
+                span_id: 0,
+                trace_id: TraceId::default(),
+                value: t.value,
+            },
+            labels,
+        );
+    }
+
+    /// Keeps the span `t` (span 0: a whole profile) of series `labels` in
+    /// `slot` if it beats the exemplar there.
+    pub(crate) fn offer_span(slot: &mut Option<Exemplar>, t: SpanTotal, labels: &Labels) {
+        let wins = slot.as_ref().is_none_or(|cur| {
+            beats(
+                (t.value, t.timestamp_ns, t.profile_id, t.span_id),
+                labels,
+                cur,
+            )
+        });
         if wins {
             *slot = Some(Exemplar {
                 timestamp_ns: t.timestamp_ns,
                 profile_id: t.profile_id,
                 value: t.value,
                 labels: labels.clone(),
+                span_id: t.span_id,
+                trace_id: t.trace_id,
             });
         }
     }
@@ -84,7 +109,11 @@ impl Exemplar {
         types::Exemplar {
             timestamp: self.timestamp_ns.div_euclid(1_000_000),
             profile_id: self.profile_id.to_string(),
-            span_id: String::new(),
+            span_id: if self.span_id == 0 {
+                String::new()
+            } else {
+                format_span_id(self.span_id)
+            },
             value: self.value,
             labels: self
                 .labels
@@ -95,7 +124,11 @@ impl Exemplar {
                     value: v.to_string(),
                 })
                 .collect(),
-            trace_id: String::new(),
+            trace_id: if self.trace_id == TraceId::default() {
+                String::new()
+            } else {
+                format_trace_id(&self.trace_id)
+            },
         }
     }
 }
@@ -103,14 +136,18 @@ impl Exemplar {
 /// True when a profile `(value, timestamp_ns, profile_id, labels)` is a
 /// better exemplar than `cur` ([`Exemplar::better`]'s order).
 fn beats(
-    value: i64,
-    timestamp_ns: i64,
-    profile_id: ProfileId,
+    (value, timestamp_ns, profile_id, span_id): (i64, i64, ProfileId, u64),
     labels: &Labels,
     cur: &Exemplar,
 ) -> bool {
-    (cur.value, timestamp_ns, profile_id, labels)
-        < (value, cur.timestamp_ns, cur.profile_id, &cur.labels)
+    (cur.value, timestamp_ns, profile_id, span_id, labels)
+        < (
+            value,
+            cur.timestamp_ns,
+            cur.profile_id,
+            cur.span_id,
+            &cur.labels,
+        )
 }
 
 /// One bucket of a series: the sum of the profile totals in it, how many

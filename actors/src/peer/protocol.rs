@@ -34,8 +34,9 @@ use super::{Listed, PeerError, PeerSlice};
 /// whole 128-bit profile ids.
 /// 9: a sub-query says whether it runs in the bulk lane; a series sub-query
 /// buckets each of its selections apart.
-/// 11: selections carry trace ids (`trace_id_selector`); span samples of
-/// head slices (`IGNHED05`) carry theirs.
+/// 11: selections carry trace ids (`trace_id_selector`) and may keep every
+/// span (a span heatmap); span samples of head slices (`IGNHED05`) carry
+/// their trace ids.
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Stores a replica of a push.
@@ -99,6 +100,8 @@ pub struct WireSelection {
     pub spans: Option<Vec<u64>>,
     /// Selected trace ids (with `spans`).
     pub traces: Vec<[u8; 16]>,
+    /// Whether every sample naming a span is selected (with `spans`).
+    pub every_span: bool,
     /// Selected profile ids, when the selection has a profile selector.
     pub profiles: Option<Vec<u64>>,
 }
@@ -197,6 +200,7 @@ impl WireSelection {
             start_ns: sel.start_ns,
             end_ns: sel.end_ns,
             spans: sel.spans.as_ref().map(|sp| sorted(sp.ids())),
+            every_span: sel.spans.as_ref().is_some_and(|sp| sp.keeps_every_span()),
             traces: sel.spans.as_ref().map_or_else(Vec::new, |sp| {
                 let mut ids: Vec<[u8; 16]> = sp.trace_ids().collect();
                 ids.sort_unstable();
@@ -232,6 +236,7 @@ impl WireSelection {
             end_ns: self.end_ns,
             spans: self.spans.as_ref().map(|ids| {
                 SpanSelector::from_ids(ids.iter().copied(), self.traces.iter().copied())
+                    .with_every_span(self.every_span)
             }),
             profiles: self
                 .profiles
@@ -398,6 +403,9 @@ impl WireSeriesGroup {
                         },
                         value: e.value,
                         labels: ignis_storage::Labels::from_pairs(e.labels),
+                        // Series exemplars stand for whole profiles.
+                        span_id: 0,
+                        trace_id: Default::default(),
                     });
                 }
                 (ignis_storage::Labels::from_pairs(g.labels), buckets)
@@ -686,6 +694,8 @@ mod tests {
             profile_id: ignis_storage::ProfileId { hi: 9, lo: 42 },
             value: 7,
             labels: ignis_storage::Labels::from_pairs([("pod", "a"), ("region", "r1")]),
+            span_id: 0,
+            trace_id: Default::default(),
         };
         let buckets: BTreeMap<i64, Bucket> = [
             (

@@ -184,6 +184,39 @@ async fn split_roles_cluster_answers_the_fixture_totals() -> Result<()> {
             sums[1]
         );
     }
+    // And a span heatmap: one point per span, each span's sum as exemplar.
+    let v = Client::new(&cluster.url(6)?)
+        .connect_json(
+            "SelectHeatmap",
+            serde_json::json!({"profileTypeID": crate::spans::CPU,
+                "labelSelector": format!("{{service_name=\"{}\"}}", crate::spans::SERVICE),
+                "start": ms, "end": ms + 1, "step": 60.0,
+                "queryType": "HEATMAP_QUERY_TYPE_SPAN", "exemplarType": "EXEMPLAR_TYPE_SPAN"}),
+        )
+        .await?;
+    let mut got: Vec<(String, i64)> = v["series"][0]["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            (
+                e["spanId"].as_str().unwrap_or_default().to_string(),
+                e["value"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, i64)> = spans
+        .sums
+        .iter()
+        .map(|(span, sums)| (span.to_string(), sums[1]))
+        .collect();
+    want.sort();
+    ensure!(got == want, "span heatmap through the cluster: {v}");
     // Each node serves only its roles' routes.
     let http = reqwest::Client::new();
     let r = http

@@ -280,6 +280,58 @@ async fn check(client: &Client, l: &Labelled, phase: &str) -> Result<Vec<Value>>
         sql == l.trace_sums[TRACE_2][1],
         "{phase}: SQL trace total {sql}"
     );
+    // A span heatmap: one point per span of the profile, valued at its
+    // samples' sum, with the span (and its trace) as the cell's exemplar.
+    let v = client
+        .connect_json(
+            "SelectHeatmap",
+            json!({"profileTypeID": CPU, "labelSelector": selector, "start": win.0,
+                   "end": win.1 + 1, "step": 60.0, "queryType": "HEATMAP_QUERY_TYPE_SPAN",
+                   "exemplarType": "EXEMPLAR_TYPE_SPAN"}),
+        )
+        .await?;
+    let mut cells: Vec<(String, String, i64, i64)> = Vec::new();
+    for series in v["series"].as_array().into_iter().flatten() {
+        for slot in series["slots"].as_array().into_iter().flatten() {
+            let counts = slot["counts"].as_array().cloned().unwrap_or_default();
+            let exemplars = slot["exemplars"].as_array().cloned().unwrap_or_default();
+            ensure!(counts.len() == exemplars.len(), "{phase}: heatmap {v}");
+            for (count, e) in counts.iter().zip(&exemplars) {
+                cells.push((
+                    e["spanId"].as_str().unwrap_or_default().to_string(),
+                    e["traceId"].as_str().unwrap_or_default().to_string(),
+                    e["value"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(-1),
+                    count.as_i64().unwrap_or(-1),
+                ));
+            }
+        }
+    }
+    cells.sort();
+    let mut want = vec![
+        (
+            SPAN_A.to_string(),
+            TRACE_1.to_string(),
+            l.sums[SPAN_A][1],
+            1,
+        ),
+        (
+            SPAN_B.to_string(),
+            TRACE_2.to_string(),
+            l.sums[SPAN_B][1],
+            1,
+        ),
+    ];
+    want.sort();
+    ensure!(
+        cells == want,
+        "{phase}: span heatmap cells {cells:?}, want {want:?}"
+    );
+    // (Not the exemplars' profile ids: each phase pushes the profile anew,
+    // and Ignis draws ids for profiles sent without one.)
+    answers.push(json!(format!("{cells:?}")));
     // Each trace by trace_id_selector: a flame graph and a pprof.
     for (pt, col) in [(CPU, 1), (SAMPLES, 0)] {
         for trace in [TRACE_1, TRACE_2] {
