@@ -17,6 +17,7 @@ mod durability;
 mod fairness;
 mod formats;
 mod frontend;
+mod grafana;
 mod grpc;
 mod loadgen;
 mod otlp;
