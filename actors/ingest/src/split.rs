@@ -14,10 +14,10 @@ use super::limits::Limits;
 use crate::relabel::relabel;
 
 /// Sample labels that never become series labels. They stay in the stored
-/// pprof: the head reads `span_id` (or `profile_id`, its older spelling) to
-/// attribute samples to spans ([`ignis_storage::head::sample_span_ids`]).
+/// pprof: the head reads `span_id` (or `profile_id`, its older spelling) and
+/// `trace_id` to attribute samples to spans and traces ([`ignis_storage::head::sample_span_refs`]).
 const NON_SERIES_SAMPLE_LABELS: [&str; 3] = [
-    "trace_id",
+    ignis_storage::head::TRACE_ID_LABEL,
     ignis_storage::head::SPAN_ID_LABEL,
     ignis_storage::head::PROFILE_ID_LABEL,
 ];

@@ -17,6 +17,22 @@ pub fn window(time_ns: i64) -> (i64, i64) {
     (ms, ms)
 }
 
+/// Checks that the flame graph `fg` holds `times` the self value of every
+/// function of the ground truth's `top` list (`[[name, self], …]`).
+pub fn check_top_self(fg: &Value, top: &Value, times: i64, ctx: &str) -> Result<()> {
+    let selfs = self_by_name(fg);
+    for t in top.as_array().into_iter().flatten() {
+        let (name, n) = (t[0].as_str().unwrap_or(""), t[1].as_i64().unwrap_or(-1));
+        ensure!(
+            selfs.get(name) == Some(&(times * n)),
+            "{ctx}: self of {name}: {:?}, want {}",
+            selfs.get(name),
+            times * n
+        );
+    }
+    Ok(())
+}
+
 /// Checks every query the issue lists against one profile's ground truth.
 pub async fn verify(client: &Client, exp: &ExpectedProfile) -> Result<()> {
     let (start, end) = window(exp.time_ns);

@@ -9,7 +9,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, ensure};
-use ignis_integration::client::{Client, as_i64, fg_total, self_by_name};
+use ignis_integration::client::{Client, as_i64, fg_total};
 use ignis_integration::fixtures::{push_request, read_fixture, read_json};
 use ignis_integration::node::TestNode;
 use ignis_storage::proto::google::v1 as pprof;
@@ -18,6 +18,7 @@ use ignis_storage::proto::types::v1 as types;
 use prost::Message;
 use serde_json::{Value, json};
 
+use crate::common::check_top_self;
 use crate::spans::{CPU, SERVICE, TRACE_1, TRACE_2, labelled_fixture, push};
 
 /// Seconds between the two profiles (two heatmap and series slots apart).
@@ -206,19 +207,7 @@ async fn grafana_datasource_and_drilldown_requests_answer_the_fixture_truth() ->
         "drilldown flame graph {}",
         fg_total(&fg)
     );
-    let selfs = self_by_name(&fg);
-    for t in truth["top_self"]["cpu/nanoseconds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let (name, n) = (t[0].as_str().unwrap_or(""), t[1].as_i64().unwrap_or(-1));
-        ensure!(
-            selfs.get(name) == Some(&(2 * n)),
-            "self of {name}: {:?}",
-            selfs.get(name)
-        );
-    }
+    check_top_self(&fg, &truth["top_self"]["cpu/nanoseconds"], 2, "drilldown")?;
 
     // Exemplars: one per profile, each naming a stored profile that its id
     // selects exactly.

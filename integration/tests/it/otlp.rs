@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
-use ignis_integration::client::{Client, fg_total, self_by_name};
+use ignis_integration::client::{Client, fg_total};
 use ignis_integration::fixtures::{fixtures_dir, read_fixture, read_json};
 use ignis_integration::node::TestNode;
 use ignis_storage::proto::google::v1 as pprof;
@@ -18,6 +18,8 @@ use ignis_storage::proto::opentelemetry::proto::collector::profiles::v1developme
     ExportProfilesServiceRequest, ExportProfilesServiceResponse,
 };
 use prost::Message;
+
+use crate::common::check_top_self;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 /// The fixture's `cpu/nanoseconds` profile: Pyroscope names it after its period type.
@@ -249,19 +251,12 @@ async fn otlp_export_over_http_and_grpc_reads_back_as_the_pprof() -> Result<()> 
                 "{service} {pt}: total {}",
                 fg_total(&fg)
             );
-            let selfs = self_by_name(&fg);
-            for t in truth["top_self"]["cpu/nanoseconds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let (name, n) = (t[0].as_str().unwrap_or(""), t[1].as_i64().unwrap_or(-1));
-                ensure!(
-                    selfs.get(name) == Some(&n),
-                    "{service} {pt}: self of {name}: {:?}",
-                    selfs.get(name)
-                );
-            }
+            check_top_self(
+                &fg,
+                &truth["top_self"]["cpu/nanoseconds"],
+                1,
+                &format!("{service} {pt}"),
+            )?;
         }
         // Pyroscope's OTLP labels.
         let fg = c

@@ -66,62 +66,35 @@ pub(crate) fn labelled_fixture() -> Result<Labelled> {
         str,
         ..Default::default()
     };
-    // (sample, labels, span it counts for, trace it counts for)
+    // (sample, span label, trace label, span it counts for, trace it counts for)
     let plan = [
-        (
-            0,
-            vec![(span_id, a), (trace_id, t1)],
-            Some(SPAN_A),
-            Some(TRACE_1),
-        ),
-        (
-            3,
-            vec![(span_id, a), (trace_id, t1)],
-            Some(SPAN_A),
-            Some(TRACE_1),
-        ),
-        (
-            5,
-            vec![(span_id, a), (trace_id, t1)],
-            Some(SPAN_A),
-            Some(TRACE_1),
-        ),
+        (0, Some((span_id, a)), Some(t1), Some(SPAN_A), Some(TRACE_1)),
+        (3, Some((span_id, a)), Some(t1), Some(SPAN_A), Some(TRACE_1)),
+        (5, Some((span_id, a)), Some(t1), Some(SPAN_A), Some(TRACE_1)),
         // JFR and older SDKs spell it profile_id.
         (
             11,
-            vec![(profile_id, a), (trace_id, t1)],
+            Some((profile_id, a)),
+            Some(t1),
             Some(SPAN_A),
             Some(TRACE_1),
         ),
-        (
-            7,
-            vec![(span_id, b), (trace_id, t2)],
-            Some(SPAN_B),
-            Some(TRACE_2),
-        ),
-        (
-            8,
-            vec![(span_id, b), (trace_id, t2)],
-            Some(SPAN_B),
-            Some(TRACE_2),
-        ),
+        (7, Some((span_id, b)), Some(t2), Some(SPAN_B), Some(TRACE_2)),
+        (8, Some((span_id, b)), Some(t2), Some(SPAN_B), Some(TRACE_2)),
         // Unparsable: stored, but in no span; in its trace still.
-        (
-            13,
-            vec![(span_id, bad), (trace_id, t2)],
-            None,
-            Some(TRACE_2),
-        ),
+        (13, Some((span_id, bad)), Some(t2), None, Some(TRACE_2)),
         // A trace without a span, and an unparsable trace id.
-        (17, vec![(trace_id, t1)], None, Some(TRACE_1)),
-        (19, vec![(trace_id, bad_trace)], None, None),
+        (17, None, Some(t1), None, Some(TRACE_1)),
+        (19, None, Some(bad_trace), None, None),
     ];
     let mut sums: BTreeMap<&'static str, [i64; 2]> = BTreeMap::new();
     let mut trace_sums: BTreeMap<&'static str, [i64; 2]> = BTreeMap::new();
-    for (i, labels, span, trace) in plan {
+    for (i, span_label, trace_label, span, trace) in plan {
         let s = &mut p.sample[i];
         s.label
-            .extend(labels.into_iter().map(|(key, value)| label(key, value)));
+            .extend(span_label.map(|(key, value)| label(key, value)));
+        s.label
+            .extend(trace_label.map(|value| label(trace_id, value)));
         for (id, sums) in [(span, &mut sums), (trace, &mut trace_sums)] {
             if let Some(id) = id {
                 let e = sums.entry(id).or_default();

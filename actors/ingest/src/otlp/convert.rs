@@ -20,10 +20,9 @@ pub const SERVICE_NAME_ATTRIBUTE: &str = "service.name";
 const FRAME_TYPE_ATTRIBUTE: &str = "profile.frame.type";
 /// The mapping attribute holding a GNU build id.
 const BUILD_ID_ATTRIBUTE: &str = "process.executable.build_id.gnu";
-/// pprof sample label carrying a link's span id (16 hex digits).
-pub const SPAN_ID_LABEL: &str = "span_id";
-/// pprof sample label carrying a link's trace id (32 hex digits).
-pub const TRACE_ID_LABEL: &str = "trace_id";
+/// The pprof sample labels a link's span id (16 hex digits) and trace id
+/// (32 hex digits) become: the head stores them per sample.
+pub use ignis_storage::head::{SPAN_ID_LABEL, TRACE_ID_LABEL};
 
 /// One pprof made from (part of) an OTLP profile.
 #[derive(Debug, Clone)]
