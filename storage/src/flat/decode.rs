@@ -37,22 +37,40 @@ impl<'a> Reader<'a> {
         self.pos < self.end
     }
 
-    #[inline]
+    /// A varint. Most keys, ids and small values take one byte: that case
+    /// is inlined and read apart.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, FlatError> {
-        let mut value = 0u64;
-        for count in 0..10 {
-            let Some(&byte) = self.buf[..self.end].get(self.pos) else {
-                return Err(self.err("truncated varint"));
-            };
+        if self.pos < self.end
+            && let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
             self.pos += 1;
+            return Ok(u64::from(byte));
+        }
+        self.varint_long()
+    }
+
+    /// [`Reader::varint`] of two to ten bytes; an error past the end, past
+    /// ten bytes or past 64 bits (at the position after the bytes read).
+    fn varint_long(&mut self) -> Result<u64, FlatError> {
+        let rest = self.buf.get(self.pos..self.end).unwrap_or_default();
+        let mut value = 0u64;
+        for (count, &byte) in rest.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (count * 7);
             if byte < 0x80 {
+                self.pos += count + 1;
                 if count == 9 && byte >= 0x02 {
                     return Err(self.err("varint overflows 64 bits"));
                 }
                 return Ok(value);
             }
         }
+        if rest.len() < 10 {
+            self.pos += rest.len();
+            return Err(self.err("truncated varint"));
+        }
+        self.pos += 10;
         Err(self.err("varint longer than 10 bytes"))
     }
 
