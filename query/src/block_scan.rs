@@ -11,9 +11,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, BooleanArray, FixedSizeBinaryArray, Int64Array, UInt32Array, UInt64Array,
-};
+use datafusion::arrow::array::{BooleanArray, Int64Array, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -31,8 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use ignis_storage::block::{BlockError, BlockMeta};
-use ignis_storage::head::TraceId;
+use ignis_storage::block::{BlockError, BlockMeta, trace_id_at, trace_ids};
 
 use crate::bucket::Bucket;
 use crate::source::SpanSelector;
@@ -214,18 +211,7 @@ impl<'a> Exact<'a> {
                 b.column_by_name("span_id")
                     .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
                     .ok_or_else(|| BlockError::Corrupt("spans: span_id is missing".into()))?,
-                match b.column_by_name("trace_id") {
-                    // Blocks before format 7 name no traces.
-                    None => None,
-                    Some(c) => Some(
-                        c.as_any()
-                            .downcast_ref::<FixedSizeBinaryArray>()
-                            .filter(|a| a.value_length() == 16)
-                            .ok_or_else(|| {
-                                BlockError::Corrupt("spans: trace_id has the wrong type".into())
-                            })?,
-                    ),
-                },
+                trace_ids(&b)?,
             )),
             None => None,
         };
@@ -248,10 +234,7 @@ impl<'a> Exact<'a> {
                         && (self.start..=self.end).contains(&t)
                         && self.times.is_none_or(|spans| in_spans(spans, t))
                         && span.is_none_or(|(sel, spans, traces)| {
-                            let trace = traces
-                                .and_then(|t| TraceId::try_from(t.value(i)).ok())
-                                .unwrap_or_default();
-                            sel.keeps_ids(spans.value(i), &trace)
+                            sel.keeps_ids(spans.value(i), &trace_id_at(traces, i))
                         })
                         && res.is_none_or(|(r, col)| col.value(i) == r),
                 )

@@ -17,7 +17,7 @@ use crate::heatmap::HeatmapBuilder;
 use crate::pprof_export::to_pprof;
 use crate::selector::{Matcher, parse_selector};
 use crate::source::{
-    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector,
+    MergedStacks, ProfileSelector, ProfileTotal, Seen, Selection, Source, SpanSelector, SpanTotal,
 };
 use crate::timeseries::{Aggregation, SeriesBuilder, SeriesPlan};
 
@@ -514,7 +514,7 @@ impl<'a> Engine<'a> {
             (&req.profile_type_id, &req.label_selector),
             (req.start, req.end),
             req.step,
-            req.exemplar_type,
+            (req.exemplar_type, false),
         )?;
         let aggregation = match req.aggregation {
             Some(a) if a == types::TimeSeriesAggregationType::Average as i32 => {
@@ -570,18 +570,11 @@ impl<'a> Engine<'a> {
         (from_ns, to_ns): (i64, i64),
     ) -> Result<HeatmapBuilder, QueryError> {
         let spans = req.query_type == q::HeatmapQueryType::Span as i32;
-        // A span heatmap's exemplars are spans (either exemplar type).
-        let exemplar_type = match req.exemplar_type {
-            t if spans && t == types::ExemplarType::Span as i32 => {
-                types::ExemplarType::Individual as i32
-            }
-            t => t,
-        };
         let (mut sel, step_ms, exemplars) = self.bucketed_selection(
             (&req.profile_type_id, &req.label_selector),
             (req.start, req.end),
             req.step,
-            exemplar_type,
+            (req.exemplar_type, spans),
         )?;
         sel.start_ns = sel.start_ns.max(from_ns);
         sel.end_ns = sel.end_ns.min(to_ns);
@@ -589,12 +582,7 @@ impl<'a> Engine<'a> {
         if sel.start_ns <= sel.end_ns {
             if spans {
                 sel.spans = Some(SpanSelector::every_span());
-                let mut seen = Seen::default();
-                for s in self.sources {
-                    s.span_totals(&sel, &mut seen, &mut |labels, t| {
-                        builder.add_span(labels, t)
-                    });
-                }
+                self.span_totals(&sel, &mut |labels, t| builder.add_span(labels, t));
             } else {
                 self.profile_totals(&sel, &mut |labels, t| builder.add(labels, t));
             }
@@ -604,17 +592,20 @@ impl<'a> Engine<'a> {
 
     /// The typed selection, step (ms) and whether exemplars are asked for
     /// of a query bucketing profiles over time (`SelectSeries`,
-    /// `SelectHeatmap`); span exemplars are not implemented.
+    /// `SelectHeatmap`). Span exemplars are answered only where the points
+    /// are spans (`of_spans`: a span heatmap, whose exemplars are spans
+    /// whichever type is asked for).
     fn bucketed_selection(
         &self,
         (profile_type, label_selector): (&str, &str),
         (start_ms, end_ms): (i64, i64),
         step: f64,
-        exemplar_type: i32,
+        (exemplar_type, of_spans): (i32, bool),
     ) -> Result<(Selection, i64, bool), QueryError> {
         let (_, sel) = self.typed_selection(profile_type, label_selector, start_ms, end_ms)?;
         let step_ms = step_ms(step)?;
-        if exemplar_type == types::ExemplarType::Span as i32 {
+        let span = exemplar_type == types::ExemplarType::Span as i32;
+        if span && !of_spans {
             return Err(QueryError::Unimplemented(
                 "exemplar type span is not implemented".into(),
             ));
@@ -622,7 +613,7 @@ impl<'a> Engine<'a> {
         Ok((
             sel,
             step_ms,
-            exemplar_type == types::ExemplarType::Individual as i32,
+            span || exemplar_type == types::ExemplarType::Individual as i32,
         ))
     }
 
@@ -638,6 +629,14 @@ impl<'a> Engine<'a> {
             s.series_totals(plan, &mut seen, &mut builder);
         }
         builder.into_groups()
+    }
+
+    /// Calls `f(labels, span)` for every span of every profile of a selection.
+    pub fn span_totals(&self, sel: &Selection, f: &mut dyn FnMut(&Labels, SpanTotal)) {
+        let mut seen = Seen::default();
+        for s in self.sources {
+            s.span_totals(sel, &mut seen, f);
+        }
     }
 
     /// Calls `f(labels, total)` for every profile of a selection.

@@ -85,16 +85,7 @@ impl HeatmapBuilder {
 
     /// Adds one profile.
     pub fn add(&mut self, labels: &Labels, t: ProfileTotal) {
-        self.add_span(
-            labels,
-            SpanTotal {
-                timestamp_ns: t.timestamp_ns,
-                profile_id: t.profile_id,
-                span_id: 0,
-                trace_id: Default::default(),
-                value: t.value,
-            },
-        );
+        self.add_span(labels, t.into());
     }
 
     /// Adds one span of a profile (a span heatmap; span 0: a whole profile).

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ignis_storage::head::{SpanSample, TraceId, parse_span_id, parse_trace_id};
+use ignis_storage::head::{SpanIdError, SpanSample, TraceId, parse_span_id, parse_trace_id};
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::error::QueryError;
@@ -22,30 +22,18 @@ pub struct SpanSelector {
 impl SpanSelector {
     /// Parses span ids (16 hex characters each, read as little-endian `u64`).
     pub fn parse(ids: &[String]) -> Result<Self, QueryError> {
-        ids.iter()
-            .map(|s| {
-                parse_span_id(s)
-                    .map_err(|e| QueryError::invalid(format!("invalid span_selector: {e}")))
-            })
-            .collect::<Result<HashSet<u64>, _>>()
-            .map(|spans| Self {
-                spans,
-                ..Self::default()
-            })
+        Ok(Self {
+            spans: parse_ids(ids, "span_selector", parse_span_id)?,
+            ..Self::default()
+        })
     }
 
     /// Parses trace ids (32 hex characters each).
     pub fn parse_traces(ids: &[String]) -> Result<Self, QueryError> {
-        ids.iter()
-            .map(|s| {
-                parse_trace_id(s)
-                    .map_err(|e| QueryError::invalid(format!("invalid trace_id_selector: {e}")))
-            })
-            .collect::<Result<HashSet<TraceId>, _>>()
-            .map(|traces| Self {
-                traces,
-                ..Self::default()
-            })
+        Ok(Self {
+            traces: parse_ids(ids, "trace_id_selector", parse_trace_id)?,
+            ..Self::default()
+        })
     }
 
     /// A selector of exactly these spans and traces.
@@ -120,6 +108,17 @@ impl SpanSelector {
     ) -> impl Iterator<Item = &'a SpanSample> + 'a {
         spans.unwrap_or_default().iter().filter(|s| self.keeps(s))
     }
+}
+
+/// The ids of a selector field (`field`: its name, for the error).
+fn parse_ids<T: std::hash::Hash + Eq>(
+    ids: &[String],
+    field: &str,
+    parse: fn(&str) -> Result<T, SpanIdError>,
+) -> Result<HashSet<T>, QueryError> {
+    ids.iter()
+        .map(|s| parse(s).map_err(|e| QueryError::invalid(format!("invalid {field}: {e}"))))
+        .collect()
 }
 
 /// The profiles a query keeps (`profile_id_selector`): only their samples
@@ -264,6 +263,19 @@ pub struct SpanTotal {
     pub trace_id: TraceId,
     /// Sum of the span's samples in the profile.
     pub value: i64,
+}
+
+impl From<ProfileTotal> for SpanTotal {
+    /// A whole profile, as span 0.
+    fn from(t: ProfileTotal) -> Self {
+        Self {
+            timestamp_ns: t.timestamp_ns,
+            profile_id: t.profile_id,
+            span_id: 0,
+            trace_id: TraceId::default(),
+            value: t.value,
+        }
+    }
 }
 
 /// Profiles already counted while reading several sources: a replica (same

@@ -69,17 +69,7 @@ impl Exemplar {
     /// Keeps the profile `t` of series `labels` in `slot` if it beats the
     /// exemplar there (its labels are copied only then).
     pub(crate) fn offer(slot: &mut Option<Exemplar>, t: ProfileTotal, labels: &Labels) {
-        Self::offer_span(
-            slot,
-            SpanTotal {
-                timestamp_ns: t.timestamp_ns,
-                profile_id: t.profile_id,
-                span_id: 0,
-                trace_id: TraceId::default(),
-                value: t.value,
-            },
-            labels,
-        );
+        Self::offer_span(slot, t.into(), labels);
     }
 
     /// Keeps the span `t` (span 0: a whole profile) of series `labels` in

@@ -4,7 +4,7 @@
 
 use rkyv::rancor;
 
-use crate::head::{Head, ProfileRow, Series, SpanSample, TraceId, merge_span_samples};
+use crate::head::{Head, ProfileRow, Series, SpanSample, merge_span_samples};
 use crate::labels::Labels;
 use crate::profile_id::ProfileId;
 use crate::record::RecordError;
@@ -216,9 +216,17 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
             if r.stacks.len() != r.values.len() || r.stacks.iter().any(|&st| st >= nst) {
                 return Err(corrupt("row stack"));
             }
-            if r.spans.iter().any(|&(span, st, _, trace)| {
-                (span == 0 && trace == TraceId::default()) || st >= nst
-            }) {
+            let spans: Vec<SpanSample> = r
+                .spans
+                .into_iter()
+                .map(|(span_id, stack, value, trace_id)| SpanSample {
+                    span_id,
+                    stack,
+                    value,
+                    trace_id,
+                })
+                .collect();
+            if spans.iter().any(|s| !s.is_attributed() || s.stack >= nst) {
                 return Err(corrupt("span sample without span and trace, or its stack"));
             }
             if profiles
@@ -240,17 +248,7 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head, RecordError> {
                 },
                 stacks: r.stacks.into_boxed_slice(),
                 values: r.values.into_boxed_slice(),
-                spans: merge_span_samples(
-                    r.spans
-                        .into_iter()
-                        .map(|(span_id, stack, value, trace_id)| SpanSample {
-                            span_id,
-                            stack,
-                            value,
-                            trace_id,
-                        })
-                        .collect(),
-                ),
+                spans: merge_span_samples(spans),
             });
         }
         series.push(Series {

@@ -201,11 +201,10 @@ impl WireSelection {
             end_ns: sel.end_ns,
             spans: sel.spans.as_ref().map(|sp| sorted(sp.ids())),
             every_span: sel.spans.as_ref().is_some_and(|sp| sp.keeps_every_span()),
-            traces: sel.spans.as_ref().map_or_else(Vec::new, |sp| {
-                let mut ids: Vec<[u8; 16]> = sp.trace_ids().collect();
-                ids.sort_unstable();
-                ids
-            }),
+            traces: sel
+                .spans
+                .as_ref()
+                .map_or_else(Vec::new, |sp| sorted(sp.trace_ids())),
             profiles: sel.profiles.as_ref().map(|p| sorted(p.ids())),
         }
     }
@@ -248,8 +247,8 @@ impl WireSelection {
 
 /// `ids` in ascending order (a selection's wire form does not depend on
 /// hash order).
-fn sorted(ids: impl Iterator<Item = u64>) -> Vec<u64> {
-    let mut ids: Vec<u64> = ids.collect();
+fn sorted<T: Ord>(ids: impl Iterator<Item = T>) -> Vec<T> {
+    let mut ids: Vec<T> = ids.collect();
     ids.sort_unstable();
     ids
 }

@@ -378,8 +378,8 @@ pub fn group_profile_rows(
 }
 
 /// The `trace_id` column of a `spans` batch (format 7), when it has one:
-/// rows of older blocks, or read without it, name no trace.
-fn trace_ids(b: &RecordBatch) -> Result<Option<&FixedSizeBinaryArray>, BlockError> {
+/// rows of older blocks, or read without it, name no trace ([`trace_id_at`]).
+pub fn trace_ids(b: &RecordBatch) -> Result<Option<&FixedSizeBinaryArray>, BlockError> {
     match b.column_by_name("trace_id") {
         None => Ok(None),
         Some(c) => c
@@ -389,6 +389,13 @@ fn trace_ids(b: &RecordBatch) -> Result<Option<&FixedSizeBinaryArray>, BlockErro
             .map(Some)
             .ok_or_else(|| wrong_type("spans", "trace_id")),
     }
+}
+
+/// The trace id of row `i` of a [`trace_ids`] column (all zero without one).
+pub fn trace_id_at(traces: Option<&FixedSizeBinaryArray>, i: usize) -> TraceId {
+    traces
+        .and_then(|t| TraceId::try_from(t.value(i)).ok())
+        .unwrap_or_default()
 }
 
 /// The span samples of `spans` batches (format 3), by the row they belong
@@ -410,15 +417,11 @@ pub fn span_samples(
         );
         let traces = trace_ids(b)?;
         for i in 0..b.num_rows() {
-            let trace_id = match traces {
-                Some(t) => t.value(i).try_into().unwrap_or_default(),
-                None => TraceId::default(),
-            };
             let sample = SpanSample {
                 span_id: span.value(i),
                 stack: stack.value(i),
                 value: value.value(i),
-                trace_id,
+                trace_id: trace_id_at(traces, i),
             };
             if !sample.is_attributed() || sample.stack as usize >= stacks {
                 return Err(BlockError::Corrupt(format!(

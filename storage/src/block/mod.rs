@@ -12,7 +12,8 @@ mod ulid;
 
 pub use decode::{
     RowKey, SYMBOL_FILES, attach_spans, decode_block, decode_series, decode_symbols,
-    group_profile_rows, group_sample_rows, read_parquet, row_keys, span_samples,
+    group_profile_rows, group_sample_rows, read_parquet, row_keys, span_samples, trace_id_at,
+    trace_ids,
 };
 pub use encode::{
     BlockTable, BlockWriter, EncodedBlock, SAMPLES_ROW_GROUP, encode_block, head_tables,
