@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ignis_storage::block::RollupPlan;
+use ignis_storage::block::{RollupPlan, WindowBest};
 use ignis_storage::{Labels, Series, SymbolTable};
 
 use crate::head_source::{merge_series_stacks, select_series, series_profile_totals};
@@ -43,6 +43,8 @@ pub struct SliceWindow {
     pub total: i64,
     /// Profiles in the window.
     pub profiles: u64,
+    /// Its exemplar, when the block's totals name them and it was asked for.
+    pub best: Option<WindowBest>,
 }
 
 /// The `(series, window)` cells of a block's rollup read that its rollup
@@ -150,7 +152,7 @@ impl Source for BlockSlice {
             if (sel.start_ns..=sel.end_ns).contains(&w.start_ns)
                 && matches_all(&sel.matchers, &s.labels)
             {
-                into.add_window(&s.labels, w.start_ns, w.total, w.profiles);
+                into.add_window(&s.labels, w);
             }
         }
     }

@@ -153,10 +153,18 @@ impl Scope {
         Some(self.segments_between(cuts))
     }
 
+    /// True when a series plan of the scope names exemplars: blocks answer
+    /// it from window totals only if theirs name them too
+    /// ([`ignis_storage::block::BlockMeta::has_window_exemplars`]).
+    pub fn series_exemplars(&self) -> bool {
+        self.series.iter().any(|p| p.exemplars)
+    }
+
     /// The time segments (inclusive ns, ascending) over which blocks may
     /// answer this scope from their window totals, when it only buckets
-    /// profile totals (`SelectSeries` without exemplars, call site, span
-    /// or profile selector): every selection's range cut at its own and
+    /// profile totals (`SelectSeries` without call site, span or profile
+    /// selector; with exemplars, blocks whose totals name them, see
+    /// [`Scope::series_exemplars`]): every selection's range cut at its own and
     /// the others' ends and bucket edges, so a window wholly inside a
     /// segment is wholly inside one bucket of each series plan. `None` too
     /// when the buckets are more than [`MAX_TOTALS_SEGMENTS`] (steps so
@@ -166,9 +174,7 @@ impl Scope {
         if !self.rollups || self.stacks {
             return None;
         }
-        let plain = |p: &crate::timeseries::SeriesPlan| {
-            !p.exemplars && p.call_site.is_empty() && !p.sel.narrowed()
-        };
+        let plain = |p: &crate::timeseries::SeriesPlan| p.call_site.is_empty() && !p.sel.narrowed();
         if !plans.iter().all(plain) {
             return None;
         }

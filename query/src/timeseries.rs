@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use ignis_storage::proto::types::v1 as types;
 use ignis_storage::{Labels, ProfileId};
 
+use crate::block_slice::SliceWindow;
 use crate::source::{ProfileTotal, SpanTotal};
 use ignis_storage::head::{TraceId, format_span_id, format_trace_id};
 
@@ -255,14 +256,24 @@ impl SeriesBuilder {
         self.groups.entry(key).or_default().entry(end).or_default()
     }
 
-    /// Adds the totals of `profiles` profiles of series `labels` summed
-    /// over a window starting at `start_ns` that lies wholly inside one
-    /// bucket (a block's window totals): the bucket gains them as if each
-    /// profile were added. No exemplar: a plan with exemplars reads profiles.
-    pub fn add_window(&mut self, labels: &Labels, start_ns: i64, total: i64, profiles: u64) {
-        let slot = self.slot(labels, start_ns);
-        slot.sum += total as f64;
-        slot.count += profiles;
+    /// Adds the totals of a block's window of series `labels` (a window
+    /// that lies wholly inside one bucket): the bucket gains them as if
+    /// each profile were added, and the window's exemplar (the best of its
+    /// profiles by [`Exemplar::better`]'s order, which a plan with
+    /// exemplars needs).
+    pub fn add_window(&mut self, labels: &Labels, w: &SliceWindow) {
+        let exemplars = self.exemplars;
+        let slot = self.slot(labels, w.start_ns);
+        slot.sum += w.total as f64;
+        slot.count += w.profiles;
+        if let Some(b) = w.best.filter(|_| exemplars) {
+            let t = ProfileTotal {
+                timestamp_ns: b.timestamp_ns,
+                profile_id: b.profile_id,
+                value: b.total,
+            };
+            Exemplar::offer(&mut slot.exemplar, t, labels);
+        }
     }
 
     /// The series, sorted by labels; with `limit`, the top-N by total.

@@ -4,8 +4,8 @@
 //! from `profiles`.
 
 use ignis_storage::block::{
-    BlockError, BlockMeta, RollupPlan, TOTALS_FILE, WindowRun, group_profile_rows,
-    group_window_totals,
+    BlockError, BlockMeta, RollupPlan, TOTALS_FILE, WINDOW_BEST_COLUMNS, WindowRun,
+    group_profile_rows, group_window_totals,
 };
 
 use crate::block_read::{BlockReader, BlockTables, ReadStats, pusher, slice_series};
@@ -34,14 +34,22 @@ impl BlockReader {
     /// plan's windows from the totals table (one row per series and
     /// window), its raw spans' profiles from `profiles`. The slice answers
     /// the time series it was read for exactly as the whole block would;
-    /// the block must have window totals ([`BlockMeta::has_totals`]).
+    /// the block must have window totals ([`BlockMeta::has_totals`]),
+    /// and with `exemplars` (read each window's exemplar) window
+    /// exemplars ([`BlockMeta::has_window_exemplars`]).
     pub async fn read_totals_slice(
         &self,
         meta: &BlockMeta,
         tables: &BlockTables,
         plan: &RollupPlan,
-        refs: &[u32],
+        (refs, exemplars): (&[u32], bool),
     ) -> Result<(BlockSlice, ReadStats), BlockError> {
+        if exemplars && !meta.has_window_exemplars() {
+            return Err(BlockError::Read(format!(
+                "block {} (format {}) has no window exemplars",
+                meta.ulid, meta.format_version
+            )));
+        }
         let bounds = (meta.stats.profiles > 0).then_some((meta.min_time_ns, meta.max_time_ns));
         let mut stats = ReadStats::default();
         let Some((min_t, max_t)) = bounds.filter(|_| !refs.is_empty()) else {
@@ -60,13 +68,16 @@ impl BlockReader {
                 .first_start_ns
                 .max(min_t.div_euclid(coarsest) * coarsest);
             let to = last.last_start_ns.min(max_t);
-            let columns = [
+            let mut columns = vec![
                 "resolution_ns",
                 "series_ref",
                 "timestamp_ns",
                 "total",
                 "profiles",
             ];
+            if exemplars {
+                columns.extend(WINDOW_BEST_COLUMNS);
+            }
             let batches = self
                 .scan_counted(
                     meta,
@@ -94,6 +105,7 @@ impl BlockReader {
                         start_ns: w.start_ns,
                         total: w.total,
                         profiles: w.profiles,
+                        best: w.best,
                     });
                 }
                 Ok(())

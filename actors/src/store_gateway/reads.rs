@@ -241,11 +241,13 @@ impl StoreGateway {
             return Ok((source, reserved));
         }
         let reader = self.reader.clone();
-        let (slice, stats) =
-            on_executor(
-                async move { reader.read_totals_slice(&meta, &tables, &plan, &refs).await },
-            )
-            .await?;
+        let exemplars = scope.series_exemplars();
+        let (slice, stats) = on_executor(async move {
+            reader
+                .read_totals_slice(&meta, &tables, &plan, (&refs, exemplars))
+                .await
+        })
+        .await?;
         self.metrics.totals_reads.inc();
         self.record_scans(&stats);
         Ok((Arc::new(slice), 0))
@@ -432,6 +434,8 @@ fn rollup_plan(meta: &BlockMeta, scope: &Scope) -> Option<RollupPlan> {
 /// ([`Scope::totals_segments`]), made once per set of resolutions.
 struct TotalsPlans {
     segments: Option<Vec<(i64, i64)>>,
+    /// The scope's series name exemplars.
+    exemplars: bool,
     plans: Vec<(Vec<i64>, Arc<RollupPlan>)>,
 }
 
@@ -439,16 +443,23 @@ impl TotalsPlans {
     fn new(scope: &Scope) -> Self {
         Self {
             segments: scope.totals_segments(),
+            exemplars: scope.series_exemplars(),
             plans: Vec::new(),
         }
     }
 
     /// How `meta` answers from its window totals, when it can: it has
-    /// them and more than one row group of samples (smaller blocks are
-    /// decoded whole), and a window of the plan meets its time.
+    /// them (naming their exemplars, when the scope's series do) and more
+    /// than one row group of samples (smaller blocks are decoded whole),
+    /// and a window of the plan meets its time.
     fn plan(&mut self, meta: &BlockMeta) -> Option<Arc<RollupPlan>> {
         let segments = self.segments.as_ref()?;
-        if !meta.has_totals() || meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
+        let totals = if self.exemplars {
+            meta.has_window_exemplars()
+        } else {
+            meta.has_totals()
+        };
+        if !totals || meta.stats.samples <= SAMPLES_ROW_GROUP as u64 {
             return None;
         }
         let resolutions = &meta.rollup_resolutions_ns;

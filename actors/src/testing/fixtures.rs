@@ -40,6 +40,17 @@ pub fn go_cpu_history(
     start_ms: i64,
     every_ms: i64,
 ) -> ignis_storage::Head {
+    go_cpu_history_shaped(profiles, services, (start_ms, every_ms), |_, _| {})
+}
+
+/// [`go_cpu_history`] with each profile shaped by `shape(number, profile)`
+/// before it is inserted (to give profiles different totals).
+pub fn go_cpu_history_shaped(
+    profiles: std::ops::Range<i64>,
+    services: usize,
+    (start_ms, every_ms): (i64, i64),
+    shape: impl Fn(i64, &mut ignis_storage::SplitProfile),
+) -> ignis_storage::Head {
     let template = split("go/cpu", "svc", start_ms);
     let mut head = ignis_storage::Head::new();
     for i in profiles {
@@ -54,6 +65,7 @@ pub fn go_cpu_history(
                         .labels
                         .insert(ignis_storage::names::SERVICE_NAME, format!("svc-{s}"));
                 }
+                shape(i, &mut p);
                 head.insert(&p).expect("insert");
             }
         }

@@ -3,12 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The block format version this code writes and reads (7: span samples
-/// carry a trace id).
-pub const FORMAT_VERSION: u32 = 7;
+/// The block format version this code writes and reads (8: window totals
+/// name their exemplar).
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The first format whose span table has a `trace_id` column.
 pub const TRACE_IDS_SINCE: u32 = 7;
+
+/// The first format whose window totals name each window's exemplar
+/// ([`super::WINDOW_BEST_COLUMNS`]).
+pub const WINDOW_EXEMPLARS_SINCE: u32 = 8;
 
 /// The Parquet files of a block of the current format, in the order they are written.
 pub const BLOCK_FILES: [&str; 11] = [
@@ -145,6 +149,11 @@ impl BlockMeta {
         self.format_version >= 6
             && !self.rollup_resolutions_ns.is_empty()
             && self.files.iter().any(|f| f.name == TOTALS_FILE)
+    }
+
+    /// True when its window totals name each window's exemplar (format 8 on).
+    pub fn has_window_exemplars(&self) -> bool {
+        self.format_version >= WINDOW_EXEMPLARS_SINCE && self.has_totals()
     }
 }
 

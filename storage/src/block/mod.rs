@@ -20,12 +20,13 @@ pub use encode::{
 };
 pub use meta::{
     BLOCK_FILES, BlockFile, BlockMeta, BlockStats, Compaction, FORMAT_VERSION, ROLLUPS_FILE,
-    SPANS_FILE, TOTALS_FILE, TRACE_IDS_SINCE, WalPosition, block_files, row_files,
+    SPANS_FILE, TOTALS_FILE, TRACE_IDS_SINCE, WINDOW_EXEMPLARS_SINCE, WalPosition, block_files,
+    row_files,
 };
 pub use rollup::{ROLLUP_RESOLUTIONS_NS, RollupPlan, WindowRun};
 #[cfg(feature = "blocks")]
 pub use store::{BlockStore, ObjectStoreConfig, local_root};
-pub use totals::{TotalsWriter, WindowTotal, group_window_totals};
+pub use totals::{TotalsWriter, WINDOW_BEST_COLUMNS, WindowBest, WindowTotal, group_window_totals};
 pub use ulid::{new_ulid, ulid_time_ms};
 
 /// A block that cannot be written, read or stored.

@@ -60,7 +60,7 @@ struct Pending {
 /// `(resolution_ns, series_ref, timestamp_ns)` then `rest`, one resolution
 /// per row group.
 pub(super) fn resolution_writer(
-    rest: [Field; 2],
+    rest: impl IntoIterator<Item = Field>,
 ) -> Result<(ArrowWriter<Vec<u8>>, SchemaRef), BlockError> {
     let mut fields = vec![
         Field::new("resolution_ns", DataType::Int64, false),

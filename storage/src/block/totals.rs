@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use super::BlockError;
 use super::encode::SAMPLES_ROW_GROUP;
 use super::rollup::resolution_writer;
+use crate::ProfileId;
 use crate::head::ProfileRow;
 
 /// One row of the window totals table.
@@ -27,7 +28,39 @@ pub struct WindowTotal {
     pub total: i64,
     /// How many profiles.
     pub profiles: u64,
+    /// The window's exemplar (format 8 on, when its columns were read).
+    pub best: Option<WindowBest>,
 }
+
+/// The profile of a series' window with the highest total, then the
+/// earliest, then the smallest id: the order a time series picks a
+/// bucket's exemplar by, so a bucket's exemplar is the best of its
+/// windows' (format 8 on; see `storage/FORMAT.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowBest {
+    /// The profile's timestamp, ns.
+    pub timestamp_ns: i64,
+    /// Its id.
+    pub profile_id: ProfileId,
+    /// Its total in the series.
+    pub total: i64,
+}
+
+impl WindowBest {
+    /// True when `self` is the better exemplar of the two.
+    pub fn beats(&self, other: &WindowBest) -> bool {
+        (other.total, self.timestamp_ns, self.profile_id)
+            < (self.total, other.timestamp_ns, other.profile_id)
+    }
+}
+
+/// The columns of the window exemplars (format 8 on).
+pub const WINDOW_BEST_COLUMNS: [&str; 4] = [
+    "best_total",
+    "best_timestamp_ns",
+    "best_profile_id",
+    "best_profile_id_hi",
+];
 
 /// Writes a block's window totals as series are pushed, in bounded memory:
 /// per resolution, one row per `(series, window)` holding a profile. Each
@@ -38,6 +71,8 @@ pub struct TotalsWriter {
     schema: SchemaRef,
     resolutions: Vec<i64>,
     pending: Vec<Vec<WindowTotal>>,
+    /// Reused: one series' profiles, each `(timestamp, id, total)`.
+    profiles: Vec<WindowBest>,
     rows: u64,
 }
 
@@ -47,12 +82,17 @@ impl TotalsWriter {
         let (writer, schema) = resolution_writer([
             Field::new("total", DataType::Int64, false),
             Field::new("profiles", DataType::UInt64, false),
+            Field::new(WINDOW_BEST_COLUMNS[0], DataType::Int64, false),
+            Field::new(WINDOW_BEST_COLUMNS[1], DataType::Int64, false),
+            Field::new(WINDOW_BEST_COLUMNS[2], DataType::UInt64, false),
+            Field::new(WINDOW_BEST_COLUMNS[3], DataType::UInt64, false),
         ])?;
         Ok(Self {
             writer,
             schema,
             resolutions: resolutions.to_vec(),
             pending: resolutions.iter().map(|_| Vec::new()).collect(),
+            profiles: Vec::new(),
             rows: 0,
         })
     }
@@ -66,19 +106,31 @@ impl TotalsWriter {
         series_ref: u32,
         profiles: &[ProfileRow],
     ) -> Result<(), BlockError> {
+        self.profiles.clear();
+        for p in profiles {
+            match self.profiles.last_mut() {
+                Some(b) if (b.timestamp_ns, b.profile_id) == (p.timestamp_ns, p.profile_id) => {
+                    b.total = b.total.saturating_add(p.total);
+                }
+                _ => self.profiles.push(WindowBest {
+                    timestamp_ns: p.timestamp_ns,
+                    profile_id: p.profile_id,
+                    total: p.total,
+                }),
+            }
+        }
         for i in 0..self.resolutions.len() {
             let r = self.resolutions[i];
-            let mut last_key = None;
-            for p in profiles {
+            let rows = &mut self.pending[i];
+            for p in &self.profiles {
                 let start_ns = p.timestamp_ns.div_euclid(r) * r;
-                let key = (p.timestamp_ns, p.profile_id);
-                let new_profile = last_key != Some(key);
-                last_key = Some(key);
-                let rows = &mut self.pending[i];
                 match rows.last_mut() {
                     Some(w) if w.series_ref == series_ref && w.start_ns == start_ns => {
                         w.total = w.total.saturating_add(p.total);
-                        w.profiles += u64::from(new_profile);
+                        w.profiles += 1;
+                        if w.best.is_none_or(|b| p.beats(&b)) {
+                            w.best = Some(*p);
+                        }
                     }
                     _ => rows.push(WindowTotal {
                         series_ref,
@@ -86,10 +138,11 @@ impl TotalsWriter {
                         start_ns,
                         total: p.total,
                         profiles: 1,
+                        best: Some(*p),
                     }),
                 }
             }
-            if self.pending[i].len() >= SAMPLES_ROW_GROUP {
+            if rows.len() >= SAMPLES_ROW_GROUP {
                 self.write(i)?;
             }
         }
@@ -116,6 +169,18 @@ impl TotalsWriter {
             Arc::new(UInt64Array::from_iter_values(
                 rows.iter().map(|w| w.profiles),
             )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|w| w.best.map_or(0, |b| b.total)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|w| w.best.map_or(0, |b| b.timestamp_ns)),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|w| w.best.map_or(0, |b| b.profile_id.lo)),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|w| w.best.map_or(0, |b| b.profile_id.hi)),
+            )),
         ];
         self.writer
             .write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
@@ -141,7 +206,8 @@ fn typed<'a, A: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a A, BlockE
         .ok_or_else(|| BlockError::Corrupt(format!("totals: {name} is missing or mistyped")))
 }
 
-/// Calls `f` for every row of `batches` of the window totals table.
+/// Calls `f` for every row of `batches` of the window totals table (with
+/// its exemplar when the batches hold [`WINDOW_BEST_COLUMNS`]).
 pub fn group_window_totals(
     batches: &[RecordBatch],
     f: &mut dyn FnMut(WindowTotal) -> Result<(), BlockError>,
@@ -152,6 +218,15 @@ pub fn group_window_totals(
         let start = typed::<Int64Array>(b, "timestamp_ns")?;
         let total = typed::<Int64Array>(b, "total")?;
         let profiles = typed::<UInt64Array>(b, "profiles")?;
+        let best = match b.column_by_name(WINDOW_BEST_COLUMNS[0]) {
+            Some(_) => Some((
+                typed::<Int64Array>(b, WINDOW_BEST_COLUMNS[0])?,
+                typed::<Int64Array>(b, WINDOW_BEST_COLUMNS[1])?,
+                typed::<UInt64Array>(b, WINDOW_BEST_COLUMNS[2])?,
+                typed::<UInt64Array>(b, WINDOW_BEST_COLUMNS[3])?,
+            )),
+            None => None,
+        };
         for i in 0..b.num_rows() {
             f(WindowTotal {
                 series_ref: series.value(i),
@@ -159,6 +234,14 @@ pub fn group_window_totals(
                 start_ns: start.value(i),
                 total: total.value(i),
                 profiles: profiles.value(i),
+                best: best.map(|(total, t, lo, hi)| WindowBest {
+                    timestamp_ns: t.value(i),
+                    profile_id: ProfileId {
+                        hi: hi.value(i),
+                        lo: lo.value(i),
+                    },
+                    total: total.value(i),
+                }),
             })?;
         }
     }
@@ -168,7 +251,6 @@ pub fn group_window_totals(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ProfileId;
     use crate::block::read_parquet;
 
     fn row(t: i64, id: u64, total: i64) -> ProfileRow {
@@ -183,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn windows_sum_totals_and_count_profiles_per_resolution() {
+    fn windows_sum_totals_count_profiles_and_keep_their_exemplar_per_resolution() {
         let mut w = TotalsWriter::new(&[10, 100]).unwrap();
         // Series 0: profiles at 1, 5 (two rows of one profile), 12, 150.
         w.push_series(
@@ -197,17 +279,20 @@ mod tests {
             ],
         )
         .unwrap();
-        w.push_series(1, &[row(99, 5, 10)]).unwrap();
+        // Series 1: two profiles of one total; the earlier is the exemplar.
+        w.push_series(1, &[row(95, 6, 10), row(99, 5, 10)]).unwrap();
         let (bytes, rows) = w.finish().unwrap();
         let batches = read_parquet(&bytes::Bytes::from(bytes)).unwrap();
         let mut got = Vec::new();
         group_window_totals(&batches, &mut |t| {
+            let best = t.best.expect("exemplar columns");
             got.push((
                 t.resolution_ns,
                 t.series_ref,
                 t.start_ns,
                 t.total,
                 t.profiles,
+                (best.timestamp_ns, best.profile_id.key(), best.total),
             ));
             Ok(())
         })
@@ -215,15 +300,30 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (10, 0, 0, 8, 2),
-                (10, 0, 10, 7, 1),
-                (10, 0, 150, 2, 1),
-                (10, 1, 90, 10, 1),
-                (100, 0, 0, 15, 3),
-                (100, 0, 100, 2, 1),
-                (100, 1, 0, 10, 1),
+                (10, 0, 0, 8, 2, (5, 2, 5)),
+                (10, 0, 10, 7, 1, (12, 3, 7)),
+                (10, 0, 150, 2, 1, (150, 4, 2)),
+                (10, 1, 90, 20, 2, (95, 6, 10)),
+                (100, 0, 0, 15, 3, (12, 3, 7)),
+                (100, 0, 100, 2, 1, (150, 4, 2)),
+                (100, 1, 0, 20, 2, (95, 6, 10)),
             ]
         );
+        // Read without the exemplar columns: no exemplars.
+        let plain: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| {
+                let keep: Vec<usize> = (0..b.num_columns())
+                    .filter(|&i| !b.schema().field(i).name().starts_with("best_"))
+                    .collect();
+                b.project(&keep).unwrap()
+            })
+            .collect();
+        group_window_totals(&plain, &mut |t| {
+            assert_eq!(t.best, None);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(rows, 7);
     }
 }
