@@ -51,9 +51,9 @@ pub enum IngesterError {
 }
 
 /// Appends validated profiles to the WAL and the head; answers once they
-/// are durable.
+/// are written, with the wait for them to be durable ([`Appended`]).
 #[derive(Message)]
-#[rtype(result = "Result<AppendStats, IngesterError>")]
+#[rtype(result = "Result<Appended, IngesterError>")]
 pub struct Append {
     /// The profiles.
     pub profiles: Arc<Vec<SplitProfile>>,
@@ -70,6 +70,32 @@ impl Append {
             profiles,
             record: None,
         }
+    }
+}
+
+/// What an [`Append`] stored, and the wait until its WAL record is on
+/// disk: the sender acknowledges only after [`Appended::durable`], and the
+/// wait (a group commit shared with concurrent appends) wakes the sender
+/// directly, not the ingester's thread.
+pub struct Appended {
+    /// Counters of the append.
+    pub stats: AppendStats,
+    /// The WAL sync that covers it (none without a WAL).
+    durable: Option<Durable>,
+    tenant: String,
+}
+
+impl Appended {
+    /// Waits until the append is durable; its counters then.
+    pub async fn durable(self) -> Result<AppendStats, IngesterError> {
+        if let Some(durable) = self.durable {
+            let tenant = self.tenant;
+            durable.wait().await.map_err(|e| {
+                tracing::error!(%tenant, error = %e, "WAL sync failed");
+                IngesterError::Storage(e.to_string())
+            })?;
+        }
+        Ok(self.stats)
     }
 }
 
@@ -216,28 +242,19 @@ impl Supervised for Ingester {
 }
 
 impl Handler<Append> for Ingester {
-    type Result = ResponseFuture<Result<AppendStats, IngesterError>>;
+    type Result = Result<Appended, IngesterError>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
         // Written to the WAL and the head in arrival order here (so a cut's
-        // WAL position covers exactly what its head holds); acknowledged
-        // only once the WAL is on disk, a wait shared with concurrent
-        // appends (group commit) that does not hold this thread.
-        let durable = match self.write_wal(&msg) {
-            Ok(d) => d,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        let stats = self.insert(&msg.profiles, ctx);
-        let tenant = self.tenant.clone();
-        Box::pin(async move {
-            let stats = stats?;
-            if let Some(durable) = durable {
-                durable.wait().await.map_err(|e| {
-                    tracing::error!(%tenant, error = %e, "WAL sync failed");
-                    IngesterError::Storage(e.to_string())
-                })?;
-            }
-            Ok(stats)
+        // WAL position covers exactly what its head holds); the sender
+        // acknowledges once the WAL is on disk, a wait shared with
+        // concurrent appends (group commit) that does not hold this thread.
+        let durable = self.write_wal(&msg)?;
+        let stats = self.insert(&msg.profiles, ctx)?;
+        Ok(Appended {
+            stats,
+            durable,
+            tenant: self.tenant.clone(),
         })
     }
 }

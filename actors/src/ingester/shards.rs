@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use ignis_storage::SplitProfile;
 
-use super::{Append, AppendStats, Ingester, IngesterError, Snapshot, TakeSnapshot};
+use super::{Append, AppendStats, Appended, Ingester, IngesterError, Snapshot, TakeSnapshot};
 use crate::peer::Batch;
 
 /// The ingesters of one tenant on this node; cheap to clone.
@@ -108,11 +108,15 @@ impl IngesterShards {
                 sends
             }
         };
-        let mut total = AppendStats::default();
+        let mut appended = Vec::with_capacity(sends.len());
         for res in join_all(sends).await {
-            let stats = res.map_err(|e| {
+            appended.push(res.map_err(|e| {
                 IngesterError::Unavailable(format!("ingester of {}: {e}", self.tenant))
-            })??;
+            })??);
+        }
+        let mut total = AppendStats::default();
+        for stats in join_all(appended.into_iter().map(Appended::durable)).await {
+            let stats = stats?;
             total.profiles += stats.profiles;
             total.samples += stats.samples;
         }

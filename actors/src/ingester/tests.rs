@@ -22,6 +22,9 @@ async fn append(ingester: &Addr<Ingester>, ms: i64) -> u64 {
         .await
         .expect("mailbox")
         .expect("stored")
+        .durable()
+        .await
+        .expect("durable")
         .profiles
 }
 
