@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use ignis_query::lane::Lane;
+use ignis_query::lane::{Lane, LaneCell};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -285,31 +285,37 @@ impl FairSlots {
 /// a query is bulk when its tenant has another one in flight.
 #[derive(Default)]
 pub struct InFlight {
-    counts: Mutex<HashMap<String, usize>>,
+    /// Per tenant, the lane cells of its queries in flight.
+    running: Mutex<HashMap<String, Vec<LaneCell>>>,
 }
 
 /// One query in flight; it leaves the count when dropped.
 pub struct Entered {
     in_flight: Arc<InFlight>,
     tenant: String,
-    lane: Lane,
+    cell: LaneCell,
 }
 
 impl Entered {
     /// The query's lane: bulk when its tenant had another query in flight
-    /// as it entered.
+    /// as it entered, or has started one since.
     pub fn lane(&self) -> Lane {
-        self.lane
+        self.cell.get()
+    }
+
+    /// The query's lane cell, to run it in ([`ignis_query::lane::in_cell`]).
+    pub fn cell(&self) -> LaneCell {
+        self.cell.clone()
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let mut counts = self.in_flight.counts.lock();
-        if let Some(n) = counts.get_mut(&self.tenant) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.tenant);
+        let mut running = self.in_flight.running.lock();
+        if let Some(cells) = running.get_mut(&self.tenant) {
+            cells.retain(|c| !c.same(&self.cell));
+            if cells.is_empty() {
+                running.remove(&self.tenant);
             }
         }
     }
@@ -317,14 +323,22 @@ impl Drop for Entered {
 
 impl InFlight {
     /// Counts a query of `tenant` in until the returned guard is dropped.
+    /// A tenant's second query in flight runs bulk, and so does from then
+    /// on the one already running (a flood yields the CPU to other
+    /// tenants from its start, not from its second query).
     pub fn enter(self: &Arc<Self>, tenant: &str) -> Entered {
-        let mut counts = self.counts.lock();
-        let n = counts.entry(tenant.to_string()).or_default();
-        *n += 1;
+        let mut running = self.running.lock();
+        let cells = running.entry(tenant.to_string()).or_default();
+        let lane = lane_of(cells.len() + 1, 0);
+        if lane == Lane::Bulk {
+            cells.iter().for_each(LaneCell::demote);
+        }
+        let cell = LaneCell::new(lane);
+        cells.push(cell.clone());
         Entered {
             in_flight: self.clone(),
             tenant: tenant.to_string(),
-            lane: lane_of(*n, 0),
+            cell,
         }
     }
 }
@@ -386,18 +400,25 @@ mod tests {
     }
 
     #[test]
-    fn a_tenants_queries_beyond_its_first_in_flight_are_bulk() {
+    fn a_tenant_with_two_queries_in_flight_runs_both_bulk() {
         let in_flight = Arc::new(InFlight::default());
         let a1 = in_flight.enter("a");
         let b1 = in_flight.enter("b");
+        assert_eq!(
+            (a1.lane(), b1.lane()),
+            (Lane::Interactive, Lane::Interactive)
+        );
+        // a's second query is bulk, and its first turns bulk with it.
         let a2 = in_flight.enter("a");
+        let a1_cell = a1.cell();
         assert_eq!(
             (a1.lane(), b1.lane(), a2.lane()),
-            (Lane::Interactive, Lane::Interactive, Lane::Bulk)
+            (Lane::Bulk, Lane::Interactive, Lane::Bulk)
         );
+        assert_eq!(a1_cell.get(), Lane::Bulk);
         drop((a1, a2));
         assert_eq!(in_flight.enter("a").lane(), Lane::Interactive);
-        assert!(in_flight.counts.lock().keys().eq(["b"].iter()));
+        assert!(in_flight.running.lock().keys().eq(["b"].iter()));
     }
 
     #[tokio::test]

@@ -590,15 +590,17 @@ impl Tenants {
         let scope = Scope::record(&limits, &f)?;
         // Its work, and its sub-queries' on the queriers, run in its lane
         // (the caller's, when it entered the query itself).
-        let entered = match ignis_query::lane::scoped() {
+        let entered = match ignis_query::lane::current_cell() {
             Some(_) => None,
             None => Some(self.enter_query(tenant)),
         };
-        let lane = entered
+        let cell = entered
             .as_ref()
-            .map_or(Lane::Interactive, Entered::lane)
-            .max(ignis_query::lane::current());
-        ignis_query::lane::in_lane(lane, async move {
+            .map(Entered::cell)
+            .or_else(ignis_query::lane::current_cell)
+            .unwrap_or_default();
+        ignis_query::lane::in_cell(cell, async move {
+            let _entered = entered;
             if let Some(sel) = crate::frontend::listable(self, tenant, &limits, &scope) {
                 return crate::frontend::query_listing(
                     self,
@@ -697,11 +699,16 @@ impl Tenants {
             .acquire(tenant)
             .await
             .map_err(|e| QueryFailure::TooManyQueries(e.to_string()))?;
-        let lane = slot.lane().max(ignis_query::lane::current());
+        // The query's lane cell (its caller's): bulk from here on when the
+        // slot says so, or when its tenant starts another query meanwhile.
+        let cell = ignis_query::lane::current_cell().unwrap_or_default();
+        if slot.lane() == Lane::Bulk {
+            cell.demote();
+        }
         let ids: Vec<&str> = tenant_ids(tenant).collect();
         let budget = Arc::new(MemoryBudget::new(limits.max_query_memory_bytes));
-        let parts = ignis_query::lane::in_lane(
-            lane,
+        let parts = ignis_query::lane::in_cell(
+            cell.clone(),
             futures::future::try_join_all(
                 ids.iter()
                     .map(|id| self.sources_of(id, scope, start_ns, end_ns, &budget)),
@@ -715,7 +722,7 @@ impl Tenants {
             remote: Vec::new(),
             budget,
             limits,
-            lane,
+            lane: cell.get(),
         };
         for (remote, blocks, local) in parts {
             query.remote.extend(remote);

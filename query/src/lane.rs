@@ -14,8 +14,8 @@
 //! [`current`]), so the reads of a query find it without threading it
 //! through every call.
 
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
@@ -31,7 +31,39 @@ pub enum Lane {
 }
 
 tokio::task_local! {
-    static LANE: Lane;
+    static LANE: LaneCell;
+}
+
+/// A query's lane, shared by its tasks: it may turn bulk while the query
+/// runs (its tenant started another), and the query's work from then on
+/// (block reads, the merge) runs on the bulk lane's threads. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct LaneCell(Arc<AtomicBool>);
+
+impl LaneCell {
+    /// A cell holding `lane`.
+    pub fn new(lane: Lane) -> Self {
+        Self(Arc::new(AtomicBool::new(lane == Lane::Bulk)))
+    }
+
+    /// The lane now.
+    pub fn get(&self) -> Lane {
+        if self.0.load(Ordering::Relaxed) {
+            Lane::Bulk
+        } else {
+            Lane::Interactive
+        }
+    }
+
+    /// Turns the lane bulk, for good.
+    pub fn demote(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// True when both are the same query's cell.
+    pub fn same(&self, other: &LaneCell) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The `nice` value of the bulk lane's threads (0: the same priority).
@@ -49,7 +81,12 @@ pub fn set_bulk_nice(nice: i32) {
 
 /// Runs `fut` with `lane` as its lane ([`current`]).
 pub async fn in_lane<F: Future>(lane: Lane, fut: F) -> F::Output {
-    LANE.scope(lane, fut).await
+    in_cell(LaneCell::new(lane), fut).await
+}
+
+/// Runs `fut` in the lane `cell` holds (which may turn bulk meanwhile).
+pub async fn in_cell<F: Future>(cell: LaneCell, fut: F) -> F::Output {
+    LANE.scope(cell, fut).await
 }
 
 /// The lane of the running task (interactive outside [`in_lane`]).
@@ -59,7 +96,12 @@ pub fn current() -> Lane {
 
 /// The lane of the running task, if it runs inside [`in_lane`].
 pub fn scoped() -> Option<Lane> {
-    LANE.try_with(|l| *l).ok()
+    LANE.try_with(LaneCell::get).ok()
+}
+
+/// The lane cell of the running task, if it runs inside [`in_lane`].
+pub fn current_cell() -> Option<LaneCell> {
+    LANE.try_with(LaneCell::clone).ok()
 }
 
 impl Lane {
@@ -80,12 +122,17 @@ impl Lane {
     }
 
     /// Runs `fut` on the lane's runtime, in the lane.
+    /// The task keeps the running task's lane cell when it has one of this
+    /// lane (so a later demotion reaches it too).
     pub fn spawn<F>(self, fut: F) -> std::io::Result<JoinHandle<F::Output>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Ok(self.runtime()?.spawn(in_lane(self, fut)))
+        let cell = current_cell()
+            .filter(|c| c.get() == self)
+            .unwrap_or_else(|| LaneCell::new(self));
+        Ok(self.runtime()?.spawn(in_cell(cell, fut)))
     }
 
     /// Runs `f` on a blocking thread of the lane: the current runtime's
@@ -197,5 +244,23 @@ mod tests {
             in_lane(Lane::Bulk, async { (current(), scoped()) }).await,
             (Lane::Bulk, Some(Lane::Bulk))
         );
+        // A query's lane turns bulk while it runs: its later work and the
+        // tasks it spawned see it.
+        let cell = LaneCell::new(Lane::Interactive);
+        let seen = in_cell(cell.clone(), async {
+            let before = current();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = Lane::Interactive
+                .spawn(async move {
+                    let _ = rx.await;
+                    current()
+                })
+                .unwrap();
+            cell.demote();
+            let _ = tx.send(());
+            (before, current(), task.await.unwrap())
+        })
+        .await;
+        assert_eq!(seen, (Lane::Interactive, Lane::Bulk, Lane::Bulk));
     }
 }

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use ignis_actors::Tenants;
 use ignis_actors::frontend::query_heatmap;
 use ignis_actors::querier::QueryFailure;
-use ignis_query::lane::{Lane, in_lane};
+use ignis_query::lane::{Lane, in_cell};
 use ignis_query::{Engine, QueryError};
 use ignis_storage::proto::querier::v1 as q;
 use ignis_storage::proto::types::v1 as types;
@@ -243,7 +243,7 @@ impl Call<'_> {
         // never delays another tenant's requests on the HTTP workers.
         let tenants = self.state.tenants.clone();
         let entered = tenants.enter_query(&self.tenant);
-        let lane = entered.lane();
+        let (lane, cell) = (entered.lane(), entered.cell());
         let (codec, tenant) = (self.codec, self.tenant);
         let run = move |body: &[u8]| {
             let request = codec.decode::<Req>(body);
@@ -257,7 +257,9 @@ impl Call<'_> {
             }
         };
         let (content_type, bytes) = match lane {
-            Lane::Interactive => in_lane(lane, run(self.body)).await?,
+            // Its cell: the query's work turns bulk if the tenant starts
+            // another meanwhile (the decoding and encoding stay here).
+            Lane::Interactive => in_cell(cell, run(self.body)).await?,
             Lane::Bulk => {
                 let body = self.body.to_vec();
                 let task = |e: &dyn std::fmt::Display| {

@@ -1,9 +1,12 @@
-//! Query slots are shared fairly: while one tenant floods a node with heavy
-//! long-range queries, another tenant's small queries find a slot at once:
-//! they never wait behind a heavy query (with first-come slots they waited
-//! for the flood's queue). On 2 cores they still share the CPU with the
-//! heavy query that runs (the printed p99 under flood is about 3× idle; the
-//! read-path issue's 2× goal needs the heavy tenant's CPU bounded too).
+//! Query slots and CPU are shared fairly: while one tenant floods a node
+//! with heavy long-range queries, another tenant's small queries find a
+//! slot at once (they never wait behind a heavy query) and the CPU first
+//! (the flood's queries, the one already running included, run on the
+//! bulk lane's low-priority threads). The read-path issue's goal, the light
+//! tenant's p99 under the flood within 2× of its p99 on an idle node, is
+//! asserted when `IGNIS_TIMING_ASSERTS` is set: a latency ratio means
+//! something only with the test alone on the machine (`.ci/run` runs it so
+//! after the suite); in the parallel suite the ratio is printed.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,9 @@ use crate::common::replicated_history;
 use crate::tenants::push_go_cpu;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+/// Light queries measured idle and under the flood (p99 is the 99th).
+const LIGHT_QUERIES: usize = 100;
 
 /// Latencies of `n` small queries of tenant "light", one after another.
 async fn light_latencies(client: &Client, n: usize) -> Result<Vec<Duration>> {
@@ -51,8 +57,8 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
         )
         .await?;
     ensure!(r.status().is_success());
-    light_latencies(&light, 5).await?; // warm up
-    let idle = light_latencies(&light, 20).await?;
+    light_latencies(&light, 10).await?; // warm up
+    let idle = light_latencies(&light, LIGHT_QUERIES).await?;
 
     let heavy = Client::new(&node.url).with_tenant("heavy");
     let req = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"loadgen\"}",
@@ -88,7 +94,7 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = light_latencies(&light, 20).await?;
+    let loaded = light_latencies(&light, LIGHT_QUERIES).await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut heavy_took = Vec::new();
     for f in flood {
@@ -96,9 +102,10 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     }
     heavy_took.sort();
     let heavy_done = heavy_took.len();
-    let p99 = |v: &[Duration]| v[v.len() - 1];
+    let p99 = |v: &[Duration]| v[(v.len() * 99).div_ceil(100) - 1];
+    let ratio = p99(&loaded).as_secs_f64() / p99(&idle).as_secs_f64();
     eprintln!(
-        "light p50/p99: idle {:?}/{:?}, while heavy floods {:?}/{:?}; {heavy_done} heavy queries, the fastest {:?}",
+        "light p50/p99: idle {:?}/{:?}, while heavy floods {:?}/{:?} ({ratio:.2}× idle); {heavy_done} heavy queries, the fastest {:?}",
         idle[idle.len() / 2],
         p99(&idle),
         loaded[loaded.len() / 2],
@@ -116,6 +123,14 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
         p99(&loaded),
         p99(&idle)
     );
+    if std::env::var_os("IGNIS_TIMING_ASSERTS").is_some() {
+        ensure!(
+            ratio <= 2.0,
+            "light p99 {:?} while heavy floods is {ratio:.2}× its idle p99 {:?} (goal: within 2×)",
+            p99(&loaded),
+            p99(&idle)
+        );
+    }
     Ok(())
 }
 
