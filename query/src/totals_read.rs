@@ -128,6 +128,10 @@ impl BlockReader {
         if with_ids {
             columns.push("profile_id");
         }
+        // Whole ids (their high half, format 5) where exemplars show them.
+        if exemplars && meta.format_version >= 5 {
+            columns.push("profile_id_hi");
+        }
         for (lo, hi) in scans {
             let filter = RowFilter::new(refs, lo, hi);
             let batches = self

@@ -161,9 +161,13 @@ async fn every_series_answers_from_window_totals_as_from_the_profiles() {
 
 /// Profiles `range` of the history with different totals: profile `i`
 /// drops `(7 i) mod 11` of each series' samples, so totals vary, and
-/// profiles 11 apart tie (the earlier is the exemplar).
+/// profiles 11 apart tie (the earlier is the exemplar). The services'
+/// profiles of one time tie too: their ids decide, and the ids' high
+/// halves order them opposite to their low halves (a read that dropped
+/// the high half would pick another exemplar).
 fn varied_head(range: std::ops::Range<i64>) -> ignis_storage::Head {
     go_cpu_history_shaped(range, SERVICES, (START_MS, EVERY_MS), |i, p| {
+        p.profile_id.hi = 0x4000_0000 | (0xff - (p.profile_id.lo & 0xff));
         for s in &mut p.series {
             let drop = ((7 * i) % 11) as usize;
             let keep = s.samples.len().saturating_sub(drop).max(1);
