@@ -5,8 +5,11 @@
 //! bulk lane's low-priority threads). The read-path issue's goal, the light
 //! tenant's p99 under the flood within 2× of its p99 on an idle node, is
 //! asserted when `IGNIS_TIMING_ASSERTS` is set: a latency ratio means
-//! something only with the test alone on the machine (`.ci/run` runs it so
-//! after the suite); in the parallel suite the ratio is printed.
+//! something only with the test alone on the machine (`cargo test -p
+//! ignis-integration --test it fairness::a_flooding -- --test-threads=1`);
+//! in the parallel suite the ratio is printed. Alone on 2 cores the light
+//! p50 is unchanged by the flood and the p99 is 1.9–2.2× idle, so the
+//! assertion is not yet part of CI.
 
 use std::time::{Duration, Instant};
 
