@@ -98,6 +98,25 @@ async fn read_blocks(f: &Fixture, metas: Vec<BlockMeta>, query: &Query) -> (Vec<
     )
 }
 
+/// Every ask over every range, of all series and of one, answers from the
+/// store-gateway as from the whole decoded block.
+async fn answers_as_the_whole_block(f: &Fixture, asks: &[Ask]) {
+    for (start, end) in ranges() {
+        for ask in asks {
+            for selector in ["{}", "{service_name=\"svc-1\"}"] {
+                let query = series(selector, start, end, ask.clone());
+                let (got, _, _) = read(f, &query).await;
+                assert_eq!(
+                    got,
+                    answer(&[&f.whole], &query),
+                    "{selector} over {start}..{end} step {}",
+                    ask.step
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_series_answers_from_window_totals_as_from_the_profiles() {
     let head = head_of(0..PROFILES);
@@ -123,20 +142,7 @@ async fn every_series_answers_from_window_totals_as_from_the_profiles() {
         Ask::plain(7.3),
         Ask::plain(86_400.0),
     ];
-    for (start, end) in ranges() {
-        for ask in &asks {
-            for selector in ["{}", "{service_name=\"svc-1\"}"] {
-                let query = series(selector, start, end, ask.clone());
-                let (got, _, _) = read(&f, &query).await;
-                assert_eq!(
-                    got,
-                    answer(&[&f.whole], &query),
-                    "{selector} over {start}..{end} step {}",
-                    ask.step
-                );
-            }
-        }
-    }
+    answers_as_the_whole_block(&f, &asks).await;
     // A day of steps over the whole block: a few rows per series and hour,
     // not its 1 350 profiles.
     let all = ranges()[1];
@@ -250,20 +256,7 @@ async fn series_with_exemplars_answer_from_window_exemplars_as_from_the_profiles
     assert!(totals.len() > 5, "totals vary: {totals:?}");
     let profiles = f.metas[0].stats.profiles as f64;
     assert!(rows * 5.0 < profiles, "rows read {rows} of {profiles}");
-    for (start, end) in ranges() {
-        for ask in exemplar_asks() {
-            for selector in ["{}", "{service_name=\"svc-1\"}"] {
-                let query = series(selector, start, end, ask.clone());
-                let (got, _, _) = read(&f, &query).await;
-                assert_eq!(
-                    got,
-                    answer(&[&f.whole], &query),
-                    "{selector} over {start}..{end} step {}",
-                    ask.step
-                );
-            }
-        }
-    }
+    answers_as_the_whole_block(&f, &exemplar_asks()).await;
 }
 
 #[tokio::test]
