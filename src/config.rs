@@ -306,6 +306,11 @@ pub struct QueryConfig {
     /// another tenant's single query and ingest get the CPU first (0: the
     /// same priority as any).
     pub bulk_nice: i32,
+    /// Whether those threads (with `bulk_nice` > 0) are also in Linux's
+    /// `SCHED_IDLE` class: a normal thread that wakes takes their core at
+    /// once, and while normal work keeps every core busy they get almost
+    /// none (false: `bulk_nice` alone).
+    pub bulk_sched_idle: bool,
     /// Workers a querier runs per query-scheduler, each pulling one
     /// sub-query at a time (0: `max_concurrent_queries`).
     pub querier_workers: usize,
@@ -337,6 +342,7 @@ impl Default for QueryConfig {
             max_query_parallelism: 4,
             max_outstanding_per_tenant: 256,
             bulk_nice: ignis_query::lane::DEFAULT_BULK_NICE,
+            bulk_sched_idle: true,
             querier_workers: 0,
             sub_query_timeout_secs: 300,
             sql_max_rows: 10_000,

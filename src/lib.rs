@@ -374,6 +374,7 @@ where
         interval: secs(config.query.results_cache_interval_secs.max(60)),
     });
     ignis_query::lane::set_bulk_nice(config.query.bulk_nice);
+    ignis_query::lane::set_bulk_idle(config.query.bulk_sched_idle);
     if roles.has(roles::QUERY_SCHEDULER) {
         tenants = tenants.with_scheduler(ignis_actors::scheduler::Scheduler::new(
             config.query.max_outstanding_per_tenant,

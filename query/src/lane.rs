@@ -3,7 +3,8 @@
 //! Every query's CPU work (block reads and decodes, the merge) runs in one
 //! of two lanes. [`Lane::Interactive`] is the process's usual threads.
 //! [`Lane::Bulk`] is a runtime of its own whose threads run at a lower
-//! scheduling priority (`nice`, [`set_bulk_nice`]): the work of a tenant
+//! scheduling priority (Linux's `SCHED_IDLE` class and a `nice`,
+//! [`set_bulk_nice`]): the work of a tenant
 //! that already has queries running, whether a flood of dashboards or one
 //! long range split into parts, goes there, so on a busy node the kernel
 //! gives the CPU to another tenant's single query (and to ingest) first.
@@ -77,6 +78,18 @@ pub const DEFAULT_BULK_NICE: i32 = 10;
 /// on; call it before the first query (the node does, from its config).
 pub fn set_bulk_nice(nice: i32) {
     BULK_NICE.store(nice.clamp(0, 19), Ordering::Relaxed);
+}
+
+/// Whether the bulk lane's threads go in Linux's `SCHED_IDLE` class.
+static BULK_IDLE: AtomicBool = AtomicBool::new(true);
+
+/// Puts the bulk lane's threads started from now on in Linux's
+/// `SCHED_IDLE` class (the default) or leaves them in the normal one with
+/// only their `nice`: in `SCHED_IDLE` a normal thread that wakes takes
+/// their core at once, and while normal threads keep every core busy they
+/// get almost no CPU.
+pub fn set_bulk_idle(idle: bool) {
+    BULK_IDLE.store(idle, Ordering::Relaxed);
 }
 
 /// Runs `fut` with `lane` as its lane ([`current`]).
@@ -170,7 +183,13 @@ fn bulk_runtime() -> std::io::Result<&'static Runtime> {
 fn lower_this_threads_priority() {
     let nice = BULK_NICE.load(Ordering::Relaxed);
     if nice > 0 {
+        // SCHED_IDLE: a normal thread that wakes takes the core from a bulk
+        // one at once (in the normal class it may wait for the bulk
+        // thread's time slice, a few ms per hand-off of its query).
         sys::set_nice(nice);
+        if BULK_IDLE.load(Ordering::Relaxed) {
+            sys::set_idle_policy();
+        }
     }
 }
 
@@ -191,6 +210,26 @@ mod sys {
         }
     }
 
+    /// Puts the calling thread in the `SCHED_IDLE` class (true when the
+    /// kernel agreed).
+    pub(super) fn set_idle_policy() -> bool {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: gettid takes nothing; sched_setscheduler reads `param`,
+        // which lives across the call.
+        unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param) == 0 }
+    }
+
+    /// The `SCHED_IDLE` policy number.
+    #[cfg(test)]
+    pub(super) const IDLE: i32 = libc::SCHED_IDLE;
+
+    /// The calling thread's scheduling policy.
+    #[cfg(test)]
+    pub(super) fn policy() -> i32 {
+        // SAFETY: plain integers in and out.
+        unsafe { libc::sched_getscheduler(libc::gettid()) }
+    }
+
     /// The calling thread's `nice`.
     #[cfg(test)]
     pub(super) fn nice() -> i32 {
@@ -203,6 +242,15 @@ mod sys {
 #[cfg(not(target_os = "linux"))]
 mod sys {
     pub(super) fn set_nice(_nice: i32) {}
+    pub(super) fn set_idle_policy() -> bool {
+        false
+    }
+    #[cfg(test)]
+    pub(super) const IDLE: i32 = -1;
+    #[cfg(test)]
+    pub(super) fn policy() -> i32 {
+        0
+    }
     #[cfg(test)]
     pub(super) fn nice() -> i32 {
         0
@@ -233,6 +281,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(blocking, expected);
+        if cfg!(target_os = "linux") {
+            let policy = Lane::Bulk
+                .spawn_blocking(sys::policy)
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(
+                policy,
+                sys::IDLE,
+                "bulk threads are in the SCHED_IDLE class"
+            );
+            assert_ne!(sys::policy(), sys::IDLE);
+        }
         let here = Lane::Interactive
             .spawn_blocking(this_threads_nice)
             .unwrap()
