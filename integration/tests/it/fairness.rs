@@ -7,9 +7,10 @@
 //! asserted when `IGNIS_TIMING_ASSERTS` is set: a latency ratio means
 //! something only with the test alone on the machine (`cargo test -p
 //! ignis-integration --test it fairness::a_flooding -- --test-threads=1`);
-//! in the parallel suite the ratio is printed. Alone on 2 cores the light
-//! p50 is unchanged by the flood and the p99 is 1.9–2.2× idle, so the
-//! assertion is not yet part of CI.
+//! in the parallel suite the ratio is printed. Alone on 2 cores, with the
+//! bulk lane in `SCHED_IDLE`, the light p50 is unchanged by the flood and
+//! the p99 1.3–1.7× idle (8 runs; 12 of 13 under 2× counting trial
+//! variants), a margin too thin for CI to gate a landing on.
 
 use std::time::{Duration, Instant};
 
