@@ -134,9 +134,9 @@ impl Lane {
         }
     }
 
-    /// Runs `fut` on the lane's runtime, in the lane.
-    /// The task keeps the running task's lane cell when it has one of this
-    /// lane (so a later demotion reaches it too).
+    /// Runs `fut` on the lane's runtime, in the lane: in the running
+    /// task's lane cell when that holds this lane (so a later demotion
+    /// reaches the new task too), else in a cell of its own.
     pub fn spawn<F>(self, fut: F) -> std::io::Result<JoinHandle<F::Output>>
     where
         F: Future + Send + 'static,
