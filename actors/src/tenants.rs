@@ -590,15 +590,13 @@ impl Tenants {
         let scope = Scope::record(&limits, &f)?;
         // Its work, and its sub-queries' on the queriers, run in its lane
         // (the caller's, when it entered the query itself).
-        let entered = match ignis_query::lane::current_cell() {
-            Some(_) => None,
-            None => Some(self.enter_query(tenant)),
+        let (cell, entered) = match ignis_query::lane::current_cell() {
+            Some(cell) => (cell, None),
+            None => {
+                let entered = self.enter_query(tenant);
+                (entered.cell(), Some(entered))
+            }
         };
-        let cell = entered
-            .as_ref()
-            .map(Entered::cell)
-            .or_else(ignis_query::lane::current_cell)
-            .unwrap_or_default();
         ignis_query::lane::in_cell(cell, async move {
             let _entered = entered;
             if let Some(sel) = crate::frontend::listable(self, tenant, &limits, &scope) {

@@ -117,6 +117,20 @@ fn block_range(meta: &BlockMeta, scope: &Scope) -> Option<(i64, i64)> {
     (start <= end && meta.stats.profiles > 0).then_some((start, end))
 }
 
+/// The id columns of `profiles` or `samples` a row read takes: the key
+/// (format 2 on) and, with `whole`, the high half (format 5 on), which
+/// answers that show ids (exemplars) and copies of rows need.
+pub(crate) fn id_columns(meta: &BlockMeta, whole: bool) -> Vec<&'static str> {
+    let mut columns = Vec::with_capacity(2);
+    if meta.format_version >= 2 {
+        columns.push("profile_id");
+    }
+    if whole && meta.format_version >= 5 {
+        columns.push("profile_id_hi");
+    }
+    columns
+}
+
 /// Empty series for the sorted `refs` of `tables`: which refs are wanted,
 /// each ref's position in the returned series, and the series.
 #[allow(clippy::type_complexity)]
@@ -234,29 +248,23 @@ impl BlockReader {
         let (wanted, position, mut series) = slice_series(meta, tables, refs)?;
         let filter = RowFilter::new(refs, start, end);
         let with_ids = meta.format_version >= 2;
-        let id_col: &[&str] = if with_ids { &["profile_id"] } else { &[] };
-        // Whole ids (their high half, format 5) where an answer shows them
-        // (time series' exemplars, from `profiles`) or a copy keeps them
-        // (a compaction's read of `samples`).
-        let hi_col: &[&str] = if meta.format_version >= 5 && (!scope.stacks || scope.all_spans) {
-            &["profile_id_hi"]
-        } else {
-            &[]
-        };
+        // Whole ids where an answer shows them (time series' exemplars,
+        // from `profiles`) or a copy keeps them (a compaction's read of
+        // `samples`).
+        let ids = id_columns(meta, !scope.stacks || scope.all_spans);
         let (file, columns): (&str, Vec<&str>) = if scope.stacks {
             (
                 "samples.parquet",
                 [
                     &["series_ref", "timestamp_ns", "stack_id", "value"],
-                    id_col,
-                    hi_col,
+                    &ids[..],
                 ]
                 .concat(),
             )
         } else {
             (
                 "profiles.parquet",
-                [&["series_ref", "timestamp_ns", "total"], id_col, hi_col].concat(),
+                [&["series_ref", "timestamp_ns", "total"], &ids[..]].concat(),
             )
         };
         let exact = Exact::new(&wanted, start, end);

@@ -11,7 +11,7 @@ use ignis_storage::block::{
     BlockError, BlockMeta, ROLLUPS_FILE, RollupPlan, group_sample_rows, row_keys,
 };
 
-use crate::block_read::{BlockReader, BlockTables, ReadStats, pusher, slice_series};
+use crate::block_read::{BlockReader, BlockTables, ReadStats, id_columns, pusher, slice_series};
 use crate::block_scan::{Exact, RowFilter, scan};
 use crate::block_slice::{BlockSlice, RollupCells};
 
@@ -21,11 +21,11 @@ pub type ProfileKey = (u64, i64, u64);
 
 /// The columns of `samples` a stack merge reads.
 fn sample_columns(meta: &BlockMeta) -> Vec<&'static str> {
-    let mut columns = vec!["series_ref", "timestamp_ns", "stack_id", "value"];
-    if meta.format_version >= 2 {
-        columns.push("profile_id");
-    }
-    columns
+    [
+        &["series_ref", "timestamp_ns", "stack_id", "value"][..],
+        &id_columns(meta, false),
+    ]
+    .concat()
 }
 
 /// Joins overlapping or touching inclusive spans, in time order.

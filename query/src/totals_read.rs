@@ -8,7 +8,7 @@ use ignis_storage::block::{
     group_profile_rows, group_window_totals,
 };
 
-use crate::block_read::{BlockReader, BlockTables, ReadStats, pusher, slice_series};
+use crate::block_read::{BlockReader, BlockTables, ReadStats, id_columns, pusher, slice_series};
 use crate::block_scan::{Exact, RowFilter};
 use crate::block_slice::{BlockSlice, SliceWindow};
 
@@ -124,14 +124,12 @@ impl BlockReader {
             _ => Vec::new(),
         };
         let with_ids = meta.format_version >= 2;
-        let mut columns = vec!["series_ref", "timestamp_ns", "total"];
-        if with_ids {
-            columns.push("profile_id");
-        }
-        // Whole ids (their high half, format 5) where exemplars show them.
-        if exemplars && meta.format_version >= 5 {
-            columns.push("profile_id_hi");
-        }
+        // Whole ids where exemplars show them.
+        let columns = [
+            &["series_ref", "timestamp_ns", "total"][..],
+            &id_columns(meta, exemplars),
+        ]
+        .concat();
         for (lo, hi) in scans {
             let filter = RowFilter::new(refs, lo, hi);
             let batches = self

@@ -82,18 +82,17 @@ pub struct Appended {
     pub stats: AppendStats,
     /// The WAL sync that covers it (none without a WAL).
     durable: Option<Durable>,
-    tenant: String,
 }
 
 impl Appended {
-    /// Waits until the append is durable; its counters then.
+    /// Waits until the append is durable; its counters then (a failed
+    /// sync is an [`IngesterError::Storage`]).
     pub async fn durable(self) -> Result<AppendStats, IngesterError> {
         if let Some(durable) = self.durable {
-            let tenant = self.tenant;
-            durable.wait().await.map_err(|e| {
-                tracing::error!(%tenant, error = %e, "WAL sync failed");
-                IngesterError::Storage(e.to_string())
-            })?;
+            durable
+                .wait()
+                .await
+                .map_err(|e| IngesterError::Storage(e.to_string()))?;
         }
         Ok(self.stats)
     }
@@ -251,11 +250,7 @@ impl Handler<Append> for Ingester {
         // concurrent appends (group commit) that does not hold this thread.
         let durable = self.write_wal(&msg)?;
         let stats = self.insert(&msg.profiles, ctx)?;
-        Ok(Appended {
-            stats,
-            durable,
-            tenant: self.tenant.clone(),
-        })
+        Ok(Appended { stats, durable })
     }
 }
 

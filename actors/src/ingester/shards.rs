@@ -116,7 +116,8 @@ impl IngesterShards {
         }
         let mut total = AppendStats::default();
         for stats in join_all(appended.into_iter().map(Appended::durable)).await {
-            let stats = stats?;
+            let stats =
+                stats.inspect_err(|e| tracing::error!(tenant = %self.tenant, error = %e))?;
             total.profiles += stats.profiles;
             total.samples += stats.samples;
         }

@@ -230,19 +230,12 @@ async fn series_with_exemplars_answer_from_window_exemplars_as_from_the_profiles
     assert_eq!(best.len(), response.series[0].points.len());
     let top = best.iter().map(|e| e.value).max().expect("an exemplar");
     let mut totals = std::collections::BTreeMap::<i64, i64>::new();
-    let query = Arc::new(|e: &ignis_query::Engine<'_>| {
-        e.select_series(&q::SelectSeriesRequest {
-            profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
-            start: ranges()[1].0,
-            end: ranges()[1].1,
-            step: EVERY_MS as f64 / 1000.0,
-            group_by: vec!["service_name".into()],
-            ..Default::default()
-        })
-        .expect("query")
-        .encode_to_vec()
-    }) as Query;
+    // Every profile's total: one point per profile and service.
+    let each_profile = Ask {
+        group_by: vec!["service_name".into()],
+        ..Ask::plain(EVERY_MS as f64 / 1000.0)
+    };
+    let query = series("{}", all.0, all.1, each_profile);
     let each =
         q::SelectSeriesResponse::decode(answer(&[&f.whole], &query).as_slice()).expect("response");
     for p in each.series.iter().flat_map(|s| &s.points) {
