@@ -5,16 +5,24 @@
 //! bulk lane's low-priority threads). The read-path issue's goal, the light
 //! tenant's p99 under the flood within 2× of its p99 on an idle node, is
 //! asserted when `IGNIS_TIMING_ASSERTS` is set: a latency ratio means
-//! something only with the test alone on the machine (`cargo test -p
-//! ignis-integration --test it fairness::a_flooding -- --test-threads=1`);
-//! in the parallel suite the ratio is printed. Alone on 2 cores, with the
-//! bulk lane in `SCHED_IDLE`, the light p50 is unchanged by the flood and
-//! the p99 1.3–1.7× idle (8 runs; 12 of 13 under 2× counting trial
-//! variants), a margin too thin for CI to gate a landing on.
+//! something only with the test alone on the machine, so CI runs it alone
+//! after the suite (`IGNIS_TIMING_ASSERTS=1 cargo test -p ignis-integration
+//! --test it fairness::a_flooding -- --test-threads=1`); in the parallel
+//! suite the ratio is printed.
+//!
+//! The idle and the flooded latencies are measured in alternating rounds
+//! (idle, flood, idle, flood, …) and pooled, so whatever else drifts on
+//! the machine over the test's half minute weighs on both alike; and the
+//! flood's client runs on a thread of its own, as a client elsewhere
+//! would, so reading the heavy answers never delays the light client.
+//! Alone on 2 cores (dev build) the ratio was 1.18–1.33× in 4 runs of 6
+//! rounds, 1.08–1.75× in 10 runs of 4; the light p50 is unchanged.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use ignis_integration::client::Client;
 use ignis_integration::node::TestNode;
 use serde_json::json;
@@ -24,8 +32,15 @@ use crate::tenants::push_go_cpu;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
-/// Light queries measured idle and under the flood (p99 is the 99th).
-const LIGHT_QUERIES: usize = 100;
+/// Rounds of (idle, flooded) measurements.
+const ROUNDS: usize = 6;
+
+/// Light queries per phase of a round: 6 × 75 = 450 idle and 450 flooded,
+/// so each p99 is the 5th-slowest of 450, not a single outlier.
+const LIGHT_PER_PHASE: usize = 75;
+
+/// Heavy queries the flood keeps in flight.
+const FLOOD_CONNECTIONS: usize = 6;
 
 /// Latencies of `n` small queries of tenant "light", one after another.
 async fn light_latencies(client: &Client, n: usize) -> Result<Vec<Duration>> {
@@ -37,8 +52,84 @@ async fn light_latencies(client: &Client, n: usize) -> Result<Vec<Duration>> {
             .await?;
         out.push(t.elapsed());
     }
-    out.sort();
     Ok(out)
+}
+
+/// Tenant "heavy"'s flood: [`FLOOD_CONNECTIONS`] clients asking `req`
+/// again and again, on a thread and runtime of their own, until stopped.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<Vec<Duration>>>,
+}
+
+impl Flood {
+    fn start(url: &str, req: serde_json::Value) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (url, flag) = (url.to_string(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("heavy-flood".into())
+            .spawn(move || runtime.block_on(flood(url, req, flag)))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops asking, waits for the queries in flight, and returns the
+    /// latencies of every heavy query that ran.
+    fn stop(self) -> Result<Vec<Duration>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the flood's thread panicked"))?
+    }
+}
+
+async fn flood(
+    url: String,
+    req: serde_json::Value,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<Duration>> {
+    let heavy = Client::new(&url).with_tenant("heavy");
+    let body = serde_json::to_vec(&req)?;
+    let clients: Vec<_> = (0..FLOOD_CONNECTIONS)
+        .map(|_| {
+            let (heavy, body, stop) = (heavy.clone(), body.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut took = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = heavy
+                        .post(
+                            "/querier.v1.QuerierService/SelectMergeStacktraces",
+                            &[("content-type", "application/json")],
+                            body.clone(),
+                        )
+                        .await?;
+                    let status = r.status();
+                    let answer = r.bytes().await?;
+                    ensure!(
+                        status.is_success() && !answer.is_empty(),
+                        "heavy query failed: {status} {}",
+                        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+                    );
+                    took.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(took)
+            })
+        })
+        .collect();
+    let mut took = Vec::new();
+    for c in clients {
+        took.extend(c.await.context("a flood client's task")??);
+    }
+    Ok(took)
+}
+
+/// The 99th percentile of `v` (sorted here).
+fn p99(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[(v.len() * 99).div_ceil(100) - 1]
 }
 
 #[tokio::test]
@@ -47,10 +138,13 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     // Tenant "heavy": two hours of 30 pods, stored twice.
     let history = replicated_history(data.path(), Some("heavy"), 1_794_999_600_000_000_000).await?;
     // No results cache: every heavy query must be heavy (a cached answer
-    // takes milliseconds and would stand for "the heavy query" below).
+    // takes milliseconds and would stand for "the heavy query" below). No
+    // compaction round during the test: it would merge the heavy tenant's
+    // copies on ordinary threads in one of the phases only.
     let node = TestNode::start_in(data.path(), |c| {
         c.query.max_concurrent_queries = 2;
         c.query.results_cache_bytes = 0;
+        c.compactor.interval_secs = 3_600;
     })?;
     let light = Client::new(&node.url).with_tenant("light");
     let r = light
@@ -62,77 +156,42 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
         .await?;
     ensure!(r.status().is_success());
     light_latencies(&light, 10).await?; // warm up
-    let idle = light_latencies(&light, LIGHT_QUERIES).await?;
 
-    let heavy = Client::new(&node.url).with_tenant("heavy");
     let req = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"loadgen\"}",
                      "start": history.min_time_ns / 1_000_000, "end": history.max_time_ns / 1_000_000 + 1});
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flood: Vec<_> = (0..6)
-        .map(|_| {
-            let (heavy, req, stop) = (heavy.clone(), req.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut took = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let t = Instant::now();
-                    // The answer is read, not parsed: parsing it here would
-                    // take the cores the light queries are measured on.
-                    let r = heavy
-                        .post(
-                            "/querier.v1.QuerierService/SelectMergeStacktraces",
-                            &[("content-type", "application/json")],
-                            serde_json::to_vec(&req)?,
-                        )
-                        .await?;
-                    let status = r.status();
-                    let body = r.bytes().await?;
-                    ensure!(
-                        status.is_success() && !body.is_empty(),
-                        "heavy query failed: {status} {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                    );
-                    took.push(t.elapsed());
-                }
-                Ok::<_, anyhow::Error>(took)
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = light_latencies(&light, LIGHT_QUERIES).await?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut heavy_took = Vec::new();
-    for f in flood {
-        heavy_took.extend(f.await??);
+    let (mut idle, mut loaded, mut heavy_took) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        idle.extend(light_latencies(&light, LIGHT_PER_PHASE).await?);
+        let flood = Flood::start(&node.url, req.clone())?;
+        // Let the flood fill the bulk lane before measuring under it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let measured = light_latencies(&light, LIGHT_PER_PHASE).await;
+        let took = tokio::task::spawn_blocking(move || flood.stop()).await??;
+        loaded.extend(measured?);
+        ensure!(!took.is_empty(), "the heavy tenant ran nothing in a round");
+        heavy_took.extend(took);
     }
     heavy_took.sort();
-    let heavy_done = heavy_took.len();
-    let p99 = |v: &[Duration]| v[(v.len() * 99).div_ceil(100) - 1];
-    let ratio = p99(&loaded).as_secs_f64() / p99(&idle).as_secs_f64();
+    let fastest_heavy = heavy_took[0];
+    let (idle_p99, loaded_p99) = (p99(&mut idle), p99(&mut loaded));
+    let ratio = loaded_p99.as_secs_f64() / idle_p99.as_secs_f64();
     eprintln!(
-        "light p50/p99: idle {:?}/{:?}, while heavy floods {:?}/{:?} ({ratio:.2}× idle); {heavy_done} heavy queries, the fastest {:?}",
+        "light p50/p99 over {ROUNDS} rounds: idle {:?}/{idle_p99:?}, while heavy floods {:?}/{loaded_p99:?} ({ratio:.2}× idle); {} heavy queries, the fastest {fastest_heavy:?}, the median {:?}",
         idle[idle.len() / 2],
-        p99(&idle),
         loaded[loaded.len() / 2],
-        p99(&loaded),
-        heavy_took.first()
+        heavy_took.len(),
+        heavy_took[heavy_took.len() / 2],
     );
-    let Some(&fastest_heavy) = heavy_took.first() else {
-        anyhow::bail!("the heavy tenant ran nothing");
-    };
     // Never behind a heavy query: a light query waiting for a slot would
     // take at least as long as the heavy query it waited for.
     ensure!(
-        p99(&loaded) * 4 < fastest_heavy,
-        "light p99 {:?} while heavy floods (idle {:?}): it waited behind heavy queries of {fastest_heavy:?}",
-        p99(&loaded),
-        p99(&idle)
+        loaded_p99 * 4 < fastest_heavy,
+        "light p99 {loaded_p99:?} while heavy floods (idle {idle_p99:?}): it waited behind heavy queries of {fastest_heavy:?}"
     );
     if std::env::var_os("IGNIS_TIMING_ASSERTS").is_some() {
         ensure!(
             ratio <= 2.0,
-            "light p99 {:?} while heavy floods is {ratio:.2}× its idle p99 {:?} (goal: within 2×)",
-            p99(&loaded),
-            p99(&idle)
+            "light p99 {loaded_p99:?} while heavy floods is {ratio:.2}× its idle p99 {idle_p99:?} (goal: within 2×)"
         );
     }
     Ok(())
