@@ -133,7 +133,9 @@ pub struct ServerConfig {
     /// cuts its own blocks, so more shards mean more (smaller) blocks
     /// until the compactor merges them.
     pub ingester_shards: usize,
-    /// `host:port` of the OTLP gRPC server (empty: off; 4317 is the usual port).
+    /// `host:port` of a port serving only OTLP profile export, over gRPC
+    /// (h2c, or TLS with the HTTP listener's certificate) and OTLP/HTTP
+    /// (empty: off; 4317 is the usual port). The main port serves it too.
     pub otlp_grpc_listen_address: String,
     /// PEM certificate chain for TLS on the HTTP listener (empty: plain
     /// HTTP). Reloaded when the file changes.

@@ -547,19 +547,26 @@ where
                 .map_err(|e| config::ConfigError::Invalid(format!("server.tls_cert_file: {e}")))?,
         ),
     };
-    let grpc_loop = match config.server.otlp_grpc_listen_address.as_str() {
+    // The OTLP port (off by default): one more listener of the same
+    // server, answering only the OTLP export paths (gRPC and OTLP/HTTP).
+    let mut listeners = vec![grpc::mux::Listener {
+        socket: listener,
+        only: None,
+    }];
+    match config.server.otlp_grpc_listen_address.as_str() {
         address if !address.is_empty() && roles.serves_writes() => {
-            let grpc = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    address: address.to_string(),
-                    source,
-                })?;
-            tracing::info!(address = %grpc.local_addr()?, "OTLP gRPC listening");
-            Some(grpc::spawn(grpc, state.clone().into_inner(), tls.clone()))
+            let socket = TcpListener::bind(address).map_err(|source| NodeError::Bind {
+                address: address.to_string(),
+                source,
+            })?;
+            tracing::info!(address = %socket.local_addr()?, "OTLP listening (gRPC and HTTP)");
+            listeners.push(grpc::mux::Listener {
+                socket,
+                only: Some(&http::otlp::PATHS),
+            });
         }
-        _ => None,
-    };
+        _ => {}
+    }
     let tls_loop = tls
         .as_ref()
         .map(|t| t.spawn_reloader(secs(config.server.tls_reload_secs.max(1))));
@@ -622,7 +629,7 @@ where
     };
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc::mux::server(
-        listener,
+        listeners,
         workers,
         app,
         tls.as_ref().map(|cert| Arc::new(cert.server_config())),
@@ -640,9 +647,6 @@ where
         handle.stop(true).await;
     });
     server.await?;
-    if let Some(g) = grpc_loop {
-        g.abort();
-    }
     flush_loop.abort();
     if let Some(l) = tls_loop {
         l.abort();

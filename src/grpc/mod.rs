@@ -1,5 +1,4 @@
-//! gRPC and gRPC-Web in front of Ignis's Connect routes, and the OTLP gRPC
-//! port.
+//! gRPC and gRPC-Web in front of Ignis's Connect routes.
 //!
 //! A gRPC unary call is a Connect unary call in other framing: the message
 //! behind a 5-byte header, the status in trailers. So every Connect route
@@ -11,7 +10,6 @@
 
 pub mod bridge;
 pub mod mux;
-pub mod otlp;
 pub mod translate;
 pub mod web;
 
@@ -25,7 +23,7 @@ use hyper::body::Frame;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
-pub use otlp::{EXPORT_PATH, spawn};
+pub use crate::http::otlp::EXPORT_PATH;
 
 use crate::http::error::ApiError;
 

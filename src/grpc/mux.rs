@@ -34,12 +34,21 @@ const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TLS handshake may take (actix-web's default).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An actix server on `listener` with `workers` threads serving the `App`
+/// A port the server listens on.
+pub struct Listener {
+    /// The bound socket.
+    pub socket: std::net::TcpListener,
+    /// The only request paths served there (`None`: every route); any
+    /// other is answered 404, which a gRPC client sees as `unimplemented`.
+    pub only: Option<&'static [&'static str]>,
+}
+
+/// An actix server on `listeners` with `workers` threads serving the `App`
 /// that `factory` builds over HTTP/1.1 and HTTP/2, over TLS with `tls`
 /// (which must offer `h2` and `http/1.1` by ALPN). Setting `stopping` to
 /// true asks HTTP/2 connections to finish (HTTP/1.1 ones end by keep-alive).
 pub fn server<F, T>(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     workers: usize,
     factory: F,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -47,95 +56,167 @@ pub fn server<F, T>(
 ) -> io::Result<actix_server::Server>
 where
     F: Fn() -> App<T> + Send + Clone + 'static,
+    T: AppFactory + 'static,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let mut builder = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let name = format!("ignis-http-{i}");
+        let (acceptor, stopping) = (acceptor.clone(), stopping.clone());
+        builder = match l.only {
+            None => listen(builder, name, l.socket, factory.clone(), acceptor, stopping)?,
+            Some(paths) => {
+                let factory = factory.clone();
+                let only = move || only_paths(factory(), paths);
+                listen(builder, name, l.socket, only, acceptor, stopping)?
+            }
+        };
+    }
+    Ok(builder.run())
+}
+
+/// What an `App`'s service factory is here.
+pub trait AppFactory:
+    ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >
+{
+}
+
+impl<T> AppFactory for T where
     T: ServiceFactory<
             ServiceRequest,
             Config = (),
             Response = ServiceResponse<BoxBody>,
             Error = actix_web::Error,
             InitError = (),
-        > + 'static,
+        >
 {
-    let addr = listener.local_addr()?;
-    let acceptor = tls.map(TlsAcceptor::from);
-    Ok(actix_server::Server::build()
-        .workers(workers)
-        .disable_signals()
-        .listen("ignis-http", listener, move || {
+}
+
+/// `app` answering only `paths`; any other path gets a 404 with a reason
+/// (a Connect `not_found` error, which a gRPC client sees as `unimplemented`).
+fn only_paths<T: AppFactory + 'static>(
+    app: App<T>,
+    paths: &'static [&'static str],
+) -> App<impl AppFactory> {
+    app.wrap_fn(move |req, srv| {
+        if paths.contains(&req.path()) {
+            futures::future::Either::Left(srv.call(req))
+        } else {
+            let reason = serde_json::json!({
+                "code": "not_found",
+                "message": format!(
+                    "{} is not served on this port, which serves only {}",
+                    req.path(),
+                    paths.join(" and ")
+                ),
+            });
+            let res = req.into_response(
+                actix_web::HttpResponse::NotFound()
+                    .content_type("application/json")
+                    .body(reason.to_string()),
+            );
+            futures::future::Either::Right(std::future::ready(Ok(res)))
+        }
+    })
+}
+
+/// Adds `socket` to `builder`, served as [`server`] says.
+fn listen<F, T>(
+    builder: actix_server::ServerBuilder,
+    name: String,
+    socket: std::net::TcpListener,
+    factory: F,
+    acceptor: Option<TlsAcceptor>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> io::Result<actix_server::ServerBuilder>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: AppFactory + 'static,
+{
+    let addr = socket.local_addr()?;
+    builder.listen(name, socket, move || {
+        let factory = factory.clone();
+        let stopping = stopping.clone();
+        let acceptor = acceptor.clone();
+        fn_factory(move || {
             let factory = factory.clone();
             let stopping = stopping.clone();
             let acceptor = acceptor.clone();
-            fn_factory(move || {
-                let factory = factory.clone();
-                let stopping = stopping.clone();
-                let acceptor = acceptor.clone();
-                async move {
-                    let config = |(): ()| AppConfig::default();
-                    // HttpServer's defaults: a refused body is drained a
-                    // moment before the connection closes.
-                    let http = HttpService::build()
-                        .local_addr(addr)
-                        .client_disconnect_timeout(Duration::from_secs(1))
-                        .finish(map_config(
-                            factory()
-                                .into_factory()
-                                .map_err(|e: actix_web::Error| e.error_response()),
-                            config,
-                        ))
-                        .new_service(())
-                        .await?;
-                    let app = factory()
-                        .into_factory()
-                        .new_service(AppConfig::default())
-                        .await?;
-                    let http = Rc::new(http);
-                    let app = Rc::new(app);
-                    Ok::<_, ()>(fn_service(move |io: TcpStream| {
-                        let http = http.clone();
-                        let app = app.clone();
-                        let stopping = stopping.clone();
-                        let acceptor = acceptor.clone();
-                        async move {
-                            let peer = io.peer_addr().ok();
-                            let (conn, h2) = match acceptor {
-                                None => {
-                                    let h2 = sniff_h2(&io).await;
-                                    (Either::Left(io), h2)
-                                }
-                                Some(acceptor) => {
-                                    match tokio::time::timeout(
-                                        TLS_HANDSHAKE_TIMEOUT,
-                                        acceptor.accept(io),
-                                    )
-                                    .await
-                                    {
-                                        Ok(Ok(tls)) => {
-                                            let h2 = tls.get_ref().1.alpn_protocol()
-                                                == Some(b"h2".as_slice());
-                                            (Either::Right(Box::new(tls)), h2)
-                                        }
-                                        Ok(Err(e)) => {
-                                            tracing::debug!(error = %e, "TLS handshake failed");
-                                            return Ok(());
-                                        }
-                                        Err(_) => {
-                                            tracing::debug!("TLS handshake timed out");
-                                            return Ok(());
-                                        }
+            async move {
+                let config = |(): ()| AppConfig::default();
+                // HttpServer's defaults: a refused body is drained a
+                // moment before the connection closes.
+                let http = HttpService::build()
+                    .local_addr(addr)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .finish(map_config(
+                        factory()
+                            .into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        config,
+                    ))
+                    .new_service(())
+                    .await?;
+                let app = factory()
+                    .into_factory()
+                    .new_service(AppConfig::default())
+                    .await?;
+                let http = Rc::new(http);
+                let app = Rc::new(app);
+                Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                    let http = http.clone();
+                    let app = app.clone();
+                    let stopping = stopping.clone();
+                    let acceptor = acceptor.clone();
+                    async move {
+                        let peer = io.peer_addr().ok();
+                        let (conn, h2) = match acceptor {
+                            None => {
+                                let h2 = sniff_h2(&io).await;
+                                (Either::Left(io), h2)
+                            }
+                            Some(acceptor) => {
+                                match tokio::time::timeout(
+                                    TLS_HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(io),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(tls)) => {
+                                        let h2 = tls.get_ref().1.alpn_protocol()
+                                            == Some(b"h2".as_slice());
+                                        (Either::Right(Box::new(tls)), h2)
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(error = %e, "TLS handshake failed");
+                                        return Ok(());
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!("TLS handshake timed out");
+                                        return Ok(());
                                     }
                                 }
-                            };
-                            if h2 {
-                                super::bridge::serve(conn, app, peer, stopping).await;
-                            } else if let Err(e) = http.call((conn, Protocol::Http1, peer)).await {
-                                tracing::debug!(error = ?e, "HTTP/1.1 connection ended");
                             }
-                            Ok::<(), ()>(())
+                        };
+                        if h2 {
+                            super::bridge::serve(conn, app, peer, stopping).await;
+                        } else if let Err(e) = http.call((conn, Protocol::Http1, peer)).await {
+                            tracing::debug!(error = ?e, "HTTP/1.1 connection ended");
                         }
-                    }))
-                }
-            })
-        })?
-        .run())
+                        Ok::<(), ()>(())
+                    }
+                }))
+            }
+        })
+    })
 }
 
 /// Whether the connection opens with the HTTP/2 preface. Reads nothing: a

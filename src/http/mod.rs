@@ -61,7 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &Roles, ui: bool) {
                 .route(web::post().to(ingest::push))
                 .default_service(web::to(method_not_allowed)),
         );
-        for path in ["/v1development/profiles", crate::grpc::EXPORT_PATH] {
+        for path in otlp::PATHS {
             cfg.service(
                 web::resource(path)
                     .route(web::post().to(otlp::export_http))

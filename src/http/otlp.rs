@@ -17,6 +17,14 @@ use super::state::{AppState, now_ns};
 /// The endpoint name of OTLP requests in the metrics.
 pub const ENDPOINT: &str = "otlp";
 
+/// The OTLP profiles export's paths: OTLP/HTTP's, and the gRPC method's
+/// (served over gRPC and, as Connect or OTLP/HTTP, over HTTP).
+pub const PATHS: [&str; 2] = ["/v1development/profiles", EXPORT_PATH];
+
+/// The gRPC method of an OTLP profiles export.
+pub const EXPORT_PATH: &str =
+    "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export";
+
 /// `POST /v1development/profiles` (and the Export path over HTTP/1.1).
 pub async fn export_http(
     req: HttpRequest,

@@ -410,7 +410,18 @@ async fn bad_otlp_input_is_refused() -> Result<()> {
             "3",
             "shorter than a gRPC message header",
         ),
-        (EXPORT, vec![0; 2 << 20], "8", "too large"),
+        // Over the body limit: 413 `invalid_argument` in Connect terms, as
+        // Pyroscope maps it, so INVALID_ARGUMENT (a permanent error an
+        // exporter does not retry), as on the main port.
+        (EXPORT, framed(&vec![0; 2 << 20]), "3", "too large"),
+        // Bytes past the one message its header announces: refused
+        // without reading the rest.
+        (
+            EXPORT,
+            vec![0; 2 << 20],
+            "3",
+            "more than its 0 bytes follow",
+        ),
         ("/other.Service/Method", framed(b""), "12", "unknown method"),
     ] {
         let (status, code, message) = grpc(path, "application/grpc", body).await?;
@@ -428,8 +439,41 @@ async fn bad_otlp_input_is_refused() -> Result<()> {
             header("grpc-message")
         );
     }
-    let (status, _, _) = grpc(EXPORT, "application/json", vec![]).await?;
-    ensure!(status == 415, "gRPC JSON: {status}");
+    // JSON on the method's path is OTLP/HTTP (the port serves both): an
+    // empty body is refused with its reason.
+    let r = h2
+        .post(format!("{url}{EXPORT}"))
+        .header("content-type", "application/json")
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    ensure!(
+        status == 400 && text.contains("JSON"),
+        "HTTP/2 JSON: {status} {text}"
+    );
+    // The OTLP port serves the export alone: over HTTP/1.1 OTLP/HTTP is
+    // stored, any other route is 404 with its reason.
+    let otlp_http = Client::new(&url);
+    let r = otlp_http.get("/ready").await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    ensure!(
+        status == 404 && text.contains("not served on this port"),
+        "/ready on the OTLP port: {status} {text}"
+    );
+    let r = otlp_http
+        .post(
+            "/v1development/profiles",
+            &[("content-type", "application/x-protobuf")],
+            valid_export()?.encode_to_vec(),
+        )
+        .await?;
+    ensure!(
+        r.status().is_success(),
+        "OTLP/HTTP on the OTLP port: {}",
+        r.status()
+    );
 
     // A real client sees INVALID_ARGUMENT for a request the server refuses.
     let out = Command::new("python3")
