@@ -162,7 +162,7 @@ pub fn scope_of(path: &str) -> Option<Scope> {
         "/ingest",
         "/pyroscope/ingest",
         "/v1development/profiles",
-        crate::grpc::EXPORT_PATH,
+        crate::http::otlp::EXPORT_PATH,
         "/settings.v1.SettingsService/Set",
         "/settings.v1.SettingsService/Delete",
     ];

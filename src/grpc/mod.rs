@@ -23,10 +23,6 @@ use hyper::body::Frame;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
-pub use crate::http::otlp::EXPORT_PATH;
-
-use crate::http::error::ApiError;
-
 /// gRPC status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -125,23 +121,6 @@ impl Status {
     /// Success.
     pub fn ok() -> Self {
         Self::new(Code::Ok, "")
-    }
-}
-
-impl From<&ApiError> for Status {
-    fn from(e: &ApiError) -> Self {
-        let code = match e.status.as_u16() {
-            400 => Code::InvalidArgument,
-            401 => Code::Unauthenticated,
-            403 => Code::PermissionDenied,
-            413 | 429 => Code::ResourceExhausted,
-            // An unsupported grpc-encoding.
-            415 => Code::Unimplemented,
-            503 => Code::Unavailable,
-            500 => Code::Internal,
-            _ => Code::Unknown,
-        };
-        Self::new(code, e.message.clone())
     }
 }
 

@@ -110,20 +110,16 @@ fn only_paths<T: AppFactory + 'static>(
         if paths.contains(&req.path()) {
             futures::future::Either::Left(srv.call(req))
         } else {
-            let reason = serde_json::json!({
-                "code": "not_found",
-                "message": format!(
+            let refused = crate::http::error::ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
                     "{} is not served on this port, which serves only {}",
                     req.path(),
                     paths.join(" and ")
                 ),
-            });
-            let res = req.into_response(
-                actix_web::HttpResponse::NotFound()
-                    .content_type("application/json")
-                    .body(reason.to_string()),
             );
-            futures::future::Either::Right(std::future::ready(Ok(res)))
+            futures::future::Either::Right(std::future::ready(Ok(req.error_response(refused))))
         }
     })
 }

@@ -15,7 +15,7 @@ use super::ingest::{decode_beside, store, with_record};
 use super::state::{AppState, now_ns};
 
 /// The endpoint name of OTLP requests in the metrics.
-pub const ENDPOINT: &str = "otlp";
+const ENDPOINT: &str = "otlp";
 
 /// The OTLP profiles export's paths: OTLP/HTTP's, and the gRPC method's
 /// (served over gRPC and, as Connect or OTLP/HTTP, over HTTP).
@@ -73,7 +73,7 @@ async fn export_http_inner(
 /// Decodes an export request (already decompressed), converts and stores
 /// its profiles for `tenant`; `raw_len` is what the client sent, for the
 /// ingested-bytes metric. The export is stored whole or not at all.
-pub async fn export(
+async fn export(
     state: &AppState,
     tenant: &str,
     body: Vec<u8>,

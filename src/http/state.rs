@@ -46,7 +46,7 @@ impl AppState {
     /// (or the default tenant, or the credential's own): one id, or several
     /// joined by `|` (a federated read as Pyroscope serves it), each valid
     /// and allowed to `who`, sorted and deduplicated.
-    pub fn tenants_of(
+    fn tenants_of(
         &self,
         values: &[&[u8]],
         who: Option<&Authenticated>,
@@ -122,7 +122,7 @@ pub fn fetch_range(start_ms: i64, end_ms: i64) -> (i64, i64) {
 
 /// `spec` when it names one tenant: writes, SQL and `GetProfileStats`
 /// take one.
-pub fn one_tenant(spec: String) -> Result<String, ApiError> {
+fn one_tenant(spec: String) -> Result<String, ApiError> {
     if spec.contains('|') {
         return Err(ApiError::bad_request(format!(
             "X-Scope-OrgID: {spec:?} names several tenants; this endpoint takes one"
