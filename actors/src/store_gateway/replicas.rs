@@ -303,8 +303,18 @@ impl StoreGateway {
         let key_bytes = keys.iter().map(|k| k.len() as u64).sum::<u64>()
             * std::mem::size_of::<ProfileKey>() as u64;
         budget.charge(key_bytes, "the profile keys of overlapping blocks")?;
-        let (decisions, tally) = decide(&contest, &keys, plan);
-        drop(keys);
+        // Off the caller's thread (the store-gateway's, which every
+        // tenant's queries pass through) and in the query's lane: deciding
+        // a long range of replicated blocks takes milliseconds of CPU.
+        let task = |e: &dyn std::fmt::Display| {
+            QueryFailure::Internal(format!("deciding replicated cells: {e}"))
+        };
+        let decide_plan = plan.clone();
+        let (decisions, tally) = ignis_query::lane::current()
+            .spawn_blocking(move || decide(&contest, &keys, &decide_plan))
+            .map_err(|e| task(&e))?
+            .await
+            .map_err(|e| task(&e))?;
         let counts = [
             ("rollup", tally.rollup),
             ("skipped", tally.skipped),

@@ -12,11 +12,15 @@
 //!
 //! The idle and the flooded latencies are measured in alternating rounds
 //! (idle, flood, idle, flood, …) and pooled, so whatever else drifts on
-//! the machine over the test's half minute weighs on both alike; and the
+//! the machine over the test's minute weighs on both alike; and the
 //! flood's client runs on a thread of its own, as a client elsewhere
 //! would, so reading the heavy answers never delays the light client.
-//! Alone on 2 cores (dev build) the ratio was 1.18–1.33× in 4 runs of 6
-//! rounds, 1.08–1.75× in 10 runs of 4; the light p50 is unchanged.
+//! Each p99 is the 8th-slowest of 750 queries: with 6 rounds (5th of 450)
+//! the ratio was 1.25–1.83× over 13 runs alone on 2 cores (dev build),
+//! and 2× was once exceeded on a CI machine; a p99 from a few hundred
+//! samples moves with a handful of scheduler hiccups, so the gate measures
+//! longer rather than judging on fewer. Every round's own ratio is printed
+//! too, so a failure shows whether one round or all of them were slow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,10 +37,10 @@ use crate::tenants::push_go_cpu;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// Rounds of (idle, flooded) measurements.
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 10;
 
-/// Light queries per phase of a round: 6 × 75 = 450 idle and 450 flooded,
-/// so each p99 is the 5th-slowest of 450, not a single outlier.
+/// Light queries per phase of a round: 10 × 75 = 750 idle and 750
+/// flooded, so each p99 is the 8th-slowest of 750, not a single outlier.
 const LIGHT_PER_PHASE: usize = 75;
 
 /// Heavy queries the flood keeps in flight.
@@ -160,14 +164,21 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     let req = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"loadgen\"}",
                      "start": history.min_time_ns / 1_000_000, "end": history.max_time_ns / 1_000_000 + 1});
     let (mut idle, mut loaded, mut heavy_took) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        idle.extend(light_latencies(&light, LIGHT_PER_PHASE).await?);
+        let mut quiet = light_latencies(&light, LIGHT_PER_PHASE).await?;
         let flood = Flood::start(&node.url, req.clone())?;
         // Let the flood fill the bulk lane before measuring under it.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let measured = light_latencies(&light, LIGHT_PER_PHASE).await;
         let took = tokio::task::spawn_blocking(move || flood.stop()).await??;
-        loaded.extend(measured?);
+        let mut measured = measured?;
+        rounds.push(format!(
+            "{:.2}",
+            p99(&mut measured).as_secs_f64() / p99(&mut quiet).as_secs_f64()
+        ));
+        idle.extend(quiet);
+        loaded.extend(measured);
         ensure!(!took.is_empty(), "the heavy tenant ran nothing in a round");
         heavy_took.extend(took);
     }
@@ -176,11 +187,12 @@ async fn a_flooding_tenant_does_not_slow_another_tenants_queries() -> Result<()>
     let (idle_p99, loaded_p99) = (p99(&mut idle), p99(&mut loaded));
     let ratio = loaded_p99.as_secs_f64() / idle_p99.as_secs_f64();
     eprintln!(
-        "light p50/p99 over {ROUNDS} rounds: idle {:?}/{idle_p99:?}, while heavy floods {:?}/{loaded_p99:?} ({ratio:.2}× idle); {} heavy queries, the fastest {fastest_heavy:?}, the median {:?}",
+        "light p50/p99 over {ROUNDS} rounds: idle {:?}/{idle_p99:?}, while heavy floods {:?}/{loaded_p99:?} ({ratio:.2}× idle); {} heavy queries, the fastest {fastest_heavy:?}, the median {:?}; each round's p99 ratio: {}",
         idle[idle.len() / 2],
         loaded[loaded.len() / 2],
         heavy_took.len(),
         heavy_took[heavy_took.len() / 2],
+        rounds.join(" "),
     );
     // Never behind a heavy query: a light query waiting for a slot would
     // take at least as long as the heavy query it waited for.
