@@ -37,7 +37,7 @@ use ignis_storage::Labels;
 use ignis_storage::proto::querier::v1 as q;
 
 use crate::peer::protocol::WireSeriesGroup;
-use crate::querier::QueryFailure;
+use crate::querier::{QueryFailure, in_lane_blocking};
 use crate::results_cache::{DAY_NS, ResultsCache, key, listing_key, series_key, split_days};
 use crate::store_gateway::StoreGateway;
 use crate::tenants::Tenants;
@@ -180,23 +180,20 @@ where
         let fresh = futures::future::try_join_all(runs).await?;
         fill(&mut pieces, &groups, fresh);
         // Stored and added up off the async workers, in the query's lane.
-        let done = ignis_query::lane::current()
-            .spawn_blocking(move || {
-                let mut all = Vec::with_capacity(pieces.len());
-                for p in pieces {
-                    let g = p.merged.unwrap_or_default();
-                    if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
-                        c.put_with(k, || {
-                            crate::peer::protocol::encode(&WireSeriesGroup::of(g.clone())).ok()
-                        });
-                    }
-                    all.push(g);
+        let done = in_lane_blocking("series parts", move || {
+            let mut all = Vec::with_capacity(pieces.len());
+            for p in pieces {
+                let g = p.merged.unwrap_or_default();
+                if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
+                    c.put_with(k, || {
+                        crate::peer::protocol::encode(&WireSeriesGroup::of(g.clone())).ok()
+                    });
                 }
-                all
-            })
-            .map_err(|e| QueryFailure::Internal(format!("series parts: {e}")))?
-            .await
-            .map_err(|e| QueryFailure::Internal(format!("series parts: {e}")))?;
+                all.push(g);
+            }
+            all
+        })
+        .await?;
         for g in done {
             builder.absorb(g);
         }
@@ -366,23 +363,20 @@ where
         pieces[i].merged = Some(labels);
         pieces[i].fresh = true;
     }
-    let pre = ignis_query::lane::current()
-        .spawn_blocking(move || {
-            let mut all = Vec::new();
-            for p in pieces {
-                let labels = p.merged.unwrap_or_default();
-                if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
-                    c.put_with(k, || {
-                        crate::peer::protocol::encode(&wire_labels(&labels)).ok()
-                    });
-                }
-                all.extend(labels);
+    let pre = in_lane_blocking("listing parts", move || {
+        let mut all = Vec::new();
+        for p in pieces {
+            let labels = p.merged.unwrap_or_default();
+            if let (true, Some(k), Some(c)) = (p.fresh, &p.key, &cache) {
+                c.put_with(k, || {
+                    crate::peer::protocol::encode(&wire_labels(&labels)).ok()
+                });
             }
-            PreListed::new(sel, all)
-        })
-        .map_err(|e| QueryFailure::Internal(format!("listing parts: {e}")))?
-        .await
-        .map_err(|e| QueryFailure::Internal(format!("listing parts: {e}")))?;
+            all.extend(labels);
+        }
+        PreListed::new(sel, all)
+    })
+    .await?;
     answer_prepared(
         tenants,
         tenant,
@@ -441,11 +435,7 @@ where
 {
     let f = Arc::new(f);
     let run = f.clone();
-    let answer = ignis_query::lane::current()
-        .spawn_blocking(move || prepared(&run))
-        .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?
-        .await
-        .map_err(|e| QueryFailure::Internal(format!("query task: {e}")))?;
+    let answer = in_lane_blocking("query task", move || prepared(&run)).await?;
     match answer {
         (answer, true) => answer,
         (_, false) => {
@@ -709,22 +699,16 @@ async fn read_cached<T: Send + 'static>(
         return Ok(());
     };
     let keys: Vec<[u8; 16]> = lookups.iter().map(|&(_, k)| k).collect();
-    let task = |e: &dyn std::fmt::Display| {
-        QueryFailure::Internal(format!("reading the results cache: {e}"))
-    };
-    let found = ignis_query::lane::current()
-        .spawn_blocking(move || {
-            keys.iter()
-                .map(|k| {
-                    let m = c.get_with(k, decode);
-                    c.count(m.is_some());
-                    m
-                })
-                .collect::<Vec<_>>()
-        })
-        .map_err(|e| task(&e))?
-        .await
-        .map_err(|e| task(&e))?;
+    let found = in_lane_blocking("reading the results cache", move || {
+        keys.iter()
+            .map(|k| {
+                let m = c.get_with(k, decode);
+                c.count(m.is_some());
+                m
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
     for ((i, _), m) in lookups.into_iter().zip(found) {
         pieces[i].merged = m;
     }

@@ -88,6 +88,21 @@ pub(crate) fn with_sources<T>(
     f(&sources)
 }
 
+/// Runs `f` on a blocking thread of the running query's lane
+/// ([`ignis_query::lane::current`]), off the async threads; `what` names
+/// it in the error when no thread could run it or it panicked.
+pub(crate) async fn in_lane_blocking<R: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, QueryFailure> {
+    let failed = |e: &dyn std::fmt::Display| QueryFailure::Internal(format!("{what}: {e}"));
+    ignis_query::lane::current()
+        .spawn_blocking(f)
+        .map_err(|e| failed(&e))?
+        .await
+        .map_err(|e| failed(&e))
+}
+
 /// Runs `msg` on a blocking thread of its lane.
 pub(crate) async fn merge<R: Send + 'static>(msg: RunQuery<R>) -> Result<R, QueryFailure> {
     msg.lane

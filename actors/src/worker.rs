@@ -25,7 +25,7 @@ use crate::peer::protocol::{
     WireSelection, WireSeriesGroup, WireSeriesPlan,
 };
 use crate::peer::{Peer, PeerError};
-use crate::querier::QueryFailure;
+use crate::querier::{QueryFailure, in_lane_blocking};
 use crate::scheduler::Scheduler;
 
 /// How long a worker's request for work waits at the scheduler.
@@ -176,17 +176,16 @@ pub(crate) async fn merges_of(
 ) -> Result<Vec<MergedStacks>, QueryFailure> {
     match answer {
         SubAnswer::Failed(f) => Err(QueryFailure::from(f)),
-        SubAnswer::Merged(parts) if parts.len() == selections => lane::current()
-            .spawn_blocking(move || {
+        SubAnswer::Merged(parts) if parts.len() == selections => {
+            in_lane_blocking("decoding merges", move || {
                 parts
                     .iter()
                     .map(|p| MergedStacks::decode(p))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| QueryFailure::Internal(format!("a querier's merge: {e}")))
             })
-            .map_err(|e| QueryFailure::Internal(format!("decoding merges: {e}")))?
-            .await
-            .map_err(|e| QueryFailure::Internal(format!("decoding merges: {e}")))?,
+            .await?
+        }
         SubAnswer::Merged(parts) => Err(QueryFailure::Internal(format!(
             "a querier answered {} merges for {selections} selections",
             parts.len()
@@ -299,19 +298,14 @@ async fn answer(tenants: &Tenants, query: SubQuery) -> Result<SubAnswer, QueryFa
                 .collect::<Vec<MergedStacks>>())
         })
         .await?;
-    let encoding =
-        |e: &dyn std::fmt::Display| QueryFailure::Internal(format!("encoding merges: {e}"));
-    let parts = lane::current()
-        .spawn_blocking(move || {
-            merged
-                .iter()
-                .map(MergedStacks::encode)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|e| encoding(&e))?
-        .await
-        .map_err(|e| encoding(&e))?
-        .map_err(|e| encoding(&e))?;
+    let parts = in_lane_blocking("encoding merges", move || {
+        merged
+            .iter()
+            .map(MergedStacks::encode)
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?
+    .map_err(|e| QueryFailure::Internal(format!("encoding merges: {e}")))?;
     Ok(SubAnswer::Merged(parts))
 }
 

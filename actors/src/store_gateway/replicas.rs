@@ -38,7 +38,7 @@ use ignis_storage::block::{BlockMeta, RollupPlan};
 
 use super::StoreGateway;
 use super::reads::{CONCURRENT_BLOCK_READS, on_executor};
-use crate::querier::QueryFailure;
+use crate::querier::{QueryFailure, in_lane_blocking};
 
 /// One block of a group: its time bounds and what ranks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,15 +306,11 @@ impl StoreGateway {
         // Off the caller's thread (the store-gateway's, which every
         // tenant's queries pass through) and in the query's lane: deciding
         // a long range of replicated blocks takes milliseconds of CPU.
-        let task = |e: &dyn std::fmt::Display| {
-            QueryFailure::Internal(format!("deciding replicated cells: {e}"))
-        };
         let decide_plan = plan.clone();
-        let (decisions, tally) = ignis_query::lane::current()
-            .spawn_blocking(move || decide(&contest, &keys, &decide_plan))
-            .map_err(|e| task(&e))?
-            .await
-            .map_err(|e| task(&e))?;
+        let (decisions, tally) = in_lane_blocking("deciding replicated cells", move || {
+            decide(&contest, &keys, &decide_plan)
+        })
+        .await?;
         let counts = [
             ("rollup", tally.rollup),
             ("skipped", tally.skipped),
