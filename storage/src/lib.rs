@@ -10,6 +10,7 @@ pub mod attime;
 pub mod block;
 pub mod flat;
 pub mod head;
+pub mod id_map;
 pub mod interner;
 pub mod labels;
 pub mod profile_id;
@@ -31,6 +32,7 @@ pub use flat::{FlatError, FlatProfile, Truncation};
 pub use head::{
     Head, HeadStats, InsertStats, ProfileRow, RowParts, Series, SeriesSplit, SplitProfile,
 };
+pub use id_map::IdMap;
 pub use labels::{Labels, names};
 pub use profile_id::{ProfileId, ProfileIdError};
 pub use profile_type::{ProfileType, ProfileTypeError};

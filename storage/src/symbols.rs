@@ -6,6 +6,7 @@
 use hashbrown::HashMap;
 
 use crate::flat::FlatProfile;
+use crate::id_map::IdMap;
 use crate::interner::{Interner, Weigh};
 
 /// A function, with its strings as string-table ids.
@@ -139,49 +140,6 @@ impl PprofImport {
         self.locations
             .get(id)
             .ok_or(SymbolError::UnknownLocation(id))
-    }
-}
-
-/// pprof ids (functions, mappings, locations) to table ids: an array when
-/// the ids are about dense (as every pprof writer numbers them, 1..=n),
-/// a map otherwise; a lookup per stack frame stays an index.
-struct IdMap {
-    dense: Vec<u32>,
-    sparse: HashMap<u64, u32>,
-}
-
-impl IdMap {
-    /// Absent from `dense`.
-    const NONE: u32 = u32::MAX;
-
-    /// A map for `count` ids, the largest `max_id`.
-    fn new(count: usize, max_id: u64) -> Self {
-        let dense_len = if max_id <= (count as u64).saturating_mul(2).saturating_add(64) {
-            max_id as usize + 1
-        } else {
-            0
-        };
-        Self {
-            dense: vec![Self::NONE; dense_len],
-            sparse: HashMap::new(),
-        }
-    }
-
-    fn insert(&mut self, id: u64, to: u32) {
-        match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
-            Some(slot) => *slot = to,
-            None => {
-                self.sparse.insert(id, to);
-            }
-        }
-    }
-
-    fn get(&self, id: u64) -> Option<u32> {
-        match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
-            Some(&v) if v != Self::NONE => Some(v),
-            Some(_) => None,
-            None => self.sparse.get(&id).copied(),
-        }
     }
 }
 

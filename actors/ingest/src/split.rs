@@ -4,10 +4,12 @@
 //! as Pyroscope labels them (`__profile_type__`, `__type__`, `__unit__`, …).
 
 // foldhash (hashbrown's default), not SipHash: this runs for every pushed profile.
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use ignis_storage::proto::google::v1 as pprof;
-use ignis_storage::{FlatProfile, Labels, ProfileId, SeriesSplit, SplitProfile, Truncation, names};
+use ignis_storage::{
+    FlatProfile, IdMap, Labels, ProfileId, SeriesSplit, SplitProfile, Truncation, names,
+};
 
 use super::error::{IngestError, Reason};
 use super::limits::Limits;
@@ -278,12 +280,24 @@ fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result
             ),
         ));
     }
-    let function_ids: HashSet<u64> = p.functions().iter().map(|f| f.id).collect();
-    let location_ids: HashSet<u64> = p.locations().map(|l| l.id).collect();
-    if function_ids.contains(&0) {
+    // Every pprof writer numbers ids 1..=n: the sets are arrays then, and
+    // a check per stack frame an index.
+    let max = |ids: &mut dyn Iterator<Item = u64>| ids.max().unwrap_or(0);
+    let mut function_ids = IdMap::new(
+        p.functions().len(),
+        max(&mut p.functions().iter().map(|f| f.id)),
+    );
+    for f in p.functions() {
+        function_ids.insert(f.id, 0);
+    }
+    let mut location_ids = IdMap::new(p.location_count(), max(&mut p.locations().map(|l| l.id)));
+    for l in p.locations() {
+        location_ids.insert(l.id, 0);
+    }
+    if function_ids.contains(0) {
         return Err(IngestError::malformed("function id is 0"));
     }
-    if location_ids.contains(&0) {
+    if location_ids.contains(0) {
         return Err(IngestError::malformed("location id is 0"));
     }
     let ntypes = p.sample_types().len();
@@ -320,7 +334,7 @@ fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result
             if id == 0 {
                 return Err(IngestError::malformed("location id is 0"));
             }
-            if !location_ids.contains(&id) {
+            if !location_ids.contains(id) {
                 return Err(IngestError::malformed(format!(
                     "sample references unknown location id {id}"
                 )));
@@ -330,7 +344,7 @@ fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result
     }
     for l in p.locations() {
         for line in l.lines {
-            if !function_ids.contains(&line.function_id) {
+            if !function_ids.contains(line.function_id) {
                 return Err(IngestError::malformed(format!(
                     "location {} references unknown function id {}",
                     l.id, line.function_id
@@ -523,4 +537,111 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use prost::Message;
+
+    use super::*;
+
+    /// The Go CPU fixture, decoded with prost so tests can change it.
+    fn go_cpu() -> pprof::Profile {
+        let gz = std::fs::read(crate::fixtures::fixtures_dir().join("go/cpu.pb.gz"))
+            .expect("the shared fixtures are beside the repository");
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut plain)
+            .unwrap();
+        pprof::Profile::decode(plain.as_slice()).unwrap()
+    }
+
+    fn split(p: &pprof::Profile) -> Result<Option<SplitProfile>, IngestError> {
+        let mut labels = Labels::default();
+        labels.insert(names::METRIC_NAME, "process_cpu");
+        let input = SplitInput {
+            labels,
+            fallback_time_ns: 1_700_000_000_000_000_000,
+            now_ns: 1_700_000_000_000_000_000,
+        };
+        split_proto(p, input, &Limits::default())
+    }
+
+    /// What a split keeps: each series' sample count and value sum.
+    fn shape(s: &SplitProfile) -> Vec<(usize, i64)> {
+        s.series
+            .iter()
+            .map(|series| {
+                let sum = series
+                    .samples
+                    .iter()
+                    .map(|&i| s.profile.sample(i as usize).unwrap().values[series.value_index])
+                    .sum();
+                (series.samples.len(), sum)
+            })
+            .collect()
+    }
+
+    /// Ids far apart (not 1..=n, so the checks take their map path) split
+    /// exactly as the same profile numbered densely.
+    #[test]
+    fn sparse_ids_split_as_dense_ones() {
+        let dense = go_cpu();
+        let want = shape(&split(&dense).unwrap().unwrap());
+        assert!(!want.is_empty());
+        let mut sparse = dense.clone();
+        let far = |id: u64| id * (1 << 30) + 7;
+        for f in &mut sparse.function {
+            f.id = far(f.id);
+        }
+        for l in &mut sparse.location {
+            l.id = far(l.id);
+            for line in &mut l.line {
+                line.function_id = far(line.function_id);
+            }
+        }
+        for s in &mut sparse.sample {
+            for id in &mut s.location_id {
+                *id = far(*id);
+            }
+        }
+        assert_eq!(shape(&split(&sparse).unwrap().unwrap()), want);
+    }
+
+    /// References to ids the profile does not hold are refused, dense or
+    /// sparse, with the id named.
+    #[test]
+    fn unknown_locations_and_functions_are_refused() {
+        let p = go_cpu();
+        let max_loc = p.location.iter().map(|l| l.id).max().unwrap();
+        let max_fn = p.function.iter().map(|f| f.id).max().unwrap();
+        for unknown in [max_loc + 1, max_loc + 100, 1 << 40, u64::MAX] {
+            let mut bad = p.clone();
+            bad.sample[3].location_id[0] = unknown;
+            let err = split(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("unknown location id {unknown}")),
+                "{err}"
+            );
+        }
+        for unknown in [max_fn + 1, 1 << 40] {
+            let mut bad = p.clone();
+            bad.location[5].line[0].function_id = unknown;
+            let err = split(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("unknown function id {unknown}")),
+                "{err}"
+            );
+        }
+        let mut zero = p.clone();
+        zero.sample[0].location_id[1] = 0;
+        assert!(
+            split(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("location id is 0")
+        );
+    }
 }
