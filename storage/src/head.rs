@@ -696,6 +696,77 @@ mod tests {
         assert_eq!(s.profiles_in(6, 10).len(), 1);
     }
 
+    /// Every way a series can list its samples (all of them, ascending; one;
+    /// unsorted; one listed twice; none) gives rows sorted by stack with each
+    /// stack's values summed (values are distinct powers of two, so equal
+    /// sums mean equal sample sets).
+    #[test]
+    fn series_rows_are_sorted_by_stack_however_the_samples_are_listed() {
+        // Six samples over three stacks: leaf 1; leaves 2,1; leaf 2.
+        let mut p = tiny_profile();
+        p.sample_type = vec![pprof::ValueType::default(); 2];
+        let stacks: [&[u64]; 6] = [&[2, 1], &[1], &[2], &[1], &[2, 1], &[2]];
+        p.sample = stacks
+            .iter()
+            .enumerate()
+            .map(|(i, l)| pprof::Sample {
+                location_id: l.to_vec(),
+                value: vec![1 << i, 100 + i as i64],
+                label: vec![],
+            })
+            .collect();
+        let lists: [&[u32]; 5] = [&[0, 1, 2, 3, 4, 5], &[5], &[4, 0, 3], &[1, 1, 2], &[]];
+        let mut head = Head::new();
+        let series: Vec<SeriesSplit> = lists
+            .iter()
+            .enumerate()
+            .flat_map(|(n, list)| {
+                (0..2).map(move |value_index| SeriesSplit {
+                    labels: Labels::from_pairs([
+                        ("n", n.to_string()),
+                        ("v", value_index.to_string()),
+                    ]),
+                    value_index,
+                    samples: list.to_vec(),
+                })
+            })
+            .collect();
+        head.insert(&SplitProfile {
+            profile_id: ProfileId::from_key(1),
+            profile: FlatProfile::from_proto(&p).unwrap(),
+            timestamp_ns: 10,
+            series,
+        })
+        .unwrap();
+        // Each sample's stack, by its pprof location ids.
+        let stack_of = |i: usize| -> Vec<u64> { stacks[i].to_vec() };
+        for (n, list) in lists.iter().enumerate() {
+            for value_index in 0..2 {
+                let labels =
+                    Labels::from_pairs([("n", n.to_string()), ("v", value_index.to_string())]);
+                let got = head.series().iter().find(|s| s.labels == labels);
+                let mut want: std::collections::BTreeMap<Vec<u64>, i64> = Default::default();
+                for &i in *list {
+                    *want.entry(stack_of(i as usize)).or_default() +=
+                        p.sample[i as usize].value[value_index];
+                }
+                let Some(series) = got else {
+                    assert!(want.is_empty(), "series {n}/{value_index} missing");
+                    continue;
+                };
+                let row = &series.profiles[0];
+                assert!(row.stacks.is_sorted_by(|a, b| a < b), "{:?}", row.stacks);
+                assert_eq!(row.stacks.len(), want.len());
+                let mut got_sums: Vec<i64> = row.values.to_vec();
+                let mut want_sums: Vec<i64> = want.values().copied().collect();
+                got_sums.sort_unstable();
+                want_sums.sort_unstable();
+                assert_eq!(got_sums, want_sums, "series {n}/{value_index}");
+                assert_eq!(row.total, want.values().sum::<i64>());
+            }
+        }
+    }
+
     #[test]
     fn a_profile_sent_again_with_its_id_is_stored_once() {
         let mut head = Head::new();
