@@ -738,16 +738,14 @@ mod tests {
             series,
         })
         .unwrap();
-        // Each sample's stack, by its pprof location ids.
-        let stack_of = |i: usize| -> Vec<u64> { stacks[i].to_vec() };
         for (n, list) in lists.iter().enumerate() {
             for value_index in 0..2 {
                 let labels =
                     Labels::from_pairs([("n", n.to_string()), ("v", value_index.to_string())]);
                 let got = head.series().iter().find(|s| s.labels == labels);
-                let mut want: std::collections::BTreeMap<Vec<u64>, i64> = Default::default();
+                let mut want: std::collections::BTreeMap<&[u64], i64> = Default::default();
                 for &i in *list {
-                    *want.entry(stack_of(i as usize)).or_default() +=
+                    *want.entry(stacks[i as usize]).or_default() +=
                         p.sample[i as usize].value[value_index];
                 }
                 let Some(series) = got else {

@@ -15,7 +15,7 @@ impl IdMap {
     const NONE: u32 = u32::MAX;
 
     /// A map for `count` ids, the largest `max_id`.
-    pub fn new(count: usize, max_id: u64) -> Self {
+    fn new(count: usize, max_id: u64) -> Self {
         let dense_len = if max_id <= (count as u64).saturating_mul(2).saturating_add(64) {
             max_id as usize + 1
         } else {
@@ -25,6 +25,12 @@ impl IdMap {
             dense: vec![Self::NONE; dense_len],
             sparse: HashMap::new(),
         }
+    }
+
+    /// An empty map sized for `ids` (their count and the largest).
+    pub fn sized_for(ids: impl Iterator<Item = u64>) -> Self {
+        let (count, max_id) = ids.fold((0, 0), |(n, max), id| (n + 1, id.max(max)));
+        Self::new(count, max_id)
     }
 
     /// Maps `id` to `to`.
@@ -60,8 +66,7 @@ mod tests {
     fn dense_and_sparse_ids_map_alike() {
         // 1..=n (an array), and ids far apart (a hash map).
         for ids in [vec![1u64, 2, 3, 4], vec![7, 1 << 40, u64::MAX, 3]] {
-            let max = *ids.iter().max().unwrap();
-            let mut m = IdMap::new(ids.len(), max);
+            let mut m = IdMap::sized_for(ids.iter().copied());
             for (k, &id) in ids.iter().enumerate() {
                 m.insert(id, k as u32);
             }

@@ -214,11 +214,7 @@ impl SymbolTable {
                 .get_or_insert_with(|| st.lookup(s).unwrap_or_else(|| st.intern(s.to_string()))))
         };
 
-        let max_id = |ids: &mut dyn Iterator<Item = u64>| ids.max().unwrap_or(0);
-        let mut functions = IdMap::new(
-            p.functions().len(),
-            max_id(&mut p.functions().iter().map(|f| f.id)),
-        );
+        let mut functions = IdMap::sized_for(p.functions().iter().map(|f| f.id));
         for f in p.functions() {
             if f.id == 0 {
                 return Err(SymbolError::FunctionIdZero);
@@ -231,10 +227,7 @@ impl SymbolTable {
             };
             functions.insert(f.id, self.functions.intern(func));
         }
-        let mut mappings = IdMap::new(
-            p.mappings().len(),
-            max_id(&mut p.mappings().iter().map(|m| m.id)),
-        );
+        let mut mappings = IdMap::sized_for(p.mappings().iter().map(|m| m.id));
         for m in p.mappings() {
             let mapping = Mapping {
                 memory_start: m.memory_start,
@@ -249,8 +242,7 @@ impl SymbolTable {
             };
             mappings.insert(m.id, self.mappings.intern(mapping) + 1);
         }
-        let mut locations =
-            IdMap::new(p.location_count(), max_id(&mut p.locations().map(|l| l.id)));
+        let mut locations = IdMap::sized_for(p.locations().map(|l| l.id));
         let mut lines = Vec::new();
         for l in p.locations() {
             if l.id == 0 {

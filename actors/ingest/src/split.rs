@@ -282,15 +282,11 @@ fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result
     }
     // Every pprof writer numbers ids 1..=n: the sets are arrays then, and
     // a check per stack frame an index.
-    let max = |ids: &mut dyn Iterator<Item = u64>| ids.max().unwrap_or(0);
-    let mut function_ids = IdMap::new(
-        p.functions().len(),
-        max(&mut p.functions().iter().map(|f| f.id)),
-    );
+    let mut function_ids = IdMap::sized_for(p.functions().iter().map(|f| f.id));
     for f in p.functions() {
         function_ids.insert(f.id, 0);
     }
-    let mut location_ids = IdMap::new(p.location_count(), max(&mut p.locations().map(|l| l.id)));
+    let mut location_ids = IdMap::sized_for(p.locations().map(|l| l.id));
     for l in p.locations() {
         location_ids.insert(l.id, 0);
     }
@@ -541,8 +537,6 @@ pub fn validate_labels(labels: &Labels, limits: &Limits) -> Result<(), IngestErr
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use prost::Message;
 
     use super::*;
@@ -551,10 +545,7 @@ mod tests {
     fn go_cpu() -> pprof::Profile {
         let gz = std::fs::read(crate::fixtures::fixtures_dir().join("go/cpu.pb.gz"))
             .expect("the shared fixtures are beside the repository");
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
-            .read_to_end(&mut plain)
-            .unwrap();
+        let plain = crate::gzip::gunzip(&gz, 64 << 20, "fixture").unwrap();
         pprof::Profile::decode(plain.as_slice()).unwrap()
     }
 
