@@ -1,16 +1,17 @@
 //! The appending side of the WAL: the open segment file, what every segment
 //! holds, and which records each stream has left after its truncations.
 //!
-//! Records go to the end of the open segment with one `write` each (the
-//! page cache holds them until a sync), so a record costs its bytes once on
-//! disk. A segment is closed past a size and a new one started; a closed
-//! segment is deleted once every stream it holds was truncated past its
-//! records. Syncing is not done here: [`SyncFiles`] names the files a sync
-//! must cover.
+//! Records go after the last one in the open segment with one `write` each
+//! (the page cache holds them until a sync), so a record costs its bytes
+//! once on disk. A segment is closed past a size and a new one started, from
+//! a zero-filled [`Spare`] prepared in the background once the open one is
+//! half full (so a sync need not grow the file); a closed segment is deleted
+//! once every stream it holds was truncated past its records. Syncing is not
+//! done here: [`SyncFiles`] names the files a sync must cover.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,7 @@ use super::WalError;
 use super::segment::{
     SEGMENT_MAGIC, SegmentEnd, encode_frame, parse_segment_name, read_segment, segment_name,
 };
+use super::spare::Spare;
 
 /// The default size past which the open segment is closed.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -79,7 +81,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 struct OpenSegment {
     first_seq: u64,
     file: Arc<File>,
+    /// Where the next record goes (the bytes written so far).
     len: u64,
+    /// A spare was asked for while this segment is open.
+    spare_asked: bool,
 }
 
 /// What a segment holds: the last sequence number of each stream in it.
@@ -113,6 +118,8 @@ pub(super) struct SegmentLog {
     /// The next record's sequence number.
     next_seq: u64,
     files: Arc<SyncFiles>,
+    /// The next segment, made ahead.
+    spare: Spare,
 }
 
 impl SegmentLog {
@@ -134,6 +141,7 @@ impl SegmentLog {
             marks,
             next_seq: 0,
             files: Arc::new(SyncFiles::new(dir.to_path_buf())),
+            spare: Spare::new(dir),
         };
         let mut stats = OpenStats::default();
         for first_seq in list_segments(dir)? {
@@ -220,7 +228,7 @@ impl SegmentLog {
         let Some(open) = self.open.as_mut() else {
             return Err(WalError::Sync("no open segment".into()));
         };
-        if let Err(e) = (&*open.file).write_all(&self.buf) {
+        if let Err(e) = open.file.write_all_at(&self.buf, open.len) {
             // Cut a partial write off so the segment stays whole; if even
             // that fails, the next append starts a new segment.
             if open.file.set_len(open.len).is_err() {
@@ -229,6 +237,10 @@ impl SegmentLog {
             return Err(io_error("write a record", e));
         }
         open.len += self.buf.len() as u64;
+        if !open.spare_asked && open.len >= self.segment_bytes / 2 {
+            open.spare_asked = true;
+            self.spare.prepare(self.segment_bytes);
+        }
         let first_seq = open.first_seq;
         self.next_seq += 1;
         let streams = self.segments.entry(first_seq).or_default();
@@ -249,12 +261,18 @@ impl SegmentLog {
 
     fn start_segment(&mut self, first_seq: u64) -> Result<(), WalError> {
         let path = self.dir.join(segment_name(first_seq));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error("create a segment", e))?;
-        if let Err(e) = file.write_all(SEGMENT_MAGIC) {
+        let file = match self.spare.take() {
+            Some((file, spare)) => match std::fs::rename(&spare, &path) {
+                Ok(()) => file,
+                Err(e) => {
+                    tracing::warn!(spare = %spare.display(), error = %e, "cannot use a prepared WAL segment");
+                    remove_segment(&spare);
+                    create_segment(&path)?
+                }
+            },
+            None => create_segment(&path)?,
+        };
+        if let Err(e) = file.write_all_at(SEGMENT_MAGIC, 0) {
             remove_segment(&path);
             return Err(io_error("write a segment header", e));
         }
@@ -265,8 +283,15 @@ impl SegmentLog {
             first_seq,
             file,
             len: SEGMENT_MAGIC.len() as u64,
+            spare_asked: false,
         });
         Ok(())
+    }
+
+    /// Waits until no spare segment is being prepared (tests).
+    #[cfg(test)]
+    pub(super) fn settle_spare(&self) {
+        self.spare.settle();
     }
 
     /// Truncates `stream` through `seq`: returns how many of its records
@@ -322,6 +347,15 @@ impl SegmentLog {
     pub(super) fn len(&self) -> usize {
         self.live.values().map(VecDeque::len).sum()
     }
+}
+
+/// Creates an empty segment file at `path`.
+fn create_segment(path: &Path) -> Result<File, WalError> {
+    OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error("create a segment", e))
 }
 
 /// Deletes a segment file; one already gone is fine, another failure is

@@ -11,6 +11,7 @@
 mod group;
 mod log;
 mod segment;
+mod spare;
 #[cfg(test)]
 mod tests;
 

@@ -5,7 +5,9 @@
 //! A segment is named by the sequence number of its first record
 //! (`<seq, 20 digits>.seg`) and starts with [`SEGMENT_MAGIC`]. A frame is
 //! `len: u32 LE | crc32(payload): u32 LE | payload`, the payload
-//! `seq: u64 LE | stream length: u16 LE | stream | record`.
+//! `seq: u64 LE | stream length: u16 LE | stream | record`. A segment made
+//! ahead of time is zeros past its last record: a frame header of zeros
+//! followed by nothing but zeros ends it cleanly (no frame is that short).
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
@@ -111,6 +113,13 @@ pub(super) fn read_segment<E: From<std::io::Error>>(
         let mut header = [0u8; FRAME_HEADER];
         match read_full(&mut reader, &mut header)? {
             0 => return Ok(SegmentEnd::Clean),
+            n if header[..n].iter().all(|&b| b == 0) => {
+                return if rest_is_zeros(&mut reader)? {
+                    Ok(SegmentEnd::Clean)
+                } else {
+                    torn("zeros where a frame header should be, then more data".into())
+                };
+            }
             n if n < FRAME_HEADER => return torn(format!("a frame header cut after {n} bytes")),
             _ => {}
         }
@@ -143,6 +152,20 @@ pub(super) fn read_segment<E: From<std::io::Error>>(
             record: &payload[PAYLOAD_HEADER + stream_len..],
         })?;
         offset += (FRAME_HEADER + len) as u64;
+    }
+}
+
+/// Reads `reader` to its end; says whether every byte was zero.
+fn rest_is_zeros(reader: &mut impl Read) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = read_full(reader, &mut chunk)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        if n < chunk.len() {
+            return Ok(true);
+        }
     }
 }
 
@@ -235,6 +258,26 @@ mod tests {
         let (read_back, end) = read(&path);
         assert_eq!(read_back.len(), 2);
         assert!(matches!(end, SegmentEnd::Torn { reason, .. } if reason.contains("checksum")));
+        // Zeros after the last frame (a segment made ahead) end it cleanly,
+        // however many; zeros and then data are damage.
+        for zeros in [1, 7, 8, 9, 200_000] {
+            let mut padded = bytes.clone();
+            padded.resize(bytes.len() + zeros, 0);
+            File::create(&path).unwrap().write_all(&padded).unwrap();
+            assert_eq!(
+                read(&path),
+                (want.clone(), SegmentEnd::Clean),
+                "{zeros} zeros"
+            );
+            padded.push(1);
+            File::create(&path).unwrap().write_all(&padded).unwrap();
+            let (read_back, end) = read(&path);
+            assert_eq!(read_back, want, "{zeros} zeros, then data");
+            assert!(
+                matches!(&end, SegmentEnd::Torn { offset, .. } if *offset == bytes.len() as u64),
+                "{zeros} zeros, then data: {end:?}"
+            );
+        }
         // A file without the header holds nothing.
         File::create(&path).unwrap().write_all(b"IGNWAL").unwrap();
         assert!(matches!(read(&path), (r, SegmentEnd::Torn { offset: 0, .. }) if r.is_empty()));
