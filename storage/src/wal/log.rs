@@ -25,10 +25,13 @@ use super::spare::Spare;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// The files a sync must cover: the open segment, segments closed since the
-/// last sync, and the directory when a segment was created in it.
+/// last sync, and the directory when a segment was created or renamed into it.
 pub(super) struct SyncFiles {
     dir: PathBuf,
     pending: Mutex<Pending>,
+    /// Held through a whole sync: a second caller must not return while the
+    /// first still syncs what both depend on (the directory).
+    syncing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -43,26 +46,42 @@ impl SyncFiles {
         Self {
             dir,
             pending: Mutex::new(Pending::default()),
+            syncing: Mutex::new(()),
         }
     }
 
     /// Makes every record written before this call durable: syncs the data
     /// of the open segment and the segments closed since the last sync, and
-    /// the directory if a segment was created since.
+    /// the directory if a segment was created or renamed since. What a
+    /// failed sync did not cover is left for the next one.
     pub(super) fn sync(&self) -> std::io::Result<()> {
-        let (files, dir_changed) = {
+        let _syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        let (closed, current, dir_changed) = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let mut files = std::mem::take(&mut p.closed);
-            files.extend(p.current.clone());
-            (files, std::mem::take(&mut p.dir_changed))
+            (
+                std::mem::take(&mut p.closed),
+                p.current.clone(),
+                std::mem::take(&mut p.dir_changed),
+            )
         };
-        for f in &files {
-            f.sync_data()?;
+        let synced = closed
+            .iter()
+            .chain(current.iter())
+            .try_for_each(|f| f.sync_data())
+            .and_then(|()| {
+                if dir_changed {
+                    sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if synced.is_err() {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.dir_changed |= dir_changed;
+            let newer = std::mem::replace(&mut p.closed, closed);
+            p.closed.extend(newer);
         }
-        if dir_changed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        synced
     }
 
     fn opened(&self, file: Arc<File>) {
@@ -160,16 +179,25 @@ impl SegmentLog {
                 Ok(())
             })
             .map_err(|e| io_error(&format!("read {}", path.display()), e))?;
-            if let SegmentEnd::Torn { offset, reason } = end {
+            let cut_at = match end {
+                SegmentEnd::Clean => None,
+                // A segment made ahead and never filled: its zeros go (no
+                // record is ever appended to a segment found at open).
+                SegmentEnd::Zeros { offset } => Some(offset),
                 // Only a write a crash interrupted ends a segment early: it
                 // was never acknowledged. Later writes start a new segment.
-                tracing::warn!(segment = %path.display(), offset, reason, "WAL segment ends in a torn record; cutting it there");
+                SegmentEnd::Torn { offset, reason } => {
+                    tracing::warn!(segment = %path.display(), offset, reason, "WAL segment ends in a torn record; cutting it there");
+                    stats.torn += 1;
+                    Some(offset)
+                }
+            };
+            if let Some(offset) = cut_at {
                 let cut = OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .and_then(|f| f.set_len(offset.max(SEGMENT_MAGIC.len() as u64)));
-                cut.map_err(|e| io_error("cut a torn segment", e))?;
-                stats.torn += 1;
+                cut.map_err(|e| io_error("cut a segment's tail", e))?;
             }
             log.segments.insert(first_seq, streams);
         }
@@ -229,10 +257,13 @@ impl SegmentLog {
             return Err(WalError::Sync("no open segment".into()));
         };
         if let Err(e) = open.file.write_all_at(&self.buf, open.len) {
-            // Cut a partial write off so the segment stays whole; if even
-            // that fails, the next append starts a new segment.
+            // Cut a partial write off so the segment stays whole (a made-
+            // ahead segment loses its zeros: it grows from there); if even
+            // that fails, the next append starts a new segment, under a name
+            // of its own (this record's number is not used again).
             if open.file.set_len(open.len).is_err() {
                 self.open = None;
+                self.next_seq += 1;
             }
             return Err(io_error("write a record", e));
         }
@@ -262,7 +293,7 @@ impl SegmentLog {
     fn start_segment(&mut self, first_seq: u64) -> Result<(), WalError> {
         let path = self.dir.join(segment_name(first_seq));
         let file = match self.spare.take() {
-            Some((file, spare)) => match std::fs::rename(&spare, &path) {
+            Some((file, spare)) => match rename_new(&spare, &path) {
                 Ok(()) => file,
                 Err(e) => {
                     tracing::warn!(spare = %spare.display(), error = %e, "cannot use a prepared WAL segment");
@@ -347,6 +378,17 @@ impl SegmentLog {
     pub(super) fn len(&self) -> usize {
         self.live.values().map(VecDeque::len).sum()
     }
+}
+
+/// Renames `from` to `to`, refusing to replace a file already there.
+fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        ));
+    }
+    std::fs::rename(from, to)
 }
 
 /// Creates an empty segment file at `path`.

@@ -80,6 +80,12 @@ pub(super) struct Frame<'a> {
 pub(super) enum SegmentEnd {
     /// Every byte belonged to a whole record.
     Clean,
+    /// Whole records up to `offset`, zeros after it (a segment made ahead,
+    /// never filled).
+    Zeros {
+        /// Where the zeros start.
+        offset: u64,
+    },
     /// The bytes from `offset` on are not a whole record (a write a crash
     /// interrupted, or damage): `reason` says what is wrong.
     Torn {
@@ -115,7 +121,7 @@ pub(super) fn read_segment<E: From<std::io::Error>>(
             0 => return Ok(SegmentEnd::Clean),
             n if header[..n].iter().all(|&b| b == 0) => {
                 return if rest_is_zeros(&mut reader)? {
-                    Ok(SegmentEnd::Clean)
+                    Ok(SegmentEnd::Zeros { offset })
                 } else {
                     torn("zeros where a frame header should be, then more data".into())
                 };
@@ -258,7 +264,7 @@ mod tests {
         let (read_back, end) = read(&path);
         assert_eq!(read_back.len(), 2);
         assert!(matches!(end, SegmentEnd::Torn { reason, .. } if reason.contains("checksum")));
-        // Zeros after the last frame (a segment made ahead) end it cleanly,
+        // Zeros after the last frame (a segment made ahead) end it,
         // however many; zeros and then data are damage.
         for zeros in [1, 7, 8, 9, 200_000] {
             let mut padded = bytes.clone();
@@ -266,7 +272,12 @@ mod tests {
             File::create(&path).unwrap().write_all(&padded).unwrap();
             assert_eq!(
                 read(&path),
-                (want.clone(), SegmentEnd::Clean),
+                (
+                    want.clone(),
+                    SegmentEnd::Zeros {
+                        offset: bytes.len() as u64
+                    }
+                ),
                 "{zeros} zeros"
             );
             padded.push(1);

@@ -9,7 +9,9 @@
 //! 163–189 µs of wall time per sync appending against 35 µs and 85–94 µs
 //! overwriting zeros (`fallocate` alone, whose extents are converted as they
 //! are written, 55 µs and 137 µs). The price is writing each segment's bytes
-//! twice, zeros first, off the acknowledgement's path.
+//! twice, zeros first, off the acknowledgement's path. The first segment
+//! after an open always grows as it is written: no spare is made before a
+//! segment is half full (a node that writes little never makes one).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -38,6 +40,12 @@ enum State {
     Preparing,
     /// A spare is ready: its file and its path.
     Ready(File, PathBuf),
+    /// The WAL is gone: a spare still being filled is deleted.
+    Closed,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The spare segment of one WAL directory.
@@ -60,7 +68,7 @@ impl Spare {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Starts filling a spare of `bytes` in the background, unless one is
@@ -114,9 +122,26 @@ impl Spare {
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        // A thread still filling one deletes it itself (its slot is gone).
-        if let Some((_, path)) = self.take() {
+        // A thread still filling one stops and deletes it (it finds Closed).
+        if let State::Ready(_, path) = std::mem::replace(&mut *self.lock(), State::Closed) {
             super::log::remove_segment(&path);
+        }
+    }
+}
+
+/// Leaves the state `Idle` (retrying later) if the filling thread ends
+/// without having set it, a panic included.
+struct Unstick<'a>(&'a Weak<Mutex<State>>);
+
+impl Drop for Unstick<'_> {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.upgrade() {
+            let mut state = lock(&state);
+            if matches!(&*state, State::Preparing) {
+                *state = State::Idle {
+                    retry_after: Some(Instant::now() + RETRY_AFTER),
+                };
+            }
         }
     }
 }
@@ -124,25 +149,30 @@ impl Drop for Spare {
 /// Fills a new file at `path` with `bytes` zeros, syncs it, and hands it to
 /// `slot`; deletes it if the WAL is gone meanwhile or a step fails.
 fn fill(path: PathBuf, bytes: u64, slot: Weak<Mutex<State>>) {
-    let made = zero_file(&path, bytes);
-    let Some(state) = slot.upgrade() else {
-        super::log::remove_segment(&path);
-        return;
-    };
-    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-    *state = match made {
-        Ok(file) => State::Ready(file, path),
-        Err(e) => {
-            tracing::warn!(spare = %path.display(), error = %e, "cannot prepare a WAL segment ahead; the next one is appended to as it grows");
-            super::log::remove_segment(&path);
-            State::Idle {
-                retry_after: Some(Instant::now() + RETRY_AFTER),
+    let _unstick = Unstick(&slot);
+    let made = zero_file(&path, bytes, &slot);
+    if let Some(state) = slot.upgrade() {
+        let mut state = lock(&state);
+        match (&*state, made) {
+            (State::Preparing, Ok(file)) => {
+                *state = State::Ready(file, path);
+                return;
             }
+            (State::Preparing, Err(e)) => {
+                tracing::warn!(spare = %path.display(), error = %e, "cannot prepare a WAL segment ahead; the next one grows as it is written");
+                *state = State::Idle {
+                    retry_after: Some(Instant::now() + RETRY_AFTER),
+                };
+            }
+            _ => {}
         }
-    };
+    }
+    super::log::remove_segment(&path);
 }
 
-fn zero_file(path: &Path, bytes: u64) -> std::io::Result<File> {
+/// Writes `bytes` zeros to a new file at `path` and syncs it; stops early
+/// once the WAL is gone.
+fn zero_file(path: &Path, bytes: u64, slot: &Weak<Mutex<State>>) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .create_new(true)
         .read(true)
@@ -154,6 +184,9 @@ fn zero_file(path: &Path, bytes: u64) -> std::io::Result<File> {
     let zeros = vec![0u8; ZERO_CHUNK];
     let mut at = 0;
     while at < bytes {
+        if slot.strong_count() == 0 {
+            return Err(std::io::Error::other("the WAL was closed"));
+        }
         let n = (bytes - at).min(ZERO_CHUNK as u64) as usize;
         file.write_all_at(&zeros[..n], at)?;
         file.sync_data()?;

@@ -66,71 +66,80 @@ fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Past half a segment a zero-filled spare is made in the background; the
 /// next segment is that file, already at its full size, and records written
-/// over its zeros replay exactly, after a clean stop and after a torn write.
+/// over its zeros replay exactly; a record torn in the zeros is cut off.
 #[test]
 fn segments_made_ahead_replay_their_records_and_end_at_the_zeros() {
     let dir = tempfile::tempdir().unwrap();
+    let segments = dir.path().join(SEGMENTS_DIR);
+    let spares = || {
+        std::fs::read_dir(&segments)
+            .unwrap()
+            .filter(|e| {
+                let path = e.as_ref().unwrap().path();
+                path.extension().is_some_and(|e| e == "spare")
+            })
+            .count()
+    };
     let segment_bytes = 64 << 10;
     let record = vec![9u8; 3_000];
-    let mut seqs = Vec::new();
+    let mut want = Vec::new();
     {
         let wal = open(dir.path());
         wal.set_segment_bytes(segment_bytes);
         // 11 records fill the first segment past half; the spare is ready
         // before the 22nd starts the second.
-        for _ in 0..11 {
-            seqs.push(wal.append_record("t", &record).unwrap().0);
-        }
-        wal.log().settle_spare();
-        for _ in 0..30 {
-            seqs.push(wal.append_record("t", &record).unwrap().0);
+        for i in 0..41 {
+            let seq = wal.append_record("t", &record).unwrap().0;
+            want.push((seq, "t".to_string(), record.clone()));
+            if i == 10 {
+                wal.log().settle_spare();
+            }
         }
         wal.flush().unwrap();
         let files = segment_files(dir.path());
         assert_eq!(files.len(), 2, "{files:?}");
         // The second segment is the spare: full size before it is full.
         assert_eq!(files[1].metadata().unwrap().len(), segment_bytes);
+        // It is half full too: the next spare is made (or being made).
         wal.log().settle_spare();
+        assert_eq!(spares(), 1);
     }
-    let wal = open(dir.path());
-    let seen: Vec<u64> = replayed_records(&wal).into_iter().map(|r| r.0).collect();
-    assert_eq!(seen, seqs);
-    // No spare outlives the WAL that made it (the second segment, half
-    // full, had asked for one).
-    let spares = std::fs::read_dir(dir.path().join(SEGMENTS_DIR))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|e| e == "spare")
-        })
-        .count();
-    assert_eq!(spares, 0);
-    drop(wal);
-    // A record torn in the middle of the zeros is cut; the rest replays.
-    let files = segment_files(dir.path());
-    let last = files.last().unwrap();
-    assert_eq!(last.metadata().unwrap().len(), segment_bytes);
+    // The spare the WAL had ready went with it.
+    assert_eq!(spares(), 0);
+    // A record torn in the middle of the zeros (never acknowledged), and a
+    // spare a killed process was filling.
+    let last = segment_files(dir.path()).pop().unwrap();
     let mut frame = Vec::new();
     segment::encode_frame(&mut frame, 1_000, "t", &record).unwrap();
     // The first segment holds 21 records, the second the other 20.
     let used = 8 + 20 * frame.len() as u64;
     std::os::unix::fs::FileExt::write_all_at(
-        &std::fs::OpenOptions::new().write(true).open(last).unwrap(),
+        &std::fs::OpenOptions::new().write(true).open(&last).unwrap(),
         &frame[..frame.len() / 2],
         used,
     )
     .unwrap();
+    let leftover = segments.join("4242-0.spare");
+    std::fs::write(&leftover, [0u8; 4096]).unwrap();
+    // And zeros after the first segment's last record (made ahead, closed).
+    let first = segment_files(dir.path()).remove(0);
+    let full = 8 + 21 * frame.len() as u64;
+    assert_eq!(first.metadata().unwrap().len(), full);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(full + 2_000)
+        .unwrap();
     let wal = open(dir.path());
-    let seen: Vec<u64> = replayed_records(&wal).into_iter().map(|r| r.0).collect();
-    assert_eq!(seen, seqs);
+    assert!(!leftover.exists());
+    assert_eq!(replayed_records(&wal), want);
     assert_eq!(
         last.metadata().unwrap().len(),
         used,
         "cut at the torn record"
     );
+    assert_eq!(first.metadata().unwrap().len(), full, "zeros trimmed");
 }
 
 /// Every record replayed: (seq, stream, bytes).
