@@ -380,3 +380,27 @@ fn a_wal_of_sled_trees_still_replays_and_truncates() {
     let seen = replayed(&wal);
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [new]);
 }
+
+/// A crash between renaming a spare into a segment and its header reaching
+/// the disk leaves a segment of zeros: it holds nothing and is deleted at
+/// open, and appends go on after it.
+#[test]
+fn a_segment_of_zeros_is_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let zeros = dir.path().join(SEGMENTS_DIR).join(segment::segment_name(5));
+    std::fs::write(&zeros, vec![0u8; 64 << 10]).unwrap();
+    let wal = open(dir.path());
+    assert!(!zeros.exists());
+    assert!(replayed(&wal).is_empty());
+    wal.append("t", &[profile(1, 11)]).unwrap();
+    drop(wal);
+    let wal = open(dir.path());
+    assert_eq!(
+        replayed(&wal)
+            .iter()
+            .map(|s| (s.2, s.3))
+            .collect::<Vec<_>>(),
+        [(1, 11)]
+    );
+}
