@@ -28,10 +28,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// last sync, and the directory when a segment was created or renamed into it.
 pub(super) struct SyncFiles {
     dir: PathBuf,
+    /// Held through a whole sync, so a second caller does not return while
+    /// the first still syncs what both depend on (the directory); appends
+    /// take it only to start a segment.
     pending: Mutex<Pending>,
-    /// Held through a whole sync: a second caller must not return while the
-    /// first still syncs what both depend on (the directory).
-    syncing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -46,7 +46,6 @@ impl SyncFiles {
         Self {
             dir,
             pending: Mutex::new(Pending::default()),
-            syncing: Mutex::new(()),
         }
     }
 
@@ -55,33 +54,16 @@ impl SyncFiles {
     /// the directory if a segment was created or renamed since. What a
     /// failed sync did not cover is left for the next one.
     pub(super) fn sync(&self) -> std::io::Result<()> {
-        let _syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
-        let (closed, current, dir_changed) = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                std::mem::take(&mut p.closed),
-                p.current.clone(),
-                std::mem::take(&mut p.dir_changed),
-            )
-        };
-        let synced = closed
-            .iter()
-            .chain(current.iter())
-            .try_for_each(|f| f.sync_data())
-            .and_then(|()| {
-                if dir_changed {
-                    sync_dir(&self.dir)
-                } else {
-                    Ok(())
-                }
-            });
-        if synced.is_err() {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.dir_changed |= dir_changed;
-            let newer = std::mem::replace(&mut p.closed, closed);
-            p.closed.extend(newer);
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for f in p.closed.iter().chain(p.current.iter()) {
+            f.sync_data()?;
         }
-        synced
+        if p.dir_changed {
+            sync_dir(&self.dir)?;
+            p.dir_changed = false;
+        }
+        p.closed.clear();
+        Ok(())
     }
 
     fn opened(&self, file: Arc<File>) {

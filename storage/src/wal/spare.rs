@@ -48,6 +48,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// No spare, and none tried for a while (after a failure).
+fn backed_off() -> State {
+    State::Idle {
+        retry_after: Some(Instant::now() + RETRY_AFTER),
+    }
+}
+
 /// The spare segment of one WAL directory.
 pub(super) struct Spare {
     dir: PathBuf,
@@ -92,9 +99,7 @@ impl Spare {
             .spawn(move || fill(path, bytes, slot));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the thread that prepares a WAL segment");
-            *self.lock() = State::Idle {
-                retry_after: Some(Instant::now() + RETRY_AFTER),
-            };
+            *self.lock() = backed_off();
         }
     }
 
@@ -102,12 +107,12 @@ impl Spare {
     /// caller to rename into a segment.
     pub(super) fn take(&self) -> Option<(File, PathBuf)> {
         let mut state = self.lock();
-        if !matches!(&*state, State::Ready(..)) {
-            return None;
-        }
         match std::mem::replace(&mut *state, State::Idle { retry_after: None }) {
             State::Ready(file, path) => Some((file, path)),
-            _ => None,
+            other => {
+                *state = other;
+                None
+            }
         }
     }
 
@@ -138,33 +143,29 @@ impl Drop for Unstick<'_> {
         if let Some(state) = self.0.upgrade() {
             let mut state = lock(&state);
             if matches!(&*state, State::Preparing) {
-                *state = State::Idle {
-                    retry_after: Some(Instant::now() + RETRY_AFTER),
-                };
+                *state = backed_off();
             }
         }
     }
 }
 
 /// Fills a new file at `path` with `bytes` zeros, syncs it, and hands it to
-/// `slot`; deletes it if the WAL is gone meanwhile or a step fails.
+/// `slot`; deletes it if the WAL is gone meanwhile or a step fails (the
+/// slot then backs off).
 fn fill(path: PathBuf, bytes: u64, slot: Weak<Mutex<State>>) {
     let _unstick = Unstick(&slot);
-    let made = zero_file(&path, bytes, &slot);
-    if let Some(state) = slot.upgrade() {
-        let mut state = lock(&state);
-        match (&*state, made) {
-            (State::Preparing, Ok(file)) => {
-                *state = State::Ready(file, path);
-                return;
+    match zero_file(&path, bytes, &slot) {
+        Ok(file) => {
+            if let Some(state) = slot.upgrade() {
+                let mut state = lock(&state);
+                if matches!(&*state, State::Preparing) {
+                    *state = State::Ready(file, path);
+                    return;
+                }
             }
-            (State::Preparing, Err(e)) => {
-                tracing::warn!(spare = %path.display(), error = %e, "cannot prepare a WAL segment ahead; the next one grows as it is written");
-                *state = State::Idle {
-                    retry_after: Some(Instant::now() + RETRY_AFTER),
-                };
-            }
-            _ => {}
+        }
+        Err(e) => {
+            tracing::warn!(spare = %path.display(), error = %e, "cannot prepare a WAL segment ahead; the next one grows as it is written")
         }
     }
     super::log::remove_segment(&path);
@@ -173,11 +174,7 @@ fn fill(path: PathBuf, bytes: u64, slot: Weak<Mutex<State>>) {
 /// Writes `bytes` zeros to a new file at `path` and syncs it; stops early
 /// once the WAL is gone.
 fn zero_file(path: &Path, bytes: u64, slot: &Weak<Mutex<State>>) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let file = OpenOptions::new().create_new(true).write(true).open(path)?;
     // A chunk at a time, each synced before the next: the disk sees small
     // writes between the WAL's syncs, not one burst of the whole segment
     // that the acknowledgements would queue behind.
