@@ -10,6 +10,12 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tokio::runtime::Runtime;
 
+/// The stack of the DataFusion runtime's threads: planning recurses over a
+/// query's trees, and a rejected SQL text's parse (up to
+/// [`crate::sql_shape::MAX_SQL_BYTES`] deep) is dropped there. Only the
+/// pages touched take memory.
+pub const SQL_THREAD_STACK_BYTES: usize = 16 << 20;
+
 /// The process's DataFusion runtime, started on first use. Built by one
 /// caller only: a second runtime built by a concurrent first caller would
 /// be dropped, and dropping a runtime inside an async context panics.
@@ -19,6 +25,7 @@ pub fn executor() -> std::io::Result<&'static Runtime> {
     runtime_once(&RT, &BUILDING, || {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("ignis-datafusion")
+            .thread_stack_size(SQL_THREAD_STACK_BYTES)
             .enable_all()
             .build()
     })

@@ -30,6 +30,7 @@ pub mod selector;
 pub mod series_labels;
 pub mod source;
 pub mod sql;
+pub mod sql_shape;
 pub mod sql_sum;
 pub mod timeseries;
 pub mod totals_read;

@@ -22,7 +22,8 @@
 //! row groups by their statistics. Parquet footers come from the node's
 //! shared cache ([`Bucket`]), so a block's footers are read from the bucket
 //! once, not on every query. Queries are read-only (no DDL, DML or
-//! statements) and run within a memory limit of their own.
+//! statements), run within a memory limit of their own, and are bounded in
+//! shape and functions first ([`crate::sql_shape`]).
 
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ fn df_err(e: impl std::fmt::Display) -> QueryError {
 fn spans_part(prefix: &str, block: &str, with_traces: bool) -> String {
     let trace = if with_traces {
         // 32 lowercase hex characters, NULL for a sample without a trace.
-        "NULLIF(encode(CAST(s.trace_id AS BYTEA), 'hex'), repeat('0', 32))"
+        "NULLIF(encode(CAST(s.trace_id AS BYTEA), 'hex'), '00000000000000000000000000000000')"
     } else {
         "CAST(NULL AS VARCHAR)"
     };
@@ -143,6 +144,7 @@ pub async fn run_sql(
     sql: &str,
     limits: SqlLimits,
 ) -> Result<SqlAnswer, QueryError> {
+    crate::sql_shape::check_sql_shape(sql)?;
     if input.blocks.len() > MAX_BLOCKS {
         return Err(QueryError::invalid(format!(
             "the time range covers {} blocks; SQL reads at most {MAX_BLOCKS}: narrow the range",
@@ -160,6 +162,10 @@ pub async fn run_sql(
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     // Sums saturate as everywhere else in Ignis instead of wrapping.
     ctx.register_udaf(crate::sql_sum::saturating_sum());
+    for f in crate::sql_shape::UNBOUNDED_FUNCTIONS {
+        ctx.deregister_udf(f);
+        ctx.deregister_udtf(f);
+    }
     let (mut profiles, mut samples, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (i, meta) in input.blocks.iter().enumerate() {
         if input.bucket.is_none() {

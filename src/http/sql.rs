@@ -64,9 +64,11 @@ pub async fn sql(
         tokio::time::timeout(timeout, run_sql(input, &query, limits))
             .await
             .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "SQL query took longer than {timeout:?} (query.sql_timeout_secs)"
-                ))
+                ApiError::new(
+                    actix_web::http::StatusCode::GATEWAY_TIMEOUT,
+                    "deadline_exceeded",
+                    format!("SQL query took longer than {timeout:?} (query.sql_timeout_secs)"),
+                )
             })?
             .map_err(|e| ApiError::bad_request(e.to_string()))
     });

@@ -338,7 +338,17 @@ fn validate_profile(p: &FlatProfile, labels: &Labels, limits: &Limits) -> Result
             last = Some(id);
         }
     }
+    let depth = limits.max_profile_stacktrace_depth;
     for l in p.locations() {
+        // A location is a frame per line (inlined calls): one with more
+        // lines than a stack may have frames could not be cut to the limit.
+        if depth > 0 && l.lines.len() > depth {
+            return Err(IngestError::malformed(format!(
+                "location {} has {} lines (inlined frames), more than a stack may have (max_profile_stacktrace_depth: {depth})",
+                l.id,
+                l.lines.len()
+            )));
+        }
         for line in l.lines {
             if !function_ids.contains(line.function_id) {
                 return Err(IngestError::malformed(format!(
@@ -634,5 +644,18 @@ mod tests {
                 .to_string()
                 .contains("location id is 0")
         );
+    }
+
+    #[test]
+    fn a_location_with_more_inlined_lines_than_a_stack_may_have_is_refused() {
+        let mut p = go_cpu();
+        let line = p.location[0].line[0];
+        let depth = Limits::default().max_profile_stacktrace_depth;
+        p.location[0].line = vec![line; depth];
+        assert!(split(&p).is_ok(), "as many lines as the depth limit pass");
+        p.location[0].line.push(line);
+        let e = split(&p).expect_err("one more is refused");
+        assert_eq!(e.reason, Reason::MalformedProfile);
+        assert!(e.message.contains("inlined frames"), "{}", e.message);
     }
 }

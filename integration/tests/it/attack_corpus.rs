@@ -1104,6 +1104,42 @@ fn query_attacks(out: &mut Vec<Attack>) {
         "application/json",
         br#"{"query":"CREATE TABLE t AS SELECT 1"}"#.to_vec(),
     ));
+    // A flat chain parses into a tree as deep as it is long: 2 000 terms
+    // overflowed the planner's stack and aborted the process.
+    for (name, query) in [
+        (
+            "sql long operator chain",
+            format!("SELECT {}", vec!["1"; 2000].join("+")),
+        ),
+        (
+            "sql long union chain",
+            vec!["SELECT 1"; 2000].join(" UNION ALL "),
+        ),
+        // Results sized by an argument, outside the query's memory limit.
+        (
+            "sql repeat",
+            "SELECT length(repeat('x', 2000000000))".to_string(),
+        ),
+        (
+            "sql lpad",
+            "SELECT length(lpad('x', 2000000000))".to_string(),
+        ),
+        (
+            "sql generate_series array",
+            "SELECT unnest(generate_series(1, 200000000)) LIMIT 1".to_string(),
+        ),
+        (
+            "sql generate_series table",
+            "SELECT count(DISTINCT value) FROM generate_series(1, 50000000)".to_string(),
+        ),
+    ] {
+        out.push(post(
+            name,
+            "/api/v1/sql",
+            "application/json",
+            json!({ "query": query }).to_string().into_bytes(),
+        ));
+    }
     out.push(post(
         "sql unknown table",
         "/api/v1/sql",

@@ -14,6 +14,7 @@ mod tests;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::id_map::IdMap;
 use crate::proto::google::v1 as pprof;
 
 /// A pprof that cannot be decoded.
@@ -183,19 +184,15 @@ impl FlatProfile {
         self.truncation
     }
 
-    /// Keeps the root-side `depth` locations of every stack and the last
-    /// `symbol_bytes` bytes (at a character boundary) of every string; 0
-    /// keeps all. Applied once, after decoding.
+    /// Keeps the root-side `depth` frames of every stack (a location is as
+    /// many frames as it has lines, inlined calls; at least one) and the
+    /// last `symbol_bytes` bytes (at a character boundary) of every string;
+    /// 0 keeps all. Applied once, after decoding.
     pub fn truncate(&mut self, t: Truncation) {
         self.truncation = t;
         let depth = t.stack_depth as usize;
         if depth > 0 {
-            for s in &mut self.samples {
-                if s.locations.len() > depth {
-                    // Location ids are leaf first: drop the leaf side.
-                    s.locations.start = s.locations.end - depth as u32;
-                }
-            }
+            self.truncate_stacks(depth);
         }
         let max = t.symbol_bytes as usize;
         if max > 0 {
@@ -209,6 +206,48 @@ impl FlatProfile {
                 let cut = s.ceil_char_boundary(s.len() - max);
                 span.start += cut as u32;
             }
+        }
+    }
+
+    fn truncate_stacks(&mut self, depth: usize) {
+        let most_lines = self
+            .locations
+            .iter()
+            .map(|l| l.lines.len())
+            .max()
+            .unwrap_or(0);
+        if most_lines <= 1 {
+            for s in &mut self.samples {
+                if s.locations.len() > depth {
+                    // Location ids are leaf first: drop the leaf side.
+                    s.locations.start = s.locations.end - depth as u32;
+                }
+            }
+            return;
+        }
+        // Frames by location id, built only when some stack may be too deep.
+        let mut frames: Option<IdMap> = None;
+        for s in &mut self.samples {
+            if s.locations.len().saturating_mul(most_lines) <= depth {
+                continue;
+            }
+            let frames = frames.get_or_insert_with(|| {
+                let mut m = IdMap::sized_for(self.locations.iter().map(|l| l.id));
+                for l in &self.locations {
+                    m.insert(l.id, l.lines.len().max(1) as u32);
+                }
+                m
+            });
+            let (mut kept, mut start) = (0usize, s.locations.end);
+            for &id in self.location_ids[s.locations.range()].iter().rev() {
+                let f = frames.get(id).unwrap_or(1) as usize;
+                if kept + f > depth {
+                    break;
+                }
+                kept += f;
+                start -= 1;
+            }
+            s.locations.start = start;
         }
     }
 

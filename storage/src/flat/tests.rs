@@ -257,3 +257,50 @@ fn truncation_keeps_the_root_side_and_the_tail_of_symbols() {
     assert_eq!(q.string_table, vec!["", "llo_world", "ok"]);
     assert_eq!(p.wire(), &Bytes::from(profile.encode_to_vec()));
 }
+
+#[test]
+fn truncation_counts_a_locations_inlined_lines_as_frames() {
+    let line = |f: u64| pprof::Line {
+        function_id: f,
+        line: 1,
+    };
+    let location = |id: u64, lines: usize| pprof::Location {
+        id,
+        line: (0..lines).map(|_| line(1)).collect(),
+        ..Default::default()
+    };
+    let profile = pprof::Profile {
+        sample_type: vec![pprof::ValueType { r#type: 1, unit: 1 }],
+        sample: vec![
+            // Leaf first: 3 + 3 + 1 + 3 frames.
+            pprof::Sample {
+                location_id: vec![1, 1, 2, 1],
+                value: vec![5],
+                label: vec![],
+            },
+            // Two frames: kept whole.
+            pprof::Sample {
+                location_id: vec![2, 2],
+                value: vec![1],
+                label: vec![],
+            },
+        ],
+        location: vec![location(1, 3), location(2, 1)],
+        function: vec![pprof::Function {
+            id: 1,
+            name: 1,
+            ..Default::default()
+        }],
+        string_table: vec!["".into(), "f".into()],
+        ..Default::default()
+    };
+    let mut p = FlatProfile::from_proto(&profile).expect("decodes");
+    p.truncate(Truncation {
+        stack_depth: 5,
+        symbol_bytes: 0,
+    });
+    let q = p.to_proto();
+    // Root side: location 1 (3 frames), then 2 (1): 4; the next would be 7.
+    assert_eq!(q.sample[0].location_id, vec![2, 1]);
+    assert_eq!(q.sample[1].location_id, vec![2, 2]);
+}
