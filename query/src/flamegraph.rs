@@ -117,14 +117,38 @@ impl FlameTree {
         self.nodes.len() - 1
     }
 
-    /// The smallest total a node needs to be kept under `max_nodes` (0 keeps all).
-    fn min_total(&self, max_nodes: usize) -> i64 {
+    /// Which nodes a flame graph of at most `max_nodes` nodes keeps (`None`:
+    /// all; 0 keeps all): every node whose total is above the
+    /// `max_nodes`-th largest, then nodes of exactly that total while room
+    /// is left, in a fixed order (a depth-first walk, siblings by name). Pyroscope keeps
+    /// every node of that total, which with many equal nodes (a profile of
+    /// thousands of equal stacks) is no bound at all. A kept node's parent
+    /// is kept: its total is at least as large, and it comes first.
+    fn kept_nodes(&self, max_nodes: usize) -> Option<Vec<bool>> {
         if max_nodes == 0 || self.node_count() <= max_nodes {
-            return 0;
+            return None;
         }
         let mut totals: Vec<i64> = self.nodes[1..].iter().map(|n| n.total).collect();
-        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
-        *nth
+        let (_, &mut min, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        let above = self.nodes[1..].iter().filter(|n| n.total > min).count();
+        let mut ties = max_nodes - above;
+        let mut kept = vec![false; self.nodes.len()];
+        kept[ROOT as usize] = true;
+        let mut stack = vec![ROOT];
+        let mut children = Vec::new();
+        while let Some(n) = stack.pop() {
+            children.clear();
+            for &c in &self.nodes[n as usize].children {
+                let total = self.nodes[c as usize].total;
+                if total > min || (total == min && ties > 0) {
+                    ties -= usize::from(total == min);
+                    kept[c as usize] = true;
+                    children.push(c);
+                }
+            }
+            stack.extend(children.iter().rev());
+        }
+        Some(kept)
     }
 
     /// `(name, total, self, children)` of a node; node 0 is the root.
@@ -137,25 +161,25 @@ impl FlameTree {
         &self.names[self.nodes[node as usize].name as usize]
     }
 
-    /// Children kept under `min_total`, and the summed total of the rest
-    /// (which becomes one `other` node).
-    fn kept_children(&self, node: u32, min_total: i64) -> (Vec<u32>, i64) {
-        let mut kept = Vec::new();
+    /// Children kept (all when `kept` is `None`), and the summed total of
+    /// the rest (which becomes one `other` node).
+    fn kept_children(&self, node: u32, kept: Option<&[bool]>) -> (Vec<u32>, i64) {
+        let mut out = Vec::new();
         let mut other = 0i64;
         for &c in &self.nodes[node as usize].children {
             let n = &self.nodes[c as usize];
-            if n.total < min_total || self.name(c) == OTHER {
+            if !kept.is_none_or(|k| k[c as usize]) || self.name(c) == OTHER {
                 other = other.saturating_add(n.total);
             } else {
-                kept.push(c);
+                out.push(c);
             }
         }
-        (kept, other)
+        (out, other)
     }
 
     /// Lays the tree out as flame graph levels, truncated to `max_nodes`.
     pub fn levels(&self, max_nodes: usize) -> Levels {
-        let min_total = self.min_total(max_nodes);
+        let kept_nodes = self.kept_nodes(max_nodes);
         let mut out = Levels {
             names: vec!["total".to_string()],
             levels: Vec::new(),
@@ -201,7 +225,7 @@ impl FlameTree {
                 out.max_self = out.max_self.max(self_);
             }
             let Some(n) = node else { continue };
-            let (kept, other) = self.kept_children(n, min_total);
+            let (kept, other) = self.kept_children(n, kept_nodes.as_deref());
             let mut cx = x.saturating_add(self_);
             let mut children = Vec::with_capacity(kept.len() + 1);
             for c in kept {
@@ -255,7 +279,7 @@ impl FlameTree {
     /// The `tree` bytes: pre-order nodes of `uvarint len, name, uvarint self,
     /// uvarint child count`, under a virtual root with an empty name.
     pub fn tree_bytes(&self, max_nodes: usize) -> Vec<u8> {
-        let min_total = self.min_total(max_nodes);
+        let kept_nodes = self.kept_nodes(max_nodes);
         let mut out = Vec::new();
         enum Item {
             Node(u32),
@@ -277,7 +301,7 @@ impl FlameTree {
                     } else {
                         self.nodes[n as usize].self_
                     };
-                    let (kept, other) = self.kept_children(n, min_total);
+                    let (kept, other) = self.kept_children(n, kept_nodes.as_deref());
                     put_uvarint(&mut out, name.len() as u64);
                     out.extend_from_slice(name.as_bytes());
                     put_uvarint(&mut out, self_.max(0) as u64);
@@ -398,6 +422,31 @@ pub(crate) mod tests {
             .map(|c| (c[1], l.names[c[3] as usize].clone()))
             .collect();
         assert_eq!(lvl2, vec![(100, "big".into()), (3, "other".into())]);
+    }
+
+    #[test]
+    fn equal_nodes_past_max_nodes_are_folded_too() {
+        // 4 000 stacks of equal value under one root frame: every leaf
+        // ties, and keeping ties would keep all 4 001 nodes.
+        let leaves: Vec<String> = (0..4_000).map(|i| format!("leaf{i:04}")).collect();
+        let stacks: Vec<[&str; 2]> = leaves.iter().map(|l| ["main", l.as_str()]).collect();
+        let stacks: Vec<(&[&str], i64)> = stacks.iter().map(|s| (&s[..], 1)).collect();
+        let t = FlameTree::build(&merged(&stacks));
+        let l = t.levels(100);
+        let nodes: usize = l.levels.iter().map(|v| v.len() / 4).sum::<usize>() - 1;
+        // The 100 kept (main and 99 leaves), and `other` for the rest.
+        assert_eq!(nodes, 101);
+        assert_eq!(l.total, 4_000);
+        let lvl2: Vec<(i64, String)> = l.levels[2]
+            .chunks(4)
+            .map(|c| (c[1], l.names[c[3] as usize].clone()))
+            .collect();
+        assert_eq!(lvl2.len(), 100);
+        assert_eq!(lvl2[0], (1, "leaf0000".into()));
+        assert_eq!(lvl2[98], (1, "leaf0098".into()));
+        assert_eq!(lvl2[99], (4_000 - 99, "other".into()));
+        assert_eq!(l, t.levels(100), "the same nodes every time");
+        assert!(t.tree_bytes(100).len() < 2_000);
     }
 
     #[test]

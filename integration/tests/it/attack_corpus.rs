@@ -468,6 +468,12 @@ fn pprof_content_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile) {
         ),
         ("no sample types", Box::new(|p| p.sample_type.clear())),
         (
+            // Each line is a frame: 200 000 of them under one location
+            // made every flame graph of a 1.2 MB push cost 1.5 GB.
+            "location of 200 000 inlined lines",
+            Box::new(|p| p.location[0].line = vec![p.location[0].line[0]; 200_000]),
+        ),
+        (
             "string 0 not empty",
             Box::new(|p| p.string_table[0] = "x".into()),
         ),
