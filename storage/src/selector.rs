@@ -1,8 +1,16 @@
 //! Prometheus-style label selectors: `name{a="b", c!="d", e=~"re", f!~"re"}`.
 
-use regex::Regex;
+use regex_automata::meta::{Config, Regex};
 
 use crate::{Labels, names};
+
+/// The most memory one selector's regexes may hold together, compiled.
+/// One regex may take all of it: a Unicode class repeated (`\w{200}`)
+/// compiles to 10 MB, and 100 of them in 1.6 KB of selector took 2.6 GB.
+pub const MAX_SELECTOR_REGEX_BYTES: usize = 16 << 20;
+
+/// The lazy DFA cache of one regex, per thread matching with it.
+const REGEX_CACHE_BYTES: usize = 256 << 10;
 
 /// A selector that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,12 +54,47 @@ impl Matcher {
         op: MatchOp,
         value: impl Into<String>,
     ) -> Result<Self, String> {
+        let mut budget = MAX_SELECTOR_REGEX_BYTES;
+        Self::new_within(name, op, value, &mut budget)
+    }
+
+    /// [`Matcher::new`] whose regex takes at most `budget` bytes, and takes
+    /// them from it.
+    pub fn new_within(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+        budget: &mut usize,
+    ) -> Result<Self, String> {
         let value = value.into();
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regex {value:?}: {e}"))?,
-            ),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                let config = Config::new()
+                    .nfa_size_limit(Some(*budget))
+                    .hybrid_cache_capacity(REGEX_CACHE_BYTES);
+                let re = Regex::builder()
+                    .configure(config)
+                    .build(&format!("^(?:{value})$"))
+                    .map_err(|e| {
+                        let why = if e.size_limit().is_some() {
+                            format!(
+                                "the selector's regexes would take more than {MAX_SELECTOR_REGEX_BYTES} bytes compiled"
+                            )
+                        } else {
+                            e.to_string()
+                        };
+                        format!("invalid regex {}: {why}", shown_regex(&value))
+                    })?;
+                let used = re.memory_usage();
+                if used > *budget {
+                    return Err(format!(
+                        "invalid regex {}: the selector's regexes would take more than {MAX_SELECTOR_REGEX_BYTES} bytes compiled",
+                        shown_regex(&value)
+                    ));
+                }
+                *budget -= used;
+                Some(re)
+            }
             _ => None,
         };
         Ok(Self {
@@ -88,6 +131,14 @@ impl Matcher {
     }
 }
 
+/// A regex as an error shows it: its first 100 characters.
+fn shown_regex(value: &str) -> String {
+    match value.char_indices().nth(100) {
+        Some((at, _)) => format!("{:?}…", &value[..at]),
+        None => format!("{value:?}"),
+    }
+}
+
 /// True when every matcher matches.
 pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
     matchers.iter().all(|m| m.matches(labels))
@@ -104,6 +155,7 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
         i: 0,
     };
     let mut out = Vec::new();
+    let mut regex_budget = MAX_SELECTOR_REGEX_BYTES;
     p.skip_ws();
     if p.i >= p.s.len() {
         return Err(err("empty selector".into()));
@@ -132,7 +184,7 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
         let op = p.op().map_err(err)?;
         p.skip_ws();
         let value = p.string().map_err(err)?;
-        out.push(Matcher::new(name, op, value).map_err(err)?);
+        out.push(Matcher::new_within(name, op, value, &mut regex_budget).map_err(err)?);
         p.skip_ws();
         match p.peek() {
             Some(b',') => p.i += 1,
@@ -273,5 +325,21 @@ mod tests {
         assert!(parse_selector("{a=b}").is_err());
         assert!(parse_selector(r#"{a="b""#).is_err());
         assert!(parse_selector(r#"{a=~"("}"#).is_err());
+    }
+
+    #[test]
+    fn a_selectors_regexes_share_one_memory_budget() {
+        // One large regex fits; a hundred do not (2.6 GB before).
+        let one = r"{l0=~`\w{200}`}";
+        assert!(parse_selector(one).is_ok());
+        let many: Vec<String> = (0..100).map(|i| format!(r"l{i}=~`\w{{200}}`")).collect();
+        let e = parse_selector(&format!("{{{}}}", many.join(","))).expect_err("over budget");
+        assert!(e.reason.contains("bytes compiled"), "{e}");
+        // Small regexes barely count: a thousand of them pass.
+        let small: Vec<String> = (0..1000).map(|i| format!(r#"l{i}=~"a.*b|c""#)).collect();
+        assert_eq!(
+            parse_selector(&format!("{{{}}}", small.join(","))).map(|m| m.len()),
+            Ok(1000)
+        );
     }
 }
