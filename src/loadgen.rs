@@ -473,7 +473,9 @@ pub async fn backfill(args: &LoadgenArgs, end_ns: i64) -> Result<BackfillSummary
             }],
         };
         templates.push(
-            ignis_ingest::decode_push(req, &limits, end_ns)
+            // Every profile is re-stamped: the template's own time must not
+            // be refused as ahead of `end_ns` (a clock far ahead accepts it).
+            ignis_ingest::decode_push(req, &limits, i64::MAX / 2)
                 .map_err(|e| anyhow::anyhow!("the profile does not decode: {}", e.message))?,
         );
     }

@@ -69,11 +69,14 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
     let root = align(Some((left, 0)), Some((right, 0)));
     let mut totals = Vec::new();
     collect_max(&root, &mut totals);
-    let threshold = if max_nodes == 0 || totals.len() <= max_nodes {
-        0
+    // Nodes above the `max_nodes`-th largest are kept, then nodes equal to
+    // it while room is left (in the walk's order), as in a flame graph.
+    let (threshold, mut ties) = if max_nodes == 0 || totals.len() <= max_nodes {
+        (0, usize::MAX)
     } else {
-        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
-        *nth
+        let (_, &mut nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        let above = totals.iter().filter(|&&t| t > nth).count();
+        (nth, max_nodes - above)
     };
     let mut names = vec!["total".to_string()];
     let mut name_index: HashMap<String, i64> = HashMap::new();
@@ -110,7 +113,12 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
         let mut children = Vec::new();
         let mut other = (0i64, 0i64);
         for c in &n.children {
-            if c.left.0.max(c.right.0) < threshold || c.name == "other" {
+            let total = c.left.0.max(c.right.0);
+            let keep = c.name != "other" && (total > threshold || (total == threshold && ties > 0));
+            if keep && total == threshold {
+                ties -= 1;
+            }
+            if !keep {
                 other.0 = other.0.saturating_add(c.left.0);
                 other.1 = other.1.saturating_add(c.right.0);
                 continue;
@@ -184,6 +192,21 @@ mod tests {
             named(2),
             vec![vec![0, 1, 1, 0, 4, 4, 2], vec![0, 2, 2, 0, 8, 8, 3]]
         );
+    }
+
+    #[test]
+    fn equal_nodes_past_max_nodes_are_folded_too() {
+        let leaves: Vec<String> = (0..4_000).map(|i| format!("leaf{i:04}")).collect();
+        let stacks: Vec<[&str; 2]> = leaves.iter().map(|l| ["main", l.as_str()]).collect();
+        let stacks: Vec<(&[&str], i64)> = stacks.iter().map(|s| (&s[..], 1)).collect();
+        let l = FlameTree::build(&merged(&stacks));
+        let r = FlameTree::build(&merged(&stacks[..10]));
+        let d = diff_flamegraph(&l, &r, 100);
+        let nodes: usize = d.levels.iter().map(|v| v.values.len() / 7).sum::<usize>() - 1;
+        // The 100 kept (main and 99 leaves), and `other` for the rest.
+        assert_eq!(nodes, 101);
+        assert_eq!(d.total, 4_010);
+        assert_eq!(d, diff_flamegraph(&l, &r, 100), "the same nodes every time");
     }
 
     #[test]

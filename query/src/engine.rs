@@ -349,6 +349,17 @@ impl<'a> Engine<'a> {
         Ok((pt, sel.end_ns, merged))
     }
 
+    /// The call tree of `merged`, charged to the query's budget: a few
+    /// thousand deep stacks make millions of nodes, though what is answered
+    /// keeps `max_nodes` of them.
+    pub(crate) fn call_tree(&self, merged: &MergedStacks) -> Result<FlameTree, QueryError> {
+        let tree = FlameTree::build(merged);
+        if let Some(budget) = self.budget {
+            budget.charge(tree.approx_bytes(), "the flame graph's call tree")?;
+        }
+        Ok(tree)
+    }
+
     /// The span, trace and profile filters of a `SelectMergeStacktracesRequest`
     /// (`span_selector`, `trace_id_selector`, `profile_id_selector`); refused
     /// with spans and traces together or a bad id.
@@ -379,9 +390,9 @@ impl<'a> Engine<'a> {
         let mut resp = q::SelectMergeStacktracesResponse::default();
         match format {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
-                resp.flamegraph = Some(FlameTree::build(&merged).flamegraph(max_nodes));
+                resp.flamegraph = Some(self.call_tree(&merged)?.flamegraph(max_nodes));
             }
-            q::ProfileFormat::Tree => resp.tree = FlameTree::build(&merged).tree_bytes(max_nodes),
+            q::ProfileFormat::Tree => resp.tree = self.call_tree(&merged)?.tree_bytes(max_nodes),
             q::ProfileFormat::Pprof => {
                 resp.pprof = Some(q::PprofProfile {
                     profile: Some(to_pprof(&merged, &pt, end_ns)),
@@ -427,7 +438,7 @@ impl<'a> Engine<'a> {
             },
             None,
         )?;
-        let tree = FlameTree::build(&merged);
+        let tree = self.call_tree(&merged)?;
         let mut resp = q::SelectMergeSpanProfileResponse::default();
         if format == q::ProfileFormat::Tree {
             resp.tree = tree.tree_bytes(max_nodes);
@@ -471,7 +482,7 @@ impl<'a> Engine<'a> {
                 Self::stacktraces_ids(r)?,
                 r.stack_trace_selector.as_ref(),
             )?;
-            Ok(FlameTree::build(&merged))
+            self.call_tree(&merged)
         };
         let max_nodes = self.max_nodes(left.max_nodes.or(right.max_nodes))?;
         let flamegraph = diff_flamegraph(&tree(left)?, &tree(right)?, max_nodes);

@@ -112,6 +112,14 @@ impl FlameTree {
         self.nodes[0].total
     }
 
+    /// An estimate of the memory the tree holds, in bytes, for a query's
+    /// budget: its nodes, their child lists and the names.
+    pub fn approx_bytes(&self) -> u64 {
+        let nodes = self.nodes.len() * (std::mem::size_of::<Node>() + 4);
+        let names: usize = self.names.iter().map(|n| n.len() + 24).sum();
+        (nodes + names) as u64
+    }
+
     /// Number of nodes, excluding the root.
     pub fn node_count(&self) -> usize {
         self.nodes.len() - 1

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::diff::diff_flamegraph;
 use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::flamegraph::{FlameTree, Levels};
+use crate::flamegraph::Levels;
 use crate::selector::{MatchOp, parse_selector};
 use crate::source::Selection;
 use crate::timeseries::{SeriesPlan, Timeline, timeline_step_secs};
@@ -111,8 +111,8 @@ pub fn render_diff(
         _ => 8192,
     };
     let (l, r) = (
-        FlameTree::build(&engine.merge(&lsel)),
-        FlameTree::build(&engine.merge(&rsel)),
+        engine.call_tree(&engine.merge(&lsel))?,
+        engine.call_tree(&engine.merge(&rsel))?,
     );
     let d = diff_flamegraph(&l, &r, max_nodes);
     Ok(json!({
@@ -217,7 +217,7 @@ pub fn render_flame(
         _ => 8192,
     };
     let merged = engine.merge(&sel);
-    Ok((pt, FlameTree::build(&merged).levels(max_nodes)))
+    Ok((pt, engine.call_tree(&merged)?.levels(max_nodes)))
 }
 
 /// The timeline part of a render: the total and, with `groupBy`, one

@@ -335,14 +335,13 @@ pub fn group_key(group_by: &[String], labels: &Labels) -> Labels {
 /// The end (ms) of the right-closed bucket `(t − step, t]` holding
 /// `timestamp_ns`, buckets aligned to `start_ms − step_ms` (`step_ms` ≥ 1).
 pub fn bucket_end(timestamp_ns: i64, start_ms: i64, step_ms: i64) -> i64 {
-    let ts_ms = timestamp_ns.div_euclid(1_000_000);
-    // Saturating: a start near the ends of time must not wrap.
-    let origin = start_ms.saturating_sub(step_ms);
-    let k = ts_ms
-        .saturating_sub(origin)
-        .saturating_add(step_ms - 1)
-        .div_euclid(step_ms);
-    origin.saturating_add(k.saturating_mul(step_ms))
+    // i128: exact for a start at the ends of time (saturating i64
+    // arithmetic put a profile of now at -1 for a start of i64::MIN).
+    let ts_ms = i128::from(timestamp_ns.div_euclid(1_000_000));
+    let step = i128::from(step_ms.max(1));
+    let origin = i128::from(start_ms) - step;
+    let end = origin + (ts_ms - origin + step - 1).div_euclid(step) * step;
+    i64::try_from(end).unwrap_or(if end < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The legacy timeline step in seconds for a range (reference §7.4): range/1500,
@@ -447,6 +446,29 @@ mod tests {
             profile_id: ProfileId::from_key(value as u64),
             value,
         }
+    }
+
+    #[test]
+    fn buckets_are_exact_for_a_start_at_the_ends_of_time() {
+        let now_ns = 1_796_576_640_000_000_000;
+        let now_ms = now_ns / 1_000_000;
+        assert_eq!(bucket_end(now_ns, 1, 60_000), 1_796_576_640_001);
+        for (start, step) in [
+            (i64::MIN, 60_000),
+            (i64::MIN, 1),
+            (i64::MIN, 1_000_000_000_000),
+        ] {
+            let end = bucket_end(now_ns, start, step);
+            // Right-closed `(end − step, end]`, aligned to `start − step`.
+            assert!(
+                end - step < now_ms && now_ms <= end,
+                "{start} {step}: {end}"
+            );
+            let aligned =
+                (i128::from(end) - (i128::from(start) - i128::from(step))) % i128::from(step);
+            assert_eq!(aligned, 0, "{start} {step}: {end}");
+        }
+        assert_eq!(bucket_end(i64::MAX, i64::MAX, 1), i64::MAX / 1_000_000);
     }
 
     #[test]

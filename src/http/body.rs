@@ -29,7 +29,10 @@ pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, A
 pub fn inflate(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
     gunzip(data, limit, what).map_err(|e| {
         if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
-            ApiError::too_large(e.message)
+            // The limit here is the body's, not a profile's.
+            ApiError::too_large(format!(
+                "uncompressed {what} exceeds the size limit (ingestion_body_limit_bytes, limit: {limit})"
+            ))
         } else {
             ApiError::bad_request(e.message)
         }

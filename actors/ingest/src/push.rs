@@ -114,7 +114,8 @@ mod tests {
             ingestion_body_limit_bytes: 3 * plain,
             ..Limits::default()
         };
-        let now = 1_700_000_000_000_000_000;
+        // An hour and a half after the fixture's time.
+        let now = 1_795_500_000_000_000_000;
         let ok = decode_push(push_of(3, &raw), &limits, now).expect("three fit");
         assert_eq!(ok.len(), 3);
         assert!(4 * raw.len() < limits.ingestion_body_limit_bytes);

@@ -27,6 +27,12 @@ const NON_SERIES_SAMPLE_LABELS: [&str; 3] = [
 /// Timestamps before this (1971-01-01) are treated as missing.
 const MIN_VALID_TIME_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
 
+/// Profiles dated further than this past the node's clock are refused
+/// when the tenant sets no `reject_newer_than_secs` (one day): a profile
+/// from year 2262 made its block, and every query of the tenant over it,
+/// span centuries.
+const MAX_FUTURE_NS: i64 = 24 * 3600 * 1_000_000_000;
+
 /// Everything besides the pprof itself that shapes the split.
 #[derive(Debug, Clone)]
 pub struct SplitInput {
@@ -61,11 +67,12 @@ pub fn split_profile(
     normalize_series_labels(&mut labels);
     validate_profile(&p, &labels, limits)?;
 
-    let timestamp_ns = if p.time_nanos() < MIN_VALID_TIME_NS {
-        input.fallback_time_ns
-    } else {
-        p.time_nanos()
-    };
+    // A missing time is the request's (a legacy upload's `from`), and that
+    // too must be a time: else now.
+    let timestamp_ns = [p.time_nanos(), input.fallback_time_ns, input.now_ns]
+        .into_iter()
+        .find(|&t| t >= MIN_VALID_TIME_NS)
+        .unwrap_or(input.now_ns);
     check_window(timestamp_ns, input.now_ns, &labels, limits)?;
     let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     p.truncate(Truncation {
@@ -378,8 +385,11 @@ fn check_window(ts: i64, now: i64, labels: &Labels, limits: &Limits) -> Result<(
     };
     let start = (limits.reject_older_than_secs > 0)
         .then(|| now.saturating_sub(secs(limits.reject_older_than_secs)));
-    let end = (limits.reject_newer_than_secs > 0)
-        .then(|| now.saturating_add(secs(limits.reject_newer_than_secs)));
+    let end = Some(if limits.reject_newer_than_secs > 0 {
+        now.saturating_add(secs(limits.reject_newer_than_secs))
+    } else {
+        now.saturating_add(MAX_FUTURE_NS)
+    });
     if start.is_some_and(|s| ts < s) || end.is_some_and(|e| ts > e) {
         return Err(IngestError::new(
             Reason::NotInIngestionWindow,
@@ -562,10 +572,11 @@ mod tests {
     fn split(p: &pprof::Profile) -> Result<Option<SplitProfile>, IngestError> {
         let mut labels = Labels::default();
         labels.insert(names::METRIC_NAME, "process_cpu");
+        // An hour and a half after the fixture's time.
         let input = SplitInput {
             labels,
-            fallback_time_ns: 1_700_000_000_000_000_000,
-            now_ns: 1_700_000_000_000_000_000,
+            fallback_time_ns: 1_795_500_000_000_000_000,
+            now_ns: 1_795_500_000_000_000_000,
         };
         split_proto(p, input, &Limits::default())
     }
@@ -657,5 +668,32 @@ mod tests {
         let e = split(&p).expect_err("one more is refused");
         assert_eq!(e.reason, Reason::MalformedProfile);
         assert!(e.message.contains("inlined frames"), "{}", e.message);
+    }
+
+    #[test]
+    fn times_are_kept_within_the_calendar() {
+        let now = 1_700_000_000_000_000_000;
+        let at = |time: i64, fallback: i64| {
+            let mut p = go_cpu();
+            p.time_nanos = time;
+            let mut labels = Labels::default();
+            labels.insert(names::METRIC_NAME, "process_cpu");
+            let input = SplitInput {
+                labels,
+                fallback_time_ns: fallback,
+                now_ns: now,
+            };
+            split_proto(&p, input, &Limits::default()).map(|s| s.map(|s| s.timestamp_ns))
+        };
+        let hour = 3_600 * 1_000_000_000;
+        assert_eq!(at(now - hour, now).ok(), Some(Some(now - hour)));
+        // Missing: the request's time, or now when that is none either.
+        assert_eq!(at(0, now - hour).ok(), Some(Some(now - hour)));
+        assert_eq!(at(i64::MIN, i64::MIN).ok(), Some(Some(now)));
+        assert_eq!(at(-5, -9_000_000_000_000_000_000).ok(), Some(Some(now)));
+        // A day ahead of the clock passes; past it, refused.
+        assert_eq!(at(now + 23 * hour, now).ok(), Some(Some(now + 23 * hour)));
+        let e = at(i64::MAX, now).expect_err("year 2262");
+        assert_eq!(e.reason, Reason::NotInIngestionWindow);
     }
 }

@@ -468,6 +468,11 @@ fn pprof_content_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile) {
         ),
         ("no sample types", Box::new(|p| p.sample_type.clear())),
         (
+            // Dated centuries ahead, a profile made its block span them.
+            "time i64::MAX",
+            Box::new(|p| p.time_nanos = i64::MAX),
+        ),
+        (
             // Each line is a frame: 200 000 of them under one location
             // made every flame graph of a 1.2 MB push cost 1.5 GB.
             "location of 200 000 inlined lines",
@@ -536,11 +541,6 @@ fn pprof_content_attacks(out: &mut Vec<Attack>, cpu: &pprof::Profile) {
                     .iter_mut()
                     .for_each(|s| s.value = vec![i64::MIN; s.value.len()])
             }),
-        ),
-        (
-            "time i64::MAX",
-            "attack.future",
-            Box::new(|p| p.time_nanos = i64::MAX),
         ),
         (
             "time i64::MIN",
@@ -1061,6 +1061,13 @@ fn query_attacks(out: &mut Vec<Attack>) {
     ] {
         out.push(q("SelectMergeStacktraces", body));
     }
+    // 100 regexes of 10 MB each compiled, from 1.6 KB (2.6 GB before their
+    // budget): refused past it.
+    let heavy: Vec<String> = (0..100).map(|i| format!("l{i}=~`\\w{{200}}`")).collect();
+    out.push(q(
+        "SelectMergeStacktraces",
+        json!({"profileTypeID": CPU, "labelSelector": format!("{{{}}}", heavy.join(",")), "start": 1, "end": 2}),
+    ));
     // Selectors that are valid but hostile: 10 000 matchers, a catastrophic
     // regex for backtracking engines; times at the ends of i64.
     let matchers: Vec<String> = (0..10_000).map(|i| format!("l{i}!=\"v\"")).collect();
