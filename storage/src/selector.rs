@@ -1,5 +1,8 @@
 //! Prometheus-style label selectors: `name{a="b", c!="d", e=~"re", f!~"re"}`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use regex_automata::meta::{Config, Regex};
 
 use crate::{Labels, names};
@@ -9,8 +12,73 @@ use crate::{Labels, names};
 /// compiles to 10 MB, and 100 of them in 1.6 KB of selector took 2.6 GB.
 pub const MAX_SELECTOR_REGEX_BYTES: usize = 16 << 20;
 
+/// The most memory the regexes of every label selector alive in the
+/// process may hold together, compiled: a request may carry many selectors
+/// (`LabelNames` matchers), and many requests run at once.
+pub const MAX_LIVE_REGEX_BYTES: usize = 256 << 20;
+
 /// The lazy DFA cache of one regex, per thread matching with it.
 const REGEX_CACHE_BYTES: usize = 256 << 10;
+
+/// Bytes held by the compiled regexes alive in the process.
+static LIVE_REGEX_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A compiled regex, counted in `live` until its last clone drops.
+#[derive(Debug)]
+struct Compiled {
+    re: Regex,
+    bytes: usize,
+    live: &'static AtomicUsize,
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Compiles the anchored `value` within `budget` (taking from it) and
+/// within `cap` bytes alive in `live` altogether.
+fn compile(
+    value: &str,
+    budget: &mut usize,
+    live: &'static AtomicUsize,
+    cap: usize,
+) -> Result<Compiled, String> {
+    let over = || {
+        format!(
+            "invalid regex {}: the selector's regexes would take more than {MAX_SELECTOR_REGEX_BYTES} bytes compiled",
+            shown_regex(value)
+        )
+    };
+    let config = Config::new()
+        .nfa_size_limit(Some(*budget))
+        .hybrid_cache_capacity(REGEX_CACHE_BYTES);
+    let re = Regex::builder()
+        .configure(config)
+        .build(&format!("^(?:{value})$"))
+        .map_err(|e| match e.size_limit() {
+            Some(_) => over(),
+            None => format!("invalid regex {}: {e}", shown_regex(value)),
+        })?;
+    let bytes = re.memory_usage();
+    if bytes > *budget {
+        return Err(over());
+    }
+    if live
+        .fetch_add(bytes, Ordering::Relaxed)
+        .saturating_add(bytes)
+        > cap
+    {
+        live.fetch_sub(bytes, Ordering::Relaxed);
+        return Err(format!(
+            "invalid regex {}: the regexes of the queries running now hold more than {cap} bytes compiled; try again, or use fewer or simpler regexes",
+            shown_regex(value)
+        ));
+    }
+    *budget -= bytes;
+    Ok(Compiled { re, bytes, live })
+}
 
 /// A selector that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +112,7 @@ pub struct Matcher {
     pub op: MatchOp,
     /// Value or regex source.
     pub value: String,
-    regex: Option<Regex>,
+    regex: Option<Arc<Compiled>>,
 }
 
 impl Matcher {
@@ -68,33 +136,12 @@ impl Matcher {
     ) -> Result<Self, String> {
         let value = value.into();
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => {
-                let config = Config::new()
-                    .nfa_size_limit(Some(*budget))
-                    .hybrid_cache_capacity(REGEX_CACHE_BYTES);
-                let re = Regex::builder()
-                    .configure(config)
-                    .build(&format!("^(?:{value})$"))
-                    .map_err(|e| {
-                        let why = if e.size_limit().is_some() {
-                            format!(
-                                "the selector's regexes would take more than {MAX_SELECTOR_REGEX_BYTES} bytes compiled"
-                            )
-                        } else {
-                            e.to_string()
-                        };
-                        format!("invalid regex {}: {why}", shown_regex(&value))
-                    })?;
-                let used = re.memory_usage();
-                if used > *budget {
-                    return Err(format!(
-                        "invalid regex {}: the selector's regexes would take more than {MAX_SELECTOR_REGEX_BYTES} bytes compiled",
-                        shown_regex(&value)
-                    ));
-                }
-                *budget -= used;
-                Some(re)
-            }
+            MatchOp::Regex | MatchOp::NotRegex => Some(Arc::new(compile(
+                &value,
+                budget,
+                &LIVE_REGEX_BYTES,
+                MAX_LIVE_REGEX_BYTES,
+            )?)),
             _ => None,
         };
         Ok(Self {
@@ -120,8 +167,8 @@ impl Matcher {
         match self.op {
             MatchOp::Equal => value == self.value,
             MatchOp::NotEqual => value != self.value,
-            MatchOp::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
-            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchOp::Regex => self.regex.as_ref().is_some_and(|r| r.re.is_match(value)),
+            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|r| r.re.is_match(value)),
         }
     }
 
@@ -341,5 +388,30 @@ mod tests {
             parse_selector(&format!("{{{}}}", small.join(","))).map(|m| m.len()),
             Ok(1000)
         );
+    }
+
+    #[test]
+    fn the_regexes_alive_in_the_process_share_one_cap() {
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        let one = |budget: &mut usize| compile(r"\w{20}", budget, &LIVE, 3 << 20);
+        let mut budget = MAX_SELECTOR_REGEX_BYTES;
+        let a = one(&mut budget).expect("fits");
+        let b = one(&mut budget).expect("fits");
+        assert_eq!(LIVE.load(Ordering::Relaxed), a.bytes + b.bytes);
+        assert_eq!(budget, MAX_SELECTOR_REGEX_BYTES - a.bytes - b.bytes);
+        // About 1 MB each: the cap of 3 MiB stops them.
+        let held: Vec<Compiled> = std::iter::from_fn(|| one(&mut budget).ok())
+            .take(8)
+            .collect();
+        assert!(held.len() < 2, "{} more fitted", held.len());
+        let e = one(&mut { MAX_SELECTOR_REGEX_BYTES }).expect_err("over the cap");
+        assert!(e.contains("queries running now"), "{e}");
+        drop((a, b, held));
+        assert_eq!(
+            LIVE.load(Ordering::Relaxed),
+            0,
+            "dropped regexes give their bytes back"
+        );
+        assert!(one(&mut { MAX_SELECTOR_REGEX_BYTES }).is_ok());
     }
 }
