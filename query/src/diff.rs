@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ignis_storage::proto::querier::v1 as q;
 
-use crate::flamegraph::FlameTree;
+use crate::flamegraph::{Cut, FlameTree};
 
 #[derive(Debug, Default)]
 struct DiffNode {
@@ -69,15 +69,8 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
     let root = align(Some((left, 0)), Some((right, 0)));
     let mut totals = Vec::new();
     collect_max(&root, &mut totals);
-    // Nodes above the `max_nodes`-th largest are kept, then nodes equal to
-    // it while room is left (in the walk's order), as in a flame graph.
-    let (threshold, mut ties) = if max_nodes == 0 || totals.len() <= max_nodes {
-        (0, usize::MAX)
-    } else {
-        let (_, &mut nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
-        let above = totals.iter().filter(|&&t| t > nth).count();
-        (nth, max_nodes - above)
-    };
+    // As in a flame graph ([`Cut`]), in the walk's order.
+    let mut cut = Cut::new(totals, max_nodes);
     let mut names = vec!["total".to_string()];
     let mut name_index: HashMap<String, i64> = HashMap::new();
     let mut levels: Vec<Vec<i64>> = Vec::new();
@@ -114,10 +107,7 @@ pub fn diff_flamegraph(left: &FlameTree, right: &FlameTree, max_nodes: usize) ->
         let mut other = (0i64, 0i64);
         for c in &n.children {
             let total = c.left.0.max(c.right.0);
-            let keep = c.name != "other" && (total > threshold || (total == threshold && ties > 0));
-            if keep && total == threshold {
-                ties -= 1;
-            }
+            let keep = c.name != "other" && cut.as_mut().is_none_or(|cut| cut.keep(total));
             if !keep {
                 other.0 = other.0.saturating_add(c.left.0);
                 other.1 = other.1.saturating_add(c.right.0);

@@ -38,6 +38,41 @@ pub struct Levels {
     pub max_self: i64,
 }
 
+/// Where a tree of more than `max_nodes` nodes is cut: every node whose
+/// total is above the `max_nodes`-th largest is kept, then nodes of exactly
+/// that total while room is left, in the order they are asked about.
+/// Pyroscope keeps every node of that total, which with many equal nodes (a
+/// profile of thousands of equal stacks) is no bound at all.
+pub(crate) struct Cut {
+    min: i64,
+    ties: usize,
+}
+
+impl Cut {
+    /// The cut of a tree whose nodes (root excluded) have `totals`; `None`
+    /// when they all fit (or `max_nodes` is 0).
+    pub(crate) fn new(mut totals: Vec<i64>, max_nodes: usize) -> Option<Self> {
+        if max_nodes == 0 || totals.len() <= max_nodes {
+            return None;
+        }
+        let (_, &mut min, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        let above = totals.iter().filter(|&&t| t > min).count();
+        Some(Self {
+            min,
+            ties: max_nodes - above,
+        })
+    }
+
+    /// Whether a node of `total` is kept (a tie takes its room).
+    pub(crate) fn keep(&mut self, total: i64) -> bool {
+        if total == self.min && self.ties > 0 {
+            self.ties -= 1;
+            return true;
+        }
+        total > self.min
+    }
+}
+
 impl FlameTree {
     /// Builds the tree from merged stacks (a call-site selection is applied
     /// to them first: [`MergedStacks::keep_call_site`]).
@@ -126,20 +161,12 @@ impl FlameTree {
     }
 
     /// Which nodes a flame graph of at most `max_nodes` nodes keeps (`None`:
-    /// all; 0 keeps all): every node whose total is above the
-    /// `max_nodes`-th largest, then nodes of exactly that total while room
-    /// is left, in a fixed order (a depth-first walk, siblings by name). Pyroscope keeps
-    /// every node of that total, which with many equal nodes (a profile of
-    /// thousands of equal stacks) is no bound at all. A kept node's parent
-    /// is kept: its total is at least as large, and it comes first.
+    /// all; 0 keeps all), by [`Cut`], in a fixed order (a depth-first walk,
+    /// siblings by name). A kept node's parent is kept: its total is at
+    /// least as large, and it comes first.
     fn kept_nodes(&self, max_nodes: usize) -> Option<Vec<bool>> {
-        if max_nodes == 0 || self.node_count() <= max_nodes {
-            return None;
-        }
-        let mut totals: Vec<i64> = self.nodes[1..].iter().map(|n| n.total).collect();
-        let (_, &mut min, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
-        let above = self.nodes[1..].iter().filter(|n| n.total > min).count();
-        let mut ties = max_nodes - above;
+        let totals = self.nodes[1..].iter().map(|n| n.total).collect();
+        let mut cut = Cut::new(totals, max_nodes)?;
         let mut kept = vec![false; self.nodes.len()];
         kept[ROOT as usize] = true;
         let mut stack = vec![ROOT];
@@ -147,9 +174,7 @@ impl FlameTree {
         while let Some(n) = stack.pop() {
             children.clear();
             for &c in &self.nodes[n as usize].children {
-                let total = self.nodes[c as usize].total;
-                if total > min || (total == min && ties > 0) {
-                    ties -= usize::from(total == min);
+                if cut.keep(self.nodes[c as usize].total) {
                     kept[c as usize] = true;
                     children.push(c);
                 }

@@ -4,7 +4,7 @@
 use actix_web::HttpRequest;
 use actix_web::web::{BytesMut, Payload};
 use futures::StreamExt;
-use ignis_ingest::gzip::gunzip;
+use ignis_ingest::gzip::gunzip_body;
 
 use super::error::ApiError;
 
@@ -27,12 +27,9 @@ pub async fn read_body(mut payload: Payload, limit: usize) -> Result<BytesMut, A
 /// Inflates gzip `data` of a request (`what` names it in errors): 413 past
 /// `limit` bytes (a gzip bomb stops there), 400 when it is not gzip.
 pub fn inflate(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
-    gunzip(data, limit, what).map_err(|e| {
-        if e.reason == ignis_ingest::Reason::ProfileSizeLimit {
-            // The limit here is the body's, not a profile's.
-            ApiError::too_large(format!(
-                "uncompressed {what} exceeds the size limit (ingestion_body_limit_bytes, limit: {limit})"
-            ))
+    gunzip_body(data, limit, what).map_err(|e| {
+        if e.reason == ignis_ingest::Reason::BodySizeLimit {
+            ApiError::too_large(e.message)
         } else {
             ApiError::bad_request(e.message)
         }

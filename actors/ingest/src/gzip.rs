@@ -19,7 +19,7 @@ pub fn maybe_gunzip<'a>(
 ) -> Result<Cow<'a, [u8]>, IngestError> {
     if !is_gzip(data) {
         if data.len() > limit {
-            return Err(too_large(what, Some(data.len()), limit));
+            return Err(too_large(what, Some(data.len()), limit, Bound::Profile));
         }
         return Ok(Cow::Borrowed(data));
     }
@@ -36,6 +36,28 @@ pub fn maybe_gunzip<'a>(
 /// so a bomb costs at most `limit` bytes (a doubling buffer would reach
 /// twice that), and a body within the limit twice its size for a moment.
 pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestError> {
+    inflate_within(data, limit, what, Bound::Profile)
+}
+
+/// [`gunzip`] of a whole request body: past `limit` the error is
+/// `body_size_limit_exceeded` and names `ingestion_body_limit_bytes`.
+pub fn gunzip_body(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestError> {
+    inflate_within(data, limit, what, Bound::Body)
+}
+
+/// Which setting a limit comes from.
+#[derive(Clone, Copy)]
+enum Bound {
+    Profile,
+    Body,
+}
+
+fn inflate_within(
+    data: &[u8],
+    limit: usize,
+    what: &str,
+    bound: Bound,
+) -> Result<Vec<u8>, IngestError> {
     const PART: usize = 1 << 20;
     let bad =
         |e: std::io::Error| IngestError::malformed(format!("invalid gzip data in {what}: {e}"));
@@ -65,7 +87,7 @@ pub fn gunzip(data: &[u8], limit: usize, what: &str) -> Result<Vec<u8>, IngestEr
         }
         total += n;
         if total > limit {
-            return Err(too_large(what, None, limit));
+            return Err(too_large(what, None, limit, bound));
         }
         let mut rest = &buf[..n];
         while !rest.is_empty() {
@@ -99,12 +121,16 @@ fn stated_size(data: &[u8]) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(tail)).ok()
 }
 
-fn too_large(what: &str, actual: Option<usize>, limit: usize) -> IngestError {
+fn too_large(what: &str, actual: Option<usize>, limit: usize, bound: Bound) -> IngestError {
     let actual = actual.map_or_else(|| "more".to_string(), |a| a.to_string());
+    let (reason, setting) = match bound {
+        Bound::Profile => (Reason::ProfileSizeLimit, "max_profile_size_bytes"),
+        Bound::Body => (Reason::BodySizeLimit, "ingestion_body_limit_bytes"),
+    };
     IngestError::new(
-        Reason::ProfileSizeLimit,
+        reason,
         format!(
-            "uncompressed {what} exceeds the size limit (max_profile_size_bytes, actual: {actual}, limit: {limit})"
+            "uncompressed {what} exceeds the size limit ({setting}, actual: {actual}, limit: {limit})"
         ),
     )
 }

@@ -216,19 +216,16 @@ impl FlatProfile {
             .map(|l| l.lines.len())
             .max()
             .unwrap_or(0);
-        if most_lines <= 1 {
-            for s in &mut self.samples {
-                if s.locations.len() > depth {
-                    // Location ids are leaf first: drop the leaf side.
-                    s.locations.start = s.locations.end - depth as u32;
-                }
-            }
-            return;
-        }
         // Frames by location id, built only when some stack may be too deep.
         let mut frames: Option<IdMap> = None;
         for s in &mut self.samples {
-            if s.locations.len().saturating_mul(most_lines) <= depth {
+            if s.locations.len().saturating_mul(most_lines.max(1)) <= depth {
+                continue;
+            }
+            if most_lines <= 1 {
+                // A frame per location. Location ids are leaf first: drop
+                // the leaf side.
+                s.locations.start = s.locations.end - depth as u32;
                 continue;
             }
             let frames = frames.get_or_insert_with(|| {
